@@ -1,0 +1,310 @@
+"""The ``cloudkeep`` command (contract: DESIGN.md §5).
+
+Exit codes: 0 success, 1 an operation failed, 2 bad usage or a bad policy, 3 a store or source
+could not be reached. Errors are one clear message on stderr; tracebacks only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import click
+
+from . import __version__
+from .errors import EXIT_FAILED, EXIT_USAGE, CloudkeepError, PolicyError
+
+log = logging.getLogger("cloudkeep")
+
+
+@dataclass
+class Ctx:
+    policy_path: str | None
+    fmt: str
+    debug: bool
+
+    def load(self) -> Any:
+        from .policy import load_policy, resolve_policy_path
+
+        return load_policy(resolve_policy_path(self.policy_path)).policy
+
+
+def _setup_logging(debug: bool, quiet: bool) -> None:
+    level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("cloudkeep")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    if debug:
+        logging.getLogger("botocore").setLevel(logging.INFO)
+
+
+def _progress() -> Any:
+    from .progress import LogProgress, RichProgress
+
+    if sys.stderr.isatty() and not os.environ.get("CI"):
+        return RichProgress()
+    return LogProgress()
+
+
+def _emit(ctx: Ctx, data: Any, render: Callable[[Any], None]) -> None:
+    if ctx.fmt == "json":
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        render(data)
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*columns, title=title, title_justify="left")
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    import shutil
+
+    width = None if sys.stdout.isatty() else max(160, shutil.get_terminal_size().columns)
+    Console(width=width, no_color="NO_COLOR" in os.environ or None).print(table)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--policy", "policy_path", metavar="FILE",
+              help="Policy file (default ./cloudkeep.yaml, else $CLOUDKEEP_POLICY).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Output format.")
+@click.option("--debug", is_flag=True, help="Verbose logs and tracebacks on errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.version_option(__version__, prog_name="cloudkeep")
+@click.pass_context
+def main(click_ctx: click.Context, policy_path: str | None, fmt: str, debug: bool, quiet: bool) -> None:
+    """cloudkeep: back up, verify and restore serverless datasets by policy."""
+    _setup_logging(debug, quiet)
+    click_ctx.obj = Ctx(policy_path, fmt, debug)
+
+
+@main.command()
+@click.pass_obj
+def validate(ctx: Ctx) -> None:
+    """Check the policy; print every error with its field path."""
+    from .policy import load_policy, resolve_policy_path
+
+    path = resolve_policy_path(ctx.policy_path)
+    try:
+        policy = load_policy(path).policy
+    except PolicyError as exc:
+        if ctx.fmt == "json":
+            click.echo(json.dumps({"ok": False, "policy": path, "errors": exc.problems}, indent=2))
+            sys.exit(exc.exit_code)
+        raise
+    data = {
+        "ok": True,
+        "policy": path,
+        "stores": sorted(policy.stores),
+        "tiers": sorted(policy.tiers),
+        "datasets": sorted(policy.datasets),
+    }
+    _emit(ctx, data, lambda d: click.echo(
+        f"{path}: OK — {len(d['datasets'])} dataset(s), {len(d['tiers'])} tier(s), "
+        f"{len(d['stores'])} store(s)"
+    ))
+
+
+@main.command()
+@click.argument("datasets", nargs=-1)
+@click.pass_obj
+def run(ctx: Ctx, datasets: tuple[str, ...]) -> None:
+    """Take snapshots of DATASETS now (every dataset of the policy if none is named)."""
+    from .engine import backup_many
+
+    policy = ctx.load()
+    names = list(datasets) or sorted(policy.datasets)
+    for name in names:
+        policy.dataset(name)  # unknown names fail before anything runs
+    results = backup_many(policy, names, progress_factory=_progress)
+    data = [r.as_dict() for r in results]
+
+    def render(rows: list[dict[str, Any]]) -> None:
+        _table(
+            ["dataset", "status", "snapshot", "items", "parts", "stored", "seconds", "error"],
+            [[r["dataset"], r["status"], r.get("snapshot_id"), r.get("items"), r.get("parts"),
+              human_bytes(r["bytes_stored"]) if "bytes_stored" in r else None,
+              r.get("duration_seconds"), r.get("error")] for r in rows],
+        )
+
+    _emit(ctx, data, render)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        sys.exit(max(r.exit_code for r in failed))
+
+
+@main.command("list")
+@click.argument("dataset", required=False)
+@click.pass_obj
+def list_(ctx: Ctx, dataset: str | None) -> None:
+    """Committed snapshots (of DATASET, or of every dataset), oldest first."""
+    from .catalog import list_manifests
+    from .registry import store_for_dataset
+
+    policy = ctx.load()
+    names = [dataset] if dataset else sorted(policy.datasets)
+    rows = []
+    for name in names:
+        store = store_for_dataset(policy, name)
+        rows.extend(m.summary() for m in list_manifests(store, name))
+
+    def render(data: list[dict[str, Any]]) -> None:
+        if not data:
+            click.echo("no committed snapshots")
+            return
+        _table(
+            ["ref", "trigger", "finished", "items", "parts", "stored", "seconds"],
+            [[r["ref"], r["trigger"], r["finished_at"][:19], r["items"], r["parts"],
+              human_bytes(r["bytes_stored"]), r["duration_seconds"]] for r in data],
+        )
+
+    _emit(ctx, rows, render)
+
+
+@main.command()
+@click.argument("ref", metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
+@click.pass_obj
+def show(ctx: Ctx, ref: str) -> None:
+    """A manifest summary."""
+    from .catalog import resolve
+
+    policy = ctx.load()
+    store, manifest = resolve(policy, ref)
+    data = manifest.model_dump(mode="json") | {"ref": f"{manifest.dataset}@{manifest.snapshot_id}",
+                                               "store_location": store.describe()}
+
+    def render(d: dict[str, Any]) -> None:
+        src = d["source"]
+        lines = [
+            ("snapshot", d["ref"]),
+            ("store", f"{d['store']} ({d['store_location']})"),
+            ("source", f"{src.get('type')} {src.get('table', '')} {src.get('region', '')}".strip()),
+            ("trigger", d["trigger"] + (f" (slot {d['slot']})" if d.get("slot") else "")),
+            ("tier", d["tier"]),
+            ("started", d["started_at"]),
+            ("finished", d["finished_at"]),
+            ("consistency", d["consistency"]["mode"]),
+            ("items", d["totals"]["items"]),
+            ("parts", f"{d['totals']['parts']} from {d['segments']} segments"),
+            ("raw", human_bytes(d["totals"]["raw_bytes"])),
+            ("stored", human_bytes(d["totals"]["stored_bytes"])),
+            ("codec", f"{d['codec']['framing']} + {d['codec']['compression']} "
+                      f"level {d['codec']['level']}, encryption: {d['codec']['encryption'] or 'none'}"),
+            ("content digest", d["content_digest"]["value"]),
+            ("cloudkeep", d["cloudkeep_version"]),
+        ]
+        width = max(len(k) for k, _ in lines)
+        for key, value in lines:
+            click.echo(f"{key.ljust(width)}  {value}")
+
+    _emit(ctx, data, render)
+
+
+@main.command()
+@click.argument("ref", required=False, metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
+@click.option("--latest", "latest_of", metavar="DATASET", help="Verify the newest snapshot of DATASET.")
+@click.option("--level", type=click.Choice(["integrity"]), default="integrity", show_default=True,
+              help="integrity: re-read every part, check sizes, sha256, items and content digest.")
+@click.pass_obj
+def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str) -> None:
+    """Re-read a snapshot and check it against its manifest; exit 1 on any problem."""
+    from .catalog import resolve
+    from .verify import record, verify_integrity
+
+    if bool(ref) == bool(latest_of):
+        _usage("verify needs exactly one of DATASET@SNAPSHOT_ID or --latest DATASET")
+    policy = ctx.load()
+    store, manifest = resolve(policy, ref or f"{latest_of}@latest")
+    report = verify_integrity(store, manifest)
+    record(store, report)
+    data = report.as_dict()
+
+    def render(d: dict[str, Any]) -> None:
+        state = "OK" if d["ok"] else "FAILED"
+        click.echo(f"{d['ref']}: {state} ({d['level']}: {d['parts_checked']} parts, {d['items']} items)")
+        for problem in report.problems:
+            click.echo(f"  {problem}")
+
+    _emit(ctx, data, render)
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.argument("ref", metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
+@click.option("--into", "--target", "target", required=True, metavar="NAME",
+              help="Target to restore into (for DynamoDB: a table name in the source's region).")
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty target.")
+@click.pass_obj
+def restore(ctx: Ctx, ref: str, target: str, overwrite: bool) -> None:
+    """Restore a snapshot into a target; refuses a non-empty target without --overwrite."""
+    from .catalog import resolve
+    from .restore import restore as do_restore
+
+    policy = ctx.load()
+    store, manifest = resolve(policy, ref)
+    result = do_restore(policy, store, manifest, target, overwrite=overwrite, progress=_progress())
+    _emit(ctx, result.as_dict(), lambda d: click.echo(
+        f"restored {d['ref']} into {d['target']}: {d['items']} items in {d['seconds']}s "
+        f"(content digest matches the manifest)"
+    ))
+
+
+def _usage(message: str) -> NoReturn:
+    raise click.UsageError(message)
+
+
+def entrypoint(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; turn every error into one line and an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        main.main(args=args, prog_name="cloudkeep", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except CloudkeepError as exc:
+        if debug:
+            log.exception("error")
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the user gets one line, not a traceback
+        if debug:
+            raise
+        click.echo(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for details)",
+                   err=True)
+        return EXIT_FAILED
+    return 0
+
+
+def run_cli() -> NoReturn:
+    sys.exit(entrypoint())

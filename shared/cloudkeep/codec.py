@@ -1,0 +1,148 @@
+"""Item framing (NDJSON), zstd compression, sha256 of stored bytes, and the content digest.
+
+A part is a zstd frame of newline-terminated JSON lines, one item per line. The *content digest*
+of a snapshot is order-independent: the sum, modulo 2**256, of sha256 over each item's canonical
+line. Any reader that produces the same canonical lines (a restored copy scanned again, say) gets
+the same digest, whatever the order or the split into parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import zstandard
+
+COMPRESSION = "zstd"
+DEFAULT_LEVEL = 3
+DIGEST_ALGORITHM = "sha256-sum-mod-2^256"
+_MOD = 1 << 256
+
+
+class ContentDigest:
+    """Order-independent multiset digest of item lines (see module docstring)."""
+
+    __slots__ = ("value", "count")
+
+    def __init__(self, value: int = 0, count: int = 0) -> None:
+        self.value = value
+        self.count = count
+
+    def add_line(self, line: bytes) -> None:
+        """Add one canonical item line (without its trailing newline)."""
+        self.value = (self.value + int.from_bytes(hashlib.sha256(line).digest(), "big")) % _MOD
+        self.count += 1
+
+    def merge(self, other: ContentDigest) -> None:
+        self.value = (self.value + other.value) % _MOD
+        self.count += other.count
+
+    def hexdigest(self) -> str:
+        return f"{self.value:064x}"
+
+
+@dataclass
+class PartStats:
+    """What a finished part contains; goes into the manifest."""
+
+    name: str
+    segment: int
+    index: int
+    items: int
+    raw_bytes: int
+    stored_bytes: int
+    sha256: str
+
+
+@dataclass
+class PartBuffer:
+    """Accumulates encoded item lines of one part, compressed as they come (bounded memory).
+
+    The compressed bytes are held in memory until the part is flushed; a part is closed once its
+    raw size reaches the part size, so memory per writer is bounded by the part size's compressed
+    form, whatever the table size.
+    """
+
+    level: int = DEFAULT_LEVEL
+    items: int = 0
+    raw_bytes: int = 0
+    digest: ContentDigest = field(default_factory=ContentDigest)
+    _out: io.BytesIO = field(default_factory=io.BytesIO)
+    _compressor: zstandard.ZstdCompressionObj | None = None
+
+    def __post_init__(self) -> None:
+        self._compressor = zstandard.ZstdCompressor(level=self.level).compressobj()
+
+    def add_lines(self, lines: list[bytes]) -> None:
+        """Add canonical item lines (each without its newline)."""
+        assert self._compressor is not None
+        for line in lines:
+            self.digest.add_line(line)
+        chunk = b"\n".join(lines) + b"\n"
+        self.items += len(lines)
+        self.raw_bytes += len(chunk)
+        self._out.write(self._compressor.compress(chunk))
+
+    def finish(self) -> bytes:
+        """Close the frame and return the stored bytes."""
+        assert self._compressor is not None
+        self._out.write(self._compressor.flush())
+        self._compressor = None
+        return self._out.getvalue()
+
+
+class HashingReader:
+    """Wraps a binary stream, counting and hashing every byte read through it."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.sha256.update(data)
+        self.size += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def drain(self) -> None:
+        """Read (and hash) whatever the decompressor left unread."""
+        while self.read(1 << 20):
+            pass
+
+
+def iter_lines(stream: BinaryIO, *, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """Decompress a zstd part from ``stream`` and yield its lines without newlines.
+
+    Raises ``zstandard.ZstdError`` on corrupt data and :class:`TruncatedPartError` when the
+    frame or the last line is incomplete, or when bytes follow the end of the frame.
+    """
+    dobj = zstandard.ZstdDecompressor().decompressobj()
+    pending = b""
+    while True:
+        chunk = stream.read(chunk_size)
+        if not chunk:
+            break
+        if dobj.eof:
+            raise TruncatedPartError("unexpected bytes after the end of the compressed data")
+        pending += dobj.decompress(chunk)
+        if b"\n" in pending:
+            lines = pending.split(b"\n")
+            pending = lines.pop()
+            yield from lines
+    if not dobj.eof:
+        raise TruncatedPartError("the compressed data ends early (truncated part)")
+    if dobj.unused_data:
+        raise TruncatedPartError("unexpected bytes after the end of the compressed data")
+    if pending:
+        raise TruncatedPartError("the last line is incomplete")
+
+
+class TruncatedPartError(Exception):
+    """A part ends early."""

@@ -1,0 +1,280 @@
+"""A snapshot run: lock, read the source's segments in parallel, write parts, commit the manifest.
+
+Write order is what makes a snapshot safe: every part is written (create-only) before the
+manifest, and the manifest is written last and create-only. A snapshot without a manifest is
+invisible to every command; a run that fails removes the parts it wrote, and a run that crashes
+leaves parts that no manifest references (harmless, removed by prune).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Literal
+
+from . import __version__, layout
+from .codec import DEFAULT_LEVEL, ContentDigest, PartBuffer, PartStats
+from .errors import CloudkeepError, ObjectNotFoundError
+from .lock import DatasetLock
+from .manifest import (
+    Codec,
+    Consistency,
+    ContentDigestEntry,
+    Manifest,
+    PartEntry,
+    Totals,
+)
+from .policy import Policy
+from .progress import NullProgress, Progress
+from .registry import open_source, open_store
+from .sources import Source
+from .stores import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PART_SIZE = 64 * 1024 * 1024  # raw NDJSON bytes per part
+MAX_WORKERS = 16
+
+
+@dataclass
+class RunOptions:
+    part_size: int = DEFAULT_PART_SIZE
+    level: int = DEFAULT_LEVEL
+    workers: int = MAX_WORKERS
+
+
+@dataclass
+class RunResult:
+    dataset: str
+    status: Literal["committed", "exists", "failed"]
+    snapshot_id: str | None = None
+    manifest: Manifest | None = None
+    error: str | None = None
+    exit_code: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"dataset": self.dataset, "status": self.status,
+                                  "snapshot_id": self.snapshot_id}
+        if self.manifest is not None:
+            out |= self.manifest.summary()
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+@dataclass
+class _SegmentOutcome:
+    parts: list[PartStats] = field(default_factory=list)
+    digest: ContentDigest = field(default_factory=ContentDigest)
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(8)
+
+
+def backup(
+    policy: Policy,
+    dataset: str,
+    *,
+    store: Store | None = None,
+    source: Source | None = None,
+    snapshot_id: str | None = None,
+    trigger: Literal["manual", "schedule"] = "manual",
+    slot: datetime | None = None,
+    progress: Progress | None = None,
+    options: RunOptions | None = None,
+) -> RunResult:
+    """Take one snapshot of ``dataset``. Returns the committed manifest (or the existing one when
+    ``snapshot_id`` is already committed, which makes retried scheduled triggers idempotent)."""
+    spec = policy.dataset(dataset)
+    store = store or open_store(policy.stores[spec.store])
+    source = source or open_source(spec.source)
+    progress = progress or NullProgress()
+    options = options or RunOptions()
+    started = datetime.now(timezone.utc)
+    run_id = new_run_id()
+    snapshot_id = snapshot_id or layout.snapshot_id_for(started, secrets.token_hex(3))
+
+    existing = _existing_manifest(store, dataset, snapshot_id)
+    if existing is not None:
+        log.info("dataset %s: snapshot %s is already committed", dataset, snapshot_id)
+        return RunResult(dataset, "exists", snapshot_id, existing)
+
+    with DatasetLock(store, dataset, run_id):
+        existing = _existing_manifest(store, dataset, snapshot_id)
+        if existing is not None:
+            return RunResult(dataset, "exists", snapshot_id, existing)
+        described = source.describe()
+        total = source.plan_segments(described)
+        log.info(
+            "run %s: dataset %s → snapshot %s (%d segments, store %s)",
+            run_id, dataset, snapshot_id, total, store.describe(),
+        )
+        written: list[str] = []
+        written_lock = threading.Lock()
+        stop = threading.Event()
+
+        def on_written(key: str) -> None:
+            with written_lock:
+                written.append(key)
+
+        progress.start(f"{dataset}", described.get("item_count_estimate"))
+        t0 = time.monotonic()
+        try:
+            outcomes = _read_all(
+                source, store, dataset, snapshot_id, total, options, progress, stop, on_written
+            )
+            parts = sorted((p for o in outcomes for p in o.parts), key=lambda p: (p.segment, p.index))
+            digest = ContentDigest()
+            for outcome in outcomes:
+                digest.merge(outcome.digest)
+            finished = datetime.now(timezone.utc)
+            manifest = Manifest(
+                snapshot_id=snapshot_id,
+                dataset=dataset,
+                run_id=run_id,
+                trigger=trigger,
+                slot=slot,
+                tier=spec.tier,
+                store=spec.store,
+                source=described,
+                method="scan",
+                consistency=Consistency(mode="fuzzy"),
+                started_at=started,
+                finished_at=finished,
+                segments=total,
+                parts=[PartEntry(**vars(p)) for p in parts],
+                totals=Totals(
+                    items=sum(p.items for p in parts),
+                    parts=len(parts),
+                    raw_bytes=sum(p.raw_bytes for p in parts),
+                    stored_bytes=sum(p.stored_bytes for p in parts),
+                ),
+                codec=Codec(level=options.level),
+                content_digest=ContentDigestEntry(value=digest.hexdigest()),
+                cloudkeep_version=__version__,
+            )
+            store.put(layout.manifest_key(dataset, snapshot_id), manifest.to_bytes(), if_absent=True)
+        except BaseException:
+            stop.set()
+            _cleanup(store, written)
+            raise
+        finally:
+            progress.finish()
+    log.info(
+        "run %s: dataset %s snapshot %s committed: %d items, %d parts, %d bytes stored in %.2fs",
+        run_id, dataset, snapshot_id, manifest.totals.items, manifest.totals.parts,
+        manifest.totals.stored_bytes, time.monotonic() - t0,
+    )
+    return RunResult(dataset, "committed", snapshot_id, manifest)
+
+
+def _existing_manifest(store: Store, dataset: str, snapshot_id: str) -> Manifest | None:
+    key = layout.manifest_key(dataset, snapshot_id)
+    try:
+        data = store.get(key)
+    except ObjectNotFoundError:
+        return None
+    return Manifest.from_bytes(data, where=key)
+
+
+def _read_all(
+    source: Source,
+    store: Store,
+    dataset: str,
+    snapshot_id: str,
+    total: int,
+    options: RunOptions,
+    progress: Progress,
+    stop: threading.Event,
+    on_written: object,
+) -> list[_SegmentOutcome]:
+    def flush(buffer: PartBuffer, segment: int, index: int, outcome: _SegmentOutcome) -> None:
+        import hashlib
+
+        body = buffer.finish()
+        name = layout.part_name(segment, index)
+        key = layout.part_key(dataset, snapshot_id, name)
+        store.put(key, body, if_absent=True)
+        on_written(key)  # type: ignore[operator]
+        outcome.parts.append(
+            PartStats(name, segment, index, buffer.items, buffer.raw_bytes, len(body),
+                      hashlib.sha256(body).hexdigest())
+        )
+        outcome.digest.merge(buffer.digest)
+
+    def one(segment: int) -> _SegmentOutcome:
+        outcome = _SegmentOutcome()
+        buffer = PartBuffer(level=options.level)
+        index = 0
+        for lines in source.read_segment(segment, total):
+            if stop.is_set():
+                raise _Cancelled()
+            before = buffer.raw_bytes
+            buffer.add_lines(lines)
+            progress.advance(len(lines), buffer.raw_bytes - before)
+            if buffer.raw_bytes >= options.part_size:
+                flush(buffer, segment, index, outcome)
+                index += 1
+                buffer = PartBuffer(level=options.level)
+        if buffer.items:
+            flush(buffer, segment, index, outcome)
+        return outcome
+
+    workers = max(1, min(options.workers, total))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"scan-{dataset}") as pool:
+        futures = [pool.submit(one, segment) for segment in range(total)]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in done if f.exception() is not None]
+        if failed:
+            stop.set()
+            for f in futures:
+                f.cancel()
+            wait(futures)
+            errors = [f.exception() for f in futures if f.done() and not f.cancelled()]
+            real = [e for e in errors if e is not None and not isinstance(e, _Cancelled)]
+            raise real[0] if real else CloudkeepError("backup cancelled")
+        return [f.result() for f in futures]
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _cleanup(store: Store, keys: list[str]) -> None:
+    if not keys:
+        return
+    try:
+        store.delete(list(keys))
+    except Exception as exc:  # noqa: BLE001 - the original error matters more
+        log.warning("could not remove %d parts of the failed run: %s", len(keys), exc)
+
+
+def backup_many(
+    policy: Policy,
+    datasets: list[str],
+    *,
+    progress_factory: object = None,
+    options: RunOptions | None = None,
+) -> list[RunResult]:
+    """Back up several datasets; one failing does not stop the others."""
+    results: list[RunResult] = []
+    for name in datasets:
+        progress = progress_factory() if callable(progress_factory) else None
+        try:
+            results.append(backup(policy, name, progress=progress, options=options))
+        except CloudkeepError as exc:
+            log.error("dataset %s: backup failed: %s", name, exc)
+            results.append(RunResult(name, "failed", error=str(exc), exit_code=exc.exit_code))
+        except Exception as exc:  # noqa: BLE001 - one dataset's bug must not stop the others
+            log.exception("dataset %s: backup failed unexpectedly", name)
+            results.append(
+                RunResult(name, "failed", error=f"internal error: {type(exc).__name__}: {exc}",
+                          exit_code=1)
+            )
+    return results

@@ -1,0 +1,78 @@
+"""Every object key cloudkeep writes, in one place (snapshot format version 1, DESIGN.md §4).
+
+Keys are relative to the store's root (a store applies its own ``prefix``)::
+
+    <dataset>/snapshots/<snapshot_id>/part-<segment>-<n>.ndjson.zst
+    <dataset>/snapshots/<snapshot_id>/manifest.json       written last, create-only
+    <dataset>/verifications/<snapshot_id>/<timestamp>.json
+    <dataset>/lock.json
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+MANIFEST_NAME = "manifest.json"
+PART_SUFFIX = ".ndjson.zst"
+SNAPSHOT_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-z]{4,32}$")
+DATASET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def dataset_prefix(dataset: str) -> str:
+    return f"{dataset}/"
+
+
+def snapshots_prefix(dataset: str) -> str:
+    return f"{dataset}/snapshots/"
+
+
+def snapshot_prefix(dataset: str, snapshot_id: str) -> str:
+    return f"{dataset}/snapshots/{snapshot_id}/"
+
+
+def manifest_key(dataset: str, snapshot_id: str) -> str:
+    return f"{snapshot_prefix(dataset, snapshot_id)}{MANIFEST_NAME}"
+
+
+def part_name(segment: int, index: int) -> str:
+    """The part's file name; zero-padded so names sort in read order."""
+    return f"part-{segment:05d}-{index:06d}{PART_SUFFIX}"
+
+
+def part_key(dataset: str, snapshot_id: str, name: str) -> str:
+    return f"{snapshot_prefix(dataset, snapshot_id)}{name}"
+
+
+def lock_key(dataset: str) -> str:
+    return f"{dataset}/lock.json"
+
+
+def lock_takeover_key(dataset: str, holder_run_id: str) -> str:
+    return f"{dataset}/lock-takeover-{holder_run_id}.json"
+
+
+def verification_key(dataset: str, snapshot_id: str, at: datetime) -> str:
+    return f"{dataset}/verifications/{snapshot_id}/{format_time(at)}.json"
+
+
+def verifications_prefix(dataset: str, snapshot_id: str) -> str:
+    return f"{dataset}/verifications/{snapshot_id}/"
+
+
+def format_time(at: datetime) -> str:
+    """UTC time as ``YYYYMMDDTHHMMSSZ`` (the time half of a snapshot id)."""
+    return at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def snapshot_id_for(at: datetime, suffix: str) -> str:
+    return f"{format_time(at)}-{suffix}"
+
+
+def parse_manifest_key(dataset: str, key: str) -> str | None:
+    """The snapshot id if ``key`` is a manifest of ``dataset``, else None."""
+    head = snapshots_prefix(dataset)
+    if not key.startswith(head) or not key.endswith("/" + MANIFEST_NAME):
+        return None
+    snapshot_id = key[len(head) : -len(MANIFEST_NAME) - 1]
+    return snapshot_id if SNAPSHOT_ID_RE.match(snapshot_id) else None

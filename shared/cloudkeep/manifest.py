@@ -1,0 +1,129 @@
+"""The manifest: the record that makes a snapshot exist. Written last, create-only.
+
+``schemas/manifest.schema.json`` in the repository is generated from :class:`Manifest`
+(``python -m cloudkeep.manifest > schemas/manifest.schema.json``; a test keeps it current).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from . import FORMAT_VERSION
+from .errors import CloudkeepError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PartEntry(_Model):
+    name: str = Field(description="file name under the snapshot's folder")
+    segment: int = Field(ge=0, description="source segment the part was read from")
+    index: int = Field(ge=0, description="order of the part within its segment")
+    items: int = Field(ge=0)
+    raw_bytes: int = Field(ge=0, description="size of the uncompressed NDJSON")
+    stored_bytes: int = Field(ge=0, description="size of the object in the store")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the stored bytes")
+
+
+class Totals(_Model):
+    items: int = Field(ge=0)
+    parts: int = Field(ge=0)
+    raw_bytes: int = Field(ge=0)
+    stored_bytes: int = Field(ge=0)
+
+
+class Codec(_Model):
+    framing: Literal["ndjson"] = "ndjson"
+    compression: Literal["zstd"] = "zstd"
+    level: int = 3
+    encryption: None = Field(default=None, description="null: parts are not encrypted")
+
+
+class Consistency(_Model):
+    mode: Literal["fuzzy", "point-in-time"] = Field(
+        description="fuzzy: a plain scan, items read at different moments between started_at "
+        "and finished_at; point-in-time: every item as of `time`"
+    )
+    time: datetime | None = None
+
+
+class ContentDigestEntry(_Model):
+    algorithm: Literal["sha256-sum-mod-2^256"] = "sha256-sum-mod-2^256"
+    value: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class Manifest(_Model):
+    """Everything needed to verify and restore a snapshot without the policy."""
+
+    format: Literal[1] = FORMAT_VERSION
+    snapshot_id: str
+    dataset: str
+    run_id: str
+    trigger: Literal["manual", "schedule"]
+    slot: datetime | None = None
+    tier: str
+    store: str
+    source: dict[str, Any] = Field(description="source type, identity and the schema to restore")
+    method: str = Field(description="how the source was read, e.g. 'scan'")
+    consistency: Consistency
+    started_at: datetime
+    finished_at: datetime
+    segments: int = Field(ge=1)
+    parts: list[PartEntry]
+    totals: Totals
+    codec: Codec
+    content_digest: ContentDigestEntry
+    cloudkeep_version: str
+
+    def to_bytes(self) -> bytes:
+        return (self.model_dump_json(indent=2) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, where: str) -> Manifest:
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+            raise ManifestError(
+                f"manifest {where} is damaged or not a cloudkeep manifest: {loc}: {first['msg']}"
+                + (f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else "")
+            ) from None
+
+    def summary(self) -> dict[str, Any]:
+        """The fields ``list`` shows."""
+        return {
+            "dataset": self.dataset,
+            "snapshot_id": self.snapshot_id,
+            "ref": f"{self.dataset}@{self.snapshot_id}",
+            "trigger": self.trigger,
+            "tier": self.tier,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "duration_seconds": round((self.finished_at - self.started_at).total_seconds(), 3),
+            "items": self.totals.items,
+            "parts": self.totals.parts,
+            "bytes_raw": self.totals.raw_bytes,
+            "bytes_stored": self.totals.stored_bytes,
+            "consistency": self.consistency.mode,
+        }
+
+
+class ManifestError(CloudkeepError):
+    """A manifest could not be parsed."""
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Manifest.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "cloudkeep/manifest/v1"
+    return schema
+
+
+if __name__ == "__main__":  # pragma: no cover - regenerates the schema file
+    print(json.dumps(json_schema(), indent=2, sort_keys=True))

@@ -1,0 +1,374 @@
+"""DynamoDB source: parallel segmented Scan out, parallel BatchWriteItem back in.
+
+Items are written as DynamoDB JSON lines ``{"Item": {...}}`` — the same lines as DynamoDB's own
+export to S3 — with numbers kept as strings, binary as base64, and set members sorted so that a
+line is canonical (DynamoDB does not keep set order).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..codec import ContentDigest
+from ..errors import RestoreError, SourceError, SourceUnreachableError
+
+if TYPE_CHECKING:
+    from ..policy import DynamoDBSourceSpec
+
+log = logging.getLogger(__name__)
+
+MIN_SEGMENTS = 4
+MAX_DEFAULT_SEGMENTS = 64
+BYTES_PER_SEGMENT = 256 * 1024 * 1024
+BATCH_SIZE = 25
+MAX_UNPROCESSED_ATTEMPTS = 12
+
+_UNREACHABLE_CODES = {
+    "ResourceNotFoundException",
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "ExpiredTokenException",
+    "MissingAuthenticationTokenException",
+}
+
+
+def make_client(region: str, pool: int = 32) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 10},
+        max_pool_connections=pool,
+        connect_timeout=10,
+        read_timeout=60,
+    )
+    return boto3.client("dynamodb", region_name=region, config=config)
+
+
+def _b64(value: object) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+_NESTED = frozenset(("M", "L", "SS", "NS", "BS"))
+
+
+def _canon(value: dict[str, Any]) -> dict[str, Any]:
+    kind = next(iter(value))
+    if kind not in _NESTED:
+        return value
+    inner = value[kind]
+    if kind == "M":
+        return {"M": {k: _canon(v) for k, v in inner.items()}}
+    if kind == "L":
+        return {"L": [_canon(v) for v in inner]}
+    return {kind: sorted(inner)}
+
+
+def encode_item(item: dict[str, Any]) -> bytes:
+    """One canonical line for an item as the low-level client returns it."""
+    canon = {k: (_canon(v) if next(iter(v)) in _NESTED else v) for k, v in item.items()}
+    return json.dumps(
+        {"Item": canon}, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_b64
+    ).encode("utf-8")
+
+
+def _decode_value(value: dict[str, Any]) -> dict[str, Any]:
+    kind = next(iter(value))
+    inner = value[kind]
+    if kind == "B":
+        return {"B": base64.b64decode(inner)}
+    if kind == "BS":
+        return {"BS": [base64.b64decode(b) for b in inner]}
+    if kind == "M":
+        return {"M": {k: _decode_value(v) for k, v in inner.items()}}
+    if kind == "L":
+        return {"L": [_decode_value(v) for v in inner]}
+    return value
+
+
+def decode_line(line: bytes) -> dict[str, Any]:
+    """An item for the low-level client from one snapshot line (binary back to bytes)."""
+    doc = json.loads(line)
+    item = doc["Item"]
+    if not isinstance(item, dict):
+        raise ValueError("'Item' is not an object")
+    return {k: _decode_value(v) for k, v in item.items()}
+
+
+class DynamoDBSource:
+    kind = "dynamodb"
+
+    def __init__(
+        self,
+        table: str,
+        region: str,
+        *,
+        segments: int | None = None,
+        consistent_read: bool = False,
+        client: Any = None,
+    ) -> None:
+        self.table = table
+        self.region = region
+        self.segments = segments
+        self.consistent_read = consistent_read
+        self._client = client
+        self._client_lock = threading.Lock()
+
+    @classmethod
+    def from_spec(cls, spec: DynamoDBSourceSpec) -> DynamoDBSource:
+        return cls(
+            spec.table, spec.region, segments=spec.segments, consistent_read=spec.consistent_read
+        )
+
+    @property
+    def client(self) -> Any:
+        with self._client_lock:
+            if self._client is None:
+                self._client = make_client(self.region)
+            return self._client
+
+    # ---------------------------------------------------------------- reading
+
+    def describe(self) -> dict[str, Any]:
+        table = self._describe(self.table)
+        if table is None:
+            raise SourceUnreachableError(
+                f"DynamoDB table {self.table!r} not found in region {self.region}"
+            )
+        return _schema_of(table) | {"type": "dynamodb", "region": self.region}
+
+    def plan_segments(self, described: dict[str, Any]) -> int:
+        """The policy's ``segments``, else one per 256 MiB of table, at least 4, at most 64."""
+        if self.segments:
+            return self.segments
+        size = int(described.get("table_size_bytes") or 0)
+        return max(MIN_SEGMENTS, min(MAX_DEFAULT_SEGMENTS, math.ceil(size / BYTES_PER_SEGMENT)))
+
+    def read_segment(self, segment: int, total: int) -> Iterator[list[bytes]]:
+        params: dict[str, Any] = {
+            "TableName": self.table,
+            "Segment": segment,
+            "TotalSegments": total,
+            "ConsistentRead": self.consistent_read,
+        }
+        while True:
+            with _errors(f"scanning {self.table}"):
+                page = self.client.scan(**params)
+            items = page.get("Items", [])
+            if items:
+                yield [encode_item(item) for item in items]
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return
+            params["ExclusiveStartKey"] = last
+
+    def scan_digest(self, target: str) -> tuple[int, str]:
+        digest = ContentDigest()
+        other = DynamoDBSource(target, self.region, client=self.client)
+        described = other.describe()
+        total = other.plan_segments(described)
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(segment: int) -> ContentDigest:
+            part = ContentDigest()
+            for lines in other.read_segment(segment, total):
+                for line in lines:
+                    part.add_line(line)
+            return part
+
+        with ThreadPoolExecutor(max_workers=min(total, 16)) as pool:
+            for part in pool.map(one, range(total)):
+                digest.merge(part)
+        return digest.count, digest.hexdigest()
+
+    # ---------------------------------------------------------------- restore
+
+    def open_restore(
+        self, target: str, recorded: dict[str, Any], *, overwrite: bool
+    ) -> DynamoDBWriter:
+        existing = self._describe(target)
+        if existing is None:
+            self._create_table(target, recorded)
+        else:
+            mine = _key_signature(recorded)
+            theirs = _key_signature(_schema_of(existing))
+            if mine != theirs:
+                raise RestoreError(
+                    f"target table {target!r} exists with key schema {theirs}, but the snapshot's "
+                    f"is {mine}; restore into a new table name instead"
+                )
+            with _errors(f"reading {target}"):
+                probe = self.client.scan(TableName=target, Limit=1, Select="COUNT")
+            non_empty = probe.get("Count", 0) > 0 or bool(probe.get("LastEvaluatedKey"))
+            if non_empty and not overwrite:
+                raise RestoreError(
+                    f"target table {target!r} is not empty; refusing to write into it "
+                    f"(pass --overwrite to write the snapshot's items over it)"
+                )
+        return DynamoDBWriter(self.client, target)
+
+    def _describe(self, table: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            with _errors(f"describing {table}", passthrough={"ResourceNotFoundException"}):
+                return dict(self.client.describe_table(TableName=table)["Table"])
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+                return None
+            raise
+
+    def _create_table(self, target: str, recorded: dict[str, Any]) -> None:
+        billing = recorded.get("billing_mode", "PAY_PER_REQUEST")
+        params: dict[str, Any] = {
+            "TableName": target,
+            "KeySchema": recorded["key_schema"],
+            "AttributeDefinitions": recorded["attribute_definitions"],
+            "BillingMode": billing,
+        }
+        throughput = recorded.get("provisioned_throughput")
+        if billing == "PROVISIONED":
+            params["ProvisionedThroughput"] = throughput
+        gsis = []
+        for gsi in recorded.get("global_secondary_indexes", []):
+            entry = {k: gsi[k] for k in ("IndexName", "KeySchema", "Projection")}
+            if billing == "PROVISIONED":
+                entry["ProvisionedThroughput"] = gsi.get("ProvisionedThroughput", throughput)
+            gsis.append(entry)
+        if gsis:
+            params["GlobalSecondaryIndexes"] = gsis
+        lsis = [
+            {k: lsi[k] for k in ("IndexName", "KeySchema", "Projection")}
+            for lsi in recorded.get("local_secondary_indexes", [])
+        ]
+        if lsis:
+            params["LocalSecondaryIndexes"] = lsis
+        if recorded.get("table_class"):
+            params["TableClass"] = recorded["table_class"]
+        log.info("creating table %s", target)
+        with _errors(f"creating table {target}"):
+            self.client.create_table(**params)
+            self.client.get_waiter("table_exists").wait(
+                TableName=target, WaiterConfig={"Delay": 1, "MaxAttempts": 600}
+            )
+
+
+def _schema_of(table: dict[str, Any]) -> dict[str, Any]:
+    billing = (table.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED")
+    pt = table.get("ProvisionedThroughput") or {}
+    out: dict[str, Any] = {
+        "table": table["TableName"],
+        "table_arn": table.get("TableArn"),
+        "key_schema": table["KeySchema"],
+        "attribute_definitions": table["AttributeDefinitions"],
+        "billing_mode": billing,
+        "item_count_estimate": table.get("ItemCount"),
+        "table_size_bytes": table.get("TableSizeBytes"),
+    }
+    if billing == "PROVISIONED":
+        out["provisioned_throughput"] = {
+            "ReadCapacityUnits": int(pt.get("ReadCapacityUnits") or 1),
+            "WriteCapacityUnits": int(pt.get("WriteCapacityUnits") or 1),
+        }
+    gsis = []
+    for gsi in table.get("GlobalSecondaryIndexes", []):
+        entry = {k: gsi[k] for k in ("IndexName", "KeySchema", "Projection")}
+        if billing == "PROVISIONED":
+            gpt = gsi.get("ProvisionedThroughput") or {}
+            entry["ProvisionedThroughput"] = {
+                "ReadCapacityUnits": int(gpt.get("ReadCapacityUnits") or 1),
+                "WriteCapacityUnits": int(gpt.get("WriteCapacityUnits") or 1),
+            }
+        gsis.append(entry)
+    if gsis:
+        out["global_secondary_indexes"] = gsis
+    lsis = [
+        {k: lsi[k] for k in ("IndexName", "KeySchema", "Projection")}
+        for lsi in table.get("LocalSecondaryIndexes", [])
+    ]
+    if lsis:
+        out["local_secondary_indexes"] = lsis
+    table_class = (table.get("TableClassSummary") or {}).get("TableClass")
+    if table_class:
+        out["table_class"] = table_class
+    return out
+
+
+def _key_signature(schema: dict[str, Any]) -> str:
+    types = {a["AttributeName"]: a["AttributeType"] for a in schema["attribute_definitions"]}
+    keys = sorted(schema["key_schema"], key=lambda k: k["KeyType"])  # HASH before RANGE
+    return ", ".join(f"{k['AttributeName']} {types.get(k['AttributeName'], '?')} {k['KeyType']}" for k in keys)
+
+
+class DynamoDBWriter:
+    """Writes items with BatchWriteItem, retrying unprocessed items with jittered backoff."""
+
+    def __init__(self, client: Any, target: str) -> None:
+        self.client = client
+        self.target = target
+
+    def write(self, lines: list[bytes]) -> int:
+        written = 0
+        for start in range(0, len(lines), BATCH_SIZE):
+            chunk = lines[start : start + BATCH_SIZE]
+            requests = [{"PutRequest": {"Item": decode_line(line)}} for line in chunk]
+            self._batch(requests)
+            written += len(chunk)
+        return written
+
+    def _batch(self, requests: list[dict[str, Any]]) -> None:
+        pending = {self.target: requests}
+        for attempt in range(MAX_UNPROCESSED_ATTEMPTS):
+            with _errors(f"writing to {self.target}"):
+                resp = self.client.batch_write_item(RequestItems=pending)
+            pending = resp.get("UnprocessedItems") or {}
+            if not pending:
+                return
+            time.sleep(min(5.0, 0.05 * (2**attempt)) * random.uniform(0.5, 1.0))
+        left = sum(len(v) for v in pending.values())
+        raise SourceError(
+            f"DynamoDB kept {left} item(s) unprocessed after {MAX_UNPROCESSED_ATTEMPTS} attempts "
+            f"writing to {self.target} (throttled?); the restore is incomplete"
+        )
+
+
+class _errors:
+    """Maps botocore exceptions to cloudkeep errors, in one place for this adapter."""
+
+    def __init__(self, doing: str, passthrough: set[str] | None = None) -> None:
+        self.doing = doing
+        self.passthrough = passthrough or set()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None:
+            return False
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        if isinstance(exc, ClientError):
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            if code in self.passthrough:
+                return False
+            message = f"DynamoDB {code} while {self.doing}: {err.get('Message', '')}".rstrip(": ")
+            if code in _UNREACHABLE_CODES:
+                raise SourceUnreachableError(message) from exc
+            raise SourceError(message) from exc
+        if isinstance(exc, NoCredentialsError):
+            raise SourceUnreachableError(f"no AWS credentials found while {self.doing}") from exc
+        if isinstance(exc, BotoCoreError):
+            raise SourceUnreachableError(f"cannot reach DynamoDB while {self.doing}: {exc}") from exc
+        return False

@@ -1,0 +1,75 @@
+"""Stores hold bytes under keys. Every implementation passes ``tests/test_store_contract.py``.
+
+Guarantees every store gives (the contract):
+
+- ``put(key, data, if_absent=True)`` is create-only and atomic: exactly one of several concurrent
+  writers of a key succeeds, the others get :class:`~cloudkeep.errors.ObjectExistsError`, and a
+  reader never sees a partially written object.
+- ``put`` accepts bytes or a binary stream; streams are sent in bounded chunks (never read whole).
+- ``open(key)`` returns a binary stream; ``get(key)`` the whole object; a missing key raises
+  :class:`~cloudkeep.errors.ObjectNotFoundError`.
+- ``list(prefix)`` yields every object under ``prefix`` in key order, with its size.
+- ``delete(keys)`` removes the keys; keys already gone are not an error.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import BinaryIO, Protocol, runtime_checkable
+
+Data = bytes | BinaryIO
+
+CHUNK = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    modified: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StoreCapabilities:
+    conditional_create: bool = True
+    object_lock: bool = False
+    max_delete_batch: int = 1000
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Bytes under keys (see the module docstring for the contract)."""
+
+    capabilities: StoreCapabilities
+
+    def describe(self) -> str: ...
+
+    def put(
+        self, key: str, data: Data, *, if_absent: bool = False, retain_until: datetime | None = None
+    ) -> ObjectInfo: ...
+
+    def open(self, key: str) -> BinaryIO: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def stat(self, key: str) -> ObjectInfo | None: ...
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+
+    def delete(self, keys: Iterable[str]) -> None: ...
+
+
+def as_stream(data: Data) -> BinaryIO:
+    return io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
+
+
+def check_key(key: str) -> str:
+    """Keys are relative, '/'-separated, without empty, '.' or '..' segments."""
+    from ..errors import StoreError
+
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in key.split("/")):
+        raise StoreError(f"invalid object key {key!r}")
+    return key

@@ -1,0 +1,59 @@
+"""An in-memory store, for unit tests of code that uses the Store protocol."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from typing import BinaryIO
+
+from ..errors import ObjectExistsError, ObjectNotFoundError
+from . import Data, ObjectInfo, StoreCapabilities, as_stream, check_key
+
+
+class MemoryStore:
+    capabilities = StoreCapabilities(conditional_create=True, object_lock=False)
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, datetime]] = {}
+        self._lock = threading.Lock()
+
+    def describe(self) -> str:
+        return "memory"
+
+    def put(
+        self, key: str, data: Data, *, if_absent: bool = False, retain_until: datetime | None = None
+    ) -> ObjectInfo:
+        check_key(key)
+        body = as_stream(data).read() if not isinstance(data, bytes) else data
+        now = datetime.now(timezone.utc)
+        with self._lock:
+            if if_absent and key in self.objects:
+                raise ObjectExistsError(key)
+            self.objects[key] = (bytes(body), now)
+        return ObjectInfo(key, len(body), now)
+
+    def open(self, key: str) -> BinaryIO:
+        return io.BytesIO(self.get(key))
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.objects[key][0]
+        except KeyError:
+            raise ObjectNotFoundError(key) from None
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        entry = self.objects.get(key)
+        return ObjectInfo(key, len(entry[0]), entry[1]) if entry else None
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        with self._lock:
+            items = sorted((k, v) for k, v in self.objects.items() if k.startswith(prefix))
+        for key, (body, modified) in items:
+            yield ObjectInfo(key, len(body), modified)
+
+    def delete(self, keys: Iterable[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self.objects.pop(key, None)

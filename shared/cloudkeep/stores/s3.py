@@ -1,0 +1,254 @@
+"""A store in an S3 bucket (or any S3-compatible endpoint such as moto server).
+
+Create-only writes use ``IfNoneMatch="*"`` (on ``PutObject`` and on
+``CompleteMultipartUpload``), so S3 itself refuses a second create. Objects larger than one chunk
+are streamed as a multipart upload, one chunk in memory at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+
+from ..errors import ObjectExistsError, ObjectNotFoundError, StoreError, StoreUnreachableError
+from . import CHUNK, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
+
+if TYPE_CHECKING:
+    from ..policy import S3StoreSpec
+
+_UNREACHABLE_CODES = {
+    "NoSuchBucket",
+    "AccessDenied",
+    "AllAccessDisabled",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "AuthorizationHeaderMalformed",
+    "PermanentRedirect",
+}
+_EXISTS_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
+_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
+
+
+def make_client(region: str | None, endpoint_url: str | None = None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 10},
+        max_pool_connections=64,
+        connect_timeout=10,
+        read_timeout=60,
+    )
+    return boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
+
+
+class S3Store:
+    capabilities = StoreCapabilities(conditional_create=True, object_lock=True, max_delete_batch=1000)
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        client: Any = None,
+        lock_mode: str = "COMPLIANCE",
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._region = region
+        self._endpoint_url = endpoint_url
+        self._client = client
+        self.lock_mode = lock_mode
+
+    @classmethod
+    def from_spec(cls, spec: S3StoreSpec) -> S3Store:
+        return cls(spec.bucket, spec.prefix, region=spec.region, endpoint_url=spec.endpoint_url)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = make_client(self._region, self._endpoint_url)
+        return self._client
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    def _key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _rel(self, full: str) -> str:
+        return full[len(self.prefix) + 1 :] if self.prefix else full
+
+    def put(
+        self, key: str, data: Data, *, if_absent: bool = False, retain_until: datetime | None = None
+    ) -> ObjectInfo:
+        full = self._key(key)
+        extra: dict[str, Any] = {}
+        if if_absent:
+            extra["IfNoneMatch"] = "*"
+        lock: dict[str, Any] = {}
+        if retain_until is not None:
+            lock = {"ObjectLockMode": self.lock_mode, "ObjectLockRetainUntilDate": retain_until}
+        stream = as_stream(data)
+        first = stream.read(CHUNK)
+        with self._errors(key):
+            if len(first) < CHUNK:
+                self.client.put_object(Bucket=self.bucket, Key=full, Body=first, **extra, **lock)
+                return ObjectInfo(key, len(first), datetime.now(timezone.utc))
+            return self._multipart(key, full, first, stream, extra, lock)
+
+    def _multipart(
+        self, key: str, full: str, first: bytes, stream: BinaryIO, extra: dict[str, Any],
+        lock: dict[str, Any],
+    ) -> ObjectInfo:
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=full, **lock)["UploadId"]
+        parts = []
+        size = 0
+        try:
+            chunk = first
+            number = 1
+            while chunk:
+                resp = self.client.upload_part(
+                    Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=chunk
+                )
+                parts.append({"ETag": resp["ETag"], "PartNumber": number})
+                size += len(chunk)
+                number += 1
+                chunk = stream.read(CHUNK)
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=full,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                **extra,
+            )
+        except BaseException:
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+            except Exception:  # noqa: BLE001 - the original error matters more
+                pass
+            raise
+        return ObjectInfo(key, size, datetime.now(timezone.utc))
+
+    def open(self, key: str) -> BinaryIO:
+        with self._errors(key):
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        return cast(BinaryIO, _BodyReader(body))
+
+    def get(self, key: str) -> bytes:
+        with self._errors(key):
+            return cast(bytes, self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read())
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            with self._errors(key):
+                head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ObjectNotFoundError:
+            return None
+        return ObjectInfo(key, int(head["ContentLength"]), head.get("LastModified"))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        root = f"{self.prefix}/" if self.prefix else ""
+        full = root + prefix
+        paginator = self.client.get_paginator("list_objects_v2")
+        with self._errors(prefix or "/"):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(self._rel(obj["Key"]), int(obj["Size"]), obj.get("LastModified"))
+
+    def delete(self, keys: Iterable[str]) -> None:
+        batch: list[dict[str, str]] = []
+        for key in keys:
+            batch.append({"Key": self._key(key)})
+            if len(batch) == self.capabilities.max_delete_batch:
+                self._delete_batch(batch)
+                batch = []
+        if batch:
+            self._delete_batch(batch)
+
+    def _delete_batch(self, batch: list[dict[str, str]]) -> None:
+        with self._errors(batch[0]["Key"]):
+            resp = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+            )
+        errors = [e for e in resp.get("Errors", []) if e.get("Code") != "NoSuchKey"]
+        if errors:
+            first = errors[0]
+            raise StoreError(
+                f"cannot delete {len(errors)} object(s) from {self.describe()}, e.g. "
+                f"{first.get('Key')}: {first.get('Code')} {first.get('Message', '')}".rstrip()
+            )
+
+    def _errors(self, key: str) -> _S3Errors:
+        return _S3Errors(self, key)
+
+
+class _S3Errors:
+    """Turns botocore exceptions into cloudkeep errors, in one place."""
+
+    def __init__(self, store: S3Store, key: str) -> None:
+        self.store = store
+        self.key = key
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None:
+            return False
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        where = f"{self.store.describe()}/{self.key}"
+        if isinstance(exc, ClientError):
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            if code in _EXISTS_CODES:
+                raise ObjectExistsError(self.key) from exc
+            if code in _MISSING_CODES:
+                raise ObjectNotFoundError(self.key) from exc
+            message = f"{code}: {err.get('Message', '')}".strip().rstrip(":")
+            if code in _UNREACHABLE_CODES:
+                raise StoreUnreachableError(f"cannot reach {where}: {message}") from exc
+            raise StoreError(f"S3 error on {where}: {message}") from exc
+        if isinstance(exc, NoCredentialsError):
+            raise StoreUnreachableError(f"cannot reach {where}: no AWS credentials found") from exc
+        if isinstance(exc, BotoCoreError):
+            raise StoreUnreachableError(f"cannot reach {where}: {exc}") from exc
+        return False
+
+
+class _BodyReader:
+    """A file-like wrapper over a botocore StreamingBody that maps read errors."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def read(self, size: int = -1) -> bytes:
+        return cast(bytes, self._body.read(None if size < 0 else size))
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._body.close()
+
+    def __enter__(self) -> _BodyReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_url(url: str) -> bytes:
+    """Read a whole object from an ``s3://bucket/key`` URL (used to load a policy)."""
+    rest = url[len("s3://") :]
+    bucket, _, key = rest.partition("/")
+    if not bucket or not key:
+        raise StoreError(f"bad S3 URL {url!r} (expected s3://bucket/key)")
+    return S3Store(bucket).get(key)
