@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PART_SIZE = 64 * 1024 * 1024  # raw NDJSON bytes per part
 MAX_WORKERS = 16
+_SLICE = 32  # lines added to a part between size checks
 
 
 @dataclass
@@ -215,13 +216,16 @@ def _read_all(
         for lines in source.read_segment(segment, total):
             if stop.is_set():
                 raise _Cancelled()
-            before = buffer.raw_bytes
-            buffer.add_lines(lines)
-            progress.advance(len(lines), buffer.raw_bytes - before)
-            if buffer.raw_bytes >= options.part_size:
-                flush(buffer, segment, index, outcome)
-                index += 1
-                buffer = PartBuffer(level=options.level)
+            # Add a page in slices so a part closes near part_size even inside a 1 MB page.
+            for start in range(0, len(lines), _SLICE):
+                chunk = lines[start : start + _SLICE]
+                before = buffer.raw_bytes
+                buffer.add_lines(chunk)
+                progress.advance(len(chunk), buffer.raw_bytes - before)
+                if buffer.raw_bytes >= options.part_size:
+                    flush(buffer, segment, index, outcome)
+                    index += 1
+                    buffer = PartBuffer(level=options.level)
         if buffer.items:
             flush(buffer, segment, index, outcome)
         return outcome

@@ -11,13 +11,21 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 from pydantic.functional_validators import BeforeValidator
 
 from .errors import PolicyError, UsageError
@@ -36,6 +44,8 @@ _DURATION_RE = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+
 def parse_duration(text: object) -> timedelta:
     """Parse ``90m``, ``26h``, ``7d``, ``2w``, ``1h30m`` into a positive timedelta."""
     if isinstance(text, timedelta):
+        if text <= timedelta(0):
+            raise ValueError(f"duration {format_duration(text)!r} must be longer than zero")
         return text
     if not isinstance(text, str):
         raise ValueError(f"expected a duration such as 90m, 26h or 7d, got {text!r}")
@@ -43,7 +53,10 @@ def parse_duration(text: object) -> timedelta:
     if not text.strip() or not match:
         raise ValueError(f"bad duration {text!r} (use e.g. 90m, 26h, 7d, 2w or 1h30m)")
     weeks, days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    value = timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        value = timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"duration {text!r} is too long") from None
     if value <= timedelta(0):
         raise ValueError(f"duration {text!r} must be longer than zero")
     return value
@@ -88,11 +101,30 @@ def validate_schedule(expr: object) -> str:
             f"bad cron expression {expr!r}: expected 5 fields (minute hour day month weekday), "
             f"got {len(fields)}"
         )
-    from croniter import croniter
+    from croniter import CroniterError, croniter
 
     if not croniter.is_valid(text):
-        raise ValueError(f"bad cron expression {expr!r}")
+        bad = [
+            f"{name} field {fields[i]!r} (allowed: {allowed})"
+            for i, (name, allowed) in enumerate(_CRON_FIELDS)
+            if not croniter.is_valid(" ".join(fields[i] if j == i else "*" for j in range(5)))
+        ]
+        detail = f": bad {', '.join(bad)}" if bad else ""
+        raise ValueError(f"bad cron expression {expr!r}{detail}")
+    try:
+        croniter(text, datetime(2000, 1, 1)).get_next(datetime)
+    except CroniterError:
+        raise ValueError(f"bad cron expression {expr!r}: it never fires") from None
     return text
+
+
+_CRON_FIELDS = (
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day-of-month", "1-31"),
+    ("month", "1-12 or jan-dec"),
+    ("day-of-week", "0-7 or sun-sat"),
+)
 
 
 Schedule = Annotated[str, BeforeValidator(validate_schedule)]
@@ -137,19 +169,19 @@ class S3StoreSpec(Model):
         return value.strip("/")
 
 
-StoreSpec = Annotated[Union[FileStoreSpec, S3StoreSpec], Field(discriminator="type")]
+StoreSpec = Annotated[FileStoreSpec | S3StoreSpec, Field(discriminator="type")]
 STORE_TYPES = ("file", "s3")
 
 
 class Retention(Model):
     """How many snapshots to keep per period (restic ``forget`` semantics)."""
 
-    last: int | None = Field(default=None, ge=0)
-    hourly: int | None = Field(default=None, ge=0)
-    daily: int | None = Field(default=None, ge=0)
-    weekly: int | None = Field(default=None, ge=0)
-    monthly: int | None = Field(default=None, ge=0)
-    yearly: int | None = Field(default=None, ge=0)
+    last: StrictInt | None = Field(default=None, ge=0)
+    hourly: StrictInt | None = Field(default=None, ge=0)
+    daily: StrictInt | None = Field(default=None, ge=0)
+    weekly: StrictInt | None = Field(default=None, ge=0)
+    monthly: StrictInt | None = Field(default=None, ge=0)
+    yearly: StrictInt | None = Field(default=None, ge=0)
 
 
 class Tier(Model):
@@ -166,11 +198,12 @@ class DynamoDBSourceSpec(Model):
     type: Literal["dynamodb"]
     table: str = Field(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
     region: str = Field(min_length=1)
-    segments: int | None = Field(default=None, ge=1, le=1_000_000)
-    consistent_read: bool = False
+    segments: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
+    consistent_read: StrictBool = False
 
 
-SourceSpec = Annotated[Union[DynamoDBSourceSpec], Field(discriminator="type")]
+# One member today; the discriminator still gives "unknown source type" errors for free.
+SourceSpec = Annotated[DynamoDBSourceSpec, Field(discriminator="type")]
 SOURCE_TYPES = ("dynamodb",)
 
 
@@ -191,13 +224,23 @@ class Policy(Model):
     tiers: dict[str, Tier]
     datasets: dict[str, Dataset]
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value: Any) -> Any:
+        # Literal[1] alone would accept true and 1.0 (both == 1).
+        if type(value) is not int or value != 1:
+            raise ValueError(f"unsupported policy version {_show(value)} (this cloudkeep reads version 1)")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)")
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)"
+            ) from None
         return value
 
     def dataset(self, name: str) -> Dataset:
@@ -266,8 +309,14 @@ def parse_policy(text: str, *, source: str = "<policy>", base_dir: Path | None =
         policy = Policy.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            path = _clean_path(data, err["loc"])
-            problems.append((_line_of(lines, path), f"{_dotted(path)}: {_describe(err, data, path)}"))
+            loc = err["loc"]
+            if loc and loc[-1] == "[key]":  # a mapping key that is not a string, e.g. `1: {...}`
+                path = _clean_path(data, loc[:-1])
+                message = f"name {err.get('input')!r} must be a string (quote it)"
+            else:
+                path = _clean_path(data, loc)
+                message = _describe(err, data, path)
+            problems.append((_line_of(lines, path), f"{_dotted(path)}: {message}"))
     problems.extend((_line_of(lines, p), f"{_dotted(p)}: {m}") for p, m in _cross_check(data))
     if problems:
         unique: dict[str, int | None] = {}
@@ -302,9 +351,9 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
         key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                "while constructing a mapping",
-                node.start_mark,
-                f"found duplicate key {key!r}",
+                None,
+                None,
+                f"duplicate key {key!r} (first defined at line {seen[key].start_mark.line + 1})",
                 key_node.start_mark,
             )
         seen[key] = key_node
@@ -326,20 +375,42 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-        raise PolicyError([f"{where}: YAML syntax error: {what}"], source=source) from None
+        raise PolicyError([_yaml_error(exc, text, source)], source=source) from None
     except yaml.YAMLError as exc:
         raise PolicyError([f"{source}: YAML syntax error: {exc}"], source=source) from None
     if not isinstance(data, dict):
-        kind = "empty" if data is None else f"a {type(data).__name__}"
+        kind = "empty" if data is None else "a list" if isinstance(data, list) else f"just {_show(data)}"
         raise PolicyError([f"{source}: the policy must be a mapping with version, stores, tiers "
                            f"and datasets; this file is {kind}"], source=source)
     lines: dict[tuple[str, ...], int] = {}
     if node is not None:
         _index_lines(node, (), lines)
     return data, lines
+
+
+def _yaml_error(exc: yaml.MarkedYAMLError, text: str, source: str) -> str:
+    """``file:line:column: YAML syntax error: ...`` at the most useful place.
+
+    A problem found at the end of the input (an unclosed quote or bracket) is reported where the
+    unclosed construct starts, not on the line after the last one.
+    """
+    problem, context = exc.problem or "", exc.context
+    pmark, cmark = exc.problem_mark, exc.context_mark
+    mark = pmark or cmark
+    if cmark is not None and (pmark is None or pmark.index >= len(text.rstrip())):
+        mark = cmark
+    what = problem
+    if context:
+        if cmark is not None and mark is not None and cmark.line != mark.line:
+            context = f"{context} (line {cmark.line + 1})"
+        what = f"{context}{',' if problem.startswith('but') else ':'} {problem}"
+    if mark is None:
+        return f"{source}: YAML syntax error: {what}"
+    line, column = mark.line + 1, mark.column + 1
+    body = text.rstrip()
+    if mark.index >= len(body):  # past the last character: name the last non-blank line
+        line, column = body.count("\n") + 1, len(body.rsplit("\n", 1)[-1]) + 1
+    return f"{source}:{line}:{column}: YAML syntax error: {what}"
 
 
 def _index_lines(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, ...], int]) -> None:
@@ -414,7 +485,9 @@ def _model_at(data: Any, path: tuple[str, ...]) -> type[BaseModel] | None:
 
 def _describe(err: Any, data: Any, path: tuple[str, ...]) -> str:
     kind = err["type"]
-    if kind == "extra_forbidden":
+    got = err.get("input")
+    ctx = err.get("ctx") or {}
+    if kind in ("extra_forbidden", "invalid_key"):
         allowed = _allowed_keys(data, path[:-1])
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
         return f"unknown key '{path[-1]}'{hint}"
@@ -427,22 +500,45 @@ def _describe(err: Any, data: Any, path: tuple[str, ...]) -> str:
         return f"unknown {what} type {tag!r} (known: {', '.join(known)})"
     if kind == "union_tag_not_found":
         return "required key 'type' is missing"
-    if kind == "literal_error" and path == ("version",):
-        return f"unsupported policy version {err.get('input')!r} (this cloudkeep reads version 1)"
-    message = str(err["msg"])
     if kind == "value_error":
-        message = message.removeprefix("Value error, ")
-        return message
-    got = err.get("input")
-    if not isinstance(got, (dict, list)):
-        message += f" (got {got!r})"
-    return message
+        return str(err["msg"]).removeprefix("Value error, ")
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a mapping, got {_show(got)}"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"expected a whole number, got {_show(got)}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"expected true or false, got {_show(got)}"
+    if kind == "string_type":
+        return f"expected a string, got {_show(got)}"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx.get('ge')}, got {_show(got)}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx.get('le')}, got {_show(got)}"
+    if kind == "string_too_short":
+        return "must not be empty" if not got else f"{got!r} is too short (at least {ctx.get('min_length')} characters)"
+    if kind == "string_too_long":
+        return f"is too long (at most {ctx.get('max_length')} characters)"
+    if kind == "string_pattern_mismatch":
+        return f"{got!r} does not match {ctx.get('pattern')}"
+    return f"{err['msg']} (got {_show(got)})"
+
+
+def _show(value: Any) -> str:
+    """A value as the YAML author wrote it: ``'four'``, ``-1``, ``true``, ``null``, ``a list``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
 
 
 def _cross_check(data: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], str]]:
     """References between sections; runs on the raw data so it reports alongside type errors."""
-    stores = data.get("stores") if isinstance(data.get("stores"), dict) else {}
-    tiers = data.get("tiers") if isinstance(data.get("tiers"), dict) else {}
+    stores, tiers = data.get("stores"), data.get("tiers")
     datasets = data.get("datasets")
     if not isinstance(datasets, dict):
         return
@@ -453,10 +549,10 @@ def _cross_check(data: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], str]]:
         if not isinstance(spec, dict):
             continue
         tier = spec.get("tier")
-        if isinstance(tier, str) and tier not in tiers:
+        if isinstance(tier, str) and isinstance(tiers, dict) and tier not in tiers:
             known = ", ".join(sorted(map(str, tiers))) or "none defined"
             yield (("datasets", str(name), "tier"), f"unknown tier {tier!r} (known: {known})")
         store = spec.get("store")
-        if isinstance(store, str) and store not in stores:
+        if isinstance(store, str) and isinstance(stores, dict) and store not in stores:
             known = ", ".join(sorted(map(str, stores))) or "none defined"
             yield (("datasets", str(name), "store"), f"unknown store {store!r} (known: {known})")
