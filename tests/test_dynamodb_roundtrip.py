@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REGION, unique, write_policy
-from helpers import cli, cli_json, scan_all
 
 from cloudkeep.catalog import resolve
 from cloudkeep.engine import RunOptions, backup
 from cloudkeep.policy import load_policy
 from cloudkeep.restore import restore
 from cloudkeep.verify import verify_integrity
+from conftest import REGION, unique, write_policy
+from helpers import cli, cli_json, scan_all
 
 pytestmark = pytest.mark.emulator
 

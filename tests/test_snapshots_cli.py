@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tools.sample_data import ORDERS_TABLE_SCHEMA, seed
+
 from conftest import REGION, unique, write_policy
 from helpers import cli, cli_json, scan_all
-
-from tools.sample_data import ORDERS_TABLE_SCHEMA, seed
 
 pytestmark = pytest.mark.emulator
 

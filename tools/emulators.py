@@ -45,7 +45,7 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
         if proc.poll() is not None:
             raise EmulatorError(f"{url}: process exited with {proc.returncode}; log:\n{_tail(log)}")
         try:
-            urllib.request.urlopen(url, timeout=2)  # noqa: S310 - loopback only
+            urllib.request.urlopen(url, timeout=2)
             return
         except urllib.error.HTTPError:
             return  # it answered
@@ -76,7 +76,7 @@ class _Process:
 
     def _spawn(self, argv: list[str], cwd: Path | None = None) -> None:
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
+            self.proc = subprocess.Popen(
                 argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
 
@@ -146,7 +146,7 @@ class MotoServer(_Process):
 
     def reset(self) -> None:
         req = urllib.request.Request(self.endpoint + "/moto-api/reset", method="POST")
-        urllib.request.urlopen(req, timeout=30)  # noqa: S310 - loopback only
+        urllib.request.urlopen(req, timeout=30)
 
     def env(self) -> dict[str, str]:
         return {"AWS_ENDPOINT_URL": self.endpoint, **FAKE_CREDENTIALS}

@@ -174,7 +174,7 @@ def list_(ctx: Ctx, dataset: str | None) -> None:
 
     policy = ctx.load()
     names = [dataset] if dataset else sorted(policy.datasets)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in names:
         store = store_for_dataset(policy, name)
         rows.extend(m.summary() for m in list_manifests(store, name))
@@ -309,7 +309,7 @@ def entrypoint(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
-    except Exception as exc:  # noqa: BLE001 - the user gets one line, not a traceback
+    except Exception as exc:
         if debug:
             raise
         click.echo(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for details)",

@@ -12,9 +12,10 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from . import __version__, layout
@@ -97,7 +98,7 @@ def backup(
     source = source or open_source(spec.source)
     progress = progress or NullProgress()
     options = options or RunOptions()
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     run_id = new_run_id()
     snapshot_id = snapshot_id or layout.snapshot_id_for(started, secrets.token_hex(3))
 
@@ -134,7 +135,7 @@ def backup(
             digest = ContentDigest()
             for outcome in outcomes:
                 digest.merge(outcome.digest)
-            finished = datetime.now(timezone.utc)
+            finished = datetime.now(UTC)
             manifest = Manifest(
                 snapshot_id=snapshot_id,
                 dataset=dataset,
@@ -263,19 +264,29 @@ def backup_many(
     policy: Policy,
     datasets: list[str],
     *,
-    progress_factory: object = None,
+    progress_factory: Callable[[], Progress] | None = None,
     options: RunOptions | None = None,
+    store: Store | None = None,
+    source_for: Callable[[str], Source] | None = None,
 ) -> list[RunResult]:
     """Back up several datasets; one failing does not stop the others."""
     results: list[RunResult] = []
     for name in datasets:
-        progress = progress_factory() if callable(progress_factory) else None
         try:
-            results.append(backup(policy, name, progress=progress, options=options))
+            results.append(
+                backup(
+                    policy,
+                    name,
+                    store=store,
+                    source=source_for(name) if source_for else None,
+                    progress=progress_factory() if progress_factory else None,
+                    options=options,
+                )
+            )
         except CloudkeepError as exc:
             log.error("dataset %s: backup failed: %s", name, exc)
             results.append(RunResult(name, "failed", error=str(exc), exit_code=exc.exit_code))
-        except Exception as exc:  # noqa: BLE001 - one dataset's bug must not stop the others
+        except Exception as exc:
             log.exception("dataset %s: backup failed unexpectedly", name)
             results.append(
                 RunResult(name, "failed", error=f"internal error: {type(exc).__name__}: {exc}",

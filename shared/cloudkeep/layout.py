@@ -11,7 +11,7 @@ Keys are relative to the store's root (a store applies its own ``prefix``)::
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 MANIFEST_NAME = "manifest.json"
 PART_SUFFIX = ".ndjson.zst"
@@ -62,7 +62,7 @@ def verifications_prefix(dataset: str, snapshot_id: str) -> str:
 
 def format_time(at: datetime) -> str:
     """UTC time as ``YYYYMMDDTHHMMSSZ`` (the time half of a snapshot id)."""
-    return at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def snapshot_id_for(at: datetime, suffix: str) -> str:

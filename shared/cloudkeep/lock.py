@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import layout
@@ -36,7 +36,7 @@ class DatasetLock:
         self._thread: threading.Thread | None = None
 
     def _body(self) -> bytes:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         return json.dumps(
             {
                 "run_id": self.run_id,
@@ -76,7 +76,7 @@ class DatasetLock:
         except ObjectExistsError:
             info = self.store.stat(marker)
             stale = info and info.modified and (
-                datetime.now(timezone.utc) - info.modified > self.lease
+                datetime.now(UTC) - info.modified > self.lease
             )
             if not stale:
                 raise LockedError(
@@ -133,4 +133,4 @@ def _expired(holder: dict[str, Any]) -> bool:
         expires = datetime.fromisoformat(str(holder["expires_at"]))
     except (KeyError, ValueError):
         return True
-    return datetime.now(timezone.utc) >= expires
+    return datetime.now(UTC) >= expires

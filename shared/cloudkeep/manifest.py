@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from . import FORMAT_VERSION
 from .errors import CloudkeepError
 
 
@@ -60,7 +59,7 @@ class ContentDigestEntry(_Model):
 class Manifest(_Model):
     """Everything needed to verify and restore a snapshot without the policy."""
 
-    format: Literal[1] = FORMAT_VERSION
+    format: Literal[1] = 1
     snapshot_id: str
     dataset: str
     run_id: str

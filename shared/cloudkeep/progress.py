@@ -69,9 +69,11 @@ class RichProgress:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
-            Progress as RichBar,
             TextColumn,
             TimeElapsedColumn,
+        )
+        from rich.progress import (
+            Progress as RichBar,
         )
 
         self._bar = RichBar(

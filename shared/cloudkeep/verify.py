@@ -12,7 +12,7 @@ import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import zstandard
@@ -92,7 +92,7 @@ class _PartResult:
 def verify_integrity(store: Store, manifest: Manifest, *, workers: int = 8) -> VerifyReport:
     """Check every part of ``manifest`` in ``store``; returns a report listing every problem."""
     report = VerifyReport(manifest.dataset, manifest.snapshot_id, "integrity",
-                          datetime.now(timezone.utc))
+                          datetime.now(UTC))
     checker = _line_checker(str(manifest.source.get("type", "")))
 
     def check(part: PartEntry) -> _PartResult:
@@ -127,7 +127,7 @@ def verify_integrity(store: Store, manifest: Manifest, *, workers: int = 8) -> V
             report.problems.append(Problem(None, "content digest", "the digest of the items read differs from the manifest's"))
     else:
         report.problems.append(Problem(None, "content digest", "not checked: some parts could not be read in full"))
-    report.finished_at = datetime.now(timezone.utc)
+    report.finished_at = datetime.now(UTC)
     return report
 
 

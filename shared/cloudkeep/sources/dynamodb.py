@@ -228,6 +228,7 @@ class DynamoDBSource:
             if exc.response["Error"]["Code"] == "ResourceNotFoundException":
                 return None
             raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _create_table(self, target: str, recorded: dict[str, Any]) -> None:
         billing = recorded.get("billing_mode", "PAY_PER_REQUEST")
@@ -353,16 +354,16 @@ class _errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is None:
-            return False
+            return
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         if isinstance(exc, ClientError):
             err = exc.response.get("Error", {})
             code = str(err.get("Code", ""))
             if code in self.passthrough:
-                return False
+                return
             message = f"DynamoDB {code} while {self.doing}: {err.get('Message', '')}".rstrip(": ")
             if code in _UNREACHABLE_CODES:
                 raise SourceUnreachableError(message) from exc
@@ -371,4 +372,3 @@ class _errors:
             raise SourceUnreachableError(f"no AWS credentials found while {self.doing}") from exc
         if isinstance(exc, BotoCoreError):
             raise SourceUnreachableError(f"cannot reach DynamoDB while {self.doing}: {exc}") from exc
-        return False

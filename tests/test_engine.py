@@ -1,0 +1,155 @@
+"""The snapshot engine over our own protocols: an in-memory store and a scripted source."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from cloudkeep import layout
+from cloudkeep.catalog import list_manifests, snapshot_ids
+from cloudkeep.codec import ContentDigest
+from cloudkeep.engine import RunOptions, backup, backup_many
+from cloudkeep.errors import LockedError, SourceError
+from cloudkeep.lock import DatasetLock
+from cloudkeep.policy import parse_policy
+from cloudkeep.stores.memory import MemoryStore
+from cloudkeep.verify import verify_integrity
+
+POLICY = parse_policy("""
+version: 1
+stores: {mem: {type: file, path: /unused}}
+tiers: {t: {schedule: "0 * * * *", rpo: 2h, retention: {last: 3}}}
+datasets:
+  a: {source: {type: dynamodb, table: aaa, region: us-east-1}, tier: t, store: mem}
+  b: {source: {type: dynamodb, table: bbb, region: us-east-1}, tier: t, store: mem}
+""")
+
+
+class ScriptedSource:
+    """A Source whose segments yield fixed lines; can fail after some pages."""
+
+    kind = "dynamodb"
+
+    def __init__(self, segments: int = 3, per_segment: int = 50, fail_segment: int | None = None,
+                 fail_after_pages: int = 0) -> None:
+        self.segments = segments
+        self.per_segment = per_segment
+        self.fail_segment = fail_segment
+        self.fail_after_pages = fail_after_pages
+
+    def lines(self, segment: int) -> list[bytes]:
+        return [json.dumps({"Item": {"pk": {"S": f"{segment}-{i}"}, "v": {"N": str(i)}}},
+                           sort_keys=True, separators=(",", ":")).encode()
+                for i in range(self.per_segment)]
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "dynamodb", "table": "aaa", "item_count_estimate": 0}
+
+    def plan_segments(self, described: dict[str, Any]) -> int:
+        return self.segments
+
+    def read_segment(self, segment: int, total: int) -> Iterator[list[bytes]]:
+        lines = self.lines(segment)
+        for page, start in enumerate(range(0, len(lines), 10)):
+            if segment == self.fail_segment and page >= self.fail_after_pages:
+                raise SourceError(f"segment {segment} broke")
+            yield lines[start : start + 10]
+
+    def open_restore(self, target: str, recorded: dict[str, Any], *, overwrite: bool) -> Any:
+        raise AssertionError("restore is not exercised with this source")
+
+    def scan_digest(self, target: str) -> tuple[int, str]:
+        digest = ContentDigest()
+        for s in range(self.segments):
+            for line in self.lines(s):
+                digest.add_line(line)
+        return digest.count, digest.hexdigest()
+
+
+def test_backup_commits_manifest_last_with_totals_and_digest() -> None:
+    store, source = MemoryStore(), ScriptedSource()
+    result = backup(POLICY, "a", store=store, source=source, options=RunOptions(part_size=200))
+    manifest = result.manifest
+    assert result.status == "committed" and manifest is not None
+    assert manifest.totals.items == 150
+    assert manifest.totals.parts == len(manifest.parts) > 3
+    assert (manifest.totals.items, manifest.content_digest.value) == source.scan_digest("aaa")
+    assert snapshot_ids(store, "a") == [manifest.snapshot_id]
+    assert store.stat(layout.lock_key("a")) is None, "the lock is released"
+    assert verify_integrity(store, manifest).ok
+
+
+def test_a_failing_segment_leaves_nothing_visible_and_cleans_its_parts() -> None:
+    store = MemoryStore()
+    first = backup(POLICY, "a", store=store, source=ScriptedSource())
+    with pytest.raises(SourceError, match="segment 1 broke"):
+        backup(POLICY, "a", store=store, options=RunOptions(part_size=100),
+               source=ScriptedSource(fail_segment=1, fail_after_pages=2))
+    assert snapshot_ids(store, "a") == [first.snapshot_id]
+    keys = [k for k in store.objects if k.startswith("a/snapshots/")]
+    assert all(k.startswith(f"a/snapshots/{first.snapshot_id}/") for k in keys), keys
+    assert store.stat(layout.lock_key("a")) is None
+
+
+def test_an_existing_snapshot_id_is_not_taken_twice() -> None:
+    store = MemoryStore()
+    sid = "20260101T020000Z-abcdef"
+    one = backup(POLICY, "a", store=store, source=ScriptedSource(), snapshot_id=sid, trigger="schedule")
+    two = backup(POLICY, "a", store=store, source=ScriptedSource(), snapshot_id=sid, trigger="schedule")
+    assert (one.status, two.status) == ("committed", "exists")
+    assert two.manifest == one.manifest
+    assert snapshot_ids(store, "a") == [sid]
+
+
+def test_a_held_lock_refuses_a_second_run() -> None:
+    store = MemoryStore()
+    with DatasetLock(store, "a", "other-run"):
+        with pytest.raises(LockedError, match="other-run"):
+            backup(POLICY, "a", store=store, source=ScriptedSource())
+    assert backup(POLICY, "a", store=store, source=ScriptedSource()).status == "committed"
+
+
+def test_an_expired_lock_is_taken_over() -> None:
+    store = MemoryStore()
+    stale = {"run_id": "crashed", "expires_at": (datetime.now(UTC) - timedelta(seconds=1)).isoformat()}
+    store.put(layout.lock_key("a"), json.dumps(stale).encode())
+    assert backup(POLICY, "a", store=store, source=ScriptedSource()).status == "committed"
+    assert store.stat(layout.lock_key("a")) is None
+    assert not [k for k in store.objects if "takeover" in k]
+
+
+def test_only_one_of_many_concurrent_lockers_wins() -> None:
+    store = MemoryStore()
+    wins: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def attempt(i: int) -> None:
+        barrier.wait()
+        try:
+            DatasetLock(store, "a", f"run-{i}").acquire()
+            wins.append(f"run-{i}")
+        except LockedError:
+            pass
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+    assert json.loads(store.get(layout.lock_key("a")))["run_id"] == wins[0]
+
+
+def test_one_failing_dataset_does_not_stop_the_others() -> None:
+    store = MemoryStore()
+    sources = {"a": ScriptedSource(fail_segment=0), "b": ScriptedSource()}
+    results = backup_many(POLICY, ["a", "b"], store=store, source_for=sources.__getitem__)
+    assert [r.status for r in results] == ["failed", "committed"]
+    assert results[0].error == "segment 0 broke" and results[0].exit_code == 1
+    assert list_manifests(store, "a") == []
+    assert [m.totals.items for m in list_manifests(store, "b")] == [150]
