@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 import math
+import os
 import random
 import threading
 import time
@@ -45,8 +46,11 @@ def make_client(region: str, pool: int = 32) -> Any:
     import boto3
     from botocore.config import Config
 
+    # AWS_MAX_ATTEMPTS / AWS_RETRY_MODE in the environment win over our defaults.
+    retries = {"mode": os.environ.get("AWS_RETRY_MODE", "standard"),
+               "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "10"))}
     config = Config(
-        retries={"mode": "standard", "max_attempts": 10},
+        retries=retries,  # type: ignore[arg-type]
         max_pool_connections=pool,
         connect_timeout=10,
         read_timeout=60,
