@@ -471,7 +471,8 @@ def _model_at(data: Any, path: tuple[str, ...]) -> type[BaseModel] | None:
     if n == 0:
         return Policy
     if n == 2 and path[0] == "stores":
-        return {"file": FileStoreSpec, "s3": S3StoreSpec}.get(str(kind))
+        store_models: dict[str, type[BaseModel]] = {"file": FileStoreSpec, "s3": S3StoreSpec}
+        return store_models.get(str(kind))
     if n == 2 and path[0] == "tiers":
         return Tier
     if n == 3 and path[0] == "tiers" and path[2] == "retention":
