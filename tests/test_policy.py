@@ -550,15 +550,15 @@ BAD_POLICIES: dict[str, Bad] = {
         ("index: by-date", "datasets.orders.source.index: unknown key 'index' "
                            "(allowed: consistent_read, region, segments, table, type)")),
     "unknown-key-in-tier": bad(
-        '    schedule: "0 2 * * *"', '    schedule: "0 2 * * *"\n    window: "01:00-05:00"',
-        ("window:", "tiers.standard.window: unknown key 'window' (allowed: retention, rpo, schedule)")),
+        '    schedule: "0 2 * * *"', '    schedule: "0 2 * * *"\n    owner: ops',
+        ("owner:", "tiers.standard.owner: unknown key 'owner' (allowed: retention, rpo, schedule, window)")),
     "unknown-key-in-retention": bad(
         "      weekly: 4", "      weekly: 4\n      forever: 1",
         ("forever: 1", "tiers.standard.retention.forever: unknown key 'forever' "
                        "(allowed: daily, hourly, last, monthly, weekly, yearly)")),
     "unknown-key-in-dataset": bad(
         "    store: vault", "    store: vault\n    owner: bob",
-        ("owner: bob", "datasets.orders.owner: unknown key 'owner' (allowed: source, store, tier)")),
+        ("owner: bob", "datasets.orders.owner: unknown key 'owner' (allowed: offset, source, store, tier)")),
     # missing keys
     "missing-rpo": bad(
         "    rpo: 26h\n", "",
@@ -591,10 +591,10 @@ BAD_POLICIES: dict[str, Bad] = {
     # tagged unions
     "unknown-store-type": bad(
         "    type: file", "    type: ftp",
-        ("  local:", "stores.local: unknown store type 'ftp' (known: file, s3)")),
+        ("  local:", "stores.local: unknown store type 'ftp' (known: file, s3, gcs, azure_blob)")),
     "unknown-source-type": bad(
-        "      type: dynamodb\n      table: orders", "      type: firestore\n      table: orders",
-        (None, f"{FILE}:26: datasets.orders.source: unknown source type 'firestore' (known: dynamodb)")),
+        "      type: dynamodb\n      table: orders", "      type: mongodb\n      table: orders",
+        (None, f"{FILE}:26: datasets.orders.source: unknown source type 'mongodb' (known: dynamodb, firestore, cosmos)")),
     # field values
     "bad-cron-six-fields": bad(
         '"0 * * * *"', '"0 * * * * *"',
@@ -784,7 +784,7 @@ datasets:
     tier: gold
     store: nowhere
   carts:
-    source: {type: cosmos, account: acme}
+    source: {type: mongo, account: acme}
     tier: standard
 owner: platform-team
 """
@@ -793,7 +793,7 @@ owner: platform-team
 MANY_EXPECTED = [
     f"{FILE}:3: stores.vault.region: required key is missing",
     f"{FILE}:6: stores.vault.regoin: unknown key 'regoin' (allowed: bucket, endpoint_url, prefix, region, type)",
-    f"{FILE}:7: stores.tape: unknown store type 'lto' (known: file, s3)",
+    f"{FILE}:7: stores.tape: unknown store type 'lto' (known: file, s3, gcs, azure_blob)",
     f"{FILE}:11: tiers.critical.schedule: bad cron expression '0 * * * * *': expected 5 fields",
     f"{FILE}:12: tiers.critical.rpo: bad duration '10x'",
     f"{FILE}:14: tiers.critical.retention.hourly: must be at least 0, got -1",
@@ -804,7 +804,7 @@ MANY_EXPECTED = [
     f"{FILE}:28: datasets.orders.tier: unknown tier 'gold' (known: critical, standard)",
     f"{FILE}:29: datasets.orders.store: unknown store 'nowhere' (known: tape, vault)",
     f"{FILE}:30: datasets.carts.store: required key is missing",
-    f"{FILE}:31: datasets.carts.source: unknown source type 'cosmos' (known: dynamodb)",
+    f"{FILE}:31: datasets.carts.source: unknown source type 'mongo' (known: dynamodb, firestore, cosmos)",
     f"{FILE}:33: owner: unknown key 'owner' (allowed: datasets, stores, tiers, timezone, version)",
 ]
 

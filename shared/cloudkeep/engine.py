@@ -111,7 +111,10 @@ def backup(
         existing = _existing_manifest(store, dataset, snapshot_id)
         if existing is not None:
             return RunResult(dataset, "exists", snapshot_id, existing)
-        described = source.describe()
+        described = dict(source.describe())
+        # A source may report its own read method and consistency (e.g. a point-in-time read).
+        method = str(described.pop("method", "scan"))
+        consistency = Consistency(**described.pop("consistency", {"mode": "fuzzy"}))
         total = source.plan_segments(described)
         log.info(
             "run %s: dataset %s → snapshot %s (%d segments, store %s)",
@@ -145,8 +148,8 @@ def backup(
                 tier=spec.tier,
                 store=spec.store,
                 source=described,
-                method="scan",
-                consistency=Consistency(mode="fuzzy"),
+                method=method,
+                consistency=consistency,
                 started_at=started,
                 finished_at=finished,
                 segments=total,

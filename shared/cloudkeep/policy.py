@@ -169,8 +169,47 @@ class S3StoreSpec(Model):
         return value.strip("/")
 
 
-StoreSpec = Annotated[FileStoreSpec | S3StoreSpec, Field(discriminator="type")]
-STORE_TYPES = ("file", "s3")
+class GcsStoreSpec(Model):
+    """A Google Cloud Storage bucket."""
+
+    type: Literal["gcs"]
+    bucket: str = Field(min_length=3, max_length=222)
+    prefix: str = ""
+    project: str | None = None
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return value.strip("/")
+
+
+class AzureBlobStoreSpec(Model):
+    """An Azure Blob Storage container. Credentials: the connection string in the environment
+    variable ``connection_string_env`` if it is set, else ``account_url`` with the default Azure
+    credential (managed identity, CLI login, ...). No secret is ever written in the policy."""
+
+    type: Literal["azure_blob"]
+    container: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+    prefix: str = ""
+    account_url: str | None = None
+    connection_string_env: str = "AZURE_STORAGE_CONNECTION_STRING"
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return value.strip("/")
+
+
+StoreSpec = Annotated[
+    FileStoreSpec | S3StoreSpec | GcsStoreSpec | AzureBlobStoreSpec, Field(discriminator="type")
+]
+STORE_MODELS: dict[str, type[BaseModel]] = {
+    "file": FileStoreSpec,
+    "s3": S3StoreSpec,
+    "gcs": GcsStoreSpec,
+    "azure_blob": AzureBlobStoreSpec,
+}
+STORE_TYPES = tuple(STORE_MODELS)
 
 
 class Retention(Model):
@@ -184,12 +223,35 @@ class Retention(Model):
     yearly: StrictInt | None = Field(default=None, ge=0)
 
 
+def _validate_window(value: object) -> object:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"expected a window such as \"01:00-05:00\", got {_show(value)}")
+    from .schedule import Window
+
+    Window.parse(value)
+    return value.strip()
+
+
 class Tier(Model):
     """How often a dataset is backed up, how stale it may get, and how long snapshots live."""
 
     schedule: Schedule
     rpo: Duration
     retention: Retention
+    window: Annotated[str | None, BeforeValidator(_validate_window)] = Field(
+        default=None, description='local start window "HH:MM-HH:MM" (policy time zone); may wrap midnight'
+    )
+
+    @field_validator("retention")
+    @classmethod
+    def _some_rule(cls, value: Retention) -> Retention:
+        if not any(getattr(value, name) for name in Retention.model_fields):
+            raise ValueError(
+                "give at least one rule above zero (last, hourly, daily, weekly, monthly, yearly)"
+            )
+        return value
 
 
 class DynamoDBSourceSpec(Model):
@@ -202,9 +264,38 @@ class DynamoDBSourceSpec(Model):
     consistent_read: StrictBool = False
 
 
-# One member today; the discriminator still gives "unknown source type" errors for free.
-SourceSpec = Annotated[DynamoDBSourceSpec, Field(discriminator="type")]
-SOURCE_TYPES = ("dynamodb",)
+class FirestoreSourceSpec(Model):
+    """Firestore documents: some root collections (or all), with their subcollections."""
+
+    type: Literal["firestore"]
+    project: str = Field(min_length=1)
+    database: str = "(default)"
+    collections: list[str] | None = Field(default=None, min_length=1)
+    recursive: StrictBool = True
+
+
+class CosmosSourceSpec(Model):
+    """A Cosmos DB (NoSQL API) container. The account key is read from the environment variable
+    ``key_env``; without it a managed identity is used. A key never appears in the policy."""
+
+    type: Literal["cosmos"]
+    endpoint: str = Field(min_length=1)
+    database: str = Field(min_length=1)
+    container: str = Field(min_length=1)
+    key_env: str = "COSMOS_KEY"
+    verify_tls: StrictBool = True
+    incremental: StrictBool = False
+
+
+SourceSpec = Annotated[
+    DynamoDBSourceSpec | FirestoreSourceSpec | CosmosSourceSpec, Field(discriminator="type")
+]
+SOURCE_MODELS: dict[str, type[BaseModel]] = {
+    "dynamodb": DynamoDBSourceSpec,
+    "firestore": FirestoreSourceSpec,
+    "cosmos": CosmosSourceSpec,
+}
+SOURCE_TYPES = tuple(SOURCE_MODELS)
 
 
 class Dataset(Model):
@@ -213,6 +304,9 @@ class Dataset(Model):
     source: SourceSpec
     tier: str
     store: str
+    offset: Duration | None = Field(
+        default=None, description="explicit start delay after each slot (default: stable from the name)"
+    )
 
 
 class Policy(Model):
@@ -471,8 +565,7 @@ def _model_at(data: Any, path: tuple[str, ...]) -> type[BaseModel] | None:
     if n == 0:
         return Policy
     if n == 2 and path[0] == "stores":
-        store_models: dict[str, type[BaseModel]] = {"file": FileStoreSpec, "s3": S3StoreSpec}
-        return store_models.get(str(kind))
+        return STORE_MODELS.get(str(kind))
     if n == 2 and path[0] == "tiers":
         return Tier
     if n == 3 and path[0] == "tiers" and path[2] == "retention":
@@ -480,7 +573,7 @@ def _model_at(data: Any, path: tuple[str, ...]) -> type[BaseModel] | None:
     if n == 2 and path[0] == "datasets":
         return Dataset
     if n == 3 and path[0] == "datasets" and path[2] == "source":
-        return {"dynamodb": DynamoDBSourceSpec}.get(str(kind))
+        return SOURCE_MODELS.get(str(kind))
     return None
 
 

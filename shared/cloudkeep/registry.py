@@ -21,6 +21,14 @@ def open_store(spec: Any) -> Store:
         from .stores.s3 import S3Store
 
         return S3Store.from_spec(spec)
+    if kind == "gcs":
+        from .stores.gcs import GcsStore
+
+        return GcsStore.from_spec(spec)
+    if kind == "azure_blob":
+        from .stores.azure_blob import AzureBlobStore
+
+        return AzureBlobStore.from_spec(spec)
     raise ValueError(f"unknown store type {kind!r}")  # unreachable: the policy was validated
 
 
@@ -31,6 +39,14 @@ def open_source(spec: Any) -> Source:
         from .sources.dynamodb import DynamoDBSource
 
         return DynamoDBSource.from_spec(spec)
+    if kind == "firestore":
+        from .sources.firestore import FirestoreSource
+
+        return FirestoreSource.from_spec(spec)
+    if kind == "cosmos":
+        from .sources.cosmos import CosmosSource
+
+        return CosmosSource.from_spec(spec)
     raise ValueError(f"unknown source type {kind!r}")  # unreachable: the policy was validated
 
 
