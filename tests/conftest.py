@@ -97,3 +97,7 @@ def write_policy(tmp_path: Path, *, table: str, store: dict[str, Any] | None = N
     path = tmp_path / "cloudkeep.yaml"
     path.write_text(yaml.safe_dump(policy, sort_keys=False))
     return path
+
+
+# Each cloud's emulator fixtures live in their own module.
+pytest_plugins = ["fixtures_gcp", "fixtures_azure"]

@@ -1,0 +1,1 @@
+"""Azure emulator fixtures (Azurite, Cosmos DB server)."""

@@ -1,0 +1,1 @@
+"""Google Cloud emulator fixtures (Firestore emulator, fake-gcs-server)."""
