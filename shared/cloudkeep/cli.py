@@ -94,6 +94,27 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
+def _local_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Let --policy, --format and --debug also follow the command (``cloudkeep list --format json``)."""
+
+    def set_attr(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+        def callback(click_ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+            if value not in (None, False):
+                setattr(click_ctx.ensure_object(Ctx), name, value)
+                if name == "debug":
+                    _setup_logging(True, False)
+
+        return callback
+
+    fn = click.option("--policy", "policy_path_local", metavar="FILE", expose_value=False,
+                      callback=set_attr("policy_path"), help="Policy file (as the global option).")(fn)
+    fn = click.option("--format", "fmt_local", type=click.Choice(["table", "json"]), expose_value=False,
+                      callback=set_attr("fmt"), help="Output format (as the global option).")(fn)
+    fn = click.option("--debug", "debug_local", is_flag=True, expose_value=False,
+                      callback=set_attr("debug"), help="As the global option.")(fn)
+    return fn
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--policy", "policy_path", metavar="FILE",
               help="Policy file (default ./cloudkeep.yaml, else $CLOUDKEEP_POLICY).")
@@ -110,6 +131,7 @@ def main(click_ctx: click.Context, policy_path: str | None, fmt: str, debug: boo
 
 
 @main.command()
+@_local_options
 @click.pass_obj
 def validate(ctx: Ctx) -> None:
     """Check the policy; print every error with its field path."""
@@ -137,18 +159,31 @@ def validate(ctx: Ctx) -> None:
 
 
 @main.command()
+@_local_options
 @click.argument("datasets", nargs=-1)
+@click.option("--due", is_flag=True, help="Run only what is due now (as the scheduled tick does).")
+@click.option("--now", "now_text", metavar="ISO8601", help="With --due: pretend it is this time.")
 @click.pass_obj
-def run(ctx: Ctx, datasets: tuple[str, ...]) -> None:
-    """Take snapshots of DATASETS now (every dataset of the policy if none is named)."""
+def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None) -> None:
+    """Take snapshots of DATASETS now (every dataset if none is named), or with --due only
+    those due, each as the snapshot of its schedule slot."""
     from .engine import backup_many
 
+    if now_text and not due:
+        _usage("--now only makes sense with --due")
     policy = ctx.load()
     names = list(datasets) or sorted(policy.datasets)
     for name in names:
         policy.dataset(name)  # unknown names fail before anything runs
-    results = backup_many(policy, names, progress_factory=_progress)
-    data = [r.as_dict() for r in results]
+    if due:
+        from .runtime import parse_now, tick
+
+        outcome = tick(policy, parse_now(now_text), datasets=names, progress_factory=_progress)
+        data = outcome.as_dict()["datasets"]
+        results = outcome.results
+    else:
+        results = backup_many(policy, names, progress_factory=_progress)
+        data = [r.as_dict() for r in results]
 
     def render(rows: list[dict[str, Any]]) -> None:
         _table(
@@ -164,7 +199,43 @@ def run(ctx: Ctx, datasets: tuple[str, ...]) -> None:
         sys.exit(max(r.exit_code for r in failed))
 
 
+@main.command()
+@_local_options
+@click.option("--now", "now_text", metavar="ISO8601", help="Pretend it is this time.")
+@click.pass_obj
+def plan(ctx: Ctx, now_text: str | None) -> None:
+    """Per dataset: latest snapshot and age vs RPO, current slot, due or not, next run."""
+    from .runtime import parse_now
+    from .runtime import plan as make_plan
+
+    policy = ctx.load()
+    rows = [p.as_dict() for p in make_plan(policy, parse_now(now_text))]
+
+    def render(data: list[dict[str, Any]]) -> None:
+        def ago(seconds: int | None) -> str:
+            return "never" if seconds is None else _fmt_seconds(seconds) + " ago"
+
+        _table(
+            ["dataset", "tier", "latest", "age", "rpo", "rpo met", "slot", "due", "next run"],
+            [[r["dataset"], r["tier"], r["latest_snapshot"] or "—", ago(r["age_seconds"]),
+              _fmt_seconds(r["rpo_seconds"]), "yes" if r["rpo_met"] else "NO",
+              r["slot"][:16].replace("T", " "), "DUE" if r["due"] else "no",
+              r["next_run"][:16].replace("T", " ")] for r in data],
+        )
+
+    _emit(ctx, rows, render)
+
+
+def _fmt_seconds(seconds: int) -> str:
+    from datetime import timedelta
+
+    from .policy import format_duration
+
+    return format_duration(timedelta(seconds=seconds))
+
+
 @main.command("list")
+@_local_options
 @click.argument("dataset", required=False)
 @click.pass_obj
 def list_(ctx: Ctx, dataset: str | None) -> None:
@@ -193,6 +264,7 @@ def list_(ctx: Ctx, dataset: str | None) -> None:
 
 
 @main.command()
+@_local_options
 @click.argument("ref", metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
 @click.pass_obj
 def show(ctx: Ctx, ref: str) -> None:
@@ -232,6 +304,7 @@ def show(ctx: Ctx, ref: str) -> None:
 
 
 @main.command()
+@_local_options
 @click.argument("ref", required=False, metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
 @click.option("--latest", "latest_of", metavar="DATASET", help="Verify the newest snapshot of DATASET.")
 @click.option("--level", type=click.Choice(["integrity"]), default="integrity", show_default=True,
@@ -262,6 +335,7 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str) -> None
 
 
 @main.command()
+@_local_options
 @click.argument("ref", metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
 @click.option("--into", "--target", "target", required=True, metavar="NAME",
               help="Target to restore into (for DynamoDB: a table name in the source's region).")

@@ -8,6 +8,7 @@ leaves parts that no manifest references (harmless, removed by prune).
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import secrets
 import threading
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from . import __version__, layout
+from . import __version__, layout, logctx
 from .codec import DEFAULT_LEVEL, ContentDigest, PartBuffer, PartStats
 from .errors import CloudkeepError, ObjectNotFoundError
 from .lock import DatasetLock
@@ -53,7 +54,7 @@ class RunOptions:
 @dataclass
 class RunResult:
     dataset: str
-    status: Literal["committed", "exists", "failed"]
+    status: Literal["committed", "exists", "locked", "failed"]
     snapshot_id: str | None = None
     manifest: Manifest | None = None
     error: str | None = None
@@ -102,6 +103,25 @@ def backup(
     run_id = new_run_id()
     snapshot_id = snapshot_id or layout.snapshot_id_for(started, secrets.token_hex(3))
 
+    with logctx.bind(run_id=run_id, dataset=dataset, snapshot_id=snapshot_id):
+        return _backup(policy, dataset, store, source, snapshot_id, trigger, slot, progress,
+                       options, started, run_id)
+
+
+def _backup(
+    policy: Policy,
+    dataset: str,
+    store: Store,
+    source: Source,
+    snapshot_id: str,
+    trigger: Literal["manual", "schedule"],
+    slot: datetime | None,
+    progress: Progress,
+    options: RunOptions,
+    started: datetime,
+    run_id: str,
+) -> RunResult:
+    spec = policy.dataset(dataset)
     existing = _existing_manifest(store, dataset, snapshot_id)
     if existing is not None:
         log.info("dataset %s: snapshot %s is already committed", dataset, snapshot_id)
@@ -236,7 +256,7 @@ def _read_all(
 
     workers = max(1, min(options.workers, total))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"scan-{dataset}") as pool:
-        futures = [pool.submit(one, segment) for segment in range(total)]
+        futures = [pool.submit(contextvars.copy_context().run, one, segment) for segment in range(total)]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         failed = [f for f in done if f.exception() is not None]
         if failed:

@@ -75,6 +75,16 @@ def format_duration(value: timedelta) -> str:
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
+
+def parse_offset(text: object) -> timedelta:
+    """Like :func:`parse_duration`, but zero (``0m``) is allowed."""
+    if isinstance(text, str) and re.fullmatch(r"0+[wdhms]?", text.strip()):
+        return timedelta(0)
+    return parse_duration(text)
+
+
+Offset = Annotated[timedelta, BeforeValidator(parse_offset)]
+
 _RATE_RE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
 
 
@@ -304,7 +314,7 @@ class Dataset(Model):
     source: SourceSpec
     tier: str
     store: str
-    offset: Duration | None = Field(
+    offset: Offset | None = Field(
         default=None, description="explicit start delay after each slot (default: stable from the name)"
     )
 

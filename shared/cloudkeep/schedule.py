@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -24,7 +24,7 @@ from croniter import croniter
 
 _RATE_RE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
 _WINDOW_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNIT = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
 MAX_DEFAULT_STAGGER = timedelta(minutes=15)
 
@@ -97,7 +97,7 @@ class Schedule:
             if self.interval % timedelta(days=1) == timedelta(0):
                 return self._previous_day_rate(at)
             k = (at - _EPOCH) // self.interval
-            return (_EPOCH + k * self.interval).astimezone(timezone.utc)
+            return (_EPOCH + k * self.interval).astimezone(UTC)
         local = at.astimezone(self.tz).replace(tzinfo=None)
         # croniter on naive wall-clock time; "at" itself counts as a slot if it matches.
         prev = croniter(self.expr, local + timedelta(seconds=1)).get_prev(datetime)
@@ -118,13 +118,13 @@ class Schedule:
                     slot = _localize(datetime.combine(local_day, time(0)), self.tz)
                 return slot
             return self.previous(after) + self.interval
-        local = after.astimezone(self.tz).replace(tzinfo=None)
+        # Start an hour early: a slot moved forward by a DST gap may still lie ahead of "after".
+        local = after.astimezone(self.tz).replace(tzinfo=None) - timedelta(hours=1)
         it = croniter(self.expr, local)
-        for _ in range(4):
+        while True:
             slot = _localize(it.get_next(datetime), self.tz)
             if slot > after:
                 return slot
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _previous_day_rate(self, at: datetime) -> datetime:
         assert self.interval is not None
@@ -200,10 +200,10 @@ def _eventbridge_dow(field: str) -> str:
 def _localize(naive: datetime, tz: ZoneInfo) -> datetime:
     """Wall-clock time in ``tz`` → UTC; a time in a DST gap moves forward by the gap."""
     aware = naive.replace(tzinfo=tz, fold=0)
-    utc = aware.astimezone(timezone.utc)
+    utc = aware.astimezone(UTC)
     if utc.astimezone(tz).replace(tzinfo=None) != naive:  # nonexistent (DST gap)
-        utc = naive.replace(tzinfo=tz, fold=1).astimezone(timezone.utc)
-        utc = max(utc, aware.astimezone(timezone.utc))
+        utc = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
+        utc = max(utc, aware.astimezone(UTC))
     return utc
 
 
@@ -231,14 +231,14 @@ def slot_snapshot_id(dataset: str, slot: datetime) -> str:
     the same slot find the same id (and the committed manifest) instead of taking another."""
     from .layout import snapshot_id_for
 
-    utc = slot.astimezone(timezone.utc)
+    utc = slot.astimezone(UTC)
     suffix = hashlib.sha256(f"{dataset}|{utc.isoformat()}".encode()).hexdigest()[:6]
     return snapshot_id_for(utc, suffix)
 
 
 @dataclass(frozen=True)
 class DueState:
-    slot: datetime | None  # the current slot (None: none eligible yet)
+    slot: datetime  # the current slot
     due: bool
     next_run: datetime
     in_window: bool

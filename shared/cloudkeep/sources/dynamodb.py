@@ -43,7 +43,10 @@ _UNREACHABLE_CODES = {
 
 
 def make_client(region: str, pool: int = 32) -> Any:
-    import boto3
+    """A DynamoDB client whose Scan responses skip botocore's parsing (see ``_raw_scan``).
+
+    Built from a botocore session: boto3 adds nothing here but import time."""
+    import botocore.session
     from botocore.config import Config
 
     # AWS_MAX_ATTEMPTS / AWS_RETRY_MODE in the environment win over our defaults.
@@ -55,7 +58,28 @@ def make_client(region: str, pool: int = 32) -> Any:
         connect_timeout=10,
         read_timeout=60,
     )
-    return boto3.client("dynamodb", region_name=region, config=config)
+    client = botocore.session.get_session().create_client("dynamodb", region_name=region, config=config)
+    client.meta.events.register("before-parse.dynamodb.Scan", _raw_scan)
+    return client
+
+
+def _raw_scan(response_dict: dict[str, Any], customized_response_dict: dict[str, Any],
+              **_: Any) -> None:
+    """Hand Scan's JSON body over as is instead of letting botocore walk it item by item.
+
+    botocore's parsing is most of a backup's CPU time (about 90 µs per item, 5x the JSON
+    decoding). The wire form is already what a snapshot stores — typed attribute values with
+    numbers as strings and binary as base64 — so items are taken from it unchanged. Errors keep
+    the normal path.
+    """
+    if response_dict.get("status_code") != 200:
+        return
+    body = json.loads(response_dict["body"])
+    for key in ("Items", "Count", "ScannedCount", "LastEvaluatedKey"):
+        if key in body:
+            customized_response_dict[key] = body[key]
+    customized_response_dict["_raw_items"] = True
+    response_dict["body"] = b"{}"
 
 
 def _b64(value: object) -> str:
@@ -67,6 +91,11 @@ def _b64(value: object) -> str:
 _NESTED = frozenset(("M", "L", "SS", "NS", "BS"))
 
 
+def _binary_key(value: bytes | str) -> bytes:
+    """Binary set members sort by their bytes, whether parsed (bytes) or raw (base64 text)."""
+    return base64.b64decode(value) if isinstance(value, str) else value
+
+
 def _canon(value: dict[str, Any]) -> dict[str, Any]:
     kind = next(iter(value))
     if kind not in _NESTED:
@@ -76,6 +105,8 @@ def _canon(value: dict[str, Any]) -> dict[str, Any]:
         return {"M": {k: _canon(v) for k, v in inner.items()}}
     if kind == "L":
         return {"L": [_canon(v) for v in inner]}
+    if kind == "BS":
+        return {kind: sorted(inner, key=_binary_key)}
     return {kind: sorted(inner)}
 
 
@@ -120,12 +151,14 @@ class DynamoDBSource:
         *,
         segments: int | None = None,
         consistent_read: bool = False,
+        page_size: int | None = None,
         client: Any = None,
     ) -> None:
         self.table = table
         self.region = region
         self.segments = segments
         self.consistent_read = consistent_read
+        self.page_size = page_size  # Scan's Limit; None: DynamoDB's 1 MB pages
         self._client = client
         self._client_lock = threading.Lock()
 
@@ -166,6 +199,8 @@ class DynamoDBSource:
             "TotalSegments": total,
             "ConsistentRead": self.consistent_read,
         }
+        if self.page_size:
+            params["Limit"] = self.page_size
         while True:
             with _errors(f"scanning {self.table}"):
                 page = self.client.scan(**params)
@@ -175,6 +210,8 @@ class DynamoDBSource:
             last = page.get("LastEvaluatedKey")
             if not last:
                 return
+            if page.get("_raw_items"):  # raw wire form: binary key parts are base64 text
+                last = {k: ({"B": base64.b64decode(v["B"])} if "B" in v else v) for k, v in last.items()}
             params["ExclusiveStartKey"] = last
 
     def scan_digest(self, target: str) -> tuple[int, str]:
