@@ -312,8 +312,12 @@ def test_load_policy_errors_are_usage_errors(tmp_path: Path) -> None:
     (tmp_path / "latin1.yaml").write_bytes(b"version: 1\n# caf\xe9\n")
     with pytest.raises(UsageError, match="cannot read policy file"):
         load_policy(str(tmp_path / "latin1.yaml"))
-    with pytest.raises(UsageError, match=r"cannot read a policy from gs://"):
-        load_policy("gs://bucket/cloudkeep.yaml")
+    with pytest.raises(UsageError, match=r"cannot read a policy from ftp://"):
+        load_policy("ftp://host/cloudkeep.yaml")
+    with pytest.raises(UsageError, match=r"expected az://ACCOUNT/CONTAINER/KEY"):
+        load_policy("az://account/cloudkeep.yaml")
+    with pytest.raises(UsageError, match=r"expected s3://BUCKET/KEY"):
+        load_policy("s3://just-a-bucket")
 
 
 def test_resolve_policy_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,6 +18,7 @@ import click
 
 from . import __version__
 from .errors import EXIT_FAILED, EXIT_USAGE, CloudkeepError, PolicyError
+from .logctx import StderrHandler
 
 log = logging.getLogger("cloudkeep")
 
@@ -36,7 +37,7 @@ class Ctx:
 
 def _setup_logging(debug: bool, quiet: bool) -> None:
     level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
-    handler = _StderrHandler()
+    handler = StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("cloudkeep")
     root.handlers[:] = [handler]
@@ -44,18 +45,6 @@ def _setup_logging(debug: bool, quiet: bool) -> None:
     root.propagate = False
     if debug:
         logging.getLogger("botocore").setLevel(logging.INFO)
-
-
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at the time of the call (tests swap it)."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
 
 
 def _progress() -> Any:

@@ -66,11 +66,31 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record (tests swap it)."""
+
+    target = "stderr"
+
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        import sys
+
+        return getattr(sys, self.target)
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
+class StdoutHandler(StderrHandler):
+    """Writes to whatever ``sys.stdout`` is at the time of each record."""
+
+    target = "stdout"
+
+
 def install_json_logging(level: int = logging.INFO) -> None:
     """JSON lines on stderr for the cloudkeep loggers (Cloud Functions, Azure Functions)."""
-    import sys
-
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter())
     handler.addFilter(ContextFilter())
     root = logging.getLogger("cloudkeep")

@@ -382,26 +382,60 @@ def resolve_policy_path(explicit: str | None) -> str:
 
 
 def load_policy(location: str) -> LoadedPolicy:
-    """Read, parse and validate a policy from a local path or an ``s3://`` URL."""
+    """Read, parse and validate a policy from a local path or an ``s3://``, ``gs://`` or
+    ``az://ACCOUNT/CONTAINER/KEY`` URL."""
     text = _read_text(location)
     base_dir = Path.cwd() if "://" in location else Path(location).resolve().parent
     return LoadedPolicy(parse_policy(text, source=location, base_dir=base_dir), location)
 
 
-def _read_text(location: str) -> str:
-    if location.startswith("s3://"):
-        from .stores.s3 import read_url
+POLICY_URL_SCHEMES = ("s3", "gs", "az")
 
-        return read_url(location).decode("utf-8")
+
+def _read_text(location: str) -> str:
     if "://" in location:
-        scheme = location.split("://", 1)[0]
-        raise UsageError(f"cannot read a policy from {scheme}:// (supported: a local path, s3://)")
+        return _read_url(location).decode("utf-8")
     try:
         return Path(location).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"policy file not found: {location}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read policy file {location}: {exc}") from None
+
+
+def _read_url(location: str) -> bytes:
+    """A policy object in a bucket, read through the store adapter of its cloud."""
+    from .errors import ObjectNotFoundError
+    from .registry import open_store
+
+    scheme, _, rest = location.partition("://")
+    parts = rest.split("/")
+    spec: BaseModel
+    try:
+        if scheme == "s3" and len(parts) >= 2 and all(parts):
+            region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+            spec = S3StoreSpec(type="s3", bucket=parts[0], region=region)
+            key = "/".join(parts[1:])
+        elif scheme == "gs" and len(parts) >= 2 and all(parts):
+            spec = GcsStoreSpec(type="gcs", bucket=parts[0])
+            key = "/".join(parts[1:])
+        elif scheme == "az" and len(parts) >= 3 and all(parts):
+            spec = AzureBlobStoreSpec(type="azure_blob", container=parts[1],
+                                      account_url=f"https://{parts[0]}.blob.core.windows.net")
+            key = "/".join(parts[2:])
+        elif scheme in POLICY_URL_SCHEMES:
+            shape = "az://ACCOUNT/CONTAINER/KEY" if scheme == "az" else f"{scheme}://BUCKET/KEY"
+            raise UsageError(f"bad policy URL {location!r} (expected {shape})")
+        else:
+            raise UsageError(
+                f"cannot read a policy from {scheme}:// (supported: a local path, s3://, gs://, az://)"
+            )
+    except ValidationError as exc:
+        raise UsageError(f"bad policy URL {location!r}: {exc.errors()[0]['msg']}") from None
+    try:
+        return open_store(spec).get(key)
+    except ObjectNotFoundError:
+        raise UsageError(f"policy not found: {location}") from None
 
 
 def parse_policy(text: str, *, source: str = "<policy>", base_dir: Path | None = None) -> Policy:

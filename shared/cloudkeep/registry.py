@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from .policy import Policy
@@ -24,11 +24,11 @@ def open_store(spec: Any) -> Store:
     if kind == "gcs":
         from .stores.gcs import GcsStore
 
-        return GcsStore.from_spec(spec)
+        return cast("Store", GcsStore.from_spec(spec))
     if kind == "azure_blob":
         from .stores.azure_blob import AzureBlobStore
 
-        return AzureBlobStore.from_spec(spec)
+        return cast("Store", AzureBlobStore.from_spec(spec))
     raise ValueError(f"unknown store type {kind!r}")  # unreachable: the policy was validated
 
 
@@ -42,11 +42,11 @@ def open_source(spec: Any) -> Source:
     if kind == "firestore":
         from .sources.firestore import FirestoreSource
 
-        return FirestoreSource.from_spec(spec)
+        return cast("Source", FirestoreSource.from_spec(spec))
     if kind == "cosmos":
         from .sources.cosmos import CosmosSource
 
-        return CosmosSource.from_spec(spec)
+        return cast("Source", CosmosSource.from_spec(spec))
     raise ValueError(f"unknown source type {kind!r}")  # unreachable: the policy was validated
 
 

@@ -7,8 +7,9 @@ are streamed as a multipart upload, one chunk in memory at a time.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from ..errors import ObjectExistsError, ObjectNotFoundError, StoreError, StoreUnreachableError
@@ -100,7 +101,7 @@ class S3Store:
         with self._errors(key):
             if len(first) < CHUNK:
                 self.client.put_object(Bucket=self.bucket, Key=full, Body=first, **extra, **lock)
-                return ObjectInfo(key, len(first), datetime.now(timezone.utc))
+                return ObjectInfo(key, len(first), datetime.now(UTC))
             return self._multipart(key, full, first, stream, extra, lock)
 
     def _multipart(
@@ -134,7 +135,7 @@ class S3Store:
             except Exception:  # noqa: BLE001 - the original error matters more
                 pass
             raise
-        return ObjectInfo(key, size, datetime.now(timezone.utc))
+        return ObjectInfo(key, size, datetime.now(UTC))
 
     def open(self, key: str) -> BinaryIO:
         with self._errors(key):
@@ -172,7 +173,7 @@ class S3Store:
         if batch:
             self._delete_batch(batch)
 
-    def _delete_batch(self, batch: list[dict[str, str]]) -> None:
+    def _delete_batch(self, batch: builtins.list[dict[str, str]]) -> None:
         with self._errors(batch[0]["Key"]):
             resp = self.client.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
@@ -199,9 +200,9 @@ class _S3Errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is None:
-            return False
+            return
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         where = f"{self.store.describe()}/{self.key}"
@@ -220,7 +221,6 @@ class _S3Errors:
             raise StoreUnreachableError(f"cannot reach {where}: no AWS credentials found") from exc
         if isinstance(exc, BotoCoreError):
             raise StoreUnreachableError(f"cannot reach {where}: {exc}") from exc
-        return False
 
 
 class _BodyReader:

@@ -1,0 +1,48 @@
+"""AWS Lambda entry points: ``tick`` (EventBridge schedule) and ``invoke`` (direct invocation).
+
+Thin on purpose: parse the event, load the policy, call cloudkeep, shape the reply. Only AWS
+SDKs are ever imported here (a test checks it in a fresh process).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+
+from cloudkeep import function
+from cloudkeep.actions import handle
+from cloudkeep.logctx import ContextFilter, StdoutHandler
+from cloudkeep.metrics import EmfSink
+
+BUNDLED_POLICY = Path(__file__).resolve().parent.parent / "cloudkeep.yaml"
+
+logger = Logger(service="cloudkeep", logger_handler=StdoutHandler())
+metrics = Metrics(namespace="cloudkeep", service="cloudkeep")
+tracer = Tracer(service="cloudkeep")
+
+logging.getLogger("cloudkeep")  # make sure the core's parent logger exists before copying
+copy_config_to_registered_loggers(source_logger=logger, include={"cloudkeep"})
+for _handler in logging.getLogger("cloudkeep").handlers:
+    _handler.addFilter(ContextFilter())  # run_id, dataset, snapshot_id on every line
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def tick(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """EventBridge scheduled event → back up what is due at the event's time."""
+    metrics.add_metric(name="TickInvoked", unit="Count", value=1)
+    policy = function.load(BUNDLED_POLICY)
+    return function.scheduled_tick(policy, function.parse_time(event.get("time")), EmfSink())
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+def invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Direct invocation: ``{"action": "backup"|"verify"|"restore"|"plan", ...}``."""
+    status, body = handle(function.load(BUNDLED_POLICY), event)
+    return {"statusCode": status, **body}

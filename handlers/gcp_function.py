@@ -1,0 +1,41 @@
+"""Google Cloud Functions (2nd gen) entry points: ``tick`` (Pub/Sub CloudEvent from Cloud
+Scheduler) and ``invoke`` (HTTP, on-demand actions).
+
+Thin on purpose: parse the event, load the policy, call cloudkeep, shape the reply. Logs are
+JSON lines with ``severity`` (Cloud Logging parses them); metrics are log lines ready for
+log-based metrics. No AWS or Azure SDK is imported here (a test checks it in a fresh process).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import functions_framework
+
+from cloudkeep import function
+from cloudkeep.actions import handle
+from cloudkeep.logctx import install_json_logging
+from cloudkeep.metrics import LogSink
+
+BUNDLED_POLICY = Path(__file__).resolve().parent.parent / "cloudkeep.yaml"
+
+install_json_logging()
+
+
+@functions_framework.cloud_event
+def tick(cloud_event: Any) -> None:
+    """Pub/Sub message from Cloud Scheduler → back up what is due at the event's time.
+    Raises when a dataset failed, so the function reports an error (and Pub/Sub may retry)."""
+    policy = function.load(BUNDLED_POLICY)
+    reply = function.scheduled_tick(policy, function.parse_time(cloud_event["time"]), LogSink())
+    print(json.dumps({"severity": "INFO", "message": "tick done", "reply": reply}, default=str))
+
+
+@functions_framework.http
+def invoke(request: Any) -> tuple[str, int, dict[str, str]]:
+    """POST a JSON action: ``{"action": "backup"|"verify"|"restore"|"plan", ...}``."""
+    payload = request.get_json(silent=True)
+    status, body = handle(function.load(BUNDLED_POLICY), payload)
+    return json.dumps(body, default=str), status, {"Content-Type": "application/json"}

@@ -1,0 +1,95 @@
+"""On-demand actions shared by every cloud's ``invoke`` entry point.
+
+A payload is ``{"action": "backup"|"verify"|"restore"|"plan", ...}``:
+
+- backup: ``datasets`` (list, default all)
+- verify: ``ref`` (``DATASET@ID`` / ``DATASET@latest``)
+- restore: ``ref``, ``into``, optional ``overwrite``
+- plan: optional ``now`` (ISO 8601)
+
+:func:`handle` returns ``(http_status, body)``; the body always has ``ok``, and ``error`` when
+not ok. Statuses: 200 ok, 400 bad request or policy, 404 no such snapshot, 409 locked, 422 the
+operation failed (verification, restore refused), 502 a store or source unreachable.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .errors import (
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    CloudkeepError,
+    LockedError,
+    SnapshotNotFoundError,
+    UsageError,
+)
+from .policy import Policy
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("backup", "verify", "restore", "plan")
+
+
+def status_of(exc: CloudkeepError) -> int:
+    if isinstance(exc, SnapshotNotFoundError):
+        return 404
+    if isinstance(exc, LockedError):
+        return 409
+    return {EXIT_USAGE: 400, EXIT_UNREACHABLE: 502}.get(exc.exit_code, 422)
+
+
+def handle(policy: Policy, payload: Any) -> tuple[int, dict[str, Any]]:
+    try:
+        return 200, run_action(policy, payload)
+    except CloudkeepError as exc:
+        return status_of(exc), {"ok": False, "error": str(exc)}
+
+
+def _field(payload: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
+    value = payload.get(name)
+    if value is None:
+        if required:
+            raise UsageError(f"payload: '{name}' is required for action {payload.get('action')!r}")
+        return None
+    if not isinstance(value, kind):
+        raise UsageError(f"payload: '{name}' must be a {kind.__name__}")
+    return value
+
+
+def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise UsageError("payload must be a JSON object with an 'action'")
+    action = payload.get("action")
+    if action not in ACTIONS:
+        raise UsageError(f"payload: unknown action {action!r} (known: {', '.join(ACTIONS)})")
+    if action == "backup":
+        from .engine import backup_many
+
+        names = _field(payload, "datasets", list, required=False) or sorted(policy.datasets)
+        for name in names:
+            policy.dataset(str(name))
+        results = backup_many(policy, [str(n) for n in names])
+        ok = all(r.status != "failed" for r in results)
+        return {"ok": ok, "datasets": [r.as_dict() for r in results]}
+    if action == "plan":
+        from .runtime import parse_now, plan
+
+        now = parse_now(_field(payload, "now", str, required=False))
+        return {"ok": True, "now": now.isoformat(), "datasets": [p.as_dict() for p in plan(policy, now)]}
+    from .catalog import resolve
+
+    store, manifest = resolve(policy, _field(payload, "ref", str))
+    if action == "verify":
+        from .verify import record, verify_integrity
+
+        report = verify_integrity(store, manifest)
+        record(store, report)
+        return report.as_dict()
+    from .restore import restore
+
+    into = _field(payload, "into", str)
+    overwrite = bool(_field(payload, "overwrite", bool, required=False))
+    result = restore(policy, store, manifest, into, overwrite=overwrite)
+    return {"ok": True, **result.as_dict()}

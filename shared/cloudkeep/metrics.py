@@ -1,0 +1,82 @@
+"""Metrics through one small protocol; one sink per platform.
+
+Names (dimensions ``dataset`` and ``tier``): ``BackupSucceeded``, ``BackupFailed`` (counts),
+``ItemsBackedUp`` (count), ``BytesStored`` (bytes), ``BackupDurationSeconds`` (seconds).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .engine import RunResult
+from .policy import Policy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    value: float
+    unit: str  # "Count", "Bytes", "Seconds"
+    dimensions: dict[str, str]
+
+
+class MetricsSink(Protocol):
+    def emit(self, metric: Metric) -> None: ...
+
+
+def backup_metrics(policy: Policy, result: RunResult) -> list[Metric]:
+    """The metrics of one dataset's backup outcome (nothing for 'exists' / 'locked')."""
+    spec = policy.datasets.get(result.dataset)
+    dims = {"dataset": result.dataset, "tier": spec.tier if spec else "unknown"}
+    if result.status == "failed":
+        return [Metric("BackupFailed", 1, "Count", dims)]
+    if result.status != "committed" or result.manifest is None:
+        return []
+    m = result.manifest
+    return [
+        Metric("BackupSucceeded", 1, "Count", dims),
+        Metric("ItemsBackedUp", m.totals.items, "Count", dims),
+        Metric("BytesStored", m.totals.stored_bytes, "Bytes", dims),
+        Metric("BackupDurationSeconds", (m.finished_at - m.started_at).total_seconds(), "Seconds", dims),
+    ]
+
+
+@dataclass
+class MemorySink:
+    """For tests."""
+
+    metrics: list[Metric] = field(default_factory=list)
+
+    def emit(self, metric: Metric) -> None:
+        self.metrics.append(metric)
+
+
+class LogSink:
+    """One structured log line per metric (Google Cloud log-based metrics, Azure custom
+    dimensions): ``{"metric": NAME, "value": V, "unit": U, "dataset": ..., "tier": ...}``."""
+
+    def emit(self, metric: Metric) -> None:
+        log.info("metric %s=%s", metric.name, metric.value, extra={"cloudkeep": {
+            "metric": metric.name, "value": metric.value, "unit": metric.unit, **metric.dimensions,
+        }})
+
+
+class EmfSink:
+    """CloudWatch Embedded Metric Format through Powertools, one EMF blob per metric so each
+    carries its own dataset and tier dimensions."""
+
+    def __init__(self, namespace: str = "cloudkeep") -> None:
+        self.namespace = namespace
+
+    def emit(self, metric: Metric) -> None:
+        from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+        unit: Any = getattr(MetricUnit, metric.unit)
+        with single_metric(name=metric.name, unit=unit, value=metric.value,
+                           namespace=self.namespace) as one:
+            for key, value in metric.dimensions.items():
+                one.add_dimension(name=key, value=value)
