@@ -1,6 +1,7 @@
 """`make demo`: DynamoDB Local → cloudkeep run → list → verify → restore → compare, all local.
 
-The vault is a `file` store in ./.demo/vault; snapshots accumulate there across demo runs.
+The vault is a `file` store in ./.demo/vault; it is emptied at the start of each demo and left in
+place afterwards, so `cloudkeep --policy .demo/cloudkeep.yaml list` still works after the demo.
 """
 
 from __future__ import annotations
@@ -27,14 +28,15 @@ stores:
   vault: {type: file, path: vault}        # relative to this file: .demo/vault
 tiers:
   standard:
-    schedule: "0 2 * * *"
-    rpo: 26h
-    retention: {daily: 7, weekly: 4, monthly: 6}
+    schedule: "0 * * * *"
+    rpo: 90m
+    retention: {hourly: 24, daily: 7, weekly: 4}
 datasets:
   orders:
     source: {type: dynamodb, table: demo_orders, region: us-east-1}
     tier: standard
     store: vault
+    offset: 0m                           # no stagger in the demo: due at once
 """
 
 
@@ -53,6 +55,7 @@ def cloudkeep(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def main() -> int:
+    shutil.rmtree(DEMO / "vault", ignore_errors=True)
     DEMO.mkdir(exist_ok=True)
     (DEMO / "cloudkeep.yaml").write_text(POLICY)
     say("starting DynamoDB Local")
@@ -72,9 +75,11 @@ def main() -> int:
         print(f"seeded in {time.monotonic() - t0:.1f}s (strings, unicode, 38-digit numbers, sets, "
               "binary with NUL bytes, nested lists and maps, nulls, booleans)")
 
-        say("backing up (an on-demand run)")
+        say("a scheduled tick: what is due, then run it (as the functions do every 15 minutes)")
         cloudkeep("validate")
-        cloudkeep("run", "orders")
+        cloudkeep("plan")
+        cloudkeep("run", "--due")
+        cloudkeep("run", "--due")  # a duplicated trigger: nothing more to do
         cloudkeep("list", "orders")
         say("verifying the newest snapshot")
         cloudkeep("verify", "orders@latest")
