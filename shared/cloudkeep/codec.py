@@ -4,13 +4,19 @@ A part is a zstd frame of newline-terminated JSON lines, one item per line. The 
 of a snapshot is order-independent: the sum, modulo 2**256, of sha256 over each item's canonical
 line. Any reader that produces the same canonical lines (a restored copy scanned again, say) gets
 the same digest, whatever the order or the split into parts.
+
+A source may name top-level keys of its lines that a restored copy cannot reproduce (Firestore's
+``update_time``: the service sets it on every write). Those keys are left out of the digest: such
+a line enters it re-encoded canonically without them. The manifest records the names
+(``content_digest.ignores``), so verify and restore compute the same digest without the source.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -22,17 +28,44 @@ DIGEST_ALGORITHM = "sha256-sum-mod-2^256"
 _MOD = 1 << 256
 
 
+def canonical_json(value: object) -> bytes:
+    """The one encoding of a JSON value: sorted keys, no spaces, UTF-8 (not \\u escapes)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def digest_form(ignores: Sequence[str]) -> Callable[[bytes], bytes] | None:
+    """How a line enters the content digest: as is (None), or without the top-level keys
+    ``ignores``, re-encoded canonically."""
+    if not ignores:
+        return None
+    dropped = frozenset(ignores)
+
+    def strip(line: bytes) -> bytes:
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            return line  # not an item: it enters as is (verify reports it; the digest differs)
+        if not isinstance(doc, dict):
+            return line
+        return canonical_json({k: v for k, v in doc.items() if k not in dropped})
+
+    return strip
+
+
 class ContentDigest:
     """Order-independent multiset digest of item lines (see module docstring)."""
 
-    __slots__ = ("value", "count")
+    __slots__ = ("value", "count", "_form")
 
-    def __init__(self, value: int = 0, count: int = 0) -> None:
+    def __init__(self, value: int = 0, count: int = 0, *, ignores: Sequence[str] = ()) -> None:
         self.value = value
         self.count = count
+        self._form = digest_form(ignores)
 
     def add_line(self, line: bytes) -> None:
         """Add one canonical item line (without its trailing newline)."""
+        if self._form is not None:
+            line = self._form(line)
         self.value = (self.value + int.from_bytes(hashlib.sha256(line).digest(), "big")) % _MOD
         self.count += 1
 

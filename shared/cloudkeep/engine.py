@@ -135,6 +135,8 @@ def _backup(
         # A source may report its own read method and consistency (e.g. a point-in-time read).
         method = str(described.pop("method", "scan"))
         consistency = Consistency(**described.pop("consistency", {"mode": "fuzzy"}))
+        # ... and top-level keys of its lines that a restored copy cannot keep (codec.py).
+        ignores = [str(k) for k in described.pop("digest_ignores", ())]
         total = source.plan_segments(described)
         log.info(
             "run %s: dataset %s → snapshot %s (%d segments, store %s)",
@@ -152,7 +154,8 @@ def _backup(
         t0 = time.monotonic()
         try:
             outcomes = _read_all(
-                source, store, dataset, snapshot_id, total, options, progress, stop, on_written
+                source, store, dataset, snapshot_id, total, options, progress, stop, on_written,
+                ignores,
             )
             parts = sorted((p for o in outcomes for p in o.parts), key=lambda p: (p.segment, p.index))
             digest = ContentDigest()
@@ -181,7 +184,7 @@ def _backup(
                     stored_bytes=sum(p.stored_bytes for p in parts),
                 ),
                 codec=Codec(level=options.level),
-                content_digest=ContentDigestEntry(value=digest.hexdigest()),
+                content_digest=ContentDigestEntry(value=digest.hexdigest(), ignores=ignores),
                 cloudkeep_version=__version__,
             )
             store.put(layout.manifest_key(dataset, snapshot_id), manifest.to_bytes(), if_absent=True)
@@ -218,6 +221,7 @@ def _read_all(
     progress: Progress,
     stop: threading.Event,
     on_written: object,
+    ignores: list[str],
 ) -> list[_SegmentOutcome]:
     def flush(buffer: PartBuffer, segment: int, index: int, outcome: _SegmentOutcome) -> None:
         import hashlib
@@ -235,7 +239,7 @@ def _read_all(
 
     def one(segment: int) -> _SegmentOutcome:
         outcome = _SegmentOutcome()
-        buffer = PartBuffer(level=options.level)
+        buffer = PartBuffer(level=options.level, digest=ContentDigest(ignores=ignores))
         index = 0
         for lines in source.read_segment(segment, total):
             if stop.is_set():
@@ -249,7 +253,7 @@ def _read_all(
                 if buffer.raw_bytes >= options.part_size:
                     flush(buffer, segment, index, outcome)
                     index += 1
-                    buffer = PartBuffer(level=options.level)
+                    buffer = PartBuffer(level=options.level, digest=ContentDigest(ignores=ignores))
         if buffer.items:
             flush(buffer, segment, index, outcome)
         return outcome

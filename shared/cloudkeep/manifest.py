@@ -54,6 +54,12 @@ class Consistency(_Model):
 class ContentDigestEntry(_Model):
     algorithm: Literal["sha256-sum-mod-2^256"] = "sha256-sum-mod-2^256"
     value: str = Field(pattern=r"^[0-9a-f]{64}$")
+    ignores: list[str] = Field(
+        default_factory=list,
+        description="top-level keys of each item line left out of the digest (a line then enters "
+        "it re-encoded canonically without them), e.g. Firestore's update_time, which a restored "
+        "copy cannot keep",
+    )
 
 
 class Manifest(_Model):

@@ -125,7 +125,7 @@ def _restore_part(
 
     from .codec import TruncatedPartError
 
-    digest = ContentDigest()
+    digest = ContentDigest(ignores=manifest.content_digest.ignores)
     key = layout.part_key(manifest.dataset, manifest.snapshot_id, part.name)
     with store.open(key) as stream:
         hashing = HashingReader(stream)

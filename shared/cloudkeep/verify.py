@@ -74,10 +74,16 @@ def _line_checker(source_type: str) -> Any:
             return "line is not a DynamoDB item ({\"Item\": {...}})"
         return None
 
+    def firestore(doc: Any) -> str | None:
+        if (not isinstance(doc, dict) or not isinstance(doc.get("name"), str)
+                or not isinstance(doc.get("fields"), dict)):
+            return "line is not a Firestore document ({\"name\": ..., \"fields\": {...}})"
+        return None
+
     def generic(doc: Any) -> str | None:
         return None if isinstance(doc, dict) else "line is not a JSON object"
 
-    return {"dynamodb": dynamodb}.get(source_type, generic)
+    return {"dynamodb": dynamodb, "firestore": firestore}.get(source_type, generic)
 
 
 @dataclass
@@ -132,7 +138,7 @@ def verify_integrity(store: Store, manifest: Manifest, *, workers: int = 8) -> V
 
 
 def _check_part(store: Store, manifest: Manifest, part: PartEntry, checker: Any) -> _PartResult:
-    result = _PartResult(part)
+    result = _PartResult(part, digest=ContentDigest(ignores=manifest.content_digest.ignores))
     key = layout.part_key(manifest.dataset, manifest.snapshot_id, part.name)
 
     def problem(check: str, message: str) -> None:

@@ -5,7 +5,9 @@ Guarantees every source gives:
 - ``describe()`` returns the source's identity and everything a restore needs to recreate the
   target (key schema, indexes, ...); it goes into the manifest as ``source``. It may also carry
   ``"method"`` (default ``"scan"``) and ``"consistency"`` (``{"mode": "point-in-time", "time":
-  ...}``; default fuzzy), which the engine moves to the manifest's own fields.
+  ...}``; default fuzzy), which the engine moves to the manifest's own fields, and
+  ``"digest_ignores"``: top-level keys of its lines that a restored copy cannot reproduce (e.g.
+  Firestore's ``update_time``), left out of the content digest (see ``codec.py``).
 - ``read_segment(segment, total)`` yields pages (lists) of *canonical* item lines: UTF-8 JSON
   without newlines, one item each, encoded losslessly, so the same item always gives the same
   bytes. Memory is bounded by one page.
