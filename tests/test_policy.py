@@ -184,7 +184,7 @@ def test_full_policy_parses(tmp_path: Path) -> None:
     assert critical.schedule == "*/15 * * * *"
     assert critical.rpo == timedelta(minutes=90)
     assert critical.retention.model_dump() == {
-        "last": 3, "hourly": 24, "daily": 14, "weekly": 8, "monthly": 12, "yearly": 2,
+        "last": 3, "hourly": 24, "daily": 14, "weekly": 8, "monthly": 12, "yearly": 2, "within": None,
     }
     assert policy.tiers["standard"].schedule == "rate(1 day)"
     assert policy.tiers["standard"].rpo == timedelta(hours=26)
@@ -544,7 +544,7 @@ BAD_POLICIES: dict[str, Bad] = {
     "unknown-key-in-s3-store": bad(
         "    region: eu-west-1\n  local:", "    regoin: eu-west-1\n  local:",
         ("regoin", "stores.vault.regoin: unknown key 'regoin' "
-                   "(allowed: bucket, endpoint_url, prefix, region, type)"),
+                   "(allowed: bucket, endpoint_url, object_lock, prefix, region, type)"),
         ("  vault:", "stores.vault.region: required key is missing")),
     "unknown-key-in-file-store": bad(
         "    path: ./backups", "    path: ./backups\n    mode: 0700",
@@ -555,14 +555,14 @@ BAD_POLICIES: dict[str, Bad] = {
                            "(allowed: consistent_read, region, segments, table, type)")),
     "unknown-key-in-tier": bad(
         '    schedule: "0 2 * * *"', '    schedule: "0 2 * * *"\n    owner: ops',
-        ("owner:", "tiers.standard.owner: unknown key 'owner' (allowed: retention, rpo, schedule, window)")),
+        ("owner:", "tiers.standard.owner: unknown key 'owner' (allowed: copy_to, min_copies, retention, rpo, schedule, window)")),
     "unknown-key-in-retention": bad(
         "      weekly: 4", "      weekly: 4\n      forever: 1",
         ("forever: 1", "tiers.standard.retention.forever: unknown key 'forever' "
-                       "(allowed: daily, hourly, last, monthly, weekly, yearly)")),
+                       "(allowed: daily, hourly, last, monthly, weekly, within, yearly)")),
     "unknown-key-in-dataset": bad(
         "    store: vault", "    store: vault\n    owner: bob",
-        ("owner: bob", "datasets.orders.owner: unknown key 'owner' (allowed: offset, source, store, tier)")),
+        ("owner: bob", "datasets.orders.owner: unknown key 'owner' (allowed: copy_to, offset, source, store, tier)")),
     # missing keys
     "missing-rpo": bad(
         "    rpo: 26h\n", "",
@@ -796,7 +796,7 @@ owner: platform-team
 # Line numbers written out by hand against MANY_ERRORS above.
 MANY_EXPECTED = [
     f"{FILE}:3: stores.vault.region: required key is missing",
-    f"{FILE}:6: stores.vault.regoin: unknown key 'regoin' (allowed: bucket, endpoint_url, prefix, region, type)",
+    f"{FILE}:6: stores.vault.regoin: unknown key 'regoin' (allowed: bucket, endpoint_url, object_lock, prefix, region, type)",
     f"{FILE}:7: stores.tape: unknown store type 'lto' (known: file, s3, gcs, azure_blob)",
     f"{FILE}:11: tiers.critical.schedule: bad cron expression '0 * * * * *': expected 5 fields",
     f"{FILE}:12: tiers.critical.rpo: bad duration '10x'",

@@ -70,7 +70,11 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
         names = _field(payload, "datasets", list, required=False) or sorted(policy.datasets)
         for name in names:
             policy.dataset(str(name))
+        from .runtime import after_backup
+
         results = backup_many(policy, [str(n) for n in names])
+        for result in results:
+            after_backup(policy, result)
         ok = all(r.status != "failed" for r in results)
         return {"ok": ok, "datasets": [r.as_dict() for r in results]}
     if action == "plan":
@@ -91,5 +95,5 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
 
     into = _field(payload, "into", str)
     overwrite = bool(_field(payload, "overwrite", bool, required=False))
-    result = restore(policy, store, manifest, into, overwrite=overwrite)
-    return {"ok": True, **result.as_dict()}
+    restored = restore(policy, store, manifest, into, overwrite=overwrite)
+    return {"ok": True, **restored.as_dict()}

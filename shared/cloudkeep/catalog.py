@@ -63,13 +63,26 @@ def list_manifests(store: Store, dataset: str) -> list[Manifest]:
         return list(pool.map(lambda i: load_manifest(store, dataset, i), ids))
 
 
-def resolve(policy: Policy, text: str) -> tuple[Store, Manifest]:
-    """The store and manifest a reference names. Raises SnapshotNotFoundError if none."""
+def store_named(policy: Policy, dataset: str, name: str | None) -> Store:
+    """The dataset's own store, or the store ``name`` (a copy) when given."""
+    spec = policy.dataset(dataset)
+    if name is None:
+        return open_store(policy.stores[spec.store])
+    if name not in policy.stores:
+        known = ", ".join(sorted(policy.stores))
+        raise UsageError(f"unknown store {name!r} (known: {known})")
+    return open_store(policy.stores[name])
+
+
+def resolve(policy: Policy, text: str, *, store_name: str | None = None) -> tuple[Store, Manifest]:
+    """The store and manifest a reference names (in the dataset's store, or in the copy store
+    ``store_name``). Raises SnapshotNotFoundError if none."""
     ref = parse_ref(text)
     if isinstance(ref, str):
+        if store_name:
+            raise UsageError("with --store, name the snapshot as DATASET@SNAPSHOT_ID")
         return _find_bare(policy, ref)
-    policy.dataset(ref.dataset)  # unknown dataset → UsageError naming the known ones
-    store = open_store(policy.stores[policy.datasets[ref.dataset].store])
+    store = store_named(policy, ref.dataset, store_name)
     if ref.snapshot_id == "latest":
         ids = snapshot_ids(store, ref.dataset)
         if not ids:

@@ -171,7 +171,11 @@ def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None) ->
         data = outcome.as_dict()["datasets"]
         results = outcome.results
     else:
+        from .runtime import after_backup
+
         results = backup_many(policy, names, progress_factory=_progress)
+        for result in results:
+            after_backup(policy, result)  # copies to the dataset's further stores
         data = [r.as_dict() for r in results]
 
     def render(rows: list[dict[str, Any]]) -> None:
@@ -226,27 +230,35 @@ def _fmt_seconds(seconds: int) -> str:
 @main.command("list")
 @_local_options
 @click.argument("dataset", required=False)
+@click.option("--store", "store_name", metavar="STORE", help="List the copies in this store instead.")
 @click.pass_obj
-def list_(ctx: Ctx, dataset: str | None) -> None:
-    """Committed snapshots (of DATASET, or of every dataset), oldest first."""
-    from .catalog import list_manifests
-    from .registry import store_for_dataset
+def list_(ctx: Ctx, dataset: str | None, store_name: str | None) -> None:
+    """Committed snapshots (of DATASET, or of every dataset), oldest first, with their legal
+    holds and verified copies."""
+    from . import copies, holds
+    from .catalog import list_manifests, store_named
 
     policy = ctx.load()
     names = [dataset] if dataset else sorted(policy.datasets)
     rows: list[dict[str, Any]] = []
     for name in names:
-        store = store_for_dataset(policy, name)
-        rows.extend(m.summary() for m in list_manifests(store, name))
+        store = store_named(policy, name, store_name)
+        held = holds.all_for(store, name)
+        for manifest in list_manifests(store, name):
+            row = manifest.summary()
+            row["hold"] = held.get(manifest.snapshot_id, {}).get("reason")
+            row["copies"] = copies.verified_stores(store, name, manifest.snapshot_id)
+            rows.append(row)
 
     def render(data: list[dict[str, Any]]) -> None:
         if not data:
             click.echo("no committed snapshots")
             return
         _table(
-            ["ref", "trigger", "finished", "items", "parts", "stored", "seconds"],
+            ["ref", "trigger", "finished", "items", "parts", "stored", "seconds", "copies", "hold"],
             [[r["ref"], r["trigger"], r["finished_at"][:19], r["items"], r["parts"],
-              human_bytes(r["bytes_stored"]), r["duration_seconds"]] for r in data],
+              human_bytes(r["bytes_stored"]), r["duration_seconds"], ", ".join(r["copies"]) or "—",
+              r["hold"] or ""] for r in data],
         )
 
     _emit(ctx, rows, render)
@@ -255,15 +267,21 @@ def list_(ctx: Ctx, dataset: str | None) -> None:
 @main.command()
 @_local_options
 @click.argument("ref", metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
+@click.option("--store", "store_name", metavar="STORE", help="Read the copy in this store.")
 @click.pass_obj
-def show(ctx: Ctx, ref: str) -> None:
+def show(ctx: Ctx, ref: str, store_name: str | None) -> None:
     """A manifest summary."""
+    from . import copies, holds
     from .catalog import resolve
 
     policy = ctx.load()
-    store, manifest = resolve(policy, ref)
-    data = manifest.model_dump(mode="json") | {"ref": f"{manifest.dataset}@{manifest.snapshot_id}",
-                                               "store_location": store.describe()}
+    store, manifest = resolve(policy, ref, store_name=store_name)
+    data = manifest.model_dump(mode="json") | {
+        "ref": f"{manifest.dataset}@{manifest.snapshot_id}",
+        "store_location": store.describe(),
+        "hold": holds.get(store, manifest.dataset, manifest.snapshot_id),
+        "copies": copies.records(store, manifest.dataset, manifest.snapshot_id),
+    }
 
     def render(d: dict[str, Any]) -> None:
         src = d["source"]
@@ -284,6 +302,10 @@ def show(ctx: Ctx, ref: str) -> None:
                       f"level {d['codec']['level']}, encryption: {d['codec']['encryption'] or 'none'}"),
             ("content digest", d["content_digest"]["value"]),
             ("cloudkeep", d["cloudkeep_version"]),
+            ("legal hold", f"{d['hold']['reason']} ({d['hold'].get('created_by')}, "
+                           f"{d['hold'].get('created_at', '')[:19]})" if d["hold"] else "none"),
+            ("copies", ", ".join(f"{c['store']} ({'verified' if c.get('verified') else 'FAILED'})"
+                                 for c in d["copies"]) or "none"),
         ]
         width = max(len(k) for k, _ in lines)
         for key, value in lines:
@@ -298,8 +320,9 @@ def show(ctx: Ctx, ref: str) -> None:
 @click.option("--latest", "latest_of", metavar="DATASET", help="Verify the newest snapshot of DATASET.")
 @click.option("--level", type=click.Choice(["integrity"]), default="integrity", show_default=True,
               help="integrity: re-read every part, check sizes, sha256, items and content digest.")
+@click.option("--store", "store_name", metavar="STORE", help="Verify the copy in this store.")
 @click.pass_obj
-def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str) -> None:
+def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, store_name: str | None) -> None:
     """Re-read a snapshot and check it against its manifest; exit 1 on any problem."""
     from .catalog import resolve
     from .verify import record, verify_integrity
@@ -307,7 +330,7 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str) -> None
     if bool(ref) == bool(latest_of):
         _usage("verify needs exactly one of DATASET@SNAPSHOT_ID or --latest DATASET")
     policy = ctx.load()
-    store, manifest = resolve(policy, ref or f"{latest_of}@latest")
+    store, manifest = resolve(policy, ref or f"{latest_of}@latest", store_name=store_name)
     report = verify_integrity(store, manifest)
     record(store, report)
     data = report.as_dict()
@@ -329,19 +352,122 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str) -> None
 @click.option("--into", "--target", "target", required=True, metavar="NAME",
               help="Target to restore into (for DynamoDB: a table name in the source's region).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty target.")
+@click.option("--store", "store_name", metavar="STORE", help="Restore from the copy in this store.")
 @click.pass_obj
-def restore(ctx: Ctx, ref: str, target: str, overwrite: bool) -> None:
+def restore(ctx: Ctx, ref: str, target: str, overwrite: bool, store_name: str | None) -> None:
     """Restore a snapshot into a target; refuses a non-empty target without --overwrite."""
     from .catalog import resolve
     from .restore import restore as do_restore
 
     policy = ctx.load()
-    store, manifest = resolve(policy, ref)
+    store, manifest = resolve(policy, ref, store_name=store_name)
     result = do_restore(policy, store, manifest, target, overwrite=overwrite, progress=_progress())
     _emit(ctx, result.as_dict(), lambda d: click.echo(
         f"restored {d['ref']} into {d['target']}: {d['items']} items in {d['seconds']}s "
         f"(content digest matches the manifest)"
     ))
+
+
+@main.command()
+@_local_options
+@click.argument("datasets", nargs=-1)
+@click.option("--dry-run", is_flag=True, help="Only show what would be kept and removed.")
+@click.option("--now", "now_text", metavar="ISO8601", help="Pretend it is this time.")
+@click.pass_obj
+def prune(ctx: Ctx, datasets: tuple[str, ...], dry_run: bool, now_text: str | None) -> None:
+    """Apply retention: keep/remove with reasons; the real run deletes manifests first, then
+    parts, and parts left by crashed runs."""
+    from .prune import prune as do_prune
+    from .runtime import parse_now
+
+    policy = ctx.load()
+    names = list(datasets) or sorted(policy.datasets)
+    for name in names:
+        policy.dataset(name)
+    now = parse_now(now_text)
+    reports = [do_prune(policy, name, now, dry_run=dry_run) for name in names]
+    data = [r.as_dict() for r in reports]
+
+    def render(rows: list[dict[str, Any]]) -> None:
+        for report in rows:
+            verb = "would remove" if report["dry_run"] else "removed"
+            _table(["snapshot", "action", "reasons"],
+                   [[s["snapshot_id"], s["action"].upper() if s["action"] == "remove" else "keep",
+                     ", ".join(s["reasons"])] for s in report["snapshots"]],
+                   title=f"{report['dataset']}: {verb} "
+                         f"{sum(s['action'] == 'remove' for s in report['snapshots'])}")
+            for locked in report["locked"]:
+                click.echo(f"  skipped {locked['snapshot_id']} ({locked['store']}): {locked['detail']}")
+            for orphan in report["orphans_removed"]:
+                click.echo(f"  removed parts of unfinished run {orphan}")
+            for error in report["errors"]:
+                click.echo(f"  error: {error}")
+
+    _emit(ctx, data, render)
+    if any(r.errors for r in reports):
+        sys.exit(EXIT_FAILED)
+
+
+@main.group()
+def hold() -> None:
+    """Legal holds: snapshots retention must keep."""
+
+
+@hold.command("add")
+@_local_options
+@click.argument("ref", metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
+@click.option("--reason", required=True, help="Why the snapshot must be kept.")
+@click.pass_obj
+def hold_add(ctx: Ctx, ref: str, reason: str) -> None:
+    """Put a snapshot under a legal hold."""
+    from . import holds
+    from .catalog import resolve
+
+    store, manifest = resolve(ctx.load(), ref)
+    record = holds.add(store, manifest, reason)
+    _emit(ctx, record, lambda r: click.echo(
+        f"held {r['dataset']}@{r['snapshot_id']}: {r['reason']}"))
+
+
+@hold.command("remove")
+@_local_options
+@click.argument("ref", metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
+@click.pass_obj
+def hold_remove(ctx: Ctx, ref: str) -> None:
+    """Release a legal hold."""
+    from . import holds
+    from .catalog import resolve
+
+    store, manifest = resolve(ctx.load(), ref)
+    if not holds.remove(store, manifest):
+        raise CloudkeepError(f"{manifest.dataset}@{manifest.snapshot_id} is not under a legal hold")
+    _emit(ctx, {"ref": f"{manifest.dataset}@{manifest.snapshot_id}", "released": True},
+          lambda r: click.echo(f"released {r['ref']}"))
+
+
+@hold.command("list")
+@_local_options
+@click.argument("dataset", required=False)
+@click.pass_obj
+def hold_list(ctx: Ctx, dataset: str | None) -> None:
+    """Every legal hold (of DATASET, or of every dataset)."""
+    from . import holds
+    from .registry import store_for_dataset
+
+    policy = ctx.load()
+    rows: list[dict[str, Any]] = []
+    for name in [dataset] if dataset else sorted(policy.datasets):
+        rows.extend(holds.all_for(store_for_dataset(policy, name), name).values())
+
+    def render(data: list[dict[str, Any]]) -> None:
+        if not data:
+            click.echo("no legal holds")
+            return
+        _table(["ref", "reason", "by", "since"],
+               [[f"{r['dataset']}@{r['snapshot_id']}", r["reason"], r.get("created_by"),
+                 str(r.get("created_at", ""))[:19]] for r in data])
+
+    _emit(ctx, rows, render)
 
 
 def _usage(message: str) -> NoReturn:

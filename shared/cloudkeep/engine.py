@@ -9,6 +9,7 @@ leaves parts that no manifest references (harmless, removed by prune).
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import logging
 import secrets
 import threading
@@ -49,6 +50,7 @@ class RunOptions:
     part_size: int = DEFAULT_PART_SIZE
     level: int = DEFAULT_LEVEL
     workers: int = MAX_WORKERS
+    retain_until: datetime | None = None  # Object Lock date for every object (set by the engine)
 
 
 @dataclass
@@ -59,6 +61,8 @@ class RunResult:
     manifest: Manifest | None = None
     error: str | None = None
     exit_code: int = 0
+    copies: list[dict[str, object]] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"dataset": self.dataset, "status": self.status,
@@ -67,6 +71,10 @@ class RunResult:
             out |= self.manifest.summary()
         if self.error:
             out["error"] = self.error
+        if self.copies:
+            out["copies"] = self.copies
+        if self.pruned:
+            out["pruned"] = self.pruned
         return out
 
 
@@ -138,6 +146,12 @@ def _backup(
         # ... and top-level keys of its lines that a restored copy cannot keep (codec.py).
         ignores = [str(k) for k in described.pop("digest_ignores", ())]
         total = source.plan_segments(described)
+        if store.capabilities.object_lock:
+            # Immutable for as long as the tier's retention could ever keep the snapshot.
+            from .retention import Rules
+
+            horizon = Rules.from_policy(policy.tiers[spec.tier].retention).horizon()
+            options = dataclasses.replace(options, retain_until=started + horizon)
         log.info(
             "run %s: dataset %s → snapshot %s (%d segments, store %s)",
             run_id, dataset, snapshot_id, total, store.describe(),
@@ -187,7 +201,8 @@ def _backup(
                 content_digest=ContentDigestEntry(value=digest.hexdigest(), ignores=ignores),
                 cloudkeep_version=__version__,
             )
-            store.put(layout.manifest_key(dataset, snapshot_id), manifest.to_bytes(), if_absent=True)
+            store.put(layout.manifest_key(dataset, snapshot_id), manifest.to_bytes(), if_absent=True,
+                      retain_until=options.retain_until)
         except BaseException:
             stop.set()
             _cleanup(store, written)
@@ -229,7 +244,7 @@ def _read_all(
         body = buffer.finish()
         name = layout.part_name(segment, index)
         key = layout.part_key(dataset, snapshot_id, name)
-        store.put(key, body, if_absent=True)
+        store.put(key, body, if_absent=True, retain_until=options.retain_until)
         on_written(key)  # type: ignore[operator]
         outcome.parts.append(
             PartStats(name, segment, index, buffer.items, buffer.raw_bytes, len(body),

@@ -58,6 +58,15 @@ class ObjectExistsError(StoreError):
         super().__init__(f"object already exists: {key}")
 
 
+class ObjectLockedError(StoreError):
+    """Objects could not be deleted because an immutability policy still protects them."""
+
+    def __init__(self, keys: list[str], detail: str = "") -> None:
+        self.keys = list(keys)
+        more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+        super().__init__(f"object {keys[0]}{more} is locked{': ' + detail if detail else ''}")
+
+
 class ObjectNotFoundError(StoreError):
     """The key is not in the store."""
 

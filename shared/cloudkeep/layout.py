@@ -5,6 +5,8 @@ Keys are relative to the store's root (a store applies its own ``prefix``)::
     <dataset>/snapshots/<snapshot_id>/part-<segment>-<n>.ndjson.zst
     <dataset>/snapshots/<snapshot_id>/manifest.json       written last, create-only
     <dataset>/verifications/<snapshot_id>/<timestamp>.json
+    <dataset>/holds/<snapshot_id>.json                   legal holds
+    <dataset>/copies/<snapshot_id>/<store>.json          verified copies in other stores
     <dataset>/lock.json
 """
 
@@ -42,6 +44,23 @@ def part_name(segment: int, index: int) -> str:
 
 def part_key(dataset: str, snapshot_id: str, name: str) -> str:
     return f"{snapshot_prefix(dataset, snapshot_id)}{name}"
+
+
+def hold_key(dataset: str, snapshot_id: str) -> str:
+    return f"{dataset}/holds/{snapshot_id}.json"
+
+
+def holds_prefix(dataset: str) -> str:
+    return f"{dataset}/holds/"
+
+
+def copy_record_key(dataset: str, snapshot_id: str, store: str) -> str:
+    """Where the primary store records a verified copy of a snapshot in another store."""
+    return f"{dataset}/copies/{snapshot_id}/{store}.json"
+
+
+def copies_prefix(dataset: str, snapshot_id: str) -> str:
+    return f"{dataset}/copies/{snapshot_id}/"
 
 
 def lock_key(dataset: str) -> str:

@@ -157,6 +157,13 @@ class FileStoreSpec(Model):
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
+class ObjectLock(Model):
+    """S3 Object Lock for every object written: retained until the snapshot's longest possible
+    retention has passed (extended by prune when a snapshot is kept longer)."""
+
+    mode: Literal["COMPLIANCE", "GOVERNANCE"] = "GOVERNANCE"
+
+
 class S3StoreSpec(Model):
     """An S3 bucket (or S3-compatible endpoint)."""
 
@@ -165,6 +172,11 @@ class S3StoreSpec(Model):
     prefix: str = ""
     region: str = Field(min_length=1)
     endpoint_url: str | None = None
+    object_lock: ObjectLock | None = Field(
+        default=None,
+        description="write every object with an Object Lock retain-until date (the bucket must "
+        "have Object Lock enabled)",
+    )
 
     @field_validator("bucket")
     @classmethod
@@ -231,6 +243,9 @@ class Retention(Model):
     weekly: StrictInt | None = Field(default=None, ge=0)
     monthly: StrictInt | None = Field(default=None, ge=0)
     yearly: StrictInt | None = Field(default=None, ge=0)
+    within: Duration | None = Field(
+        default=None, description="keep every snapshot taken within this long of the newest one"
+    )
 
 
 def _validate_window(value: object) -> object:
@@ -250,6 +265,10 @@ class Tier(Model):
     schedule: Schedule
     rpo: Duration
     retention: Retention
+    copy_to: list[str] = Field(default_factory=list, description="stores each snapshot is copied to")
+    min_copies: StrictInt = Field(
+        default=0, ge=0, description="verified copies a snapshot needs before retention may remove it"
+    )
     window: Annotated[str | None, BeforeValidator(_validate_window)] = Field(
         default=None, description='local start window "HH:MM-HH:MM" (policy time zone); may wrap midnight'
     )
@@ -275,13 +294,30 @@ class DynamoDBSourceSpec(Model):
 
 
 class FirestoreSourceSpec(Model):
-    """Firestore documents: some root collections (or all), with their subcollections."""
+    """Firestore documents: some root collections (or all), with their subcollections, read at
+    one point in time. ``segments`` splits each root collection into that many document-name
+    ranges read in parallel (default: one per 20,000 documents). ``rewrite_references``: on
+    restore, point references into the snapshot's collections at the restored copies."""
 
     type: Literal["firestore"]
     project: str = Field(min_length=1)
     database: str = "(default)"
     collections: list[str] | None = Field(default=None, min_length=1)
     recursive: StrictBool = True
+    segments: StrictInt | None = Field(default=None, ge=1, le=1000)
+    rewrite_references: StrictBool = False
+
+    @field_validator("collections")
+    @classmethod
+    def _collection_ids(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or []:
+            if not name or "/" in name:
+                raise ValueError(f"bad collection id {name!r}: a root collection id, without '/'")
+            if name.startswith("__") and name.endswith("__"):
+                raise ValueError(f"bad collection id {name!r}: ids like __name__ are reserved")
+        if value and len(set(value)) != len(value):
+            raise ValueError("a collection is listed more than once")
+        return value
 
 
 class CosmosSourceSpec(Model):
@@ -314,6 +350,9 @@ class Dataset(Model):
     source: SourceSpec
     tier: str
     store: str
+    copy_to: list[str] | None = Field(
+        default=None, description="stores each snapshot is copied to (overrides the tier's)"
+    )
     offset: Offset | None = Field(
         default=None, description="explicit start delay after each slot (default: stable from the name)"
     )
@@ -694,3 +733,21 @@ def _cross_check(data: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], str]]:
         if isinstance(store, str) and isinstance(stores, dict) and store not in stores:
             known = ", ".join(sorted(map(str, stores))) or "none defined"
             yield (("datasets", str(name), "store"), f"unknown store {store!r} (known: {known})")
+        yield from _check_copies(("datasets", str(name)), spec.get("copy_to"), stores, store)
+    if isinstance(tiers, dict):
+        for tier_name, tier_spec in tiers.items():
+            if isinstance(tier_spec, dict):
+                yield from _check_copies(("tiers", str(tier_name)), tier_spec.get("copy_to"), stores, None)
+
+
+def _check_copies(where: tuple[str, ...], copies: Any, stores: Any,
+                  own: Any) -> Iterator[tuple[tuple[str, ...], str]]:
+    if not isinstance(copies, list) or not isinstance(stores, dict):
+        return
+    for i, target in enumerate(copies):
+        path = (*where, "copy_to", str(i))
+        if isinstance(target, str) and target not in stores:
+            known = ", ".join(sorted(map(str, stores))) or "none defined"
+            yield (path, f"unknown store {target!r} (known: {known})")
+        elif isinstance(target, str) and target == own:
+            yield (path, f"store {target!r} is the dataset's own store; copy_to names other stores")

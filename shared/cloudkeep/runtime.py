@@ -188,6 +188,26 @@ def tick(
     return result
 
 
+def after_backup(policy: Policy, result: RunResult, store: Store | None = None, *,
+                 prune_at: datetime | None = None) -> None:
+    """What follows a committed snapshot: copies to the dataset's further stores, and — on a
+    scheduled tick — retention. Problems are logged and recorded on the result, never raised:
+    the snapshot itself is committed."""
+    if result.status != "committed" or result.manifest is None:
+        return
+    from . import copies
+    from .prune import prune
+
+    store = store or open_store(policy.stores[policy.dataset(result.dataset).store])
+    result.copies = copies.copy_all(policy, store, result.manifest)
+    if prune_at is not None:
+        try:
+            report = prune(policy, result.dataset, prune_at, store=store)
+            result.pruned = report.removed
+        except CloudkeepError as exc:
+            log.error("dataset %s: prune failed: %s", result.dataset, exc)
+
+
 def _tick_one(
     policy: Policy,
     name: str,
@@ -206,12 +226,14 @@ def _tick_one(
                 return None
             snapshot_id = slot_snapshot_id(name, state.slot)
             log.info("dataset %s is due (slot %s): snapshot %s", name, state.slot.isoformat(), snapshot_id)
-            return backup(
+            result = backup(
                 policy, name, store=store,
                 source=source_for(name) if source_for else open_source(spec.source),
                 snapshot_id=snapshot_id, trigger="schedule", slot=state.slot,
                 progress=progress_factory() if progress_factory else None, options=options,
             )
+            after_backup(policy, result, store, prune_at=now)
+            return result
         except LockedError as exc:
             log.warning("dataset %s: %s", name, exc)
             return RunResult(name, "locked", error=str(exc))

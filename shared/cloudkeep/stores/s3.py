@@ -12,7 +12,13 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
-from ..errors import ObjectExistsError, ObjectNotFoundError, StoreError, StoreUnreachableError
+from ..errors import (
+    ObjectExistsError,
+    ObjectLockedError,
+    ObjectNotFoundError,
+    StoreError,
+    StoreUnreachableError,
+)
 from . import CHUNK, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
 
 if TYPE_CHECKING:
@@ -47,7 +53,7 @@ def make_client(region: str | None, endpoint_url: str | None = None) -> Any:
 
 
 class S3Store:
-    capabilities = StoreCapabilities(conditional_create=True, object_lock=True, max_delete_batch=1000)
+    capabilities = StoreCapabilities(conditional_create=True, object_lock=False, max_delete_batch=1000)
 
     def __init__(
         self,
@@ -57,18 +63,23 @@ class S3Store:
         region: str | None = None,
         endpoint_url: str | None = None,
         client: Any = None,
-        lock_mode: str = "COMPLIANCE",
+        lock_mode: str | None = None,
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self._region = region
         self._endpoint_url = endpoint_url
         self._client = client
-        self.lock_mode = lock_mode
+        self.lock_mode = lock_mode  # Object Lock mode for new objects; None: no retention
+        self.capabilities = StoreCapabilities(
+            conditional_create=True, object_lock=lock_mode is not None, max_delete_batch=1000
+        )
 
     @classmethod
     def from_spec(cls, spec: S3StoreSpec) -> S3Store:
-        return cls(spec.bucket, spec.prefix, region=spec.region, endpoint_url=spec.endpoint_url)
+        mode = spec.object_lock.mode if spec.object_lock else None
+        return cls(spec.bucket, spec.prefix, region=spec.region, endpoint_url=spec.endpoint_url,
+                   lock_mode=mode)
 
     @property
     def client(self) -> Any:
@@ -94,10 +105,10 @@ class S3Store:
         if if_absent:
             extra["IfNoneMatch"] = "*"
         lock: dict[str, Any] = {}
-        if retain_until is not None:
+        if retain_until is not None and self.lock_mode:
             lock = {"ObjectLockMode": self.lock_mode, "ObjectLockRetainUntilDate": retain_until}
         stream = as_stream(data)
-        first = stream.read(CHUNK)
+        first = _read_chunk(stream)
         with self._errors(key):
             if len(first) < CHUNK:
                 self.client.put_object(Bucket=self.bucket, Key=full, Body=first, **extra, **lock)
@@ -121,7 +132,7 @@ class S3Store:
                 parts.append({"ETag": resp["ETag"], "PartNumber": number})
                 size += len(chunk)
                 number += 1
-                chunk = stream.read(CHUNK)
+                chunk = _read_chunk(stream)
             self.client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=full,
@@ -164,27 +175,74 @@ class S3Store:
                     yield ObjectInfo(self._rel(obj["Key"]), int(obj["Size"]), obj.get("LastModified"))
 
     def delete(self, keys: Iterable[str]) -> None:
-        batch: list[dict[str, str]] = []
+        """Delete keys; with Object Lock (a versioned bucket) every version of each key, so the
+        data really goes. Objects still under retention raise ObjectLockedError at the end,
+        after everything else was deleted."""
+        size = self.capabilities.max_delete_batch
+        batch: builtins.list[dict[str, str]] = []
+        locked: builtins.list[str] = []
         for key in keys:
-            batch.append({"Key": self._key(key)})
-            if len(batch) == self.capabilities.max_delete_batch:
-                self._delete_batch(batch)
-                batch = []
+            if self.lock_mode:
+                batch.extend(self._versions(key))
+            else:
+                batch.append({"Key": self._key(key)})
+            while len(batch) >= size:
+                locked += self._delete_batch(batch[:size])
+                batch = batch[size:]
         if batch:
-            self._delete_batch(batch)
+            locked += self._delete_batch(batch)
+        if locked:
+            raise ObjectLockedError(sorted(set(locked)), "Object Lock retention has not expired")
 
-    def _delete_batch(self, batch: builtins.list[dict[str, str]]) -> None:
+    def _versions(self, key: str) -> builtins.list[dict[str, str]]:
+        full = self._key(key)
+        out: builtins.list[dict[str, str]] = []
+        paginator = self.client.get_paginator("list_object_versions")
+        with self._errors(key):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+                for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                    if v["Key"] == full:
+                        out.append({"Key": full, "VersionId": v["VersionId"]})
+        return out
+
+    def _delete_batch(self, batch: builtins.list[dict[str, str]]) -> builtins.list[str]:
+        """Delete one batch; returns the keys refused by Object Lock."""
         with self._errors(batch[0]["Key"]):
             resp = self.client.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
             )
         errors = [e for e in resp.get("Errors", []) if e.get("Code") != "NoSuchKey"]
-        if errors:
-            first = errors[0]
+        locked = [self._rel(e["Key"]) for e in errors
+                  if e.get("Code") == "AccessDenied" and "lock" in str(e.get("Message", "")).lower()]
+        others = [e for e in errors if self._rel(e.get("Key", "")) not in locked]
+        if others:
+            first = others[0]
             raise StoreError(
-                f"cannot delete {len(errors)} object(s) from {self.describe()}, e.g. "
+                f"cannot delete {len(others)} object(s) from {self.describe()}, e.g. "
                 f"{first.get('Key')}: {first.get('Code')} {first.get('Message', '')}".rstrip()
             )
+        return locked
+
+    def retain_until(self, key: str) -> datetime | None:
+        """The Object Lock retain-until date of the current version (None: not locked)."""
+        with self._errors(key):
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        value = head.get("ObjectLockRetainUntilDate")
+        return value if isinstance(value, datetime) else None
+
+    def extend_retention(self, key: str, until: datetime) -> bool:
+        """Move the retain-until date of ``key`` later (never earlier). True if it moved."""
+        if not self.lock_mode:
+            return False
+        current = self.retain_until(key)
+        if current is not None and current >= until:
+            return False
+        with self._errors(key):
+            self.client.put_object_retention(
+                Bucket=self.bucket, Key=self._key(key),
+                Retention={"Mode": self.lock_mode, "RetainUntilDate": until},
+            )
+        return True
 
     def _errors(self, key: str) -> _S3Errors:
         return _S3Errors(self, key)
@@ -221,6 +279,21 @@ class _S3Errors:
             raise StoreUnreachableError(f"cannot reach {where}: no AWS credentials found") from exc
         if isinstance(exc, BotoCoreError):
             raise StoreUnreachableError(f"cannot reach {where}: {exc}") from exc
+
+
+def _read_chunk(stream: BinaryIO) -> bytes:
+    """Up to CHUNK bytes, fewer only at the end of the stream.
+
+    ``read(n)`` may return less than ``n`` before the end (pipes, sockets, raw files): a short first
+    read must not end the object, and every multipart part but the last must be full size.
+    """
+    buf = bytearray()
+    while len(buf) < CHUNK:
+        piece = stream.read(CHUNK - len(buf))
+        if not piece:
+            break
+        buf += piece
+    return bytes(buf)
 
 
 class _BodyReader:
