@@ -262,3 +262,49 @@ datasets: {{orders: {{source: {{type: dynamodb, table: {table}, region: us-east-
                        "--store", "offsite", "--into", target)
     assert code == 0, err
     assert scan_all(ddb_client, target) == scan_all(ddb_client, table)
+
+
+def test_prune_dry_run_over_a_long_history_matches_restic(tmp_path: Path, capsys: Any) -> None:
+    """Three months of hourly snapshots (with gaps) in a file store, through the CLI."""
+    from test_retention import restic_reference
+
+    from cloudkeep.manifest import Codec, Consistency, ContentDigestEntry, Manifest, Totals
+    from cloudkeep.retention import Rules, SnapshotInfo
+    from cloudkeep.stores.file import FileStore
+
+    policy = write(tmp_path, """
+version: 1
+timezone: Europe/Berlin
+stores: {vault: {type: file, path: vault}}
+tiers: {t: {schedule: "0 * * * *", rpo: 2h, retention: {last: 5, hourly: 48, daily: 14, weekly: 6, monthly: 3}}}
+datasets: {orders: {source: {type: dynamodb, table: orders, region: us-east-1}, tier: t, store: vault}}
+""")
+    store = FileStore(tmp_path / "vault")
+    start = datetime(2026, 8, 1, tzinfo=Z)
+    infos = []
+    for h in range(24 * 92):
+        if (h * 7919) % 13 == 0:
+            continue  # a gap now and then
+        at = start + timedelta(hours=h)
+        sid = layout.snapshot_id_for(at, f"{h:06x}")
+        manifest = Manifest(
+            snapshot_id=sid, dataset="orders", run_id="r", trigger="schedule", slot=at, tier="t",
+            store="vault", source={"type": "dynamodb"}, method="scan",
+            consistency=Consistency(mode="fuzzy"), started_at=at, finished_at=at, segments=1,
+            parts=[], totals=Totals(items=0, parts=0, raw_bytes=0, stored_bytes=0), codec=Codec(),
+            content_digest=ContentDigestEntry(value="0" * 64), cloudkeep_version="test",
+        )
+        store.put(layout.manifest_key("orders", sid), manifest.to_bytes())
+        infos.append(SnapshotInfo(sid, at))
+    now = start + timedelta(days=92)
+    [report] = cli_json(capsys, "--policy", policy, "prune", "--dry-run", "--now", now.isoformat())
+    kept = {r["snapshot_id"] for r in report["snapshots"] if r["action"] == "keep"}
+    rules = Rules(last=5, hourly=48, daily=14, weekly=6, monthly=3)
+    from zoneinfo import ZoneInfo
+
+    assert kept == restic_reference(infos, rules, ZoneInfo("Europe/Berlin"))
+    assert len(report["snapshots"]) == len(infos) and report["removed"] == []
+    newest = max(kept)
+    reasons = {r["snapshot_id"]: r["reasons"] for r in report["snapshots"]}
+    assert reasons[newest] == ["last", "hourly", "daily", "weekly", "monthly", "newest"]
+    assert len(list((tmp_path / "vault" / "orders" / "snapshots").iterdir())) == len(infos)
