@@ -1,0 +1,296 @@
+"""A store in a Google Cloud Storage bucket.
+
+Create-only writes carry ``ifGenerationMatch=0``, so Cloud Storage itself refuses a second create
+(412 → :class:`~cloudkeep.errors.ObjectExistsError`). An object that fits in one chunk (8 MiB)
+goes up in one request; a larger one is streamed as a resumable upload, one chunk in memory at a
+time, with the precondition on the upload session (Cloud Storage checks it when the upload
+completes). Reads stream in chunks, pinned to the generation first seen.
+
+Credentials and endpoint are the SDK's: Application Default Credentials, or
+``STORAGE_EMULATOR_HOST`` for an emulator. Retries are the SDK's (transient errors, with jittered
+backoff), but short until the service has answered once, so a wrong endpoint or a missing network
+fails fast with exit code 3 instead of retrying for minutes.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, cast
+
+from ..errors import (
+    CloudkeepError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    StoreError,
+    StoreUnreachableError,
+)
+from . import CHUNK, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
+
+if TYPE_CHECKING:
+    from ..policy import GcsStoreSpec
+
+CONNECT_BUDGET = 8.0  # seconds of retries before the service has answered once
+RETRY_BUDGET = 120.0  # seconds of retries afterwards (the SDK's default)
+TIMEOUT = (10.0, 120.0)  # connect, read (per HTTP request)
+DELETE_WORKERS = 8
+
+
+def _read_full(stream: BinaryIO, size: int) -> bytes:
+    """Up to ``size`` bytes; fewer only at the end of the stream (raw streams may return less)."""
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining > 0:
+        chunk = stream.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+class GcsStore:
+    capabilities = StoreCapabilities(conditional_create=True, object_lock=False, max_delete_batch=100)
+
+    def __init__(self, bucket: str, prefix: str = "", *, project: str | None = None, client: Any = None) -> None:
+        self.bucket_name = bucket
+        self.prefix = prefix.strip("/")
+        self.project = project
+        self._client = client
+        self._client_lock = threading.Lock()
+        self._answered = False
+
+    @classmethod
+    def from_spec(cls, spec: GcsStoreSpec) -> GcsStore:
+        return cls(spec.bucket, spec.prefix, project=spec.project)
+
+    @property
+    def client(self) -> Any:
+        with self._client_lock:
+            if self._client is None:
+                with self._errors("/"):
+                    from google.cloud import storage
+
+                    self._client = storage.Client(project=self.project)
+            return self._client
+
+    @property
+    def bucket(self) -> Any:
+        return self.client.bucket(self.bucket_name)
+
+    def describe(self) -> str:
+        return f"gs://{self.bucket_name}/{self.prefix}".rstrip("/")
+
+    def _key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _rel(self, full: str) -> str:
+        return full[len(self.prefix) + 1 :] if self.prefix else full
+
+    def _retry(self) -> Any:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        return DEFAULT_RETRY.with_timeout(RETRY_BUDGET if self._answered else CONNECT_BUDGET)
+
+    # ---------------------------------------------------------------- writing
+
+    def put(
+        self, key: str, data: Data, *, if_absent: bool = False, retain_until: datetime | None = None
+    ) -> ObjectInfo:
+        """Write ``data`` under ``key``. ``retain_until`` is not applied: this store declares no
+        object lock (Cloud Storage object retention is not wired in yet)."""
+        full = self._key(key)
+        stream = as_stream(data)
+        first = _read_full(stream, CHUNK)
+        condition = {"if_generation_match": 0} if if_absent else {}
+        with self._errors(key, "create" if if_absent else "write"):
+            blob = self.bucket.blob(full)
+            if len(first) < CHUNK:
+                blob.upload_from_file(io.BytesIO(first), size=len(first), retry=self._retry(),
+                                      timeout=TIMEOUT, **condition)
+                size = len(first)
+            else:
+                size = self._resumable(key, blob, first, stream, condition)
+        self._answered = True
+        return ObjectInfo(key, size, datetime.now(UTC))
+
+    def _resumable(self, key: str, blob: Any, first: bytes, stream: BinaryIO, condition: dict[str, int]) -> int:
+        if condition and self.stat(key) is not None:
+            # Cloud Storage checks ifGenerationMatch when the upload completes; asking first also
+            # saves uploading a whole object for nothing (and is the only check emulators make).
+            raise ObjectExistsError(key)
+        from google.cloud.storage.fileio import BlobWriter
+
+        writer = BlobWriter(blob, chunk_size=CHUNK, ignore_flush=True, retry=self._retry(),
+                            timeout=TIMEOUT, **condition)
+        size = 0
+        chunk = first
+        while chunk:
+            writer.write(chunk)
+            size += len(chunk)
+            chunk = _read_full(stream, CHUNK)
+        writer.close()  # sends the last chunk and completes the upload
+        return size
+
+    # ---------------------------------------------------------------- reading
+
+    def open(self, key: str) -> BinaryIO:
+        with self._errors(key):
+            blob = self.bucket.get_blob(self._key(key), retry=self._retry(), timeout=TIMEOUT)
+        if blob is None:
+            raise ObjectNotFoundError(key)
+        self._answered = True
+        from google.cloud.storage.fileio import BlobReader
+
+        reader = BlobReader(blob, chunk_size=CHUNK, retry=self._retry(), timeout=TIMEOUT,
+                            if_generation_match=blob.generation)
+        return cast(BinaryIO, _Reader(self, key, reader))
+
+    def get(self, key: str) -> bytes:
+        with self._errors(key):
+            data = self.bucket.blob(self._key(key)).download_as_bytes(retry=self._retry(), timeout=TIMEOUT)
+        self._answered = True
+        return cast(bytes, data)
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        with self._errors(key):
+            blob = self.bucket.get_blob(self._key(key), retry=self._retry(), timeout=TIMEOUT)
+        self._answered = True
+        if blob is None:
+            return None
+        return ObjectInfo(key, int(blob.size or 0), blob.updated)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        root = f"{self.prefix}/" if self.prefix else ""
+        with self._errors(prefix or "/", "list"):
+            blobs = self.client.list_blobs(self.bucket_name, prefix=root + prefix, retry=self._retry(),
+                                           timeout=TIMEOUT)
+            for blob in blobs:
+                self._answered = True
+                yield ObjectInfo(self._rel(blob.name), int(blob.size or 0), blob.updated)
+
+    # ---------------------------------------------------------------- deleting
+
+    def delete(self, keys: Iterable[str]) -> None:
+        names = [self._key(k) for k in keys]
+        if not names:
+            return
+        if len(names) == 1:
+            self._delete_one(names[0])
+            return
+        with ThreadPoolExecutor(max_workers=DELETE_WORKERS, thread_name_prefix="gcs-delete") as pool:
+            for future in [pool.submit(self._delete_one, name) for name in names]:
+                future.result()
+
+    def _delete_one(self, name: str) -> None:
+        from google.api_core import exceptions
+
+        with self._errors(self._rel(name)):
+            try:
+                self.bucket.delete_blob(name, retry=self._retry(), timeout=TIMEOUT)
+            except exceptions.NotFound:
+                pass  # already gone (or the bucket is): not an error
+        self._answered = True
+
+    def _errors(self, key: str, op: str = "read") -> _GcsErrors:
+        return _GcsErrors(self, key, op)
+
+
+class _GcsErrors:
+    """Turns google-cloud-storage exceptions into cloudkeep errors, in one place."""
+
+    def __init__(self, store: GcsStore, key: str, op: str) -> None:
+        self.store = store
+        self.key = key
+        self.op = op  # read, write, create (if absent), list
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None or isinstance(exc, CloudkeepError):
+            return
+        import requests
+        from google.api_core import exceptions
+        from google.auth import exceptions as auth_exceptions
+        from google.cloud.storage import exceptions as storage_exceptions
+
+        where = f"{self.store.describe()}/{self.key}".rstrip("/")
+        if isinstance(exc, storage_exceptions.InvalidResponse):  # from a resumable upload/download
+            status = getattr(getattr(exc, "response", None), "status_code", 0)
+            mapped = exceptions.from_http_status(int(status or 500), str(exc))  # type: ignore[no-untyped-call]
+            self._api_error(mapped, where, cause=exc)
+        if isinstance(exc, exceptions.GoogleAPICallError):
+            self._api_error(exc, where, cause=exc)
+        if isinstance(exc, exceptions.RetryError):
+            cause = exc.cause if exc.cause is not None else exc
+            raise StoreUnreachableError(f"cannot reach {where}: {_short(cause)}") from exc
+        if isinstance(exc, auth_exceptions.DefaultCredentialsError):
+            raise StoreUnreachableError(
+                f"cannot reach {where}: no Google credentials found (run `gcloud auth "
+                f"application-default login`, or set STORAGE_EMULATOR_HOST for an emulator)"
+            ) from exc
+        if isinstance(exc, auth_exceptions.GoogleAuthError):
+            raise StoreUnreachableError(f"cannot reach {where}: {exc}") from exc
+        if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+            raise StoreUnreachableError(f"cannot reach {where}: {_short(exc)}") from exc
+        if isinstance(exc, storage_exceptions.DataCorruption):
+            raise StoreError(f"Cloud Storage checksum mismatch on {where}: {exc}") from exc
+
+    def _api_error(self, exc: Any, where: str, *, cause: BaseException) -> NoReturn:
+        from google.api_core import exceptions
+
+        self.store._answered = True
+        message = str(getattr(exc, "message", "") or exc).split("\n")[0]
+        if isinstance(exc, exceptions.PreconditionFailed):
+            if self.op == "create":
+                raise ObjectExistsError(self.key) from cause
+            raise StoreError(f"{where} changed while it was being read ({message})") from cause
+        if isinstance(exc, exceptions.NotFound):
+            # Only an upload or a listing says for sure that the bucket is missing; a read says
+            # so in its message on Cloud Storage ("No such object" is the object).
+            if self.op != "read" or "bucket does not exist" in message.lower():
+                raise StoreUnreachableError(
+                    f"cannot reach {where}: bucket {self.store.bucket_name!r} not found"
+                ) from cause
+            raise ObjectNotFoundError(self.key) from cause
+        if isinstance(exc, (exceptions.Forbidden, exceptions.Unauthorized)):
+            raise StoreUnreachableError(f"cannot reach {where}: access denied ({message})") from cause
+        raise StoreError(f"Cloud Storage error on {where}: {message}") from cause
+
+
+class _Reader:
+    """A file-like wrapper over a BlobReader that maps read errors."""
+
+    def __init__(self, store: GcsStore, key: str, reader: Any) -> None:
+        self._store = store
+        self._key = key
+        self._reader = reader
+
+    def read(self, size: int = -1) -> bytes:
+        with self._store._errors(self._key):
+            return cast(bytes, self._reader.read(size))
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    if "NewConnectionError" in text or "Connection refused" in text:
+        return "connection refused"
+    return text if len(text) <= 200 else text[:200] + "…"
+
