@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -69,7 +69,7 @@ class FileStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return ObjectInfo(key, size, datetime.now(timezone.utc))
+        return ObjectInfo(key, size, datetime.now(UTC))
 
     def open(self, key: str) -> BinaryIO:
         try:
@@ -88,7 +88,7 @@ class FileStore:
             st = self._path(key).stat()
         except FileNotFoundError:
             return None
-        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
+        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # Walk only the deepest folder the prefix names, then filter by the rest of the prefix.
@@ -111,7 +111,7 @@ class FileStore:
                 except FileNotFoundError:
                     continue
                 found.append(
-                    ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
+                    ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
                 )
         found.sort(key=lambda info: info.key)
         yield from found

@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 from ..errors import ObjectExistsError, ObjectNotFoundError
-from . import Data, ObjectInfo, StoreCapabilities, as_stream, check_key
+from . import CHUNK, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
 
 
 class MemoryStore:
@@ -26,8 +26,8 @@ class MemoryStore:
         self, key: str, data: Data, *, if_absent: bool = False, retain_until: datetime | None = None
     ) -> ObjectInfo:
         check_key(key)
-        body = as_stream(data).read() if not isinstance(data, bytes) else data
-        now = datetime.now(timezone.utc)
+        body = data if isinstance(data, bytes) else _read_all(as_stream(data))
+        now = datetime.now(UTC)
         with self._lock:
             if if_absent and key in self.objects:
                 raise ObjectExistsError(key)
@@ -38,13 +38,14 @@ class MemoryStore:
         return io.BytesIO(self.get(key))
 
     def get(self, key: str) -> bytes:
+        check_key(key)
         try:
             return self.objects[key][0]
         except KeyError:
             raise ObjectNotFoundError(key) from None
 
     def stat(self, key: str) -> ObjectInfo | None:
-        entry = self.objects.get(key)
+        entry = self.objects.get(check_key(key))
         return ObjectInfo(key, len(entry[0]), entry[1]) if entry else None
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
@@ -54,6 +55,15 @@ class MemoryStore:
             yield ObjectInfo(key, len(body), modified)
 
     def delete(self, keys: Iterable[str]) -> None:
+        keys = [check_key(key) for key in keys]
         with self._lock:
             for key in keys:
                 self.objects.pop(key, None)
+
+
+def _read_all(stream: BinaryIO) -> bytes:
+    # In bounded reads, as every store does (the contract): some streams only honour read(n).
+    buf = bytearray()
+    while chunk := stream.read(CHUNK):
+        buf += chunk
+    return bytes(buf)
