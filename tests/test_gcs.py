@@ -172,3 +172,17 @@ def test_an_unreachable_store_is_exit_3_without_traceback(
     code, out, err = cli(capsys, "--policy", str(policy), "list")
     assert code == 3, out + err
     assert "cannot reach gs://no-such-bucket" in err and "Traceback" not in err
+
+
+def test_the_google_adapters_load_no_sdk_until_used() -> None:
+    import json
+    import subprocess
+    import sys
+
+    probe = ("import json, sys; import cloudkeep.sources.firestore, cloudkeep.stores.gcs; "
+             "print(json.dumps(sorted(sys.modules)))")
+    loaded = set(json.loads(subprocess.run([sys.executable, "-c", probe], check=True,
+                                           capture_output=True, text=True).stdout))
+    for sdk in ("google.cloud.firestore", "google.cloud.firestore_v1", "google.cloud.storage",
+                "google.api_core", "google.auth", "grpc", "boto3", "azure.core"):
+        assert sdk not in loaded, f"{sdk} imported at import time"
