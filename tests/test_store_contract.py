@@ -1,8 +1,9 @@
 """The Store contract (``cloudkeep.stores`` module docstring), run over every store.
 
-Each test in the first part takes the parametrized ``store`` fixture and so runs three times: on the
-in-memory store, on a file store in ``tmp_path`` and on an S3 store talking to moto server through
-the real boto3 (a fresh bucket per test, and a non-empty prefix so prefix handling is exercised).
+Each test in the first part takes the parametrized ``store`` fixture and so runs four times: on the
+in-memory store, on a file store in ``tmp_path``, on an S3 store talking to moto server through
+the real boto3 and on a GCS store talking to fake-gcs-server through google-cloud-storage (a fresh
+bucket per test, and a non-empty prefix so prefix handling is exercised).
 The last part holds the few checks that only make sense for one store.
 """
 
@@ -27,6 +28,7 @@ from cloudkeep.errors import (
 )
 from cloudkeep.stores import CHUNK, ObjectInfo, Store
 from cloudkeep.stores.file import FileStore
+from cloudkeep.stores.gcs import GcsStore
 from cloudkeep.stores.memory import MemoryStore
 from cloudkeep.stores.s3 import S3Store
 from conftest import REGION
@@ -36,12 +38,15 @@ MIB = 1024 * 1024
 LARGE = 20 * MIB + 123  # three multipart parts on S3: 8 MiB, 8 MiB, 4 MiB + 123 bytes
 
 
-@pytest.fixture(params=["memory", "file", pytest.param("s3", marks=pytest.mark.emulator)])
+@pytest.fixture(params=["memory", "file", pytest.param("s3", marks=pytest.mark.emulator),
+                        pytest.param("gcs", marks=pytest.mark.emulator)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     if request.param == "memory":
         return MemoryStore()
     if request.param == "file":
         return FileStore(tmp_path / "store")
+    if request.param == "gcs":  # fake-gcs-server, a fresh bucket per test (tests/fixtures_gcp.py)
+        return GcsStore(request.getfixturevalue("gcs_bucket"), S3_PREFIX)
     bucket = request.getfixturevalue("s3_bucket")  # starts moto server once per session
     return S3Store(bucket, S3_PREFIX, region=REGION)
 
