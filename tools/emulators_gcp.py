@@ -81,7 +81,7 @@ class FirestoreEmulator(_Process):
         if not java:
             raise EmulatorError("java is not on PATH: the Firestore emulator needs Java 17+")
         self._spawn([
-            java, "-Duser.language=en", "-Xss2m", "-cp", str(jar), FIRESTORE_MAIN_CLASS, "start",
+            java, "-Duser.language=en", "-cp", str(jar), FIRESTORE_MAIN_CLASS, "start",
             "--host=127.0.0.1", f"--port={self.port}",
         ])
         assert self.proc is not None

@@ -44,6 +44,7 @@ restored copies.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import math
 import os
@@ -700,8 +701,6 @@ class FirestoreWriter:
         return len(lines)
 
     def _write_of(self, t: _Types, line: bytes) -> Any:
-        import json
-
         doc = json.loads(line)
         name = doc["name"]
         if not isinstance(name, str) or name.count("/") % 2 != 1 or "" in name.split("/"):
