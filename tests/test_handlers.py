@@ -246,3 +246,38 @@ def test_each_handler_imports_only_its_own_cloud(name: str, statement: str, forb
     for prefix in forbidden:
         assert not loaded(result["modules"], prefix), f"the {name} handler imports {prefix}"
     print(f"{name} handler import time: {result['seconds'] * 1000:.0f} ms")
+
+
+def test_gcp_tick_backs_up_firestore_into_gcs(
+    tmp_path: Path, firestore_rest: Any, gcp_project: str, gcs_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Cloud Function as deployed: Firestore documents (with a subcollection) into GCS."""
+    import functions_framework
+    from fixtures_gcp import gcp_policy
+
+    from cloudkeep.stores.gcs import GcsStore
+
+    firestore_rest.write({
+        "users/u1": {"name": {"stringValue": "Ada"}, "n": {"integerValue": "9007199254740993"}},
+        "users/u1/orders/o1": {"total": {"doubleValue": 12.5}},
+        "users/u2": {"name": {"stringValue": "Grace"}},
+    })
+    policy = gcp_policy(tmp_path, project=gcp_project, bucket=gcs_bucket, collections=["users"])
+    policy.write_text(policy.read_text().replace("tier: standard", "tier: standard\n    offset: 0m"))
+    monkeypatch.setenv("CLOUDKEEP_POLICY", str(policy))
+    source = str(ROOT / "handlers" / "gcp_function.py")
+    ce = event("pubsub_cloudevent.json")
+    headers = {f"ce-{k}": v for k, v in ce["attributes"].items() if k != "datacontenttype"}
+    headers["Content-Type"] = "application/json"
+    client = functions_framework.create_app(target="tick", source=source,
+                                            signature_type="cloudevent").test_client()
+    assert client.post("/", headers=headers, data=json.dumps(ce["data"])).status_code == 200
+    assert client.post("/", headers=headers, data=json.dumps(ce["data"])).status_code == 200
+    store = GcsStore(gcs_bucket, "backups/cloudkeep")
+    [snapshot] = snapshot_ids(store, "profiles")
+    assert snapshot.startswith("20261128T020000Z-")
+    from cloudkeep.catalog import load_manifest
+
+    manifest = load_manifest(store, "profiles", snapshot)
+    assert manifest.totals.items == 3 and manifest.consistency.mode == "point-in-time"

@@ -266,11 +266,10 @@ datasets: {{orders: {{source: {{type: dynamodb, table: {table}, region: us-east-
 
 def test_prune_dry_run_over_a_long_history_matches_restic(tmp_path: Path, capsys: Any) -> None:
     """Three months of hourly snapshots (with gaps) in a file store, through the CLI."""
-    from test_retention import restic_reference
-
     from cloudkeep.manifest import Codec, Consistency, ContentDigestEntry, Manifest, Totals
     from cloudkeep.retention import Rules, SnapshotInfo
     from cloudkeep.stores.file import FileStore
+    from test_retention import restic_reference
 
     policy = write(tmp_path, """
 version: 1
