@@ -254,9 +254,9 @@ def test_gcp_tick_backs_up_firestore_into_gcs(
 ) -> None:
     """The Cloud Function as deployed: Firestore documents (with a subcollection) into GCS."""
     import functions_framework
-    from fixtures_gcp import gcp_policy
 
     from cloudkeep.stores.gcs import GcsStore
+    from fixtures_gcp import gcp_policy
 
     firestore_rest.write({
         "users/u1": {"name": {"stringValue": "Ada"}, "n": {"integerValue": "9007199254740993"}},
