@@ -6,6 +6,7 @@ place afterwards, so `cloudkeep --policy .demo/cloudkeep.yaml list` still works 
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -99,7 +100,22 @@ def main() -> int:
         print(f"{'OK' if same else 'MISMATCH'}: {n2} of {n1} items restored identically; "
               f"vault {vault.relative_to(ROOT)} holds {size / 1024:.0f} KiB")
         print("stopping DynamoDB Local")
-    return 0 if same else 1
+    results = {"DynamoDB → file store": same}
+    for name, module in (("Firestore → Cloud Storage", "tools.demo_gcp"),
+                         ("Cosmos DB → Azure Blob", "tools.demo_azure")):
+        try:
+            other = importlib.import_module(module)
+        except ModuleNotFoundError:
+            continue
+        outcome = other.main()
+        if outcome is None:
+            print(f"(skipped {name}: its emulator is not installed here — see above)")
+            continue
+        results[name] = bool(outcome)
+    say("all clouds")
+    for name, ok in results.items():
+        print(f"{'OK      ' if ok else 'FAILED  '} {name}")
+    return 0 if all(results.values()) else 1
 
 
 if __name__ == "__main__":
