@@ -4,8 +4,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 BENCH_VENV := .venv-bench
+DEPLOY_VENV := .venv-deploy
+OSLS := .tools/osls/node_modules/.bin/osls
 
-.PHONY: setup demo test lint bench schema clean
+.PHONY: setup demo test lint bench schema clean deploy-tools aws-package deploy-check
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -26,10 +28,42 @@ $(BENCH_VENV)/.installed: bench/requirements-dynamodump.txt
 	$(BENCH_VENV)/bin/pip install -q -r bench/requirements-dynamodump.txt
 	touch $@
 
+$(DEPLOY_VENV)/.installed: requirements-deploy.txt
+	test -x $(DEPLOY_VENV)/bin/python || $(PY) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install -q -r requirements-deploy.txt
+	touch $@
+
+.tools/osls/.installed:
+	mkdir -p .tools/osls
+	npm install --no-audit --no-fund --prefix .tools/osls osls@4.3.1
+	touch $@
+
+deploy-tools: $(DEPLOY_VENV)/.installed .tools/osls/.installed
+
+# The Lambda bundle's dependencies (handlers/requirements-aws.txt) for arm64 / Python 3.12;
+# boto3 and botocore come with the Lambda runtime.
+.build/python/.installed: handlers/requirements-aws.txt
+	rm -rf .build/python && mkdir -p .build/python
+	$(BIN)/pip install -q --platform manylinux2014_aarch64 --python-version 3.12 --only-binary=:all: \
+		--target .build/python -r handlers/requirements-aws.txt
+	rm -rf .build/python/boto3* .build/python/botocore* .build/python/s3transfer* .build/python/jmespath*
+	touch $@
+
+aws-package: setup deploy-tools .build/python/.installed
+	AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline SLS_TELEMETRY_DISABLED=1 \
+		$(OSLS) package --stage ci
+
+deploy-check: aws-package
+	$(DEPLOY_VENV)/bin/cfn-lint .serverless/cloudformation-template-update-stack.json
+	$(DEPLOY_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+		-f .serverless/cloudformation-template-update-stack.json
+	$(DEPLOY_VENV)/bin/checkov --quiet --compact --skip-download --framework terraform -d infra/gcp
+	$(DEPLOY_VENV)/bin/checkov --quiet --compact --skip-download --framework terraform -d infra/azure
+
 demo: setup
 	$(BIN)/python tools/demo.py
 
-test: setup lint
+test: setup lint deploy-check
 	$(BIN)/python -m pytest
 
 lint: setup
@@ -43,4 +77,5 @@ schema: setup
 	$(BIN)/python -m cloudkeep.manifest > schemas/manifest.schema.json
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) node_modules .demo .bench .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) $(DEPLOY_VENV) .tools .build .serverless node_modules .demo .bench \
+		.pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,244 @@
+# cloudkeep on Google Cloud: a 2nd-gen Cloud Function woken by Cloud Scheduler through Pub/Sub,
+# an HTTP function for on-demand actions, a versioned vault bucket with a retention policy, a
+# service account that can read Firestore and write only the vault, and an alert on failures.
+
+terraform {
+  required_version = ">= 1.5"
+  required_providers {
+    google = { source = "hashicorp/google", version = "~> 6.0" }
+  }
+}
+
+provider "google" {
+  project = var.project
+  region  = var.region
+}
+
+resource "google_service_account" "cloudkeep" {
+  account_id   = "cloudkeep"
+  display_name = "cloudkeep backups"
+}
+
+# Read Firestore (export/backup reads only) ...
+resource "google_project_iam_member" "firestore_read" {
+  project = var.project
+  role    = "roles/datastore.viewer"
+  member  = "serviceAccount:${google_service_account.cloudkeep.email}"
+}
+
+# ... and restore into prefixed collections (writes) only when enabled.
+resource "google_project_iam_member" "firestore_restore" {
+  count   = var.allow_restore ? 1 : 0
+  project = var.project
+  role    = "roles/datastore.user"
+  member  = "serviceAccount:${google_service_account.cloudkeep.email}"
+}
+
+resource "google_kms_key_ring" "cloudkeep" {
+  name     = "cloudkeep"
+  location = var.region
+}
+
+resource "google_kms_crypto_key" "vault" {
+  name            = "vault"
+  key_ring        = google_kms_key_ring.cloudkeep.id
+  rotation_period = "7776000s"
+  lifecycle { prevent_destroy = true }
+}
+
+data "google_storage_project_service_account" "gcs" {}
+
+resource "google_kms_crypto_key_iam_member" "gcs_uses_key" {
+  crypto_key_id = google_kms_crypto_key.vault.id
+  role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+  member        = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
+}
+
+resource "google_storage_bucket" "access_logs" {
+  name                        = "${var.vault_bucket}-logs"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  versioning { enabled = true }
+  #checkov:skip=CKV_GCP_62:this is the access-log bucket itself
+}
+
+resource "google_storage_bucket" "vault" {
+  name                        = var.vault_bucket
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+
+  versioning { enabled = true }
+
+  # Objects cannot be deleted or replaced before this many seconds (WORM). Lock it with
+  # is_locked = true once the value is final: a locked policy can never be shortened.
+  retention_policy {
+    retention_period = var.retention_seconds
+    is_locked        = false
+  }
+
+  encryption { default_kms_key_name = google_kms_crypto_key.vault.id }
+  logging { log_bucket = google_storage_bucket.access_logs.name }
+
+  depends_on = [google_kms_crypto_key_iam_member.gcs_uses_key]
+}
+
+# The function writes create-only objects and deletes expired ones in the vault only.
+resource "google_storage_bucket_iam_member" "vault_objects" {
+  bucket = google_storage_bucket.vault.name
+  role   = "roles/storage.objectAdmin"
+  member = "serviceAccount:${google_service_account.cloudkeep.email}"
+}
+
+resource "google_storage_bucket" "source" {
+  name                        = "${var.vault_bucket}-functions"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  versioning { enabled = true }
+  logging { log_bucket = google_storage_bucket.access_logs.name }
+}
+
+resource "google_storage_bucket_object" "source" {
+  name   = "cloudkeep-${filemd5(var.source_zip)}.zip"
+  bucket = google_storage_bucket.source.name
+  source = var.source_zip
+}
+
+resource "google_pubsub_topic" "tick" {
+  name         = "cloudkeep-tick"
+  kms_key_name = google_kms_crypto_key.vault.id
+}
+
+resource "google_cloud_scheduler_job" "tick" {
+  name      = "cloudkeep-tick"
+  schedule  = "*/15 * * * *"
+  time_zone = "Etc/UTC"
+
+  pubsub_target {
+    topic_name = google_pubsub_topic.tick.id
+    data       = base64encode(jsonencode({ tick = true }))
+  }
+}
+
+resource "google_cloudfunctions2_function" "tick" {
+  name     = "cloudkeep-tick"
+  location = var.region
+
+  build_config {
+    runtime     = "python312"
+    entry_point = "tick"
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    timeout_seconds                = 540
+    available_memory               = "1Gi"
+    max_instance_count             = 1
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision = true
+    service_account_email          = google_service_account.cloudkeep.email
+    environment_variables = {
+      CLOUDKEEP_POLICY = "gs://${google_storage_bucket.vault.name}/cloudkeep.yaml"
+    }
+  }
+
+  event_trigger {
+    trigger_region = var.region
+    event_type     = "google.cloud.pubsub.topic.v1.messagePublished"
+    pubsub_topic   = google_pubsub_topic.tick.id
+    retry_policy   = "RETRY_POLICY_RETRY"
+  }
+}
+
+resource "google_cloudfunctions2_function" "invoke" {
+  #checkov:skip=CKV_GCP_124:operators call it from their machines with an identity token; no allUsers invoker binding exists, so IAM (roles/run.invoker) still gates every call
+  name     = "cloudkeep-invoke"
+  location = var.region
+
+  build_config {
+    runtime     = "python312"
+    entry_point = "invoke"
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    timeout_seconds       = 3600
+    available_memory      = "1Gi"
+    max_instance_count    = 2
+    ingress_settings      = "ALLOW_ALL"
+    service_account_email = google_service_account.cloudkeep.email
+    environment_variables = {
+      CLOUDKEEP_POLICY = "gs://${google_storage_bucket.vault.name}/cloudkeep.yaml"
+    }
+  }
+}
+
+# Failures: every tick or dataset failure is logged at severity ERROR by the function.
+resource "google_logging_metric" "backup_failed" {
+  name   = "cloudkeep/backup_failed"
+  filter = "resource.type=\"cloud_run_revision\" AND jsonPayload.metric=\"BackupFailed\""
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    labels {
+      key        = "dataset"
+      value_type = "STRING"
+    }
+  }
+  label_extractors = { dataset = "EXTRACT(jsonPayload.dataset)" }
+}
+
+resource "google_monitoring_notification_channel" "email" {
+  display_name = "cloudkeep alerts"
+  type         = "email"
+  labels       = { email_address = var.alert_email }
+}
+
+resource "google_monitoring_alert_policy" "backup_failed" {
+  display_name = "cloudkeep: a backup failed"
+  combiner     = "OR"
+  conditions {
+    display_name = "BackupFailed > 0"
+    condition_threshold {
+      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.backup_failed.name}\" AND resource.type=\"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period   = "900s"
+        per_series_aligner = "ALIGN_SUM"
+      }
+    }
+  }
+  notification_channels = [google_monitoring_notification_channel.email.id]
+}
+
+resource "google_monitoring_alert_policy" "tick_stopped" {
+  display_name = "cloudkeep: the tick stopped running"
+  combiner     = "OR"
+  conditions {
+    display_name = "no tick execution for an hour"
+    condition_absent {
+      filter   = "metric.type=\"run.googleapis.com/request_count\" AND resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"cloudkeep-tick\""
+      duration = "3600s"
+      aggregations {
+        alignment_period   = "900s"
+        per_series_aligner = "ALIGN_SUM"
+      }
+    }
+  }
+  notification_channels = [google_monitoring_notification_channel.email.id]
+}

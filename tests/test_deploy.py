@@ -1,0 +1,138 @@
+"""Deployment definitions: the packaged CloudFormation template (built offline by `osls package`
+in `make deploy-check`, which also runs cfn-lint and checkov) and the Terraform for Google Cloud
+and Azure, checked for the properties the design promises."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / ".serverless" / "cloudformation-template-update-stack.json"
+BUNDLE = ROOT / ".serverless" / "cloudkeep.zip"
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    assert TEMPLATE.exists(), "no packaged template: run `make deploy-check` (osls package) first"
+    return json.loads(TEMPLATE.read_text())
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def test_tick_runs_every_15_minutes(template: dict[str, Any]) -> None:
+    rules = resources(template, "AWS::Events::Rule")
+    assert [r["Properties"]["ScheduleExpression"] for r in rules.values()] == ["rate(15 minutes)"]
+    target = next(iter(rules.values()))["Properties"]["Targets"][0]["Arn"]
+    assert target == {"Fn::GetAtt": ["TickLambdaFunction", "Arn"]}
+
+
+def test_vault_bucket_is_versioned_locked_encrypted_private_and_tls_only(template: dict[str, Any]) -> None:
+    vault = template["Resources"]["VaultBucket"]["Properties"]
+    assert vault["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert vault["ObjectLockEnabled"] is True
+    sse = vault["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert sse == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Fn::GetAtt": ["VaultKey", "Arn"]}}
+    assert all(vault["PublicAccessBlockConfiguration"].values())
+    assert template["Resources"]["VaultKey"]["Properties"]["EnableKeyRotation"] is True
+    policy = template["Resources"]["VaultBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert {"Bool": {"aws:SecureTransport": "false"}} in [s.get("Condition") for s in policy if s["Effect"] == "Deny"]
+
+
+def test_alarms_dead_letters_and_alerts(template: dict[str, Any]) -> None:
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+    stopped = alarms["TickStoppedAlarm"]["Properties"]
+    assert stopped["TreatMissingData"] == "breaching" and stopped["MetricName"] == "Invocations"
+    assert alarms["TickFailedAlarm"]["Properties"]["MetricName"] == "Errors"
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlertsTopic"}]
+    tick = template["Resources"]["TickLambdaFunction"]["Properties"]
+    assert tick["DeadLetterConfig"]["TargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+    assert tick["Handler"] == "handlers/aws_lambda.tick"
+    assert "KmsMasterKeyId" in template["Resources"]["DeadLetterQueue"]["Properties"]
+
+
+def test_iam_names_only_the_parameterised_tables_and_the_vault(template: dict[str, Any]) -> None:
+    role = template["Resources"]["IamRoleLambdaExecution"]["Properties"]
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    for statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if any(a.startswith(("dynamodb:", "s3:", "kms:", "sns:", "sqs:")) for a in actions):
+            resource = statement["Resource"]
+            assert resource != "*" and "*" not in (resource if isinstance(resource, list) else []), statement
+    scan = next(s for s in statements if "dynamodb:Scan" in s["Action"] and "dynamodb:CreateTable" not in s["Action"])
+    assert scan["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/orders"}]
+    restore = next(s for s in statements if "dynamodb:CreateTable" in s["Action"])
+    assert all("table/restored-*" in r["Fn::Sub"] for r in restore["Resource"])
+
+
+def test_the_lambda_bundle_holds_only_what_aws_needs() -> None:
+    assert BUNDLE.exists(), "no bundle: run `make deploy-check` first"
+    names = zipfile.ZipFile(BUNDLE).namelist()
+    assert "handlers/aws_lambda.py" in names and "shared/cloudkeep/engine.py" in names
+    assert any(n.startswith(".build/python/aws_lambda_powertools/") for n in names)
+    assert not [n for n in names if n.startswith((".build/python/google", ".build/python/azure",
+                                                 ".build/python/botocore", ".build/python/boto3"))]
+    assert "shared/cloudkeep/sources/firestore.py" not in names
+    assert not [n for n in names if n.startswith(("tests/", "node_modules/", ".venv"))]
+
+
+def _unquote(value: Any) -> Any:
+    """python-hcl2 keeps HCL's quotes on block labels and string literals."""
+    if isinstance(value, dict):
+        return {_unquote(k): _unquote(v) for k, v in value.items() if k != "__is_block__"}
+    if isinstance(value, list):
+        return [_unquote(v) for v in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def load_tf(folder: str) -> dict[str, Any]:
+    merged: dict[str, Any] = {"resource": {}, "variable": {}}
+    for path in sorted((ROOT / "infra" / folder).glob("*.tf")):
+        with open(path) as fh:
+            doc = _unquote(hcl2.load(fh))
+        for block in doc.get("resource", []):
+            for kind, named in block.items():
+                merged["resource"].setdefault(kind, {}).update(named)
+    return merged
+
+
+def test_gcp_terraform() -> None:
+    tf = load_tf("gcp")["resource"]
+    job = next(iter(tf["google_cloud_scheduler_job"].values()))
+    assert job["schedule"] == "*/15 * * * *"
+    assert "google_pubsub_topic" in tf and job["pubsub_target"][0]["topic_name"]
+    vault = tf["google_storage_bucket"]["vault"]
+    assert vault["versioning"][0]["enabled"] is True
+    assert vault["retention_policy"][0]["retention_period"]
+    fn = tf["google_cloudfunctions2_function"]
+    assert fn["tick"]["build_config"][0]["entry_point"] == "tick"
+    assert fn["invoke"]["build_config"][0]["entry_point"] == "invoke"
+    assert fn["tick"]["event_trigger"][0]["event_type"] == "google.cloud.pubsub.topic.v1.messagePublished"
+    roles = {m["role"] for m in tf["google_project_iam_member"].values()}
+    assert roles <= {"roles/datastore.viewer", "roles/datastore.user"}
+    assert "google_monitoring_alert_policy" in tf
+
+
+def test_azure_terraform() -> None:
+    tf = load_tf("azure")["resource"]
+    app = tf["azurerm_linux_function_app"]["cloudkeep"]
+    assert "CLOUDKEEP_TICK" in app["app_settings"] and app["https_only"] is True
+    assert app["identity"][0]["type"] == "UserAssigned"
+    vault = tf["azurerm_storage_account"]["vault"]
+    assert vault["blob_properties"][0]["versioning_enabled"] is True
+    assert vault["shared_access_key_enabled"] is False
+    assert tf["azurerm_storage_container_immutability_policy"]["vault"]["immutability_period_in_days"]
+    roles = {r["role_definition_name"] for r in tf["azurerm_role_assignment"].values()}
+    assert roles == {"Storage Blob Data Contributor"}
+    assert "azurerm_cosmosdb_sql_role_assignment" in tf
+    assert len(tf["azurerm_monitor_scheduled_query_rules_alert_v2"]) == 2
