@@ -39,12 +39,19 @@ LARGE = 20 * MIB + 123  # three multipart parts on S3: 8 MiB, 8 MiB, 4 MiB + 123
 
 
 @pytest.fixture(params=["memory", "file", pytest.param("s3", marks=pytest.mark.emulator),
-                        pytest.param("gcs", marks=pytest.mark.emulator)])
+                        pytest.param("gcs", marks=pytest.mark.emulator),
+                        pytest.param("azure_blob", marks=pytest.mark.emulator)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     if request.param == "memory":
         return MemoryStore()
     if request.param == "file":
         return FileStore(tmp_path / "store")
+    if request.param == "azure_blob":  # Azurite, a fresh container per test (tests/fixtures_azure.py)
+        from cloudkeep.stores.azure_blob import AzureBlobStore
+
+        container = request.getfixturevalue("azure_container")
+        return AzureBlobStore(container, S3_PREFIX,
+                              connection_string=request.getfixturevalue("azurite").connection_string)
     if request.param == "gcs":  # fake-gcs-server, a fresh bucket per test (tests/fixtures_gcp.py)
         return GcsStore(request.getfixturevalue("gcs_bucket"), S3_PREFIX)
     bucket = request.getfixturevalue("s3_bucket")  # starts moto server once per session

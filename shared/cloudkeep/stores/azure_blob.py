@@ -1,0 +1,235 @@
+"""A store in an Azure Blob Storage container.
+
+Create-only writes are ``upload_blob(overwrite=False)``: the service itself refuses a second
+create (``If-None-Match: *`` on the single put, or on the block-list commit of a staged upload).
+Large objects are streamed as staged blocks of 8 MiB. Credentials: the connection string in the
+environment variable the policy names (``connection_string_env``, default
+``AZURE_STORAGE_CONNECTION_STRING``) when set, else ``account_url`` with the default Azure
+credential (managed identity, workload identity, CLI login). No secret is written in the policy.
+
+Immutability: the vault container's time-based retention policy (set by infra/azure) protects
+every blob; per-blob policies are not written (the emulator, Azurite, does not implement them).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+
+from ..errors import (
+    ObjectExistsError,
+    ObjectLockedError,
+    ObjectNotFoundError,
+    StoreError,
+    StoreUnreachableError,
+)
+from . import CHUNK, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
+
+if TYPE_CHECKING:
+    from ..policy import AzureBlobStoreSpec
+
+
+class AzureBlobStore:
+    capabilities = StoreCapabilities(conditional_create=True, object_lock=False, max_delete_batch=256)
+
+    def __init__(self, container: str, prefix: str = "", *, connection_string: str | None = None,
+                 account_url: str | None = None, client: Any = None) -> None:
+        self.container = container
+        self.prefix = prefix.strip("/")
+        self._connection_string = connection_string
+        self._account_url = account_url
+        self._client = client
+
+    @classmethod
+    def from_spec(cls, spec: AzureBlobStoreSpec) -> AzureBlobStore:
+        conn = os.environ.get(spec.connection_string_env) or None
+        if conn is None and not spec.account_url:
+            raise StoreUnreachableError(
+                f"Azure Blob container {spec.container!r}: set {spec.connection_string_env} in the "
+                "environment or give account_url in the policy (with a managed identity or az login)"
+            )
+        return cls(spec.container, spec.prefix, connection_string=conn, account_url=spec.account_url)
+
+    @property
+    def client(self) -> Any:
+        """The container client, created on first use."""
+        if self._client is None:
+            from azure.storage.blob import BlobServiceClient
+
+            options: dict[str, Any] = {"max_single_put_size": CHUNK, "max_block_size": CHUNK,
+                       "retry_total": 5, "connection_timeout": 10, "read_timeout": 60}
+            if self._connection_string:
+                service = BlobServiceClient.from_connection_string(self._connection_string, **options)
+            else:
+                from azure.identity import DefaultAzureCredential
+
+                service = BlobServiceClient(self._account_url or "", credential=DefaultAzureCredential(),
+                                            **options)
+            self._client = service.get_container_client(self.container)
+        return self._client
+
+    def describe(self) -> str:
+        base = self._account_url or ""
+        for item in (self._connection_string or "").split(";"):
+            name, _, value = item.partition("=")
+            if name == "BlobEndpoint":
+                base = value
+            elif name == "AccountName" and not base:
+                base = f"https://{value}.blob.core.windows.net"
+        return f"{base.rstrip('/')}/{self.container}/{self.prefix}".rstrip("/")
+
+    def _key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _rel(self, full: str) -> str:
+        return full[len(self.prefix) + 1 :] if self.prefix else full
+
+    def put(self, key: str, data: Data, *, if_absent: bool = False,
+            retain_until: datetime | None = None) -> ObjectInfo:
+        full = self._key(key)
+        stream = as_stream(data)
+        counter = _Counting(stream)
+        with self._errors(key):
+            self.client.upload_blob(full, counter, overwrite=not if_absent, max_concurrency=1)
+        return ObjectInfo(key, counter.size, datetime.now(UTC))
+
+    def open(self, key: str) -> BinaryIO:
+        with self._errors(key):
+            downloader = self.client.download_blob(self._key(key), max_concurrency=1)
+        return cast(BinaryIO, _Reader(downloader, self, key))
+
+    def get(self, key: str) -> bytes:
+        with self._errors(key):
+            return cast(bytes, self.client.download_blob(self._key(key)).readall())
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            with self._errors(key):
+                props = self.client.get_blob_client(self._key(key)).get_blob_properties()
+        except ObjectNotFoundError:
+            return None
+        return ObjectInfo(key, int(props.size), props.last_modified)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        root = f"{self.prefix}/" if self.prefix else ""
+        with self._errors(prefix or "/"):
+            found = [ObjectInfo(self._rel(b.name), int(b.size), b.last_modified)
+                     for b in self.client.list_blobs(name_starts_with=root + prefix)]
+        found.sort(key=lambda info: info.key)
+        yield from found
+
+    def delete(self, keys: Iterable[str]) -> None:
+        locked = []
+        for key in keys:
+            try:
+                with self._errors(key):
+                    self.client.delete_blob(self._key(key))
+            except ObjectNotFoundError:
+                continue
+            except ObjectLockedError:
+                locked.append(key)
+        if locked:
+            raise ObjectLockedError(locked, "an immutability policy protects them")
+
+    def _errors(self, key: str) -> _AzureErrors:
+        return _AzureErrors(self, key)
+
+
+class _AzureErrors:
+    """Turns Azure SDK exceptions into cloudkeep errors, in one place."""
+
+    def __init__(self, store: AzureBlobStore, key: str) -> None:
+        self.store = store
+        self.key = key
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None or isinstance(exc, StoreError):
+            return
+        from azure.core.exceptions import (
+            AzureError,
+            ClientAuthenticationError,
+            HttpResponseError,
+            ResourceExistsError,
+            ResourceNotFoundError,
+            ServiceRequestError,
+        )
+
+        where = f"{self.store.describe()}/{self.key}"
+        code = str(getattr(exc, "error_code", "") or "")
+        if isinstance(exc, ResourceExistsError) and code in ("BlobAlreadyExists", "", "ConditionNotMet"):
+            raise ObjectExistsError(self.key) from exc
+        if isinstance(exc, ResourceNotFoundError):
+            if code == "ContainerNotFound":
+                raise StoreUnreachableError(f"cannot reach {where}: container not found") from exc
+            raise ObjectNotFoundError(self.key) from exc
+        if isinstance(exc, (ClientAuthenticationError, ServiceRequestError)):
+            raise StoreUnreachableError(f"cannot reach {where}: {type(exc).__name__}") from exc
+        if isinstance(exc, HttpResponseError):
+            if exc.status_code == 412:
+                raise ObjectExistsError(self.key) from exc
+            if exc.status_code == 409 and "Immutab" in code:
+                raise ObjectLockedError([self.key], code) from exc
+            if exc.status_code == 403:
+                raise StoreUnreachableError(f"cannot reach {where}: access denied ({code})") from exc
+            raise StoreError(f"Azure Blob error on {where}: {exc.status_code} {code}".rstrip()) from exc
+        if isinstance(exc, AzureError):
+            raise StoreUnreachableError(f"cannot reach {where}: {type(exc).__name__}") from exc
+
+
+class _Counting:
+    """Counts the bytes the SDK reads from a stream, reading in bounded chunks."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(CHUNK if size is None or size < 0 else min(size, CHUNK))
+        self.size += len(data)
+        return data
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(CHUNK):
+            yield chunk
+
+
+class _Reader:
+    """A file-like view of a blob download, read chunk by chunk."""
+
+    def __init__(self, downloader: Any, store: AzureBlobStore, key: str) -> None:
+        self._chunks = downloader.chunks()
+        self._buffer = b""
+        self._store = store
+        self._key = key
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            try:
+                with self._store._errors(self._key):
+                    chunk = next(self._chunks)
+            except StopIteration:
+                break
+            self._buffer += chunk
+        if size < 0:
+            out, self._buffer = self._buffer, b""
+        else:
+            out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._buffer = b""
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
