@@ -139,6 +139,10 @@ def _backup(
         existing = _existing_manifest(store, dataset, snapshot_id)
         if existing is not None:
             return RunResult(dataset, "exists", snapshot_id, existing)
+        set_previous = getattr(source, "set_previous", None)
+        if set_previous is not None:
+            # Sources that take incremental snapshots continue from the latest committed one.
+            set_previous(_previous_manifest(store, dataset, snapshot_id))
         described = dict(source.describe())
         # A source may report its own read method and consistency (e.g. a point-in-time read).
         method = str(described.pop("method", "scan"))
@@ -224,6 +228,21 @@ def _existing_manifest(store: Store, dataset: str, snapshot_id: str) -> Manifest
     except ObjectNotFoundError:
         return None
     return Manifest.from_bytes(data, where=key)
+
+
+def _previous_manifest(store: Store, dataset: str, snapshot_id: str) -> Manifest | None:
+    """The dataset's latest committed snapshot before ``snapshot_id`` (ids sort by time)."""
+    from .catalog import load_manifest, snapshot_ids
+    from .manifest import ManifestError
+
+    earlier = [i for i in snapshot_ids(store, dataset) if i < snapshot_id]
+    if not earlier:
+        return None
+    try:
+        return load_manifest(store, dataset, earlier[-1])
+    except ManifestError as exc:  # the source then starts afresh (e.g. a full snapshot)
+        log.warning("dataset %s: cannot read the previous snapshot: %s", dataset, exc)
+        return None
 
 
 def _read_all(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import copies, holds, layout
+from . import chain, copies, holds, layout
 from .catalog import snapshot_ids
 from .errors import CloudkeepError, ObjectLockedError, ObjectNotFoundError
 from .policy import Policy
@@ -101,6 +101,12 @@ def prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool = False,
         except CloudkeepError:
             pass
     decision = apply(infos, rules, now, policy.timezone, uncertain=uncertain)
+    if not uncertain and decision.remove and hasattr(spec.source, "incremental"):
+        try:
+            decision = _keep_chains(store, dataset, decision)
+        except CloudkeepError as exc:
+            uncertain = f"cannot read the incremental chains: {exc}"
+            decision = apply(infos, rules, now, policy.timezone, uncertain=uncertain)
     report = PruneReport(dataset, dry_run, decision)
     if uncertain:
         report.errors.append(f"nothing removed: {uncertain}")
@@ -113,6 +119,23 @@ def prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool = False,
     log.info("prune %s: kept %d, removed %d, locked %d, orphans %d", dataset, len(decision.keep),
              len(report.removed), len(report.locked), len(report.orphans))
     return report
+
+
+def _keep_chains(store: Store, dataset: str, decision: Decision) -> Decision:
+    """Also keep every snapshot a kept incremental snapshot needs (its chain back to the full
+    one): removing it would make the kept one impossible to restore."""
+    from .catalog import list_manifests
+
+    manifests = {m.snapshot_id: m for m in list_manifests(store, dataset)}
+    needed = chain.needed_by(manifests, decision.keep)
+    if not needed:
+        return decision
+    reasons = {k: list(v) for k, v in decision.reasons.items()}
+    for sid, by in needed.items():
+        reasons.setdefault(sid, []).append(f"chain of {by}")
+    keep = sorted(set(decision.keep) | set(needed), reverse=True)
+    remove = [s for s in decision.remove if s not in needed]
+    return Decision(keep, remove, reasons)
 
 
 def _remove_snapshot(policy: Policy, store: Store, dataset: str, sid: str, report: PruneReport) -> None:

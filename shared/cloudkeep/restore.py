@@ -3,6 +3,10 @@
 Before writing anything, every part is checked to exist with the recorded size. While writing,
 each part's sha256 and the content digest of all items are recomputed; a mismatch fails the
 restore loudly, naming the part (the target then holds a partial copy and says so).
+
+An incremental snapshot (``cloudkeep.chain``) is restored by replaying its chain in order: the
+full snapshot, then each incremental one; every snapshot of the chain is prechecked before
+anything is written, and each one's content digest is checked as it is written.
 """
 
 from __future__ import annotations
@@ -11,10 +15,10 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from . import layout
+from . import chain, layout
 from .codec import ContentDigest, HashingReader, iter_lines
 from .errors import RestoreError
 from .manifest import Manifest, PartEntry
@@ -38,6 +42,7 @@ class RestoreResult:
     items: int
     seconds: float
     digest_ok: bool
+    chain: list[str] = field(default_factory=list)  # an incremental snapshot's replayed chain
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -48,7 +53,7 @@ class RestoreResult:
             "items": self.items,
             "seconds": round(self.seconds, 3),
             "content_digest_ok": self.digest_ok,
-        }
+        } | ({"chain": self.chain} if self.chain else {})
 
 
 def restore(
@@ -70,36 +75,55 @@ def restore(
             f"snapshot {manifest.dataset}@{manifest.snapshot_id} holds a "
             f"{manifest.source.get('type')} source; the policy's dataset is now {source.kind}"
         )
-    _precheck(store, manifest)
+    # An incremental snapshot is restored by replaying its chain: the full snapshot it starts
+    # from, then every incremental one up to it, in order (cloudkeep.chain).
+    snapshots = chain.load_chain(store, manifest)
+    for snapshot in snapshots:
+        _precheck(store, snapshot)
     writer = source.open_restore(target, manifest.source, overwrite=overwrite)
     t0 = time.monotonic()
+    items = 0
+    progress.start(f"restore {manifest.dataset} → {target}", sum(m.totals.items for m in snapshots))
+    try:
+        for snapshot in snapshots:
+            digest = _restore_snapshot(store, snapshot, writer, progress, workers)
+            if digest.hexdigest() != snapshot.content_digest.value or digest.count != snapshot.totals.items:
+                raise RestoreError(
+                    f"the items restored into {target!r} do not match the content digest of "
+                    f"{snapshot.dataset}@{snapshot.snapshot_id} ({digest.count} items read, "
+                    f"manifest says {snapshot.totals.items})"
+                )
+            items += digest.count
+    except RestoreError as exc:
+        raise RestoreError(f"{exc}; target {target!r} holds a partial restore") from exc
+    finally:
+        progress.finish()
+        close = getattr(writer, "close", None)
+        if close is not None:
+            close()
+    seconds = time.monotonic() - t0
+    log.info("restored %s@%s into %s: %d items in %.2fs%s", manifest.dataset, manifest.snapshot_id,
+             target, items, seconds,
+             f" (a chain of {len(snapshots)} snapshots)" if len(snapshots) > 1 else "")
+    return RestoreResult(manifest.dataset, manifest.snapshot_id, target, items, seconds, True,
+                         chain=[m.snapshot_id for m in snapshots] if len(snapshots) > 1 else [])
+
+
+def _restore_snapshot(store: Store, manifest: Manifest, writer: RestoreWriter, progress: Progress,
+                      workers: int) -> ContentDigest:
+    """Write every part of one snapshot (parts in parallel); the digest of the lines read."""
     digest = ContentDigest()
     digest_lock = threading.Lock()
-    progress.start(f"restore {manifest.dataset} → {target}", manifest.totals.items)
 
     def one(part: PartEntry) -> None:
         part_digest = _restore_part(store, manifest, part, writer, progress)
         with digest_lock:
             digest.merge(part_digest)
 
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(manifest.parts) or 1))) as pool:
-            for future in [pool.submit(one, part) for part in manifest.parts]:
-                future.result()
-    except RestoreError as exc:
-        raise RestoreError(f"{exc}; target {target!r} holds a partial restore") from exc
-    finally:
-        progress.finish()
-    ok = digest.hexdigest() == manifest.content_digest.value and digest.count == manifest.totals.items
-    if not ok:
-        raise RestoreError(
-            f"the items restored into {target!r} do not match the snapshot's content digest "
-            f"({digest.count} items read, manifest says {manifest.totals.items})"
-        )
-    seconds = time.monotonic() - t0
-    log.info("restored %s@%s into %s: %d items in %.2fs", manifest.dataset, manifest.snapshot_id,
-             target, digest.count, seconds)
-    return RestoreResult(manifest.dataset, manifest.snapshot_id, target, digest.count, seconds, ok)
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(manifest.parts) or 1))) as pool:
+        for future in [pool.submit(one, part) for part in manifest.parts]:
+            future.result()
+    return digest
 
 
 def _precheck(store: Store, manifest: Manifest) -> None:

@@ -2,8 +2,9 @@
 
 Checks, per part: the object exists; its size and sha256 match the manifest; it decompresses
 completely; every line decodes as an item of the snapshot's source type; the item count matches.
-Then for the snapshot: totals add up and the order-independent content digest recomputed from
-every line equals the manifest's. Verification never stops at the first problem.
+Then for the snapshot: totals add up, the order-independent content digest recomputed from
+every line equals the manifest's, and an incremental snapshot's previous snapshot is still there.
+Verification never stops at the first problem.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import zstandard
 
-from . import __version__, layout
+from . import __version__, chain, layout
 from .codec import ContentDigest, HashingReader, TruncatedPartError, iter_lines
 from .errors import CloudkeepError, ObjectNotFoundError
 from .manifest import Manifest, PartEntry
@@ -80,10 +81,20 @@ def _line_checker(source_type: str) -> Any:
             return "line is not a Firestore document ({\"name\": ..., \"fields\": {...}})"
         return None
 
+    def cosmos(doc: Any) -> str | None:
+        if not isinstance(doc, dict) or not isinstance(doc.get("partition_key"), list):
+            return "line is not a Cosmos DB item ({\"item\": {...}, \"partition_key\": [...]})"
+        if doc.get("delete") is True:
+            return None if isinstance(doc.get("id"), str) else "deletion line without an id"
+        item = doc.get("item")
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            return "line is not a Cosmos DB item ({\"item\": {\"id\": ...}, ...})"
+        return None
+
     def generic(doc: Any) -> str | None:
         return None if isinstance(doc, dict) else "line is not a JSON object"
 
-    return {"dynamodb": dynamodb, "firestore": firestore}.get(source_type, generic)
+    return {"dynamodb": dynamodb, "firestore": firestore, "cosmos": cosmos}.get(source_type, generic)
 
 
 @dataclass
@@ -126,6 +137,14 @@ def verify_integrity(store: Store, manifest: Manifest, *, workers: int = 8) -> V
     names = [p.name for p in manifest.parts]
     if len(set(names)) != len(names):
         report.problems.append(Problem(None, "parts", "a part is listed more than once"))
+    previous = chain.previous_of(manifest)
+    if previous is not None:
+        try:
+            if store.stat(layout.manifest_key(manifest.dataset, previous)) is None:
+                report.problems.append(Problem(None, "chain", f"incremental snapshot: {previous}, "
+                                               "the snapshot it continues, is not in the store"))
+        except CloudkeepError as exc:
+            report.problems.append(Problem(None, "chain", f"cannot check {previous}: {exc}"))
     if all_readable:
         if report.items != totals.items:
             report.problems.append(Problem(None, "item count", f"read {report.items} items, manifest says {totals.items}"))
