@@ -322,15 +322,22 @@ class FirestoreSourceSpec(Model):
 
 class CosmosSourceSpec(Model):
     """A Cosmos DB (NoSQL API) container. The account key is read from the environment variable
-    ``key_env``; without it a managed identity is used. A key never appears in the policy."""
+    ``key_env``; without it a managed identity is used. A key never appears in the policy.
+    ``verify_tls: false`` only for a local emulator's self-signed certificate. ``incremental``:
+    after a full snapshot, the next ones hold only what the change feed reports as changed (a
+    full one again after ``full_every`` incremental ones)."""
 
     type: Literal["cosmos"]
-    endpoint: str = Field(min_length=1)
-    database: str = Field(min_length=1)
-    container: str = Field(min_length=1)
-    key_env: str = "COSMOS_KEY"
+    endpoint: str = Field(min_length=1, pattern=r"^https?://")
+    database: str = Field(min_length=1, max_length=255, pattern=r"^[^/\\?#]+$")
+    container: str = Field(min_length=1, max_length=255, pattern=r"^[^/\\?#]+$")
+    key_env: str = Field(default="COSMOS_KEY", min_length=1)
     verify_tls: StrictBool = True
     incremental: StrictBool = False
+    full_every: StrictInt = Field(
+        default=24, ge=1, le=10_000,
+        description="with incremental: take a full snapshot after this many incremental ones",
+    )
 
 
 SourceSpec = Annotated[
