@@ -103,3 +103,41 @@ datasets: {orders: {source: {type: dynamodb, table: some_table, region: us-east-
                           timeout=120, env=env)
     assert bare.returncode == 3 and "AZURE_STORAGE_CONNECTION_STRING" in bare.stderr
     assert "AccountKey" not in listed.stderr + bare.stderr  # the secret never shows
+
+
+def test_immutability_where_the_container_lacks_it_fails_clearly(
+        tmp_path: Path, table: str, azure_container: str, azurite: Any, capsys: Any) -> None:
+    """Azurite accepts a blob's immutability policy and drops it (and answers 501 to setting one
+    later): cloudkeep must say so, not pass the blobs off as immutable."""
+    from datetime import UTC, datetime, timedelta
+
+    from cloudkeep.errors import StoreError
+    from cloudkeep.stores.azure_blob import AzureBlobStore
+
+    store = AzureBlobStore(azure_container, "imm", connection_string=azurite.connection_string,
+                           immutability_mode="Unlocked")
+    assert store.capabilities.object_lock
+    until = datetime.now(UTC) + timedelta(days=30)
+    with pytest.raises(StoreError, match="does not support version-level immutability"):
+        store.put("a/part", b"data", if_absent=True, retain_until=until)
+    assert list(store.list("")) == []  # the unprotected blob was not left behind
+    store.put("a/plain", b"data")  # without a retain-until date: an ordinary write
+    for operation in (lambda: store.extend_retention("a/plain", until),
+                      lambda: store.set_legal_hold("a/plain", True)):
+        with pytest.raises(StoreError, match="does not support version-level immutability"):
+            operation()
+
+    policy = write(tmp_path, f"""
+version: 1
+stores: {{vault: {{type: azure_blob, container: {azure_container}, prefix: locked,
+                  immutability: {{mode: Unlocked}}}}}}
+tiers: {{t: {{schedule: "0 * * * *", rpo: 2h, retention: {{last: 3}}}}}}
+datasets: {{orders: {{source: {{type: dynamodb, table: {table}, region: us-east-1}}, tier: t, store: vault}}}}
+""")
+    code, _, err = cli(capsys, "--policy", policy, "run", "orders")
+    assert code == 1 and "does not support version-level immutability" in err
+    assert "Traceback" not in err
+    assert cli_json(capsys, "--policy", policy, "list") == []
+    leftovers = [i.key for i in AzureBlobStore(azure_container, "locked",
+                 connection_string=azurite.connection_string).list("orders/snapshots/")]
+    assert leftovers == []

@@ -1,4 +1,5 @@
-"""Legal holds: a record in the store that keeps a snapshot from retention, whatever the rules."""
+"""Legal holds: a record in the store that keeps a snapshot from retention, whatever the rules
+(and, in a store with its own legal holds, that store's hold on every object of the snapshot)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def add(store: Store, manifest: Manifest, reason: str) -> dict[str, Any]:
         "created_at": datetime.now(UTC).isoformat(),
         "created_by": who(),
     }
+    _storage_hold(store, manifest, True)
     store.put(layout.hold_key(manifest.dataset, manifest.snapshot_id),
               json.dumps(record, indent=2).encode())
     return record
@@ -41,8 +43,20 @@ def remove(store: Store, manifest: Manifest) -> bool:
     key = layout.hold_key(manifest.dataset, manifest.snapshot_id)
     if store.stat(key) is None:
         return False
+    _storage_hold(store, manifest, False)
     store.delete([key])
     return True
+
+
+def _storage_hold(store: Store, manifest: Manifest, hold: bool) -> None:
+    """Where the store itself has legal holds (Azure Blob with immutability), set or clear them
+    on every object of the snapshot too."""
+    set_hold = getattr(store, "set_legal_hold", None)
+    if set_hold is None or not store.capabilities.object_lock:
+        return
+    keys = [layout.part_key(manifest.dataset, manifest.snapshot_id, p.name) for p in manifest.parts]
+    for key in [*keys, layout.manifest_key(manifest.dataset, manifest.snapshot_id)]:
+        set_hold(key, hold)
 
 
 def get(store: Store, dataset: str, snapshot_id: str) -> dict[str, Any] | None:

@@ -205,6 +205,14 @@ class GcsStoreSpec(Model):
         return value.strip("/")
 
 
+class BlobImmutability(Model):
+    """Azure Blob version-level immutability for every blob written: a time-based retention
+    policy until the snapshot's longest possible retention has passed (extended by prune when a
+    snapshot is kept longer); legal holds (``cloudkeep hold``) also set the blobs' legal hold."""
+
+    mode: Literal["Unlocked", "Locked"] = "Unlocked"
+
+
 class AzureBlobStoreSpec(Model):
     """An Azure Blob Storage container. Credentials: the connection string in the environment
     variable ``connection_string_env`` if it is set, else ``account_url`` with the default Azure
@@ -215,6 +223,11 @@ class AzureBlobStoreSpec(Model):
     prefix: str = ""
     account_url: str | None = None
     connection_string_env: str = "AZURE_STORAGE_CONNECTION_STRING"
+    immutability: BlobImmutability | None = Field(
+        default=None,
+        description="write every blob with a time-based retention policy (the container needs "
+        "version-level immutability support)",
+    )
 
     @field_validator("prefix")
     @classmethod

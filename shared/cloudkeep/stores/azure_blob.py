@@ -7,8 +7,14 @@ environment variable the policy names (``connection_string_env``, default
 ``AZURE_STORAGE_CONNECTION_STRING``) when set, else ``account_url`` with the default Azure
 credential (managed identity, workload identity, CLI login). No secret is written in the policy.
 
-Immutability: the vault container's time-based retention policy (set by infra/azure) protects
-every blob; per-blob policies are not written (the emulator, Azurite, does not implement them).
+Immutability: with ``immutability: {mode: Unlocked|Locked}`` in the policy, every blob is written
+with a version-level time-based retention policy until the snapshot's longest possible retention
+(prune extends it for snapshots kept longer), and ``cloudkeep hold`` also sets the blobs' legal
+hold. The container needs version-level immutability support. The first immutable blob is read
+back: where the policy did not stick (Azurite ignores it, and answers 501 to setting one later),
+the write fails with a message saying so instead of passing for immutable storage. Without
+``immutability``, a container-level retention policy (set by infra/azure) may still protect the
+blobs; deleting one then reports it as locked.
 """
 
 from __future__ import annotations
@@ -35,12 +41,19 @@ class AzureBlobStore:
     capabilities = StoreCapabilities(conditional_create=True, object_lock=False, max_delete_batch=256)
 
     def __init__(self, container: str, prefix: str = "", *, connection_string: str | None = None,
-                 account_url: str | None = None, client: Any = None) -> None:
+                 account_url: str | None = None, client: Any = None,
+                 immutability_mode: str | None = None) -> None:
         self.container = container
         self.prefix = prefix.strip("/")
         self._connection_string = connection_string
         self._account_url = account_url
         self._client = client
+        # Version-level immutability ("Unlocked" or "Locked") for new blobs; None: none.
+        self.immutability_mode = immutability_mode
+        self._immutability_seen = False  # a written blob was read back with its policy
+        self.capabilities = StoreCapabilities(conditional_create=True,
+                                              object_lock=immutability_mode is not None,
+                                              max_delete_batch=256)
 
     @classmethod
     def from_spec(cls, spec: AzureBlobStoreSpec) -> AzureBlobStore:
@@ -50,7 +63,9 @@ class AzureBlobStore:
                 f"Azure Blob container {spec.container!r}: set {spec.connection_string_env} in the "
                 "environment or give account_url in the policy (with a managed identity or az login)"
             )
-        return cls(spec.container, spec.prefix, connection_string=conn, account_url=spec.account_url)
+        mode = spec.immutability.mode if spec.immutability else None
+        return cls(spec.container, spec.prefix, connection_string=conn, account_url=spec.account_url,
+                   immutability_mode=mode)
 
     @property
     def client(self) -> Any:
@@ -92,9 +107,60 @@ class AzureBlobStore:
         full = self._key(key)
         stream = as_stream(data)
         counter = _Counting(stream)
-        with self._errors(key):
-            self.client.upload_blob(full, counter, overwrite=not if_absent, max_concurrency=1)
+        extra: dict[str, Any] = {}
+        if retain_until is not None and self.immutability_mode:
+            from azure.storage.blob import ImmutabilityPolicy
+
+            extra["immutability_policy"] = ImmutabilityPolicy(expiry_time=retain_until,
+                                                              policy_mode=self.immutability_mode)
+        with self._errors(key, immutable=bool(extra)):
+            self.client.upload_blob(full, counter, overwrite=not if_absent, max_concurrency=1, **extra)
+        if extra and not self._immutability_seen:
+            self._check_immutability(key, full)
         return ObjectInfo(key, counter.size, datetime.now(UTC))
+
+    def _check_immutability(self, key: str, full: str) -> None:
+        """Read the first immutable blob back: an account or emulator that ignores the policy
+        (Azurite does) must not pass for immutable storage."""
+        with self._errors(key):
+            props = self.client.get_blob_client(full).get_blob_properties()
+        policy = getattr(props, "immutability_policy", None)
+        if policy is None or getattr(policy, "expiry_time", None) is None:
+            try:  # the blob is not protected as asked: do not leave it behind
+                self.client.delete_blob(full)
+            except Exception:  # noqa: BLE001 - the message below matters more
+                pass
+            raise StoreError(_IMMUTABILITY_UNSUPPORTED.format(where=self.describe()))
+        self._immutability_seen = True
+
+    def retain_until(self, key: str) -> datetime | None:
+        """The blob's time-based retention expiry (None: no policy)."""
+        with self._errors(key):
+            props = self.client.get_blob_client(self._key(key)).get_blob_properties()
+        policy = getattr(props, "immutability_policy", None)
+        value = getattr(policy, "expiry_time", None)
+        return value if isinstance(value, datetime) else None
+
+    def extend_retention(self, key: str, until: datetime) -> bool:
+        """Move the blob's retention expiry later (never earlier). True if it moved."""
+        if not self.immutability_mode:
+            return False
+        current = self.retain_until(key)
+        if current is not None and current >= until:
+            return False
+        from azure.storage.blob import ImmutabilityPolicy
+
+        with self._errors(key, immutable=True):
+            self.client.get_blob_client(self._key(key)).set_immutability_policy(
+                ImmutabilityPolicy(expiry_time=until, policy_mode=self.immutability_mode))
+        return True
+
+    def set_legal_hold(self, key: str, hold: bool) -> None:
+        """Set or clear the blob's legal hold (only with immutability configured)."""
+        if not self.immutability_mode:
+            return
+        with self._errors(key, immutable=True):
+            self.client.get_blob_client(self._key(key)).set_legal_hold(hold)
 
     def open(self, key: str) -> BinaryIO:
         with self._errors(key):
@@ -134,16 +200,25 @@ class AzureBlobStore:
         if locked:
             raise ObjectLockedError(locked, "an immutability policy protects them")
 
-    def _errors(self, key: str) -> _AzureErrors:
-        return _AzureErrors(self, key)
+    def _errors(self, key: str, *, immutable: bool = False) -> _AzureErrors:
+        return _AzureErrors(self, key, immutable)
+
+
+_IMMUTABILITY_CODES = ("Immutab", "Worm", "VersionLevel", "LegalHold")
+_IMMUTABILITY_UNSUPPORTED = (
+    "{where} does not support version-level immutability: the blob was written without a "
+    "retention policy. Enable version-level immutability support on the container (or on its storage "
+    "account), or remove `immutability` from the store in the policy"
+)
 
 
 class _AzureErrors:
     """Turns Azure SDK exceptions into cloudkeep errors, in one place."""
 
-    def __init__(self, store: AzureBlobStore, key: str) -> None:
+    def __init__(self, store: AzureBlobStore, key: str, immutable: bool = False) -> None:
         self.store = store
         self.key = key
+        self.immutable = immutable  # the call sets an immutability policy or a legal hold
 
     def __enter__(self) -> None:
         return None
@@ -171,6 +246,12 @@ class _AzureErrors:
         if isinstance(exc, (ClientAuthenticationError, ServiceRequestError)):
             raise StoreUnreachableError(f"cannot reach {where}: {type(exc).__name__}") from exc
         if isinstance(exc, HttpResponseError):
+            if self.immutable and (exc.status_code == 501 or (
+                    exc.status_code in (400, 409) and any(w in code for w in _IMMUTABILITY_CODES))):
+                raise StoreError(
+                    _IMMUTABILITY_UNSUPPORTED.format(where=self.store.describe())
+                    + f" (HTTP {exc.status_code} {code})".rstrip()
+                ) from exc
             if exc.status_code == 412:
                 raise ObjectExistsError(self.key) from exc
             if exc.status_code == 409 and "Immutab" in code:
