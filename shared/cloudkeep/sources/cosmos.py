@@ -536,7 +536,8 @@ class CosmosSource:
 
     def _throughput(self) -> dict[str, Any]:
         """The container's (or its database's shared) provisioned throughput, where the account
-        reports it (serverless accounts and the local emulator do not)."""
+        reports it (serverless accounts and the local emulator do not, and a managed identity
+        with data-plane roles only may not read it): otherwise None, with the reason."""
         def container_level() -> Any:
             return self.container_of(self.client).get_throughput()
 
@@ -549,9 +550,7 @@ class CosmosSource:
             try:
                 with _errors(self, f"reading the {scope} throughput"):
                     tp = read()
-            except SourceUnreachableError:
-                raise
-            except CloudkeepError as exc:
+            except CloudkeepError as exc:  # also 403: data-plane roles may not read offers
                 notes.append(f"{scope}: {str(exc).split(chr(10))[0][:160]}")
                 continue
             entry: dict[str, Any] = {"scope": scope}
