@@ -281,3 +281,54 @@ def test_gcp_tick_backs_up_firestore_into_gcs(
 
     manifest = load_manifest(store, "profiles", snapshot)
     assert manifest.totals.items == 3 and manifest.consistency.mode == "point-in-time"
+
+
+def test_azure_timer_backs_up_cosmos_into_blob_storage(
+    tmp_path: Path, cosmos_server: Any, cosmos_client: Any, cosmos_database: str, azurite: Any,
+    azure_container: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Azure Function as deployed: a Cosmos DB container into Blob Storage (Azurite), once per
+    slot however often the timer fires, then verified and restored through the HTTP function."""
+    import azure.functions as func
+    from azure.cosmos import PartitionKey
+    from azure.functions.timer import TimerRequest
+
+    from cloudkeep.catalog import load_manifest
+    from cloudkeep.stores.azure_blob import AzureBlobStore
+    from fixtures_azure import cosmos_policy
+
+    db = cosmos_client.get_database_client(cosmos_database)
+    carts = db.create_container("carts", partition_key=PartitionKey(path="/pk"))
+    docs = [{"id": f"c{i}", "pk": f"u{i % 7}", "n": i, "tags": ["ä", None, True], "price": i / 3}
+            for i in range(60)]
+    for doc in docs:
+        carts.upsert_item(doc)
+    policy = cosmos_policy(tmp_path, endpoint=cosmos_server.endpoint, database=cosmos_database,
+                           container="carts",
+                           store={"type": "azure_blob", "container": azure_container, "prefix": "backups"})
+    monkeypatch.setenv("CLOUDKEEP_POLICY", str(policy))
+    module = _azure_app()
+    payload = event("azure_timer.json")
+    timer = TimerRequest(past_due=payload["IsPastDue"], schedule_status=payload["ScheduleStatus"],
+                         schedule=payload["Schedule"])
+    module.tick(timer)
+    module.tick(timer)  # fired twice in one slot: one snapshot
+    store = AzureBlobStore(azure_container, "backups",
+                           connection_string=azurite.connection_string)
+    [snapshot] = snapshot_ids(store, "carts")
+    manifest = load_manifest(store, "carts", snapshot)
+    assert manifest.totals.items == len(docs) and manifest.trigger == "schedule"
+
+    def call(body: dict[str, Any]) -> dict[str, Any]:
+        req = func.HttpRequest("POST", "/api/invoke", body=json.dumps(body).encode(),
+                               headers={"Content-Type": "application/json"})
+        resp = module.invoke(req)
+        assert resp.status_code == 200, resp.get_body()
+        return dict(json.loads(resp.get_body()))
+
+    assert call({"action": "verify", "ref": f"carts@{snapshot}"})["ok"] is True
+    call({"action": "restore", "ref": f"carts@{snapshot}", "into": "carts_restored"})
+    restored = db.get_container_client("carts_restored")
+    strip = ("_rid", "_self", "_etag", "_attachments", "_ts")
+    got = {d["id"]: {k: v for k, v in d.items() if k not in strip} for d in restored.read_all_items()}
+    assert got == {d["id"]: d for d in docs}
