@@ -3,7 +3,8 @@
 A payload is ``{"action": "backup"|"verify"|"restore"|"plan", ...}``:
 
 - backup: ``datasets`` (list, default all)
-- verify: ``ref`` (``DATASET@ID`` / ``DATASET@latest``)
+- verify: ``ref`` (``DATASET@ID`` / ``DATASET@latest``), optional ``level`` (integrity, sample,
+  drill) and ``sample`` (items, default 100)
 - restore: ``ref``, ``into``, optional ``overwrite``
 - plan: optional ``now`` (ISO 8601)
 
@@ -41,10 +42,13 @@ def status_of(exc: CloudkeepError) -> int:
 
 
 def handle(policy: Policy, payload: Any) -> tuple[int, dict[str, Any]]:
-    try:
-        return 200, run_action(policy, payload)
-    except CloudkeepError as exc:
-        return status_of(exc), {"ok": False, "error": str(exc)}
+    from . import audit
+
+    with audit.acting_as("function", **audit.function_actor()):
+        try:
+            return 200, run_action(policy, payload)
+        except CloudkeepError as exc:
+            return status_of(exc), {"ok": False, "error": str(exc)}
 
 
 def _field(payload: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
@@ -70,11 +74,12 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
         names = _field(payload, "datasets", list, required=False) or sorted(policy.datasets)
         for name in names:
             policy.dataset(str(name))
-        from .runtime import after_backup
+        from .runtime import after_backup, audit_backup
 
         results = backup_many(policy, [str(n) for n in names])
         for result in results:
             after_backup(policy, result)
+            audit_backup(policy, result)
         ok = all(r.status != "failed" for r in results)
         return {"ok": ok, "datasets": [r.as_dict() for r in results]}
     if action == "plan":
@@ -86,14 +91,24 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
 
     store, manifest = resolve(policy, _field(payload, "ref", str))
     if action == "verify":
-        from .verify import record, verify_integrity
+        from .verify import record_and_audit, run_level
 
-        report = verify_integrity(store, manifest)
-        record(store, report)
+        level = _field(payload, "level", str, required=False) or "integrity"
+        sample = _field(payload, "sample", int, required=False) or 100
+        report = run_level(policy, store, manifest, level, sample_items=sample, trigger="function")
+        record_and_audit(store, report)
         return report.as_dict()
+    from . import audit
     from .restore import restore
 
     into = _field(payload, "into", str)
     overwrite = bool(_field(payload, "overwrite", bool, required=False))
-    restored = restore(policy, store, manifest, into, overwrite=overwrite)
+    try:
+        restored = restore(policy, store, manifest, into, overwrite=overwrite)
+    except CloudkeepError as exc:
+        audit.write(store, "restore", outcome="failed", dataset=manifest.dataset,
+                    snapshot_id=manifest.snapshot_id, detail={"target": into, "error": str(exc)})
+        raise
+    audit.write(store, "restore", outcome="ok", dataset=manifest.dataset,
+                snapshot_id=manifest.snapshot_id, detail=restored.as_dict())
     return {"ok": True, **restored.as_dict()}

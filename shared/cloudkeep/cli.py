@@ -171,11 +171,12 @@ def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None) ->
         data = outcome.as_dict()["datasets"]
         results = outcome.results
     else:
-        from .runtime import after_backup
+        from .runtime import after_backup, audit_backup
 
         results = backup_many(policy, names, progress_factory=_progress)
         for result in results:
             after_backup(policy, result)  # copies to the dataset's further stores
+            audit_backup(policy, result)
         data = [r.as_dict() for r in results]
 
     def render(rows: list[dict[str, Any]]) -> None:
@@ -209,11 +210,15 @@ def plan(ctx: Ctx, now_text: str | None) -> None:
             return "never" if seconds is None else _fmt_seconds(seconds) + " ago"
 
         _table(
-            ["dataset", "tier", "latest", "age", "rpo", "rpo met", "slot", "due", "next run"],
+            ["dataset", "tier", "latest", "age", "rpo", "rpo met", "slot", "due", "next run",
+             "verified", "drill", "alerts"],
             [[r["dataset"], r["tier"], r["latest_snapshot"] or "—", ago(r["age_seconds"]),
               _fmt_seconds(r["rpo_seconds"]), "yes" if r["rpo_met"] else "NO",
               r["slot"][:16].replace("T", " "), "DUE" if r["due"] else "no",
-              r["next_run"][:16].replace("T", " ")] for r in data],
+              r["next_run"][:16].replace("T", " "),
+              _verification_cell(r.get("last_verification"), True),
+              _verification_cell(r.get("last_drill")),
+              ", ".join(a["kind"] for a in r.get("alerts") or []) or "—"] for r in data],
         )
 
     _emit(ctx, rows, render)
@@ -236,6 +241,7 @@ def list_(ctx: Ctx, dataset: str | None, store_name: str | None) -> None:
     """Committed snapshots (of DATASET, or of every dataset), oldest first, with their legal
     holds and verified copies."""
     from . import copies, holds
+    from . import verify as verifications
     from .catalog import list_manifests, store_named
 
     policy = ctx.load()
@@ -244,10 +250,15 @@ def list_(ctx: Ctx, dataset: str | None, store_name: str | None) -> None:
     for name in names:
         store = store_named(policy, name, store_name)
         held = holds.all_for(store, name)
+        checked = verifications.by_snapshot(store, name)
         for manifest in list_manifests(store, name):
             row = manifest.summary()
             row["hold"] = held.get(manifest.snapshot_id, {}).get("reason")
             row["copies"] = copies.verified_stores(store, name, manifest.snapshot_id)
+            records = checked.get(manifest.snapshot_id, [])
+            drills = [r for r in records if r.get("level") == "drill"]
+            row["last_verification"] = verifications.brief(records[-1]) if records else None
+            row["last_drill"] = verifications.brief(drills[-1]) if drills else None
             rows.append(row)
 
     def render(data: list[dict[str, Any]]) -> None:
@@ -255,13 +266,31 @@ def list_(ctx: Ctx, dataset: str | None, store_name: str | None) -> None:
             click.echo("no committed snapshots")
             return
         _table(
-            ["ref", "trigger", "finished", "items", "parts", "stored", "seconds", "copies", "hold"],
+            ["ref", "trigger", "finished", "items", "parts", "stored", "seconds", "copies", "hold",
+             "verified", "drill"],
             [[r["ref"], r["trigger"], r["finished_at"][:19], r["items"], r["parts"],
               human_bytes(r["bytes_stored"]), r["duration_seconds"], ", ".join(r["copies"]) or "—",
-              r["hold"] or ""] for r in data],
+              r["hold"] or "", _verification_cell(r["last_verification"], True),
+              _verification_cell(r["last_drill"])] for r in data],
         )
 
     _emit(ctx, rows, render)
+
+
+def _verification_cell(record: dict[str, Any] | None, level: bool = False) -> str:
+    """``OK 2026-01-31 04:00`` (+ the level, + a drill's restore time) or ``—``."""
+    if not record:
+        return "—"
+    when = str(record.get("finished_at") or record.get("started_at") or "")[:16].replace("T", " ")
+    text = f"{'OK' if record.get('ok') else 'FAILED'} {when}"
+    if level:
+        text = f"{record.get('level')} {text}"
+    if record.get("restore_seconds") is not None:
+        text += f" ({record['restore_seconds']}s"
+        if record.get("rto_met") is not None:
+            text += ", RTO met" if record["rto_met"] else ", RTO MISSED"
+        text += ")"
+    return text
 
 
 @main.command()
@@ -270,8 +299,9 @@ def list_(ctx: Ctx, dataset: str | None, store_name: str | None) -> None:
 @click.option("--store", "store_name", metavar="STORE", help="Read the copy in this store.")
 @click.pass_obj
 def show(ctx: Ctx, ref: str, store_name: str | None) -> None:
-    """A manifest summary."""
+    """A manifest summary, with its legal hold, copies and verifications."""
     from . import copies, holds
+    from . import verify as verifications
     from .catalog import resolve
 
     policy = ctx.load()
@@ -281,7 +311,14 @@ def show(ctx: Ctx, ref: str, store_name: str | None) -> None:
         "store_location": store.describe(),
         "hold": holds.get(store, manifest.dataset, manifest.snapshot_id),
         "copies": copies.records(store, manifest.dataset, manifest.snapshot_id),
+        "verifications": [verifications.brief(r) | {"problems": r.get("problems", [])}
+                          for r in verifications.records_of(store, manifest.dataset,
+                                                            manifest.snapshot_id)],
     }
+    checked = data["verifications"]
+    data["last_verification"] = checked[-1] if checked else None
+    drills = [r for r in checked if r.get("level") == "drill"]
+    data["last_drill"] = drills[-1] if drills else None
 
     def render(d: dict[str, Any]) -> None:
         src = d["source"]
@@ -306,6 +343,8 @@ def show(ctx: Ctx, ref: str, store_name: str | None) -> None:
                            f"{d['hold'].get('created_at', '')[:19]})" if d["hold"] else "none"),
             ("copies", ", ".join(f"{c['store']} ({'verified' if c.get('verified') else 'FAILED'})"
                                  for c in d["copies"]) or "none"),
+            ("last verified", _verification_cell(d["last_verification"], True)),
+            ("last drill", _verification_cell(d["last_drill"])),
         ]
         width = max(len(k) for k, _ in lines)
         for key, value in lines:
@@ -318,26 +357,46 @@ def show(ctx: Ctx, ref: str, store_name: str | None) -> None:
 @_local_options
 @click.argument("ref", required=False, metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
 @click.option("--latest", "latest_of", metavar="DATASET", help="Verify the newest snapshot of DATASET.")
-@click.option("--level", type=click.Choice(["integrity"]), default="integrity", show_default=True,
-              help="integrity: re-read every part, check sizes, sha256, items and content digest.")
+@click.option("--level", type=click.Choice(["integrity", "sample", "drill"]), default="integrity",
+              show_default=True,
+              help="integrity: re-read every part, check sizes, sha256, items and content digest; "
+                   "sample: compare N random items with the live source; drill: restore into a "
+                   "scratch target, compare, time it, delete the target.")
+@click.option("--sample", "sample_items", type=click.IntRange(min=1), default=100, show_default=True,
+              metavar="N", help="With --level sample: how many items to compare.")
 @click.option("--store", "store_name", metavar="STORE", help="Verify the copy in this store.")
 @click.pass_obj
-def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, store_name: str | None) -> None:
-    """Re-read a snapshot and check it against its manifest; exit 1 on any problem."""
+def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_items: int,
+           store_name: str | None) -> None:
+    """Check a snapshot at the given level; the report is stored under verifications/; exit 1
+    on any problem."""
     from .catalog import resolve
-    from .verify import record, verify_integrity
+    from .verify import record_and_audit, run_level
 
     if bool(ref) == bool(latest_of):
         _usage("verify needs exactly one of DATASET@SNAPSHOT_ID or --latest DATASET")
     policy = ctx.load()
     store, manifest = resolve(policy, ref or f"{latest_of}@latest", store_name=store_name)
-    report = verify_integrity(store, manifest)
-    record(store, report)
+    report = run_level(policy, store, manifest, level, sample_items=sample_items)
+    record_and_audit(store, report)
     data = report.as_dict()
 
     def render(d: dict[str, Any]) -> None:
         state = "OK" if d["ok"] else "FAILED"
-        click.echo(f"{d['ref']}: {state} ({d['level']}: {d['parts_checked']} parts, {d['items']} items)")
+        if d["level"] == "drill":
+            took = "no restore" if d["restore_seconds"] is None else f"restored in {d['restore_seconds']}s"
+            rto = ""
+            if d.get("rto_seconds") is not None:
+                rto = f", RTO {_fmt_seconds(d['rto_seconds'])} {'met' if d['rto_met'] else 'MISSED'}"
+            detail = (f"drill: {d['items']} items into {d['target']}, {took}{rto}, scratch target "
+                      f"{'deleted' if d['cleaned_up'] else 'NOT deleted'}")
+        elif d["level"] == "sample":
+            c = d["sample"]
+            detail = (f"sample: {c['compared']} items compared, {c['matched']} identical, "
+                      f"{c['changed']} changed and {c['deleted']} deleted since, {c['differs']} differ")
+        else:
+            detail = f"{d['level']}: {d['parts_checked']} parts, {d['items']} items"
+        click.echo(f"{d['ref']}: {state} ({detail})")
         for problem in report.problems:
             click.echo(f"  {problem}")
 
@@ -356,12 +415,20 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, store_n
 @click.pass_obj
 def restore(ctx: Ctx, ref: str, target: str, overwrite: bool, store_name: str | None) -> None:
     """Restore a snapshot into a target; refuses a non-empty target without --overwrite."""
+    from . import audit
     from .catalog import resolve
     from .restore import restore as do_restore
 
     policy = ctx.load()
     store, manifest = resolve(policy, ref, store_name=store_name)
-    result = do_restore(policy, store, manifest, target, overwrite=overwrite, progress=_progress())
+    try:
+        result = do_restore(policy, store, manifest, target, overwrite=overwrite, progress=_progress())
+    except CloudkeepError as exc:
+        audit.write(store, "restore", outcome="failed", dataset=manifest.dataset,
+                    snapshot_id=manifest.snapshot_id, detail={"target": target, "error": str(exc)})
+        raise
+    audit.write(store, "restore", outcome="ok", dataset=manifest.dataset,
+                snapshot_id=manifest.snapshot_id, detail=result.as_dict())
     _emit(ctx, result.as_dict(), lambda d: click.echo(
         f"restored {d['ref']} into {d['target']}: {d['items']} items in {d['seconds']}s "
         f"(content digest matches the manifest)"
@@ -386,6 +453,14 @@ def prune(ctx: Ctx, datasets: tuple[str, ...], dry_run: bool, now_text: str | No
         policy.dataset(name)
     now = parse_now(now_text)
     reports = [do_prune(policy, name, now, dry_run=dry_run) for name in names]
+    if not dry_run:
+        from . import audit
+        from .registry import store_for_dataset
+
+        for report in reports:
+            audit.write(store_for_dataset(policy, report.dataset), "prune",
+                        outcome="failed" if report.errors else "ok", dataset=report.dataset,
+                        detail={"removed": report.removed, "errors": report.errors})
     data = [r.as_dict() for r in reports]
 
     def render(rows: list[dict[str, Any]]) -> None:
@@ -420,11 +495,13 @@ def hold() -> None:
 @click.pass_obj
 def hold_add(ctx: Ctx, ref: str, reason: str) -> None:
     """Put a snapshot under a legal hold."""
-    from . import holds
+    from . import audit, holds
     from .catalog import resolve
 
     store, manifest = resolve(ctx.load(), ref)
     record = holds.add(store, manifest, reason)
+    audit.write(store, "hold_add", outcome="ok", dataset=manifest.dataset,
+                snapshot_id=manifest.snapshot_id, detail={"reason": record["reason"]})
     _emit(ctx, record, lambda r: click.echo(
         f"held {r['dataset']}@{r['snapshot_id']}: {r['reason']}"))
 
@@ -441,6 +518,10 @@ def hold_remove(ctx: Ctx, ref: str) -> None:
     store, manifest = resolve(ctx.load(), ref)
     if not holds.remove(store, manifest):
         raise CloudkeepError(f"{manifest.dataset}@{manifest.snapshot_id} is not under a legal hold")
+    from . import audit
+
+    audit.write(store, "hold_remove", outcome="ok", dataset=manifest.dataset,
+                snapshot_id=manifest.snapshot_id)
     _emit(ctx, {"ref": f"{manifest.dataset}@{manifest.snapshot_id}", "released": True},
           lambda r: click.echo(f"released {r['ref']}"))
 
@@ -466,6 +547,53 @@ def hold_list(ctx: Ctx, dataset: str | None) -> None:
         _table(["ref", "reason", "by", "since"],
                [[f"{r['dataset']}@{r['snapshot_id']}", r["reason"], r.get("created_by"),
                  str(r.get("created_at", ""))[:19]] for r in data])
+
+    _emit(ctx, rows, render)
+
+
+@main.command("audit")
+@_local_options
+@click.option("--since", "since_text", metavar="ISO8601|DURATION",
+              help="Only records at or after this time (e.g. 2026-01-31T00:00:00Z, or 24h, 7d back).")
+@click.option("--dataset", "dataset_filter", metavar="DATASET", help="Only records of DATASET.")
+@click.pass_obj
+def audit_(ctx: Ctx, since_text: str | None, dataset_filter: str | None) -> None:
+    """The audit log: every backup, verification, restore, prune, hold and policy change, with
+    who or what triggered it, when, and the outcome (oldest first)."""
+    from . import audit
+    from .registry import open_store
+
+    policy = ctx.load()
+    since = audit.parse_since(since_text)
+    if dataset_filter:
+        policy.dataset(dataset_filter)
+    stores: dict[str, Any] = {}
+    for name in [dataset_filter] if dataset_filter else sorted(policy.datasets):
+        store = open_store(policy.stores[policy.dataset(name).store])
+        stores.setdefault(store.describe(), store)
+    rows: list[dict[str, Any]] = []
+    for store in stores.values():
+        for record in audit.read(store, since):
+            if dataset_filter and record.get("dataset") not in (dataset_filter, None):
+                continue
+            rows.append(record)
+    rows.sort(key=lambda r: str(r.get("at")))
+
+    def render(data: list[dict[str, Any]]) -> None:
+        if not data:
+            click.echo("no audit records" + (f" since {since.isoformat()}" if since else ""))
+            return
+
+        def actor(a: Any) -> str:
+            if not isinstance(a, dict):
+                return "?"
+            detail = a.get("user") or a.get("function") or a.get("platform") or ""
+            return f"{a.get('kind')}" + (f" ({detail})" if detail else "")
+
+        _table(["at", "event", "dataset", "snapshot", "outcome", "by"],
+               [[str(r.get("at"))[:19].replace("T", " "), r.get("event"), r.get("dataset") or "—",
+                 r.get("snapshot_id") or "—", r.get("outcome"), actor(r.get("actor"))]
+                for r in data])
 
     _emit(ctx, rows, render)
 

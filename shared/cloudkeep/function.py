@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CloudkeepError
-from .metrics import MetricsSink, backup_metrics
+from .metrics import MetricsSink
 from .policy import POLICY_ENV, Policy, load_policy
 
 log = logging.getLogger(__name__)
@@ -37,17 +37,17 @@ def load(bundled: str | Path | None = None) -> Policy:
     return load_policy(location).policy
 
 
-def scheduled_tick(policy: Policy, now: datetime | None, sink: MetricsSink | None = None) -> dict[str, Any]:
+def scheduled_tick(policy: Policy, now: datetime | None, sink: MetricsSink | None = None,
+                   notifier: Any = None) -> dict[str, Any]:
     """Run what is due at ``now`` (the trigger's own time, so a redelivered trigger lands on the
-    same slot). Returns the reply; raises TickFailedError if any dataset failed."""
+    same slot), with the watchdog, scheduled drills, metrics to ``sink``, alerts and the audit log
+    (records attributed to the schedule). Returns the reply; raises TickFailedError if any
+    dataset failed."""
+    from . import audit
     from .runtime import tick
 
-    def on_result(result: Any) -> None:
-        if sink is not None:
-            for metric in backup_metrics(policy, result):
-                sink.emit(metric)
-
-    outcome = tick(policy, now, on_result=on_result)
+    with audit.acting_as("schedule", **audit.function_actor()):
+        outcome = tick(policy, now, sink=sink, notifier=notifier)
     reply = outcome.as_dict()
     if not outcome.ok:
         raise TickFailedError(reply)

@@ -8,6 +8,9 @@ Keys are relative to the store's root (a store applies its own ``prefix``)::
     <dataset>/holds/<snapshot_id>.json                   legal holds
     <dataset>/copies/<snapshot_id>/<store>.json          verified copies in other stores
     <dataset>/lock.json
+    <dataset>/alerts/state.json                          open alerts (the watchdog's memory)
+    _audit/<yyyy>/<mm>/<dd>/<timestamp>-<event>.json      audit log, create-only
+    _audit/policy.json                                   digest of the last policy the tick saw
 """
 
 from __future__ import annotations
@@ -77,6 +80,29 @@ def verification_key(dataset: str, snapshot_id: str, at: datetime) -> str:
 
 def verifications_prefix(dataset: str, snapshot_id: str) -> str:
     return f"{dataset}/verifications/{snapshot_id}/"
+
+
+def alert_state_key(dataset: str) -> str:
+    """Open alerts of a dataset (rewritten by each tick; the alerts themselves are audited)."""
+    return f"{dataset}/alerts/state.json"
+
+
+AUDIT_PREFIX = "_audit/"
+
+
+def audit_key(at: datetime, event: str, unique: str) -> str:
+    """One audit record; ``unique`` makes two records of the same second and event distinct."""
+    at = at.astimezone(UTC)
+    return (f"{AUDIT_PREFIX}{at:%Y/%m/%d}/{at:%Y%m%dT%H%M%S}.{at.microsecond:06d}Z-{unique}-"
+            f"{event}.json")
+
+
+def audit_day_prefix(at: datetime) -> str:
+    return f"{AUDIT_PREFIX}{at.astimezone(UTC):%Y/%m/%d}/"
+
+
+def policy_digest_key() -> str:
+    return f"{AUDIT_PREFIX}policy.json"
 
 
 def format_time(at: datetime) -> str:

@@ -1,7 +1,10 @@
 """Metrics through one small protocol; one sink per platform.
 
 Names (dimensions ``dataset`` and ``tier``): ``BackupSucceeded``, ``BackupFailed`` (counts),
-``ItemsBackedUp`` (count), ``BytesStored`` (bytes), ``BackupDurationSeconds`` (seconds).
+``ItemsBackedUp`` (count), ``BytesStored`` (bytes), ``BackupDurationSeconds`` (seconds) per
+backup; ``SnapshotAgeSeconds`` (seconds) and ``RpoBreached`` (0 or 1) per dataset on every tick
+(the freshness watchdog); ``VerificationFailed`` (0 or 1) per verification
+ and ``RestoreDrillSeconds`` (seconds) per restore drill.
 """
 
 from __future__ import annotations
@@ -43,6 +46,31 @@ def backup_metrics(policy: Policy, result: RunResult) -> list[Metric]:
         Metric("BytesStored", m.totals.stored_bytes, "Bytes", dims),
         Metric("BackupDurationSeconds", (m.finished_at - m.started_at).total_seconds(), "Seconds", dims),
     ]
+
+
+def freshness_metrics(dataset: str, tier: str, age_seconds: float | None,
+                      breached: bool) -> list[Metric]:
+    """The watchdog's metrics (no age when the dataset has no committed snapshot at all)."""
+    dims = {"dataset": dataset, "tier": tier}
+    out = [Metric("RpoBreached", 1 if breached else 0, "Count", dims)]
+    if age_seconds is not None:
+        out.insert(0, Metric("SnapshotAgeSeconds", round(age_seconds, 3), "Seconds", dims))
+    return out
+
+
+def verification_metrics(report: Any) -> list[Metric]:
+    """``VerificationFailed`` for every verification; ``RestoreDrillSeconds`` for a drill that
+    restored."""
+    dims = {"dataset": report.dataset, "tier": report.tier or "unknown"}
+    out = [Metric("VerificationFailed", 0 if report.ok else 1, "Count", dims)]
+    if report.level == "drill" and report.restore_seconds is not None:
+        out.append(Metric("RestoreDrillSeconds", round(report.restore_seconds, 3), "Seconds", dims))
+    return out
+
+
+METRIC_NAMES = ("BackupSucceeded", "BackupFailed", "ItemsBackedUp", "BytesStored",
+                "BackupDurationSeconds", "SnapshotAgeSeconds", "RpoBreached", "VerificationFailed",
+                "RestoreDrillSeconds")
 
 
 @dataclass

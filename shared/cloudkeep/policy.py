@@ -272,6 +272,17 @@ def _validate_window(value: object) -> object:
     return value.strip()
 
 
+class VerifySchedule(Model):
+    """When the tick verifies a tier's newest snapshot beyond the integrity check of every run:
+    ``drill`` restores it into a scratch target, ``sample`` compares random items with the live
+    source (each a cron expression or rate(...))."""
+
+    drill: Schedule | None = None
+    sample: Schedule | None = None
+    sample_items: StrictInt = Field(default=100, ge=1, le=100_000,
+                                    description="items a scheduled sample re-reads")
+
+
 class Tier(Model):
     """How often a dataset is backed up, how stale it may get, and how long snapshots live."""
 
@@ -284,6 +295,10 @@ class Tier(Model):
     )
     window: Annotated[str | None, BeforeValidator(_validate_window)] = Field(
         default=None, description='local start window "HH:MM-HH:MM" (policy time zone); may wrap midnight'
+    )
+    verify: VerifySchedule | None = Field(default=None, description="scheduled drills and samples")
+    rto: Duration | None = Field(
+        default=None, description="longest acceptable restore; a drill slower than this fails"
     )
 
     @field_validator("retention")
@@ -378,6 +393,33 @@ class Dataset(Model):
     )
 
 
+class SnsAlerts(Model):
+    topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+
+
+class PubSubAlerts(Model):
+    topic: str = Field(
+        pattern=r"^projects/[^/]+/topics/[A-Za-z][A-Za-z0-9._~+%-]{2,254}$",
+        description="projects/PROJECT/topics/TOPIC",
+    )
+
+
+class WebhookAlerts(Model):
+    url_env: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding the webhook URL (a URL is a secret: it is "
+                    "never written in the policy)",
+    )
+
+
+class Alerts(Model):
+    """Where alerts go (any of them; each alert goes to every channel given)."""
+
+    sns: SnsAlerts | None = None
+    pubsub: PubSubAlerts | None = None
+    webhook: WebhookAlerts | None = None
+
+
 class Policy(Model):
     """A whole policy file (version 1)."""
 
@@ -386,6 +428,7 @@ class Policy(Model):
     stores: dict[str, StoreSpec]
     tiers: dict[str, Tier]
     datasets: dict[str, Dataset]
+    alerts: Alerts | None = None
 
     @field_validator("version", mode="before")
     @classmethod
@@ -673,6 +716,14 @@ def _model_at(data: Any, path: tuple[str, ...]) -> type[BaseModel] | None:
         return Tier
     if n == 3 and path[0] == "tiers" and path[2] == "retention":
         return Retention
+    if n == 3 and path[0] == "tiers" and path[2] == "verify":
+        return VerifySchedule
+    if n == 1 and path[0] == "alerts":
+        return Alerts
+    if n == 2 and path[0] == "alerts":
+        channels: dict[str, type[BaseModel]] = {"sns": SnsAlerts, "pubsub": PubSubAlerts,
+                                                "webhook": WebhookAlerts}
+        return channels.get(path[1])
     if n == 2 and path[0] == "datasets":
         return Dataset
     if n == 3 and path[0] == "datasets" and path[2] == "source":

@@ -16,15 +16,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import logctx
+from .alerts import Notifier
 from .catalog import load_manifest, snapshot_ids
 from .engine import RunOptions, RunResult, backup
 from .errors import CloudkeepError, LockedError, UsageError
+from .metrics import MetricsSink
 from .policy import Policy
 from .progress import Progress
 from .registry import open_source, open_store
 from .schedule import Schedule, Window, due_state, slot_snapshot_id
 from .sources import Source
 from .stores import Store
+from .verify import record_and_audit
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,10 @@ class DatasetPlan:
     in_window: bool
     next_run: datetime
     rendered: dict[str, str | None]
+    last_verification: dict[str, Any] | None = None  # filled by plan(), not by the tick
+    last_drill: dict[str, Any] | None = None
+    rto: timedelta | None = None
+    alerts: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +92,10 @@ class DatasetPlan:
             "in_window": self.in_window,
             "next_run": self.next_run.isoformat(),
             "rendered": self.rendered,
+            "rto_seconds": int(self.rto.total_seconds()) if self.rto is not None else None,
+            "last_verification": self.last_verification,
+            "last_drill": self.last_drill,
+            "alerts": self.alerts or [],
         }
 
 
@@ -125,13 +136,30 @@ def dataset_plan(policy: Policy, name: str, now: datetime, store: Store | None =
         in_window=state.in_window,
         next_run=state.next_run,
         rendered=schedule.render(),
+        rto=tier.rto,
     )
 
 
 def plan(policy: Policy, now: datetime, *, datasets: list[str] | None = None,
          store_for: Callable[[str], Store] | None = None) -> list[DatasetPlan]:
+    from . import alerts
+    from .verify import brief, latest_records
+
     names = datasets or sorted(policy.datasets)
-    return [dataset_plan(policy, n, now, store_for(n) if store_for else None) for n in names]
+    out = []
+    for name in names:
+        store = store_for(name) if store_for else open_store(policy.stores[policy.dataset(name).store])
+        state = dataset_plan(policy, name, now, store)
+        newest = latest_records(store, name)
+        if newest:
+            last = max(newest.values(), key=lambda r: str(r.get("started_at")))
+            state.last_verification = brief(last)
+        if "drill" in newest:
+            state.last_drill = brief(newest["drill"])
+        state.alerts = [{k: a.get(k) for k in ("kind", "since", "message")}
+                        for a in alerts.open_alerts(store, name)]
+        out.append(state)
+    return out
 
 
 @dataclass
@@ -140,6 +168,9 @@ class TickResult:
     now: datetime
     results: list[RunResult] = field(default_factory=list)
     not_due: list[str] = field(default_factory=list)
+    freshness: list[dict[str, Any]] = field(default_factory=list)  # the watchdog, per dataset
+    verifications: list[dict[str, Any]] = field(default_factory=list)  # scheduled drills/samples
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # alerts and recoveries sent
 
     @property
     def failed(self) -> list[RunResult]:
@@ -156,6 +187,9 @@ class TickResult:
             "ok": self.ok,
             "datasets": [r.as_dict() for r in self.results]
             + [{"dataset": n, "status": "not-due"} for n in self.not_due],
+            "freshness": self.freshness,
+            "verifications": self.verifications,
+            "alerts": self.alerts,
         }
 
 
@@ -169,23 +203,185 @@ def tick(
     progress_factory: Callable[[], Progress] | None = None,
     options: RunOptions | None = None,
     on_result: Callable[[RunResult], None] | None = None,
+    sink: MetricsSink | None = None,
+    notifier: Notifier | None = None,
 ) -> TickResult:
     """Back up every dataset that is due at ``now``. One dataset failing does not stop the others;
-    the result lists each dataset's outcome (committed, exists, locked, failed, or not due)."""
+    the result lists each dataset's outcome (committed, exists, locked, failed, or not due).
+
+    Then, per dataset: the drills and samples its tier schedules (once per slot), the freshness
+    watchdog (age of the newest committed snapshot against the RPO), metrics, alerts (raised once,
+    cleared by one recovery) and audit records. A policy that differs from the one last seen is
+    audited as a ``policy_change``."""
+    from .alerts import channels_for, secret_values
+
     now = now or datetime.now(UTC)
     result = TickResult(run_id=secrets.token_hex(8), now=now)
+    notifier = notifier or Notifier(channels_for(policy), secret_values(policy))
+    names = datasets or sorted(policy.datasets)
     with logctx.bind(run_id=result.run_id):
-        for name in datasets or sorted(policy.datasets):
+        _note_policy(policy, names, store_for, now)
+        for name in names:
             outcome = _tick_one(policy, name, now, store_for, source_for, progress_factory, options)
             if outcome is None:
                 result.not_due.append(name)
-                continue
-            result.results.append(outcome)
-            if on_result:
-                on_result(outcome)
+            else:
+                result.results.append(outcome)
+                if on_result:
+                    on_result(outcome)
+            _watch(policy, name, now, outcome, result, store_for, source_for, sink, notifier)
     log.info("tick %s at %s: %d run, %d failed, %d not due", result.run_id, now.isoformat(),
              len(result.results), len(result.failed), len(result.not_due))
     return result
+
+
+def _note_policy(policy: Policy, names: list[str], store_for: Callable[[str], Store] | None,
+                 now: datetime) -> None:
+    """Audit a policy change, once per distinct store of the datasets ticked."""
+    from . import audit
+
+    seen: set[str] = set()
+    for name in names:
+        try:
+            spec = policy.dataset(name)
+            store = store_for(name) if store_for else open_store(policy.stores[spec.store])
+            where = store.describe()
+            if where in seen:
+                continue
+            seen.add(where)
+            audit.note_policy(store, policy, at=now)
+        except CloudkeepError as exc:
+            log.warning("dataset %s: could not check the policy digest: %s", name, exc)
+
+
+def _watch(policy: Policy, name: str, now: datetime, outcome: RunResult | None, result: TickResult,
+           store_for: Callable[[str], Store] | None, source_for: Callable[[str], Source] | None,
+           sink: MetricsSink | None, notifier: Notifier) -> None:
+    """Everything a tick does for one dataset after its backup (never raises)."""
+    from . import alerts
+    from .metrics import backup_metrics, freshness_metrics, verification_metrics
+
+    def emit(metrics: list[Any]) -> None:
+        for metric in metrics:
+            if sink is not None:
+                try:
+                    sink.emit(metric)
+                except Exception as exc:  # noqa: BLE001 - a metrics backend must not break the tick
+                    log.error("metric %s not emitted: %s", metric.name, exc)
+
+    with logctx.bind(dataset=name):
+        try:
+            spec = policy.dataset(name)
+            store = store_for(name) if store_for else open_store(policy.stores[spec.store])
+            observed: dict[str, str | None] = {}
+            if outcome is not None:
+                emit(backup_metrics(policy, outcome))
+                audit_backup(policy, outcome, store)
+                if outcome.status == "failed":
+                    observed["backup_failed"] = f"backup failed: {outcome.error}"
+                elif outcome.status == "committed":
+                    observed["backup_failed"] = None
+            for report in _due_verifications(policy, name, now, store, source_for):
+                record_and_audit(store, report)
+                emit(verification_metrics(report))
+                result.verifications.append(report.as_dict())
+                observed["verification_failed"] = None if report.ok else (
+                    f"{report.level} of {report.snapshot_id} failed: "
+                    + "; ".join(str(p) for p in report.problems[:3]))
+            state = dataset_plan(policy, name, now, store)
+            age = state.age.total_seconds() if state.age is not None else None
+            breached = not state.rpo_met
+            result.freshness.append({"dataset": name, "tier": state.tier, "age_seconds": age,
+                                     "rpo_seconds": int(state.rpo.total_seconds()),
+                                     "rpo_met": state.rpo_met,
+                                     "latest_snapshot": state.latest_snapshot})
+            emit(freshness_metrics(name, state.tier, age, breached))
+            if breached:
+                observed["rpo_breach"] = (
+                    f"newest snapshot is {_age_text(age)} old, RPO is "
+                    f"{_age_text(state.rpo.total_seconds())}" if age is not None
+                    else f"no committed snapshot (RPO {_age_text(state.rpo.total_seconds())})")
+            else:
+                observed["rpo_breach"] = None
+            sent = alerts.update(store, name, observed, notifier, tier=state.tier, now=now)
+            result.alerts.extend(a.as_dict() for a in sent)
+        except Exception:
+            log.exception("dataset %s: the watchdog failed", name)
+
+
+def _age_text(seconds: float | None) -> str:
+    from .policy import format_duration
+
+    return "?" if seconds is None else format_duration(timedelta(seconds=int(seconds)))
+
+
+def _due_verifications(policy: Policy, name: str, now: datetime, store: Store,
+                       source_for: Callable[[str], Source] | None) -> list[Any]:
+    """Run the drill and sample the tier schedules, if a slot of theirs has passed since the last
+    one of that level (any trigger counts: a manual drill after the slot satisfies it)."""
+    from .verify import latest_records, run_level
+
+    spec = policy.dataset(name)
+    tier = policy.tiers[spec.tier]
+    if tier.verify is None:
+        return []
+    plans = [("drill", tier.verify.drill), ("sample", tier.verify.sample)]
+    plans = [(level, expr) for level, expr in plans if expr]
+    if not plans:
+        return []
+    ids = [i for i in snapshot_ids(store, name) if snapshot_time(i) <= now]
+    if not ids:
+        return []
+    last = latest_records(store, name)
+    reports = []
+    for level, expr in plans:
+        assert expr is not None
+        slot = Schedule.parse(expr, policy.timezone).previous(now)
+        previous = last.get(level)
+        if previous is not None:
+            try:
+                if datetime.fromisoformat(str(previous.get("started_at"))) >= slot:
+                    continue  # this slot's verification has run
+            except ValueError:
+                pass
+        manifest = load_manifest(store, name, ids[-1])
+        log.info("dataset %s: scheduled %s of %s (slot %s)", name, level, manifest.snapshot_id,
+                 slot.isoformat())
+        try:
+            report = run_level(policy, store, manifest, level,
+                               sample_items=tier.verify.sample_items,
+                               source=source_for(name) if source_for else None, trigger="schedule")
+        except CloudkeepError as exc:
+            from .verify import Problem, VerifyReport
+
+            report = VerifyReport(name, manifest.snapshot_id, level, now, trigger="schedule",
+                                  tier=spec.tier, problems=[Problem(None, level, str(exc))])
+            report.finished_at = datetime.now(UTC)
+        # a scheduled verification counts from the tick's time (so --now replays stay in order)
+        report.started_at = max(report.started_at, now)
+        reports.append(report)
+    return reports
+
+
+def audit_backup(policy: Policy, result: RunResult, store: Store | None = None,
+                 at: datetime | None = None) -> None:
+    """Append the audit record of one backup outcome (committed or failed; nothing else)."""
+    from . import audit
+
+    if result.status not in ("committed", "failed"):
+        return
+    try:
+        store = store or open_store(policy.stores[policy.dataset(result.dataset).store])
+    except CloudkeepError as exc:
+        log.warning("dataset %s: no audit record: %s", result.dataset, exc)
+        return
+    keep = ("items", "parts", "bytes_stored", "duration_seconds", "error", "pruned", "trigger")
+    audit.write(store, "backup", outcome=result.status, dataset=result.dataset,
+                snapshot_id=result.snapshot_id, at=at,
+                detail={k: v for k, v in result.as_dict().items() if k in keep})
+    if result.pruned:
+        audit.write(store, "prune", outcome="removed", dataset=result.dataset, at=at,
+                    detail={"removed": result.pruned})
 
 
 def after_backup(policy: Policy, result: RunResult, store: Store | None = None, *,

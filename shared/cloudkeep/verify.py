@@ -1,6 +1,15 @@
-"""Integrity verification: re-read every part, check it against the manifest, report every problem.
+"""Verification at three levels, each collecting every problem into one report.
 
-Checks, per part: the object exists; its size and sha256 match the manifest; it decompresses
+- ``integrity``: re-read every part and check it against the manifest (below).
+- ``sample``: re-read N random items of the snapshot from the live source by key; an item
+  the source shows unchanged since the snapshot must be identical (see :func:`verify_sample`).
+- ``drill``: restore into a scratch target, compare the target's content digest with the
+  manifest's, measure the restore (the measured RTO), delete the target even on failure
+  (see :func:`verify_drill`).
+
+Every report is stored under ``verifications/`` (:func:`record`).
+
+Integrity checks, per part: the object exists; its size and sha256 match the manifest; it decompresses
 completely; every line decodes as an item of the snapshot's source type; the item count matches.
 Then for the snapshot: totals add up, the order-independent content digest recomputed from
 every line equals the manifest's, and an incremental snapshot's previous snapshot is still there.
@@ -13,14 +22,14 @@ import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import zstandard
 
 from . import __version__, chain, layout
 from .codec import ContentDigest, HashingReader, TruncatedPartError, iter_lines
-from .errors import CloudkeepError, ObjectNotFoundError
+from .errors import CloudkeepError, ObjectExistsError, ObjectNotFoundError, UsageError
 from .manifest import Manifest, PartEntry
 from .stores import Store
 
@@ -48,12 +57,38 @@ class VerifyReport:
     parts_checked: int = 0
     items: int = 0
     problems: list[Problem] = field(default_factory=list)
+    trigger: str = "manual"
+    tier: str | None = None
+    restore_seconds: float | None = None  # drill: the measured RTO
+    rto: timedelta | None = None  # drill: the tier's RTO
+    target: str | None = None  # drill: the scratch target
+    cleaned_up: bool | None = None  # drill: the scratch target was deleted
+    sample: dict[str, int] | None = None  # sample: requested, compared, matched, changed, ...
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def rto_met(self) -> bool | None:
+        if self.rto is None or self.restore_seconds is None:
+            return None
+        return self.restore_seconds <= self.rto.total_seconds()
+
     def as_dict(self) -> dict[str, Any]:
+        """The report as the CLI prints it (``problems`` as objects: part, check, message)."""
+        extra: dict[str, Any] = {}
+        if self.level == "drill":
+            extra = {
+                "target": self.target,
+                "restore_seconds": None if self.restore_seconds is None else round(self.restore_seconds, 3),
+                "cleaned_up": self.cleaned_up,
+            }
+            if self.rto is not None:
+                extra["rto_seconds"] = int(self.rto.total_seconds())
+                extra["rto_met"] = self.rto_met
+        if self.sample is not None:
+            extra["sample"] = self.sample
         return {
             "ref": f"{self.dataset}@{self.snapshot_id}",
             "dataset": self.dataset,
@@ -65,8 +100,18 @@ class VerifyReport:
             "parts_checked": self.parts_checked,
             "items": self.items,
             "problems": [asdict(p) for p in self.problems],
+            "trigger": self.trigger,
+            "tier": self.tier,
+            **extra,
             "cloudkeep_version": __version__,
         }
+
+    def record_dict(self) -> dict[str, Any]:
+        """The stored form: ``problems`` as one line each, the details in ``problem_details``."""
+        data = self.as_dict()
+        data["problem_details"] = data["problems"]
+        data["problems"] = [str(p) for p in self.problems]
+        return data
 
 
 def _line_checker(source_type: str) -> Any:
@@ -213,10 +258,274 @@ def _check_part(store: Store, manifest: Manifest, part: PartEntry, checker: Any)
 
 def record(store: Store, report: VerifyReport) -> str:
     """Store the report under ``verifications/`` (best effort for read-only stores)."""
-    key = layout.verification_key(report.dataset, report.snapshot_id, report.started_at)
-    body = json.dumps(report.as_dict(), indent=2).encode()
-    try:
-        store.put(key, body, if_absent=True)
-    except CloudkeepError as exc:
-        log.warning("could not record the verification in the store: %s", exc)
+    body = json.dumps(report.record_dict(), indent=2).encode()
+    at = report.started_at
+    key = layout.verification_key(report.dataset, report.snapshot_id, at)
+    for _ in range(30):
+        key = layout.verification_key(report.dataset, report.snapshot_id, at)
+        try:
+            store.put(key, body, if_absent=True)
+            return key
+        except ObjectExistsError:
+            at += timedelta(seconds=1)  # another verification of the same second: the next one
+        except CloudkeepError as exc:
+            log.warning("could not record the verification in the store: %s", exc)
+            return key
+    log.warning("could not find a free key for the verification record")
     return key
+
+
+def _tier_of(policy: Any, dataset: str) -> tuple[str | None, Any]:
+    spec = policy.datasets.get(dataset) if policy is not None else None
+    if spec is None:
+        return None, None
+    return spec.tier, policy.tiers.get(spec.tier)
+
+
+# ------------------------------------------------------------------------------------------ drill
+
+
+def verify_drill(policy: Any, store: Store, manifest: Manifest, *, source: Any = None,
+                 trigger: str = "manual") -> VerifyReport:
+    """Restore ``manifest`` into a scratch target of the dataset's source (a new table, a
+    collection prefix, a new container), compare the target's content digest and item count with
+    the manifest's, and delete the target — also when the restore or the comparison fails. The
+    restore's duration is the measured RTO, checked against the tier's ``rto``."""
+    import secrets
+    import time
+
+    from .registry import open_source
+    from .restore import restore
+
+    tier_name, tier = _tier_of(policy, manifest.dataset)
+    report = VerifyReport(manifest.dataset, manifest.snapshot_id, "drill", datetime.now(UTC),
+                          trigger=trigger, tier=tier_name, rto=getattr(tier, "rto", None))
+    source = source or open_source(policy.dataset(manifest.dataset).source)
+    for needed in ("scratch_target", "drop_target", "scan_digest"):
+        if not hasattr(source, needed):
+            report.problems.append(Problem(None, "drill", f"{source.kind} sources cannot be drilled"))
+            report.finished_at = datetime.now(UTC)
+            return report
+    target = source.scratch_target(secrets.token_hex(4))
+    report.target = target
+    log.info("drill %s@%s: restoring into scratch target %s", manifest.dataset,
+             manifest.snapshot_id, target)
+    try:
+        t0 = time.monotonic()
+        try:
+            result = restore(policy, store, manifest, target, source=source)
+        except CloudkeepError as exc:
+            report.problems.append(Problem(None, "restore", str(exc)))
+        else:
+            report.restore_seconds = time.monotonic() - t0
+            report.items = result.items
+            report.parts_checked = sum(1 for _ in manifest.parts)
+            if result.chain:
+                # An incremental snapshot's own digest covers only its changes: the restore
+                # checked every link of the chain; here the target is counted, not digested.
+                log.info("drill: %s replayed a chain of %d snapshots", target, len(result.chain))
+            else:
+                count, digest = source.scan_digest(target)
+                if count != manifest.totals.items:
+                    report.problems.append(Problem(None, "item count", f"the scratch target holds "
+                                                   f"{count} items, manifest says {manifest.totals.items}"))
+                if digest != manifest.content_digest.value:
+                    report.problems.append(Problem(None, "content digest", "the digest of the "
+                                                   "restored items differs from the manifest's"))
+    except CloudkeepError as exc:
+        report.problems.append(Problem(None, "drill", str(exc)))
+    finally:
+        try:
+            source.drop_target(target, manifest.source)
+            report.cleaned_up = True
+        except Exception as exc:  # noqa: BLE001 - reported; cleanup never hides the outcome
+            report.cleaned_up = False
+            report.problems.append(Problem(None, "cleanup", f"could not delete the scratch "
+                                           f"target {target}: {exc}"))
+    if report.rto is not None and report.restore_seconds is not None and not report.rto_met:
+        report.problems.append(Problem(None, "rto", f"the restore took {report.restore_seconds:.1f}s, "
+                                       f"longer than the tier's RTO of {int(report.rto.total_seconds())}s"))
+    report.finished_at = datetime.now(UTC)
+    return report
+
+
+# ----------------------------------------------------------------------------------------- sample
+
+
+def verify_sample(policy: Any, store: Store, manifest: Manifest, *, items: int = 100,
+                  source: Any = None, seed: int | None = None, trigger: str = "manual") -> VerifyReport:
+    """Pick ``items`` random lines of the snapshot (one pass, reservoir sampling: memory holds
+    only the sample), read the same items from the live source by key and compare. An item the
+    source shows unchanged since the snapshot (same version: Firestore's update time, Cosmos DB's
+    etag) must be identical; changed and deleted items are counted, not failed. DynamoDB keeps no
+    item version, so a differing DynamoDB item counts as changed."""
+    import random
+
+    from .registry import open_source
+
+    tier_name, _ = _tier_of(policy, manifest.dataset)
+    report = VerifyReport(manifest.dataset, manifest.snapshot_id, "sample", datetime.now(UTC),
+                          trigger=trigger, tier=tier_name)
+    if items < 1:
+        raise UsageError("--sample needs at least 1 item")
+    rng = random.Random(seed)
+    reservoir: list[bytes] = []
+    seen = 0
+    for part in manifest.parts:
+        key = layout.part_key(manifest.dataset, manifest.snapshot_id, part.name)
+        report.parts_checked += 1
+        try:
+            with store.open(key) as stream:
+                hashing = HashingReader(stream)
+                for line in iter_lines(hashing):  # type: ignore[arg-type]
+                    if b'"delete":true' in line:
+                        continue  # an incremental snapshot's deletion: nothing to compare
+                    seen += 1
+                    if len(reservoir) < items:
+                        reservoir.append(line)
+                    else:
+                        j = rng.randrange(seen)
+                        if j < items:
+                            reservoir[j] = line
+                hashing.drain()
+            if hashing.sha256.hexdigest() != part.sha256:
+                report.problems.append(Problem(part.name, "sha256", "checksum of the stored bytes "
+                                               "differs from the manifest's"))
+        except ObjectNotFoundError:
+            report.problems.append(Problem(part.name, "missing", f"{key} is not in the store"))
+        except (CloudkeepError, TruncatedPartError, zstandard.ZstdError) as exc:
+            report.problems.append(Problem(part.name, "unreadable", str(exc)))
+    report.items = len(reservoir)
+    counts = {"requested": items, "compared": 0, "matched": 0, "changed": 0, "deleted": 0,
+              "differs": 0}
+    source = source or open_source(policy.dataset(manifest.dataset).source)
+    if not hasattr(source, "sample_check"):
+        report.problems.append(Problem(None, "sample", f"{source.kind} sources cannot be sampled"))
+    elif reservoir:
+        try:
+            statuses = source.sample_check(reservoir)
+        except CloudkeepError as exc:
+            report.problems.append(Problem(None, "sample", f"reading the live source: {exc}"))
+            statuses = []
+        for line, status in zip(reservoir, statuses, strict=False):
+            counts["compared"] += 1
+            counts[status] = counts.get(status, 0) + 1
+            if status == "differs" and counts["differs"] <= 5:
+                report.problems.append(Problem(None, "sample", f"item {_item_label(line)} is "
+                                               "unchanged in the source since the snapshot but "
+                                               "differs from the snapshot's copy"))
+        if counts["differs"] > 5:
+            report.problems.append(Problem(None, "sample", f"{counts['differs']} items differ in all"))
+    report.sample = counts
+    report.finished_at = datetime.now(UTC)
+    return report
+
+
+def _item_label(line: bytes) -> str:
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return "?"
+    if isinstance(doc.get("name"), str):
+        return str(doc["name"])
+    if isinstance(doc.get("item"), dict):
+        return f"id={doc['item'].get('id')!r}"
+    return "(a DynamoDB item)"
+
+
+def run_level(policy: Any, store: Store, manifest: Manifest, level: str, *, sample_items: int = 100,
+              source: Any = None, trigger: str = "manual") -> VerifyReport:
+    """Run one verification level and return its report (not yet recorded)."""
+    if level == "integrity":
+        report = verify_integrity(store, manifest)
+        report.trigger = trigger
+        report.tier = _tier_of(policy, manifest.dataset)[0]
+        return report
+    if level == "sample":
+        return verify_sample(policy, store, manifest, items=sample_items, source=source,
+                             trigger=trigger)
+    if level == "drill":
+        return verify_drill(policy, store, manifest, source=source, trigger=trigger)
+    raise UsageError(f"unknown verification level {level!r} (integrity, sample, drill)")
+
+
+# ---------------------------------------------------------------------------- stored verifications
+
+
+def records_of(store: Store, dataset: str, snapshot_id: str) -> list[dict[str, Any]]:
+    """Every stored verification of one snapshot, oldest first."""
+    out = []
+    for info in store.list(layout.verifications_prefix(dataset, snapshot_id)):
+        try:
+            data = json.loads(store.get(info.key))
+        except (CloudkeepError, ValueError):
+            continue
+        if isinstance(data, dict):
+            out.append(data)
+    return sorted(out, key=lambda d: str(d.get("started_at")))
+
+
+def latest_records(store: Store, dataset: str) -> dict[str, dict[str, Any]]:
+    """The newest verification of each level across the dataset's snapshots: level → record."""
+    prefix = f"{dataset}/verifications/"
+    keys = sorted((info.key for info in store.list(prefix)), key=lambda k: k.rsplit("/", 1)[-1])
+    out: dict[str, dict[str, Any]] = {}
+    for key in reversed(keys):
+        try:
+            data = json.loads(store.get(key))
+        except (CloudkeepError, ValueError):
+            continue
+        level = str(data.get("level")) if isinstance(data, dict) else ""
+        if level and level not in out:
+            out[level] = data
+        if len(out) == 3:
+            break
+    return out
+
+
+def summary(record: dict[str, Any] | None) -> str | None:
+    """One short line for tables: ``OK 2026-01-31 04:00`` / ``FAILED ...`` (+ seconds of a drill)."""
+    if not record:
+        return None
+    state = "OK" if record.get("ok") else "FAILED"
+    when = str(record.get("finished_at") or record.get("started_at") or "")[:16].replace("T", " ")
+    extra = ""
+    if record.get("restore_seconds") is not None:
+        extra = f" ({record['restore_seconds']:.1f}s)"
+    return f"{state} {when}{extra}"
+
+
+def record_and_audit(store: Store, report: VerifyReport) -> str:
+    """Store the report (:func:`record`) and append its audit record."""
+    from . import audit
+
+    key = record(store, report)
+    audit.write(store, "verify", outcome="ok" if report.ok else "failed", dataset=report.dataset,
+                snapshot_id=report.snapshot_id,
+                detail={"level": report.level, "record": key,
+                        "problems": [str(p) for p in report.problems][:20]})
+    return key
+
+
+def brief(record: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a stored verification that tables show."""
+    keep = ("level", "ok", "started_at", "finished_at", "trigger", "restore_seconds", "rto_seconds",
+            "rto_met")
+    return {k: record.get(k) for k in keep if k in record}
+
+
+def by_snapshot(store: Store, dataset: str) -> dict[str, list[dict[str, Any]]]:
+    """Every stored verification of ``dataset``, grouped by snapshot id, oldest first."""
+    prefix = f"{dataset}/verifications/"
+    out: dict[str, list[dict[str, Any]]] = {}
+    for info in store.list(prefix):
+        snapshot_id = info.key[len(prefix):].split("/", 1)[0]
+        try:
+            data = json.loads(store.get(info.key))
+        except (CloudkeepError, ValueError):
+            continue
+        if isinstance(data, dict):
+            out.setdefault(snapshot_id, []).append(data)
+    for records in out.values():
+        records.sort(key=lambda d: str(d.get("started_at")))
+    return out

@@ -678,6 +678,52 @@ class CosmosSource:
         container = self.container_of(self.client, target)
         return CosmosWriter(self, container, target, self.write_workers)
 
+    # ---------------------------------------------------------------- drills and samples
+
+    def scratch_target(self, token: str) -> str:
+        """A container name for a restore drill, in the source's database (deleted after it)."""
+        return f"{self.container[:200]}-cloudkeep-drill-{token}"
+
+    def drop_target(self, target: str, recorded: dict[str, Any]) -> None:
+        """Delete a drill's scratch container (gone already is fine)."""
+        if target == self.container:
+            raise SourceError(f"refusing to delete the source container {target!r}")
+        from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
+        try:
+            with _errors(self, f"deleting container {target}",
+                         passthrough=(CosmosResourceNotFoundError,)):
+                self.client.get_database_client(self.database).delete_container(target)
+        except CosmosResourceNotFoundError:
+            return
+        log.info("deleted scratch container %s", target)
+
+    def sample_check(self, lines: list[bytes]) -> list[str]:
+        """Per snapshot line: ``matched``, ``changed`` (another etag), ``deleted``, or ``differs``
+        (same etag, different content: the snapshot is wrong). Reads each item by id within its
+        partition (a query: it answers "none" where a point read of a missing item may fail)."""
+        container = self.container_of(self.client)
+        paths = self.paths()
+        out = []
+        for line in lines:
+            decoded = decode_line(line)
+            recorded = json.loads(line)
+            with _errors(self, f"reading sample item {decoded.id!r}"):
+                rows = list(container.query_items(
+                    "SELECT * FROM c WHERE c.id = @id",
+                    parameters=[{"name": "@id", "value": decoded.id}],
+                    partition_key=sdk_partition_key(decoded.partition_key)))
+            if not rows:
+                out.append("deleted")
+                continue
+            fresh = encode_item(dict(rows[0]), paths)
+            etag = (recorded.get("_cloudkeep") or {}).get("_etag")
+            if etag is None or json.loads(fresh).get("_cloudkeep", {}).get("_etag") != etag:
+                out.append("changed" if fresh != line else "matched")
+            else:
+                out.append("matched" if fresh == line else "differs")
+        return out
+
     def _has_items(self, target: str) -> bool:
         with _errors(self, f"reading {target}"):
             rows = self.container_of(self.client, target).query_items(

@@ -259,6 +259,65 @@ class DynamoDBSource:
                 )
         return DynamoDBWriter(self.client, target)
 
+    # ---------------------------------------------------------------- drills and samples
+
+    def scratch_target(self, token: str) -> str:
+        """A table name for a restore drill, next to the source table (deleted after the drill)."""
+        return f"{self.table[:200]}-cloudkeep-drill-{token}"
+
+    def drop_target(self, target: str, recorded: dict[str, Any]) -> None:
+        """Delete a drill's scratch table (gone already is fine)."""
+        if target == self.table:
+            raise SourceError(f"refusing to delete the source table {target!r}")
+        from botocore.exceptions import ClientError
+
+        try:
+            with _errors(f"deleting table {target}", passthrough={"ResourceNotFoundException"}):
+                self.client.delete_table(TableName=target)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+                return
+            raise
+        with _errors(f"waiting for table {target} to be deleted"):
+            self.client.get_waiter("table_not_exists").wait(
+                TableName=target, WaiterConfig={"Delay": 1, "MaxAttempts": 600})
+        log.info("deleted scratch table %s", target)
+
+    def sample_check(self, lines: list[bytes]) -> list[str]:
+        """Per snapshot line: ``matched`` (the live item is identical), ``changed`` (it differs:
+        DynamoDB keeps no item version, so a difference is taken as a later change) or
+        ``deleted`` (no item with that key any more). Reads with BatchGetItem."""
+        table = self._describe(self.table)
+        if table is None:
+            raise SourceUnreachableError(f"DynamoDB table {self.table!r} not found in region {self.region}")
+        key_names = [k["AttributeName"] for k in table["KeySchema"]]
+        wanted: list[tuple[str, dict[str, Any]]] = []
+        for line in lines:
+            item = decode_line(line)
+            key = {k: item[k] for k in key_names}
+            wanted.append((_key_id(key), key))
+        live: dict[str, bytes] = {}
+        for start in range(0, len(wanted), 100):
+            unique = {kid: key for kid, key in wanted[start : start + 100]}
+            pending: dict[str, Any] = {self.table: {"Keys": list(unique.values()),
+                                                    "ConsistentRead": True}}
+            for attempt in range(MAX_UNPROCESSED_ATTEMPTS):
+                with _errors(f"reading sample items of {self.table}"):
+                    response = self.client.batch_get_item(RequestItems=pending)
+                for item in response.get("Responses", {}).get(self.table, []):
+                    live[_key_id({k: item[k] for k in key_names})] = encode_item(item)
+                pending = response.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                time.sleep(min(5.0, 0.05 * (2**attempt)) * random.uniform(0.5, 1.0))
+            else:
+                raise SourceError(f"DynamoDB kept sample reads of {self.table} unprocessed (throttled?)")
+        out = []
+        for (kid, _), line in zip(wanted, lines, strict=True):
+            found = live.get(kid)
+            out.append("deleted" if found is None else "matched" if found == line else "changed")
+        return out
+
     def _describe(self, table: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
 
@@ -351,6 +410,12 @@ def _key_signature(schema: dict[str, Any]) -> str:
     types = {a["AttributeName"]: a["AttributeType"] for a in schema["attribute_definitions"]}
     keys = sorted(schema["key_schema"], key=lambda k: k["KeyType"])  # HASH before RANGE
     return ", ".join(f"{k['AttributeName']} {types.get(k['AttributeName'], '?')} {k['KeyType']}" for k in keys)
+
+
+def _key_id(key: dict[str, Any]) -> str:
+    """A hashable form of a key (parsed or raw attribute values alike)."""
+    return json.dumps({k: {t: (_b64(v) if isinstance(v, (bytes, bytearray)) else v)
+                           for t, v in value.items()} for k, value in key.items()}, sort_keys=True)
 
 
 class DynamoDBWriter:

@@ -660,6 +660,69 @@ class FirestoreSource:
             refs = _reference_mapper(source_root, self.root, {c: target + c for c in collections})
         return FirestoreWriter(self, target, refs)
 
+    # ---------------------------------------------------------------- drills and samples
+
+    def scratch_target(self, token: str) -> str:
+        """A collection-name prefix for a restore drill (its collections are deleted after it)."""
+        return f"cloudkeep_drill_{token}_"
+
+    def drop_target(self, target: str, recorded: dict[str, Any]) -> None:
+        """Delete every document a restore under the prefix ``target`` wrote (subcollections
+        too)."""
+        if not target:
+            raise SourceError("refusing to delete the source's own collections")
+        collections = [str(c) for c in recorded.get("collections") or []]
+        _check_prefix(target, collections)
+        for collection in collections:
+            ref = self.client.collection(target + collection)
+
+            def delete(ref: Any = ref) -> Any:
+                return self.client.recursive_delete(ref)
+
+            self._call(f"deleting the scratch collection {target + collection}", delete)
+        log.info("deleted scratch collections %s*", target)
+
+    def sample_check(self, lines: list[bytes]) -> list[str]:
+        """Per snapshot line: ``matched``, ``changed`` (a later update time), ``deleted``, or
+        ``differs`` (same update time, different content: the snapshot is wrong)."""
+        t = self._types()
+        names: list[str] = []
+        recorded: list[dict[str, Any]] = []
+        for line in lines:
+            doc = json.loads(line)
+            names.append(f"{self.root}/{doc['name']}")
+            recorded.append(doc)
+        live: dict[str, Any] = {}
+        for start in range(0, len(names), 100):
+            request = t.firestore.BatchGetDocumentsRequest.pb()(
+                database=self.database_path, documents=sorted(set(names[start : start + 100])))
+
+            def fetch(request: Any = request) -> dict[str, Any]:
+                found: dict[str, Any] = {}
+                stream = self._api.batch_get_documents(
+                    request=t.firestore.BatchGetDocumentsRequest.wrap(request),
+                    metadata=self._metadata, retry=None, timeout=CALL_TIMEOUT)
+                for response in stream:
+                    pb = t.firestore.BatchGetDocumentsResponse.pb(response)
+                    if pb.WhichOneof("result") == "found":
+                        found[pb.found.name] = pb.found
+                return found
+
+            live.update(self._call("reading sample documents", fetch))
+        cut = len(self.root) + 1
+        out = []
+        for name, doc, line in zip(names, recorded, lines, strict=True):
+            found = live.get(name)
+            if found is None:
+                out.append("deleted")
+                continue
+            fresh = encode_document(found, name[cut:])
+            if json.loads(fresh).get("update_time") != doc.get("update_time"):
+                out.append("changed")
+            else:
+                out.append("matched" if fresh == line else "differs")
+        return out
+
     def _has_documents(self, collection_id: str) -> bool:
         t = self._types()
         request = t.firestore.ListDocumentsRequest.pb()(
