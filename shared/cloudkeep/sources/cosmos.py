@@ -709,14 +709,17 @@ class CosmosSource:
             decoded = decode_line(line)
             recorded = json.loads(line)
             with _errors(self, f"reading sample item {decoded.id!r}"):
-                rows = list(container.query_items(
+                rows = [dict(r) for r in container.query_items(
                     "SELECT * FROM c WHERE c.id = @id",
                     parameters=[{"name": "@id", "value": decoded.id}],
-                    partition_key=sdk_partition_key(decoded.partition_key)))
+                    partition_key=sdk_partition_key(decoded.partition_key),
+                    enable_cross_partition_query=True)]
+            # an id is unique per partition only: keep the one of this line's partition
+            rows = [r for r in rows if partition_key_value(r, paths) == decoded.partition_key]
             if not rows:
                 out.append("deleted")
                 continue
-            fresh = encode_item(dict(rows[0]), paths)
+            fresh = encode_item(rows[0], paths)
             etag = (recorded.get("_cloudkeep") or {}).get("_etag")
             if etag is None or json.loads(fresh).get("_cloudkeep", {}).get("_etag") != etag:
                 out.append("changed" if fresh != line else "matched")
