@@ -37,7 +37,15 @@ def tick(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """EventBridge scheduled event → back up what is due at the event's time."""
     metrics.add_metric(name="TickInvoked", unit="Count", value=1)
     policy = function.load(BUNDLED_POLICY)
-    return function.scheduled_tick(policy, function.parse_time(event.get("time")), EmfSink())
+    # TickCompleted is the heartbeat the TickNotReporting alarm watches: the tick ran through,
+    # watchdog included (a failed dataset still counts; a crash or a timeout does not)
+    try:
+        reply = function.scheduled_tick(policy, function.parse_time(event.get("time")), EmfSink())
+    except function.TickFailedError:
+        metrics.add_metric(name="TickCompleted", unit="Count", value=1)
+        raise
+    metrics.add_metric(name="TickCompleted", unit="Count", value=1)
+    return reply
 
 
 @logger.inject_lambda_context(log_event=False)

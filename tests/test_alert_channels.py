@@ -100,6 +100,7 @@ def test_aws_tick_emf_metrics_and_sns_alerts_once(
     emf = [json.loads(line) for line in out.splitlines() if line.startswith("{") and '"_aws"' in line]
     names = {m["Name"] for blob in emf for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
     assert set(METRIC_NAMES) <= names, set(METRIC_NAMES) - names
+    assert "TickCompleted" in names, "the heartbeat the TickNotReporting alarm watches"
     for blob in emf:
         metric = blob["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"]
         if metric in METRIC_NAMES:

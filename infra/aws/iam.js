@@ -1,6 +1,7 @@
 // Least-privilege resources from deployment parameters, resolved offline by the framework
 // (`${file(infra/aws/iam.js):tables}`): one ARN (and its indexes) per table named in the
-// `tables` parameter, and the restore targets under `restorePrefix`.
+// `tables` parameter, the restore targets under `restorePrefix`, and the scratch tables of
+// restore drills (`<table>-cloudkeep-drill-<random>`, deleted after each drill).
 'use strict';
 
 const tableArn = (name) => ({
@@ -21,4 +22,7 @@ module.exports = {
     const prefix = await resolveVariable('param:restorePrefix');
     return [tableArn(`${prefix}*`), tableArn(`${prefix}*/index/*`)];
   },
+  drillTables: async ({ resolveVariable }) => (await names(resolveVariable)).flatMap((name) => [
+    tableArn(`${name}-cloudkeep-drill-*`), tableArn(`${name}-cloudkeep-drill-*/index/*`),
+  ]),
 };

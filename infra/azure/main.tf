@@ -220,3 +220,62 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "tick_stopped" {
   }
   action { action_groups = [azurerm_monitor_action_group.alerts.id] }
 }
+
+# The freshness watchdog and verifications: every tick logs one JSON line per metric with the
+# metric's name, value, dataset and tier (custom dimensions where the host keeps them, else the
+# JSON message); these rules read either form.
+locals {
+  cloudkeep_metric_lines = <<-KQL
+    traces
+    | extend payload = iff(isnotempty(customDimensions.metric), todynamic(customDimensions),
+                           parse_json(extract(@"(\{.*\})", 1, message)))
+    | extend metric = tostring(payload.metric), value = todouble(payload.value),
+             dataset = tostring(payload.dataset), tier = tostring(payload.tier)
+    | where isnotempty(metric)
+  KQL
+  cloudkeep_signals = {
+    rpo-breached        = "RpoBreached"
+    verification-failed = "VerificationFailed"
+  }
+}
+
+resource "azurerm_monitor_scheduled_query_rules_alert_v2" "signals" {
+  for_each             = local.cloudkeep_signals
+  name                 = "cloudkeep-${each.key}"
+  resource_group_name  = azurerm_resource_group.cloudkeep.name
+  location             = azurerm_resource_group.cloudkeep.location
+  scopes               = [azurerm_application_insights.cloudkeep.id]
+  severity             = 1
+  evaluation_frequency = "PT15M"
+  window_duration      = "PT15M"
+  criteria {
+    query                   = "${local.cloudkeep_metric_lines}| where metric == '${each.value}' and value > 0"
+    time_aggregation_method = "Count"
+    operator                = "GreaterThan"
+    threshold               = 0
+    dimension {
+      name     = "dataset"
+      operator = "Include"
+      values   = ["*"]
+    }
+  }
+  action { action_groups = [azurerm_monitor_action_group.alerts.id] }
+}
+
+# The tick stopped reporting: no watchdog line (SnapshotAgeSeconds or RpoBreached) in an hour.
+resource "azurerm_monitor_scheduled_query_rules_alert_v2" "tick_not_reporting" {
+  name                 = "cloudkeep-tick-not-reporting"
+  resource_group_name  = azurerm_resource_group.cloudkeep.name
+  location             = azurerm_resource_group.cloudkeep.location
+  scopes               = [azurerm_application_insights.cloudkeep.id]
+  severity             = 1
+  evaluation_frequency = "PT15M"
+  window_duration      = "PT1H"
+  criteria {
+    query                   = "${local.cloudkeep_metric_lines}| where metric in ('SnapshotAgeSeconds', 'RpoBreached')"
+    time_aggregation_method = "Count"
+    operator                = "LessThan"
+    threshold               = 1
+  }
+  action { action_groups = [azurerm_monitor_action_group.alerts.id] }
+}

@@ -242,3 +242,106 @@ resource "google_monitoring_alert_policy" "tick_stopped" {
   }
   notification_channels = [google_monitoring_notification_channel.email.id]
 }
+
+# The freshness watchdog and verifications: every tick logs one JSON line per metric
+# ({"metric": NAME, "value": V, "dataset": ..., "tier": ...}; see the README's metric names).
+resource "google_logging_metric" "signals" {
+  for_each = {
+    rpo_breached        = "RpoBreached"
+    verification_failed = "VerificationFailed"
+  }
+  name   = "cloudkeep/${each.key}"
+  filter = "resource.type=\"cloud_run_revision\" AND jsonPayload.metric=\"${each.value}\" AND jsonPayload.value>0"
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    labels {
+      key        = "dataset"
+      value_type = "STRING"
+    }
+    labels {
+      key        = "tier"
+      value_type = "STRING"
+    }
+  }
+  label_extractors = {
+    dataset = "EXTRACT(jsonPayload.dataset)"
+    tier    = "EXTRACT(jsonPayload.tier)"
+  }
+}
+
+resource "google_logging_metric" "seconds" {
+  for_each = {
+    snapshot_age_seconds  = "SnapshotAgeSeconds"
+    restore_drill_seconds = "RestoreDrillSeconds"
+  }
+  name            = "cloudkeep/${each.key}"
+  filter          = "resource.type=\"cloud_run_revision\" AND jsonPayload.metric=\"${each.value}\""
+  value_extractor = "EXTRACT(jsonPayload.value)"
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "DISTRIBUTION"
+    unit        = "s"
+    labels {
+      key        = "dataset"
+      value_type = "STRING"
+    }
+    labels {
+      key        = "tier"
+      value_type = "STRING"
+    }
+  }
+  label_extractors = {
+    dataset = "EXTRACT(jsonPayload.dataset)"
+    tier    = "EXTRACT(jsonPayload.tier)"
+  }
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 32
+      growth_factor      = 2
+      scale              = 1
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "signals" {
+  for_each     = google_logging_metric.signals
+  display_name = "cloudkeep: ${each.key == "rpo_breached" ? "a dataset is past its RPO" : "a verification failed"}"
+  combiner     = "OR"
+  conditions {
+    display_name = "${each.key} > 0"
+    condition_threshold {
+      filter          = "metric.type=\"logging.googleapis.com/user/${each.value.name}\" AND resource.type=\"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "900s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["metric.label.dataset"]
+      }
+    }
+  }
+  notification_channels = [google_monitoring_notification_channel.email.id]
+}
+
+# The tick stopped reporting: the watchdog logs SnapshotAgeSeconds for every dataset on every
+# tick, so its absence for an hour means the tick is not running or dies before the watchdog.
+resource "google_monitoring_alert_policy" "tick_not_reporting" {
+  display_name = "cloudkeep: the tick stopped reporting"
+  combiner     = "OR"
+  conditions {
+    display_name = "no SnapshotAgeSeconds for an hour"
+    condition_absent {
+      filter   = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.seconds["snapshot_age_seconds"].name}\" AND resource.type=\"cloud_run_revision\""
+      duration = "3600s"
+      aggregations {
+        alignment_period     = "900s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_COUNT"
+      }
+    }
+  }
+  notification_channels = [google_monitoring_notification_channel.email.id]
+}

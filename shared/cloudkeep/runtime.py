@@ -300,7 +300,7 @@ def _watch(policy: Policy, name: str, now: datetime, outcome: RunResult | None, 
                 observed["rpo_breach"] = (
                     f"newest snapshot is {_age_text(age)} old, RPO is "
                     f"{_age_text(state.rpo.total_seconds())}" if age is not None
-                    else f"no committed snapshot (RPO {_age_text(state.rpo.total_seconds())})")
+                    else f"no snapshot yet (RPO {_age_text(state.rpo.total_seconds())})")
             else:
                 observed["rpo_breach"] = None
             sent = alerts.update(store, name, observed, notifier, tier=state.tier, now=now)
