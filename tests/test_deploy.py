@@ -136,3 +136,31 @@ def test_azure_terraform() -> None:
     assert roles == {"Storage Blob Data Contributor"}
     assert "azurerm_cosmosdb_sql_role_assignment" in tf
     assert len(tf["azurerm_monitor_scheduled_query_rules_alert_v2"]) == 2
+
+
+def test_watchdog_alarm_and_drill_permissions(template: dict[str, Any]) -> None:
+    alarm = template["Resources"]["TickNotReportingAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("cloudkeep", "TickCompleted")
+    assert alarm["TreatMissingData"] == "breaching" and alarm["ComparisonOperator"] == "LessThanThreshold"
+    role = template["Resources"]["IamRoleLambdaExecution"]["Properties"]
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    [drill] = [s for s in statements if "dynamodb:DeleteTable" in s["Action"]]
+    assert drill["Resource"] and all("table/orders-cloudkeep-drill-*" in r["Fn::Sub"]
+                                     for r in drill["Resource"])
+    read = next(s for s in statements if "dynamodb:BatchGetItem" in s["Action"])
+    assert read["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/orders"}]
+
+
+def test_gcp_and_azure_watch_the_documented_metrics() -> None:
+    gcp = load_tf("gcp")["resource"]
+    metrics = {**gcp["google_logging_metric"]}
+    text = json.dumps(metrics)
+    for name in ("RpoBreached", "VerificationFailed", "SnapshotAgeSeconds", "RestoreDrillSeconds",
+                 "BackupFailed"):
+        assert f'jsonPayload.metric=\\"{name}\\"' in text or name in text, name
+    policies = json.dumps(gcp["google_monitoring_alert_policy"])
+    assert "condition_absent" in policies and "snapshot_age_seconds" in policies
+    azure = load_tf("azure")["resource"]["azurerm_monitor_scheduled_query_rules_alert_v2"]
+    failures = json.dumps(azure["failures"])
+    assert "RpoBreached" in failures and "VerificationFailed" in failures
+    assert "SnapshotAgeSeconds" in json.dumps(azure["tick_stopped"])

@@ -151,3 +151,31 @@ def test_sample_compares_live_items_and_counts_changes(backed_up: dict[str, Any]
                                 "deleted": 1, "differs": 0}
     levels = [v["level"] for v in stored_verifications(backed_up)]
     assert levels == ["sample", "sample"]
+
+
+def test_audit_log_records_every_operation_with_its_actor(backed_up: dict[str, Any], capsys: Any) -> None:
+    policy = backed_up["policy"]
+    ref = f"orders@{backed_up['id']}"
+    assert cli(capsys, "--policy", policy, "verify", ref)[0] == 0
+    assert cli(capsys, "--policy", policy, "hold", "add", ref, "--reason", "litigation 42")[0] == 0
+    assert cli(capsys, "--policy", policy, "hold", "remove", ref)[0] == 0
+    assert cli(capsys, "--policy", policy, "restore", ref, "--into", unique("restored"))[0] == 0
+    code, _, _ = cli(capsys, "--policy", policy, "restore", ref, "--into", backed_up["table"])
+    assert code == 1  # refused: not empty — audited as failed
+    assert cli(capsys, "--policy", policy, "prune")[0] == 0
+    records = cli_json(capsys, "--policy", policy, "audit", "--since", "1h")
+    assert [(r["event"], r["outcome"]) for r in records] == [
+        ("backup", "committed"), ("verify", "ok"), ("hold_add", "ok"), ("hold_remove", "ok"),
+        ("restore", "ok"), ("restore", "failed"), ("prune", "ok")]
+    assert {r["actor"]["kind"] for r in records} == {"cli"}
+    assert all(r["dataset"] == "orders" and r["at"] for r in records)
+    assert records[2]["detail"]["reason"] == "litigation 42"
+    files = sorted((backed_up["vault"] / "_audit").rglob("*.json"))
+    assert len(files) == 7 and all(f.name.endswith(("-backup.json", "-verify.json", "-hold_add.json",
+                                                    "-hold_remove.json", "-restore.json",
+                                                    "-prune.json")) for f in files)
+    assert cli_json(capsys, "--policy", policy, "audit", "--since", "2999-01-01T00:00:00Z") == []
+    code, _, err = cli(capsys, "--policy", policy, "audit", "--since", "yesterday-ish")
+    assert code == 2 and "--since" in err
+    code, out, _ = cli(capsys, "--policy", policy, "audit")
+    assert code == 0 and "hold_add" in out and "cli (" in out

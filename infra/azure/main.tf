@@ -185,45 +185,8 @@ resource "azurerm_monitor_action_group" "alerts" {
   }
 }
 
-# Failed runs: the tick raises when a dataset failed, so the function execution fails.
-resource "azurerm_monitor_scheduled_query_rules_alert_v2" "failures" {
-  name                 = "cloudkeep-failures"
-  resource_group_name  = azurerm_resource_group.cloudkeep.name
-  location             = azurerm_resource_group.cloudkeep.location
-  scopes               = [azurerm_application_insights.cloudkeep.id]
-  severity             = 1
-  evaluation_frequency = "PT15M"
-  window_duration      = "PT15M"
-  criteria {
-    query                   = "requests | where success == false and operation_Name in ('tick', 'invoke')"
-    time_aggregation_method = "Count"
-    operator                = "GreaterThan"
-    threshold               = 0
-  }
-  action { action_groups = [azurerm_monitor_action_group.alerts.id] }
-}
-
-# The tick stopped reporting: no tick execution within an hour.
-resource "azurerm_monitor_scheduled_query_rules_alert_v2" "tick_stopped" {
-  name                 = "cloudkeep-tick-stopped"
-  resource_group_name  = azurerm_resource_group.cloudkeep.name
-  location             = azurerm_resource_group.cloudkeep.location
-  scopes               = [azurerm_application_insights.cloudkeep.id]
-  severity             = 1
-  evaluation_frequency = "PT15M"
-  window_duration      = "PT1H"
-  criteria {
-    query                   = "requests | where operation_Name == 'tick'"
-    time_aggregation_method = "Count"
-    operator                = "LessThan"
-    threshold               = 1
-  }
-  action { action_groups = [azurerm_monitor_action_group.alerts.id] }
-}
-
-# The freshness watchdog and verifications: every tick logs one JSON line per metric with the
-# metric's name, value, dataset and tier (custom dimensions where the host keeps them, else the
-# JSON message); these rules read either form.
+# The metric lines of the tick (one JSON line per metric with its name, value, dataset and
+# tier: custom dimensions where the host keeps them, else the JSON message; both forms are read).
 locals {
   cloudkeep_metric_lines = <<-KQL
     traces
@@ -233,15 +196,12 @@ locals {
              dataset = tostring(payload.dataset), tier = tostring(payload.tier)
     | where isnotempty(metric)
   KQL
-  cloudkeep_signals = {
-    rpo-breached        = "RpoBreached"
-    verification-failed = "VerificationFailed"
-  }
 }
 
-resource "azurerm_monitor_scheduled_query_rules_alert_v2" "signals" {
-  for_each             = local.cloudkeep_signals
-  name                 = "cloudkeep-${each.key}"
+# Failures: a failed run (the tick raises when a dataset failed), a backup that failed, a dataset
+# past its RPO (RpoBreached = 1) or a verification that failed (VerificationFailed = 1).
+resource "azurerm_monitor_scheduled_query_rules_alert_v2" "failures" {
+  name                 = "cloudkeep-failures"
   resource_group_name  = azurerm_resource_group.cloudkeep.name
   location             = azurerm_resource_group.cloudkeep.location
   scopes               = [azurerm_application_insights.cloudkeep.id]
@@ -249,22 +209,25 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "signals" {
   evaluation_frequency = "PT15M"
   window_duration      = "PT15M"
   criteria {
-    query                   = "${local.cloudkeep_metric_lines}| where metric == '${each.value}' and value > 0"
+    query                   = <<-KQL
+      requests
+      | where success == false and operation_Name in ('tick', 'invoke')
+      | project timestamp, dataset = ''
+      | union (${local.cloudkeep_metric_lines}
+          | where metric in ('BackupFailed', 'RpoBreached', 'VerificationFailed') and value > 0
+          | project timestamp, dataset)
+    KQL
     time_aggregation_method = "Count"
     operator                = "GreaterThan"
     threshold               = 0
-    dimension {
-      name     = "dataset"
-      operator = "Include"
-      values   = ["*"]
-    }
   }
   action { action_groups = [azurerm_monitor_action_group.alerts.id] }
 }
 
-# The tick stopped reporting: no watchdog line (SnapshotAgeSeconds or RpoBreached) in an hour.
-resource "azurerm_monitor_scheduled_query_rules_alert_v2" "tick_not_reporting" {
-  name                 = "cloudkeep-tick-not-reporting"
+# The tick stopped reporting: no watchdog line (SnapshotAgeSeconds or RpoBreached, logged for
+# every dataset on every tick) within an hour — the tick is not running, or dies before it.
+resource "azurerm_monitor_scheduled_query_rules_alert_v2" "tick_stopped" {
+  name                 = "cloudkeep-tick-stopped"
   resource_group_name  = azurerm_resource_group.cloudkeep.name
   location             = azurerm_resource_group.cloudkeep.location
   scopes               = [azurerm_application_insights.cloudkeep.id]

@@ -82,13 +82,15 @@ def write(store: Store, event: str, *, outcome: str, dataset: str | None = None,
         "cloudkeep_version": __version__,
     }
     body = json.dumps(record, indent=2, default=str).encode()
-    for _ in range(5):
-        key = layout.audit_key(at, event, secrets.token_hex(4))
+    name_at = at
+    for _ in range(1000):
+        key = layout.audit_key(name_at, event)
         try:
             store.put(key, body, if_absent=True)
             return key
         except ObjectExistsError:
-            continue  # same microsecond and the same random suffix: draw again
+            # another record of the same event in the same microsecond: the next microsecond
+            name_at += timedelta(microseconds=1 + secrets.randbelow(50))
         except CloudkeepError as exc:
             log.warning("could not write the audit record of %s: %s", event, exc)
             return None

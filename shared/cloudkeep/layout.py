@@ -90,11 +90,11 @@ def alert_state_key(dataset: str) -> str:
 AUDIT_PREFIX = "_audit/"
 
 
-def audit_key(at: datetime, event: str, unique: str) -> str:
-    """One audit record; ``unique`` makes two records of the same second and event distinct."""
+def audit_key(at: datetime, event: str) -> str:
+    """One audit record, named by its time to the microsecond (a writer that finds the name
+    taken, create-only, takes the next microsecond: no record is ever overwritten)."""
     at = at.astimezone(UTC)
-    return (f"{AUDIT_PREFIX}{at:%Y/%m/%d}/{at:%Y%m%dT%H%M%S}.{at.microsecond:06d}Z-{unique}-"
-            f"{event}.json")
+    return f"{AUDIT_PREFIX}{at:%Y/%m/%d}/{at:%Y%m%dT%H%M%S}.{at.microsecond:06d}Z-{event}.json"
 
 
 def audit_day_prefix(at: datetime) -> str:
