@@ -118,7 +118,7 @@ def test_a_damaged_part_fails_the_drill_before_anything_is_written(
     assert drill_tables(ddb_client, backed_up["table"]) == []
 
 
-def test_a_drill_slower_than_the_rto_fails(backed_up: dict[str, Any], capsys: Any) -> None:
+def test_the_rto_is_checked_against_the_measured_restore(backed_up: dict[str, Any], capsys: Any) -> None:
     policy = yaml.safe_load(Path(backed_up["policy"]).read_text())
     policy["tiers"]["standard"]["rto"] = "1s"
     Path(backed_up["policy"]).write_text(yaml.safe_dump(policy))
@@ -179,3 +179,21 @@ def test_audit_log_records_every_operation_with_its_actor(backed_up: dict[str, A
     assert code == 2 and "--since" in err
     code, out, _ = cli(capsys, "--policy", policy, "audit")
     assert code == 0 and "hold_add" in out and "cli (" in out
+
+
+def test_an_invoked_drill_is_audited_as_the_function(backed_up: dict[str, Any],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloudkeep import audit
+    from cloudkeep.actions import handle
+    from cloudkeep.policy import load_policy
+    from cloudkeep.stores.file import FileStore
+
+    monkeypatch.setenv("K_SERVICE", "cloudkeep-invoke")
+    policy = load_policy(backed_up["policy"]).policy
+    status, body = handle(policy, {"action": "verify", "ref": "orders@latest", "level": "drill"})
+    assert status == 200 and body["ok"] and body["level"] == "drill" and body["trigger"] == "function"
+    status, body = handle(policy, {"action": "verify", "ref": "orders@latest", "level": "bogus"})
+    assert status == 400 and "unknown verification level" in body["error"]
+    [record] = [r for r in audit.read(FileStore(str(backed_up["vault"]))) if r["event"] == "verify"]
+    assert record["actor"] == {"kind": "function", "platform": "gcp", "function": "cloudkeep-invoke"}
+    assert record["detail"]["level"] == "drill"

@@ -5,6 +5,7 @@ drills once per slot, metrics through the sink protocol, and the audit trail of 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,6 +55,7 @@ class MemorySource:
         self.dropped: list[str] = []
         self.failing = False
         self.corrupt_restores = False
+        self.write_delay = 0.0
 
     def describe(self) -> dict[str, Any]:
         if self.failing:
@@ -72,6 +74,7 @@ class MemorySource:
 
         class Writer:
             def write(self, lines: list[bytes]) -> int:
+                time.sleep(source.write_delay)
                 for one in lines:
                     doc = json.loads(one)
                     if source.corrupt_restores:
@@ -275,3 +278,20 @@ def test_redact_removes_credentials() -> None:
     for secret in ("abcd1234", "pw@", "SIGN", "eyJhbGci", "AKIAABCDEFGHIJKLMNOP", "services/T/B/C"):
         assert secret not in out, secret
     assert alerts.redact("the topsecretvalue leaked", ["topsecretvalue"]) == "the [redacted] leaked"
+
+
+def test_a_drill_slower_than_the_rto_fails_and_still_cleans_up() -> None:
+    from cloudkeep.engine import backup
+    from cloudkeep.verify import verify_drill
+
+    policy = POLICY.model_copy(update={"tiers": {"hourly": POLICY.tiers["hourly"].model_copy(
+        update={"rto": timedelta(seconds=1)})}})
+    store, source = MemoryStore(), MemorySource()
+    manifest = backup(policy, "orders", store=store, source=source).manifest
+    assert manifest is not None
+    source.write_delay = 1.05  # the restore cannot take less than this
+    report = verify_drill(policy, store, manifest, source=source)
+    assert report.restore_seconds is not None and report.restore_seconds > 1
+    assert report.rto_met is False and not report.ok
+    assert [p.check for p in report.problems] == ["rto"]
+    assert report.as_dict()["rto_seconds"] == 1 and source.targets == {} and report.cleaned_up
