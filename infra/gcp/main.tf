@@ -112,6 +112,19 @@ resource "google_pubsub_topic" "tick" {
   kms_key_name = google_kms_crypto_key.vault.id
 }
 
+# cloudkeep's own alerts (backup failed, RPO breached, verification failed, recoveries): name this
+# topic in the policy, alerts: {pubsub: {topic: projects/<project>/topics/cloudkeep-alerts}}.
+resource "google_pubsub_topic" "alerts" {
+  name         = "cloudkeep-alerts"
+  kms_key_name = google_kms_crypto_key.vault.id
+}
+
+resource "google_pubsub_topic_iam_member" "alerts_publisher" {
+  topic  = google_pubsub_topic.alerts.id
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${google_service_account.cloudkeep.email}"
+}
+
 resource "google_cloud_scheduler_job" "tick" {
   name      = "cloudkeep-tick"
   schedule  = "*/15 * * * *"

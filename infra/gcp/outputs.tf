@@ -9,3 +9,7 @@ output "invoke_url" {
 output "service_account" {
   value = google_service_account.cloudkeep.email
 }
+
+output "alerts_topic" {
+  value = google_pubsub_topic.alerts.id
+}
