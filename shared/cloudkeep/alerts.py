@@ -161,8 +161,8 @@ class PubSubChannel:
 
 
 class WebhookChannel:
-    """POSTs ``{"text": ...}`` (Slack's incoming-webhook body; Teams and most chat tools take it
-    too) plus the alert's fields under ``cloudkeep``."""
+    """POSTs ``{"text": ...}``: Slack's incoming-webhook body (Mattermost, Rocket.Chat, Google
+    Chat and most chat tools take it as is)."""
 
     name = "webhook"
 
@@ -176,7 +176,7 @@ class WebhookChannel:
         url = os.environ.get(self.url_env)
         if not url:
             raise CloudkeepError(f"the webhook URL variable {self.url_env} is not set")
-        body = json.dumps({"text": alert.text, "cloudkeep": alert.as_dict()}).encode()
+        body = json.dumps({"text": alert.text}).encode()
         request = urllib.request.Request(url, data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
         try:
