@@ -295,3 +295,12 @@ def test_a_drill_slower_than_the_rto_fails_and_still_cleans_up() -> None:
     assert report.rto_met is False and not report.ok
     assert [p.check for p in report.problems] == ["rto"]
     assert report.as_dict()["rto_seconds"] == 1 and source.targets == {} and report.cleaned_up
+
+
+def test_audit_records_are_redacted() -> None:
+    store = MemoryStore()
+    key = audit.write(store, "restore", outcome="failed", dataset="d",
+                      detail={"error": "refused: AccountKey=abc123==; sig=XYZ"})
+    assert key is not None
+    raw = store.get(key).decode()
+    assert "abc123" not in raw and "XYZ" not in raw and json.loads(raw)["outcome"] == "failed"

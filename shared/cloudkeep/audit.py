@@ -81,7 +81,10 @@ def write(store: Store, event: str, *, outcome: str, dataset: str | None = None,
         "detail": detail or {},
         "cloudkeep_version": __version__,
     }
-    body = json.dumps(record, indent=2, default=str).encode()
+    from .alerts import redact
+
+    # error texts in ``detail`` are meant to be secret-free; redact anyway (the log is immutable)
+    body = redact(json.dumps(record, indent=2, default=str)).encode()
     name_at = at
     for _ in range(1000):
         key = layout.audit_key(name_at, event)
