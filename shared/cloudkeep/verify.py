@@ -486,18 +486,6 @@ def latest_records(store: Store, dataset: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def summary(record: dict[str, Any] | None) -> str | None:
-    """One short line for tables: ``OK 2026-01-31 04:00`` / ``FAILED ...`` (+ seconds of a drill)."""
-    if not record:
-        return None
-    state = "OK" if record.get("ok") else "FAILED"
-    when = str(record.get("finished_at") or record.get("started_at") or "")[:16].replace("T", " ")
-    extra = ""
-    if record.get("restore_seconds") is not None:
-        extra = f" ({record['restore_seconds']:.1f}s)"
-    return f"{state} {when}{extra}"
-
-
 def record_and_audit(store: Store, report: VerifyReport) -> str:
     """Store the report (:func:`record`) and append its audit record."""
     from . import audit
