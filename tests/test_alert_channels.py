@@ -239,3 +239,50 @@ datasets:
     messages = [(json.loads(m.message.data), dict(m.message.attributes)) for m in got.received_messages]
     assert sorted(body["status"] for body, _ in messages) == ["alert", "recovery"]
     assert all(attrs["kind"] == "rpo_breach" and attrs["dataset"] == "profiles" for _, attrs in messages)
+
+
+def test_cli_ticks_raise_one_rpo_alert_and_one_recovery_on_the_webhook(
+        webhook_server: str, ddb_resource: Any, tmp_path: Any, capsys: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from helpers import cli
+
+    monkeypatch.setenv("CK_HOOK", f"{webhook_server}/hook")
+    table = unique("orders")
+    created = ddb_resource.create_table(TableName=table, **ORDERS_TABLE_SCHEMA)
+    created.wait_until_exists()
+    seed(created, 30)
+    policy = tmp_path / "cloudkeep.yaml"
+    policy.write_text(f"""version: 1
+stores: {{vault: {{type: file, path: {tmp_path}/vault}}}}
+tiers: {{hourly: {{schedule: "0 * * * *", rpo: 2h, retention: {{last: 48}}}}}}
+alerts: {{webhook: {{url_env: CK_HOOK}}}}
+datasets:
+  orders: {{source: {{type: dynamodb, table: {table}, region: us-east-1}}, tier: hourly, store: vault, offset: 0m}}
+""")
+    start = datetime.now(UTC).replace(minute=5, second=0, microsecond=0) + timedelta(hours=1)
+
+    def tick(hours: int) -> int:
+        now = (start + timedelta(hours=hours)).isoformat()
+        return cli(capsys, "--policy", str(policy), "run", "--due", "--now", now)[0]
+
+    assert tick(0) == 0
+    created.delete()
+    created.wait_until_not_exists()
+    assert [tick(h) for h in (1, 2, 3, 4, 5)] == [3] * 5  # the table is gone: unreachable
+    recreated = ddb_resource.create_table(TableName=table, **ORDERS_TABLE_SCHEMA)
+    recreated.wait_until_exists()
+    seed(recreated, 30)
+    assert tick(6) == 0
+    assert tick(7) == 0
+    texts = [r["body"]["text"] for r in _Hook.received]
+    assert len(texts) == 4, texts
+    assert "ALERT: orders: backup failed" in texts[0] and "ALERT: orders: RPO breached" in texts[1]
+    assert "RECOVERED: orders: backup failed" in texts[2]
+    assert "RECOVERED: orders: RPO breached" in texts[3]
+    state = json.loads((tmp_path / "vault" / "orders" / "alerts" / "state.json").read_text())
+    assert state["open"] == []
+    [planned] = json.loads(cli(capsys, "--policy", str(policy), "--format", "json", "plan", "--now",
+                               (start + timedelta(hours=7)).isoformat())[1])
+    assert planned["alerts"] == [] and planned["rpo_met"] is True

@@ -118,7 +118,10 @@ def dataset_plan(policy: Policy, name: str, now: datetime, store: Store | None =
         window=window,
         offset=spec.offset,
     )
-    age = now - latest_started if latest_started else None
+    # A snapshot's data is at least as fresh as its start — and as its id's time (the slot of a
+    # scheduled run, which a real start never precedes; under a replayed --now clock the start
+    # may be behind it, and the slot is the time the run stands for).
+    age = now - max(latest_started, snapshot_time(latest_id)) if latest_started and latest_id else None
     return DatasetPlan(
         dataset=name,
         tier=spec.tier,
