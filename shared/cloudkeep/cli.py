@@ -65,14 +65,32 @@ def _emit(ctx: Ctx, data: Any, render: Callable[[Any], None]) -> None:
 def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(*columns, title=title, title_justify="left")
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*(v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in row))
     import shutil
 
     width = None if sys.stdout.isatty() else max(160, shutil.get_terminal_size().columns)
-    Console(width=width, no_color="NO_COLOR" in os.environ or None).print(table)
+    colours = color_enabled(sys.stdout)
+    Console(width=width, no_color=not colours, force_terminal=colours or None,
+            highlight=False).print(table)
+
+
+def color_enabled(stream: Any = None) -> bool:
+    """Colours only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    if os.environ.get("NO_COLOR", "") != "":
+        return False
+    stream = stream or sys.stdout
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def _paint(text: str, colour: str) -> Any:
+    """A coloured table cell; the table's console drops the colour where colours are off."""
+    from rich.text import Text
+
+    return Text(text, style=colour)
 
 
 def human_bytes(n: float) -> str:
@@ -406,6 +424,67 @@ def prune(ctx: Ctx, datasets: tuple[str, ...], dry_run: bool, now_text: str | No
     _emit(ctx, data, render)
     if any(r.errors for r in reports):
         sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@_local_options
+@click.argument("datasets", nargs=-1)
+@click.option("--output", "-o", "output", metavar="FILE.html", type=click.Path(dir_okay=False),
+              help="Also write the report as one self-contained HTML file (timelines as SVG).")
+@click.option("--now", "now_text", metavar="ISO8601", help="Pretend it is this time.")
+@click.pass_obj
+def report(ctx: Ctx, datasets: tuple[str, ...], output: str | None, now_text: str | None) -> None:
+    """Per dataset: newest snapshot and age vs RPO, last verification and restore drill, snapshots
+    and stored size, what retention would keep/remove now, legal holds, open alerts."""
+    from pathlib import Path
+
+    from .policy import load_policy, resolve_policy_path
+    from .report import build
+    from .runtime import parse_now
+
+    source = resolve_policy_path(ctx.policy_path)
+    policy = load_policy(source).policy
+    data = build(policy, parse_now(now_text), policy_source=source, datasets=list(datasets) or None)
+    if output:
+        from .report_html import render as render_html
+
+        try:
+            Path(output).write_text(render_html(data), encoding="utf-8")
+        except OSError as exc:
+            raise CloudkeepError(f"cannot write {output}: {exc}") from None
+        data["html"] = str(Path(output).resolve())
+
+    def render(d: dict[str, Any]) -> None:
+        from .report_html import _age, _drill, _verification
+
+        rows = []
+        for r in d["datasets"]:
+            if r.get("error"):
+                rows.append([r["dataset"], _paint("ERROR", "red"), r["tier"], r["error"]] + [None] * 7)
+                continue
+            ret = r["retention"]
+            rows.append([
+                r["dataset"], _paint(r["status"].upper() if r["status"] != "ok" else "ok",
+                                     {"ok": "green", "warning": "yellow"}.get(r["status"], "red")),
+                r["tier"], r["newest_snapshot"] or "none", _age(r),
+                _verification(r["last_verification"]), _drill(r["last_drill"]),
+                f"{r['snapshot_count']} · {human_bytes(r['stored_bytes'])}",
+                f"keep {len(ret['keep'])} / remove {len(ret['remove'])}",
+                len(r["holds"]), len(r["alerts_open"]),
+            ])
+        _table(["dataset", "status", "tier", "newest", "age / RPO", "last verification",
+                "last drill (RTO)", "snapshots · stored", "retention now", "holds", "alerts open"],
+               rows, title=f"cloudkeep report, {d['generated_at'][:16].replace('T', ' ')} UTC")
+        for r in d["datasets"]:
+            for reason in r.get("attention", []):
+                click.echo(f"  {r['dataset']}: {reason}")
+        if d.get("html"):
+            click.echo(f"wrote {d['html']}")
+
+    _emit(ctx, data, render)
+    failed = [r for r in data["datasets"] if r.get("error")]
+    if failed:
+        sys.exit(max(int(r.get("exit_code", EXIT_FAILED)) for r in failed))
 
 
 @main.group()

@@ -7,6 +7,7 @@ Keys are relative to the store's root (a store applies its own ``prefix``)::
     <dataset>/verifications/<snapshot_id>/<timestamp>.json
     <dataset>/holds/<snapshot_id>.json                   legal holds
     <dataset>/copies/<snapshot_id>/<store>.json          verified copies in other stores
+    <dataset>/alerts/state.json                          open alerts
     <dataset>/lock.json
 """
 
@@ -77,6 +78,16 @@ def verification_key(dataset: str, snapshot_id: str, at: datetime) -> str:
 
 def verifications_prefix(dataset: str, snapshot_id: str) -> str:
     return f"{dataset}/verifications/{snapshot_id}/"
+
+
+def all_verifications_prefix(dataset: str) -> str:
+    """Every verification record of ``dataset`` (of every snapshot)."""
+    return f"{dataset}/verifications/"
+
+
+def alert_state_key(dataset: str) -> str:
+    """The dataset's open alerts: ``{"open": [{"kind", "since", "message"}, ...]}``."""
+    return f"{dataset}/alerts/state.json"
 
 
 def format_time(at: datetime) -> str:
