@@ -152,17 +152,27 @@ def validate(ctx: Ctx) -> None:
             click.echo(json.dumps({"ok": False, "policy": path, "errors": exc.problems}, indent=2))
             sys.exit(exc.exit_code)
         raise
+    from .advice import warnings
+
+    found = warnings(policy)
     data = {
         "ok": True,
         "policy": path,
         "stores": sorted(policy.stores),
         "tiers": sorted(policy.tiers),
         "datasets": sorted(policy.datasets),
+        "warnings": [w.as_dict() for w in found],
     }
-    _emit(ctx, data, lambda d: click.echo(
-        f"{path}: OK — {len(d['datasets'])} dataset(s), {len(d['tiers'])} tier(s), "
-        f"{len(d['stores'])} store(s)"
-    ))
+
+    def render(d: dict[str, Any]) -> None:
+        click.echo(f"{path}: OK — {len(d['datasets'])} dataset(s), {len(d['tiers'])} tier(s), "
+                   f"{len(d['stores'])} store(s)"
+                   + (f", {len(found)} warning(s)" if found else ""))
+        for w in found:
+            click.echo(click.style("warning: ", fg="yellow", bold=True) + str(w),
+                       color=color_enabled(sys.stdout))
+
+    _emit(ctx, data, render)
 
 
 @main.command()
