@@ -101,7 +101,7 @@ def warnings(policy: Policy, now: datetime | None = None) -> list[PolicyWarning]
             out.append(PolicyWarning(
                 "no-drill", where,
                 f"critical tier ({why}) has no restore drill scheduled: add verify: {{drill: "
-                "\"0 4 * * 0\"}} to measure restores against the RTO"))
+                "\"0 4 * * 0\"} to measure restores against the RTO"))
     policy_on = _encryption_on(getattr(policy, "encryption", None))
     for name, dataset in sorted(policy.datasets.items()):
         own_tier = policy.tiers.get(dataset.tier)
