@@ -47,12 +47,14 @@ def _setup_logging(debug: bool, quiet: bool) -> None:
         logging.getLogger("botocore").setLevel(logging.INFO)
 
 
-def _progress() -> Any:
-    from .progress import LogProgress, RichProgress
+def _progress(quiet_logs: bool = False) -> Any:
+    """A live bar on a terminal (not in CI); elsewhere log lines every few seconds, or nothing
+    for work that reports its own result (``quiet_logs``)."""
+    from .progress import LogProgress, NullProgress, RichProgress
 
     if sys.stderr.isatty() and not os.environ.get("CI"):
         return RichProgress()
-    return LogProgress()
+    return NullProgress() if quiet_logs else LogProgress()
 
 
 def _emit(ctx: Ctx, data: Any, render: Callable[[Any], None]) -> None:
@@ -74,8 +76,9 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | N
 
     width = None if sys.stdout.isatty() else max(160, shutil.get_terminal_size().columns)
     colours = color_enabled(sys.stdout)
+    # Without colours, no escape codes at all (not even bold): NO_COLOR users want plain text.
     Console(width=width, no_color=not colours, force_terminal=colours or None,
-            highlight=False).print(table)
+            color_system="auto" if colours else None, highlight=False).print(table)
 
 
 def color_enabled(stream: Any = None) -> bool:
@@ -359,7 +362,7 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, store_n
         _usage("verify needs exactly one of DATASET@SNAPSHOT_ID or --latest DATASET")
     policy = ctx.load()
     store, manifest = resolve(policy, ref or f"{latest_of}@latest", store_name=store_name)
-    report = verify_integrity(store, manifest)
+    report = verify_integrity(store, manifest, progress=_progress(quiet_logs=True))
     record(store, report)
     data = report.as_dict()
 
@@ -560,6 +563,7 @@ def init(ctx: Ctx, output: str, force: bool, discover: bool, aws_region: str | N
 
 
 @main.command()
+@_local_options
 def schema() -> None:
     """Print the policy's JSON Schema (for editors: cloudkeep schema > cloudkeep.schema.json)."""
     from .policy_doc import json_schema
