@@ -64,7 +64,8 @@ def _emit(ctx: Ctx, data: Any, render: Callable[[Any], None]) -> None:
         render(data)
 
 
-def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None,
+           min_width: int = 160) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -74,7 +75,7 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | N
         table.add_row(*(v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in row))
     import shutil
 
-    width = None if sys.stdout.isatty() else max(160, shutil.get_terminal_size().columns)
+    width = None if sys.stdout.isatty() else max(min_width, shutil.get_terminal_size().columns)
     colours = color_enabled(sys.stdout)
     # Without colours, no escape codes at all (not even bold): NO_COLOR users want plain text.
     Console(width=width, no_color=not colours, force_terminal=colours or None,
@@ -169,8 +170,7 @@ def validate(ctx: Ctx) -> None:
 
     def render(d: dict[str, Any]) -> None:
         click.echo(f"{path}: OK — {len(d['datasets'])} dataset(s), {len(d['tiers'])} tier(s), "
-                   f"{len(d['stores'])} store(s)"
-                   + (f", {len(found)} warning(s)" if found else ""))
+                   f"{len(d['stores'])} store(s)")
         for w in found:
             click.echo(click.style("warning: ", fg="yellow", bold=True) + str(w),
                        color=color_enabled(sys.stdout))
@@ -468,26 +468,49 @@ def report(ctx: Ctx, datasets: tuple[str, ...], output: str | None, now_text: st
         data["html"] = str(Path(output).resolve())
 
     def render(d: dict[str, Any]) -> None:
-        from .report_html import _age, _drill, _verification
+        from .report import human_seconds
+        from .report_html import _age
+
+        now = parse_now(d["generated_at"])
+
+        def ago(at: str | None) -> str:
+            return "" if not at else human_seconds((now - parse_now(at)).total_seconds()) + " ago"
+
+        def check(v: dict[str, Any] | None) -> str:
+            if v is None:
+                return "never"
+            state = "ok" if v["ok"] else f"FAILED ({v['problems']} problems)"
+            return f"{state}, {v['level']}, {ago(v.get('at'))}"
+
+        def drill(v: dict[str, Any] | None) -> str:
+            if v is None:
+                return "never"
+            text = "ok" if v["ok"] else "FAILED"
+            if v.get("restore_seconds") is not None:
+                text += f", {human_seconds(v['restore_seconds'])}"
+                if v.get("rto_met") is not None:
+                    text += " (met)" if v["rto_met"] else " (MISSED)"
+            return f"{text}, {ago(v.get('at'))}"
 
         rows = []
         for r in d["datasets"]:
             if r.get("error"):
-                rows.append([r["dataset"], _paint("ERROR", "red"), r["tier"], r["error"]] + [None] * 7)
+                rows.append([r["dataset"], _paint("ERROR", "red"), r["tier"], r["error"]] + [None] * 8)
                 continue
             ret = r["retention"]
             rows.append([
                 r["dataset"], _paint(r["status"].upper() if r["status"] != "ok" else "ok",
                                      {"ok": "green", "warning": "yellow"}.get(r["status"], "red")),
                 r["tier"], r["newest_snapshot"] or "none", _age(r),
-                _verification(r["last_verification"]), _drill(r["last_drill"]),
-                f"{r['snapshot_count']} · {human_bytes(r['stored_bytes'])}",
-                f"keep {len(ret['keep'])} / remove {len(ret['remove'])}",
+                check(r["last_verification"]), drill(r["last_drill"]),
+                r["snapshot_count"], human_bytes(r["stored_bytes"]),
+                f"keep {len(ret['keep'])}, remove {len(ret['remove'])}",
                 len(r["holds"]), len(r["alerts_open"]),
             ])
-        _table(["dataset", "status", "tier", "newest", "age / RPO", "last verification",
-                "last drill (RTO)", "snapshots · stored", "retention now", "holds", "alerts open"],
-               rows, title=f"cloudkeep report, {d['generated_at'][:16].replace('T', ' ')} UTC")
+        _table(["dataset", "status", "tier", "newest", "age / RPO", "verified", "drill (RTO)",
+                "snapshots", "stored", "retention now", "holds", "alerts"],
+               rows, title=f"cloudkeep report, {d['generated_at'][:16].replace('T', ' ')} UTC",
+               min_width=200)
         for r in d["datasets"]:
             for reason in r.get("attention", []):
                 click.echo(f"  {r['dataset']}: {reason}")

@@ -245,4 +245,9 @@ def human_seconds(seconds: float | None) -> str:
         return "—"
     if seconds < 60:
         return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
-    return format_duration(timedelta(seconds=int(seconds)))
+    whole = int(seconds)
+    if whole >= 86400:  # coarser as it grows: 3d4h, 21h3m, 5m12s
+        whole -= whole % 3600
+    elif whole >= 3600:
+        whole -= whole % 60
+    return format_duration(timedelta(seconds=whole))
