@@ -124,3 +124,12 @@ def test_colours_on_a_terminal_and_never_with_no_color(policy: Path, tmp_path: P
     piped = subprocess.run([CLOUDKEEP, *table], env=env, cwd=tmp_path, capture_output=True, text=True,
                            timeout=60)
     assert piped.returncode == 0 and "orders" in piped.stdout and "\x1b[" not in piped.stdout
+
+
+def test_report_init_and_schema_modules_import_no_cloud_sdk() -> None:
+    from test_imports import CLOUD_SDKS, probe
+
+    result = probe("cloudkeep.report", "cloudkeep.report_html", "cloudkeep.starter",
+                   "cloudkeep.advice", "cloudkeep.policy_doc")
+    top = set(result["top"])  # type: ignore[arg-type]
+    assert not top & set(CLOUD_SDKS)
