@@ -272,3 +272,15 @@ def test_emergency_runbook_restores_cosmos_from_blob_storage(
     restored = cosmos_client.get_database_client(cosmos_database).get_container_client("carts_restored")
     items = list(restored.read_all_items())
     assert sorted(i["n"] for i in items) == list(range(40))
+
+
+def test_relative_links_in_the_docs_and_readme_resolve() -> None:
+    root = DOCS.parent
+    broken = []
+    for page in [root / "README.md", *sorted(DOCS.glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (page.parent / target).exists():
+                broken.append(f"{page.name}: {target}")
+    assert broken == []
