@@ -22,7 +22,8 @@ table { border-collapse: collapse; margin: 6px 0 12px; }
 th, td { border-bottom: 1px solid var(--line); padding: 4px 10px 4px 0; text-align: left;
          vertical-align: top; }
 th { font-weight: 600; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.nw { white-space: nowrap; }
 .badge { display: inline-block; padding: 0 8px; border-radius: 10px; color: #fff; font-size: 12px;
          font-weight: 600; }
 .badge.ok { background: var(--ok); } .badge.warning { background: var(--warn); }
@@ -81,7 +82,8 @@ def _summary_table(rows: list[dict[str, Any]]) -> str:
             f'<tr data-dataset="{name}"><td><a href="#ds-{name}">{name}</a></td>'
             f"<td>{_badge(r['status'])}</td><td>{escape(r['tier'])}</td>"
             f"<td>{escape(r['newest_snapshot'] or 'none')}</td>"
-            f"<td>{escape(_age(r))}</td><td>{escape(_verification(r['last_verification']))}</td>"
+            f"<td class=\"nw\">{escape(_age(r))}</td>"
+            f"<td>{escape(_verification(r['last_verification']))}</td>"
             f"<td>{escape(_drill(r['last_drill']))}</td><td class=\"num\">{r['snapshot_count']}</td>"
             f"<td class=\"num\">{escape(_bytes(r['stored_bytes']))}</td>"
             f"<td class=\"num\">{len(r['alerts_open'])}</td></tr>"
