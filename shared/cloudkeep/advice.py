@@ -103,11 +103,15 @@ def warnings(policy: Policy, now: datetime | None = None) -> list[PolicyWarning]
                 f"critical tier ({why}) has no restore drill scheduled: add verify: {{drill: "
                 "\"0 4 * * 0\"} to measure restores against the RTO"))
     policy_on = _encryption_on(getattr(policy, "encryption", None))
+    keys_of = getattr(policy, "encryption_keys", None)  # the policy's own answer, where it has one
     for name, dataset in sorted(policy.datasets.items()):
-        own_tier = policy.tiers.get(dataset.tier)
-        says = [_encryption_on(getattr(dataset, "encryption", None)),
-                _encryption_on(getattr(own_tier, "encryption", None)), policy_on]
-        decided = next((v for v in says if v is not None), False)
+        if callable(keys_of):
+            decided = bool(keys_of(name))
+        else:
+            own_tier = policy.tiers.get(dataset.tier)
+            says = [_encryption_on(getattr(dataset, "encryption", None)),
+                    _encryption_on(getattr(own_tier, "encryption", None)), policy_on]
+            decided = next((v for v in says if v is not None), False)
         if not decided:
             out.append(PolicyWarning(
                 "no-encryption", f"datasets.{name}",

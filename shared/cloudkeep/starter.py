@@ -216,9 +216,12 @@ tiers:
     rpo: 26h
     retention: {daily: 7, weekly: 4, monthly: 6}
 
-# Snapshots can be encrypted with keys from a KMS or a local key file:
+# Snapshots can be encrypted (envelope encryption; any one listed key can restore them):
 # keys:
-#   main: {provider: aws_kms, key_id: alias/cloudkeep}
+#   main: {provider: aws_kms, key_id: alias/cloudkeep, region: eu-west-1}
+#   # or {provider: gcp_kms, key_name: projects/P/locations/L/keyRings/R/cryptoKeys/K},
+#   #    {provider: azure_key_vault, key_url: https://VAULT.vault.azure.net/keys/NAME},
+#   #    {provider: local, path: ./cloudkeep.key}   (keep a copy of the file off-site)
 # encryption: {keys: [main]}
 """
 
