@@ -7,9 +7,21 @@ BENCH_VENV := .venv-bench
 DEPLOY_VENV := .venv-deploy
 OSLS := .tools/osls/node_modules/.bin/osls
 
-.PHONY: setup demo test lint bench schema clean deploy-tools aws-package deploy-check
+.PHONY: setup system-tools demo test lint bench schema clean deploy-tools aws-package deploy-check
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed node_modules/.installed system-tools
+
+# Headless Chromium (the HTML report's test), zstd and jq (the snapshot-format doc's test):
+# Debian packages, installed when missing and we may (root with apt-get); else a clear failure.
+SYSTEM_TOOLS := chromium zstd jq
+system-tools:
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing$$missing (apt-get)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else echo "missing:$$missing — install them (Debian: apt-get install$$missing)"; exit 1; fi; \
+	fi
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "cloudkeep needs Python 3.11+")'
@@ -75,6 +87,8 @@ bench: setup $(BENCH_VENV)/.installed
 
 schema: setup
 	$(BIN)/python -m cloudkeep.manifest > schemas/manifest.schema.json
+	$(BIN)/python -m cloudkeep.policy_doc schema > schemas/policy.schema.json
+	$(BIN)/python -m cloudkeep.policy_doc reference > docs/policy-reference.md
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) $(DEPLOY_VENV) .tools .build .serverless node_modules .demo .bench \

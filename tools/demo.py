@@ -94,6 +94,8 @@ def main() -> int:
         same = (n1, d1) == (n2, d2)
         print(f"source:   {n1} items, content digest {d1[:16]}…")
         print(f"restored: {n2} items, content digest {d2[:16]}…")
+        say("the weekly look: a report (terminal, and one self-contained HTML file)")
+        cloudkeep("report", "--output", str(DEMO / "report.html"))
         vault = DEMO / "vault"
         size = sum(p.stat().st_size for p in vault.rglob("*") if p.is_file())
         say("summary")

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from . import __version__
-from .errors import EXIT_FAILED, EXIT_USAGE, CloudkeepError, PolicyError
+from .errors import EXIT_FAILED, EXIT_USAGE, CloudkeepError, PolicyError, UsageError
 from .logctx import StderrHandler
 
 log = logging.getLogger("cloudkeep")
@@ -47,12 +47,14 @@ def _setup_logging(debug: bool, quiet: bool) -> None:
         logging.getLogger("botocore").setLevel(logging.INFO)
 
 
-def _progress() -> Any:
-    from .progress import LogProgress, RichProgress
+def _progress(quiet_logs: bool = False) -> Any:
+    """A live bar on a terminal (not in CI); elsewhere log lines every few seconds, or nothing
+    for work that reports its own result (``quiet_logs``)."""
+    from .progress import LogProgress, NullProgress, RichProgress
 
     if sys.stderr.isatty() and not os.environ.get("CI"):
         return RichProgress()
-    return LogProgress()
+    return NullProgress() if quiet_logs else LogProgress()
 
 
 def _emit(ctx: Ctx, data: Any, render: Callable[[Any], None]) -> None:
@@ -62,17 +64,37 @@ def _emit(ctx: Ctx, data: Any, render: Callable[[Any], None]) -> None:
         render(data)
 
 
-def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None,
+           min_width: int = 160) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(*columns, title=title, title_justify="left")
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*(v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in row))
     import shutil
 
-    width = None if sys.stdout.isatty() else max(160, shutil.get_terminal_size().columns)
-    Console(width=width, no_color="NO_COLOR" in os.environ or None).print(table)
+    width = None if sys.stdout.isatty() else max(min_width, shutil.get_terminal_size().columns)
+    colours = color_enabled(sys.stdout)
+    # Without colours, no escape codes at all (not even bold): NO_COLOR users want plain text.
+    Console(width=width, no_color=not colours, force_terminal=colours or None,
+            color_system="auto" if colours else None, highlight=False).print(table)
+
+
+def color_enabled(stream: Any = None) -> bool:
+    """Colours only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    if os.environ.get("NO_COLOR", "") != "":
+        return False
+    stream = stream or sys.stdout
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def _paint(text: str, colour: str) -> Any:
+    """A coloured table cell; the table's console drops the colour where colours are off."""
+    from rich.text import Text
+
+    return Text(text, style=colour)
 
 
 def human_bytes(n: float) -> str:
@@ -134,17 +156,26 @@ def validate(ctx: Ctx) -> None:
             click.echo(json.dumps({"ok": False, "policy": path, "errors": exc.problems}, indent=2))
             sys.exit(exc.exit_code)
         raise
+    from .advice import warnings
+
+    found = warnings(policy)
     data = {
         "ok": True,
         "policy": path,
         "stores": sorted(policy.stores),
         "tiers": sorted(policy.tiers),
         "datasets": sorted(policy.datasets),
+        "warnings": [w.as_dict() for w in found],
     }
-    _emit(ctx, data, lambda d: click.echo(
-        f"{path}: OK — {len(d['datasets'])} dataset(s), {len(d['tiers'])} tier(s), "
-        f"{len(d['stores'])} store(s)"
-    ))
+
+    def render(d: dict[str, Any]) -> None:
+        click.echo(f"{path}: OK — {len(d['datasets'])} dataset(s), {len(d['tiers'])} tier(s), "
+                   f"{len(d['stores'])} store(s)")
+        for w in found:
+            click.echo(click.style("warning: ", fg="yellow", bold=True) + str(w),
+                       color=color_enabled(sys.stdout))
+
+    _emit(ctx, data, render)
 
 
 @main.command()
@@ -377,7 +408,8 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_
         _usage("verify needs exactly one of DATASET@SNAPSHOT_ID or --latest DATASET")
     policy = ctx.load()
     store, manifest = resolve(policy, ref or f"{latest_of}@latest", store_name=store_name)
-    report = run_level(policy, store, manifest, level, sample_items=sample_items)
+    report = run_level(policy, store, manifest, level, sample_items=sample_items,
+                       progress=_progress(quiet_logs=True))
     record_and_audit(store, report)
     data = report.as_dict()
 
@@ -481,6 +513,173 @@ def prune(ctx: Ctx, datasets: tuple[str, ...], dry_run: bool, now_text: str | No
     _emit(ctx, data, render)
     if any(r.errors for r in reports):
         sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@_local_options
+@click.argument("datasets", nargs=-1)
+@click.option("--output", "-o", "output", metavar="FILE.html", type=click.Path(dir_okay=False),
+              help="Also write the report as one self-contained HTML file (timelines as SVG).")
+@click.option("--now", "now_text", metavar="ISO8601", help="Pretend it is this time.")
+@click.pass_obj
+def report(ctx: Ctx, datasets: tuple[str, ...], output: str | None, now_text: str | None) -> None:
+    """Per dataset: newest snapshot and age vs RPO, last verification and restore drill, snapshots
+    and stored size, what retention would keep/remove now, legal holds, open alerts."""
+    from pathlib import Path
+
+    from .policy import load_policy, resolve_policy_path
+    from .report import build
+    from .runtime import parse_now
+
+    source = resolve_policy_path(ctx.policy_path)
+    policy = load_policy(source).policy
+    data = build(policy, parse_now(now_text), policy_source=source, datasets=list(datasets) or None)
+    if output:
+        from .report_html import render as render_html
+
+        try:
+            Path(output).write_text(render_html(data), encoding="utf-8")
+        except OSError as exc:
+            raise CloudkeepError(f"cannot write {output}: {exc}") from None
+        data["html"] = str(Path(output).resolve())
+
+    def render(d: dict[str, Any]) -> None:
+        from .report import human_seconds
+        from .report_html import _age
+
+        now = parse_now(d["generated_at"])
+
+        def ago(at: str | None) -> str:
+            return "" if not at else human_seconds((now - parse_now(at)).total_seconds()) + " ago"
+
+        def check(v: dict[str, Any] | None) -> str:
+            if v is None:
+                return "never"
+            state = "ok" if v["ok"] else f"FAILED ({v['problems']} problems)"
+            return f"{state}, {v['level']}, {ago(v.get('at'))}"
+
+        def drill(v: dict[str, Any] | None) -> str:
+            if v is None:
+                return "never"
+            text = "ok" if v["ok"] else "FAILED"
+            if v.get("restore_seconds") is not None:
+                text += f", {human_seconds(v['restore_seconds'])}"
+                if v.get("rto_met") is not None:
+                    text += " (met)" if v["rto_met"] else " (MISSED)"
+            return f"{text}, {ago(v.get('at'))}"
+
+        rows = []
+        for r in d["datasets"]:
+            if r.get("error"):
+                rows.append([r["dataset"], _paint("ERROR", "red"), r["tier"], r["error"]] + [None] * 8)
+                continue
+            ret = r["retention"]
+            rows.append([
+                r["dataset"], _paint(r["status"].upper() if r["status"] != "ok" else "ok",
+                                     {"ok": "green", "warning": "yellow"}.get(r["status"], "red")),
+                r["tier"], r["newest_snapshot"] or "none", _age(r),
+                check(r["last_verification"]), drill(r["last_drill"]),
+                r["snapshot_count"], human_bytes(r["stored_bytes"]),
+                f"keep {len(ret['keep'])}, remove {len(ret['remove'])}",
+                len(r["holds"]), len(r["alerts_open"]),
+            ])
+        _table(["dataset", "status", "tier", "newest", "age / RPO", "verified", "drill (RTO)",
+                "snapshots", "stored", "retention now", "holds", "alerts"],
+               rows, title=f"cloudkeep report, {d['generated_at'][:16].replace('T', ' ')} UTC",
+               min_width=200)
+        for r in d["datasets"]:
+            for reason in r.get("attention", []):
+                click.echo(f"  {r['dataset']}: {reason}")
+        if d.get("html"):
+            click.echo(f"wrote {d['html']}")
+
+    _emit(ctx, data, render)
+    failed = [r for r in data["datasets"] if r.get("error")]
+    if failed:
+        sys.exit(max(int(r.get("exit_code", EXIT_FAILED)) for r in failed))
+
+
+@main.command()
+@_local_options
+@click.option("--output", "-o", "output", default="cloudkeep.yaml", show_default=True, metavar="FILE",
+              help="Where to write the policy ('-': standard output).")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option("--discover", is_flag=True,
+              help="Propose datasets for the DynamoDB tables, Firestore root collections and Cosmos DB "
+                   "containers the current credentials can see.")
+@click.option("--aws-region", metavar="REGION", help="With --discover: the region (default $AWS_REGION).")
+@click.option("--gcp-project", metavar="PROJECT",
+              help="With --discover: the project (default $GOOGLE_CLOUD_PROJECT).")
+@click.option("--cosmos-endpoint", metavar="URL",
+              help="With --discover: the Cosmos DB account (default $COSMOS_ENDPOINT; key from $COSMOS_KEY).")
+@click.pass_obj
+def init(ctx: Ctx, output: str, force: bool, discover: bool, aws_region: str | None,
+         gcp_project: str | None, cosmos_endpoint: str | None) -> None:
+    """Write a commented starter policy (refuses to overwrite a file without --force)."""
+    from pathlib import Path
+
+    from . import starter
+    from .policy import parse_policy
+
+    if not discover and (aws_region or gcp_project or cosmos_endpoint):
+        _usage("--aws-region, --gcp-project and --cosmos-endpoint go with --discover")
+    target = None if output == "-" else Path(output)
+    if target is not None and target.exists() and not force:
+        raise UsageError(f"{output} already exists: pass --force to overwrite it, or --output "
+                         "another file")
+    results = starter.discover(aws_region=aws_region, gcp_project=gcp_project,
+                               cosmos_endpoint=cosmos_endpoint) if discover else None
+    text = starter.render(results)
+    policy = parse_policy(text, source=output, base_dir=target.parent if target else None)
+    if target is None:
+        click.echo(text, nl=False)
+        for result in results or []:
+            if result.error:
+                click.echo(f"{result.cloud}: {result.error}", err=True)
+        return
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CloudkeepError(f"cannot write {output}: {exc}") from None
+    data = {
+        "written": str(target),
+        "datasets": sorted(policy.datasets),
+        "discovery": [r.as_dict() for r in results] if results is not None else None,
+    }
+
+    def render(d: dict[str, Any]) -> None:
+        for result in results or []:
+            if not result.attempted:
+                click.echo(f"{result.cloud}: skipped — {result.detail}")
+            elif result.error:
+                click.echo(f"{result.cloud}: FAILED — {result.detail}: {result.error}")
+            else:
+                click.echo(f"{result.cloud}: {len(result.proposals)} found — {result.detail}")
+        click.echo(f"wrote {d['written']} ({len(d['datasets'])} dataset(s)); next: "
+                   f"cloudkeep --policy {d['written']} validate")
+
+    _emit(ctx, data, render)
+
+
+@main.command()
+@_local_options
+def schema() -> None:
+    """Print the policy's JSON Schema (for editors: cloudkeep schema > cloudkeep.schema.json)."""
+    from .policy_doc import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2, sort_keys=True, ensure_ascii=False))
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script: eval "$(cloudkeep completion bash)" (zsh alike;
+    fish: cloudkeep completion fish | source)."""
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    assert cls is not None
+    click.echo(cls(main, {}, "cloudkeep", "_CLOUDKEEP_COMPLETE").source())
 
 
 @main.group()

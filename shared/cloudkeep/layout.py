@@ -82,6 +82,11 @@ def verifications_prefix(dataset: str, snapshot_id: str) -> str:
     return f"{dataset}/verifications/{snapshot_id}/"
 
 
+def all_verifications_prefix(dataset: str) -> str:
+    """Every verification record of ``dataset`` (of every snapshot)."""
+    return f"{dataset}/verifications/"
+
+
 def alert_state_key(dataset: str) -> str:
     """Open alerts of a dataset (rewritten by each tick; the alerts themselves are audited)."""
     return f"{dataset}/alerts/state.json"

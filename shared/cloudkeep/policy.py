@@ -27,6 +27,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic.functional_validators import BeforeValidator
+from pydantic.json_schema import WithJsonSchema
 
 from .errors import PolicyError, UsageError
 from .layout import DATASET_NAME_RE
@@ -73,7 +74,13 @@ def format_duration(value: timedelta) -> str:
     return "".join(out) or "0s"
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+DURATION_PATTERN = r"^(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "minLength": 2,
+                    "description": "a duration such as 90m, 26h, 7d, 2w or 1h30m"}),
+]
 
 
 def parse_offset(text: object) -> timedelta:
@@ -83,7 +90,12 @@ def parse_offset(text: object) -> timedelta:
     return parse_duration(text)
 
 
-Offset = Annotated[timedelta, BeforeValidator(parse_offset)]
+Offset = Annotated[
+    timedelta,
+    BeforeValidator(parse_offset),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "minLength": 1,
+                    "description": "a delay such as 0m, 90s, 5m or 1h30m"}),
+]
 
 _RATE_RE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
 
@@ -137,7 +149,13 @@ _CRON_FIELDS = (
 )
 
 
-Schedule = Annotated[str, BeforeValidator(validate_schedule)]
+Schedule = Annotated[
+    str,
+    BeforeValidator(validate_schedule),
+    WithJsonSchema({"type": "string", "pattern": r"^(rate\(\d+ (minutes?|hours?|days?)\)|\S+( \S+){4})$",
+                    "description": "a 5-field cron expression (minute hour day month weekday, in "
+                    "the policy's time zone) or rate(N minutes|hours|days)"}),
+]
 
 # --------------------------------------------------------------------------------------------
 # Models
@@ -383,8 +401,8 @@ class Dataset(Model):
     """One thing to back up: where it is read from, how often, and where it goes."""
 
     source: SourceSpec
-    tier: str
-    store: str
+    tier: str = Field(description="name of a tier under `tiers`")
+    store: str = Field(description="name of the store under `stores` its snapshots are written to")
     copy_to: list[str] | None = Field(
         default=None, description="stores each snapshot is copied to (overrides the tier's)"
     )
@@ -423,8 +441,9 @@ class Alerts(Model):
 class Policy(Model):
     """A whole policy file (version 1)."""
 
-    version: Literal[1]
-    timezone: str = "UTC"
+    version: Literal[1] = Field(description="policy format version; this cloudkeep reads 1")
+    timezone: str = Field(default="UTC", description="IANA time zone of schedules, windows and "
+                          "retention periods, e.g. Europe/Paris")
     stores: dict[str, StoreSpec]
     tiers: dict[str, Tier]
     datasets: dict[str, Dataset]

@@ -31,6 +31,7 @@ from . import __version__, chain, layout
 from .codec import ContentDigest, HashingReader, TruncatedPartError, iter_lines
 from .errors import CloudkeepError, ObjectExistsError, ObjectNotFoundError, UsageError
 from .manifest import Manifest, PartEntry
+from .progress import NullProgress, Progress
 from .stores import Store
 
 log = logging.getLogger(__name__)
@@ -154,17 +155,25 @@ class _PartResult:
     readable: bool = True
 
 
-def verify_integrity(store: Store, manifest: Manifest, *, workers: int = 8) -> VerifyReport:
+def verify_integrity(store: Store, manifest: Manifest, *, workers: int = 8,
+                     progress: Progress | None = None) -> VerifyReport:
     """Check every part of ``manifest`` in ``store``; returns a report listing every problem."""
     report = VerifyReport(manifest.dataset, manifest.snapshot_id, "integrity",
                           datetime.now(UTC))
     checker = _line_checker(str(manifest.source.get("type", "")))
+    bar = progress or NullProgress()
 
     def check(part: PartEntry) -> _PartResult:
-        return _check_part(store, manifest, part, checker)
+        result = _check_part(store, manifest, part, checker)
+        bar.advance(result.items, part.raw_bytes)
+        return result
 
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(manifest.parts) or 1))) as pool:
-        results = list(pool.map(check, manifest.parts))
+    bar.start(f"verify {manifest.dataset}@{manifest.snapshot_id}", manifest.totals.items)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(manifest.parts) or 1))) as pool:
+            results = list(pool.map(check, manifest.parts))
+    finally:
+        bar.finish()
 
     digest = ContentDigest()
     all_readable = True
@@ -437,10 +446,11 @@ def _item_label(line: bytes) -> str:
 
 
 def run_level(policy: Any, store: Store, manifest: Manifest, level: str, *, sample_items: int = 100,
-              source: Any = None, trigger: str = "manual") -> VerifyReport:
+              source: Any = None, trigger: str = "manual",
+              progress: Progress | None = None) -> VerifyReport:
     """Run one verification level and return its report (not yet recorded)."""
     if level == "integrity":
-        report = verify_integrity(store, manifest)
+        report = verify_integrity(store, manifest, progress=progress)
         report.trigger = trigger
         report.tier = _tier_of(policy, manifest.dataset)[0]
         return report

@@ -1,0 +1,120 @@
+"""Risky choices in a valid policy: ``cloudkeep validate`` prints them as warnings (exit 0).
+
+- ``rpo-below-interval``: a tier's RPO is shorter than the time between two scheduled runs, so
+  the RPO is missed before every run even when every run succeeds.
+- ``retention-below-rpo``: the longest the tier's retention can keep a snapshot is shorter than
+  the RPO: by the time a backup is late, the older snapshots may already be gone.
+- ``no-drill``: a critical tier (named ``critical``, or with an RPO of one hour or less) has no
+  restore drill scheduled (``verify: {drill: CRON}``): nobody knows how long a restore takes.
+- ``no-encryption``: a dataset's snapshots are not encrypted (neither the policy nor the
+  dataset/tier names ``encryption``): anyone who can read the store can read the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .policy import Policy, format_duration
+
+CRITICAL_RPO = timedelta(hours=1)
+_PERIOD = {"hourly": timedelta(hours=1), "daily": timedelta(days=1), "weekly": timedelta(weeks=1),
+           "monthly": timedelta(days=30), "yearly": timedelta(days=365)}
+
+
+@dataclass(frozen=True)
+class PolicyWarning:
+    code: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "path": self.path, "message": self.message}
+
+
+def retention_span(retention: Any, interval: timedelta) -> timedelta:
+    """How far back the retention rules can reach when a snapshot is taken every ``interval``:
+    ``last N`` covers N intervals, ``daily N`` N days (or N intervals if runs are rarer), etc."""
+    spans = [timedelta(0)]
+    last = getattr(retention, "last", None)
+    if last:
+        spans.append(interval * last)
+    for name, period in _PERIOD.items():
+        count = getattr(retention, name, None)
+        if count:
+            spans.append(max(period, interval) * count)
+    within = getattr(retention, "within", None)
+    if isinstance(within, timedelta):
+        spans.append(within)
+    return max(spans)
+
+
+def _drill_of(tier: Any) -> Any:
+    verify = getattr(tier, "verify", None)
+    if verify is None:
+        return None
+    if isinstance(verify, dict):
+        return verify.get("drill")
+    return getattr(verify, "drill", None)
+
+
+def _encryption_on(value: Any) -> bool | None:
+    """True/False when ``value`` says, None when it says nothing."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return value
+    keys = value.get("keys") if isinstance(value, dict) else getattr(value, "keys", None)
+    if callable(keys):  # a plain mapping's .keys method, not a `keys:` field
+        keys = value.get("keys") if isinstance(value, dict) else None
+    return bool(keys) if keys is not None else True
+
+
+def warnings(policy: Policy, now: datetime | None = None) -> list[PolicyWarning]:
+    """Every risky choice in ``policy``, in the order tiers, then datasets."""
+    from .schedule import Schedule
+
+    now = now or datetime.now(UTC)
+    out: list[PolicyWarning] = []
+    for name, tier in sorted(policy.tiers.items()):
+        where = f"tiers.{name}"
+        interval = Schedule.parse(tier.schedule, policy.timezone).typical_interval(now)
+        if tier.rpo < interval:
+            out.append(PolicyWarning(
+                "rpo-below-interval", f"{where}.rpo",
+                f"RPO {format_duration(tier.rpo)} is shorter than the schedule's interval "
+                f"({format_duration(interval)} between runs of {tier.schedule!r}): the RPO is "
+                "missed before every run; run more often or allow a longer RPO"))
+        span = retention_span(tier.retention, interval)
+        if span < tier.rpo:
+            out.append(PolicyWarning(
+                "retention-below-rpo", f"{where}.retention",
+                f"retention keeps snapshots for at most about {format_duration(span)}, less than "
+                f"the RPO {format_duration(tier.rpo)}: keep more (e.g. daily: 7)"))
+        critical = name == "critical" or tier.rpo <= CRITICAL_RPO
+        if critical and not _drill_of(tier):
+            why = "named critical" if name == "critical" else f"RPO {format_duration(tier.rpo)} ≤ 1h"
+            out.append(PolicyWarning(
+                "no-drill", where,
+                f"critical tier ({why}) has no restore drill scheduled: add verify: {{drill: "
+                "\"0 4 * * 0\"} to measure restores against the RTO"))
+    policy_on = _encryption_on(getattr(policy, "encryption", None))
+    keys_of = getattr(policy, "encryption_keys", None)  # the policy's own answer, where it has one
+    for name, dataset in sorted(policy.datasets.items()):
+        if callable(keys_of):
+            decided = bool(keys_of(name))
+        else:
+            own_tier = policy.tiers.get(dataset.tier)
+            says = [_encryption_on(getattr(dataset, "encryption", None)),
+                    _encryption_on(getattr(own_tier, "encryption", None)), policy_on]
+            decided = next((v for v in says if v is not None), False)
+        if not decided:
+            out.append(PolicyWarning(
+                "no-encryption", f"datasets.{name}",
+                "no encryption: snapshots are stored as plain compressed JSON that anyone who can "
+                "read the store can read (add keys: and encryption: to the policy)"))
+    return out

@@ -1,0 +1,253 @@
+"""``cloudkeep report``: where every dataset stands, for a calm weekly look.
+
+Per dataset: the newest snapshot and its age against the RPO, the last verification and the last
+restore drill (with the measured restore time against the RTO), how many snapshots are stored and
+how big they are, what retention would keep and remove now, legal holds and open alerts — plus
+the history the HTML report draws: every snapshot, every verification, every RPO breach.
+
+Reading only: the report never writes to a store. A dataset whose store cannot be read is
+reported with its error; the others are still reported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from . import __version__, holds, layout
+from .catalog import list_manifests
+from .errors import CloudkeepError, ObjectNotFoundError
+from .policy import Policy, format_duration
+from .registry import open_store
+from .runtime import snapshot_time
+from .stores import Store
+
+log = logging.getLogger(__name__)
+
+
+def build(policy: Policy, now: datetime, *, policy_source: str = "",
+          datasets: list[str] | None = None) -> dict[str, Any]:
+    """The whole report as plain data (what ``--format json`` prints and the HTML draws)."""
+    names = datasets or sorted(policy.datasets)
+    for name in names:
+        policy.dataset(name)
+    rows = [dataset_report(policy, name, now) for name in names]
+    return {
+        "generated_at": now.isoformat(),
+        "policy": policy_source,
+        "cloudkeep_version": __version__,
+        "datasets": rows,
+    }
+
+
+def dataset_report(policy: Policy, name: str, now: datetime, store: Store | None = None) -> dict[str, Any]:
+    """One dataset's entry of the report; a store error is recorded in ``error``, not raised."""
+    from .prune import prune
+
+    spec = policy.dataset(name)
+    tier = policy.tiers[spec.tier]
+    out: dict[str, Any] = {
+        "dataset": name,
+        "tier": spec.tier,
+        "store": spec.store,
+        "source_type": spec.source.type,
+        "schedule": tier.schedule,
+        "rpo_seconds": int(tier.rpo.total_seconds()),
+        "rpo": format_duration(tier.rpo),
+        "error": None,
+    }
+    rto = _tier_rto(tier)
+    out["rto_seconds"] = int(rto.total_seconds()) if rto else None
+    try:
+        store = store or open_store(policy.stores[spec.store])
+        manifests = [m for m in list_manifests(store, name)]
+        verifications = read_verifications(store, name)
+        held = holds.all_for(store, name)
+        alerts = read_alerts(store, name)
+        retention = prune(policy, name, now, dry_run=True, store=store).as_dict()
+    except CloudkeepError as exc:
+        out.update(error=str(exc), exit_code=exc.exit_code, status="error")
+        return out
+
+    # As of ``now``: records written after it (a report with an earlier --now) are left out.
+    verifications = [v for v in verifications if not v["at"] or _time(v["at"]) <= now]
+    latest_check: dict[str, dict[str, Any]] = {}
+    for record in verifications:  # oldest first: the last one wins
+        latest_check[str(record.get("snapshot_id"))] = record
+    # A snapshot sits on the timeline at the time in its id: its schedule slot (or the start of
+    # an on-demand run), as retention and the schedule see it.
+    ordered = sorted(manifests, key=lambda m: (snapshot_time(m.snapshot_id), m.snapshot_id))
+    snapshots = []
+    for m in ordered:
+        check = latest_check.get(m.snapshot_id)
+        snapshots.append({
+            "snapshot_id": m.snapshot_id,
+            "time": snapshot_time(m.snapshot_id).isoformat(),
+            "started_at": m.started_at.isoformat(),
+            "finished_at": m.finished_at.isoformat(),
+            "trigger": m.trigger,
+            "items": m.totals.items,
+            "stored_bytes": m.totals.stored_bytes,
+            "verified": None if check is None else bool(check.get("ok")),
+            "hold": held.get(m.snapshot_id, {}).get("reason"),
+        })
+    past = [m for m in ordered if snapshot_time(m.snapshot_id) <= now]
+    newest = past[-1] if past else None
+    age = None
+    if newest is not None:  # the data's age, as `plan` counts it (the slot's, when --now is earlier)
+        read_at = newest.started_at if newest.started_at <= now else snapshot_time(newest.snapshot_id)
+        age = now - read_at
+    rpo_met = age is not None and age <= tier.rpo
+    last_verification = verifications[-1] if verifications else None
+    drills = [v for v in verifications if v.get("level") == "drill"]
+    last_drill = drills[-1] if drills else None
+    out.update(
+        newest_snapshot=newest.snapshot_id if newest else None,
+        newest_started_at=newest.started_at.isoformat() if newest else None,
+        age_seconds=int(age.total_seconds()) if age is not None else None,
+        rpo_met=rpo_met,
+        snapshot_count=len(manifests),
+        stored_bytes=sum(m.totals.stored_bytes for m in manifests),
+        raw_bytes=sum(m.totals.raw_bytes for m in manifests),
+        items=newest.totals.items if newest else None,
+        last_verification=last_verification,
+        last_drill=last_drill,
+        retention={
+            "keep": [s["snapshot_id"] for s in retention["snapshots"] if s["action"] == "keep"],
+            "remove": [s["snapshot_id"] for s in retention["snapshots"] if s["action"] == "remove"],
+            "errors": retention["errors"],
+        },
+        holds=[{"snapshot_id": sid, **{k: v for k, v in rec.items() if k != "snapshot_id"}}
+               for sid, rec in sorted(held.items())],
+        alerts_open=alerts,
+        snapshots=snapshots,
+        verifications=verifications,
+        rpo_breaches=rpo_breaches([snapshot_time(m.snapshot_id) for m in past], tier.rpo, now),
+    )
+    out["status"], out["attention"] = _status(out)
+    return out
+
+
+def _tier_rto(tier: Any) -> timedelta | None:
+    """The tier's RTO when the policy has one (``rto:``, or ``verify: {rto: ...}``)."""
+    for holder in (tier, getattr(tier, "verify", None)):
+        value = getattr(holder, "rto", None) if holder is not None else None
+        if isinstance(value, timedelta):
+            return value
+    return None
+
+
+def rpo_breaches(times: list[datetime], rpo: timedelta, now: datetime) -> list[dict[str, Any]]:
+    """The spans in which the newest snapshot was older than the RPO (``to`` None: still open).
+
+    Before the first snapshot there is nothing to be late against, so no breach is counted there.
+    """
+    out: list[dict[str, Any]] = []
+    ordered = sorted(times)
+    for prev, nxt in zip(ordered, ordered[1:], strict=False):
+        if nxt - prev > rpo:
+            out.append({"from": (prev + rpo).isoformat(), "to": nxt.isoformat(),
+                        "seconds": int((nxt - prev - rpo).total_seconds())})
+    if ordered and now - ordered[-1] > rpo:
+        out.append({"from": (ordered[-1] + rpo).isoformat(), "to": None,
+                    "seconds": int((now - ordered[-1] - rpo).total_seconds())})
+    return out
+
+
+def read_verifications(store: Store, dataset: str) -> list[dict[str, Any]]:
+    """Every verification record of ``dataset``, oldest first, reduced to what the report shows.
+    Unreadable records are skipped with a log line (a report is not the place to fail on them)."""
+    prefix = layout.all_verifications_prefix(dataset)
+    keys = [i.key for i in store.list(prefix) if i.key.endswith(".json")]
+
+    def load(key: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads(store.get(key))
+        except (ObjectNotFoundError, ValueError) as exc:
+            log.warning("skipping verification record %s: %s", key, exc)
+            return None
+        if not isinstance(data, dict):
+            return None
+        rest = key[len(prefix):]
+        snapshot_id, _, stamp = rest.partition("/")
+        problems = data.get("problems") or []
+        return {
+            "snapshot_id": data.get("snapshot_id") or snapshot_id,
+            "level": data.get("level", "integrity"),
+            "ok": bool(data.get("ok")),
+            "at": data.get("finished_at") or data.get("started_at") or _stamp_time(stamp),
+            "problems": len(problems) if isinstance(problems, list) else int(bool(problems)),
+            "restore_seconds": data.get("restore_seconds"),
+            "rto_met": data.get("rto_met"),
+        }
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        records = [r for r in pool.map(load, keys) if r is not None]
+    records.sort(key=lambda r: str(r["at"]))
+    return records
+
+
+def _time(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _stamp_time(stamp: str) -> str | None:
+    try:
+        return datetime.strptime(stamp[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).isoformat()
+    except ValueError:
+        return None
+
+
+def read_alerts(store: Store, dataset: str) -> list[dict[str, Any]]:
+    """The dataset's open alerts (none when no alert state was ever written)."""
+    try:
+        data = json.loads(store.get(layout.alert_state_key(dataset)))
+    except ObjectNotFoundError:
+        return []
+    except ValueError as exc:
+        log.warning("cannot read the alert state of %s: %s", dataset, exc)
+        return []
+    opened = data.get("open") if isinstance(data, dict) else None
+    return [a for a in opened if isinstance(a, dict)] if isinstance(opened, list) else []
+
+
+def _status(row: dict[str, Any]) -> tuple[str, list[str]]:
+    """ok / warning / critical, with the reasons a person should look."""
+    critical: list[str] = []
+    warning: list[str] = []
+    if row["newest_snapshot"] is None:
+        critical.append("no committed snapshot")
+    elif not row["rpo_met"]:
+        critical.append(f"newest snapshot is older than the RPO ({row['rpo']})")
+    last = row["last_verification"]
+    if last is None:
+        warning.append("never verified")
+    elif not last["ok"]:
+        critical.append(f"last verification failed ({last['snapshot_id']}, {last['problems']} problems)")
+    drill = row["last_drill"]
+    if drill is not None and (not drill["ok"] or drill.get("rto_met") is False):
+        critical.append("last restore drill failed" if not drill["ok"] else "last restore drill missed the RTO")
+    if row["alerts_open"]:
+        critical.append(f"{len(row['alerts_open'])} alert(s) open")
+    if row["retention"]["errors"]:
+        warning.extend(row["retention"]["errors"])
+    if critical:
+        return "critical", critical + warning
+    return ("warning" if warning else "ok"), warning
+
+
+def human_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+    whole = int(seconds)
+    if whole >= 86400:  # coarser as it grows: 3d4h, 21h3m, 5m12s
+        whole -= whole % 3600
+    elif whole >= 3600:
+        whole -= whole % 60
+    return format_duration(timedelta(seconds=whole))
