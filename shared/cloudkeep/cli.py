@@ -350,7 +350,8 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, store_n
 @_local_options
 @click.argument("ref", metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
 @click.option("--into", "--target", "target", required=True, metavar="NAME",
-              help="Target to restore into (for DynamoDB: a table name in the source's region).")
+              help="Target to restore into (DynamoDB: a table name in the source's region; "
+                   "S3: BUCKET[/PREFIX]).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty target.")
 @click.option("--store", "store_name", metavar="STORE", help="Restore from the copy in this store.")
 @click.pass_obj
@@ -400,6 +401,15 @@ def prune(ctx: Ctx, datasets: tuple[str, ...], dry_run: bool, now_text: str | No
                 click.echo(f"  skipped {locked['snapshot_id']} ({locked['store']}): {locked['detail']}")
             for orphan in report["orphans_removed"]:
                 click.echo(f"  removed parts of unfinished run {orphan}")
+            gc = report.get("blobs")
+            if gc:
+                if gc["skipped"]:
+                    click.echo(f"  blobs: not collected: {gc['skipped']}")
+                else:
+                    click.echo(f"  blobs: {verb} {gc['removed']} unreferenced "
+                               f"({human_bytes(gc['removed_bytes'])}), "
+                               f"{gc['kept_within_grace']} kept within the grace period, "
+                               f"{gc['referenced']} referenced")
             for error in report["errors"]:
                 click.echo(f"  error: {error}")
 

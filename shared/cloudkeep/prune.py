@@ -5,7 +5,9 @@ removed by a later prune), never a manifest pointing at missing parts. Parts lef
 (a snapshot folder without a manifest) are removed once older than a grace period and while no
 run holds the dataset's lock. Objects still under an immutability policy are skipped and
 reported, not failed on. Snapshots that are kept have their Object Lock retention extended when
-they now outlive it.
+they now outlive it. For the S3 source, blobs no committed snapshot references are deleted
+last (``cloudkeep.blobs``: never one younger than its grace period, always under the dataset's
+lock); a dry run shows what would go.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class PruneReport:
     orphans: list[str] = field(default_factory=list)
     extended: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    blobs: dict[str, Any] | None = None  # S3 source: garbage collection of unreferenced blobs
 
     def as_dict(self) -> dict[str, Any]:
         rows = [{"snapshot_id": s, "action": "keep", "reasons": self.decision.reasons.get(s, [])}
@@ -55,7 +58,7 @@ class PruneReport:
             "orphans_removed": self.orphans,
             "retention_extended": self.extended,
             "errors": self.errors,
-        }
+        } | ({"blobs": self.blobs} if self.blobs is not None else {})
 
 
 def snapshot_infos(store: Store, dataset: str) -> list[SnapshotInfo]:
@@ -111,14 +114,35 @@ def prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool = False,
     if uncertain:
         report.errors.append(f"nothing removed: {uncertain}")
     if dry_run:
+        if not uncertain:
+            _collect_blobs(store, dataset, now, report, keep_ids=decision.keep)
         return report
     for sid in decision.remove:
         _remove_snapshot(policy, store, dataset, sid, report)
     _extend_retention(store, dataset, decision.keep, rules, report)
     _remove_orphans(store, dataset, now, report)
+    if not uncertain:
+        _collect_blobs(store, dataset, now, report)
     log.info("prune %s: kept %d, removed %d, locked %d, orphans %d", dataset, len(decision.keep),
              len(report.removed), len(report.locked), len(report.orphans))
     return report
+
+
+def _collect_blobs(store: Store, dataset: str, now: datetime, report: PruneReport,
+                   keep_ids: list[str] | None = None) -> None:
+    """S3 source: blobs no committed snapshot references (older than the grace period)."""
+    from . import blobs
+
+    try:
+        gc = blobs.collect(store, dataset, now, keep_ids=keep_ids, dry_run=report.dry_run)
+    except ObjectLockedError as exc:
+        report.locked.append({"snapshot_id": "(blobs)", "store": "primary", "detail": str(exc)})
+        return
+    except CloudkeepError as exc:
+        report.errors.append(f"unreferenced blobs of {dataset}: {exc}")
+        return
+    if gc.referenced or gc.unreferenced or gc.skipped:
+        report.blobs = gc.as_dict()
 
 
 def _keep_chains(store: Store, dataset: str, decision: Decision) -> Decision:

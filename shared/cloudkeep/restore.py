@@ -80,6 +80,9 @@ def restore(
     snapshots = chain.load_chain(store, manifest)
     for snapshot in snapshots:
         _precheck(store, snapshot)
+    attach_store = getattr(source, "attach_store", None)
+    if attach_store is not None:  # the S3 source restores objects from the store's blobs
+        attach_store(store, manifest.dataset)
     writer = source.open_restore(target, manifest.source, overwrite=overwrite)
     t0 = time.monotonic()
     items = 0
