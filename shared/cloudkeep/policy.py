@@ -407,9 +407,9 @@ SourceSpec = Annotated[
 ]
 SOURCE_MODELS: dict[str, type[BaseModel]] = {
     "dynamodb": DynamoDBSourceSpec,
-    "s3": S3SourceSpec,
     "firestore": FirestoreSourceSpec,
     "cosmos": CosmosSourceSpec,
+    "s3": S3SourceSpec,
 }
 SOURCE_TYPES = tuple(SOURCE_MODELS)
 
