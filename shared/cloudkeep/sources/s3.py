@@ -22,7 +22,8 @@ New content is hashed, then copied:
   the same endpoint. The sha256 is S3's own full-object ``ChecksumSHA256`` when the object has one
   (S3 checks it on upload); otherwise the object is read once to hash it (first time only). The
   copy is made with ``CopySourceIfMatch`` on the ETag that was hashed, so the blob holds exactly
-  the hashed bytes.
+  the hashed bytes. Objects up to 8 MiB are read with one GetObject (metadata, tag count and
+  bytes at once); larger ones are inspected with HeadObject first.
 - streamed through this process otherwise: objects up to 8 MiB are read once into memory; larger
   ones are read once to hash and, if the blob is absent, read again (``IfMatch`` the same ETag)
   into a create-only put whose sha256 is checked.
@@ -320,7 +321,7 @@ class S3Source:
             for _ in range(3):
                 try:
                     if self.server_side():
-                        return self._copy_server_side(key, storage_class)
+                        return self._copy_server_side(key, storage_class, size)
                     return self._copy_streamed(key, storage_class)
                 except _Changed:
                     continue  # rewritten while we read it: read the new content
@@ -344,7 +345,10 @@ class S3Source:
     def _record(self, key: str, resp: dict[str, Any], sha256: str, storage_class: str
                 ) -> dict[str, Any]:
         version = resp.get("VersionId")
-        tags = self._tags(key, version if version and version != "null" else None)
+        if "Body" in resp and not resp.get("TagCount"):
+            tags: dict[str, str] = {}  # GetObject says how many tags there are: none to read
+        else:
+            tags = self._tags(key, version if version and version != "null" else None)
         return {
             "key": key,
             "version": version,
@@ -377,8 +381,10 @@ class S3Source:
             tagset = self.client.get_object_tagging(**params).get("TagSet", [])
         return {t["Key"]: t["Value"] for t in tagset}
 
-    def _get(self, key: str, etag: str | None = None) -> dict[str, Any]:
+    def _get(self, key: str, etag: str | None = None, *, checksum: bool = False) -> dict[str, Any]:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if checksum:
+            params["ChecksumMode"] = "ENABLED"
         if etag:
             params["IfMatch"] = f'"{etag}"'
         with _errors(f"reading s3://{self.bucket}/{key}"):
@@ -436,15 +442,28 @@ class S3Source:
             raise _Changed()
         self.stats.add(objects=1, bytes=info.size, copied_objects=1, copied_bytes=info.size)
 
-    def _copy_server_side(self, key: str, storage_class: str) -> dict[str, Any]:
+    def _copy_server_side(self, key: str, storage_class: str, listed_size: int) -> dict[str, Any]:
         from ..stores.s3 import S3Store
 
         assert isinstance(self.store, S3Store) and self.dataset is not None
-        head = self._head(key)
-        if head is None:
-            raise _Changed()
-        etag, size = etag_of(head["ETag"]), int(head["ContentLength"])
-        sha = full_object_sha256(head) or self._hash_object(key, etag)
+        head: dict[str, Any] | None
+        if listed_size <= SMALL:
+            # Small: one GetObject gives the metadata, the tag count and the bytes to hash.
+            head = self._get(key, checksum=True)
+            etag, size = etag_of(head["ETag"]), int(head["ContentLength"])
+            sha = full_object_sha256(head) or ""
+            with _errors(f"reading s3://{self.bucket}/{key}"):
+                body = head["Body"].read() if not sha else b""
+                head["Body"].close()
+            if not sha:
+                sha = hashlib.sha256(body).hexdigest()
+                self.stats.add(hashed_bytes=size)
+        else:
+            head = self._head(key)
+            if head is None:
+                raise _Changed()
+            etag, size = etag_of(head["ETag"]), int(head["ContentLength"])
+            sha = full_object_sha256(head) or self._hash_object(key, etag)
         blob = layout.blob_key(self.dataset, sha)
         if self.store.stat(blob) is not None:
             self.stats.add(objects=1, bytes=size, deduplicated_objects=1)
