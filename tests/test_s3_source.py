@@ -350,3 +350,33 @@ def test_missing_source_bucket_is_unreachable(tmp_path: Path, s3: Any, capsys: A
     path = write_policy(tmp_path, f"nope-{secrets.token_hex(4)}", file_store(tmp_path, s3))
     code, out, err = cli(capsys, "--policy", path, "run", "files")
     assert code == 3 and "not found" in out + err
+
+
+def test_pure_helpers() -> None:
+    import base64
+
+    from cloudkeep.errors import RestoreError
+    from cloudkeep.sources.s3 import _Cursor, full_object_sha256, same_endpoint, split_target
+
+    digest = hashlib.sha256(b"x").digest()
+    assert full_object_sha256({"ChecksumSHA256": base64.b64encode(digest).decode()}) == digest.hex()
+    assert full_object_sha256({"ChecksumSHA256": base64.b64encode(digest).decode() + "-3"}) is None
+    assert full_object_sha256({"ChecksumSHA256": base64.b64encode(digest).decode(),
+                               "ChecksumType": "COMPOSITE"}) is None
+    assert full_object_sha256({}) is None
+    assert split_target("restored") == ("restored", "")
+    assert split_target("restored/a/b/") == ("restored", "a/b")
+    with pytest.raises(RestoreError, match="BUCKET"):
+        split_target("Not_A_Bucket/x")
+    assert same_endpoint("https://s3.eu-west-1.amazonaws.com", "https://s3.us-east-1.amazonaws.com")
+    assert same_endpoint("http://127.0.0.1:5000/", "http://127.0.0.1:5000")
+    assert not same_endpoint("http://127.0.0.1:5000", "https://s3.us-east-1.amazonaws.com")
+
+    cursor = _Cursor(iter([{"key": k} for k in ["a", "c", "d", "f"]]))
+    assert [cursor.find(k) for k in ["a", "b", "c", "e", "f", "g"]] == [
+        {"key": "a"}, None, {"key": "c"}, None, {"key": "f"}, None]
+
+    source = S3Source("bucket", REGION, prefix="p/", include=["*.txt"], exclude=["tmp/*"])
+    assert source.wanted("p/a.txt") and source.wanted("p/deep/a.txt")
+    assert not source.wanted("p/tmp/a.txt") and not source.wanted("p/a.bin")
+    assert not source.wanted("other/a.txt")
