@@ -254,8 +254,14 @@ def test_verify_reports_missing_and_damaged_blobs(tmp_path: Path, s3: Any, capsy
     code, out, _ = cli(capsys, "--policy", policy, "verify", f"files@{sid}")
     assert code == 1
     assert f"blob {missing} is missing" in out and f"blob {damaged} is damaged" in out
-    code, _, err = cli(capsys, "--policy", policy, "restore", f"files@{sid}", "--into", new_bucket(s3, "r"))
-    assert code == 1 and missing in err
+    target = new_bucket(s3, "r")
+    code, _, err = cli(capsys, "--policy", policy, "restore", f"files@{sid}", "--into", target)
+    assert code == 1 and f"blob {missing} is missing" in err and "nothing was written" in err
+    assert "Contents" not in s3.list_objects_v2(Bucket=target)
+    # a blob that is there but damaged is caught while writing, naming it
+    (vault / layout.blob_key("files", missing)).write_bytes(bodies["data/blob.bin"])
+    code, _, err = cli(capsys, "--policy", policy, "restore", f"files@{sid}", "--into", f"{target}/x")
+    assert code == 1 and f"blob {damaged}" in err and "damaged" in err
 
 
 @pytest.mark.parametrize("kind", ["file", "s3"])

@@ -139,6 +139,11 @@ def _precheck(store: Store, manifest: Manifest) -> None:
             problems.append(
                 f"part {part.name} has {info.size} bytes, manifest says {part.stored_bytes}"
             )
+    from . import blobs
+
+    if not problems and blobs.uses_blobs(manifest):
+        # S3 source: every object's content must be there too (sha256 is checked while writing).
+        problems += blobs.check_blobs(store, manifest, rehash=False)
     if problems:
         raise RestoreError(
             "refusing to restore a damaged snapshot (nothing was written): " + "; ".join(problems)
