@@ -524,8 +524,11 @@ class S3Source:
                     continue
                 reader.bucket = bucket
                 resp = reader._get(obj["Key"])
-                body = resp["Body"].read()
-                record = reader._record(obj["Key"], resp, hashlib.sha256(body).hexdigest(),
+                sha = hashlib.sha256()
+                with _errors(f"reading s3://{bucket}/{obj['Key']}"):
+                    while chunk := resp["Body"].read(1 << 20):
+                        sha.update(chunk)
+                record = reader._record(obj["Key"], resp, sha.hexdigest(),
                                         obj.get("StorageClass") or "STANDARD")
                 record["key"] = original
                 digest.add_line(canonical_json(record))
