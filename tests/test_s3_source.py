@@ -169,6 +169,12 @@ def test_second_snapshot_of_unchanged_bucket_copies_nothing(tmp_path: Path, s3: 
     assert stats["reused_objects"] == len(bodies) and second.source["reused_from"] == first.snapshot_id
     assert second.content_digest.value == first.content_digest.value
     assert {i.key: i for i in the_store(policy).list(layout.blobs_prefix("files"))} == stored
+    from cloudkeep.engine import RunResult
+    from cloudkeep.metrics import backup_metrics
+
+    metrics = {m.name: m.value for m in backup_metrics(
+        load_policy(policy).policy, RunResult("files", "committed", second.snapshot_id, second))}
+    assert metrics["BlobBytesCopied"] == 0 and metrics["ObjectsReused"] == len(bodies)
 
     # one object changes, one is added with content the bucket already has, one is deleted
     s3.put_object(Bucket=bucket, Key="data/blob.bin", Body=b"new content")

@@ -1,7 +1,8 @@
 """Metrics through one small protocol; one sink per platform.
 
 Names (dimensions ``dataset`` and ``tier``): ``BackupSucceeded``, ``BackupFailed`` (counts),
-``ItemsBackedUp`` (count), ``BytesStored`` (bytes), ``BackupDurationSeconds`` (seconds).
+``ItemsBackedUp`` (count), ``BytesStored`` (bytes), ``BackupDurationSeconds`` (seconds); for the
+S3 source also ``BlobBytesCopied`` (bytes of object content copied) and ``ObjectsReused`` (count).
 """
 
 from __future__ import annotations
@@ -37,12 +38,19 @@ def backup_metrics(policy: Policy, result: RunResult) -> list[Metric]:
     if result.status != "committed" or result.manifest is None:
         return []
     m = result.manifest
-    return [
+    out = [
         Metric("BackupSucceeded", 1, "Count", dims),
         Metric("ItemsBackedUp", m.totals.items, "Count", dims),
         Metric("BytesStored", m.totals.stored_bytes, "Bytes", dims),
         Metric("BackupDurationSeconds", (m.finished_at - m.started_at).total_seconds(), "Seconds", dims),
     ]
+    blobs = m.source.get("blobs")
+    if isinstance(blobs, dict):  # S3 source: object content copied into blobs by this run
+        out += [
+            Metric("BlobBytesCopied", int(blobs.get("copied_bytes", 0)), "Bytes", dims),
+            Metric("ObjectsReused", int(blobs.get("reused_objects", 0)), "Count", dims),
+        ]
+    return out
 
 
 @dataclass
