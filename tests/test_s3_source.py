@@ -392,3 +392,29 @@ def test_pure_helpers() -> None:
     assert source.wanted("p/a.txt") and source.wanted("p/deep/a.txt")
     assert not source.wanted("p/tmp/a.txt") and not source.wanted("p/a.bin")
     assert not source.wanted("other/a.txt")
+
+
+def test_scheduled_ticks_snapshot_incrementally_and_collect(tmp_path: Path, s3: Any) -> None:
+    """Two scheduled ticks (the path the functions take): the second copies nothing, and the
+    prune that follows each tick collects blobs (none old enough yet)."""
+    from cloudkeep.runtime import tick
+
+    bucket = new_bucket(s3)
+    bodies = seed(s3, bucket)
+    path = write_policy(tmp_path, bucket, s3_store(tmp_path, s3))
+    doc = yaml.safe_load(Path(path).read_text())
+    doc["tiers"]["standard"].update(schedule="0 * * * *", rpo="2h")
+    Path(path).write_text(yaml.safe_dump(doc))
+    policy = load_policy(path).policy
+    first_at = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    first = tick(policy, first_at)
+    s3.put_object(Bucket=bucket, Key="data/blob.bin", Body=b"changed")
+    second = tick(policy, first_at + timedelta(hours=1))
+    [r1], [r2] = first.results, second.results
+    assert r1.status == r2.status == "committed", (r1.error, r2.error)
+    assert r1.manifest is not None and r2.manifest is not None
+    assert r2.manifest.source["blobs"]["copied_bytes"] == len(b"changed")
+    assert r2.manifest.source["blobs"]["reused_objects"] == len(bodies) - 1
+    assert r2.pruned == [r1.snapshot_id]  # retention: last 1
+    store = the_store(path)
+    assert hashlib.sha256(bodies["data/blob.bin"]).hexdigest() in blob_shas(store)  # grace
