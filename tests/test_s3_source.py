@@ -418,3 +418,12 @@ def test_scheduled_ticks_snapshot_incrementally_and_collect(tmp_path: Path, s3: 
     assert r2.pruned == [r1.snapshot_id]  # retention: last 1
     store = the_store(path)
     assert hashlib.sha256(bodies["data/blob.bin"]).hexdigest() in blob_shas(store)  # grace
+
+
+def test_show_names_the_bucket(tmp_path: Path, s3: Any, capsys: Any) -> None:
+    bucket = new_bucket(s3)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v")
+    path = write_policy(tmp_path, bucket, file_store(tmp_path, s3), prefix="")
+    sid = snapshot(path).snapshot_id
+    code, out, _ = cli(capsys, "--policy", path, "show", f"files@{sid}")
+    assert code == 0 and f"s3 {bucket} {REGION}" in out

@@ -288,7 +288,9 @@ def show(ctx: Ctx, ref: str, store_name: str | None) -> None:
         lines = [
             ("snapshot", d["ref"]),
             ("store", f"{d['store']} ({d['store_location']})"),
-            ("source", f"{src.get('type')} {src.get('table', '')} {src.get('region', '')}".strip()),
+            ("source", " ".join(str(v) for v in (
+                src.get("type"), src.get("table") or src.get("bucket"), src.get("prefix"),
+                src.get("region")) if v)),
             ("trigger", d["trigger"] + (f" (slot {d['slot']})" if d.get("slot") else "")),
             ("tier", d["tier"]),
             ("started", d["started_at"]),
