@@ -392,6 +392,8 @@ def test_pure_helpers() -> None:
     assert source.wanted("p/a.txt") and source.wanted("p/deep/a.txt")
     assert not source.wanted("p/tmp/a.txt") and not source.wanted("p/a.bin")
     assert not source.wanted("other/a.txt")
+    assert not S3Source("b", REGION, prefix="p/", exclude=["p/tmp/*"]).wanted("p/tmp/a.txt")
+    assert S3Source("b", REGION, prefix="p/", include=["p/*.txt"]).wanted("p/a.txt")
 
 
 def test_scheduled_ticks_snapshot_incrementally_and_collect(tmp_path: Path, s3: Any) -> None:

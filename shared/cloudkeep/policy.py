@@ -357,8 +357,9 @@ class S3SourceSpec(Model):
     """Objects of an S3 bucket (optionally under ``prefix``), copied into content-addressed blobs
     of the dataset's store: an object whose content did not change since the last snapshot is
     never copied again, and identical content is stored once. ``include`` / ``exclude``: globs
-    (``*`` also matches ``/``) on the key relative to ``prefix``; an object is backed up when it
-    matches an ``include`` pattern (or there are none) and no ``exclude`` pattern."""
+    (``*`` also matches ``/``) on the key relative to ``prefix`` or the full key; an object is
+    backed up when it matches an ``include`` pattern (or there are none) and no ``exclude``
+    pattern."""
 
     type: Literal["s3"]
     bucket: str

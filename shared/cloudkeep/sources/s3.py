@@ -265,14 +265,18 @@ class S3Source:
         return 1
 
     def wanted(self, key: str) -> bool:
-        """Whether ``key`` is backed up: under the prefix, matching ``include`` (if any) and no
-        ``exclude`` glob, both matched against the key relative to the prefix."""
+        """Whether ``key`` is backed up: under the prefix, matching an ``include`` glob (if any)
+        and no ``exclude`` glob. A glob matches the key relative to the prefix or the full key."""
         if not key.startswith(self.prefix):
             return False
         rel = key[len(self.prefix):]
-        if self.include and not any(fnmatch.fnmatchcase(rel, p) for p in self.include):
+
+        def matches(pattern: str) -> bool:
+            return fnmatch.fnmatchcase(rel, pattern) or fnmatch.fnmatchcase(key, pattern)
+
+        if self.include and not any(matches(p) for p in self.include):
             return False
-        return not any(fnmatch.fnmatchcase(rel, p) for p in self.exclude)
+        return not any(matches(p) for p in self.exclude)
 
     def list_objects(self, bucket: str | None = None, prefix: str | None = None
                      ) -> Iterator[list[dict[str, Any]]]:
