@@ -347,6 +347,22 @@ def test_copy_to_another_store_carries_the_blobs(tmp_path: Path, s3: Any, capsys
     assert code == 0, err
     assert_same_objects(s3, bucket, target, "", list(bodies))
 
+    # a later snapshot without one object; once the first is pruned, its blob goes in both stores
+    s3.delete_object(Bucket=bucket, Key="data/blob.bin")
+    import time
+
+    time.sleep(1.1)  # snapshot ids order by their second
+    [row2] = cli_json(capsys, "--policy", path, "run", "files")
+    assert row2["copies"][0]["verified"]
+    gone = hashlib.sha256(bodies["data/blob.bin"]).hexdigest()
+    later = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    [report] = cli_json(capsys, "--policy", path, "prune", "--now", later)
+    assert report["removed"] == [row["snapshot_id"]]
+    assert report["blobs"]["removed"] == 1 and report["copy_blobs"]["far"]["removed"] == 1
+    for folder in ("vault", "far"):
+        store = open_store(load_policy(path).policy.stores["vault" if folder == "vault" else "far"])
+        assert gone not in blob_shas(store) and len(blob_shas(store)) == len(set(bodies.values())) - 1
+
 
 def test_policy_errors_name_the_field(tmp_path: Path, capsys: Any) -> None:
     path = write_policy(tmp_path, "Bad_Bucket", {"type": "file", "path": "v"}, versions=True,

@@ -403,12 +403,15 @@ def prune(ctx: Ctx, datasets: tuple[str, ...], dry_run: bool, now_text: str | No
                 click.echo(f"  skipped {locked['snapshot_id']} ({locked['store']}): {locked['detail']}")
             for orphan in report["orphans_removed"]:
                 click.echo(f"  removed parts of unfinished run {orphan}")
-            gc = report.get("blobs")
-            if gc:
+            gcs = [("blobs", report.get("blobs"))] + [
+                (f"blobs in {name}", gc) for name, gc in report.get("copy_blobs", {}).items()]
+            for label, gc in gcs:
+                if not gc:
+                    continue
                 if gc["skipped"]:
-                    click.echo(f"  blobs: not collected: {gc['skipped']}")
+                    click.echo(f"  {label}: not collected: {gc['skipped']}")
                 else:
-                    click.echo(f"  blobs: {verb} {gc['removed']} unreferenced "
+                    click.echo(f"  {label}: {verb} {gc['removed']} unreferenced "
                                f"({human_bytes(gc['removed_bytes'])}), "
                                f"{gc['kept_within_grace']} kept within the grace period, "
                                f"{gc['referenced']} referenced")

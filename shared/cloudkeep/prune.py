@@ -42,6 +42,7 @@ class PruneReport:
     extended: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     blobs: dict[str, Any] | None = None  # S3 source: garbage collection of unreferenced blobs
+    copy_blobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # ... in copy stores
 
     def as_dict(self) -> dict[str, Any]:
         rows = [{"snapshot_id": s, "action": "keep", "reasons": self.decision.reasons.get(s, [])}
@@ -58,7 +59,8 @@ class PruneReport:
             "orphans_removed": self.orphans,
             "retention_extended": self.extended,
             "errors": self.errors,
-        } | ({"blobs": self.blobs} if self.blobs is not None else {})
+        } | ({"blobs": self.blobs} if self.blobs is not None else {}) | (
+            {"copy_blobs": self.copy_blobs} if self.copy_blobs else {})
 
 
 def snapshot_infos(store: Store, dataset: str) -> list[SnapshotInfo]:
@@ -115,34 +117,44 @@ def prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool = False,
         report.errors.append(f"nothing removed: {uncertain}")
     if dry_run:
         if not uncertain:
-            _collect_blobs(store, dataset, now, report, keep_ids=decision.keep)
+            _collect_blobs(policy, store, dataset, now, report, keep_ids=decision.keep)
         return report
     for sid in decision.remove:
         _remove_snapshot(policy, store, dataset, sid, report)
     _extend_retention(store, dataset, decision.keep, rules, report)
     _remove_orphans(store, dataset, now, report)
     if not uncertain:
-        _collect_blobs(store, dataset, now, report)
+        _collect_blobs(policy, store, dataset, now, report)
     log.info("prune %s: kept %d, removed %d, locked %d, orphans %d", dataset, len(decision.keep),
              len(report.removed), len(report.locked), len(report.orphans))
     return report
 
 
-def _collect_blobs(store: Store, dataset: str, now: datetime, report: PruneReport,
+def _collect_blobs(policy: Policy, store: Store, dataset: str, now: datetime, report: PruneReport,
                    keep_ids: list[str] | None = None) -> None:
-    """S3 source: blobs no committed snapshot references (older than the grace period)."""
+    """S3 source: blobs no committed snapshot references (older than the grace period), in the
+    dataset's store and in the stores it is copied to."""
     from . import blobs
 
-    try:
-        gc = blobs.collect(store, dataset, now, keep_ids=keep_ids, dry_run=report.dry_run)
-    except ObjectLockedError as exc:
-        report.locked.append({"snapshot_id": "(blobs)", "store": "primary", "detail": str(exc)})
-        return
-    except CloudkeepError as exc:
-        report.errors.append(f"unreferenced blobs of {dataset}: {exc}")
-        return
-    if gc.referenced or gc.unreferenced or gc.skipped:
-        report.blobs = gc.as_dict()
+    targets: list[tuple[str | None, Store | None]] = [(None, store)]
+    targets += [(name, None) for name in copies.targets(policy, dataset) if name in policy.stores]
+    for name, target in targets:
+        where = name or "primary"
+        try:
+            target = target or open_store(policy.stores[str(name)])
+            gc = blobs.collect(target, dataset, now, keep_ids=keep_ids, dry_run=report.dry_run)
+        except ObjectLockedError as exc:
+            report.locked.append({"snapshot_id": "(blobs)", "store": where, "detail": str(exc)})
+            continue
+        except CloudkeepError as exc:
+            report.errors.append(f"unreferenced blobs of {dataset} ({where}): {exc}")
+            continue
+        if not (gc.referenced or gc.unreferenced or gc.skipped):
+            continue
+        if name is None:
+            report.blobs = gc.as_dict()
+        else:
+            report.copy_blobs[name] = gc.as_dict()
 
 
 def _keep_chains(store: Store, dataset: str, decision: Decision) -> Decision:
