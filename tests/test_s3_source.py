@@ -445,3 +445,25 @@ def test_show_names_the_bucket(tmp_path: Path, s3: Any, capsys: Any) -> None:
     sid = snapshot(path).snapshot_id
     code, out, _ = cli(capsys, "--policy", path, "show", f"files@{sid}")
     assert code == 0 and f"s3 {bucket} {REGION}" in out
+
+
+def test_object_lock_covers_blobs_and_prune_extends_it(tmp_path: Path, s3: Any, capsys: Any) -> None:
+    vault = f"locked-{secrets.token_hex(4)}"
+    s3.create_bucket(Bucket=vault, ObjectLockEnabledForBucket=True)
+    bucket = new_bucket(s3)
+    s3.put_object(Bucket=bucket, Key="small", Body=b"tiny")
+    path = write_policy(tmp_path, bucket, {"type": "s3", "bucket": vault, "region": REGION,
+                                          "object_lock": {"mode": "GOVERNANCE"}})
+    doc = yaml.safe_load(Path(path).read_text())
+    doc["tiers"]["standard"]["retention"] = {"daily": 7}
+    Path(path).write_text(yaml.safe_dump(doc))
+    manifest = snapshot(path)
+    blob = layout.blob_key("files", hashlib.sha256(b"tiny").hexdigest())
+    first = s3.head_object(Bucket=vault, Key=blob)
+    assert first["ObjectLockMode"] == "GOVERNANCE" and first["ObjectLockRetainUntilDate"] > datetime.now(UTC)
+    import time
+
+    time.sleep(1.1)
+    [report] = cli_json(capsys, "--policy", path, "prune")
+    assert report["retention_extended"] == [manifest.snapshot_id]
+    assert s3.head_object(Bucket=vault, Key=blob)["ObjectLockRetainUntilDate"] > first["ObjectLockRetainUntilDate"]

@@ -220,9 +220,21 @@ def _extend_retention(store: Store, dataset: str, keep: list[str], rules: Rules,
             for info in store.list(layout.snapshot_prefix(dataset, sid)):
                 if info.key != manifest_key:
                     extend(info.key, until)
+            _extend_blobs(store, dataset, sid, extend, until)
             report.extended.append(sid)
         except CloudkeepError as exc:
             report.errors.append(f"{dataset}@{sid}: cannot extend retention: {exc}")
+
+
+def _extend_blobs(store: Store, dataset: str, sid: str, extend: Any, until: datetime) -> None:
+    """S3 source: the blobs a kept snapshot references stay locked as long as the snapshot."""
+    from . import blobs
+    from .catalog import load_manifest
+
+    manifest = load_manifest(store, dataset, sid)
+    if blobs.uses_blobs(manifest):
+        for sha in blobs.distinct_blobs(store, manifest):
+            extend(layout.blob_key(dataset, sha), until)
 
 
 def _remove_orphans(store: Store, dataset: str, now: datetime, report: PruneReport) -> None:

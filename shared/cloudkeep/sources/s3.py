@@ -477,13 +477,13 @@ class S3Source:
         version = head.get("VersionId")
         if version and version != "null":
             source["VersionId"] = version
-        lock: dict[str, Any] = {}
-        if self.retain_until is not None and self.store.lock_mode:
-            lock = {"ObjectLockMode": self.store.lock_mode,
-                    "ObjectLockRetainUntilDate": self.retain_until}
         server_copy(self.store.client, source, etag, size, bucket, full,
                     {"MetadataDirective": "REPLACE", "TaggingDirective": "REPLACE",
-                     "ContentType": "application/octet-stream", **lock}, where=f"s3://{self.bucket}/{key}")
+                     "ContentType": "application/octet-stream"}, where=f"s3://{self.bucket}/{key}")
+        if self.retain_until is not None and self.store.lock_mode:
+            # Retention is set right after the copy (a copy request with Object Lock headers
+            # needs a body checksum that a copy does not have).
+            self.store.extend_retention(blob, self.retain_until)
         self.stats.add(objects=1, bytes=size, copied_objects=1, copied_bytes=size)
         return self._record(key, head, sha, storage_class)
 
