@@ -356,7 +356,9 @@ def show(ctx: Ctx, ref: str, store_name: str | None) -> None:
         lines = [
             ("snapshot", d["ref"]),
             ("store", f"{d['store']} ({d['store_location']})"),
-            ("source", f"{src.get('type')} {src.get('table', '')} {src.get('region', '')}".strip()),
+            ("source", " ".join(str(v) for v in (
+                src.get("type"), src.get("table") or src.get("bucket"), src.get("prefix"),
+                src.get("region")) if v)),
             ("trigger", d["trigger"] + (f" (slot {d['slot']})" if d.get("slot") else "")),
             ("tier", d["tier"]),
             ("started", d["started_at"]),
@@ -441,7 +443,8 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_
 @_local_options
 @click.argument("ref", metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
 @click.option("--into", "--target", "target", required=True, metavar="NAME",
-              help="Target to restore into (for DynamoDB: a table name in the source's region).")
+              help="Target to restore into (DynamoDB: a table name in the source's region; "
+                   "S3: BUCKET[/PREFIX]).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty target.")
 @click.option("--store", "store_name", metavar="STORE", help="Restore from the copy in this store.")
 @click.pass_obj
@@ -507,6 +510,18 @@ def prune(ctx: Ctx, datasets: tuple[str, ...], dry_run: bool, now_text: str | No
                 click.echo(f"  skipped {locked['snapshot_id']} ({locked['store']}): {locked['detail']}")
             for orphan in report["orphans_removed"]:
                 click.echo(f"  removed parts of unfinished run {orphan}")
+            gcs = [("blobs", report.get("blobs"))] + [
+                (f"blobs in {name}", gc) for name, gc in report.get("copy_blobs", {}).items()]
+            for label, gc in gcs:
+                if not gc:
+                    continue
+                if gc["skipped"]:
+                    click.echo(f"  {label}: not collected: {gc['skipped']}")
+                else:
+                    click.echo(f"  {label}: {verb} {gc['removed']} unreferenced "
+                               f"({human_bytes(gc['removed_bytes'])}), "
+                               f"{gc['kept_within_grace']} kept within the grace period, "
+                               f"{gc['referenced']} referenced")
             for error in report["errors"]:
                 click.echo(f"  error: {error}")
 

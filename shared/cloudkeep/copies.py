@@ -14,7 +14,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from . import layout
+from . import blobs, layout
 from .codec import HashingReader
 from .errors import CloudkeepError, ObjectExistsError, ObjectNotFoundError, VerificationError
 from .manifest import Manifest
@@ -58,6 +58,8 @@ def copy_snapshot(
             raise VerificationError(
                 f"part {part.name} of {ds}@{sid} in {target.describe()} failed its sha256 check"
             )
+    if blobs.uses_blobs(manifest):  # the objects' content, before the manifest
+        blobs.copy_blobs(source, target, manifest, retain_until=retain_until)
     try:
         target.put(layout.manifest_key(ds, sid), manifest.to_bytes(), if_absent=True,
                    retain_until=retain_until)

@@ -139,6 +139,10 @@ def _backup(
         existing = _existing_manifest(store, dataset, snapshot_id)
         if existing is not None:
             return RunResult(dataset, "exists", snapshot_id, existing)
+        attach_store = getattr(source, "attach_store", None)
+        if attach_store is not None:
+            # Sources that copy objects (S3) write content-addressed blobs into the store.
+            attach_store(store, dataset, _retain_until(policy, spec.tier, store, started))
         set_previous = getattr(source, "set_previous", None)
         if set_previous is not None:
             # Sources that take incremental snapshots continue from the latest committed one.
@@ -151,11 +155,8 @@ def _backup(
         ignores = [str(k) for k in described.pop("digest_ignores", ())]
         total = source.plan_segments(described)
         if store.capabilities.object_lock:
-            # Immutable for as long as the tier's retention could ever keep the snapshot.
-            from .retention import Rules
-
-            horizon = Rules.from_policy(policy.tiers[spec.tier].retention).horizon()
-            options = dataclasses.replace(options, retain_until=started + horizon)
+            options = dataclasses.replace(
+                options, retain_until=_retain_until(policy, spec.tier, store, started))
         log.info(
             "run %s: dataset %s → snapshot %s (%d segments, store %s)",
             run_id, dataset, snapshot_id, total, store.describe(),
@@ -175,6 +176,9 @@ def _backup(
                 source, store, dataset, snapshot_id, total, options, progress, stop, on_written,
                 ignores,
             )
+            read_summary = getattr(source, "read_summary", None)
+            if read_summary is not None:  # e.g. what the S3 source copied
+                described = described | dict(read_summary())
             parts = sorted((p for o in outcomes for p in o.parts), key=lambda p: (p.segment, p.index))
             digest = ContentDigest()
             for outcome in outcomes:
@@ -219,6 +223,16 @@ def _backup(
         manifest.totals.stored_bytes, time.monotonic() - t0,
     )
     return RunResult(dataset, "committed", snapshot_id, manifest)
+
+
+def _retain_until(policy: Policy, tier: str, store: Store, started: datetime) -> datetime | None:
+    """Immutable for as long as the tier's retention could ever keep the snapshot (stores with
+    Object Lock only)."""
+    if not store.capabilities.object_lock:
+        return None
+    from .retention import Rules
+
+    return started + Rules.from_policy(policy.tiers[tier].retention).horizon()
 
 
 def _existing_manifest(store: Store, dataset: str, snapshot_id: str) -> Manifest | None:

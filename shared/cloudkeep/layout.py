@@ -11,6 +11,7 @@ Keys are relative to the store's root (a store applies its own ``prefix``)::
     <dataset>/alerts/state.json                          open alerts (the watchdog's memory)
     _audit/<yyyy>/<mm>/<dd>/<timestamp>-<event>.json      audit log, create-only
     _audit/policy.json                                   digest of the last policy the tick saw
+    <dataset>/blobs/<sha256[:2]>/<sha256>               S3 source: object content, by its sha256
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 MANIFEST_NAME = "manifest.json"
 PART_SUFFIX = ".ndjson.zst"
 SNAPSHOT_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-z]{4,32}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 DATASET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -47,6 +49,28 @@ def part_name(segment: int, index: int) -> str:
 
 def part_key(dataset: str, snapshot_id: str, name: str) -> str:
     return f"{snapshot_prefix(dataset, snapshot_id)}{name}"
+
+
+def blobs_prefix(dataset: str) -> str:
+    return f"{dataset}/blobs/"
+
+
+def blob_key(dataset: str, sha256: str) -> str:
+    """Where the S3 source stores an object's content: content-addressed, so identical content
+    is stored once and an unchanged object is never copied again."""
+    if not _SHA256_RE.match(sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return f"{dataset}/blobs/{sha256[:2]}/{sha256}"
+
+
+def parse_blob_key(dataset: str, key: str) -> str | None:
+    """The sha256 if ``key`` is a blob of ``dataset``, else None."""
+    head = blobs_prefix(dataset)
+    if not key.startswith(head):
+        return None
+    rest = key[len(head):]
+    fan, _, sha = rest.partition("/")
+    return sha if _SHA256_RE.match(sha) and fan == sha[:2] else None
 
 
 def hold_key(dataset: str, snapshot_id: str) -> str:

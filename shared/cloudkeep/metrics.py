@@ -4,7 +4,8 @@ Names (dimensions ``dataset`` and ``tier``): ``BackupSucceeded``, ``BackupFailed
 ``ItemsBackedUp`` (count), ``BytesStored`` (bytes), ``BackupDurationSeconds`` (seconds) per
 backup; ``SnapshotAgeSeconds`` (seconds) and ``RpoBreached`` (0 or 1) per dataset on every tick
 (the freshness watchdog); ``VerificationFailed`` (0 or 1) per verification
- and ``RestoreDrillSeconds`` (seconds) per restore drill.
+and ``RestoreDrillSeconds`` (seconds) per restore drill; for the
+S3 source also ``BlobBytesCopied`` (bytes of object content copied) and ``ObjectsReused`` (count).
 """
 
 from __future__ import annotations
@@ -40,12 +41,19 @@ def backup_metrics(policy: Policy, result: RunResult) -> list[Metric]:
     if result.status != "committed" or result.manifest is None:
         return []
     m = result.manifest
-    return [
+    out = [
         Metric("BackupSucceeded", 1, "Count", dims),
         Metric("ItemsBackedUp", m.totals.items, "Count", dims),
         Metric("BytesStored", m.totals.stored_bytes, "Bytes", dims),
         Metric("BackupDurationSeconds", (m.finished_at - m.started_at).total_seconds(), "Seconds", dims),
     ]
+    blobs = m.source.get("blobs")
+    if isinstance(blobs, dict):  # S3 source: object content copied into blobs by this run
+        out += [
+            Metric("BlobBytesCopied", int(blobs.get("copied_bytes", 0)), "Bytes", dims),
+            Metric("ObjectsReused", int(blobs.get("reused_objects", 0)), "Count", dims),
+        ]
+    return out
 
 
 def freshness_metrics(dataset: str, tier: str, age_seconds: float | None,

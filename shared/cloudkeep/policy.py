@@ -386,13 +386,64 @@ class CosmosSourceSpec(Model):
     )
 
 
+class S3SourceSpec(Model):
+    """Objects of an S3 bucket (optionally under ``prefix``), copied into content-addressed blobs
+    of the dataset's store: an object whose content did not change since the last snapshot is
+    never copied again, and identical content is stored once. ``include`` / ``exclude``: globs
+    (``*`` also matches ``/``) on the key relative to ``prefix`` or the full key; an object is
+    backed up when it matches an ``include`` pattern (or there are none) and no ``exclude``
+    pattern."""
+
+    type: Literal["s3"]
+    bucket: str
+    prefix: str = ""
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    versions: StrictBool = Field(
+        default=False, description="false: the current version of each object (the only mode)"
+    )
+    region: str = Field(min_length=1)
+    endpoint_url: str | None = None
+    workers: StrictInt = Field(default=16, ge=1, le=256, description="objects copied in parallel")
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_name(cls, value: str) -> str:
+        if not _BUCKET_RE.match(value) or ".." in value:
+            raise ValueError(f"bad S3 bucket name {value!r}")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return value.lstrip("/")
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _globs(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern:
+                raise ValueError("an empty glob matches nothing; remove it")
+        return value
+
+    @field_validator("versions")
+    @classmethod
+    def _versions(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("versions: true (every version of every object) is not supported; "
+                             "use versions: false to back up the current version of each object")
+        return value
+
+
 SourceSpec = Annotated[
-    DynamoDBSourceSpec | FirestoreSourceSpec | CosmosSourceSpec, Field(discriminator="type")
+    DynamoDBSourceSpec | FirestoreSourceSpec | CosmosSourceSpec | S3SourceSpec,
+    Field(discriminator="type"),
 ]
 SOURCE_MODELS: dict[str, type[BaseModel]] = {
     "dynamodb": DynamoDBSourceSpec,
     "firestore": FirestoreSourceSpec,
     "cosmos": CosmosSourceSpec,
+    "s3": S3SourceSpec,
 }
 SOURCE_TYPES = tuple(SOURCE_MODELS)
 

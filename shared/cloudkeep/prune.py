@@ -5,7 +5,9 @@ removed by a later prune), never a manifest pointing at missing parts. Parts lef
 (a snapshot folder without a manifest) are removed once older than a grace period and while no
 run holds the dataset's lock. Objects still under an immutability policy are skipped and
 reported, not failed on. Snapshots that are kept have their Object Lock retention extended when
-they now outlive it.
+they now outlive it. For the S3 source, blobs no committed snapshot references are deleted
+last (``cloudkeep.blobs``: never one younger than its grace period, always under the dataset's
+lock); a dry run shows what would go.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class PruneReport:
     orphans: list[str] = field(default_factory=list)
     extended: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    blobs: dict[str, Any] | None = None  # S3 source: garbage collection of unreferenced blobs
+    copy_blobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # ... in copy stores
 
     def as_dict(self) -> dict[str, Any]:
         rows = [{"snapshot_id": s, "action": "keep", "reasons": self.decision.reasons.get(s, [])}
@@ -55,7 +59,8 @@ class PruneReport:
             "orphans_removed": self.orphans,
             "retention_extended": self.extended,
             "errors": self.errors,
-        }
+        } | ({"blobs": self.blobs} if self.blobs is not None else {}) | (
+            {"copy_blobs": self.copy_blobs} if self.copy_blobs else {})
 
 
 def snapshot_infos(store: Store, dataset: str) -> list[SnapshotInfo]:
@@ -111,14 +116,45 @@ def prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool = False,
     if uncertain:
         report.errors.append(f"nothing removed: {uncertain}")
     if dry_run:
+        if not uncertain:
+            _collect_blobs(policy, store, dataset, now, report, keep_ids=decision.keep)
         return report
     for sid in decision.remove:
         _remove_snapshot(policy, store, dataset, sid, report)
     _extend_retention(store, dataset, decision.keep, rules, report)
     _remove_orphans(store, dataset, now, report)
+    if not uncertain:
+        _collect_blobs(policy, store, dataset, now, report)
     log.info("prune %s: kept %d, removed %d, locked %d, orphans %d", dataset, len(decision.keep),
              len(report.removed), len(report.locked), len(report.orphans))
     return report
+
+
+def _collect_blobs(policy: Policy, store: Store, dataset: str, now: datetime, report: PruneReport,
+                   keep_ids: list[str] | None = None) -> None:
+    """S3 source: blobs no committed snapshot references (older than the grace period), in the
+    dataset's store and in the stores it is copied to."""
+    from . import blobs
+
+    targets: list[tuple[str | None, Store | None]] = [(None, store)]
+    targets += [(name, None) for name in copies.targets(policy, dataset) if name in policy.stores]
+    for name, target in targets:
+        where = name or "primary"
+        try:
+            target = target or open_store(policy.stores[str(name)])
+            gc = blobs.collect(target, dataset, now, keep_ids=keep_ids, dry_run=report.dry_run)
+        except ObjectLockedError as exc:
+            report.locked.append({"snapshot_id": "(blobs)", "store": where, "detail": str(exc)})
+            continue
+        except CloudkeepError as exc:
+            report.errors.append(f"unreferenced blobs of {dataset} ({where}): {exc}")
+            continue
+        if not (gc.referenced or gc.unreferenced or gc.skipped):
+            continue
+        if name is None:
+            report.blobs = gc.as_dict()
+        else:
+            report.copy_blobs[name] = gc.as_dict()
 
 
 def _keep_chains(store: Store, dataset: str, decision: Decision) -> Decision:
@@ -184,9 +220,21 @@ def _extend_retention(store: Store, dataset: str, keep: list[str], rules: Rules,
             for info in store.list(layout.snapshot_prefix(dataset, sid)):
                 if info.key != manifest_key:
                     extend(info.key, until)
+            _extend_blobs(store, dataset, sid, extend, until)
             report.extended.append(sid)
         except CloudkeepError as exc:
             report.errors.append(f"{dataset}@{sid}: cannot extend retention: {exc}")
+
+
+def _extend_blobs(store: Store, dataset: str, sid: str, extend: Any, until: datetime) -> None:
+    """S3 source: the blobs a kept snapshot references stay locked as long as the snapshot."""
+    from . import blobs
+    from .catalog import load_manifest
+
+    manifest = load_manifest(store, dataset, sid)
+    if blobs.uses_blobs(manifest):
+        for sha in blobs.distinct_blobs(store, manifest):
+            extend(layout.blob_key(dataset, sha), until)
 
 
 def _remove_orphans(store: Store, dataset: str, now: datetime, report: PruneReport) -> None:

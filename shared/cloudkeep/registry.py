@@ -47,6 +47,10 @@ def open_source(spec: Any) -> Source:
         from .sources.cosmos import CosmosSource
 
         return cast("Source", CosmosSource.from_spec(spec))
+    if kind == "s3":
+        from .sources.s3 import S3Source
+
+        return cast("Source", S3Source.from_spec(spec))
     raise ValueError(f"unknown source type {kind!r}")  # unreachable: the policy was validated
 
 

@@ -80,6 +80,9 @@ def restore(
     snapshots = chain.load_chain(store, manifest)
     for snapshot in snapshots:
         _precheck(store, snapshot)
+    attach_store = getattr(source, "attach_store", None)
+    if attach_store is not None:  # the S3 source restores objects from the store's blobs
+        attach_store(store, manifest.dataset)
     writer = source.open_restore(target, manifest.source, overwrite=overwrite)
     t0 = time.monotonic()
     items = 0
@@ -136,6 +139,11 @@ def _precheck(store: Store, manifest: Manifest) -> None:
             problems.append(
                 f"part {part.name} has {info.size} bytes, manifest says {part.stored_bytes}"
             )
+    from . import blobs
+
+    if not problems and blobs.uses_blobs(manifest):
+        # S3 source: every object's content must be there too (sha256 is checked while writing).
+        problems += blobs.check_blobs(store, manifest, rehash=False)
     if problems:
         raise RestoreError(
             "refusing to restore a damaged snapshot (nothing was written): " + "; ".join(problems)

@@ -12,7 +12,8 @@ Every report is stored under ``verifications/`` (:func:`record`).
 Integrity checks, per part: the object exists; its size and sha256 match the manifest; it decompresses
 completely; every line decodes as an item of the snapshot's source type; the item count matches.
 Then for the snapshot: totals add up, the order-independent content digest recomputed from
-every line equals the manifest's, and an incremental snapshot's previous snapshot is still there.
+every line equals the manifest's, an incremental snapshot's previous snapshot is still there,
+and (S3 source) every blob the listing references exists and hashes to its sha256.
 Verification never stops at the first problem.
 """
 
@@ -140,10 +141,18 @@ def _line_checker(source_type: str) -> Any:
             return "line is not a Cosmos DB item ({\"item\": {\"id\": ...}, ...})"
         return None
 
+    def s3(doc: Any) -> str | None:
+        if (not isinstance(doc, dict) or not isinstance(doc.get("key"), str)
+                or not isinstance(doc.get("size"), int)
+                or not isinstance(doc.get("sha256"), str) or len(doc["sha256"]) != 64):
+            return "line is not an S3 object record ({\"key\": ..., \"size\": ..., \"sha256\": ...})"
+        return None
+
     def generic(doc: Any) -> str | None:
         return None if isinstance(doc, dict) else "line is not a JSON object"
 
-    return {"dynamodb": dynamodb, "firestore": firestore, "cosmos": cosmos}.get(source_type, generic)
+    return {"dynamodb": dynamodb, "firestore": firestore, "cosmos": cosmos, "s3": s3}.get(
+        source_type, generic)
 
 
 @dataclass
@@ -202,6 +211,12 @@ def verify_integrity(store: Store, manifest: Manifest, *, workers: int = 8,
                                                "the snapshot it continues, is not in the store"))
         except CloudkeepError as exc:
             report.problems.append(Problem(None, "chain", f"cannot check {previous}: {exc}"))
+    from . import blobs
+
+    if blobs.uses_blobs(manifest) and all_readable:
+        # The objects' content: every blob the listing names exists and hashes to its name.
+        report.problems.extend(Problem(None, "blobs", message)
+                               for message in blobs.check_blobs(store, manifest, workers=workers))
     if all_readable:
         if report.items != totals.items:
             report.problems.append(Problem(None, "item count", f"read {report.items} items, manifest says {totals.items}"))

@@ -13,6 +13,11 @@ Guarantees every source gives:
   bytes. Memory is bounded by one page.
 - ``open_restore(target, recorded, overwrite)`` prepares a target (refusing a non-empty one unless
   ``overwrite``) and returns a writer whose ``write(lines)`` is safe to call from several threads.
+
+Optional hooks, called when present: ``set_previous(manifest)`` (the dataset's latest committed
+snapshot, before ``describe``), ``attach_store(store, dataset, retain_until)`` (the store a source
+that copies objects — S3 — writes its blobs to, and restores them from), and ``read_summary()``
+(merged into the manifest's ``source`` once every segment is read).
 """
 
 from __future__ import annotations

@@ -90,6 +90,10 @@ class S3Store:
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
 
+    def location(self, key: str) -> tuple[str, str]:
+        """The bucket and full object key of ``key`` (for server-side copies into this store)."""
+        return self.bucket, self._key(key)
+
     def _key(self, key: str) -> str:
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
