@@ -152,14 +152,28 @@ def validate(ctx: Ctx) -> None:
 @click.argument("datasets", nargs=-1)
 @click.option("--due", is_flag=True, help="Run only what is due now (as the scheduled tick does).")
 @click.option("--now", "now_text", metavar="ISO8601", help="With --due: pretend it is this time.")
+@click.option("--wait", is_flag=True,
+              help="Native jobs (exports, backups, RDS snapshots): keep polling in this process "
+                   "until the job is done and the manifest committed, instead of returning "
+                   "'pending' for the next run to continue.")
+@click.option("--wait-timeout", type=click.FloatRange(min=0), default=6 * 3600.0, show_default=True,
+              metavar="SECONDS", help="With --wait: give up waiting (the job stays pending) after this long.")
+@click.option("--poll-interval", type=click.FloatRange(min=0), default=15.0, show_default=True,
+              metavar="SECONDS", help="With --wait: seconds between two polls of a native job.")
 @click.pass_obj
-def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None) -> None:
+def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None, wait: bool,
+        wait_timeout: float, poll_interval: float) -> None:
     """Take snapshots of DATASETS now (every dataset if none is named), or with --due only
-    those due, each as the snapshot of its schedule slot."""
-    from .engine import backup_many
+    those due, each as the snapshot of its schedule slot.
+
+    A dataset whose source runs a native job (DynamoDB method export/native, RDS, Firestore
+    method export) is started and reported 'pending'; the next run (or scheduled tick) polls it
+    and commits the snapshot once the job is done. --wait polls in this process instead."""
+    from .engine import RunOptions, backup_many
 
     if now_text and not due:
         _usage("--now only makes sense with --due")
+    options = RunOptions(wait=wait_timeout if wait else 0.0, poll_interval=poll_interval)
     policy = ctx.load()
     names = list(datasets) or sorted(policy.datasets)
     for name in names:
@@ -167,13 +181,14 @@ def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None) ->
     if due:
         from .runtime import parse_now, tick
 
-        outcome = tick(policy, parse_now(now_text), datasets=names, progress_factory=_progress)
+        outcome = tick(policy, parse_now(now_text), datasets=names, progress_factory=_progress,
+                       options=options)
         data = outcome.as_dict()["datasets"]
         results = outcome.results
     else:
         from .runtime import after_backup
 
-        results = backup_many(policy, names, progress_factory=_progress)
+        results = backup_many(policy, names, progress_factory=_progress, options=options)
         for result in results:
             after_backup(policy, result)  # copies to the dataset's further stores
         data = [r.as_dict() for r in results]
@@ -183,13 +198,20 @@ def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None) ->
             ["dataset", "status", "snapshot", "items", "parts", "stored", "seconds", "error"],
             [[r["dataset"], r["status"], r.get("snapshot_id"), r.get("items"), r.get("parts"),
               human_bytes(r["bytes_stored"]) if "bytes_stored" in r else None,
-              r.get("duration_seconds"), r.get("error")] for r in rows],
+              r.get("duration_seconds"), r.get("error") or _job_note(r.get("job"))] for r in rows],
         )
 
     _emit(ctx, data, render)
     failed = [r for r in results if r.status == "failed"]
     if failed:
         sys.exit(max(r.exit_code for r in failed))
+
+
+def _job_note(job: Any) -> str | None:
+    if not job:
+        return None
+    return (f"{job.get('method')} job {job.get('state')}, {job.get('polls', 0)} poll(s); "
+            "run again (or wait for the next tick) to continue")
 
 
 @main.command()
@@ -318,20 +340,27 @@ def show(ctx: Ctx, ref: str, store_name: str | None) -> None:
 @_local_options
 @click.argument("ref", required=False, metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
 @click.option("--latest", "latest_of", metavar="DATASET", help="Verify the newest snapshot of DATASET.")
-@click.option("--level", type=click.Choice(["integrity"]), default="integrity", show_default=True,
-              help="integrity: re-read every part, check sizes, sha256, items and content digest.")
+@click.option("--level", type=click.Choice(["integrity", "drill"]), default="integrity",
+              show_default=True,
+              help="integrity: re-read every part, check sizes, sha256, items and content digest "
+                   "(and that a native backup or snapshot is still available); drill (rds): restore "
+                   "a temporary instance from the snapshot, wait until it is available, delete it.")
 @click.option("--store", "store_name", metavar="STORE", help="Verify the copy in this store.")
 @click.pass_obj
 def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, store_name: str | None) -> None:
     """Re-read a snapshot and check it against its manifest; exit 1 on any problem."""
     from .catalog import resolve
-    from .verify import record, verify_integrity
+    from .verify import drill, native_problems, record, verify_integrity
 
     if bool(ref) == bool(latest_of):
         _usage("verify needs exactly one of DATASET@SNAPSHOT_ID or --latest DATASET")
     policy = ctx.load()
     store, manifest = resolve(policy, ref or f"{latest_of}@latest", store_name=store_name)
-    report = verify_integrity(store, manifest)
+    if level == "drill":
+        report = drill(policy, manifest)
+    else:
+        report = verify_integrity(store, manifest)
+        report.problems.extend(native_problems(policy, manifest))
     record(store, report)
     data = report.as_dict()
 
@@ -364,7 +393,7 @@ def restore(ctx: Ctx, ref: str, target: str, overwrite: bool, store_name: str | 
     result = do_restore(policy, store, manifest, target, overwrite=overwrite, progress=_progress())
     _emit(ctx, result.as_dict(), lambda d: click.echo(
         f"restored {d['ref']} into {d['target']}: {d['items']} items in {d['seconds']}s "
-        f"(content digest matches the manifest)"
+        + (f"(via {d['via']})" if d.get("via") else "(content digest matches the manifest)")
     ))
 
 

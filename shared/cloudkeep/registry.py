@@ -47,6 +47,10 @@ def open_source(spec: Any) -> Source:
         from .sources.cosmos import CosmosSource
 
         return cast("Source", CosmosSource.from_spec(spec))
+    if kind == "rds":
+        from .sources.rds import RdsSource
+
+        return cast("Source", RdsSource.from_spec(spec))
     raise ValueError(f"unknown source type {kind!r}")  # unreachable: the policy was validated
 
 

@@ -23,7 +23,7 @@ from .policy import Policy
 from .progress import Progress
 from .registry import open_source, open_store
 from .schedule import Schedule, Window, due_state, slot_snapshot_id
-from .sources import Source
+from .sources import Source, native_method
 from .stores import Store
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,10 @@ class TickResult:
     not_due: list[str] = field(default_factory=list)
 
     @property
+    def pending(self) -> list[RunResult]:
+        return [r for r in self.results if r.status == "pending"]
+
+    @property
     def failed(self) -> list[RunResult]:
         return [r for r in self.results if r.status == "failed"]
 
@@ -221,14 +225,32 @@ def _tick_one(
         try:
             spec = policy.dataset(name)
             store = store_for(name) if store_for else open_store(policy.stores[spec.store])
+            source = source_for(name) if source_for else open_source(spec.source)
+            if native_method(source):
+                # A native job still running is continued before (instead of) starting another.
+                from .jobs import pending_jobs
+
+                pending = pending_jobs(store, name)
+                if pending:
+                    record = pending[0]
+                    log.info("dataset %s: continuing the %s job of snapshot %s", name,
+                             record.get("method"), record["snapshot_id"])
+                    slot = datetime.fromisoformat(record["slot"]) if record.get("slot") else None
+                    result = backup(
+                        policy, name, store=store, source=source,
+                        snapshot_id=str(record["snapshot_id"]),
+                        trigger="schedule" if record.get("trigger") == "schedule" else "manual",
+                        slot=slot, options=options,
+                    )
+                    after_backup(policy, result, store, prune_at=now)
+                    return result
             state = dataset_plan(policy, name, now, store)
             if not state.due:
                 return None
             snapshot_id = slot_snapshot_id(name, state.slot)
             log.info("dataset %s is due (slot %s): snapshot %s", name, state.slot.isoformat(), snapshot_id)
             result = backup(
-                policy, name, store=store,
-                source=source_for(name) if source_for else open_source(spec.source),
+                policy, name, store=store, source=source,
                 snapshot_id=snapshot_id, trigger="schedule", slot=state.slot,
                 progress=progress_factory() if progress_factory else None, options=options,
             )
