@@ -439,7 +439,7 @@ class DynamoDBSource:
             desc = self.client.describe_export(ExportArn=job["export_arn"])["ExportDescription"]
         at = desc.get("ExportTime") or desc.get("StartTime") or job["requested_at"]
         snapshot_folder = layout.snapshot_prefix(ctx.dataset, ctx.snapshot_id)
-        files = sorted(i.key for i in ctx.store.list(snapshot_folder + job["folder"])
+        files = sorted(i.key for i in ctx.store.list(job["folder"] + "/")
                        if "/data/" in i.key and not i.key.endswith("/"))
         parts: list[PartEntry] = []
         digest = ContentDigest()

@@ -176,7 +176,7 @@ class FirestoreExportJobs:
         output = (op.get("response") or {}).get("outputUriPrefix") or job["output_uri_prefix"]
         snapshot_folder = layout.snapshot_prefix(ctx.dataset, ctx.snapshot_id)
         parts: list[PartEntry] = []
-        for index, info in enumerate(sorted(ctx.store.list(snapshot_folder + job["folder"]),
+        for index, info in enumerate(sorted(ctx.store.list(job["folder"] + "/"),
                                             key=lambda i: i.key)):
             with ctx.store.open(info.key) as stream:
                 hashing = HashingReader(stream)
