@@ -194,3 +194,20 @@ def test_cluster_snapshots_and_policy_errors(rds: Any, tmp_path: Path, capsys: A
     both = _policy(tmp_path, {"cluster": "aurora-1", "instance": "x"})
     code, _, err = cli(capsys, "--policy", str(both), "validate")
     assert code == 2 and "datasets.db.source" in err and "exactly one" in err
+
+
+def test_the_scheduled_tick_continues_the_snapshot_job(rds: Any, tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from cloudkeep.runtime import tick
+
+    _instance(rds, "tick-db")
+    policy = load_policy(str(_policy(tmp_path, {"instance": "tick-db", "copy_to": {"region": COPY_REGION}}))).policy
+    statuses = []
+    for now in ("2026-03-01T02:20:00+00:00", "2026-03-01T02:35:00+00:00", "2026-03-01T02:50:00+00:00",
+                "2026-03-01T03:05:00+00:00"):
+        outcome = tick(policy, datetime.fromisoformat(now))
+        statuses.append([(r.status, r.snapshot_id) for r in outcome.results] or ["not-due"])
+    sid = statuses[0][0][1]
+    assert sid and sid.startswith("20260301T020000Z-")
+    assert statuses == [[("pending", sid)], [("pending", sid)], [("committed", sid)], ["not-due"]]

@@ -86,9 +86,10 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
 
     store, manifest = resolve(policy, _field(payload, "ref", str))
     if action == "verify":
-        from .verify import record, verify_integrity
+        from .verify import native_problems, record, verify_integrity
 
         report = verify_integrity(store, manifest)
+        report.problems.extend(native_problems(policy, manifest))
         record(store, report)
         return report.as_dict()
     from .restore import restore

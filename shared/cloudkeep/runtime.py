@@ -225,8 +225,8 @@ def _tick_one(
         try:
             spec = policy.dataset(name)
             store = store_for(name) if store_for else open_store(policy.stores[spec.store])
-            source = source_for(name) if source_for else open_source(spec.source)
-            if native_method(source):
+            source = source_for(name) if source_for else None
+            if _runs_native_jobs(spec.source) or (source is not None and native_method(source)):
                 # A native job still running is continued before (instead of) starting another.
                 from .jobs import pending_jobs
 
@@ -237,7 +237,7 @@ def _tick_one(
                              record.get("method"), record["snapshot_id"])
                     slot = datetime.fromisoformat(record["slot"]) if record.get("slot") else None
                     result = backup(
-                        policy, name, store=store, source=source,
+                        policy, name, store=store, source=source or open_source(spec.source),
                         snapshot_id=str(record["snapshot_id"]),
                         trigger="schedule" if record.get("trigger") == "schedule" else "manual",
                         slot=slot, options=options,
@@ -250,7 +250,7 @@ def _tick_one(
             snapshot_id = slot_snapshot_id(name, state.slot)
             log.info("dataset %s is due (slot %s): snapshot %s", name, state.slot.isoformat(), snapshot_id)
             result = backup(
-                policy, name, store=store, source=source,
+                policy, name, store=store, source=source or open_source(spec.source),
                 snapshot_id=snapshot_id, trigger="schedule", slot=state.slot,
                 progress=progress_factory() if progress_factory else None, options=options,
             )
@@ -267,3 +267,9 @@ def _tick_one(
             return RunResult(name, "failed", error=f"internal error: {type(exc).__name__}: {exc}",
                              exit_code=1)
 
+
+
+def _runs_native_jobs(spec: Any) -> bool:
+    """Whether a source spec makes snapshots by native jobs (read from the policy alone, so a
+    dataset that is not due needs no source client)."""
+    return spec.type == "rds" or getattr(spec, "method", "scan") in ("export", "native")
