@@ -158,9 +158,9 @@ def test_prune_keeps_a_running_exports_folder_and_deletes_recorded_backups() -> 
     store, policy = MemoryStore(), _policy()
     source = ScriptedJobs([])
     old = backup(policy, "orders", store=store, source=source,  # type: ignore[arg-type]
-                 options=RunOptions(wait=10, poll_interval=0))
+                 snapshot_id="20260101T020000Z-aaaa", options=RunOptions(wait=10, poll_interval=0))
     new = backup(policy, "orders", store=store, source=source,  # type: ignore[arg-type]
-                 options=RunOptions(wait=10, poll_interval=0))
+                 snapshot_id="20260102T020000Z-bbbb", options=RunOptions(wait=10, poll_interval=0))
     assert old.status == new.status == "committed"
     # A job still running has files in its snapshot folder (an export in progress).
     running = backup(policy, "orders", store=store, source=ScriptedJobs(["running"]))  # type: ignore[arg-type]

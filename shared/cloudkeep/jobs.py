@@ -244,8 +244,15 @@ def _finish(policy: Policy, dataset: str, store: Store, source: NativeJobSource,
         native=outcome.native,
         cloudkeep_version=__version__,
     )
+    retain_until = None
+    if store.capabilities.object_lock:
+        # Immutable as long as the tier's retention could keep the snapshot (as the engine does).
+        from .retention import Rules
+
+        retain_until = ctx.started_at + Rules.from_policy(policy.tiers[spec.tier].retention).horizon()
     try:
-        store.put(layout.manifest_key(dataset, ctx.snapshot_id), manifest.to_bytes(), if_absent=True)
+        store.put(layout.manifest_key(dataset, ctx.snapshot_id), manifest.to_bytes(), if_absent=True,
+                  retain_until=retain_until)
     except ObjectExistsError:
         from .catalog import load_manifest
 
