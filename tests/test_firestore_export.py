@@ -107,8 +107,8 @@ def test_export_spans_runs_and_restores_by_import_with_scripted_admin_api(
     [export] = admin.exports
     assert export["database"] == "projects/acme/databases/(default)"
     assert export["collection_ids"] == ["users"]
-    assert export["output_uri_prefix"] == (
-        f"gs://{gcs_bucket}/backups/cloudkeep/profiles/snapshots/{sid}/export")
+    assert export["output_uri_prefix"].startswith(
+        f"gs://{gcs_bucket}/backups/cloudkeep/profiles/snapshots/{sid}/export/")
     at = export["snapshot_time"]
     assert at.second == 0 and at.microsecond == 0 and at <= before, "a whole minute in the past"
     assert admin.polls == {}, "starting does not poll"
@@ -126,7 +126,8 @@ def test_export_spans_runs_and_restores_by_import_with_scripted_admin_api(
     assert manifest.method == "export"
     assert manifest.consistency.mode == "point-in-time" and manifest.consistency.time == at
     assert manifest.codec.framing == "opaque"
-    assert {p.name.removeprefix("export/"): p.sha256 for p in manifest.parts} == {
+    folder = export["output_uri_prefix"].rsplit(f"{sid}/", 1)[1] + "/"
+    assert {p.name.removeprefix(folder): p.sha256 for p in manifest.parts} == {
         name: hashlib.sha256(body).hexdigest() for name, body in EXPORT_FILES.items()}
 
     store, loaded = resolve(policy, "profiles@latest")
@@ -144,18 +145,29 @@ def test_export_spans_runs_and_restores_by_import_with_scripted_admin_api(
     # A changed export file is caught by verify.
     from google.cloud import storage
 
-    name = f"backups/cloudkeep/profiles/snapshots/{sid}/export/all_namespaces/all_kinds/output-0"
+    name = f"backups/cloudkeep/profiles/snapshots/{sid}/{folder}all_namespaces/all_kinds/output-0"
     storage.Client(project="test").bucket(gcs_bucket).blob(name).upload_from_string(b"tampered")
     report = verify_integrity(store, loaded)
     assert not report.ok and {p.check for p in report.problems} >= {"sha256", "size"}
 
 
-def test_a_failed_export_is_reported_with_scripted_admin_api(gcs_bucket: str, tmp_path: Path) -> None:
+def test_a_failed_export_is_reported_then_retried_with_scripted_admin_api(
+    gcs_bucket: str, tmp_path: Path
+) -> None:
     admin = ScriptedAdminApi(polls_needed=0, error="7: the service account may not write the bucket")
     policy, source = _setup(tmp_path, gcs_bucket, admin)
     sid = backup(policy, "profiles", source=source).snapshot_id
     failed = backup(policy, "profiles", source=source, snapshot_id=sid)
     assert failed.status == "failed" and failed.error and "may not write the bucket" in failed.error
+    # The next run of that snapshot starts a new export, into a folder of its own.
+    admin.error = None
+    assert backup(policy, "profiles", source=source, snapshot_id=sid).status == "pending"
+    assert len(admin.exports) == 2
+    assert admin.exports[0]["output_uri_prefix"] != admin.exports[1]["output_uri_prefix"]
+    done = backup(policy, "profiles", source=source, snapshot_id=sid)
+    assert done.status == "committed" and done.manifest is not None
+    assert done.manifest.native is not None
+    assert done.manifest.native["operation"] == admin.exports[1]["name"]
 
 
 def test_export_needs_a_gcs_store_with_scripted_admin_api(tmp_path: Path, capsys: Any) -> None:

@@ -211,3 +211,22 @@ def test_the_scheduled_tick_continues_the_snapshot_job(rds: Any, tmp_path: Path)
     sid = statuses[0][0][1]
     assert sid and sid.startswith("20260301T020000Z-")
     assert statuses == [[("pending", sid)], [("pending", sid)], [("committed", sid)], ["not-due"]]
+
+
+def test_a_snapshot_left_by_an_earlier_attempt_is_adopted(rds: Any, tmp_path: Path) -> None:
+    """A run that crashed after CreateDBSnapshot but before writing its job record: the next
+    attempt of that snapshot adopts the RDS snapshot instead of failing on its name."""
+    from cloudkeep.engine import RunOptions, backup
+
+    _instance(rds, "crash-db")
+    policy = load_policy(str(_policy(tmp_path, {"instance": "crash-db"}))).policy
+    sid = "20260301T020000Z-abcd12"
+    ident = snapshot_identifier("db", sid)
+    rds.create_db_snapshot(DBInstanceIdentifier="crash-db", DBSnapshotIdentifier=ident,
+                           Tags=[{"Key": "cloudkeep:dataset", "Value": "db"}])
+    result = backup(policy, "db", snapshot_id=sid, options=RunOptions(wait=30, poll_interval=0))
+    assert result.status == "committed" and result.manifest is not None
+    assert result.manifest.native is not None
+    assert result.manifest.native["snapshots"][0]["identifier"] == ident
+    assert [s["DBSnapshotIdentifier"] for s in rds.describe_db_snapshots(
+        DBInstanceIdentifier="crash-db", SnapshotType="manual")["DBSnapshots"]] == [ident]

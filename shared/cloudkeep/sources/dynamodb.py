@@ -344,6 +344,7 @@ class DynamoDBSource:
 
     def _start_export(self, ctx: JobContext, described: dict[str, Any]) -> dict[str, Any]:
         import uuid
+        from datetime import UTC
 
         from .. import layout
         from ..stores.s3 import S3Store
@@ -353,7 +354,9 @@ class DynamoDBSource:
                 f"dataset {ctx.dataset!r}: method: export writes DynamoDB's export into the store's "
                 f"bucket, so the store must be of type s3 (it is {ctx.store.describe()})"
             )
-        folder = layout.snapshot_prefix(ctx.dataset, ctx.snapshot_id) + EXPORT_FOLDER
+        # A folder per attempt: a failed export's partial files never mix with the next one's.
+        folder = (layout.snapshot_prefix(ctx.dataset, ctx.snapshot_id) + EXPORT_FOLDER + "/"
+                  + ctx.started_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ"))
         prefix = f"{ctx.store.prefix}/{folder}" if ctx.store.prefix else folder
         token = str(uuid.uuid5(uuid.NAMESPACE_URL,
                                f"cloudkeep:{ctx.dataset}:{ctx.snapshot_id}:{ctx.started_at.isoformat()}"))

@@ -137,7 +137,9 @@ class FirestoreExportJobs:
                 f"dataset {ctx.dataset!r}: method: export has Firestore write its export into the "
                 f"store's bucket, so the store must be of type gcs (it is {ctx.store.describe()})"
             )
-        folder = layout.snapshot_prefix(ctx.dataset, ctx.snapshot_id) + EXPORT_FOLDER
+        # A folder per attempt: a failed export's partial files never mix with the next one's.
+        folder = (layout.snapshot_prefix(ctx.dataset, ctx.snapshot_id) + EXPORT_FOLDER + "/"
+                  + ctx.started_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ"))
         prefix = getattr(ctx.store, "prefix", "")
         uri = f"gs://{bucket}/{prefix + '/' if prefix else ''}{folder}"
         at = snapshot_time_for(ctx.started_at)

@@ -150,6 +150,17 @@ class RdsSource:
         ident = snapshot_identifier(ctx.dataset, ctx.snapshot_id)
         tags = self._tags(ctx.dataset, ctx.snapshot_id)
         client = self.client()
+        existing = self._snapshot({"region": self.region, "identifier": ident})
+        if existing is not None:
+            # Made by an earlier attempt of this snapshot (a crash before its record was written,
+            # or a failed one): adopt it while it may still become available, else replace it.
+            status = str(existing.get("Status", "")).lower()
+            arn = existing.get("DBClusterSnapshotArn") or existing.get("DBSnapshotArn")
+            record = {"role": "primary", "region": self.region, "identifier": ident, "arn": arn}
+            if status not in _FAILED:
+                log.info("adopting RDS snapshot %s of an earlier attempt", arn)
+                return {"kind": "rds", "phase": "snapshot", "described": described, "snapshots": [record]}
+            self._delete(record)
         with _errors(f"snapshotting RDS {self.target} {self.name}"):
             if self.cluster:
                 snap = client.create_db_cluster_snapshot(
@@ -220,6 +231,18 @@ class RdsSource:
         if region != self.region:
             params["SourceRegion"] = self.region  # boto3 signs the pre-signed URL RDS needs
         client = self.client(region, role)
+        out: dict[str, Any] = {"role": "copy", "region": region, "identifier": source["identifier"]}
+        if role:
+            out["role_arn"] = role
+        if kms:
+            out["kms_key_id"] = kms
+        existing = self._snapshot(out)
+        if existing is not None and str(existing.get("Status", "")).lower() not in _FAILED:
+            out["arn"] = existing.get("DBClusterSnapshotArn") or existing.get("DBSnapshotArn")
+            log.info("adopting RDS snapshot copy %s of an earlier attempt", out["arn"])
+            return out
+        if existing is not None:
+            self._delete(out | {"arn": existing.get("DBClusterSnapshotArn") or existing.get("DBSnapshotArn")})
         with _errors(f"copying RDS snapshot {source['identifier']} to {region}"):
             if self.cluster:
                 snap = client.copy_db_cluster_snapshot(
@@ -232,12 +255,7 @@ class RdsSource:
                     TargetDBSnapshotIdentifier=source["identifier"], **params)["DBSnapshot"]
                 arn = snap["DBSnapshotArn"]
         log.info("copying RDS snapshot %s to %s", source["arn"], arn)
-        out = {"role": "copy", "region": region, "identifier": source["identifier"], "arn": arn}
-        if role:
-            out["role_arn"] = role
-        if kms:
-            out["kms_key_id"] = kms
-        return out
+        return out | {"arn": arn}
 
     def finish_job(self, ctx: JobContext, job: dict[str, Any]) -> NativeOutcome:
         from . import NativeOutcome
