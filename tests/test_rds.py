@@ -81,6 +81,7 @@ def test_snapshot_and_cross_region_copy_span_runs(rds: Any, tmp_path: Path, caps
     snaps = show["native"]["snapshots"]
     assert [(s["role"], s["region"]) for s in snaps] == [("primary", REGION), ("copy", COPY_REGION)]
     assert snaps[0]["arn"] == primary["DBSnapshotArn"]
+    assert show["native"]["snapshot_arns"] == [s["arn"] for s in snaps]
     assert snaps[1]["arn"].startswith(f"arn:aws:rds:{COPY_REGION}:") and snaps[1]["kms_key_id"] == kms
     assert show["method"] == "snapshot" and show["consistency"]["mode"] == "point-in-time"
     assert show["source"]["engine"] == "postgres" and show["parts"] == []
@@ -149,6 +150,11 @@ def test_drill_restores_a_temporary_instance_and_deletes_it(rds: Any, tmp_path: 
 
     report = cli_json(capsys, "--policy", str(policy), "verify", "db@latest", "--level", "drill")
     assert report["ok"] and report["level"] == "drill"
+    from cloudkeep.actions import handle
+
+    status, body = handle(load_policy(str(policy)).policy,
+                          {"action": "verify", "ref": "db@latest", "level": "drill"})
+    assert status == 200 and body["ok"] and body["drill"]["deleted"]
     assert report["drill"]["status"] == "available" and report["drill"]["deleted"]
     assert report["drill"]["restored"].startswith("ck-drill-")
     assert drills() == []

@@ -3,7 +3,8 @@
 A payload is ``{"action": "backup"|"verify"|"restore"|"plan", ...}``:
 
 - backup: ``datasets`` (list, default all)
-- verify: ``ref`` (``DATASET@ID`` / ``DATASET@latest``)
+- verify: ``ref`` (``DATASET@ID`` / ``DATASET@latest``), optional ``level`` (``integrity`` or,
+  for rds datasets, ``drill``)
 - restore: ``ref``, ``into``, optional ``overwrite``
 - plan: optional ``now`` (ISO 8601)
 
@@ -86,10 +87,16 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
 
     store, manifest = resolve(policy, _field(payload, "ref", str))
     if action == "verify":
-        from .verify import native_problems, record, verify_integrity
+        from .verify import drill, native_problems, record, verify_integrity
 
-        report = verify_integrity(store, manifest)
-        report.problems.extend(native_problems(policy, manifest))
+        level = _field(payload, "level", str, required=False) or "integrity"
+        if level not in ("integrity", "drill"):
+            raise UsageError(f"payload: unknown level {level!r} (known: integrity, drill)")
+        if level == "drill":
+            report = drill(policy, manifest)
+        else:
+            report = verify_integrity(store, manifest)
+            report.problems.extend(native_problems(policy, manifest))
         record(store, report)
         return report.as_dict()
     from .restore import restore

@@ -265,7 +265,7 @@ class RdsSource:
         described = dict(job["described"]) | {
             "method": "snapshot", "consistency": {"mode": "point-in-time", "time": at}}
         native = {"kind": f"rds-{self.target}-snapshot", "target": self.target, "name": self.name,
-                  "snapshots": job["snapshots"],
+                  "snapshots": job["snapshots"], "snapshot_arns": [s["arn"] for s in job["snapshots"]],
                   "tags": {t["Key"]: t["Value"] for t in self._tags(ctx.dataset, ctx.snapshot_id)}}
         return NativeOutcome(described=described, native=native)
 
