@@ -175,3 +175,22 @@ def test_prune_keeps_a_running_exports_folder_and_deletes_recorded_backups() -> 
     assert store.stat(layout.part_key("orders", running.snapshot_id, "export/data/0.json.gz")) is not None, \
         "the folder of a running job is not an orphan"
     assert json.loads(store.get(layout.job_key("orders", running.snapshot_id)))["state"] == "started"
+
+
+def test_gzip_parts_multi_member_and_truncated() -> None:
+    """DynamoDB's export files are gzip (possibly several members); a cut file is reported."""
+    import gzip
+    import io
+
+    import pytest
+
+    from cloudkeep.codec import TruncatedPartError, iter_part_lines
+
+    body = gzip.compress(b'{"Item":{"a":{"S":"1"}}}\n{"Item":{"a":{"S":"2"}}}\n') + gzip.compress(b'{"Item":{}}\n')
+    lines = list(iter_part_lines(io.BytesIO(body), "gzip"))
+    assert lines == [b'{"Item":{"a":{"S":"1"}}}', b'{"Item":{"a":{"S":"2"}}}', b'{"Item":{}}']
+    assert list(iter_part_lines(io.BytesIO(b""), "gzip")) == []
+    with pytest.raises(TruncatedPartError):
+        list(iter_part_lines(io.BytesIO(body[:-12]), "gzip"))
+    with pytest.raises(TruncatedPartError):
+        list(iter_part_lines(io.BytesIO(b"not gzip at all"), "gzip"))
