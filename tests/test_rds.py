@@ -4,6 +4,7 @@ snapshots cloudkeep made (found by tag), and a restore drill that always deletes
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -71,9 +72,12 @@ def test_snapshot_and_cross_region_copy_span_runs(rds: Any, tmp_path: Path, caps
     assert _tags(rds, primary["DBSnapshotArn"]) == {
         "cloudkeep:dataset": "db", "cloudkeep:snapshot": sid, "cloudkeep:managed": "true"}
 
-    second = cli_json(capsys, *run)[0]  # the snapshot is available: the copy starts
-    assert (second["status"], second["snapshot_id"]) == ("pending", sid)
-    assert second["job"]["state"] == "polling" and "copying" in second["job"]["progress"]
+    code, out, err = cli(capsys, *run)  # the snapshot is available: the copy starts
+    assert code == 0, err
+    assert "pending" in out and sid in out and "run again" in out
+    record = json.loads((tmp_path / "vault" / "db" / "jobs" / f"{sid}.json").read_text())
+    assert record["state"] == "polling" and record["polls"] == 1 and "copying" in record["progress"]
+    assert [s["role"] for s in record["job"]["snapshots"]] == ["primary", "copy"]
     third = cli_json(capsys, *run)[0]
     assert (third["status"], third["snapshot_id"]) == ("committed", sid)
 
@@ -90,6 +94,8 @@ def test_snapshot_and_cross_region_copy_span_runs(rds: Any, tmp_path: Path, caps
     assert copy["KmsKeyId"] == kms
     assert _tags(copy_client, copy["DBSnapshotArn"])["cloudkeep:snapshot"] == sid
 
+    code, out, err = cli(capsys, "--policy", str(policy), "show", "db@latest")
+    assert code == 0 and f"rds-instance-snapshot: snapshot_arns={snaps[0]['arn']}, {snaps[1]['arn']}" in out
     code, out, err = cli(capsys, "--policy", str(policy), "verify", "db@latest")
     assert code == 0, out + err
     copy_client.delete_db_snapshot(DBSnapshotIdentifier=ident)

@@ -207,6 +207,13 @@ def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None, wa
         sys.exit(max(r.exit_code for r in failed))
 
 
+def _native_summary(native: dict[str, Any]) -> str:
+    """What a native job made, in one line (ARNs, operation, output URI)."""
+    keys = ("backup_arn", "export_arn", "s3_uri", "snapshot_arns", "operation", "output_uri_prefix")
+    parts = [f"{k}={', '.join(v) if isinstance(v, list) else v}" for k in keys if (v := native.get(k))]
+    return f"{native.get('kind', 'native')}: " + "; ".join(parts)
+
+
 def _job_note(job: Any) -> str | None:
     if not job:
         return None
@@ -310,7 +317,10 @@ def show(ctx: Ctx, ref: str, store_name: str | None) -> None:
         lines = [
             ("snapshot", d["ref"]),
             ("store", f"{d['store']} ({d['store_location']})"),
-            ("source", f"{src.get('type')} {src.get('table', '')} {src.get('region', '')}".strip()),
+            ("source", " ".join(str(v) for v in (
+                src.get("type"), src.get("table") or src.get("instance") or src.get("cluster")
+                or src.get("project"), src.get("region")) if v)),
+            ("method", d["method"]),
             ("trigger", d["trigger"] + (f" (slot {d['slot']})" if d.get("slot") else "")),
             ("tier", d["tier"]),
             ("started", d["started_at"]),
@@ -323,6 +333,7 @@ def show(ctx: Ctx, ref: str, store_name: str | None) -> None:
             ("codec", f"{d['codec']['framing']} + {d['codec']['compression']} "
                       f"level {d['codec']['level']}, encryption: {d['codec']['encryption'] or 'none'}"),
             ("content digest", d["content_digest"]["value"]),
+            *([("native", _native_summary(d["native"]))] if d.get("native") else []),
             ("cloudkeep", d["cloudkeep_version"]),
             ("legal hold", f"{d['hold']['reason']} ({d['hold'].get('created_by')}, "
                            f"{d['hold'].get('created_at', '')[:19]})" if d["hold"] else "none"),
