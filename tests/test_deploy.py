@@ -64,13 +64,33 @@ def test_iam_names_only_the_parameterised_tables_and_the_vault(template: dict[st
     statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
     for statement in statements:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        if any(a.startswith(("dynamodb:", "s3:", "kms:", "sns:", "sqs:")) for a in actions):
+        if actions == ["dynamodb:ListBackups"]:
+            continue  # ListBackups has no resource-level permissions (read-only listing)
+        if any(a.startswith(("dynamodb:", "s3:", "kms:", "sns:", "sqs:", "rds:")) for a in actions):
             resource = statement["Resource"]
             assert resource != "*" and "*" not in (resource if isinstance(resource, list) else []), statement
     scan = next(s for s in statements if "dynamodb:Scan" in s["Action"] and "dynamodb:CreateTable" not in s["Action"])
     assert scan["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/orders"}]
     restore = next(s for s in statements if "dynamodb:CreateTable" in s["Action"])
     assert all("table/restored-*" in r["Fn::Sub"] for r in restore["Resource"])
+
+
+def test_native_jobs_get_least_privilege(template: dict[str, Any]) -> None:
+    role = template["Resources"]["IamRoleLambdaExecution"]["Properties"]
+    statements = {s.get("Sid"): s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]}
+    export = statements["DynamoDBExportAndBackup"]
+    assert export["Resource"] == statements["ReadTheTablesToBackUp"]["Resource"]
+    own = statements["DynamoDBOwnExportsAndBackups"]["Resource"]
+    assert [r["Fn::Sub"].rsplit(":", 1)[-1] for r in own] == ["table/orders/export/*", "table/orders/backup/*"]
+    delete = statements["RdsDeleteOnlyTaggedSnapshots"]
+    assert delete["Condition"] == {"StringEquals": {"aws:ResourceTag/cloudkeep:managed": "true"}}
+    assert all(":snapshot:cloudkeep-*" in r["Fn::Sub"] or ":cluster-snapshot:cloudkeep-*" in r["Fn::Sub"]
+               for r in delete["Resource"])
+    drills = statements["RdsRestoreDrills"]
+    assert all("ck-drill-*" in r["Fn::Sub"] for r in drills["Resource"])
+    assert statements["RdsCopyWithKmsKeys"]["Condition"] == {"StringLike": {"kms:ViaService": "rds.*.amazonaws.com"}}
+    writes = statements["DynamoDBExportWritesIntoTheVault"]
+    assert writes["Resource"] == {"Fn::Sub": "${VaultBucket.Arn}/*/export/*"}
 
 
 def test_the_lambda_bundle_holds_only_what_aws_needs() -> None:
@@ -119,7 +139,9 @@ def test_gcp_terraform() -> None:
     assert fn["invoke"]["build_config"][0]["entry_point"] == "invoke"
     assert fn["tick"]["event_trigger"][0]["event_type"] == "google.cloud.pubsub.topic.v1.messagePublished"
     roles = {m["role"] for m in tf["google_project_iam_member"].values()}
-    assert roles <= {"roles/datastore.viewer", "roles/datastore.user"}
+    assert roles <= {"roles/datastore.viewer", "roles/datastore.user", "roles/datastore.importExportAdmin"}
+    export = tf["google_project_iam_member"]["firestore_export"]
+    assert export["count"] == "${var.firestore_export ? 1 : 0}"
     assert "google_monitoring_alert_policy" in tf
 
 

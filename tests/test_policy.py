@@ -552,7 +552,7 @@ BAD_POLICIES: dict[str, Bad] = {
     "unknown-key-in-source": bad(
         "segments: 4", "segments: 4\n      index: by-date",
         ("index: by-date", "datasets.orders.source.index: unknown key 'index' "
-                           "(allowed: consistent_read, region, segments, table, type)")),
+                           "(allowed: consistent_read, method, region, segments, table, type)")),
     "unknown-key-in-tier": bad(
         '    schedule: "0 2 * * *"', '    schedule: "0 2 * * *"\n    owner: ops',
         ("owner:", "tiers.standard.owner: unknown key 'owner' (allowed: copy_to, min_copies, retention, rpo, rto, schedule, verify, window)")),
@@ -598,7 +598,7 @@ BAD_POLICIES: dict[str, Bad] = {
         ("  local:", "stores.local: unknown store type 'ftp' (known: file, s3, gcs, azure_blob)")),
     "unknown-source-type": bad(
         "      type: dynamodb\n      table: orders", "      type: mongodb\n      table: orders",
-        (None, f"{FILE}:26: datasets.orders.source: unknown source type 'mongodb' (known: dynamodb, firestore, cosmos, s3)")),
+        (None, f"{FILE}:26: datasets.orders.source: unknown source type 'mongodb' (known: dynamodb, firestore, cosmos, s3, rds)")),
     # field values
     "bad-cron-six-fields": bad(
         '"0 * * * *"', '"0 * * * * *"',
@@ -808,7 +808,7 @@ MANY_EXPECTED = [
     f"{FILE}:28: datasets.orders.tier: unknown tier 'gold' (known: critical, standard)",
     f"{FILE}:29: datasets.orders.store: unknown store 'nowhere' (known: tape, vault)",
     f"{FILE}:30: datasets.carts.store: required key is missing",
-    f"{FILE}:31: datasets.carts.source: unknown source type 'mongo' (known: dynamodb, firestore, cosmos, s3)",
+    f"{FILE}:31: datasets.carts.source: unknown source type 'mongo' (known: dynamodb, firestore, cosmos, s3, rds)",
     f"{FILE}:33: owner: unknown key 'owner' (allowed: alerts, datasets, stores, tiers, timezone, version)",
 ]
 

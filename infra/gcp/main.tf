@@ -34,6 +34,24 @@ resource "google_project_iam_member" "firestore_restore" {
   member  = "serviceAccount:${google_service_account.cloudkeep.email}"
 }
 
+# method: export — the function starts managed exports (and polls their operations) ...
+resource "google_project_iam_member" "firestore_export" {
+  count   = var.firestore_export ? 1 : 0
+  project = var.project
+  role    = "roles/datastore.importExportAdmin"
+  member  = "serviceAccount:${google_service_account.cloudkeep.email}"
+}
+
+data "google_project" "this" {}
+
+# ... which Firestore's own service agent writes into the vault bucket.
+resource "google_storage_bucket_iam_member" "firestore_agent_writes_exports" {
+  count  = var.firestore_export ? 1 : 0
+  bucket = google_storage_bucket.vault.name
+  role   = "roles/storage.objectAdmin"
+  member = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-firestore.iam.gserviceaccount.com"
+}
+
 resource "google_kms_key_ring" "cloudkeep" {
   name     = "cloudkeep"
   location = var.region

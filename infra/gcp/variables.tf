@@ -36,3 +36,9 @@ variable "source_zip" {
   type        = string
   default     = "../../.build/gcp-function.zip"
 }
+
+variable "firestore_export" {
+  description = "Allow Firestore datasets with method: export (managed export into the vault bucket)"
+  type        = bool
+  default     = false
+}

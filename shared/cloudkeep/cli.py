@@ -183,14 +183,28 @@ def validate(ctx: Ctx) -> None:
 @click.argument("datasets", nargs=-1)
 @click.option("--due", is_flag=True, help="Run only what is due now (as the scheduled tick does).")
 @click.option("--now", "now_text", metavar="ISO8601", help="With --due: pretend it is this time.")
+@click.option("--wait", is_flag=True,
+              help="Native jobs (exports, backups, RDS snapshots): keep polling in this process "
+                   "until the job is done and the manifest committed, instead of returning "
+                   "'pending' for the next run to continue.")
+@click.option("--wait-timeout", type=click.FloatRange(min=0), default=6 * 3600.0, show_default=True,
+              metavar="SECONDS", help="With --wait: give up waiting (the job stays pending) after this long.")
+@click.option("--poll-interval", type=click.FloatRange(min=0), default=15.0, show_default=True,
+              metavar="SECONDS", help="With --wait: seconds between two polls of a native job.")
 @click.pass_obj
-def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None) -> None:
+def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None, wait: bool,
+        wait_timeout: float, poll_interval: float) -> None:
     """Take snapshots of DATASETS now (every dataset if none is named), or with --due only
-    those due, each as the snapshot of its schedule slot."""
-    from .engine import backup_many
+    those due, each as the snapshot of its schedule slot.
+
+    A dataset whose source runs a native job (DynamoDB method export/native, RDS, Firestore
+    method export) is started and reported 'pending'; the next run (or scheduled tick) polls it
+    and commits the snapshot once the job is done. --wait polls in this process instead."""
+    from .engine import RunOptions, backup_many
 
     if now_text and not due:
         _usage("--now only makes sense with --due")
+    options = RunOptions(wait=wait_timeout if wait else 0.0, poll_interval=poll_interval)
     policy = ctx.load()
     names = list(datasets) or sorted(policy.datasets)
     for name in names:
@@ -198,13 +212,14 @@ def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None) ->
     if due:
         from .runtime import parse_now, tick
 
-        outcome = tick(policy, parse_now(now_text), datasets=names, progress_factory=_progress)
+        outcome = tick(policy, parse_now(now_text), datasets=names, progress_factory=_progress,
+                       options=options)
         data = outcome.as_dict()["datasets"]
         results = outcome.results
     else:
         from .runtime import after_backup, audit_backup
 
-        results = backup_many(policy, names, progress_factory=_progress)
+        results = backup_many(policy, names, progress_factory=_progress, options=options)
         for result in results:
             after_backup(policy, result)  # copies to the dataset's further stores
             audit_backup(policy, result)
@@ -215,13 +230,27 @@ def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None) ->
             ["dataset", "status", "snapshot", "items", "parts", "stored", "seconds", "error"],
             [[r["dataset"], r["status"], r.get("snapshot_id"), r.get("items"), r.get("parts"),
               human_bytes(r["bytes_stored"]) if "bytes_stored" in r else None,
-              r.get("duration_seconds"), r.get("error")] for r in rows],
+              r.get("duration_seconds"), r.get("error") or _job_note(r.get("job"))] for r in rows],
         )
 
     _emit(ctx, data, render)
     failed = [r for r in results if r.status == "failed"]
     if failed:
         sys.exit(max(r.exit_code for r in failed))
+
+
+def _native_summary(native: dict[str, Any]) -> str:
+    """What a native job made, in one line (ARNs, operation, output URI)."""
+    keys = ("backup_arn", "export_arn", "s3_uri", "snapshot_arns", "operation", "output_uri_prefix")
+    parts = [f"{k}={', '.join(v) if isinstance(v, list) else v}" for k in keys if (v := native.get(k))]
+    return f"{native.get('kind', 'native')}: " + "; ".join(parts)
+
+
+def _job_note(job: Any) -> str | None:
+    if not job:
+        return None
+    return (f"{job.get('method')} job {job.get('state')}, {job.get('polls', 0)} poll(s); "
+            "run again (or wait for the next tick) to continue")
 
 
 @main.command()
@@ -357,8 +386,10 @@ def show(ctx: Ctx, ref: str, store_name: str | None) -> None:
             ("snapshot", d["ref"]),
             ("store", f"{d['store']} ({d['store_location']})"),
             ("source", " ".join(str(v) for v in (
-                src.get("type"), src.get("table") or src.get("bucket"), src.get("prefix"),
+                src.get("type"), src.get("table") or src.get("bucket") or src.get("instance")
+                or src.get("cluster") or src.get("project"), src.get("prefix"),
                 src.get("region")) if v)),
+            ("method", d["method"]),
             ("trigger", d["trigger"] + (f" (slot {d['slot']})" if d.get("slot") else "")),
             ("tier", d["tier"]),
             ("started", d["started_at"]),
@@ -371,6 +402,7 @@ def show(ctx: Ctx, ref: str, store_name: str | None) -> None:
             ("codec", f"{d['codec']['framing']} + {d['codec']['compression']} "
                       f"level {d['codec']['level']}, encryption: {d['codec']['encryption'] or 'none'}"),
             ("content digest", d["content_digest"]["value"]),
+            *([("native", _native_summary(d["native"]))] if d.get("native") else []),
             ("cloudkeep", d["cloudkeep_version"]),
             ("legal hold", f"{d['hold']['reason']} ({d['hold'].get('created_by')}, "
                            f"{d['hold'].get('created_at', '')[:19]})" if d["hold"] else "none"),
@@ -466,7 +498,7 @@ def restore(ctx: Ctx, ref: str, target: str, overwrite: bool, store_name: str | 
                 snapshot_id=manifest.snapshot_id, detail=result.as_dict())
     _emit(ctx, result.as_dict(), lambda d: click.echo(
         f"restored {d['ref']} into {d['target']}: {d['items']} items in {d['seconds']}s "
-        f"(content digest matches the manifest)"
+        + (f"(via {d['via']})" if d.get("via") else "(content digest matches the manifest)")
     ))
 
 

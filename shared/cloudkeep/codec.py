@@ -18,7 +18,7 @@ import io
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import zstandard
 
@@ -148,6 +148,55 @@ class HashingReader:
         """Read (and hash) whatever the decompressor left unread."""
         while self.read(1 << 20):
             pass
+
+
+def iter_part_lines(stream: BinaryIO, compression: str = COMPRESSION) -> Iterator[bytes]:
+    """The lines of a part compressed with ``compression`` (a manifest's ``codec.compression``)."""
+    if compression == "gzip":
+        return iter_gzip_lines(stream)
+    if compression == "none":
+        return _split_lines(iter(lambda: stream.read(1 << 20), b""))
+    return iter_lines(stream)
+
+
+def iter_gzip_lines(stream: BinaryIO, *, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """Decompress a gzip file (one or more members, as DynamoDB's export writes) and yield its
+    lines without newlines. Raises :class:`TruncatedPartError` when it ends early."""
+    import zlib
+
+    def chunks() -> Iterator[bytes]:
+        dobj: Any = None
+        while True:
+            chunk = stream.read(chunk_size)
+            if not chunk:
+                break
+            while chunk:
+                if dobj is None:
+                    dobj = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                try:
+                    yield dobj.decompress(chunk)
+                except zlib.error as exc:
+                    raise TruncatedPartError(f"not valid gzip data ({exc})") from None
+                if dobj.eof:  # a member ends: what follows is the next member
+                    chunk, dobj = dobj.unused_data, None
+                else:
+                    chunk = b""
+        if dobj is not None and not dobj.eof:
+            raise TruncatedPartError("the gzip data ends early (truncated part)")
+
+    return _split_lines(chunks())
+
+
+def _split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    pending = b""
+    for data in chunks:
+        pending += data
+        if b"\n" in pending:
+            lines = pending.split(b"\n")
+            pending = lines.pop()
+            yield from lines
+    if pending:
+        raise TruncatedPartError("the last line is incomplete")
 
 
 def iter_lines(stream: BinaryIO, *, chunk_size: int = 1 << 20) -> Iterator[bytes]:

@@ -35,7 +35,7 @@ from .manifest import (
 from .policy import Policy
 from .progress import NullProgress, Progress
 from .registry import open_source, open_store
-from .sources import Source
+from .sources import Source, native_method
 from .stores import Store
 
 log = logging.getLogger(__name__)
@@ -51,18 +51,21 @@ class RunOptions:
     level: int = DEFAULT_LEVEL
     workers: int = MAX_WORKERS
     retain_until: datetime | None = None  # Object Lock date for every object (set by the engine)
+    wait: float = 0.0  # native jobs: seconds to keep polling in process (run --wait); 0: one step
+    poll_interval: float = 15.0  # native jobs: seconds between polls while waiting
 
 
 @dataclass
 class RunResult:
     dataset: str
-    status: Literal["committed", "exists", "locked", "failed"]
+    status: Literal["committed", "exists", "locked", "failed", "pending"]
     snapshot_id: str | None = None
     manifest: Manifest | None = None
     error: str | None = None
     exit_code: int = 0
     copies: list[dict[str, object]] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
+    job: dict[str, object] | None = None  # a pending native job's state (cloudkeep.jobs)
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"dataset": self.dataset, "status": self.status,
@@ -75,6 +78,8 @@ class RunResult:
             out["copies"] = self.copies
         if self.pruned:
             out["pruned"] = self.pruned
+        if self.job:
+            out["job"] = self.job
         return out
 
 
@@ -109,6 +114,16 @@ def backup(
     options = options or RunOptions()
     started = datetime.now(UTC)
     run_id = new_run_id()
+    if snapshot_id is None and native_method(source):
+        # An on-demand run continues the dataset's pending native job instead of starting one.
+        from .jobs import pending_jobs
+
+        pending = pending_jobs(store, dataset)
+        if pending:
+            record = pending[0]
+            snapshot_id = str(record["snapshot_id"])
+            trigger = "schedule" if record.get("trigger") == "schedule" else "manual"
+            slot = datetime.fromisoformat(record["slot"]) if record.get("slot") else None
     snapshot_id = snapshot_id or layout.snapshot_id_for(started, secrets.token_hex(3))
 
     with logctx.bind(run_id=run_id, dataset=dataset, snapshot_id=snapshot_id):
@@ -134,6 +149,12 @@ def _backup(
     if existing is not None:
         log.info("dataset %s: snapshot %s is already committed", dataset, snapshot_id)
         return RunResult(dataset, "exists", snapshot_id, existing)
+    if native_method(source):
+        from .jobs import Wait, run_native
+
+        return run_native(policy, dataset, store, source, snapshot_id,  # type: ignore[arg-type]
+                          run_id=run_id, trigger=trigger, slot=slot,
+                          wait=Wait(options.wait, options.poll_interval))
 
     with DatasetLock(store, dataset, run_id):
         existing = _existing_manifest(store, dataset, snapshot_id)

@@ -7,6 +7,7 @@ Keys are relative to the store's root (a store applies its own ``prefix``)::
     <dataset>/verifications/<snapshot_id>/<timestamp>.json
     <dataset>/holds/<snapshot_id>.json                   legal holds
     <dataset>/copies/<snapshot_id>/<store>.json          verified copies in other stores
+    <dataset>/jobs/<snapshot_id>.json                    native jobs (export, backup, RDS snapshot)
     <dataset>/lock.json
     <dataset>/alerts/state.json                          open alerts (the watchdog's memory)
     _audit/<yyyy>/<mm>/<dd>/<timestamp>-<event>.json      audit log, create-only
@@ -88,6 +89,24 @@ def copy_record_key(dataset: str, snapshot_id: str, store: str) -> str:
 
 def copies_prefix(dataset: str, snapshot_id: str) -> str:
     return f"{dataset}/copies/{snapshot_id}/"
+
+
+def job_key(dataset: str, snapshot_id: str) -> str:
+    """The record of a native job (started → polling → finished) that makes a snapshot."""
+    return f"{dataset}/jobs/{snapshot_id}.json"
+
+
+def jobs_prefix(dataset: str) -> str:
+    return f"{dataset}/jobs/"
+
+
+def parse_job_key(dataset: str, key: str) -> str | None:
+    """The snapshot id if ``key`` is a job record of ``dataset``, else None."""
+    head = jobs_prefix(dataset)
+    if not key.startswith(head) or not key.endswith(".json"):
+        return None
+    snapshot_id = key[len(head) : -len(".json")]
+    return snapshot_id if SNAPSHOT_ID_RE.match(snapshot_id) else None
 
 
 def lock_key(dataset: str) -> str:

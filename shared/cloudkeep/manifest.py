@@ -37,9 +37,15 @@ class Totals(_Model):
 
 
 class Codec(_Model):
-    framing: Literal["ndjson"] = "ndjson"
-    compression: Literal["zstd"] = "zstd"
-    level: int = 3
+    framing: Literal["ndjson", "opaque"] = Field(
+        default="ndjson",
+        description="ndjson: one item per line; opaque: files of a service's own export format "
+        "(e.g. Firestore's), checked by size and sha256 only",
+    )
+    compression: Literal["zstd", "gzip", "none"] = Field(
+        default="zstd", description="gzip: the data files of a DynamoDB export"
+    )
+    level: int | None = 3
     encryption: None = Field(default=None, description="null: parts are not encrypted")
 
 
@@ -83,6 +89,12 @@ class Manifest(_Model):
     totals: Totals
     codec: Codec
     content_digest: ContentDigestEntry
+    native: dict[str, Any] | None = Field(
+        default=None,
+        description="what a native job made and where (a backup ARN, snapshot ARNs and their "
+        "copies, an export's ARN or operation name and output URI); retention deletes the "
+        "backups and snapshots recorded here",
+    )
     cloudkeep_version: str
 
     def to_bytes(self) -> bytes:

@@ -25,6 +25,7 @@ from pydantic import (
     StrictInt,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic.functional_validators import BeforeValidator
 from pydantic.json_schema import WithJsonSchema
@@ -330,13 +331,44 @@ class Tier(Model):
 
 
 class DynamoDBSourceSpec(Model):
-    """A DynamoDB table read by a parallel segmented Scan."""
+    """A DynamoDB table. ``method: scan`` (default) reads it by a parallel segmented Scan;
+    ``export`` runs ExportTableToPointInTime into the dataset's S3 store (PITR must be on);
+    ``native`` takes an on-demand backup (CreateBackup), deleted by retention."""
 
     type: Literal["dynamodb"]
     table: str = Field(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
     region: str = Field(min_length=1)
+    method: Literal["scan", "export", "native"] = "scan"
     segments: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
     consistent_read: StrictBool = False
+
+
+_RDS_ID = r"^[A-Za-z](?:-?[A-Za-z0-9])*$"  # no "--", no trailing "-"
+
+
+class RdsCopyTo(Model):
+    """Where each RDS snapshot is copied: another region, optionally another account (through a
+    role there), encrypted with a KMS key of the destination."""
+
+    region: str = Field(min_length=1)
+    account_role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+    kms_key_id: str | None = Field(default=None, min_length=1)
+
+
+class RdsSourceSpec(Model):
+    """An RDS DB instance or Aurora cluster, backed up by native (tagged) snapshots."""
+
+    type: Literal["rds"]
+    instance: str | None = Field(default=None, max_length=63, pattern=_RDS_ID)
+    cluster: str | None = Field(default=None, max_length=63, pattern=_RDS_ID)
+    region: str = Field(min_length=1)
+    copy_to: RdsCopyTo | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RdsSourceSpec:
+        if (self.instance is None) == (self.cluster is None):
+            raise ValueError("give exactly one of 'instance' (a DB instance) or 'cluster' (an Aurora cluster)")
+        return self
 
 
 class FirestoreSourceSpec(Model):
@@ -352,6 +384,10 @@ class FirestoreSourceSpec(Model):
     recursive: StrictBool = True
     segments: StrictInt | None = Field(default=None, ge=1, le=1000)
     rewrite_references: StrictBool = False
+    method: Literal["scan", "export"] = Field(
+        default="scan",
+        description="export: Firestore's managed export into the dataset's Cloud Storage store",
+    )
 
     @field_validator("collections")
     @classmethod
@@ -436,7 +472,7 @@ class S3SourceSpec(Model):
 
 
 SourceSpec = Annotated[
-    DynamoDBSourceSpec | FirestoreSourceSpec | CosmosSourceSpec | S3SourceSpec,
+    DynamoDBSourceSpec | FirestoreSourceSpec | CosmosSourceSpec | S3SourceSpec | RdsSourceSpec,
     Field(discriminator="type"),
 ]
 SOURCE_MODELS: dict[str, type[BaseModel]] = {
@@ -444,6 +480,7 @@ SOURCE_MODELS: dict[str, type[BaseModel]] = {
     "firestore": FirestoreSourceSpec,
     "cosmos": CosmosSourceSpec,
     "s3": S3SourceSpec,
+    "rds": RdsSourceSpec,
 }
 SOURCE_TYPES = tuple(SOURCE_MODELS)
 
@@ -875,6 +912,7 @@ def _cross_check(data: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], str]]:
             known = ", ".join(sorted(map(str, stores))) or "none defined"
             yield (("datasets", str(name), "store"), f"unknown store {store!r} (known: {known})")
         yield from _check_copies(("datasets", str(name)), spec.get("copy_to"), stores, store)
+        yield from _check_export_store(str(name), spec.get("source"), stores, store)
     if isinstance(tiers, dict):
         for tier_name, tier_spec in tiers.items():
             if isinstance(tier_spec, dict):
@@ -892,3 +930,22 @@ def _check_copies(where: tuple[str, ...], copies: Any, stores: Any,
             yield (path, f"unknown store {target!r} (known: {known})")
         elif isinstance(target, str) and target == own:
             yield (path, f"store {target!r} is the dataset's own store; copy_to names other stores")
+
+
+# An export written by the service itself lands in the dataset's own store bucket.
+_EXPORT_STORE = {"dynamodb": ("s3", "ExportTableToPointInTime writes into an S3 bucket"),
+                 "firestore": ("gcs", "Firestore's managed export writes into a Cloud Storage bucket")}
+
+
+def _check_export_store(name: str, source: Any, stores: Any, store: Any) -> Iterator[tuple[tuple[str, ...], str]]:
+    if not isinstance(source, dict) or source.get("method") != "export" or not isinstance(stores, dict):
+        return
+    need = _EXPORT_STORE.get(str(source.get("type")))
+    target = stores.get(store) if isinstance(store, str) else None
+    if need is None or not isinstance(target, dict):
+        return
+    kind, why = need
+    if target.get("type") != kind:
+        yield (("datasets", name, "source", "method"),
+               f"method: export needs the dataset's store to be of type {kind} ({why}, under the "
+               f"snapshot's folder); store {store!r} is of type {target.get('type')!r}")

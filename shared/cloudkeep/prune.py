@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import chain, copies, holds, layout
-from .catalog import snapshot_ids
+from .catalog import load_manifest, snapshot_ids
 from .errors import CloudkeepError, ObjectLockedError, ObjectNotFoundError
 from .policy import Policy
 from .registry import open_store
@@ -43,6 +43,7 @@ class PruneReport:
     errors: list[str] = field(default_factory=list)
     blobs: dict[str, Any] | None = None  # S3 source: garbage collection of unreferenced blobs
     copy_blobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # ... in copy stores
+    native_deleted: list[str] = field(default_factory=list)  # backup / snapshot ARNs
 
     def as_dict(self) -> dict[str, Any]:
         rows = [{"snapshot_id": s, "action": "keep", "reasons": self.decision.reasons.get(s, [])}
@@ -58,6 +59,7 @@ class PruneReport:
             "locked": self.locked,
             "orphans_removed": self.orphans,
             "retention_extended": self.extended,
+            "native_deleted": self.native_deleted,
             "errors": self.errors,
         } | ({"blobs": self.blobs} if self.blobs is not None else {}) | (
             {"copy_blobs": self.copy_blobs} if self.copy_blobs else {})
@@ -91,7 +93,7 @@ def _latest_verification_ok(store: Store, dataset: str, snapshot_id: str) -> boo
 
 
 def prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool = False,
-          store: Store | None = None) -> PruneReport:
+          store: Store | None = None, source: Any = None) -> PruneReport:
     spec = policy.dataset(dataset)
     tier = policy.tiers[spec.tier]
     store = store or open_store(policy.stores[spec.store])
@@ -119,10 +121,19 @@ def prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool = False,
         if not uncertain:
             _collect_blobs(policy, store, dataset, now, report, keep_ids=decision.keep)
         return report
+    natives = _NativeResources(policy, dataset, source)
     for sid in decision.remove:
-        _remove_snapshot(policy, store, dataset, sid, report)
+        _remove_snapshot(policy, store, dataset, sid, report, natives)
     _extend_retention(store, dataset, decision.keep, rules, report)
-    _remove_orphans(store, dataset, now, report)
+    pending = _pending_ids(store, dataset, report)
+    _remove_orphans(store, dataset, now, report, pending)
+    if not uncertain and pending is not None:
+        try:
+            committed = set(snapshot_ids(store, dataset))
+        except CloudkeepError as exc:
+            report.errors.append(f"{dataset}: native sweep skipped: {exc}")
+        else:
+            natives.sweep(store, dataset, committed | pending, now - ORPHAN_GRACE, report)
     if not uncertain:
         _collect_blobs(policy, store, dataset, now, report)
     log.info("prune %s: kept %d, removed %d, locked %d, orphans %d", dataset, len(decision.keep),
@@ -174,7 +185,70 @@ def _keep_chains(store: Store, dataset: str, decision: Decision) -> Decision:
     return Decision(keep, remove, reasons)
 
 
-def _remove_snapshot(policy: Policy, store: Store, dataset: str, sid: str, report: PruneReport) -> None:
+class _NativeResources:
+    """Backups and snapshots a native job made (DynamoDB backups, RDS snapshots): deleted with
+    their snapshot, and swept when tagged for a snapshot that neither exists nor is pending."""
+
+    def __init__(self, policy: Policy, dataset: str, source: Any = None) -> None:
+        self.spec = policy.dataset(dataset).source
+        self._source: Any = source
+
+    @property
+    def source(self) -> Any:
+        if self._source is None:
+            from .registry import open_source
+
+            self._source = open_source(self.spec)
+        return self._source
+
+    def delete(self, store: Store, dataset: str, sid: str, report: PruneReport) -> bool:
+        """Delete what the snapshot's manifest records; False (and an error) if that failed."""
+        try:
+            manifest = load_manifest(store, dataset, sid)
+        except CloudkeepError:
+            return True  # no readable manifest: nothing recorded (the sweep finds tagged leftovers)
+        if not manifest.native:
+            return True
+        delete = getattr(self.source, "delete_native", None)
+        if delete is None or manifest.source.get("type") != self.source.kind:
+            return True
+        try:
+            report.native_deleted.extend(delete(dataset, sid, manifest.native))
+        except CloudkeepError as exc:
+            report.errors.append(f"{dataset}@{sid}: cannot delete its {manifest.method} resources: {exc}")
+            return False
+        return True
+
+    def sweep(self, store: Store, dataset: str, keep: set[str], older_than: datetime,
+              report: PruneReport) -> None:
+        from .sources import native_method
+
+        try:
+            if not native_method(self.source) or not hasattr(self.source, "sweep_native"):
+                return
+            report.native_deleted.extend(self.source.sweep_native(dataset, keep, older_than))
+        except CloudkeepError as exc:
+            report.errors.append(f"{dataset}: cannot sweep leftover native backups: {exc}")
+
+
+def _pending_ids(store: Store, dataset: str, report: PruneReport) -> set[str] | None:
+    """Snapshot ids of native jobs still running (None if the job records cannot be read)."""
+    from .jobs import pending_jobs
+
+    try:
+        return {str(r["snapshot_id"]) for r in pending_jobs(store, dataset)}
+    except CloudkeepError as exc:
+        report.errors.append(f"{dataset}: cannot read its native job records: {exc}")
+        return None
+
+
+def _remove_snapshot(policy: Policy, store: Store, dataset: str, sid: str, report: PruneReport,
+                     natives: _NativeResources | None = None) -> None:
+    # A native snapshot's backups go first: if they cannot be deleted, the manifest stays, so
+    # the next prune tries again (a manifest never points at a backup deleted behind its back
+    # by anyone but retention).
+    if natives is not None and not natives.delete(store, dataset, sid, report):
+        return
     targets = [(store, None)] + [
         (open_store(policy.stores[name]), name) for name in copies.verified_stores(store, dataset, sid)
         if name in policy.stores
@@ -197,6 +271,8 @@ def _remove_snapshot(policy: Policy, store: Store, dataset: str, sid: str, repor
         if name is None:
             leftovers += [i.key for i in target.list(layout.verifications_prefix(dataset, sid))]
             leftovers += [i.key for i in target.list(layout.copies_prefix(dataset, sid))]
+            if target.stat(layout.job_key(dataset, sid)) is not None:
+                leftovers.append(layout.job_key(dataset, sid))
         try:
             target.delete(leftovers)
         except ObjectLockedError as exc:
@@ -237,18 +313,22 @@ def _extend_blobs(store: Store, dataset: str, sid: str, extend: Any, until: date
             extend(layout.blob_key(dataset, sha), until)
 
 
-def _remove_orphans(store: Store, dataset: str, now: datetime, report: PruneReport) -> None:
+def _remove_orphans(store: Store, dataset: str, now: datetime, report: PruneReport,
+                    pending: set[str] | None = None) -> None:
     """Parts of crashed runs: snapshot folders without a manifest, untouched for the grace period,
-    while no run holds the dataset's lock."""
+    while no run holds the dataset's lock — never the folder of a native job still running (an
+    export may take hours)."""
     if store.stat(layout.lock_key(dataset)) is not None:
         return  # a run is (or was just) writing: never race it
+    if pending is None:
+        return  # the job records could not be read: any folder may belong to a running export
     groups: dict[str, list[Any]] = {}
     head = layout.snapshots_prefix(dataset)
     for info in store.list(head):
         sid = info.key[len(head):].split("/", 1)[0]
         groups.setdefault(sid, []).append(info)
     for sid, infos in groups.items():
-        if any(i.key.endswith("/" + layout.MANIFEST_NAME) for i in infos):
+        if sid in pending or any(i.key.endswith("/" + layout.MANIFEST_NAME) for i in infos):
             continue
         newest = max((i.modified for i in infos if i.modified), default=None)
         if newest is None or now - newest < ORPHAN_GRACE:

@@ -51,6 +51,10 @@ def open_source(spec: Any) -> Source:
         from .sources.s3 import S3Source
 
         return cast("Source", S3Source.from_spec(spec))
+    if kind == "rds":
+        from .sources.rds import RdsSource
+
+        return cast("Source", RdsSource.from_spec(spec))
     raise ValueError(f"unknown source type {kind!r}")  # unreachable: the policy was validated
 
 

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import chain, layout
-from .codec import ContentDigest, HashingReader, iter_lines
+from .codec import ContentDigest, HashingReader, iter_part_lines
 from .errors import RestoreError
 from .manifest import Manifest, PartEntry
 from .policy import Policy
 from .progress import NullProgress, Progress
 from .registry import open_source
-from .sources import RestoreWriter, Source
+from .sources import RestoreWriter, Source, restore_native
 from .stores import Store
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,9 @@ class RestoreResult:
     target: str
     items: int
     seconds: float
-    digest_ok: bool
+    digest_ok: bool | None  # None: restored by the service itself (a native backup), unchecked
     chain: list[str] = field(default_factory=list)  # an incremental snapshot's replayed chain
+    via: str | None = None  # a native restore: the service call that did it
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -53,7 +54,7 @@ class RestoreResult:
             "items": self.items,
             "seconds": round(self.seconds, 3),
             "content_digest_ok": self.digest_ok,
-        } | ({"chain": self.chain} if self.chain else {})
+        } | ({"chain": self.chain} if self.chain else {}) | ({"via": self.via} if self.via else {})
 
 
 def restore(
@@ -75,6 +76,15 @@ def restore(
             f"snapshot {manifest.dataset}@{manifest.snapshot_id} holds a "
             f"{manifest.source.get('type')} source; the policy's dataset is now {source.kind}"
         )
+    # A snapshot made by a native job may be restored by the service itself
+    # (RestoreTableFromBackup, a Firestore import); an export's parts restore as usual.
+    t0 = time.monotonic()
+    native = restore_native(source, manifest, target, overwrite=overwrite)
+    if native is not None:
+        log.info("restored %s@%s into %s via %s", manifest.dataset, manifest.snapshot_id, target,
+                 native.get("via"))
+        return RestoreResult(manifest.dataset, manifest.snapshot_id, target, int(native.get("items") or 0),
+                             time.monotonic() - t0, None, via=str(native.get("via")))
     # An incremental snapshot is restored by replaying its chain: the full snapshot it starts
     # from, then every incremental one up to it, in order (cloudkeep.chain).
     snapshots = chain.load_chain(store, manifest)
@@ -163,7 +173,7 @@ def _restore_part(
         hashing = HashingReader(stream)
         batch: list[bytes] = []
         try:
-            for line in iter_lines(hashing):  # type: ignore[arg-type]
+            for line in iter_part_lines(hashing, manifest.codec.compression):  # type: ignore[arg-type]
                 digest.add_line(line)
                 batch.append(line)
                 if len(batch) >= WRITE_CHUNK:

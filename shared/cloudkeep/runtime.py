@@ -25,7 +25,7 @@ from .policy import Policy
 from .progress import Progress
 from .registry import open_source, open_store
 from .schedule import Schedule, Window, due_state, slot_snapshot_id
-from .sources import Source
+from .sources import Source, native_method
 from .stores import Store
 from .verify import record_and_audit
 
@@ -174,6 +174,10 @@ class TickResult:
     freshness: list[dict[str, Any]] = field(default_factory=list)  # the watchdog, per dataset
     verifications: list[dict[str, Any]] = field(default_factory=list)  # scheduled drills/samples
     alerts: list[dict[str, Any]] = field(default_factory=list)  # alerts and recoveries sent
+
+    @property
+    def pending(self) -> list[RunResult]:
+        return [r for r in self.results if r.status == "pending"]
 
     @property
     def failed(self) -> list[RunResult]:
@@ -422,14 +426,32 @@ def _tick_one(
         try:
             spec = policy.dataset(name)
             store = store_for(name) if store_for else open_store(policy.stores[spec.store])
+            source = source_for(name) if source_for else None
+            if _runs_native_jobs(spec.source) or (source is not None and native_method(source)):
+                # A native job still running is continued before (instead of) starting another.
+                from .jobs import pending_jobs
+
+                pending = pending_jobs(store, name)
+                if pending:
+                    record = pending[0]
+                    log.info("dataset %s: continuing the %s job of snapshot %s", name,
+                             record.get("method"), record["snapshot_id"])
+                    slot = datetime.fromisoformat(record["slot"]) if record.get("slot") else None
+                    result = backup(
+                        policy, name, store=store, source=source or open_source(spec.source),
+                        snapshot_id=str(record["snapshot_id"]),
+                        trigger="schedule" if record.get("trigger") == "schedule" else "manual",
+                        slot=slot, options=options,
+                    )
+                    after_backup(policy, result, store, prune_at=now)
+                    return result
             state = dataset_plan(policy, name, now, store)
             if not state.due:
                 return None
             snapshot_id = slot_snapshot_id(name, state.slot)
             log.info("dataset %s is due (slot %s): snapshot %s", name, state.slot.isoformat(), snapshot_id)
             result = backup(
-                policy, name, store=store,
-                source=source_for(name) if source_for else open_source(spec.source),
+                policy, name, store=store, source=source or open_source(spec.source),
                 snapshot_id=snapshot_id, trigger="schedule", slot=state.slot,
                 progress=progress_factory() if progress_factory else None, options=options,
             )
@@ -446,3 +468,9 @@ def _tick_one(
             return RunResult(name, "failed", error=f"internal error: {type(exc).__name__}: {exc}",
                              exit_code=1)
 
+
+
+def _runs_native_jobs(spec: Any) -> bool:
+    """Whether a source spec makes snapshots by native jobs (read from the policy alone, so a
+    dataset that is not due needs no source client)."""
+    return spec.type == "rds" or getattr(spec, "method", "scan") in ("export", "native")

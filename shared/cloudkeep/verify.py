@@ -24,16 +24,19 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zstandard
 
 from . import __version__, chain, layout
-from .codec import ContentDigest, HashingReader, TruncatedPartError, iter_lines
+from .codec import ContentDigest, HashingReader, TruncatedPartError, iter_lines, iter_part_lines
 from .errors import CloudkeepError, ObjectExistsError, ObjectNotFoundError, UsageError
 from .manifest import Manifest, PartEntry
 from .progress import NullProgress, Progress
 from .stores import Store
+
+if TYPE_CHECKING:
+    from .policy import Policy
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ class VerifyReport:
     cleaned_up: bool | None = None  # drill: the scratch target was deleted
     sample: dict[str, int] | None = None  # sample: requested, compared, matched, changed, ...
     slot: datetime | None = None  # a scheduled verification: the schedule slot it ran for
+    details: dict[str, Any] | None = None  # a drill's outcome (what was restored, how long)
 
     @property
     def ok(self) -> bool:
@@ -109,7 +113,7 @@ class VerifyReport:
             "tier": self.tier,
             **extra,
             "cloudkeep_version": __version__,
-        }
+        } | ({"drill": self.details} if self.details is not None else {})
 
     def record_dict(self) -> dict[str, Any]:
         """The stored form: ``problems`` as one line each, the details in ``problem_details``."""
@@ -217,7 +221,9 @@ def verify_integrity(store: Store, manifest: Manifest, *, workers: int = 8,
         # The objects' content: every blob the listing names exists and hashes to its name.
         report.problems.extend(Problem(None, "blobs", message)
                                for message in blobs.check_blobs(store, manifest, workers=workers))
-    if all_readable:
+    if manifest.codec.framing == "opaque":
+        pass  # files of a service's own format: sizes and sha256 are all there is to check
+    elif all_readable:
         if report.items != totals.items:
             report.problems.append(Problem(None, "item count", f"read {report.items} items, manifest says {totals.items}"))
         if digest.hexdigest() != manifest.content_digest.value:
@@ -247,10 +253,11 @@ def _check_part(store: Store, manifest: Manifest, part: PartEntry, checker: Any)
         return result
     hashing = HashingReader(stream)
     bad_lines = 0
+    opaque = manifest.codec.framing == "opaque"  # a service's own export file: bytes only
     try:
         with stream:
             try:
-                for line in iter_lines(hashing):  # type: ignore[arg-type]
+                for line in () if opaque else iter_part_lines(hashing, manifest.codec.compression):  # type: ignore[arg-type]
                     result.items += 1
                     result.digest.add_line(line)
                     try:
@@ -281,6 +288,42 @@ def _check_part(store: Store, manifest: Manifest, part: PartEntry, checker: Any)
     if result.readable and result.items != part.items:
         problem("item count", f"read {result.items} items, manifest says {part.items}")
     return result
+
+
+def native_problems(policy: Policy, manifest: Manifest) -> list[Problem]:
+    """For a snapshot made by a native job: is what it recorded (a backup, RDS snapshots and
+    their copies) still there and available? Asked of the dataset's source."""
+    if not manifest.native:
+        return []
+    from .registry import open_source
+
+    source = open_source(policy.dataset(manifest.dataset).source)
+    check = getattr(source, "check_native", None)
+    if check is None or manifest.source.get("type") != source.kind:
+        return []
+    try:
+        return [Problem(None, "native", message) for message in check(manifest)]
+    except CloudkeepError as exc:
+        return [Problem(None, "native", f"cannot check: {exc}")]
+
+
+def drill(policy: Policy, manifest: Manifest, **options: Any) -> VerifyReport:
+    """A restore drill: restore a temporary copy from the snapshot, wait until it is usable,
+    then delete it (even on failure). Sources that offer it: rds (``RdsSource.drill``)."""
+    from .errors import UsageError
+    from .registry import open_source
+
+    source = open_source(policy.dataset(manifest.dataset).source)
+    run = getattr(source, "drill", None)
+    if run is None or manifest.source.get("type") != source.kind:
+        raise UsageError(f"--level drill is available for rds datasets; {manifest.dataset!r} is "
+                         f"{manifest.source.get('type')}")
+    report = VerifyReport(manifest.dataset, manifest.snapshot_id, "drill", datetime.now(UTC))
+    outcome = run(manifest, **options)
+    report.details = outcome
+    report.problems = [Problem(None, "drill", p) for p in outcome.get("problems", [])]
+    report.finished_at = datetime.now(UTC)
+    return report
 
 
 def record(store: Store, report: VerifyReport) -> str:
@@ -466,6 +509,7 @@ def run_level(policy: Any, store: Store, manifest: Manifest, level: str, *, samp
     """Run one verification level and return its report (not yet recorded)."""
     if level == "integrity":
         report = verify_integrity(store, manifest, progress=progress)
+        report.problems.extend(native_problems(policy, manifest))
         report.trigger = trigger
         report.tier = _tier_of(policy, manifest.dataset)[0]
         return report
@@ -473,6 +517,17 @@ def run_level(policy: Any, store: Store, manifest: Manifest, level: str, *, samp
         return verify_sample(policy, store, manifest, items=sample_items, source=source,
                              trigger=trigger)
     if level == "drill":
+        if manifest.native:  # a native snapshot (RDS): the source restores a temporary database
+            tier_name, tier = _tier_of(policy, manifest.dataset)
+            report = drill(policy, manifest)
+            report.trigger, report.tier = trigger, tier_name
+            report.rto = getattr(tier, "rto", None)
+            details = report.details or {}
+            report.target = details.get("restored")
+            report.cleaned_up = details.get("deleted")
+            if details.get("seconds") is not None:
+                report.restore_seconds = float(details["seconds"])
+            return report
         return verify_drill(policy, store, manifest, source=source, trigger=trigger)
     raise UsageError(f"unknown verification level {level!r} (integrity, sample, drill)")
 

@@ -18,12 +18,24 @@ Optional hooks, called when present: ``set_previous(manifest)`` (the dataset's l
 snapshot, before ``describe``), ``attach_store(store, dataset, retain_until)`` (the store a source
 that copies objects — S3 — writes its blobs to, and restores them from), and ``read_summary()``
 (merged into the manifest's ``source`` once every segment is read).
+
+Sources that run a *native job* (a DynamoDB export or on-demand backup, an RDS snapshot, a
+Firestore managed export) implement :class:`NativeJobSource` instead of being scanned: the engine
+calls ``start_job`` once, records the job in the store (``cloudkeep.jobs``), and later
+invocations call ``poll_job`` until it is done, then ``finish_job``, whose outcome becomes the
+manifest. None of these calls waits for the job.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ..manifest import Codec, Manifest, PartEntry
+    from ..stores import Store
 
 
 class RestoreWriter(Protocol):
@@ -49,3 +61,64 @@ class Source(Protocol):
     def scan_digest(self, target: str) -> tuple[int, str]:
         """(items, content digest) of a live target, read the way a backup reads it."""
         ...
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a native job is for: the snapshot it makes, in which store."""
+
+    dataset: str
+    snapshot_id: str
+    store: Store
+    started_at: datetime
+
+
+@dataclass
+class JobPoll:
+    """One look at a running job. ``job`` is the (possibly updated) state to record."""
+
+    state: Literal["running", "done", "failed"]
+    job: dict[str, Any]
+    message: str = ""
+
+
+@dataclass
+class NativeOutcome:
+    """A finished job, as the manifest records it."""
+
+    described: dict[str, Any]  # like Source.describe(): may carry method and consistency
+    native: dict[str, Any]  # what was made and where (ARNs, operation, output URI)
+    parts: list[PartEntry] = field(default_factory=list)
+    codec: Codec | None = None
+    content_digest: str = "0" * 64
+    digest_ignores: list[str] = field(default_factory=list)
+
+
+@runtime_checkable
+class NativeJobSource(Protocol):
+    kind: str
+
+    def native_method(self) -> str | None:
+        """The method name if this source is set to run a native job, else None (scan)."""
+        ...
+
+    def start_job(self, ctx: JobContext) -> dict[str, Any]:
+        """Start the job; returns its state (ids) to record. Does not wait."""
+        ...
+
+    def poll_job(self, ctx: JobContext, job: dict[str, Any]) -> JobPoll: ...
+
+    def finish_job(self, ctx: JobContext, job: dict[str, Any]) -> NativeOutcome: ...
+
+
+def native_method(source: object) -> str | None:
+    """The native method ``source`` is set to run, or None when it is read by scanning."""
+    method = getattr(source, "native_method", None)
+    return method() if callable(method) else None
+
+
+def restore_native(source: object, manifest: Manifest, target: str, *, overwrite: bool) -> Any:
+    """Let a source restore a snapshot its own way (RestoreTableFromBackup, a Firestore import);
+    None when the snapshot's parts are restored line by line as usual."""
+    fn = getattr(source, "restore_native", None)
+    return fn(manifest, target, overwrite=overwrite) if callable(fn) else None

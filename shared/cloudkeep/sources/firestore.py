@@ -62,6 +62,8 @@ from ..errors import RestoreError, SourceError, SourceUnreachableError, UsageErr
 if TYPE_CHECKING:
     from ..policy import FirestoreSourceSpec
 
+from .firestore_export import AdminApi, FirestoreExportJobs
+
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE = "(default)"
@@ -256,7 +258,10 @@ def check_collection_id(collection_id: str) -> None:
 # The source
 
 
-class FirestoreSource:
+class FirestoreSource(FirestoreExportJobs):
+    """Firestore documents read by queries at one read time (``method: scan``), or Firestore's
+    managed export driven as a native job (``method: export``, see ``firestore_export``)."""
+
     kind = "firestore"
 
     def __init__(
@@ -268,8 +273,12 @@ class FirestoreSource:
         recursive: bool = True,
         segments: int | None = None,
         rewrite_references: bool = False,
+        method: str = "scan",
         client: Any = None,
+        admin: AdminApi | None = None,
     ) -> None:
+        self.method = method
+        self._admin = admin
         self.project = project
         self.database = database
         self.collections = list(collections) if collections else None
@@ -289,7 +298,7 @@ class FirestoreSource:
     def from_spec(cls, spec: FirestoreSourceSpec) -> FirestoreSource:
         return cls(spec.project, spec.database, collections=spec.collections,
                    recursive=spec.recursive, segments=spec.segments,
-                   rewrite_references=spec.rewrite_references)
+                   rewrite_references=spec.rewrite_references, method=spec.method)
 
     # ---------------------------------------------------------------- plumbing
 

@@ -1,0 +1,196 @@
+"""Native jobs spanning invocations (cloudkeep.jobs), with a scripted source of our own protocol
+(``sources.NativeJobSource``) and the in-memory store: start → pending, poll → pending / failed,
+finish → committed; the scheduled tick continues a pending job instead of starting another."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from cloudkeep import layout
+from cloudkeep.catalog import snapshot_ids
+from cloudkeep.engine import RunOptions, backup
+from cloudkeep.jobs import pending_jobs, read_job
+from cloudkeep.policy import parse_policy
+from cloudkeep.prune import prune
+from cloudkeep.runtime import tick
+from cloudkeep.sources import JobContext, JobPoll, NativeJobSource, NativeOutcome
+from cloudkeep.stores.memory import MemoryStore
+
+POLICY = """
+version: 1
+stores: {vault: {type: file, path: /nonexistent}}
+tiers:
+  daily: {schedule: "0 2 * * *", rpo: 26h, retention: {last: 1}}
+datasets:
+  orders: {source: {type: dynamodb, table: orders, region: us-east-1, method: native}, tier: daily, store: vault}
+"""
+
+
+class ScriptedJobs:
+    """A native-job source whose job reports the scripted states, one per poll."""
+
+    kind = "dynamodb"
+
+    def __init__(self, script: list[str]) -> None:
+        self.script = list(script)
+        self.started: list[str] = []
+        self.polls = 0
+        self.deleted: list[str] = []
+
+    def native_method(self) -> str | None:
+        return "native"
+
+    def start_job(self, ctx: JobContext) -> dict[str, Any]:
+        self.started.append(ctx.snapshot_id)
+        return {"backup_arn": f"arn:backup/{ctx.snapshot_id}", "n": len(self.started)}
+
+    def poll_job(self, ctx: JobContext, job: dict[str, Any]) -> JobPoll:
+        self.polls += 1
+        state = self.script.pop(0) if self.script else "done"
+        if state == "failed":
+            return JobPoll("failed", job, "the service said no")
+        return JobPoll("done" if state == "done" else "running", job, f"poll {self.polls}")
+
+    def finish_job(self, ctx: JobContext, job: dict[str, Any]) -> NativeOutcome:
+        return NativeOutcome(
+            described={"type": "dynamodb", "table": "orders", "method": "native",
+                       "consistency": {"mode": "point-in-time", "time": "2026-01-01T02:00:00+00:00"}},
+            native={"kind": "dynamodb-backup", "backup_arn": job["backup_arn"]})
+
+    def delete_native(self, dataset: str, snapshot_id: str, native: dict[str, Any]) -> list[str]:
+        self.deleted.append(native["backup_arn"])
+        return [native["backup_arn"]]
+
+    # the plain Source protocol (never called for a native job)
+    def describe(self) -> dict[str, Any]:
+        raise AssertionError("a native job is not described like a scan")
+
+
+def _policy() -> Any:
+    return parse_policy(POLICY)
+
+
+def test_scripted_source_satisfies_the_protocol() -> None:
+    assert isinstance(ScriptedJobs([]), NativeJobSource)
+
+
+def test_a_job_spans_invocations_started_polling_finished() -> None:
+    store, source, policy = MemoryStore(), ScriptedJobs(["running", "running", "done"]), _policy()
+
+    first = backup(policy, "orders", store=store, source=source)  # type: ignore[arg-type]
+    assert first.status == "pending" and first.snapshot_id
+    sid = first.snapshot_id
+    record = read_job(store, "orders", sid)
+    assert record is not None and record["state"] == "started" and record["polls"] == 0
+    assert source.polls == 0, "starting a job must not wait for it"
+    assert snapshot_ids(store, "orders") == []
+
+    second = backup(policy, "orders", store=store, source=source)  # type: ignore[arg-type]
+    assert (second.status, second.snapshot_id) == ("pending", sid), "an on-demand run continues the job"
+    record = read_job(store, "orders", sid)
+    assert record is not None and record["state"] == "polling" and record["polls"] == 1
+    assert second.as_dict()["job"]["state"] == "polling"
+
+    assert backup(policy, "orders", store=store, source=source).status == "pending"  # type: ignore[arg-type]
+    done = backup(policy, "orders", store=store, source=source)  # type: ignore[arg-type]
+    assert done.status == "committed" and done.snapshot_id == sid and done.manifest is not None
+    assert done.manifest.native == {"kind": "dynamodb-backup", "backup_arn": f"arn:backup/{sid}"}
+    assert done.manifest.consistency.mode == "point-in-time"
+    assert done.manifest.method == "native" and done.manifest.parts == []
+    assert source.started == [sid], "one job only"
+    record = read_job(store, "orders", sid)
+    assert record is not None and record["state"] == "finished"
+    assert snapshot_ids(store, "orders") == [sid]
+    assert pending_jobs(store, "orders") == []
+    # The next on-demand run starts a new job.
+    assert backup(policy, "orders", store=store, source=source).snapshot_id != sid  # type: ignore[arg-type]
+    assert len(source.started) == 2
+
+
+def test_wait_polls_in_process_until_done() -> None:
+    store, source = MemoryStore(), ScriptedJobs(["running", "running", "done"])
+    result = backup(_policy(), "orders", store=store, source=source,  # type: ignore[arg-type]
+                    options=RunOptions(wait=60, poll_interval=0))
+    assert result.status == "committed" and source.polls == 3
+
+
+def test_a_failed_job_is_reported_then_started_afresh() -> None:
+    store, source, policy = MemoryStore(), ScriptedJobs(["failed"]), _policy()
+    sid = backup(policy, "orders", store=store, source=source).snapshot_id  # type: ignore[arg-type]
+    failed = backup(policy, "orders", store=store, source=source, snapshot_id=sid)  # type: ignore[arg-type]
+    assert failed.status == "failed" and failed.exit_code == 1
+    assert failed.error and "the service said no" in failed.error
+    record = read_job(store, "orders", str(sid))
+    assert record is not None and record["state"] == "failed" and record["attempt"] == 1
+    again = backup(policy, "orders", store=store, source=source, snapshot_id=sid)  # type: ignore[arg-type]
+    assert again.status == "pending" and source.started == [sid, sid]
+    record = read_job(store, "orders", str(sid))
+    assert record is not None and record["state"] == "started" and record["attempt"] == 2
+
+
+def test_the_tick_continues_a_pending_job_before_starting_another() -> None:
+    store, source, policy = MemoryStore(), ScriptedJobs(["running", "done"]), _policy()
+
+    def run(now: str) -> Any:
+        return tick(policy, datetime.fromisoformat(now), store_for=lambda _: store,
+                    source_for=lambda _: source)  # type: ignore[arg-type,return-value]
+
+    first = run("2026-01-01T03:00:00+00:00")  # due: the 02:00 slot
+    assert [r.status for r in first.results] == ["pending"]
+    sid = first.results[0].snapshot_id
+    assert sid and sid.startswith("20260101T020000Z-")
+    # A day later a new slot is due — the pending job is continued instead of a new one started.
+    second = run("2026-01-02T03:00:00+00:00")
+    assert [(r.status, r.snapshot_id) for r in second.results] == [("pending", sid)]
+    third = run("2026-01-02T03:15:00+00:00")
+    assert [(r.status, r.snapshot_id) for r in third.results] == [("committed", sid)]
+    assert third.results[0].manifest is not None and third.results[0].manifest.trigger == "schedule"
+    assert source.started == [sid]
+    # Then the day-2 slot is still due and starts its own job.
+    fourth = run("2026-01-02T03:30:00+00:00")
+    assert fourth.results[0].status == "pending" and fourth.results[0].snapshot_id != sid
+    assert len(source.started) == 2
+
+
+def test_prune_keeps_a_running_exports_folder_and_deletes_recorded_backups() -> None:
+    store, policy = MemoryStore(), _policy()
+    source = ScriptedJobs([])
+    old = backup(policy, "orders", store=store, source=source,  # type: ignore[arg-type]
+                 snapshot_id="20260101T020000Z-aaaa", options=RunOptions(wait=10, poll_interval=0))
+    new = backup(policy, "orders", store=store, source=source,  # type: ignore[arg-type]
+                 snapshot_id="20260102T020000Z-bbbb", options=RunOptions(wait=10, poll_interval=0))
+    assert old.status == new.status == "committed"
+    # A job still running has files in its snapshot folder (an export in progress).
+    running = backup(policy, "orders", store=store, source=ScriptedJobs(["running"]))  # type: ignore[arg-type]
+    assert running.status == "pending" and running.snapshot_id
+    store.put(layout.part_key("orders", running.snapshot_id, "export/data/0.json.gz"), b"x")
+
+    report = prune(policy, "orders", datetime(2030, 1, 1, tzinfo=UTC), store=store, source=source)
+    assert report.removed == [old.snapshot_id]
+    assert source.deleted == [f"arn:backup/{old.snapshot_id}"]
+    assert report.native_deleted == [f"arn:backup/{old.snapshot_id}"]
+    assert store.stat(layout.job_key("orders", str(old.snapshot_id))) is None
+    assert store.stat(layout.part_key("orders", running.snapshot_id, "export/data/0.json.gz")) is not None, \
+        "the folder of a running job is not an orphan"
+    assert json.loads(store.get(layout.job_key("orders", running.snapshot_id)))["state"] == "started"
+
+
+def test_gzip_parts_multi_member_and_truncated() -> None:
+    """DynamoDB's export files are gzip (possibly several members); a cut file is reported."""
+    import gzip
+    import io
+
+    import pytest
+
+    from cloudkeep.codec import TruncatedPartError, iter_part_lines
+
+    body = gzip.compress(b'{"Item":{"a":{"S":"1"}}}\n{"Item":{"a":{"S":"2"}}}\n') + gzip.compress(b'{"Item":{}}\n')
+    lines = list(iter_part_lines(io.BytesIO(body), "gzip"))
+    assert lines == [b'{"Item":{"a":{"S":"1"}}}', b'{"Item":{"a":{"S":"2"}}}', b'{"Item":{}}']
+    assert list(iter_part_lines(io.BytesIO(b""), "gzip")) == []
+    with pytest.raises(TruncatedPartError):
+        list(iter_part_lines(io.BytesIO(body[:-12]), "gzip"))
+    with pytest.raises(TruncatedPartError):
+        list(iter_part_lines(io.BytesIO(b"not gzip at all"), "gzip"))
