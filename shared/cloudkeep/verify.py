@@ -1,7 +1,9 @@
 """Integrity verification: re-read every part, check it against the manifest, report every problem.
 
-Checks, per part: the object exists; its size and sha256 match the manifest; it decompresses
-completely; every line decodes as an item of the snapshot's source type; the item count matches.
+Checks, first: an encrypted snapshot's manifest authenticates (its tag matches its content under
+the data key, unwrapped with the policy's keys). Per part: the object exists; its size and sha256
+match the manifest; an encrypted part decrypts (every chunk authenticates against the snapshot id
+and the part's name, so a part swapped, moved or altered fails); it decompresses completely; every line decodes as an item of the snapshot's source type; the item count matches.
 Then for the snapshot: totals add up, the order-independent content digest recomputed from
 every line equals the manifest's, and an incremental snapshot's previous snapshot is still there.
 Verification never stops at the first problem.
@@ -14,15 +16,25 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zstandard
 
 from . import __version__, chain, layout
-from .codec import ContentDigest, HashingReader, TruncatedPartError, iter_lines
-from .errors import CloudkeepError, ObjectNotFoundError
+from .codec import (
+    ContentDigest,
+    DecryptingReader,
+    DecryptionError,
+    HashingReader,
+    TruncatedPartError,
+    iter_lines,
+)
+from .errors import CloudkeepError, KeyUnavailableError, ObjectNotFoundError, TamperedError
 from .manifest import Manifest, PartEntry
 from .stores import Store
+
+if TYPE_CHECKING:
+    from .keys import Keyring
 
 log = logging.getLogger(__name__)
 
@@ -106,14 +118,27 @@ class _PartResult:
     readable: bool = True
 
 
-def verify_integrity(store: Store, manifest: Manifest, *, workers: int = 8) -> VerifyReport:
-    """Check every part of ``manifest`` in ``store``; returns a report listing every problem."""
+def verify_integrity(store: Store, manifest: Manifest, *, workers: int = 8,
+                     keyring: Keyring | None = None) -> VerifyReport:
+    """Check every part of ``manifest`` in ``store``; returns a report listing every problem.
+    An encrypted snapshot needs ``keyring``; a key that cannot be used raises
+    KeyUnavailableError (nothing can be checked without it)."""
     report = VerifyReport(manifest.dataset, manifest.snapshot_id, "integrity",
                           datetime.now(UTC))
     checker = _line_checker(str(manifest.source.get("type", "")))
+    data_key: bytes | None = None
+    if manifest.codec.encryption is not None or manifest.authentication is not None:
+        if keyring is None:
+            raise KeyUnavailableError(f"{manifest.dataset}@{manifest.snapshot_id} is encrypted: "
+                                      "verifying it needs the policy's keys")
+        try:
+            keyring.authenticate(manifest)
+        except TamperedError as exc:
+            report.problems.append(Problem(None, "manifest authentication", str(exc)))
+        data_key = keyring.data_key(manifest)
 
     def check(part: PartEntry) -> _PartResult:
-        return _check_part(store, manifest, part, checker)
+        return _check_part(store, manifest, part, checker, data_key)
 
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(manifest.parts) or 1))) as pool:
         results = list(pool.map(check, manifest.parts))
@@ -156,7 +181,8 @@ def verify_integrity(store: Store, manifest: Manifest, *, workers: int = 8) -> V
     return report
 
 
-def _check_part(store: Store, manifest: Manifest, part: PartEntry, checker: Any) -> _PartResult:
+def _check_part(store: Store, manifest: Manifest, part: PartEntry, checker: Any,
+                data_key: bytes | None = None) -> _PartResult:
     result = _PartResult(part, digest=ContentDigest(ignores=manifest.content_digest.ignores))
     key = layout.part_key(manifest.dataset, manifest.snapshot_id, part.name)
 
@@ -174,11 +200,14 @@ def _check_part(store: Store, manifest: Manifest, part: PartEntry, checker: Any)
         result.readable = False
         return result
     hashing = HashingReader(stream)
+    plain: Any = hashing
+    if data_key is not None:
+        plain = DecryptingReader(hashing, data_key, manifest.snapshot_id, part.name)  # type: ignore[arg-type]
     bad_lines = 0
     try:
         with stream:
             try:
-                for line in iter_lines(hashing):  # type: ignore[arg-type]
+                for line in iter_lines(plain):
                     result.items += 1
                     result.digest.add_line(line)
                     try:
@@ -189,6 +218,9 @@ def _check_part(store: Store, manifest: Manifest, part: PartEntry, checker: Any)
                         bad_lines += 1
                         if bad_lines <= 3:
                             problem("decode", f"item {result.items}: {message}")
+            except DecryptionError as exc:
+                problem("decrypt", str(exc))
+                result.readable = False
             except TruncatedPartError as exc:
                 problem("truncated", str(exc))
                 result.readable = False
