@@ -225,6 +225,9 @@ class Keyring:
 
 
 def _same_key(provider: KeyProvider, record: Mapping[str, Any], failures: list[str]) -> bool:
+    region = getattr(provider, "region", None)
+    if region is not None and record.get("region") not in (None, region):
+        return False  # the same alias in another region is another key
     try:
         return provider.key_id() == record.get("key_id")
     except KeyUnavailableError as exc:  # e.g. a local key file that is missing or unsafe
