@@ -9,3 +9,7 @@ output "invoke_url" {
 output "service_account" {
   value = google_service_account.cloudkeep.email
 }
+
+output "envelope_key" {
+  value = google_kms_crypto_key.envelope.id
+}

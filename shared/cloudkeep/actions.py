@@ -83,12 +83,14 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
         now = parse_now(_field(payload, "now", str, required=False))
         return {"ok": True, "now": now.isoformat(), "datasets": [p.as_dict() for p in plan(policy, now)]}
     from .catalog import resolve
+    from .keys import keyring_for
 
-    store, manifest = resolve(policy, _field(payload, "ref", str))
+    # verify checks (and reports) the manifest's tag itself; restore refuses a tampered one
+    store, manifest = resolve(policy, _field(payload, "ref", str), authenticate=action != "verify")
     if action == "verify":
         from .verify import record, verify_integrity
 
-        report = verify_integrity(store, manifest)
+        report = verify_integrity(store, manifest, keyring=keyring_for(policy))
         record(store, report)
         return report.as_dict()
     from .restore import restore
