@@ -227,7 +227,7 @@ def encrypt_part(data_key: bytes, snapshot_id: str, part_name: str, body: bytes,
     view = memoryview(body)
     count = max(1, -(-len(body) // chunk_size))
     for i in range(count):
-        chunk = bytes(view[i * chunk_size : (i + 1) * chunk_size])
+        chunk = view[i * chunk_size : (i + 1) * chunk_size]
         out.append(aead.encrypt(_nonce(prefix, i, i == count - 1), chunk, aad))
     return b"".join(out)
 
