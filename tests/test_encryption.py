@@ -537,3 +537,15 @@ def test_key_providers_load_no_cloud_sdk_at_import() -> None:
     for sdk in ("boto3", "botocore", "google.cloud.kms", "google.api_core", "azure.keyvault",
                 "azure.identity", "azure.core", "cryptography"):
         assert sdk not in top, f"{sdk} imported at import time"
+
+
+def test_keyring_for_is_one_per_policy_and_bounded(key_dir: Path) -> None:
+    from cloudkeep.keys import _KEYRINGS, _KEYRINGS_KEPT, keyring_for
+
+    first = local_policy(key_dir)
+    assert keyring_for(first) is keyring_for(first)
+    others = [local_policy(key_dir) for _ in range(_KEYRINGS_KEPT + 3)]
+    for policy in others:
+        keyring_for(policy)
+    assert len(_KEYRINGS) == _KEYRINGS_KEPT
+    assert keyring_for(others[-1]) is keyring_for(others[-1])

@@ -248,13 +248,16 @@ def authenticated_content(manifest: Manifest) -> dict[str, Any]:
 
 _KEYRINGS: dict[int, tuple[Policy, Keyring]] = {}
 _KEYRINGS_LOCK = threading.Lock()
+_KEYRINGS_KEPT = 8  # a warm function loads the policy on every invocation: keep only the newest
 
 
 def keyring_for(policy: Policy) -> Keyring:
-    """The keyring of ``policy``, one per policy object and process (data keys are cached)."""
+    """The keyring of ``policy``, one per policy object (data keys are cached in it)."""
     with _KEYRINGS_LOCK:
-        entry = _KEYRINGS.get(id(policy))
+        entry = _KEYRINGS.pop(id(policy), None)
         if entry is None or entry[0] is not policy:
             entry = (policy, Keyring.from_policy(policy))
-            _KEYRINGS[id(policy)] = entry
+        _KEYRINGS[id(policy)] = entry  # (re)inserted last: the dict is in least-recent order
+        while len(_KEYRINGS) > _KEYRINGS_KEPT:
+            del _KEYRINGS[next(iter(_KEYRINGS))]
         return entry[1]
