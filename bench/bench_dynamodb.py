@@ -1,4 +1,5 @@
-"""`make bench`: cloudkeep vs a bare parallel Scan vs dynamodump, on DynamoDB Local.
+"""`make bench`: cloudkeep vs a bare parallel Scan vs dynamodump, on DynamoDB Local; and cloudkeep
+with envelope encryption (a local key file) vs without.
 
 Seeds 20,000 items of about 400 bytes into an in-memory DynamoDB Local, then times each tool as a
 whole process (interpreter start-up included on every side) and reads the child's peak RSS from
@@ -30,7 +31,7 @@ from tools.sample_data import bench_item  # noqa: E402
 ITEMS = 20_000
 SEED_THREADS = 4
 SEGMENTS = 4
-REPEATS = 3
+REPEATS = 5
 TABLE = "bench_users"
 DATASET = "users"
 REGION = "us-east-1"
@@ -71,6 +72,13 @@ datasets:
     store: vault
 """
 
+# The same dataset with envelope encryption: a fresh data key per snapshot, wrapped by a key file.
+POLICY_ENCRYPTED = POLICY + """\
+keys:
+  offline: {provider: local, path: bench.key}
+encryption: {keys: [offline]}
+"""
+
 
 def say(text: str) -> None:
     print(f"== {text}", flush=True)
@@ -85,6 +93,7 @@ class Sample:
     rss_mb: float  # peak resident set size of the child, MiB
     stored: int | None = None  # bytes the tool left on disk
     items: int | None = None
+    cpu: float | None = None  # user + system seconds of the child (steadier than wall on a busy machine)
 
 
 @dataclass
@@ -115,7 +124,8 @@ def measure(argv: list[str], env: dict[str, str], cwd: Path, label: str) -> tupl
             f"bench: {label} exited {proc.returncode}\n$ {' '.join(argv)}\n"
             f"--- stdout\n{stdout[-4000:]}\n--- stderr\n{stderr[-4000:]}"
         )
-    return Sample(wall=wall, rss_mb=usage.ru_maxrss / 1024), stdout  # ru_maxrss is KiB on Linux
+    return (Sample(wall=wall, rss_mb=usage.ru_maxrss / 1024, cpu=usage.ru_utime + usage.ru_stime),
+            stdout)  # ru_maxrss is KiB on Linux
 
 
 def tree_bytes(path: Path) -> int:
@@ -216,13 +226,29 @@ def seed_table(table_name: str) -> float:
 # ------------------------------------------------------------------------------------ report
 
 
+def codec_throughput(size: int = 64 << 20) -> float:
+    """MiB/s through encrypt_part and DecryptingReader (one 64 MiB part, in this process)."""
+    import io
+
+    from cloudkeep.codec import DecryptingReader, encrypt_part
+
+    key, body = os.urandom(32), os.urandom(size)
+    t0 = time.perf_counter()
+    stored = encrypt_part(key, "bench", "part", body)
+    reader = DecryptingReader(io.BytesIO(stored), key, "bench", "part")
+    while reader.read(1 << 20):
+        pass
+    return (size >> 20) / (time.perf_counter() - t0)
+
+
 def fmt(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
-def report(ck: Series, bare: Series, dump: Series, seeded_bytes: int, dump_sleep: float | None) -> None:
+def report(ck: Series, bare: Series, dump: Series, seeded_bytes: int, dump_sleep: float | None,
+           enc: Series) -> None:
     rows = []
-    for series in (ck, bare, dump):
+    for series in (ck, enc, bare, dump):
         n = len(series.samples)
         rows.append([
             series.name,
@@ -249,16 +275,22 @@ def report(ck: Series, bare: Series, dump: Series, seeded_bytes: int, dump_sleep
     for row in rows:
         print(line(row))
 
-    print("\nall runs (wall s / peak RSS MiB):")
-    for series in (ck, bare, dump):
-        runs = ", ".join(f"{s.wall:.2f}/{s.rss_mb:.0f}" for s in series.samples)
-        print(f"  {series.name:<22} {runs}")
+    print("\nall runs (wall s / CPU s / peak RSS MiB):")
+    for series in (ck, enc, bare, dump):
+        runs = ", ".join(f"{s.wall:.2f}/{s.cpu or 0:.2f}/{s.rss_mb:.0f}" for s in series.samples)
+        print(f"  {series.name:<24} {runs}")
 
     ck_wall, bare_wall, dump_wall = ck.median("wall"), bare.median("wall"), dump.median("wall")
     ck_bytes, dump_bytes = ck.median("stored"), dump.median("stored")
     assert ck_wall and bare_wall and dump_wall and ck_bytes and dump_bytes
+    enc_wall, enc_cpu, ck_cpu = enc.median("wall"), enc.median("cpu"), ck.median("cpu")
+    assert enc_wall and enc_cpu and ck_cpu
+    enc_min, ck_min = min(x.wall for x in enc.samples), min(x.wall for x in ck.samples)
     ratios = [
         ("cloudkeep / bare scan, wall", ck_wall / bare_wall, "<= 1.25", ck_wall / bare_wall <= 1.25),
+        ("encrypted / unencrypted cloudkeep, wall", enc_wall / ck_wall, "<= 1.15", enc_wall / ck_wall <= 1.15),
+        ("encrypted / unencrypted, fastest wall", enc_min / ck_min, "", None),
+        ("encrypted / unencrypted, CPU seconds", enc_cpu / ck_cpu, "", None),
         ("cloudkeep / dynamodump, wall", ck_wall / dump_wall, "<= 0.15", ck_wall / dump_wall <= 0.15),
         ("dynamodump / cloudkeep, bytes", dump_bytes / ck_bytes, "", None),
         *([(f"cloudkeep / dynamodump less {dump_sleep:.0f} s sleep", ck_wall / (dump_wall - dump_sleep),
@@ -269,10 +301,12 @@ def report(ck: Series, bare: Series, dump: Series, seeded_bytes: int, dump_sleep
     print("\nratios:")
     for name, value, target, ok in ratios:
         verdict = "" if ok is None else ("  met" if ok else "  NOT met")
-        print(f"  {name:<38} {value:8.2f}  {('target ' + target) if target else '':<15}{verdict}")
+        print(f"  {name:<40} {value:8.2f}  {('target ' + target) if target else '':<15}{verdict}")
     if dump_sleep:
         print(f"  (dynamodump's wall time includes {dump_sleep:.0f} s of thread-start sleeps: "
               f"MAX_NUMBER_BACKUP_WORKERS x THREAD_START_DELAY)")
+    print(f"encryption in-process: {codec_throughput():,.0f} MiB/s of compressed part bytes "
+          "(AES-256-GCM in 1 MiB chunks, encrypt + decrypt)")
     print(f"\ncloudkeep: {ITEMS / ck_wall:,.0f} items/s end to end "
           f"(bare scan {ITEMS / bare_wall:,.0f} items/s; cloudkeep's overhead over it "
           f"{ck_wall - bare_wall:+.2f} s)")
@@ -290,20 +324,28 @@ def main() -> int:
         workdir = Path(tmp)
         policy = workdir / "cloudkeep.yaml"
         policy.write_text(POLICY)
+        encrypted = workdir / "cloudkeep-encrypted.yaml"
+        encrypted.write_text(POLICY_ENCRYPTED)
+        from cloudkeep.keys.local import create_key_file
+
+        create_key_file(workdir / "bench.key")
         print(f"DynamoDB Local on {ddb.endpoint}", flush=True)
 
         say(f"seeding {TABLE} with {ITEMS:,} items ({SEED_THREADS} threads of batch_writer)")
         seconds = seed_table(TABLE)
         print(f"seeded in {seconds:.1f}s ({ITEMS / seconds:,.0f} items/s)", flush=True)
 
-        say("warm-up (not counted): one bare scan, one cloudkeep run")
+        say("warm-up (not counted): one bare scan, one cloudkeep run, one encrypted run")
         run_bare_scan(env, workdir)
         run_cloudkeep(env, workdir, policy)
+        run_cloudkeep(env, workdir, encrypted)
 
         ck, bare, dump = Series("cloudkeep run"), Series("bare 4-segment scan"), Series("dynamodump")
+        enc = Series("cloudkeep run, encrypted")
         for i in range(REPEATS):
-            say(f"round {i + 1}/{REPEATS}: cloudkeep run, bare scan")
+            say(f"round {i + 1}/{REPEATS}: cloudkeep run, encrypted run, bare scan")
             for series, runner in ((ck, lambda: run_cloudkeep(env, workdir, policy)),
+                                   (enc, lambda: run_cloudkeep(env, workdir, encrypted)),
                                    (bare, lambda: run_bare_scan(env, workdir))):
                 sample = runner()
                 if sample.items != ITEMS:
@@ -321,7 +363,7 @@ def main() -> int:
         raw = json.loads(next((VAULT / DATASET / "snapshots").glob("*/manifest.json")).read_text())
         seeded_bytes = int(raw["totals"]["raw_bytes"])
         say("stopping DynamoDB Local")
-    report(ck, bare, dump, seeded_bytes, dynamodump_sleep_seconds())
+    report(ck, bare, dump, seeded_bytes, dynamodump_sleep_seconds(), enc)
     return 0
 
 

@@ -93,6 +93,34 @@ def test_native_jobs_get_least_privilege(template: dict[str, Any]) -> None:
     assert writes["Resource"] == {"Fn::Sub": "${VaultBucket.Arn}/*/export/*"}
 
 
+def test_the_functions_may_only_wrap_and_unwrap_with_the_envelope_key(template: dict[str, Any]) -> None:
+    role = template["Resources"]["IamRoleLambdaExecution"]["Properties"]
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    kms = [s for s in statements if any(str(a).startswith("kms:") for a in s["Action"])]
+    envelope = [s for s in kms if s["Resource"] == {"Fn::GetAtt": ["EnvelopeKey", "Arn"]}]
+    assert len(envelope) == 1
+    assert sorted(envelope[0]["Action"]) == ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
+    for statement in kms:
+        assert not [a for a in statement["Action"] if "*" in a or a in ("kms:CreateGrant", "kms:ScheduleKeyDeletion")]
+    key = template["Resources"]["EnvelopeKey"]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    alias = template["Resources"]["EnvelopeKeyAlias"]["Properties"]["AliasName"]
+    assert alias == "alias/cloudkeep-ci"
+
+
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
+def test_deployed_example_policies_encrypt_every_dataset(cloud: str) -> None:
+    from cloudkeep.policy import load_policy
+
+    policy = load_policy(str(ROOT / "examples" / f"cloudkeep-{cloud}.yaml")).policy
+    assert policy.residency is not None
+    for name in policy.datasets:
+        keys = policy.encryption_keys(name)
+        assert keys and all(policy.keys[k].provider != "local" for k in keys)
+    if cloud == "aws":
+        assert policy.keys["main"].provider == "aws_kms"
+
+
 def test_the_lambda_bundle_holds_only_what_aws_needs() -> None:
     assert BUNDLE.exists(), "no bundle: run `make deploy-check` first"
     names = zipfile.ZipFile(BUNDLE).namelist()
@@ -101,6 +129,9 @@ def test_the_lambda_bundle_holds_only_what_aws_needs() -> None:
     assert not [n for n in names if n.startswith((".build/python/google", ".build/python/azure",
                                                  ".build/python/botocore", ".build/python/boto3"))]
     assert "shared/cloudkeep/sources/firestore.py" not in names
+    assert "shared/cloudkeep/keys/aws_kms.py" in names and "shared/cloudkeep/keys/local.py" in names
+    assert "shared/cloudkeep/keys/gcp_kms.py" not in names
+    assert any(n.startswith(".build/python/cryptography/") for n in names)
     assert not [n for n in names if n.startswith(("tests/", "node_modules/", ".venv"))]
 
 
@@ -142,6 +173,10 @@ def test_gcp_terraform() -> None:
     assert roles <= {"roles/datastore.viewer", "roles/datastore.user", "roles/datastore.importExportAdmin"}
     export = tf["google_project_iam_member"]["firestore_export"]
     assert export["count"] == "${var.firestore_export ? 1 : 0}"
+    # the function may encrypt / decrypt with the envelope key only (a key-level binding)
+    wraps = tf["google_kms_crypto_key_iam_member"]["cloudkeep_wraps"]
+    assert wraps["role"] == "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+    assert "google_kms_crypto_key.envelope" in wraps["crypto_key_id"]
     assert "google_monitoring_alert_policy" in tf
 
 
@@ -155,7 +190,13 @@ def test_azure_terraform() -> None:
     assert vault["shared_access_key_enabled"] is False
     assert tf["azurerm_storage_container_immutability_policy"]["vault"]["immutability_period_in_days"]
     roles = {r["role_definition_name"] for r in tf["azurerm_role_assignment"].values()}
-    assert roles == {"Storage Blob Data Contributor"}
+    assert roles == {"Storage Blob Data Contributor", "Key Vault Crypto User"}
+    # the envelope key: wrap / unwrap only, and the identity's role on that one key
+    key = tf["azurerm_key_vault_key"]["envelope"]
+    assert sorted(key["key_opts"]) == ["unwrapKey", "wrapKey"]
+    crypto = tf["azurerm_role_assignment"]["envelope_key"]
+    assert "azurerm_key_vault_key.envelope" in crypto["scope"]
+    assert tf["azurerm_key_vault"]["cloudkeep"]["purge_protection_enabled"] is True
     assert "azurerm_cosmosdb_sql_role_assignment" in tf
     assert len(tf["azurerm_monitor_scheduled_query_rules_alert_v2"]) == 2
 

@@ -2,6 +2,7 @@
 
 The vault is a `file` store in ./.demo/vault; it is emptied at the start of each demo and left in
 place afterwards, so `cloudkeep --policy .demo/cloudkeep.yaml list` still works after the demo.
+Snapshots are encrypted with a local key file, .demo/cloudkeep.key (made once, mode 0600).
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ from tools.sample_data import ORDERS_TABLE_SCHEMA, seed  # noqa: E402
 DEMO = ROOT / ".demo"
 ITEMS = 3000
 POLICY = """\
-# The demo's policy: one DynamoDB table, backed up into a local folder.
+# The demo's policy: one DynamoDB table, backed up into a local folder, encrypted.
 version: 1
+keys:
+  offline: {provider: local, path: cloudkeep.key}   # made by: cloudkeep keys create --path ...
+encryption: {keys: [offline]}
 stores:
   vault: {type: file, path: vault}        # relative to this file: .demo/vault
 tiers:
@@ -59,6 +63,9 @@ def main() -> int:
     shutil.rmtree(DEMO / "vault", ignore_errors=True)
     DEMO.mkdir(exist_ok=True)
     (DEMO / "cloudkeep.yaml").write_text(POLICY)
+    if not (DEMO / "cloudkeep.key").exists():
+        say("creating the demo's key file")
+        cloudkeep("keys", "create", "--path", str(DEMO / "cloudkeep.key"))
     say("starting DynamoDB Local")
     with DynamoDBLocal() as ddb:
         os.environ.update(ddb.env())
@@ -82,7 +89,8 @@ def main() -> int:
         cloudkeep("run", "--due")
         cloudkeep("run", "--due")  # a duplicated trigger: nothing more to do
         cloudkeep("list", "orders")
-        say("verifying the newest snapshot")
+        cloudkeep("show", "orders@latest")
+        say("verifying the newest snapshot (manifest tag, every part decrypted and checked)")
         cloudkeep("verify", "orders@latest")
         say("restoring it into a new table")
         cloudkeep("restore", "orders@latest", "--into", "demo_orders_restored")
@@ -98,6 +106,9 @@ def main() -> int:
         cloudkeep("report", "--output", str(DEMO / "report.html"))
         vault = DEMO / "vault"
         size = sum(p.stat().st_size for p in vault.rglob("*") if p.is_file())
+        plain = [p for p in vault.rglob("*.enc") if b"customer#" in p.read_bytes()]
+        print(f"encrypted parts: {len(list(vault.rglob('*.enc')))}, with readable item text: {len(plain)}")
+        same = same and not plain
         say("summary")
         print(f"{'OK' if same else 'MISMATCH'}: {n2} of {n1} items restored identically; "
               f"vault {vault.relative_to(ROOT)} holds {size / 1024:.0f} KiB")

@@ -76,6 +76,53 @@ resource "azurerm_role_assignment" "vault_blobs" {
   principal_id         = azurerm_user_assigned_identity.cloudkeep.principal_id
 }
 
+# cloudkeep's client-side envelope encryption: the policy's azure_key_vault key wraps each
+# snapshot's data key; the function's identity gets "Key Vault Crypto User" on this key only.
+data "azurerm_client_config" "current" {}
+
+resource "azurerm_key_vault" "cloudkeep" {
+  #checkov:skip=CKV2_AZURE_32:private endpoints depend on the customer's network (as the vault account)
+  #checkov:skip=CKV_AZURE_189:the consumption-plan function reaches Key Vault over its public endpoint (as the vault account, CKV_AZURE_59); access is by RBAC on one key
+  #checkov:skip=CKV_AZURE_109:default action deny would lock out the consumption-plan function (as the vault account, CKV_AZURE_35)
+  name                          = var.key_vault
+  location                      = azurerm_resource_group.cloudkeep.location
+  resource_group_name           = azurerm_resource_group.cloudkeep.name
+  tenant_id                     = data.azurerm_client_config.current.tenant_id
+  sku_name                      = "premium"
+  rbac_authorization_enabled    = true
+  purge_protection_enabled      = true
+  soft_delete_retention_days    = 90
+  public_network_access_enabled = true
+
+  network_acls {
+    default_action = "Allow"
+    bypass         = "AzureServices"
+  }
+}
+
+resource "azurerm_key_vault_key" "envelope" {
+  name            = "envelope"
+  key_vault_id    = azurerm_key_vault.cloudkeep.id
+  key_type        = "RSA-HSM"
+  key_size        = 3072
+  key_opts        = ["wrapKey", "unwrapKey"]
+  expiration_date = var.envelope_key_expires
+
+  rotation_policy {
+    automatic {
+      time_before_expiry = "P30D"
+    }
+    expire_after         = "P2Y"
+    notify_before_expiry = "P29D"
+  }
+}
+
+resource "azurerm_role_assignment" "envelope_key" {
+  scope                = azurerm_key_vault_key.envelope.resource_versionless_id
+  role_definition_name = "Key Vault Crypto User"
+  principal_id         = azurerm_user_assigned_identity.cloudkeep.principal_id
+}
+
 data "azurerm_cosmosdb_account" "source" {
   name                = var.cosmos_account
   resource_group_name = var.cosmos_resource_group

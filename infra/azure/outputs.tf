@@ -9,3 +9,7 @@ output "vault_container" {
 output "identity_client_id" {
   value = azurerm_user_assigned_identity.cloudkeep.client_id
 }
+
+output "envelope_key_url" {
+  value = azurerm_key_vault_key.envelope.versionless_id
+}

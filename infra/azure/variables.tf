@@ -51,3 +51,15 @@ variable "alert_email" {
   description = "Where failure alerts go"
   type        = string
 }
+
+variable "key_vault" {
+  description = "name of the Key Vault holding cloudkeep's envelope key (globally unique)"
+  type        = string
+  default     = "cloudkeep-keys"
+}
+
+variable "envelope_key_expires" {
+  description = "expiry of the envelope key (RFC 3339); rotation makes a new version before it"
+  type        = string
+  default     = "2028-12-31T00:00:00Z"
+}

@@ -64,6 +64,21 @@ resource "google_kms_crypto_key" "vault" {
   lifecycle { prevent_destroy = true }
 }
 
+# cloudkeep's client-side envelope encryption: the policy's gcp_kms key wraps each snapshot's
+# data key; the function's service account may only encrypt and decrypt with this one key.
+resource "google_kms_crypto_key" "envelope" {
+  name            = "envelope"
+  key_ring        = google_kms_key_ring.cloudkeep.id
+  rotation_period = "7776000s"
+  lifecycle { prevent_destroy = true }
+}
+
+resource "google_kms_crypto_key_iam_member" "cloudkeep_wraps" {
+  crypto_key_id = google_kms_crypto_key.envelope.id
+  role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+  member        = "serviceAccount:${google_service_account.cloudkeep.email}"
+}
+
 data "google_storage_project_service_account" "gcs" {}
 
 resource "google_kms_crypto_key_iam_member" "gcs_uses_key" {

@@ -13,3 +13,7 @@ output "service_account" {
 output "alerts_topic" {
   value = google_pubsub_topic.alerts.id
 }
+
+output "envelope_key" {
+  value = google_kms_crypto_key.envelope.id
+}

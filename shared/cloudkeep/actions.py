@@ -89,7 +89,8 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
         return {"ok": True, "now": now.isoformat(), "datasets": [p.as_dict() for p in plan(policy, now)]}
     from .catalog import resolve
 
-    store, manifest = resolve(policy, _field(payload, "ref", str))
+    # verify checks (and reports) the manifest's tag itself; restore refuses a tampered one
+    store, manifest = resolve(policy, _field(payload, "ref", str), authenticate=action != "verify")
     if action == "verify":
         from .verify import record_and_audit, run_level
 

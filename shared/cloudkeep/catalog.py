@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import layout
 from .errors import ObjectNotFoundError, SnapshotNotFoundError, UsageError
@@ -11,6 +12,9 @@ from .manifest import Manifest
 from .policy import Policy
 from .registry import open_store
 from .stores import Store
+
+if TYPE_CHECKING:
+    from .keys import Keyring
 
 
 @dataclass(frozen=True)
@@ -46,21 +50,27 @@ def snapshot_ids(store: Store, dataset: str) -> list[str]:
     return sorted(ids)
 
 
-def load_manifest(store: Store, dataset: str, snapshot_id: str) -> Manifest:
+def load_manifest(store: Store, dataset: str, snapshot_id: str, *,
+                  keyring: Keyring | None = None) -> Manifest:
+    """The committed manifest; with ``keyring``, an encrypted one is authenticated first
+    (TamperedError if it was edited, KeyUnavailableError if no policy key unwraps it)."""
     key = layout.manifest_key(dataset, snapshot_id)
     try:
         data = store.get(key)
     except ObjectNotFoundError:
         raise SnapshotNotFoundError(f"no committed snapshot {dataset}@{snapshot_id}") from None
-    return Manifest.from_bytes(data, where=f"{store.describe()}/{key}")
+    manifest = Manifest.from_bytes(data, where=f"{store.describe()}/{key}")
+    if keyring is not None:
+        keyring.authenticate(manifest)
+    return manifest
 
 
-def list_manifests(store: Store, dataset: str) -> list[Manifest]:
+def list_manifests(store: Store, dataset: str, *, keyring: Keyring | None = None) -> list[Manifest]:
     ids = snapshot_ids(store, dataset)
     if len(ids) <= 1:
-        return [load_manifest(store, dataset, i) for i in ids]
+        return [load_manifest(store, dataset, i, keyring=keyring) for i in ids]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(lambda i: load_manifest(store, dataset, i), ids))
+        return list(pool.map(lambda i: load_manifest(store, dataset, i, keyring=keyring), ids))
 
 
 def store_named(policy: Policy, dataset: str, name: str | None) -> Store:
@@ -74,24 +84,29 @@ def store_named(policy: Policy, dataset: str, name: str | None) -> Store:
     return open_store(policy.stores[name])
 
 
-def resolve(policy: Policy, text: str, *, store_name: str | None = None) -> tuple[Store, Manifest]:
+def resolve(policy: Policy, text: str, *, store_name: str | None = None,
+            authenticate: bool = True) -> tuple[Store, Manifest]:
     """The store and manifest a reference names (in the dataset's store, or in the copy store
-    ``store_name``). Raises SnapshotNotFoundError if none."""
+    ``store_name``), authenticated with the policy's keys unless ``authenticate`` is False (verify
+    checks the tag itself, to report it). Raises SnapshotNotFoundError if none."""
+    from .keys import keyring_for
+
+    keyring = keyring_for(policy) if authenticate else None
     ref = parse_ref(text)
     if isinstance(ref, str):
         if store_name:
             raise UsageError("with --store, name the snapshot as DATASET@SNAPSHOT_ID")
-        return _find_bare(policy, ref)
+        return _find_bare(policy, ref, keyring)
     store = store_named(policy, ref.dataset, store_name)
     if ref.snapshot_id == "latest":
         ids = snapshot_ids(store, ref.dataset)
         if not ids:
             raise SnapshotNotFoundError(f"dataset {ref.dataset!r} has no committed snapshot")
-        return store, load_manifest(store, ref.dataset, ids[-1])
-    return store, load_manifest(store, ref.dataset, ref.snapshot_id)
+        return store, load_manifest(store, ref.dataset, ids[-1], keyring=keyring)
+    return store, load_manifest(store, ref.dataset, ref.snapshot_id, keyring=keyring)
 
 
-def _find_bare(policy: Policy, snapshot_id: str) -> tuple[Store, Manifest]:
+def _find_bare(policy: Policy, snapshot_id: str, keyring: Keyring | None) -> tuple[Store, Manifest]:
     found = []
     for name, spec in policy.datasets.items():
         store = open_store(policy.stores[spec.store])
@@ -103,4 +118,4 @@ def _find_bare(policy: Policy, snapshot_id: str) -> tuple[Store, Manifest]:
         names = ", ".join(f"{n}@{snapshot_id}" for _, n in found)
         raise UsageError(f"snapshot id {snapshot_id} is ambiguous: {names}")
     store, name = found[0]
-    return store, load_manifest(store, name, snapshot_id)
+    return store, load_manifest(store, name, snapshot_id, keyring=keyring)

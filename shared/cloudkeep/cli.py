@@ -303,10 +303,14 @@ def list_(ctx: Ctx, dataset: str | None, store_name: str | None) -> None:
     from . import copies, holds
     from . import verify as verifications
     from .catalog import list_manifests, store_named
+    from .errors import TamperedError
+    from .keys import keyring_for
 
     policy = ctx.load()
+    keyring = keyring_for(policy)
     names = [dataset] if dataset else sorted(policy.datasets)
     rows: list[dict[str, Any]] = []
+    tampered: list[str] = []
     for name in names:
         store = store_named(policy, name, store_name)
         held = holds.all_for(store, name)
@@ -319,6 +323,13 @@ def list_(ctx: Ctx, dataset: str | None, store_name: str | None) -> None:
             drills = [r for r in records if r.get("level") == "drill"]
             row["last_verification"] = verifications.brief(records[-1]) if records else None
             row["last_drill"] = verifications.brief(drills[-1]) if drills else None
+            try:
+                keyring.authenticate(manifest)  # every manifest shown is checked (tamper evidence)
+                row["authentic"] = True
+            except TamperedError as exc:
+                row["authentic"] = False
+                row["problem"] = str(exc)
+                tampered.append(str(exc))
             rows.append(row)
 
     def render(data: list[dict[str, Any]]) -> None:
@@ -327,14 +338,19 @@ def list_(ctx: Ctx, dataset: str | None, store_name: str | None) -> None:
             return
         _table(
             ["ref", "trigger", "finished", "items", "parts", "stored", "seconds", "copies", "hold",
-             "verified", "drill"],
-            [[r["ref"], r["trigger"], r["finished_at"][:19], r["items"], r["parts"],
+             "verified", "drill", "encrypted"],
+            [[r["ref"] + ("" if r["authentic"] else " (TAMPERED)"), r["trigger"],
+              r["finished_at"][:19], r["items"], r["parts"],
               human_bytes(r["bytes_stored"]), r["duration_seconds"], ", ".join(r["copies"]) or "—",
               r["hold"] or "", _verification_cell(r["last_verification"], True),
-              _verification_cell(r["last_drill"])] for r in data],
+              _verification_cell(r["last_drill"]), "yes" if r["encrypted"] else "no"] for r in data],
         )
 
     _emit(ctx, rows, render)
+    if tampered:
+        for problem in tampered:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 def _verification_cell(record: dict[str, Any] | None, level: bool = False) -> str:
@@ -400,7 +416,8 @@ def show(ctx: Ctx, ref: str, store_name: str | None) -> None:
             ("raw", human_bytes(d["totals"]["raw_bytes"])),
             ("stored", human_bytes(d["totals"]["stored_bytes"])),
             ("codec", f"{d['codec']['framing']} + {d['codec']['compression']} "
-                      f"level {d['codec']['level']}, encryption: {d['codec']['encryption'] or 'none'}"),
+                      f"level {d['codec']['level']}, encryption: {_encryption_text(d['codec']['encryption'])}"),
+            ("authenticated", "yes (manifest tag checked)" if d.get("authentication") else "no (not encrypted)"),
             ("content digest", d["content_digest"]["value"]),
             *([("native", _native_summary(d["native"]))] if d.get("native") else []),
             ("cloudkeep", d["cloudkeep_version"]),
@@ -416,6 +433,13 @@ def show(ctx: Ctx, ref: str, store_name: str | None) -> None:
             click.echo(f"{key.ljust(width)}  {value}")
 
     _emit(ctx, data, render)
+
+
+def _encryption_text(encryption: dict[str, Any] | None) -> str:
+    if not encryption:
+        return "none"
+    keys = ", ".join(f"{k['key']} ({k['provider']} {k['key_id']})" for k in encryption["keys"])
+    return f"{encryption['algorithm']}, data key wrapped by {keys}"
 
 
 @main.command()
@@ -436,14 +460,17 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_
     """Check a snapshot at the given level; the report is stored under verifications/; exit 1
     on any problem."""
     from .catalog import resolve
+    from .keys import keyring_for
     from .verify import record_and_audit, run_level
 
     if bool(ref) == bool(latest_of):
         _usage("verify needs exactly one of DATASET@SNAPSHOT_ID or --latest DATASET")
     policy = ctx.load()
-    store, manifest = resolve(policy, ref or f"{latest_of}@latest", store_name=store_name)
+    # the manifest's tag is checked (and reported) by verify itself
+    store, manifest = resolve(policy, ref or f"{latest_of}@latest", store_name=store_name,
+                              authenticate=False)
     report = run_level(policy, store, manifest, level, sample_items=sample_items,
-                       progress=_progress(quiet_logs=True))
+                       progress=_progress(quiet_logs=True), keyring=keyring_for(policy))
     record_and_audit(store, report)
     data = report.as_dict()
 
@@ -842,6 +869,56 @@ def audit_(ctx: Ctx, since_text: str | None, dataset_filter: str | None) -> None
                 for r in data])
 
     _emit(ctx, rows, render)
+
+
+@main.group()
+def keys() -> None:
+    """Encryption keys: create a local key file, check the policy's keys."""
+
+
+@keys.command("create")
+@_local_options
+@click.option("--path", "path", required=True, metavar="FILE",
+              help="Where to write the new key file (mode 0600; never overwritten).")
+@click.pass_obj
+def keys_create(ctx: Ctx, path: str) -> None:
+    """Create a key file for the ``local`` key provider (keys: {NAME: {provider: local, path: FILE}})."""
+    from .keys.local import create_key_file
+
+    key_id = create_key_file(path)
+    _emit(ctx, {"path": path, "key_id": key_id, "mode": "0600"}, lambda d: click.echo(
+        f"created key file {d['path']} (mode 0600, key id {d['key_id']}); keep a copy somewhere "
+        f"safe: snapshots encrypted only with this key cannot be restored without it"))
+
+
+@keys.command("check")
+@_local_options
+@click.pass_obj
+def keys_check(ctx: Ctx) -> None:
+    """Wrap and unwrap a test key with every key the policy defines; exit 3 if one fails."""
+    import secrets as _secrets
+
+    from .errors import EXIT_UNREACHABLE, KeyUnavailableError
+    from .keys import keyring_for
+
+    keyring = keyring_for(ctx.load())
+    rows = []
+    context = {"cloudkeep:dataset": "-", "cloudkeep:snapshot": "keys-check"}
+    for name, provider in sorted(keyring.providers.items()):
+        row: dict[str, Any] = {"key": name, "provider": provider.provider}
+        try:
+            row["key_id"] = provider.key_id()
+            probe = _secrets.token_bytes(32)
+            ok = provider.unwrap(provider.wrap(probe, context), context) == probe
+            row["ok"], row["error"] = ok, None if ok else "unwrap returned another key"
+        except KeyUnavailableError as exc:
+            row["ok"], row["error"] = False, str(exc)
+        rows.append(row)
+    _emit(ctx, rows, lambda data: _table(
+        ["key", "provider", "key id", "ok", "error"],
+        [[r["key"], r["provider"], r.get("key_id"), "yes" if r["ok"] else "NO", r["error"]] for r in data]))
+    if any(not r["ok"] for r in rows):
+        sys.exit(EXIT_UNREACHABLE)
 
 
 def _usage(message: str) -> NoReturn:

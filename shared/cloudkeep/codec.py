@@ -228,3 +228,146 @@ def iter_lines(stream: BinaryIO, *, chunk_size: int = 1 << 20) -> Iterator[bytes
 
 class TruncatedPartError(Exception):
     """A part ends early."""
+
+
+# --------------------------------------------------------------------------------------------
+# Envelope encryption (AES-256-GCM) of parts, and the manifest's authentication tag.
+#
+# An encrypted part is a header followed by chunks::
+#
+#     b"CKE1" + 7-byte random nonce prefix
+#     chunk_0 … chunk_n: AES-256-GCM(data key, nonce = prefix + uint32 counter + last flag,
+#                                    plaintext ≤ ENC_CHUNK bytes, associated data = part AAD)
+#
+# The associated data binds the snapshot id and the part name (a part cannot be moved to another
+# place or snapshot unnoticed); the counter and the last-chunk flag in the nonce make reordering,
+# dropping or truncating chunks fail authentication. Chunks keep reading streamed: every chunk is
+# authenticated before any of its plaintext is used. The data key is fresh for every snapshot.
+
+ENCRYPTION_ALGORITHM = "AES-256-GCM"
+ENC_MAGIC = b"CKE1"
+ENC_CHUNK = 1 << 20
+_NONCE_PREFIX = 7
+_TAG = 16
+MANIFEST_MAC_ALGORITHM = "HMAC-SHA256"
+MANIFEST_MAC_KDF = "HKDF-SHA256(data key, info=cloudkeep manifest authentication v1)"
+
+
+def part_aad(snapshot_id: str, part_name: str) -> bytes:
+    """Associated data of a part: what the part is (not secret, not stored)."""
+    return b"cloudkeep part v1\x00" + snapshot_id.encode() + b"\x00" + part_name.encode()
+
+
+def _nonce(prefix: bytes, counter: int, last: bool) -> bytes:
+    return prefix + counter.to_bytes(4, "big") + (b"\x01" if last else b"\x00")
+
+
+def encrypt_part(data_key: bytes, snapshot_id: str, part_name: str, body: bytes,
+                 *, chunk_size: int = ENC_CHUNK) -> bytes:
+    """The stored form of a compressed part under ``data_key`` (see the format above)."""
+    import os
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    aead = AESGCM(data_key)
+    aad = part_aad(snapshot_id, part_name)
+    prefix = os.urandom(_NONCE_PREFIX)
+    out = [ENC_MAGIC, prefix]
+    view = memoryview(body)
+    count = max(1, -(-len(body) // chunk_size))
+    for i in range(count):
+        chunk = view[i * chunk_size : (i + 1) * chunk_size]
+        out.append(aead.encrypt(_nonce(prefix, i, i == count - 1), chunk, aad))
+    return b"".join(out)
+
+
+class DecryptionError(Exception):
+    """A part's bytes failed authentication (altered, truncated, or not this part's bytes)."""
+
+
+class DecryptingReader:
+    """A binary stream of the plaintext of an encrypted part read from ``raw``.
+
+    Every chunk is authenticated before its plaintext is returned; a chunk that fails, a missing
+    last chunk or bytes after it raise :class:`DecryptionError`.
+    """
+
+    def __init__(self, raw: BinaryIO, data_key: bytes, snapshot_id: str, part_name: str,
+                 *, chunk_size: int = ENC_CHUNK) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._raw = raw
+        self._aead = AESGCM(data_key)
+        self._aad = part_aad(snapshot_id, part_name)
+        self._size = chunk_size + _TAG
+        self._prefix: bytes | None = None
+        self._counter = 0
+        self._ahead = b""
+        self._plain = b""
+        self._done = False
+
+    def _fill(self, n: int) -> bytes:
+        out = [self._ahead]
+        have = len(self._ahead)
+        while have < n:
+            data = self._raw.read(n - have)
+            if not data:
+                break
+            out.append(data)
+            have += len(data)
+        joined = b"".join(out)
+        self._ahead = joined[n:]
+        return joined[:n]
+
+    def _next_chunk(self) -> bytes:
+        from cryptography.exceptions import InvalidTag
+
+        if self._prefix is None:
+            header = self._fill(len(ENC_MAGIC) + _NONCE_PREFIX)
+            if header[: len(ENC_MAGIC)] != ENC_MAGIC or len(header) < len(ENC_MAGIC) + _NONCE_PREFIX:
+                raise DecryptionError("not an encrypted cloudkeep part (bad header)")
+            self._prefix = header[len(ENC_MAGIC):]
+        chunk = self._fill(self._size)
+        if not self._ahead:
+            self._ahead = self._raw.read(1)  # one byte of look-ahead: is this the last chunk?
+        last = not self._ahead
+        if len(chunk) < _TAG:
+            raise DecryptionError("the encrypted part ends early (truncated)")
+        try:
+            plain = self._aead.decrypt(_nonce(self._prefix, self._counter, last), chunk, self._aad)
+        except InvalidTag:
+            raise DecryptionError(
+                f"chunk {self._counter} failed authentication: the part's bytes were altered, "
+                "truncated, or belong to another part or snapshot"
+            ) from None
+        self._counter += 1
+        self._done = last
+        return plain
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._done and (size < 0 or len(self._plain) < size):
+            self._plain += self._next_chunk()
+        if size < 0:
+            out, self._plain = self._plain, b""
+        else:
+            out, self._plain = self._plain[:size], self._plain[size:]
+        return out
+
+    def readable(self) -> bool:
+        return True
+
+
+def manifest_mac_key(data_key: bytes) -> bytes:
+    """The key of the manifest's tag, derived from the snapshot's data key (never the same key)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=b"cloudkeep manifest authentication v1").derive(data_key)
+
+
+def manifest_tag(data_key: bytes, content: object) -> str:
+    """HMAC-SHA256 over the canonical JSON of a manifest's content (without its tag)."""
+    import hmac
+
+    return hmac.new(manifest_mac_key(data_key), canonical_json(content), hashlib.sha256).hexdigest()

@@ -18,16 +18,17 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from . import __version__, layout, logctx
-from .codec import DEFAULT_LEVEL, ContentDigest, PartBuffer, PartStats
+from .codec import DEFAULT_LEVEL, ContentDigest, PartBuffer, PartStats, encrypt_part
 from .errors import CloudkeepError, ObjectNotFoundError
 from .lock import DatasetLock
 from .manifest import (
     Codec,
     Consistency,
     ContentDigestEntry,
+    Encryption,
     Manifest,
     PartEntry,
     Totals,
@@ -37,6 +38,9 @@ from .progress import NullProgress, Progress
 from .registry import open_source, open_store
 from .sources import Source, native_method
 from .stores import Store
+
+if TYPE_CHECKING:
+    from .keys import Keyring
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +108,16 @@ def backup(
     slot: datetime | None = None,
     progress: Progress | None = None,
     options: RunOptions | None = None,
+    keyring: Keyring | None = None,
 ) -> RunResult:
     """Take one snapshot of ``dataset``. Returns the committed manifest (or the existing one when
-    ``snapshot_id`` is already committed, which makes retried scheduled triggers idempotent)."""
+    ``snapshot_id`` is already committed, which makes retried scheduled triggers idempotent).
+    With encryption (``policy.encryption_keys``) every part is encrypted under a fresh data key
+    wrapped by each listed key, and the manifest carries its authentication tag."""
+    from .keys import keyring_for
+
     spec = policy.dataset(dataset)
+    keyring = keyring or keyring_for(policy)
     store = store or open_store(policy.stores[spec.store])
     source = source or open_source(spec.source)
     progress = progress or NullProgress()
@@ -128,7 +138,7 @@ def backup(
 
     with logctx.bind(run_id=run_id, dataset=dataset, snapshot_id=snapshot_id):
         return _backup(policy, dataset, store, source, snapshot_id, trigger, slot, progress,
-                       options, started, run_id)
+                       options, started, run_id, keyring)
 
 
 def _backup(
@@ -143,6 +153,7 @@ def _backup(
     options: RunOptions,
     started: datetime,
     run_id: str,
+    keyring: Keyring,
 ) -> RunResult:
     spec = policy.dataset(dataset)
     existing = _existing_manifest(store, dataset, snapshot_id)
@@ -160,6 +171,17 @@ def _backup(
         existing = _existing_manifest(store, dataset, snapshot_id)
         if existing is not None:
             return RunResult(dataset, "exists", snapshot_id, existing)
+        # A fresh data key, wrapped by every key the dataset lists: a key that cannot be used
+        # fails the run here, before anything is read or written.
+        key_names = policy.encryption_keys(dataset)
+        if key_names and getattr(source, "attach_store", None) is not None:
+            # Sources that copy objects (S3) store them content-addressed, server-side copied
+            # and deduplicated across snapshots: not client-side encrypted (README, S3 source).
+            log.warning("%s: the %s source's snapshots are not client-side encrypted (objects are "
+                        "copied as they are); protect the store with SSE-KMS", dataset, source.kind)
+            key_names = []
+        data_key, encryption = (keyring.seal(key_names, dataset, snapshot_id) if key_names
+                                else (None, None))
         attach_store = getattr(source, "attach_store", None)
         if attach_store is not None:
             # Sources that copy objects (S3) write content-addressed blobs into the store.
@@ -167,7 +189,7 @@ def _backup(
         set_previous = getattr(source, "set_previous", None)
         if set_previous is not None:
             # Sources that take incremental snapshots continue from the latest committed one.
-            set_previous(_previous_manifest(store, dataset, snapshot_id))
+            set_previous(_previous_manifest(store, dataset, snapshot_id, keyring))
         described = dict(source.describe())
         # A source may report its own read method and consistency (e.g. a point-in-time read).
         method = str(described.pop("method", "scan"))
@@ -195,7 +217,7 @@ def _backup(
         try:
             outcomes = _read_all(
                 source, store, dataset, snapshot_id, total, options, progress, stop, on_written,
-                ignores,
+                ignores, data_key,
             )
             read_summary = getattr(source, "read_summary", None)
             if read_summary is not None:  # e.g. what the S3 source copied
@@ -226,10 +248,13 @@ def _backup(
                     raw_bytes=sum(p.raw_bytes for p in parts),
                     stored_bytes=sum(p.stored_bytes for p in parts),
                 ),
-                codec=Codec(level=options.level),
+                codec=Codec(level=options.level,
+                            encryption=Encryption(**encryption) if encryption else None),
                 content_digest=ContentDigestEntry(value=digest.hexdigest(), ignores=ignores),
                 cloudkeep_version=__version__,
             )
+            if data_key is not None:
+                manifest = keyring.sign(manifest, data_key)
             store.put(layout.manifest_key(dataset, snapshot_id), manifest.to_bytes(), if_absent=True,
                       retain_until=options.retain_until)
         except BaseException:
@@ -265,17 +290,20 @@ def _existing_manifest(store: Store, dataset: str, snapshot_id: str) -> Manifest
     return Manifest.from_bytes(data, where=key)
 
 
-def _previous_manifest(store: Store, dataset: str, snapshot_id: str) -> Manifest | None:
-    """The dataset's latest committed snapshot before ``snapshot_id`` (ids sort by time)."""
+def _previous_manifest(store: Store, dataset: str, snapshot_id: str,
+                       keyring: Keyring | None = None) -> Manifest | None:
+    """The dataset's latest committed snapshot before ``snapshot_id`` (ids sort by time),
+    authenticated when it is encrypted."""
     from .catalog import load_manifest, snapshot_ids
+    from .errors import TamperedError
     from .manifest import ManifestError
 
     earlier = [i for i in snapshot_ids(store, dataset) if i < snapshot_id]
     if not earlier:
         return None
     try:
-        return load_manifest(store, dataset, earlier[-1])
-    except ManifestError as exc:  # the source then starts afresh (e.g. a full snapshot)
+        return load_manifest(store, dataset, earlier[-1], keyring=keyring)
+    except (ManifestError, TamperedError) as exc:  # the source then starts afresh (e.g. a full snapshot)
         log.warning("dataset %s: cannot read the previous snapshot: %s", dataset, exc)
         return None
 
@@ -291,12 +319,15 @@ def _read_all(
     stop: threading.Event,
     on_written: object,
     ignores: list[str],
+    data_key: bytes | None = None,
 ) -> list[_SegmentOutcome]:
     def flush(buffer: PartBuffer, segment: int, index: int, outcome: _SegmentOutcome) -> None:
         import hashlib
 
         body = buffer.finish()
-        name = layout.part_name(segment, index)
+        name = layout.part_name(segment, index, encrypted=data_key is not None)
+        if data_key is not None:
+            body = encrypt_part(data_key, snapshot_id, name, body)
         key = layout.part_key(dataset, snapshot_id, name)
         store.put(key, body, if_absent=True, retain_until=options.retain_until)
         on_written(key)  # type: ignore[operator]

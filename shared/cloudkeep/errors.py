@@ -99,3 +99,12 @@ class VerificationError(CloudkeepError):
 
 class RestoreError(CloudkeepError):
     """A restore could not be done (or was refused, e.g. a non-empty target)."""
+
+
+class KeyUnavailableError(UnreachableError):
+    """A snapshot's data key could not be made or unwrapped: the key provider is unreachable,
+    refused us, the key is wrong or missing, or a local key file is unsafe."""
+
+
+class TamperedError(CloudkeepError):
+    """A manifest's authentication tag does not match its content (it was edited after commit)."""

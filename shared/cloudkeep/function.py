@@ -34,7 +34,13 @@ def load(bundled: str | Path | None = None) -> Policy:
     location = os.environ.get(POLICY_ENV) or (str(bundled) if bundled else None)
     if not location:
         raise CloudkeepError(f"no policy: set {POLICY_ENV} or bundle cloudkeep.yaml with the function")
-    return load_policy(location).policy
+    policy = load_policy(location).policy
+    for name in sorted(policy.datasets):
+        if not policy.encryption_keys(name):
+            # deployed policies are meant to encrypt (docs/deploy.md); say so on every load
+            log.warning("dataset %s is backed up without client-side encryption "
+                        "(set encryption: {keys: [...]} in the policy)", name)
+    return policy
 
 
 def scheduled_tick(policy: Policy, now: datetime | None, sink: MetricsSink | None = None,

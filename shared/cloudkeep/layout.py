@@ -2,7 +2,7 @@
 
 Keys are relative to the store's root (a store applies its own ``prefix``)::
 
-    <dataset>/snapshots/<snapshot_id>/part-<segment>-<n>.ndjson.zst
+    <dataset>/snapshots/<snapshot_id>/part-<segment>-<n>.ndjson.zst[.enc]  (.enc: encrypted)
     <dataset>/snapshots/<snapshot_id>/manifest.json       written last, create-only
     <dataset>/verifications/<snapshot_id>/<timestamp>.json
     <dataset>/holds/<snapshot_id>.json                   legal holds
@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 MANIFEST_NAME = "manifest.json"
 PART_SUFFIX = ".ndjson.zst"
+ENCRYPTED_SUFFIX = ".enc"
 SNAPSHOT_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-z]{4,32}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 DATASET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -43,9 +44,9 @@ def manifest_key(dataset: str, snapshot_id: str) -> str:
     return f"{snapshot_prefix(dataset, snapshot_id)}{MANIFEST_NAME}"
 
 
-def part_name(segment: int, index: int) -> str:
+def part_name(segment: int, index: int, *, encrypted: bool = False) -> str:
     """The part's file name; zero-padded so names sort in read order."""
-    return f"part-{segment:05d}-{index:06d}{PART_SUFFIX}"
+    return f"part-{segment:05d}-{index:06d}{PART_SUFFIX}{ENCRYPTED_SUFFIX if encrypted else ''}"
 
 
 def part_key(dataset: str, snapshot_id: str, name: str) -> str:

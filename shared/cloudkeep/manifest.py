@@ -36,6 +36,29 @@ class Totals(_Model):
     stored_bytes: int = Field(ge=0)
 
 
+class WrappedKey(_Model):
+    """The snapshot's data key wrapped by one key provider."""
+
+    key: str = Field(description="the key's name in the policy that wrote the snapshot")
+    provider: Literal["aws_kms", "gcp_kms", "azure_key_vault", "local"]
+    key_id: str = Field(description="aws_kms key id or alias, gcp_kms key name, azure_key_vault "
+                        "key URL, or a local key file's fingerprint (never the key)")
+    algorithm: str = Field(description="how the provider wrapped the data key")
+    wrapped_key: str = Field(description="base64 of the wrapped data key")
+    region: str | None = None
+    key_arn: str | None = None
+    key_version: str | None = None
+
+
+class Encryption(_Model):
+    """Envelope encryption of the snapshot's parts (see cloudkeep.codec and cloudkeep.keys)."""
+
+    algorithm: Literal["AES-256-GCM"] = "AES-256-GCM"
+    chunk_size: int = Field(ge=1, description="plaintext bytes per authenticated chunk of a part")
+    associated_data: str = Field(description="what each part's chunks are bound to")
+    keys: list[WrappedKey] = Field(min_length=1, description="the data key, wrapped by each key")
+
+
 class Codec(_Model):
     framing: Literal["ndjson", "opaque"] = Field(
         default="ndjson",
@@ -46,7 +69,15 @@ class Codec(_Model):
         default="zstd", description="gzip: the data files of a DynamoDB export"
     )
     level: int | None = 3
-    encryption: None = Field(default=None, description="null: parts are not encrypted")
+    encryption: Encryption | None = Field(default=None, description="null: parts are not encrypted")
+
+
+class Authentication(_Model):
+    """A tag over the manifest's own content; checked by every command that reads it."""
+
+    algorithm: Literal["HMAC-SHA256"] = "HMAC-SHA256"
+    key_derivation: str = Field(description="how the tag's key is derived from the data key")
+    tag: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 class Consistency(_Model):
@@ -96,6 +127,8 @@ class Manifest(_Model):
         "backups and snapshots recorded here",
     )
     cloudkeep_version: str
+    authentication: Authentication | None = Field(
+        default=None, description="null for a snapshot without encryption")
 
     def to_bytes(self) -> bytes:
         return (self.model_dump_json(indent=2) + "\n").encode("utf-8")
@@ -128,6 +161,7 @@ class Manifest(_Model):
             "bytes_raw": self.totals.raw_bytes,
             "bytes_stored": self.totals.stored_bytes,
             "consistency": self.consistency.mode,
+            "encrypted": self.codec.encryption is not None,
         }
 
 

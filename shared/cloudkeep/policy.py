@@ -217,6 +217,7 @@ class GcsStoreSpec(Model):
     bucket: str = Field(min_length=3, max_length=222)
     prefix: str = ""
     project: str | None = None
+    region: str | None = Field(default=None, description="the bucket's location (for residency)")
 
     @field_validator("prefix")
     @classmethod
@@ -242,6 +243,7 @@ class AzureBlobStoreSpec(Model):
     prefix: str = ""
     account_url: str | None = None
     connection_string_env: str = "AZURE_STORAGE_CONNECTION_STRING"
+    region: str | None = Field(default=None, description="the storage account's region (for residency)")
     immutability: BlobImmutability | None = Field(
         default=None,
         description="write every blob with a time-based retention policy (the container needs "
@@ -264,6 +266,85 @@ STORE_MODELS: dict[str, type[BaseModel]] = {
     "azure_blob": AzureBlobStoreSpec,
 }
 STORE_TYPES = tuple(STORE_MODELS)
+
+
+# --------------------------------------------------------------------------------------------
+# Keys, encryption, residency
+
+
+class AwsKmsKeySpec(Model):
+    """An AWS KMS key (id, ARN or alias) in one region."""
+
+    provider: Literal["aws_kms"]
+    key_id: str = Field(min_length=1)
+    region: str = Field(min_length=1)
+
+
+class GcpKmsKeySpec(Model):
+    """A Cloud KMS key: projects/P/locations/L/keyRings/R/cryptoKeys/K."""
+
+    provider: Literal["gcp_kms"]
+    key_name: str = Field(pattern=r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
+
+
+class AzureKeyVaultKeySpec(Model):
+    """An Azure Key Vault RSA key: https://VAULT.vault.azure.net/keys/NAME[/VERSION]."""
+
+    provider: Literal["azure_key_vault"]
+    key_url: str = Field(pattern=r"^https://[^/]+/keys/[^/]+(/[^/]+)?/?$")
+
+
+class LocalKeySpec(Model):
+    """A key file (``cloudkeep keys create --path FILE``); relative to the policy's folder."""
+
+    provider: Literal["local"]
+    path: str = Field(min_length=1)
+
+
+KeySpec = Annotated[
+    AwsKmsKeySpec | GcpKmsKeySpec | AzureKeyVaultKeySpec | LocalKeySpec, Field(discriminator="provider")
+]
+KEY_MODELS: dict[str, type[BaseModel]] = {
+    "aws_kms": AwsKmsKeySpec,
+    "gcp_kms": GcpKmsKeySpec,
+    "azure_key_vault": AzureKeyVaultKeySpec,
+    "local": LocalKeySpec,
+}
+KEY_PROVIDERS = tuple(KEY_MODELS)
+
+
+class EncryptionSpec(Model):
+    """Envelope encryption: a fresh data key per snapshot, wrapped by every key listed (the first
+    that can make data keys makes it); any one of them can restore the snapshot."""
+
+    keys: list[str] = Field(min_length=1)
+
+    @field_validator("keys")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a key is listed more than once")
+        return value
+
+
+def _encryption_value(value: object) -> object:
+    if value is True:
+        raise ValueError("encryption: true needs its keys: write encryption: {keys: [NAME, ...]}")
+    if value is False:
+        return NO_ENCRYPTION
+    return value
+
+
+NO_ENCRYPTION = EncryptionSpec.model_construct(keys=[])
+"""``encryption: false``: an explicit opt-out (overrides a default set higher up)."""
+
+Encryption = Annotated[EncryptionSpec | None, BeforeValidator(_encryption_value)]
+
+
+class Residency(Model):
+    """Where data may be kept: every store and source must declare a region in this list."""
+
+    allowed_regions: list[str] = Field(min_length=1)
 
 
 class Retention(Model):
@@ -318,6 +399,9 @@ class Tier(Model):
     verify: VerifySchedule | None = Field(default=None, description="scheduled drills and samples")
     rto: Duration | None = Field(
         default=None, description="longest acceptable restore; a drill slower than this fails"
+    )
+    encryption: Encryption = Field(
+        default=None, description="overrides the policy's encryption for the tier's datasets (false: none)"
     )
 
     @field_validator("retention")
@@ -388,6 +472,7 @@ class FirestoreSourceSpec(Model):
         default="scan",
         description="export: Firestore's managed export into the dataset's Cloud Storage store",
     )
+    region: str | None = Field(default=None, description="the database's location (for residency)")
 
     @field_validator("collections")
     @classmethod
@@ -420,6 +505,7 @@ class CosmosSourceSpec(Model):
         default=24, ge=1, le=10_000,
         description="with incremental: take a full snapshot after this many incremental ones",
     )
+    region: str | None = Field(default=None, description="the account's region (for residency)")
 
 
 class S3SourceSpec(Model):
@@ -497,6 +583,9 @@ class Dataset(Model):
     offset: Offset | None = Field(
         default=None, description="explicit start delay after each slot (default: stable from the name)"
     )
+    encryption: Encryption = Field(
+        default=None, description="overrides the tier's and the policy's encryption (false: none)"
+    )
 
 
 class SnsAlerts(Model):
@@ -536,6 +625,9 @@ class Policy(Model):
     tiers: dict[str, Tier]
     datasets: dict[str, Dataset]
     alerts: Alerts | None = None
+    keys: dict[str, KeySpec] = Field(default_factory=dict, description="named key providers")
+    encryption: Encryption = Field(default=None, description="every dataset's default encryption")
+    residency: Residency | None = None
 
     @field_validator("version", mode="before")
     @classmethod
@@ -562,6 +654,15 @@ class Policy(Model):
         except KeyError:
             known = ", ".join(sorted(self.datasets)) or "none"
             raise UsageError(f"unknown dataset {name!r} (known: {known})") from None
+
+    def encryption_keys(self, name: str) -> list[str]:
+        """The keys that wrap ``name``'s new snapshots (empty: not encrypted). The dataset's
+        setting wins over its tier's, which wins over the policy's."""
+        spec = self.dataset(name)
+        for setting in (spec.encryption, self.tiers[spec.tier].encryption, self.encryption):
+            if setting is not None:
+                return list(setting.keys)  # empty for encryption: false
+        return []
 
 
 # --------------------------------------------------------------------------------------------
@@ -679,13 +780,21 @@ def parse_policy(text: str, *, source: str = "<policy>", base_dir: Path | None =
 
 
 def _resolve_paths(policy: Policy, base_dir: Path) -> Policy:
+    def resolved(text: str) -> str:
+        path = Path(os.path.expanduser(text))
+        return str(path if path.is_absolute() else base_dir / path)
+
     stores: dict[str, Any] = {}
     for name, spec in policy.stores.items():
         if isinstance(spec, FileStoreSpec):
-            path = Path(os.path.expanduser(spec.path))
-            spec = spec.model_copy(update={"path": str(path if path.is_absolute() else base_dir / path)})
+            spec = spec.model_copy(update={"path": resolved(spec.path)})
         stores[name] = spec
-    return policy.model_copy(update={"stores": stores})
+    keys: dict[str, Any] = {}
+    for name, key in policy.keys.items():
+        if isinstance(key, LocalKeySpec):
+            key = key.model_copy(update={"path": resolved(key.path)})
+        keys[name] = key
+    return policy.model_copy(update={"stores": stores, "keys": keys})
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -791,7 +900,7 @@ def _clean_path(data: Any, loc: tuple[int | str, ...]) -> tuple[str, ...]:
         elif isinstance(current, list) and isinstance(part, int) and part < len(current):
             out.append(str(part))
             current = current[part]
-        elif isinstance(current, dict) and current.get("type") == part:
+        elif isinstance(current, dict) and part in (current.get("type"), current.get("provider")):
             continue  # discriminated-union tag
         else:
             out.append(str(part))
@@ -819,6 +928,13 @@ def _model_at(data: Any, path: tuple[str, ...]) -> type[BaseModel] | None:
         return Policy
     if n == 2 and path[0] == "stores":
         return STORE_MODELS.get(str(kind))
+    if n == 2 and path[0] == "keys":
+        return KEY_MODELS.get(str(raw.get("provider")) if isinstance(raw, dict) else "")
+    if (n == 1 and path[0] == "encryption") or (n == 3 and path[0] in ("tiers", "datasets")
+                                                 and path[2] == "encryption"):
+        return EncryptionSpec
+    if n == 1 and path[0] == "residency":
+        return Residency
     if n == 2 and path[0] == "tiers":
         return Tier
     if n == 3 and path[0] == "tiers" and path[2] == "retention":
@@ -849,12 +965,14 @@ def _describe(err: Any, data: Any, path: tuple[str, ...]) -> str:
     if kind == "missing":
         return "required key is missing"
     if kind == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag")
+        if path[:1] == ("keys",):
+            return f"unknown key provider {tag!r} (known: {', '.join(KEY_PROVIDERS)})"
         what = "store" if path[:1] == ("stores",) else "source"
         known = STORE_TYPES if what == "store" else SOURCE_TYPES
-        tag = err.get("ctx", {}).get("tag")
         return f"unknown {what} type {tag!r} (known: {', '.join(known)})"
     if kind == "union_tag_not_found":
-        return "required key 'type' is missing"
+        return "required key 'provider' is missing" if path[:1] == ("keys",) else "required key 'type' is missing"
     if kind == "value_error":
         return str(err["msg"]).removeprefix("Value error, ")
     if kind in ("model_type", "model_attributes_type", "dict_type"):
@@ -913,10 +1031,15 @@ def _cross_check(data: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], str]]:
             yield (("datasets", str(name), "store"), f"unknown store {store!r} (known: {known})")
         yield from _check_copies(("datasets", str(name)), spec.get("copy_to"), stores, store)
         yield from _check_export_store(str(name), spec.get("source"), stores, store)
+        yield from _check_encryption(("datasets", str(name)), spec.get("encryption"), data.get("keys"))
     if isinstance(tiers, dict):
         for tier_name, tier_spec in tiers.items():
             if isinstance(tier_spec, dict):
                 yield from _check_copies(("tiers", str(tier_name)), tier_spec.get("copy_to"), stores, None)
+                yield from _check_encryption(("tiers", str(tier_name)), tier_spec.get("encryption"),
+                                             data.get("keys"))
+    yield from _check_encryption((), data.get("encryption"), data.get("keys"))
+    yield from _check_residency(data)
 
 
 def _check_copies(where: tuple[str, ...], copies: Any, stores: Any,
@@ -949,3 +1072,43 @@ def _check_export_store(name: str, source: Any, stores: Any, store: Any) -> Iter
         yield (("datasets", name, "source", "method"),
                f"method: export needs the dataset's store to be of type {kind} ({why}, under the "
                f"snapshot's folder); store {store!r} is of type {target.get('type')!r}")
+
+
+def _check_encryption(where: tuple[str, ...], setting: Any, keys: Any) -> Iterator[tuple[tuple[str, ...], str]]:
+    if not isinstance(setting, dict) or not isinstance(setting.get("keys"), list):
+        return
+    for i, name in enumerate(setting["keys"]):
+        if isinstance(name, str) and (not isinstance(keys, dict) or name not in keys):
+            known = ", ".join(sorted(map(str, keys))) if isinstance(keys, dict) and keys else "none defined"
+            yield ((*where, "encryption", "keys", str(i)), f"unknown key {name!r} (known: {known})")
+
+
+_REGION_FIELDS = {
+    "s3": "region", "gcs": "region", "azure_blob": "region",
+    "dynamodb": "region", "firestore": "region", "cosmos": "region",
+}
+
+
+def _check_residency(data: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], str]]:
+    """Every store and source in an allowed region (a local file store has none to check)."""
+    residency = data.get("residency")
+    if not isinstance(residency, dict) or not isinstance(residency.get("allowed_regions"), list):
+        return
+    allowed = [str(r) for r in residency["allowed_regions"]]
+    shown = ", ".join(allowed)
+    places: list[tuple[tuple[str, ...], Any, str]] = []
+    for name, spec in (data.get("stores") or {}).items() if isinstance(data.get("stores"), dict) else ():
+        places.append((("stores", str(name)), spec, "store"))
+    for name, spec in (data.get("datasets") or {}).items() if isinstance(data.get("datasets"), dict) else ():
+        if isinstance(spec, dict):
+            places.append((("datasets", str(name), "source"), spec.get("source"), "source"))
+    for path, spec, what in places:
+        if not isinstance(spec, dict) or spec.get("type") not in _REGION_FIELDS:
+            continue  # a file store, or a spec with its own errors
+        region = spec.get("region")
+        if region is None:
+            yield ((*path, "region"), f"residency is set but this {what} declares no region "
+                                      f"(add region: one of {shown})")
+        elif str(region) not in allowed:
+            yield ((*path, "region"), f"{what} region {region!r} is outside residency.allowed_regions "
+                                      f"({shown})")

@@ -114,7 +114,23 @@ def prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool = False,
         except CloudkeepError as exc:
             uncertain = f"cannot read the incremental chains: {exc}"
             decision = apply(infos, rules, now, policy.timezone, uncertain=uncertain)
+    tampered: dict[str, str] = {}
+    if not uncertain and policy.keys:
+        try:
+            tampered = _tampered(policy, store, dataset)
+        except CloudkeepError as exc:
+            uncertain = f"cannot authenticate the manifests: {exc}"
+            decision = apply(infos, rules, now, policy.timezone, uncertain=uncertain)
+    if tampered:
+        # Never delete the evidence: a snapshot whose manifest was edited is kept and reported.
+        reasons = {k: list(v) for k, v in decision.reasons.items()}
+        for sid in tampered:
+            reasons.setdefault(sid, []).append("manifest failed authentication")
+        decision = Decision(sorted(set(decision.keep) | set(tampered), reverse=True),
+                            [s for s in decision.remove if s not in tampered], reasons)
     report = PruneReport(dataset, dry_run, decision)
+    for sid, problem in tampered.items():
+        report.errors.append(f"{dataset}@{sid}: {problem} (left alone)")
     if uncertain:
         report.errors.append(f"nothing removed: {uncertain}")
     if dry_run:
@@ -166,6 +182,22 @@ def _collect_blobs(policy: Policy, store: Store, dataset: str, now: datetime, re
             report.blobs = gc.as_dict()
         else:
             report.copy_blobs[name] = gc.as_dict()
+
+
+def _tampered(policy: Policy, store: Store, dataset: str) -> dict[str, str]:
+    """Snapshots whose manifest fails authentication with the policy's keys, with the reason."""
+    from .catalog import load_manifest
+    from .errors import TamperedError
+    from .keys import keyring_for
+
+    keyring = keyring_for(policy)
+    out: dict[str, str] = {}
+    for sid in snapshot_ids(store, dataset):
+        try:
+            load_manifest(store, dataset, sid, keyring=keyring)
+        except TamperedError as exc:
+            out[sid] = str(exc)
+    return out
 
 
 def _keep_chains(store: Store, dataset: str, decision: Decision) -> Decision:

@@ -16,10 +16,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import chain, layout
-from .codec import ContentDigest, HashingReader, iter_part_lines
+from .codec import ContentDigest, DecryptingReader, DecryptionError, HashingReader, iter_part_lines
 from .errors import RestoreError
 from .manifest import Manifest, PartEntry
 from .policy import Policy
@@ -27,6 +27,9 @@ from .progress import NullProgress, Progress
 from .registry import open_source
 from .sources import RestoreWriter, Source, restore_native
 from .stores import Store
+
+if TYPE_CHECKING:
+    from .keys import Keyring
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,14 @@ def restore(
     source: Source | None = None,
     progress: Progress | None = None,
     workers: int = DEFAULT_WORKERS,
+    keyring: Keyring | None = None,
 ) -> RestoreResult:
+    """Restore ``manifest`` (and, for an incremental snapshot, its chain) into ``target``. Every
+    encrypted manifest of the chain is authenticated and its data key unwrapped before anything
+    is written."""
+    from .keys import keyring_for
+
+    keyring = keyring or keyring_for(policy)
     spec = policy.dataset(manifest.dataset)
     source = source or open_source(spec.source)
     progress = progress or NullProgress()
@@ -88,7 +98,9 @@ def restore(
     # An incremental snapshot is restored by replaying its chain: the full snapshot it starts
     # from, then every incremental one up to it, in order (cloudkeep.chain).
     snapshots = chain.load_chain(store, manifest)
+    data_keys: dict[str, bytes | None] = {}
     for snapshot in snapshots:
+        data_keys[snapshot.snapshot_id] = keyring.authenticate(snapshot)
         _precheck(store, snapshot)
     attach_store = getattr(source, "attach_store", None)
     if attach_store is not None:  # the S3 source restores objects from the store's blobs
@@ -99,7 +111,8 @@ def restore(
     progress.start(f"restore {manifest.dataset} → {target}", sum(m.totals.items for m in snapshots))
     try:
         for snapshot in snapshots:
-            digest = _restore_snapshot(store, snapshot, writer, progress, workers)
+            digest = _restore_snapshot(store, snapshot, writer, progress, workers,
+                                       data_keys[snapshot.snapshot_id])
             if digest.hexdigest() != snapshot.content_digest.value or digest.count != snapshot.totals.items:
                 raise RestoreError(
                     f"the items restored into {target!r} do not match the content digest of "
@@ -123,13 +136,13 @@ def restore(
 
 
 def _restore_snapshot(store: Store, manifest: Manifest, writer: RestoreWriter, progress: Progress,
-                      workers: int) -> ContentDigest:
+                      workers: int, data_key: bytes | None = None) -> ContentDigest:
     """Write every part of one snapshot (parts in parallel); the digest of the lines read."""
     digest = ContentDigest()
     digest_lock = threading.Lock()
 
     def one(part: PartEntry) -> None:
-        part_digest = _restore_part(store, manifest, part, writer, progress)
+        part_digest = _restore_part(store, manifest, part, writer, progress, data_key)
         with digest_lock:
             digest.merge(part_digest)
 
@@ -161,7 +174,8 @@ def _precheck(store: Store, manifest: Manifest) -> None:
 
 
 def _restore_part(
-    store: Store, manifest: Manifest, part: PartEntry, writer: RestoreWriter, progress: Progress
+    store: Store, manifest: Manifest, part: PartEntry, writer: RestoreWriter, progress: Progress,
+    data_key: bytes | None = None,
 ) -> ContentDigest:
     import zstandard
 
@@ -171,9 +185,13 @@ def _restore_part(
     key = layout.part_key(manifest.dataset, manifest.snapshot_id, part.name)
     with store.open(key) as stream:
         hashing = HashingReader(stream)
+        plain: Any = hashing
+        if data_key is not None:
+            # every chunk is authenticated before its items are written
+            plain = DecryptingReader(hashing, data_key, manifest.snapshot_id, part.name)  # type: ignore[arg-type]
         batch: list[bytes] = []
         try:
-            for line in iter_part_lines(hashing, manifest.codec.compression):  # type: ignore[arg-type]
+            for line in iter_part_lines(plain, manifest.codec.compression):
                 digest.add_line(line)
                 batch.append(line)
                 if len(batch) >= WRITE_CHUNK:
@@ -184,7 +202,7 @@ def _restore_part(
                 writer.write(batch)
                 progress.advance(len(batch), sum(len(x) for x in batch))
             hashing.drain()
-        except (TruncatedPartError, zstandard.ZstdError) as exc:
+        except (TruncatedPartError, DecryptionError, zstandard.ZstdError) as exc:
             raise RestoreError(f"part {part.name} is damaged: {exc}") from exc
         except (ValueError, KeyError, TypeError) as exc:
             raise RestoreError(f"part {part.name} holds an item that cannot be decoded: {exc}") from exc

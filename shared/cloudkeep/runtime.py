@@ -109,7 +109,9 @@ def dataset_plan(policy: Policy, name: str, now: datetime, store: Store | None =
     latest_id = ids[-1] if ids else None
     latest_started: datetime | None = None
     if latest_id:
-        latest_started = load_manifest(store, name, latest_id).started_at
+        from .keys import keyring_for
+
+        latest_started = load_manifest(store, name, latest_id, keyring=keyring_for(policy)).started_at
     state = due_state(
         schedule,
         dataset=name,

@@ -9,7 +9,10 @@
 
 Every report is stored under ``verifications/`` (:func:`record`).
 
-Integrity checks, per part: the object exists; its size and sha256 match the manifest; it decompresses
+Integrity checks, first: an encrypted snapshot's manifest authenticates (its tag matches its content
+under the data key, unwrapped with the policy's keys). Per part: the object exists; its size and
+sha256 match the manifest; an encrypted part decrypts (every chunk authenticates against the
+snapshot id and the part's name, so a part swapped, moved or altered fails); it decompresses
 completely; every line decodes as an item of the snapshot's source type; the item count matches.
 Then for the snapshot: totals add up, the order-independent content digest recomputed from
 every line equals the manifest's, an incremental snapshot's previous snapshot is still there,
@@ -29,13 +32,28 @@ from typing import TYPE_CHECKING, Any
 import zstandard
 
 from . import __version__, chain, layout
-from .codec import ContentDigest, HashingReader, TruncatedPartError, iter_lines, iter_part_lines
-from .errors import CloudkeepError, ObjectExistsError, ObjectNotFoundError, UsageError
+from .codec import (
+    ContentDigest,
+    DecryptingReader,
+    DecryptionError,
+    HashingReader,
+    TruncatedPartError,
+    iter_part_lines,
+)
+from .errors import (
+    CloudkeepError,
+    KeyUnavailableError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    TamperedError,
+    UsageError,
+)
 from .manifest import Manifest, PartEntry
 from .progress import NullProgress, Progress
 from .stores import Store
 
 if TYPE_CHECKING:
+    from .keys import Keyring
     from .policy import Policy
 
 log = logging.getLogger(__name__)
@@ -169,15 +187,27 @@ class _PartResult:
 
 
 def verify_integrity(store: Store, manifest: Manifest, *, workers: int = 8,
-                     progress: Progress | None = None) -> VerifyReport:
-    """Check every part of ``manifest`` in ``store``; returns a report listing every problem."""
+                     progress: Progress | None = None, keyring: Keyring | None = None) -> VerifyReport:
+    """Check every part of ``manifest`` in ``store``; returns a report listing every problem.
+    An encrypted snapshot needs ``keyring``; a key that cannot be used raises
+    KeyUnavailableError (nothing can be checked without it)."""
     report = VerifyReport(manifest.dataset, manifest.snapshot_id, "integrity",
                           datetime.now(UTC))
     checker = _line_checker(str(manifest.source.get("type", "")))
     bar = progress or NullProgress()
+    data_key: bytes | None = None
+    if manifest.codec.encryption is not None or manifest.authentication is not None:
+        if keyring is None:
+            raise KeyUnavailableError(f"{manifest.dataset}@{manifest.snapshot_id} is encrypted: "
+                                      "verifying it needs the policy's keys")
+        try:
+            keyring.authenticate(manifest)
+        except TamperedError as exc:
+            report.problems.append(Problem(None, "manifest authentication", str(exc)))
+        data_key = keyring.data_key(manifest)
 
     def check(part: PartEntry) -> _PartResult:
-        result = _check_part(store, manifest, part, checker)
+        result = _check_part(store, manifest, part, checker, data_key)
         bar.advance(result.items, part.raw_bytes)
         return result
 
@@ -234,7 +264,8 @@ def verify_integrity(store: Store, manifest: Manifest, *, workers: int = 8,
     return report
 
 
-def _check_part(store: Store, manifest: Manifest, part: PartEntry, checker: Any) -> _PartResult:
+def _check_part(store: Store, manifest: Manifest, part: PartEntry, checker: Any,
+                data_key: bytes | None = None) -> _PartResult:
     result = _PartResult(part, digest=ContentDigest(ignores=manifest.content_digest.ignores))
     key = layout.part_key(manifest.dataset, manifest.snapshot_id, part.name)
 
@@ -252,12 +283,15 @@ def _check_part(store: Store, manifest: Manifest, part: PartEntry, checker: Any)
         result.readable = False
         return result
     hashing = HashingReader(stream)
+    plain: Any = hashing
+    if data_key is not None:
+        plain = DecryptingReader(hashing, data_key, manifest.snapshot_id, part.name)  # type: ignore[arg-type]
     bad_lines = 0
     opaque = manifest.codec.framing == "opaque"  # a service's own export file: bytes only
     try:
         with stream:
             try:
-                for line in () if opaque else iter_part_lines(hashing, manifest.codec.compression):  # type: ignore[arg-type]
+                for line in () if opaque else iter_part_lines(plain, manifest.codec.compression):
                     result.items += 1
                     result.digest.add_line(line)
                     try:
@@ -268,6 +302,9 @@ def _check_part(store: Store, manifest: Manifest, part: PartEntry, checker: Any)
                         bad_lines += 1
                         if bad_lines <= 3:
                             problem("decode", f"item {result.items}: {message}")
+            except DecryptionError as exc:
+                problem("decrypt", str(exc))
+                result.readable = False
             except TruncatedPartError as exc:
                 problem("truncated", str(exc))
                 result.readable = False
@@ -423,7 +460,8 @@ def verify_drill(policy: Any, store: Store, manifest: Manifest, *, source: Any =
 
 
 def verify_sample(policy: Any, store: Store, manifest: Manifest, *, items: int = 100,
-                  source: Any = None, seed: int | None = None, trigger: str = "manual") -> VerifyReport:
+                  source: Any = None, seed: int | None = None, trigger: str = "manual",
+                  keyring: Keyring | None = None) -> VerifyReport:
     """Pick ``items`` random lines of the snapshot (one pass, reservoir sampling: memory holds
     only the sample), read the same items from the live source by key and compare. An item the
     source shows unchanged since the snapshot (same version: Firestore's update time, Cosmos DB's
@@ -441,13 +479,23 @@ def verify_sample(policy: Any, store: Store, manifest: Manifest, *, items: int =
     rng = random.Random(seed)
     reservoir: list[bytes] = []
     seen = 0
+    data_key: bytes | None = None
+    if manifest.codec.encryption is not None or manifest.authentication is not None:
+        if keyring is None:
+            from .keys import keyring_for
+
+            keyring = keyring_for(policy)
+        data_key = keyring.authenticate(manifest)
     for part in manifest.parts:
         key = layout.part_key(manifest.dataset, manifest.snapshot_id, part.name)
         report.parts_checked += 1
         try:
             with store.open(key) as stream:
                 hashing = HashingReader(stream)
-                for line in iter_lines(hashing):  # type: ignore[arg-type]
+                plain: Any = hashing
+                if data_key is not None:
+                    plain = DecryptingReader(hashing, data_key, manifest.snapshot_id, part.name)  # type: ignore[arg-type]
+                for line in iter_part_lines(plain, manifest.codec.compression):
                     if b'"delete":true' in line:
                         continue  # an incremental snapshot's deletion: nothing to compare
                     seen += 1
@@ -463,7 +511,7 @@ def verify_sample(policy: Any, store: Store, manifest: Manifest, *, items: int =
                                                "differs from the manifest's"))
         except ObjectNotFoundError:
             report.problems.append(Problem(part.name, "missing", f"{key} is not in the store"))
-        except (CloudkeepError, TruncatedPartError, zstandard.ZstdError) as exc:
+        except (CloudkeepError, TruncatedPartError, DecryptionError, zstandard.ZstdError) as exc:
             report.problems.append(Problem(part.name, "unreadable", str(exc)))
     report.items = len(reservoir)
     counts = {"requested": items, "compared": 0, "matched": 0, "changed": 0, "deleted": 0,
@@ -505,17 +553,21 @@ def _item_label(line: bytes) -> str:
 
 def run_level(policy: Any, store: Store, manifest: Manifest, level: str, *, sample_items: int = 100,
               source: Any = None, trigger: str = "manual",
-              progress: Progress | None = None) -> VerifyReport:
+              progress: Progress | None = None, keyring: Keyring | None = None) -> VerifyReport:
     """Run one verification level and return its report (not yet recorded)."""
+    if keyring is None and policy is not None:
+        from .keys import keyring_for
+
+        keyring = keyring_for(policy)
     if level == "integrity":
-        report = verify_integrity(store, manifest, progress=progress)
+        report = verify_integrity(store, manifest, progress=progress, keyring=keyring)
         report.problems.extend(native_problems(policy, manifest))
         report.trigger = trigger
         report.tier = _tier_of(policy, manifest.dataset)[0]
         return report
     if level == "sample":
         return verify_sample(policy, store, manifest, items=sample_items, source=source,
-                             trigger=trigger)
+                             trigger=trigger, keyring=keyring)
     if level == "drill":
         if manifest.native:  # a native snapshot (RDS): the source restores a temporary database
             tier_name, tier = _tier_of(policy, manifest.dataset)

@@ -1,0 +1,263 @@
+"""Key providers and the keyring: the envelope around every encrypted snapshot.
+
+A snapshot with encryption has a fresh 256-bit *data key*. Its parts are encrypted with it
+(``codec.encrypt_part``), its manifest is authenticated with a key derived from it
+(``codec.manifest_tag``), and the data key itself is stored only *wrapped* — once by every key
+provider the policy lists for the dataset — in the manifest's ``codec.encryption.keys``.
+
+Providers (policy ``keys:``, each ``{provider: ..., ...}``):
+
+- ``aws_kms``: GenerateDataKey / Encrypt / Decrypt with the snapshot as encryption context;
+- ``gcp_kms``: Cloud KMS encrypt / decrypt with the snapshot as additional authenticated data;
+- ``azure_key_vault``: Key Vault wrapKey / unwrapKey (RSA-OAEP-256);
+- ``local``: a key file (``cloudkeep keys create --path FILE``), refused if others can read it.
+
+Reading a snapshot only ever uses the keys the policy defines (a manifest cannot name a key of
+its own choosing): a wrapped key is matched to a policy key by provider and key id. So rotation
+is: define the new key, list it in ``encryption.keys``, and keep the old key under ``keys:`` for
+as long as snapshots wrapped with it are kept.
+
+Each provider's SDK is imported on first use only (registry habit: one cloud SDK per process).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+import threading
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..codec import ENC_CHUNK, ENCRYPTION_ALGORITHM, MANIFEST_MAC_ALGORITHM, MANIFEST_MAC_KDF, manifest_tag
+from ..errors import KeyUnavailableError, TamperedError
+
+if TYPE_CHECKING:
+    from ..manifest import Manifest
+    from ..policy import Policy
+
+log = logging.getLogger(__name__)
+
+DATA_KEY_BYTES = 32
+PROVIDERS: dict[str, str] = {
+    "aws_kms": "cloudkeep.keys.aws_kms:AwsKmsProvider",
+    "gcp_kms": "cloudkeep.keys.gcp_kms:GcpKmsProvider",
+    "azure_key_vault": "cloudkeep.keys.azure_key_vault:AzureKeyVaultProvider",
+    "local": "cloudkeep.keys.local:LocalKeyProvider",
+}
+
+
+class KeyProvider(Protocol):
+    """Wraps and unwraps data keys. ``context`` (dataset, snapshot id) is bound to every wrap
+    where the provider allows it; errors are :class:`KeyUnavailableError` naming the key."""
+
+    name: str
+    provider: str
+
+    def key_id(self) -> str:
+        """What identifies the key in a manifest (never secret)."""
+        ...
+
+    def generate(self, context: Mapping[str, str]) -> tuple[bytes, dict[str, Any]] | None:
+        """A new data key and its wrapped record, if the provider makes keys (else None)."""
+        ...
+
+    def wrap(self, data_key: bytes, context: Mapping[str, str]) -> dict[str, Any]:
+        """The wrapped record of ``data_key``: at least ``wrapped_key`` (base64)."""
+        ...
+
+    def unwrap(self, record: Mapping[str, Any], context: Mapping[str, str]) -> bytes:
+        ...
+
+
+def open_provider(name: str, spec: Any) -> KeyProvider:
+    """Build the provider a policy key spec describes (its SDK loads on first use)."""
+    import importlib
+
+    module, _, cls = PROVIDERS[spec.provider].partition(":")
+    provider: KeyProvider = getattr(importlib.import_module(module), cls)(name, spec)
+    return provider
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: Any, *, what: str) -> bytes:
+    try:
+        return base64.b64decode(str(text), validate=True)
+    except ValueError:
+        raise KeyUnavailableError(f"{what}: the wrapped key is not valid base64 (damaged manifest)") from None
+
+
+def _context(dataset: str, snapshot_id: str) -> dict[str, str]:
+    return {"cloudkeep:dataset": dataset, "cloudkeep:snapshot": snapshot_id}
+
+
+class Keyring:
+    """The key providers a policy defines, and the data keys unwrapped so far (per process)."""
+
+    def __init__(self, providers: Mapping[str, KeyProvider]) -> None:
+        self.providers = dict(providers)
+        self._cache: dict[tuple[str, str, str], bytes] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_policy(cls, policy: Policy) -> Keyring:
+        return cls({name: open_provider(name, spec) for name, spec in policy.keys.items()})
+
+    # ---- writing
+
+    def seal(self, names: Sequence[str], dataset: str, snapshot_id: str) -> tuple[bytes, dict[str, Any]]:
+        """A fresh data key for a snapshot, wrapped by every provider in ``names`` (all must
+        succeed: a snapshot is restorable from each key it claims). Returns the key and the
+        manifest's ``codec.encryption`` record."""
+        context = _context(dataset, snapshot_id)
+        records: list[dict[str, Any]] = []
+        data_key: bytes | None = None
+        for name in names:
+            provider = self._provider(name)
+            record: dict[str, Any] | None = None
+            if data_key is None:
+                made = provider.generate(context)
+                if made is not None:
+                    data_key, record = made
+            if data_key is None:
+                data_key = secrets.token_bytes(DATA_KEY_BYTES)
+            if record is None:
+                record = provider.wrap(data_key, context)
+            if len(data_key) != DATA_KEY_BYTES:
+                raise KeyUnavailableError(f"key {name!r} made a data key of {len(data_key)} bytes, not 32")
+            records.append({"key": name, "provider": provider.provider, "key_id": provider.key_id()}
+                           | record)
+        if data_key is None:
+            raise KeyUnavailableError("encryption needs at least one key")
+        with self._lock:
+            self._cache[(dataset, snapshot_id, _fingerprint(records))] = data_key
+        return data_key, {"algorithm": ENCRYPTION_ALGORITHM, "chunk_size": ENC_CHUNK,
+                          "associated_data": "snapshot id and part name", "keys": records}
+
+    def sign(self, manifest: Manifest, data_key: bytes) -> Manifest:
+        """The manifest with its authentication tag."""
+        from ..manifest import Authentication
+
+        tag = manifest_tag(data_key, authenticated_content(manifest))
+        return manifest.model_copy(update={"authentication": Authentication(
+            algorithm=MANIFEST_MAC_ALGORITHM, key_derivation=MANIFEST_MAC_KDF, tag=tag)})
+
+    # ---- reading
+
+    def data_key(self, manifest: Manifest) -> bytes | None:
+        """The snapshot's data key (None if it is not encrypted), unwrapped with the first
+        policy key that can. Raises KeyUnavailableError naming every key tried."""
+        encryption = manifest.codec.encryption
+        if encryption is None:
+            return None
+        records = [r.model_dump(exclude_none=True) for r in encryption.keys]
+        cache_key = (manifest.dataset, manifest.snapshot_id, _fingerprint(records))
+        with self._lock:
+            if cache_key in self._cache:
+                return self._cache[cache_key]
+        ref = f"{manifest.dataset}@{manifest.snapshot_id}"
+        context = _context(manifest.dataset, manifest.snapshot_id)
+        failures: list[str] = []
+        for record in records:
+            provider = self._match(record, failures)
+            if provider is None:
+                continue
+            try:
+                data_key = provider.unwrap(record, context)
+            except KeyUnavailableError as exc:
+                failures.append(str(exc))
+                continue
+            if len(data_key) != DATA_KEY_BYTES:
+                failures.append(f"key {provider.name!r} unwrapped a key of the wrong size")
+                continue
+            with self._lock:
+                self._cache[cache_key] = data_key
+            return data_key
+        wrapped_with = ", ".join(f"{r.get('key')} ({r.get('provider')} {r.get('key_id')})" for r in records)
+        if failures:
+            raise KeyUnavailableError(f"cannot unwrap the data key of {ref}: " + "; ".join(failures))
+        defined = ", ".join(f"{p.name} ({p.provider} {p.key_id()})" for p in self.providers.values()) or "none"
+        raise KeyUnavailableError(
+            f"snapshot {ref} is encrypted with {wrapped_with}, and the policy defines none of these "
+            f"keys (policy keys: {defined}); add the key under keys: to read it"
+        )
+
+    def authenticate(self, manifest: Manifest) -> bytes | None:
+        """Check the manifest's tag; returns the data key (None for an unencrypted snapshot).
+        Raises TamperedError if the manifest was edited, KeyUnavailableError without a key."""
+        ref = f"{manifest.dataset}@{manifest.snapshot_id}"
+        if manifest.codec.encryption is None:
+            if manifest.authentication is not None:
+                raise TamperedError(f"manifest of {ref} carries a tag but no encryption record "
+                                    "(edited after commit)")
+            return None
+        if manifest.authentication is None:
+            raise TamperedError(f"manifest of {ref} is encrypted but its authentication tag is "
+                                "missing (edited after commit)")
+        data_key = self.data_key(manifest)
+        assert data_key is not None
+        import hmac
+
+        expected = manifest_tag(data_key, authenticated_content(manifest))
+        if not hmac.compare_digest(expected, manifest.authentication.tag):
+            raise TamperedError(f"manifest of {ref} failed authentication: its content does not "
+                                "match its tag (edited after commit)")
+        return data_key
+
+    # ---- helpers
+
+    def _provider(self, name: str) -> KeyProvider:
+        try:
+            return self.providers[name]
+        except KeyError:
+            raise KeyUnavailableError(f"unknown key {name!r} (policy keys: "
+                                      f"{', '.join(sorted(self.providers)) or 'none'})") from None
+
+    def _match(self, record: Mapping[str, Any], failures: list[str]) -> KeyProvider | None:
+        candidates = [p for p in self.providers.values()
+                      if p.provider == record.get("provider") and _same_key(p, record, failures)]
+        # prefer the key of the same name (two names for one key are the same key anyway)
+        candidates.sort(key=lambda p: p.name != record.get("key"))
+        return candidates[0] if candidates else None
+
+
+def _same_key(provider: KeyProvider, record: Mapping[str, Any], failures: list[str]) -> bool:
+    region = getattr(provider, "region", None)
+    if region is not None and record.get("region") not in (None, region):
+        return False  # the same alias in another region is another key
+    try:
+        return provider.key_id() == record.get("key_id")
+    except KeyUnavailableError as exc:  # e.g. a local key file that is missing or unsafe
+        if str(exc) not in failures:
+            failures.append(str(exc))
+        return False
+
+
+def _fingerprint(records: Sequence[Mapping[str, Any]]) -> str:
+    return "|".join(str(r.get("wrapped_key")) for r in records)
+
+
+def authenticated_content(manifest: Manifest) -> dict[str, Any]:
+    """What the tag covers: the whole manifest but the tag, as JSON, fields at their default left
+    out (so a later cloudkeep that adds a defaulted field still authenticates old manifests)."""
+    return manifest.model_dump(mode="json", exclude_defaults=True, exclude={"authentication"})
+
+
+_KEYRINGS: dict[int, tuple[Policy, Keyring]] = {}
+_KEYRINGS_LOCK = threading.Lock()
+_KEYRINGS_KEPT = 8  # a warm function loads the policy on every invocation: keep only the newest
+
+
+def keyring_for(policy: Policy) -> Keyring:
+    """The keyring of ``policy``, one per policy object (data keys are cached in it)."""
+    with _KEYRINGS_LOCK:
+        entry = _KEYRINGS.pop(id(policy), None)
+        if entry is None or entry[0] is not policy:
+            entry = (policy, Keyring.from_policy(policy))
+        _KEYRINGS[id(policy)] = entry  # (re)inserted last: the dict is in least-recent order
+        while len(_KEYRINGS) > _KEYRINGS_KEPT:
+            del _KEYRINGS[next(iter(_KEYRINGS))]
+        return entry[1]
