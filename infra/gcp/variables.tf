@@ -36,3 +36,9 @@ variable "source_zip" {
   type        = string
   default     = "../../.build/gcp-function.zip"
 }
+
+variable "workers" {
+  description = "Fan-out: work items (snapshot segments) read at once by cloudkeep-work"
+  type        = number
+  default     = 8
+}

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import Deadline
 from .errors import CloudkeepError
 from .metrics import MetricsSink, backup_metrics
 from .policy import POLICY_ENV, Policy, load_policy
@@ -37,9 +38,16 @@ def load(bundled: str | Path | None = None) -> Policy:
     return load_policy(location).policy
 
 
-def scheduled_tick(policy: Policy, now: datetime | None, sink: MetricsSink | None = None) -> dict[str, Any]:
+def scheduled_tick(policy: Policy, now: datetime | None, sink: MetricsSink | None = None,
+                   deadline: Deadline | None = None) -> dict[str, Any]:
     """Run what is due at ``now`` (the trigger's own time, so a redelivered trigger lands on the
-    same slot). Returns the reply; raises TickFailedError if any dataset failed."""
+    same slot). Returns the reply; raises TickFailedError if any dataset failed.
+
+    With ``$CLOUDKEEP_WORK_QUEUE`` set, snapshots fan out as work items on that queue; without
+    it, a snapshot nearing ``deadline`` (the function's remaining time) stops after its current
+    parts and the next tick resumes it."""
+    from .engine import RunOptions
+    from .queues import queue_from_env
     from .runtime import tick
 
     def on_result(result: Any) -> None:
@@ -47,11 +55,34 @@ def scheduled_tick(policy: Policy, now: datetime | None, sink: MetricsSink | Non
             for metric in backup_metrics(policy, result):
                 sink.emit(metric)
 
-    outcome = tick(policy, now, on_result=on_result)
+    options = RunOptions(deadline=deadline, queue=queue_from_env())
+    outcome = tick(policy, now, on_result=on_result, options=options)
     reply = outcome.as_dict()
     if not outcome.ok:
         raise TickFailedError(reply)
     return reply
+
+
+def work_item(policy: Policy, body: Any, deadline: Deadline | None = None,
+              sink: MetricsSink | None = None) -> dict[str, Any]:
+    """One fan-out work item from the cloud's queue (``fanout.py``). Raises when the item failed
+    (the queue redelivers it, then dead-letters it); a message that is no work item is logged
+    and dropped (redelivering it cannot help)."""
+    from .engine import RunResult
+    from .fanout import WorkItem, WorkItemError, run_work_item
+    from .queues import queue_from_env
+
+    try:
+        item = WorkItem.parse(body)
+    except WorkItemError as exc:
+        log.error("%s; dropping it", exc)
+        return {"status": "dropped", "error": str(exc)}
+    outcome = run_work_item(policy, item, deadline=deadline, queue=queue_from_env())
+    if outcome.manifest is not None and outcome.status == "committed" and sink is not None:
+        result = RunResult(item.dataset, "committed", item.snapshot_id, outcome.manifest)
+        for metric in backup_metrics(policy, result):
+            sink.emit(metric)
+    return outcome.as_dict()
 
 
 def parse_time(text: Any) -> datetime | None:

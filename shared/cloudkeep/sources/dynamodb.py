@@ -82,6 +82,17 @@ def _raw_scan(response_dict: dict[str, Any], customized_response_dict: dict[str,
     response_dict["body"] = b"{}"
 
 
+def _key_to_wire(key: dict[str, Any]) -> dict[str, Any]:
+    """A key as JSON: binary parts as base64 text (as the raw wire form already has them)."""
+    return {k: ({"B": _b64(v["B"])} if "B" in v and not isinstance(v["B"], str) else v)
+            for k, v in key.items()}
+
+
+def _key_from_wire(key: dict[str, Any]) -> dict[str, Any]:
+    """A key for the client's ExclusiveStartKey: binary parts back to bytes."""
+    return {k: ({"B": base64.b64decode(v["B"])} if "B" in v else v) for k, v in key.items()}
+
+
 def _b64(value: object) -> str:
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(value).decode("ascii")
@@ -165,7 +176,8 @@ class DynamoDBSource:
     @classmethod
     def from_spec(cls, spec: DynamoDBSourceSpec) -> DynamoDBSource:
         return cls(
-            spec.table, spec.region, segments=spec.segments, consistent_read=spec.consistent_read
+            spec.table, spec.region, segments=spec.segments, consistent_read=spec.consistent_read,
+            page_size=spec.page_size,
         )
 
     @property
@@ -193,6 +205,14 @@ class DynamoDBSource:
         return max(MIN_SEGMENTS, min(MAX_DEFAULT_SEGMENTS, math.ceil(size / BYTES_PER_SEGMENT)))
 
     def read_segment(self, segment: int, total: int) -> Iterator[list[bytes]]:
+        for lines, _ in self.read_segment_from(segment, total, None):
+            yield lines
+
+    def read_segment_from(self, segment: int, total: int,
+                          cursor: dict[str, Any] | None) -> Iterator[tuple[list[bytes], Any]]:
+        """Pages of one Scan segment, each with the cursor to resume after it: the page's
+        LastEvaluatedKey in wire form (binary key parts as base64 text), or None after the last
+        page. ``cursor`` starts after such a key (None: from the segment's beginning)."""
         params: dict[str, Any] = {
             "TableName": self.table,
             "Segment": segment,
@@ -201,18 +221,26 @@ class DynamoDBSource:
         }
         if self.page_size:
             params["Limit"] = self.page_size
+        if cursor:
+            params["ExclusiveStartKey"] = _key_from_wire(cursor)
         while True:
             with _errors(f"scanning {self.table}"):
                 page = self.client.scan(**params)
             items = page.get("Items", [])
-            if items:
-                yield [encode_item(item) for item in items]
             last = page.get("LastEvaluatedKey")
+            wire = _key_to_wire(last) if last else None
+            if items:
+                yield [encode_item(item) for item in items], wire
             if not last:
                 return
-            if page.get("_raw_items"):  # raw wire form: binary key parts are base64 text
-                last = {k: ({"B": base64.b64decode(v["B"])} if "B" in v else v) for k, v in last.items()}
-            params["ExclusiveStartKey"] = last
+            params["ExclusiveStartKey"] = _key_from_wire(wire) if wire else last
+
+    def plan_state(self) -> dict[str, Any]:
+        """Nothing beyond the segment count: a Scan segment is defined by (segment, total)."""
+        return {}
+
+    def resume_plan(self, state: dict[str, Any], segments: int) -> None:
+        return None
 
     def scan_digest(self, target: str) -> tuple[int, str]:
         digest = ContentDigest()
