@@ -73,8 +73,7 @@ class ResumableSource:
         for at in range(start, len(lines), 10):
             page = lines[at : at + 10]
             self.reads += len(page)
-            nxt = at + len(page)
-            yield page, ({"next": nxt} if nxt < len(lines) else None)
+            yield page, (lambda i, at=at: {"next": at + i + 1})
 
     def expected(self) -> tuple[int, str]:
         digest = ContentDigest()

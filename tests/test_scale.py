@@ -15,9 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from conftest import REGION, unique, write_policy
-from helpers import cli, cli_json, scan_all
 
 from cloudkeep import checkpoint, layout
 from cloudkeep.catalog import snapshot_ids
@@ -25,6 +22,8 @@ from cloudkeep.engine import RunOptions, backup
 from cloudkeep.fanout import drain
 from cloudkeep.policy import load_policy
 from cloudkeep.registry import open_source, open_store
+from conftest import REGION, unique, write_policy
+from helpers import cli, cli_json, scan_all
 
 CLOUDKEEP = Path(sys.executable).parent / "cloudkeep"
 ITEMS = 3000
@@ -51,13 +50,16 @@ def seeded_table(client: Any, items: int = ITEMS) -> str:
     return name
 
 
-def small_policy(tmp_path: Path, table: str, **store: Any) -> Path:
-    """Four segments, 25-item Scan pages: many parts and checkpoints in a small table."""
-    path = write_policy(tmp_path, table=table, segments=4, store=store or None)
-    doc = yaml.safe_load(path.read_text())
-    doc["datasets"]["orders"]["source"]["page_size"] = 25
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
+@pytest.fixture(autouse=True)
+def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """25-item Scan pages (also for the CLI subprocesses): many parts and checkpoints in a small
+    table."""
+    monkeypatch.setenv("CLOUDKEEP_DYNAMODB_PAGE_SIZE", "25")
+
+
+def small_policy(tmp_path: Path, table: str) -> Path:
+    """Four segments."""
+    return write_policy(tmp_path, table=table, segments=4)
 
 
 def source_digest(policy_path: Path) -> tuple[int, str]:

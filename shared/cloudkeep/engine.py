@@ -460,7 +460,7 @@ class SegmentRunner:
         if record.parts:
             log.info("segment %d: resuming after %d part(s), %d item(s)", segment,
                      len(record.parts), record.digest_count)
-        pages: Iterator[tuple[list[bytes], Any]]
+        pages: Iterator[tuple[list[bytes], Callable[[int], Any] | None]]
         if reader is not None:
             pages = reader(segment, state.segments, record.cursor if record.parts else None)
         else:
@@ -472,39 +472,33 @@ class SegmentRunner:
         t_part = time.monotonic()
         deadline = self.options.deadline
         every = max(1, self.options.checkpoint_every)
-        for lines, cursor in pages:
+        for lines, cursor_after in pages:
             if self.stop.is_set():
                 raise _Cancelled()
-            if reader is None:
-                # Not resumable mid-segment: close parts by size anywhere, in slices, so a part
-                # closes near part_size even inside a 1 MB page.
-                for start in range(0, len(lines), _SLICE):
-                    self._add(buffer, lines[start : start + _SLICE])
-                    if buffer.raw_bytes >= self.options.part_size:
-                        self._flush(buffer, record, digest)
-                        buffer = self._buffer()
-                continue
-            # Resumable: parts close at page ends, where the source's cursor is exact.
+            # Add a page in slices so a part closes near part_size even inside a 1 MB page.
             for start in range(0, len(lines), _SLICE):
-                self._add(buffer, lines[start : start + _SLICE])
-            if buffer.raw_bytes < self.options.part_size:
-                continue
-            self._flush(buffer, record, digest)
-            buffer = self._buffer()
-            now = time.monotonic()
-            slowest, t_part = max(slowest, now - t_part), now
-            if cursor is None:
-                continue  # no resumable position here: the next checkpoint comes later
-            record.cursor = cursor
-            since_checkpoint += 1
-            stopping = deadline is not None and deadline.near(slowest)
-            if since_checkpoint >= every or stopping:
-                self._save(record)
-                since_checkpoint = 0
-            if stopping:
-                log.info("segment %d: near the time budget after %d part(s); checkpointed",
-                         segment, len(record.parts))
-                return record
+                chunk = lines[start : start + _SLICE]
+                self._add(buffer, chunk)
+                if buffer.raw_bytes < self.options.part_size:
+                    continue
+                self._flush(buffer, record, digest)
+                buffer = self._buffer()
+                now = time.monotonic()
+                slowest, t_part = max(slowest, now - t_part), now
+                since_checkpoint += 1
+                # Where the source can resume right after this part's last line, checkpoint.
+                cursor = cursor_after(start + len(chunk) - 1) if cursor_after else None
+                if cursor is None:
+                    continue
+                record.cursor = cursor
+                stopping = deadline is not None and deadline.near(slowest)
+                if since_checkpoint >= every or stopping:
+                    self._save(record)
+                    since_checkpoint = 0
+                if stopping:
+                    log.info("segment %d: near the time budget after %d part(s); checkpointed",
+                             segment, len(record.parts))
+                    return record
         if buffer.items:
             self._flush(buffer, record, digest)
         record.done, record.cursor = True, None

@@ -304,9 +304,6 @@ class DynamoDBSourceSpec(Model):
     region: str = Field(min_length=1)
     segments: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
     consistent_read: StrictBool = False
-    # Items per Scan page (Scan's Limit); default DynamoDB's 1 MB pages. Parts and checkpoints
-    # close at page ends, so smaller pages mean finer checkpoints.
-    page_size: StrictInt | None = Field(default=None, ge=1, le=100_000)
 
 
 class FirestoreSourceSpec(Model):

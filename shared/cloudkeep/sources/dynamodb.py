@@ -15,7 +15,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..codec import ContentDigest
@@ -80,6 +80,14 @@ def _raw_scan(response_dict: dict[str, Any], customized_response_dict: dict[str,
             customized_response_dict[key] = body[key]
     customized_response_dict["_raw_items"] = True
     response_dict["body"] = b"{}"
+
+
+def _cursors(items: list[dict[str, Any]], keys: list[str]) -> Callable[[int], Any]:
+    def after(index: int) -> dict[str, Any]:
+        item = items[index]
+        return _key_to_wire({k: item[k] for k in keys})
+
+    return after
 
 
 def _key_to_wire(key: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +160,25 @@ def decode_line(line: bytes) -> dict[str, Any]:
     return {k: _decode_value(v) for k, v in item.items()}
 
 
+PAGE_SIZE_ENV = "CLOUDKEEP_DYNAMODB_PAGE_SIZE"
+
+
+def _page_size_from_env() -> int | None:
+    """Items per Scan page (Scan's Limit) from ``$CLOUDKEEP_DYNAMODB_PAGE_SIZE``; default
+    DynamoDB's own 1 MB pages. Parts and checkpoints close at page ends, so smaller pages give
+    finer checkpoints (tests use it to get many of them from a small table)."""
+    text = os.environ.get(PAGE_SIZE_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+        if value < 1:
+            raise ValueError
+    except ValueError:
+        raise SourceError(f"${PAGE_SIZE_ENV}: {text!r} is not a positive whole number") from None
+    return value
+
+
 class DynamoDBSource:
     kind = "dynamodb"
 
@@ -172,12 +199,13 @@ class DynamoDBSource:
         self.page_size = page_size  # Scan's Limit; None: DynamoDB's 1 MB pages
         self._client = client
         self._client_lock = threading.Lock()
+        self._keys: list[str] | None = None  # primary key attribute names
 
     @classmethod
     def from_spec(cls, spec: DynamoDBSourceSpec) -> DynamoDBSource:
         return cls(
             spec.table, spec.region, segments=spec.segments, consistent_read=spec.consistent_read,
-            page_size=spec.page_size,
+            page_size=_page_size_from_env(),
         )
 
     @property
@@ -208,11 +236,13 @@ class DynamoDBSource:
         for lines, _ in self.read_segment_from(segment, total, None):
             yield lines
 
-    def read_segment_from(self, segment: int, total: int,
-                          cursor: dict[str, Any] | None) -> Iterator[tuple[list[bytes], Any]]:
-        """Pages of one Scan segment, each with the cursor to resume after it: the page's
-        LastEvaluatedKey in wire form (binary key parts as base64 text), or None after the last
-        page. ``cursor`` starts after such a key (None: from the segment's beginning)."""
+    def read_segment_from(
+        self, segment: int, total: int, cursor: dict[str, Any] | None
+    ) -> Iterator[tuple[list[bytes], Callable[[int], Any] | None]]:
+        """Pages of one Scan segment, each with a function giving the cursor after its i-th
+        line: that item's primary key in wire form (binary parts as base64 text) — a Scan
+        continues after any item's key given as ExclusiveStartKey. ``cursor`` starts after such
+        a key (None: from the segment's beginning)."""
         params: dict[str, Any] = {
             "TableName": self.table,
             "Segment": segment,
@@ -223,24 +253,34 @@ class DynamoDBSource:
             params["Limit"] = self.page_size
         if cursor:
             params["ExclusiveStartKey"] = _key_from_wire(cursor)
+        keys = self._key_names()
         while True:
             with _errors(f"scanning {self.table}"):
                 page = self.client.scan(**params)
             items = page.get("Items", [])
-            last = page.get("LastEvaluatedKey")
-            wire = _key_to_wire(last) if last else None
             if items:
-                yield [encode_item(item) for item in items], wire
+                yield [encode_item(item) for item in items], _cursors(items, keys)
+            last = page.get("LastEvaluatedKey")
             if not last:
                 return
-            params["ExclusiveStartKey"] = _key_from_wire(wire) if wire else last
+            params["ExclusiveStartKey"] = _key_from_wire(_key_to_wire(last))
+
+    def _key_names(self) -> list[str]:
+        if self._keys is None:
+            table = self._describe(self.table)
+            if table is None:
+                raise SourceUnreachableError(
+                    f"DynamoDB table {self.table!r} not found in region {self.region}")
+            self._keys = [k["AttributeName"] for k in table["KeySchema"]]
+        return self._keys
 
     def plan_state(self) -> dict[str, Any]:
-        """Nothing beyond the segment count: a Scan segment is defined by (segment, total)."""
-        return {}
+        """The key attributes (cursors are item keys); a Scan segment is (segment, total)."""
+        return {"key": self._key_names()}
 
     def resume_plan(self, state: dict[str, Any], segments: int) -> None:
-        return None
+        if state.get("key"):
+            self._keys = [str(k) for k in state["key"]]
 
     def scan_digest(self, target: str) -> tuple[int, str]:
         digest = ContentDigest()
