@@ -160,10 +160,12 @@ def validate(ctx: Ctx) -> None:
 @click.option("--part-size", "part_size_text", metavar="SIZE",
               help="Raw bytes per part (e.g. 64MiB, the default).")
 @click.option("--workers", type=click.IntRange(1, 256), help="Segments read at once (default 16).")
+@click.option("--checkpoint-every", type=click.IntRange(1, 10_000), metavar="PARTS",
+              help="Checkpoint each segment after this many parts (default 4).")
 @click.pass_obj
 def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None,
         budget_text: str | None, queue_url: str | None, part_size_text: str | None,
-        workers: int | None) -> None:
+        workers: int | None, checkpoint_every: int | None) -> None:
     """Take snapshots of DATASETS now (every dataset if none is named), or with --due only
     those due, each as the snapshot of its schedule slot. An unfinished snapshot (stopped by
     --budget, or killed) is resumed from its checkpoints."""
@@ -172,6 +174,8 @@ def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None,
     if now_text and not due:
         _usage("--now only makes sense with --due")
     options, deadline = _run_options(budget_text, part_size_text, workers)
+    if checkpoint_every:
+        options.checkpoint_every = checkpoint_every
     local_queue = None
     if queue_url:
         from .queues import open_queue

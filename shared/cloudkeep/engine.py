@@ -213,10 +213,13 @@ def _backup(
             raise
         finally:
             progress.finish()
+    timings = runner.checkpoint_seconds
     log.info(
-        "run %s: dataset %s snapshot %s committed: %d items, %d parts, %d bytes stored in %.2fs",
+        "run %s: dataset %s snapshot %s committed: %d items, %d parts, %d bytes stored in %.2fs "
+        "(%d checkpoints, %.1f ms each)",
         run_id, dataset, snapshot_id, manifest.totals.items, manifest.totals.parts,
-        manifest.totals.stored_bytes, time.monotonic() - t0,
+        manifest.totals.stored_bytes, time.monotonic() - t0, len(timings),
+        1000 * sum(timings) / len(timings) if timings else 0.0,
     )
     return RunResult(dataset, "committed", snapshot_id, manifest)
 
