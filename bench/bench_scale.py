@@ -145,7 +145,7 @@ def run_fanout(env: dict[str, str], policy: Path, vault: Path, items: int, queue
     if dispatch.returncode != 0 or json.loads(dispatch.stdout)[0]["status"] != "unfinished":
         raise SystemExit(f"bench: dispatch failed\n{dispatch.stdout}\n{dispatch.stderr}")
     argv = [str(CLOUDKEEP), "-q", "--policy", str(policy), "work", "--queue", f"sqs:{queue_url}",
-            "--workers", str(FANOUT_SEGMENTS // FANOUT_PROCESSES + 1), "--wait", "2"]
+            "--workers", str(FANOUT_SEGMENTS // FANOUT_PROCESSES + 1), "--wait", "1"]
     files = [(tempfile.TemporaryFile(), tempfile.TemporaryFile()) for _ in range(FANOUT_PROCESSES)]
     try:
         procs = [spawn(argv, env, out, err) for out, err in files]

@@ -59,6 +59,7 @@ class RunState:
     retain_until: str | None = None
     source_state: dict[str, Any] | None = None
     fanout: bool = False
+    checkpoint_every: int = 4
     format: int = STATE_FORMAT
 
     def to_bytes(self) -> bytes:

@@ -115,6 +115,9 @@ def _local_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.pass_context
 def main(click_ctx: click.Context, policy_path: str | None, fmt: str, debug: bool, quiet: bool) -> None:
     """cloudkeep: back up, verify and restore serverless datasets by policy."""
+    from .memory import bound_malloc
+
+    bound_malloc()  # flat memory over long runs (see memory.py)
     _setup_logging(debug, quiet)
     click_ctx.obj = Ctx(policy_path, fmt, debug)
 

@@ -276,7 +276,7 @@ def _load_or_plan(
         segments=total, part_size=options.part_size, level=options.level,
         retain_until=retain_until.isoformat() if retain_until else None,
         source_state=plan_state() if plan_state is not None else None,
-        fanout=options.queue is not None,
+        fanout=options.queue is not None, checkpoint_every=options.checkpoint_every,
     )
     store.put(layout.run_state_key(dataset, snapshot_id), state.to_bytes(), if_absent=True)
     return state
@@ -474,7 +474,10 @@ class SegmentRunner:
         slowest = 0.0
         t_part = time.monotonic()
         deadline = self.options.deadline
-        every = max(1, self.options.checkpoint_every)
+        # The plan's part size and checkpoint interval: fan-out workers (and later invocations)
+        # write the parts the run that started the snapshot asked for.
+        every = max(1, self.state.checkpoint_every)
+        part_size = self.state.part_size
         for lines, cursor_after in pages:
             if self.stop.is_set():
                 raise _Cancelled()
@@ -482,7 +485,7 @@ class SegmentRunner:
             for start in range(0, len(lines), _SLICE):
                 chunk = lines[start : start + _SLICE]
                 self._add(buffer, chunk)
-                if buffer.raw_bytes < self.options.part_size:
+                if buffer.raw_bytes < part_size:
                     continue
                 self._flush(buffer, record, digest)
                 buffer = self._buffer()

@@ -32,6 +32,9 @@ class TickFailedError(CloudkeepError):
 
 
 def load(bundled: str | Path | None = None) -> Policy:
+    from .memory import bound_malloc
+
+    bound_malloc()  # flat memory over long runs (see memory.py)
     location = os.environ.get(POLICY_ENV) or (str(bundled) if bundled else None)
     if not location:
         raise CloudkeepError(f"no policy: set {POLICY_ENV} or bundle cloudkeep.yaml with the function")

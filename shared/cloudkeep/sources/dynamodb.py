@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -69,25 +70,71 @@ def _raw_scan(response_dict: dict[str, Any], customized_response_dict: dict[str,
 
     botocore's parsing is most of a backup's CPU time (about 90 µs per item, 5x the JSON
     decoding). The wire form is already what a snapshot stores — typed attribute values with
-    numbers as strings and binary as base64 — so items are taken from it unchanged. Errors keep
-    the normal path.
+    numbers as strings and binary as base64 — so items are taken from it unchanged, and one at a
+    time (:class:`RawPage`): a page decoded whole takes about 13 times its 1 MB in objects, per
+    segment read at once. Errors keep the normal path.
     """
     if response_dict.get("status_code") != 200:
         return
-    body = json.loads(response_dict["body"])
-    for key in ("Items", "Count", "ScannedCount", "LastEvaluatedKey"):
-        if key in body:
-            customized_response_dict[key] = body[key]
-    customized_response_dict["_raw_items"] = True
+    text = response_dict["body"].decode("utf-8")
+    at = text.find(_ITEMS_KEY)
+    if at < 0:  # e.g. Select=COUNT, or another spacing: decode it whole
+        body = json.loads(text)
+        for key in ("Items", "Count", "ScannedCount", "LastEvaluatedKey"):
+            if key in body:
+                customized_response_dict[key] = body[key]
+    else:
+        # The page travels in a holder the reader empties: botocore's per-request objects form
+        # reference cycles that live until a full garbage collection, with whatever they reach.
+        customized_response_dict["_raw_page"] = [RawPage(text, at + len(_ITEMS_KEY) - 1)]
     response_dict["body"] = b"{}"
 
 
-def _cursors(items: list[dict[str, Any]], keys: list[str]) -> Callable[[int], Any]:
-    def after(index: int) -> dict[str, Any]:
-        item = items[index]
-        return _key_to_wire({k: item[k] for k in keys})
+_ITEMS_KEY = '"Items":['  # a key: inside a JSON string the quotes would be escaped
+_WS = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
 
-    return after
+
+def _skip(text: str, pos: int) -> int:
+    """``pos`` moved past JSON whitespace."""
+    found = _WS.match(text, pos)
+    return found.end() if found else pos
+
+
+class RawPage:
+    """A Scan response body whose items are decoded one at a time (the rest once they are)."""
+
+    def __init__(self, text: str, bracket: int) -> None:
+        self.text = text
+        self.bracket = bracket  # index of the Items array's "["
+        self.end: int | None = None  # index after its "]", once read
+
+    def items(self) -> Iterator[dict[str, Any]]:
+        text = self.text
+        pos = _skip(text, self.bracket + 1)
+        if text[pos] == "]":
+            self.end = pos + 1
+            return
+        while True:
+            item, pos = _DECODER.raw_decode(text, pos)
+            yield item
+            pos = _skip(text, pos)
+            char = text[pos]
+            pos = _skip(text, pos + 1)
+            if char == "]":
+                self.end = pos
+                return
+            if char != ",":
+                raise ValueError(f"unexpected {char!r} in a Scan response at {pos}")
+
+    def rest(self) -> dict[str, Any]:
+        """Everything but the items (Count, LastEvaluatedKey, ...), after ``items()`` ran out."""
+        if self.end is None:
+            for _ in self.items():
+                pass
+        assert self.end is not None
+        rest: dict[str, Any] = json.loads(self.text[: self.bracket] + "[]" + self.text[self.end :])
+        return rest
 
 
 def _key_to_wire(key: dict[str, Any]) -> dict[str, Any]:
@@ -257,9 +304,19 @@ class DynamoDBSource:
         while True:
             with _errors(f"scanning {self.table}"):
                 page = self.client.scan(**params)
-            items = page.get("Items", [])
-            if items:
-                yield [encode_item(item) for item in items], _cursors(items, keys)
+            holder = page.get("_raw_page")
+            raw = holder.pop() if holder else None
+            items = raw.items() if raw is not None else iter(page.get("Items", []))
+            lines: list[bytes] = []
+            cursors: list[dict[str, Any]] = []  # only the keys are kept, not the items
+            for item in items:
+                lines.append(encode_item(item))
+                cursors.append(_key_to_wire({k: item[k] for k in keys}))
+            if raw is not None:
+                page = raw.rest()
+                del raw
+            if lines:
+                yield lines, cursors.__getitem__
             last = page.get("LastEvaluatedKey")
             if not last:
                 return
