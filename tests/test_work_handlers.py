@@ -22,6 +22,20 @@ from conftest import REGION, ROOT, unique
 from test_handlers import LambdaContext, aws_setup, event, only_orders  # noqa: F401
 
 
+@pytest.fixture(autouse=True)
+def keep_logging() -> Any:
+    """Loading the Google Cloud and Azure handlers installs their JSON logging on the
+    ``cloudkeep`` logger; put the previous set-up back for the tests that follow."""
+    import logging
+
+    import handlers.aws_lambda  # noqa: F401 - its logging set-up is the one to keep
+
+    logger = logging.getLogger("cloudkeep")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+
+
 def sqs_event(bodies: list[str]) -> dict[str, Any]:
     template = event("sqs_work_items.json")["Records"][0]
     records = []
