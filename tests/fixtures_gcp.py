@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tools.emulators_gcp import FakeGcsServer, FirestoreEmulator
+from tools.emulators_gcp import FakeGcsServer, FirestoreEmulator, PubSubEmulator
 
 DATABASE = "(default)"
 
@@ -35,6 +35,16 @@ def firestore_emulator() -> Iterator[FirestoreEmulator]:
 @pytest.fixture(scope="session")
 def fake_gcs() -> Iterator[FakeGcsServer]:
     server = FakeGcsServer().start()
+    old = {k: os.environ.get(k) for k in server.env()}
+    os.environ.update(server.env())
+    yield server
+    server.stop()
+    _restore(old)
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator() -> Iterator[PubSubEmulator]:
+    server = PubSubEmulator().start()
     old = {k: os.environ.get(k) for k in server.env()}
     os.environ.update(server.env())
     yield server

@@ -1,6 +1,7 @@
 """Crash safety, resume and fan-out against real servers: a CLI backup of a DynamoDB Local table
 killed with SIGKILL at random points and resumed; one dataset read as many work items on moto's
-SQS and on Azurite's Storage Queues, every item delivered more than once; a time budget."""
+SQS, on Azurite's Storage Queues and on Google's Pub/Sub emulator, every item delivered more than
+once; a time budget."""
 
 from __future__ import annotations
 
@@ -209,6 +210,25 @@ def test_fan_out_on_azurite_queues_with_duplicate_deliveries_commits_one_snapsho
     QueueClient.from_connection_string(azurite.connection_string, name).create_queue()
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
     snapshot_id = fan_out(policy, open_queue(f"azure_queue:{name}"), duplicate=1)
+    assert_restores_exactly(capsys, policy, ddb_client, table, snapshot_id)
+
+
+def test_fan_out_on_the_pubsub_emulator_with_duplicate_deliveries_commits_one_snapshot(
+    ddb_client: Any, pubsub_emulator: Any, tmp_path: Path, capsys: Any
+) -> None:
+    from google.cloud import pubsub_v1
+
+    from cloudkeep.queues import open_queue
+
+    table = seeded_table(ddb_client)
+    policy = small_policy(tmp_path, table)
+    project = unique("proj").replace("_", "-")
+    topic = pubsub_v1.PublisherClient().create_topic(name=f"projects/{project}/topics/work")
+    subscription = pubsub_v1.SubscriberClient().create_subscription(
+        name=f"projects/{project}/subscriptions/work-pull", topic=topic.name,
+        ack_deadline_seconds=120)
+    queue = open_queue(f"pubsub:{topic.name}?subscription={subscription.name}")
+    snapshot_id = fan_out(policy, queue, duplicate=1)
     assert_restores_exactly(capsys, policy, ddb_client, table, snapshot_id)
 
 

@@ -120,6 +120,45 @@ class FirestoreEmulator(_Process):
         urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=30)
 
 
+PUBSUB_CANDIDATES = (
+    Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"),
+    Path("/usr/share/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"),
+    Path.home() / "google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator",
+)
+
+
+class PubSubEmulator(_Process):
+    """Google's Pub/Sub emulator (Debian package ``google-cloud-cli-pubsub-emulator``), started
+    from its own launcher (not through gcloud, whose java child would outlive it)."""
+
+    name = "pubsub-emulator"
+
+    def start(self, timeout: float = 90) -> PubSubEmulator:
+        launcher = next((c for c in PUBSUB_CANDIDATES if c.is_file()), None)
+        if launcher is None:
+            raise EmulatorError("the Pub/Sub emulator is not installed: `sudo apt-get install "
+                                "google-cloud-cli-pubsub-emulator` or `gcloud components install "
+                                "pubsub-emulator` (Java 17+ runs it)")
+        self._spawn([str(launcher), "--host=127.0.0.1", f"--port={self.port}"])
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise EmulatorError(f"the Pub/Sub emulator exited; log:\n{_tail(self.log)}")
+            if "Server started" in self.log.read_text(errors="replace"):
+                return self
+            time.sleep(0.2)
+        raise EmulatorError(f"the Pub/Sub emulator did not start within {timeout:.0f}s; log:\n"
+                            f"{_tail(self.log)}")
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {"PUBSUB_EMULATOR_HOST": self.host}
+
+
 class FakeGcsServer(_Process):
     """fake-gcs-server over plain HTTP, in memory."""
 
