@@ -239,3 +239,30 @@ def test_a_work_item_of_an_abandoned_snapshot_is_stale_and_garbage_is_refused() 
     for bad in ("not json", {"kind": "other"}, {"kind": "cloudkeep.segment", "dataset": "a"}):
         with pytest.raises(WorkItemError):
             WorkItem.parse(bad)
+
+
+def test_the_tick_finishes_an_unfinished_scheduled_snapshot_before_a_new_slot() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cloudkeep.runtime import tick
+
+    store, source = MemoryStore(), ResumableSource()
+    first_now = datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
+
+    def one(now: datetime) -> Any:
+        outcome = tick(POLICY, now, store_for=lambda _: store, source_for=lambda _: source,
+                       options=opts(deadline=Deadline(Countdown(3), reserve=1.0)))
+        [result] = outcome.results
+        return result
+
+    started = one(first_now)
+    assert started.status == "unfinished" and started.snapshot_id
+    results = [started]
+    for hour in range(1, 60):  # later ticks, past the next slots
+        results.append(one(first_now + timedelta(hours=hour)))
+        if results[-1].status == "committed":
+            break
+    assert results[-1].status == "committed"
+    assert {r.snapshot_id for r in results} == {started.snapshot_id}, "the same snapshot, resumed"
+    assert snapshot_ids(store, "a") == [started.snapshot_id]
+    assert_exact(store, results[-1].manifest, source)
