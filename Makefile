@@ -85,6 +85,7 @@ lint: setup
 bench: setup $(BENCH_VENV)/.installed
 	$(BIN)/python bench/bench_dynamodb.py
 	$(BIN)/python bench/bench_s3.py
+	$(BIN)/python bench/bench_scale.py
 
 schema: setup
 	$(BIN)/python -m cloudkeep.manifest > schemas/manifest.schema.json

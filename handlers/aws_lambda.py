@@ -1,4 +1,5 @@
-"""AWS Lambda entry points: ``tick`` (EventBridge schedule) and ``invoke`` (direct invocation).
+"""AWS Lambda entry points: ``tick`` (EventBridge schedule), ``work`` (SQS fan-out work items)
+and ``invoke`` (direct invocation).
 
 Thin on purpose: parse the event, load the policy, call cloudkeep, shape the reply. Only AWS
 SDKs are ever imported here (a test checks it in a fresh process).
@@ -15,6 +16,7 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 
 from cloudkeep import function
 from cloudkeep.actions import handle
+from cloudkeep.checkpoint import Deadline
 from cloudkeep.logctx import ContextFilter, StdoutHandler
 from cloudkeep.metrics import EmfSink
 
@@ -40,12 +42,31 @@ def tick(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # TickCompleted is the heartbeat the TickNotReporting alarm watches: the tick ran through,
     # watchdog included (a failed dataset still counts; a crash or a timeout does not)
     try:
-        reply = function.scheduled_tick(policy, function.parse_time(event.get("time")), EmfSink())
+        reply = function.scheduled_tick(policy, function.parse_time(event.get("time")), EmfSink(),
+                                        Deadline.from_lambda_context(context))
     except function.TickFailedError:
         metrics.add_metric(name="TickCompleted", unit="Count", value=1)
         raise
     metrics.add_metric(name="TickCompleted", unit="Count", value=1)
     return reply
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def work(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """SQS batch of fan-out work items (one snapshot segment each). Failed items are reported
+    back (ReportBatchItemFailures): SQS redelivers only those, then moves them to the DLQ."""
+    policy = function.load(BUNDLED_POLICY)
+    deadline = Deadline.from_lambda_context(context)
+    failures = []
+    for record in event.get("Records", []):
+        try:
+            function.work_item(policy, record.get("body"), deadline, EmfSink())
+        except Exception:
+            logger.exception("work item %s failed", record.get("messageId"))
+            failures.append({"itemIdentifier": record.get("messageId")})
+    return {"batchItemFailures": failures}
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -8,7 +8,9 @@ log-based metrics. No AWS or Azure SDK is imported here (a test checks it in a f
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,13 @@ import functions_framework
 
 from cloudkeep import function
 from cloudkeep.actions import handle
+from cloudkeep.checkpoint import Deadline
 from cloudkeep.logctx import install_json_logging
 from cloudkeep.metrics import LogSink
 
 BUNDLED_POLICY = Path(__file__).resolve().parent.parent / "cloudkeep.yaml"
+# The worker function's timeout (infra/gcp sets it; Cloud Functions does not tell the code).
+WORK_TIMEOUT_SECONDS = float(os.environ.get("CLOUDKEEP_WORK_TIMEOUT", "540"))
 
 install_json_logging()
 
@@ -29,8 +34,20 @@ def tick(cloud_event: Any) -> None:
     """Pub/Sub message from Cloud Scheduler → back up what is due at the event's time.
     Raises when a dataset failed, so the function reports an error (and Pub/Sub may retry)."""
     policy = function.load(BUNDLED_POLICY)
-    reply = function.scheduled_tick(policy, function.parse_time(cloud_event["time"]), LogSink())
+    reply = function.scheduled_tick(policy, function.parse_time(cloud_event["time"]), LogSink(),
+                                    Deadline.after(WORK_TIMEOUT_SECONDS, reserve=60.0))
     print(json.dumps({"severity": "INFO", "message": "tick done", "reply": reply}, default=str))
+
+
+@functions_framework.cloud_event
+def work(cloud_event: Any) -> None:
+    """Pub/Sub message carrying a fan-out work item (one snapshot segment). Raises when it
+    failed, so Pub/Sub redelivers it (then to the dead-letter topic)."""
+    policy = function.load(BUNDLED_POLICY)
+    data = base64.b64decode(cloud_event.data["message"]["data"])
+    deadline = Deadline.after(WORK_TIMEOUT_SECONDS, reserve=60.0)
+    reply = function.work_item(policy, data, deadline, LogSink())
+    print(json.dumps({"severity": "INFO", "message": "work item done", "reply": reply}, default=str))
 
 
 @functions_framework.http

@@ -227,3 +227,39 @@ def test_gcp_and_azure_watch_the_documented_metrics() -> None:
     failures = json.dumps(azure["failures"])
     assert "RpoBreached" in failures and "VerificationFailed" in failures
     assert "SnapshotAgeSeconds" in json.dumps(azure["tick_stopped"])
+
+
+def test_fan_out_queue_worker_and_dead_letters_on_aws(template: dict[str, Any]) -> None:
+    res = template["Resources"]
+    queue = res["WorkQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["WorkDeadLetterQueue", "Arn"]}
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert int(queue["VisibilityTimeout"]) >= int(res["WorkLambdaFunction"]["Properties"]["Timeout"])
+    assert "KmsMasterKeyId" in queue and "KmsMasterKeyId" in res["WorkDeadLetterQueue"]["Properties"]
+    work = res["WorkLambdaFunction"]["Properties"]
+    assert work["Handler"] == "handlers/aws_lambda.work"
+    assert work["Environment"]["Variables"]["CLOUDKEEP_WORK_QUEUE"] == {"Fn::Sub": "sqs:${WorkQueue}"}
+    mappings = resources(template, "AWS::Lambda::EventSourceMapping").values()
+    [mapping] = [m["Properties"] for m in mappings]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["WorkQueue", "Arn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"] and mapping["BatchSize"] == 1
+    alarm = res["WorkDeadLettersAlarm"]["Properties"]
+    assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["WorkDeadLetterQueue", "QueueName"]}
+
+
+def test_fan_out_on_google_cloud_and_azure() -> None:
+    gcp = load_tf("gcp")["resource"]
+    work = gcp["google_cloudfunctions2_function"]["work"]
+    assert work["build_config"][0]["entry_point"] == "work"
+    assert "google_pubsub_topic.work.id" in work["event_trigger"][0]["pubsub_topic"]
+    assert "pubsub:" in work["service_config"][0]["environment_variables"]["CLOUDKEEP_WORK_QUEUE"]
+    tick_env = gcp["google_cloudfunctions2_function"]["tick"]["service_config"][0]["environment_variables"]
+    assert "CLOUDKEEP_WORK_QUEUE" in tick_env
+    assert gcp["google_pubsub_topic_iam_member"]["work_publish"]["role"] == "roles/pubsub.publisher"
+    azure = load_tf("azure")["resource"]
+    assert azure["azurerm_storage_queue"]["work"]["name"] == "cloudkeep-work"
+    settings = azure["azurerm_linux_function_app"]["cloudkeep"]["app_settings"]
+    assert settings["CLOUDKEEP_WORK_QUEUE"].startswith("azure_queue:")
+    assert "CLOUDKEEP_WORK_QUEUE_NAME" in settings
+    host = json.loads((ROOT / "handlers" / "azure" / "host.json").read_text())
+    assert host["extensions"]["queues"]["maxDequeueCount"] == 5

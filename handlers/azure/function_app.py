@@ -1,5 +1,5 @@
-"""Azure Functions (Python v2 programming model): a timer trigger for the tick and an HTTP
-trigger (function-level auth) for on-demand actions.
+"""Azure Functions (Python v2 programming model): a timer trigger for the tick, a queue trigger
+for fan-out work items, and an HTTP trigger (function-level auth) for on-demand actions.
 
 The timer's NCRONTAB schedule comes from the app setting ``CLOUDKEEP_TICK`` (default every 15
 minutes). Thin on purpose: parse, load the policy, call cloudkeep, reply. No AWS or Google SDK
@@ -21,11 +21,14 @@ if (_HERE / "cloudkeep").is_dir():  # deployed: the package is copied next to th
 
 from cloudkeep import function  # noqa: E402
 from cloudkeep.actions import handle  # noqa: E402
+from cloudkeep.checkpoint import Deadline  # noqa: E402
 from cloudkeep.logctx import install_json_logging  # noqa: E402
 from cloudkeep.metrics import LogSink  # noqa: E402
 
 BUNDLED_POLICY = _HERE / "cloudkeep.yaml"
 DEFAULT_TICK = "0 */15 * * * *"
+# The function timeout (host.json functionTimeout); the worker hands the rest on before it.
+WORK_TIMEOUT_SECONDS = float(os.environ.get("CLOUDKEEP_WORK_TIMEOUT", "540"))
 
 install_json_logging()
 app = func.FunctionApp()
@@ -36,7 +39,17 @@ app = func.FunctionApp()
 def tick(timer: func.TimerRequest) -> None:
     """Back up what is due now. Raises when a dataset failed, so the run is recorded as failed."""
     policy = function.load(BUNDLED_POLICY)
-    function.scheduled_tick(policy, None, LogSink())
+    function.scheduled_tick(policy, None, LogSink(), Deadline.after(WORK_TIMEOUT_SECONDS, reserve=60.0))
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%CLOUDKEEP_WORK_QUEUE_NAME%",
+                   connection="AzureWebJobsStorage")
+def work(msg: func.QueueMessage) -> None:
+    """A fan-out work item (one snapshot segment) from the Storage Queue. Raises when it failed:
+    the host retries it (maxDequeueCount), then moves it to the poison queue."""
+    policy = function.load(BUNDLED_POLICY)
+    deadline = Deadline.after(WORK_TIMEOUT_SECONDS, reserve=60.0)
+    function.work_item(policy, msg.get_body(), deadline, LogSink())
 
 
 @app.route(route="invoke", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)

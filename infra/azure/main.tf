@@ -188,6 +188,13 @@ resource "azurerm_storage_account" "runtime" {
   }
 }
 
+# Fan-out: one message per snapshot segment; the `work` queue trigger reads it. Items failing
+# five times (host.json maxDequeueCount) move to cloudkeep-work-poison.
+resource "azurerm_storage_queue" "work" {
+  name               = "cloudkeep-work"
+  storage_account_id = azurerm_storage_account.runtime.id
+}
+
 resource "azurerm_linux_function_app" "cloudkeep" {
   #checkov:skip=CKV_AZURE_221:operators invoke the HTTP trigger from outside; a function key is required (auth_level FUNCTION)
   name                          = var.function_app
@@ -219,6 +226,9 @@ resource "azurerm_linux_function_app" "cloudkeep" {
     CLOUDKEEP_POLICY         = "az://${azurerm_storage_account.vault.name}/${azurerm_storage_container.vault.name}/cloudkeep.yaml"
     AZURE_CLIENT_ID          = azurerm_user_assigned_identity.cloudkeep.client_id
     FUNCTIONS_WORKER_RUNTIME = "python"
+    # The work queue lives in the host's storage account (AzureWebJobsStorage).
+    CLOUDKEEP_WORK_QUEUE      = "azure_queue:${azurerm_storage_queue.work.name}"
+    CLOUDKEEP_WORK_QUEUE_NAME = azurerm_storage_queue.work.name
   }
 }
 
@@ -258,7 +268,7 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "failures" {
   criteria {
     query                   = <<-KQL
       requests
-      | where success == false and operation_Name in ('tick', 'invoke')
+      | where success == false and operation_Name in ('tick', 'work', 'invoke')
       | project timestamp, dataset = ''
       | union (${local.cloudkeep_metric_lines}
           | where metric in ('BackupFailed', 'RpoBreached', 'VerificationFailed') and value > 0

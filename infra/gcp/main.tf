@@ -192,7 +192,8 @@ resource "google_cloudfunctions2_function" "tick" {
     all_traffic_on_latest_revision = true
     service_account_email          = google_service_account.cloudkeep.email
     environment_variables = {
-      CLOUDKEEP_POLICY = "gs://${google_storage_bucket.vault.name}/cloudkeep.yaml"
+      CLOUDKEEP_POLICY     = "gs://${google_storage_bucket.vault.name}/cloudkeep.yaml"
+      CLOUDKEEP_WORK_QUEUE = "pubsub:${google_pubsub_topic.work.id}"
     }
   }
 
@@ -200,6 +201,67 @@ resource "google_cloudfunctions2_function" "tick" {
     trigger_region = var.region
     event_type     = "google.cloud.pubsub.topic.v1.messagePublished"
     pubsub_topic   = google_pubsub_topic.tick.id
+    retry_policy   = "RETRY_POLICY_RETRY"
+  }
+}
+
+# Fan-out: one message per snapshot segment on cloudkeep-work, read by the cloudkeep-work
+# function; the tick publishes them, a worker nearing its timeout publishes its item again.
+resource "google_pubsub_topic" "work" {
+  name         = "cloudkeep-work"
+  kms_key_name = google_kms_crypto_key.vault.id
+}
+
+resource "google_pubsub_topic" "work_dead_letters" {
+  name         = "cloudkeep-work-dead-letters"
+  kms_key_name = google_kms_crypto_key.vault.id
+}
+
+resource "google_pubsub_subscription" "work_dead_letters" {
+  name                       = "cloudkeep-work-dead-letters"
+  topic                      = google_pubsub_topic.work_dead_letters.id
+  message_retention_duration = "604800s"
+}
+
+resource "google_pubsub_topic_iam_member" "work_publish" {
+  topic  = google_pubsub_topic.work.id
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${google_service_account.cloudkeep.email}"
+}
+
+resource "google_cloudfunctions2_function" "work" {
+  name     = "cloudkeep-work"
+  location = var.region
+
+  build_config {
+    runtime     = "python312"
+    entry_point = "work"
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    timeout_seconds                = 540
+    available_memory               = "1Gi"
+    max_instance_count             = var.workers
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision = true
+    service_account_email          = google_service_account.cloudkeep.email
+    environment_variables = {
+      CLOUDKEEP_POLICY       = "gs://${google_storage_bucket.vault.name}/cloudkeep.yaml"
+      CLOUDKEEP_WORK_QUEUE   = "pubsub:${google_pubsub_topic.work.id}"
+      CLOUDKEEP_WORK_TIMEOUT = "540"
+    }
+  }
+
+  event_trigger {
+    trigger_region = var.region
+    event_type     = "google.cloud.pubsub.topic.v1.messagePublished"
+    pubsub_topic   = google_pubsub_topic.work.id
     retry_policy   = "RETRY_POLICY_RETRY"
   }
 }

@@ -42,3 +42,9 @@ variable "firestore_export" {
   type        = bool
   default     = false
 }
+
+variable "workers" {
+  description = "Fan-out: work items (snapshot segments) read at once by cloudkeep-work"
+  type        = number
+  default     = 8
+}

@@ -137,6 +137,9 @@ def _local_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.pass_context
 def main(click_ctx: click.Context, policy_path: str | None, fmt: str, debug: bool, quiet: bool) -> None:
     """cloudkeep: back up, verify and restore serverless datasets by policy."""
+    from .memory import bound_malloc
+
+    bound_malloc()  # flat memory over long runs (see memory.py)
     _setup_logging(debug, quiet)
     click_ctx.obj = Ctx(policy_path, fmt, debug)
 
@@ -183,6 +186,16 @@ def validate(ctx: Ctx) -> None:
 @click.argument("datasets", nargs=-1)
 @click.option("--due", is_flag=True, help="Run only what is due now (as the scheduled tick does).")
 @click.option("--now", "now_text", metavar="ISO8601", help="With --due: pretend it is this time.")
+@click.option("--budget", "budget_text", metavar="DURATION",
+              help="Stop cleanly after about this long (e.g. 10m); the next run resumes.")
+@click.option("--queue", "queue_url", metavar="URL",
+              help="Fan out: send segments as work items to this queue (sqs:URL, pubsub:TOPIC, "
+                   "azure_queue:NAME); inprocess: runs them here.")
+@click.option("--part-size", "part_size_text", metavar="SIZE",
+              help="Raw bytes per part (e.g. 64MiB, the default).")
+@click.option("--workers", type=click.IntRange(1, 256), help="Segments read at once (default 16).")
+@click.option("--checkpoint-every", type=click.IntRange(1, 10_000), metavar="PARTS",
+              help="Checkpoint each segment after this many parts (default 4).")
 @click.option("--wait", is_flag=True,
               help="Native jobs (exports, backups, RDS snapshots): keep polling in this process "
                    "until the job is done and the manifest committed, instead of returning "
@@ -192,19 +205,34 @@ def validate(ctx: Ctx) -> None:
 @click.option("--poll-interval", type=click.FloatRange(min=0), default=15.0, show_default=True,
               metavar="SECONDS", help="With --wait: seconds between two polls of a native job.")
 @click.pass_obj
-def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None, wait: bool,
-        wait_timeout: float, poll_interval: float) -> None:
+def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None,
+        budget_text: str | None, queue_url: str | None, part_size_text: str | None,
+        workers: int | None, checkpoint_every: int | None, wait: bool, wait_timeout: float,
+        poll_interval: float) -> None:
     """Take snapshots of DATASETS now (every dataset if none is named), or with --due only
-    those due, each as the snapshot of its schedule slot.
+    those due, each as the snapshot of its schedule slot. An unfinished snapshot (stopped by
+    --budget, or killed) is resumed from its checkpoints.
 
     A dataset whose source runs a native job (DynamoDB method export/native, RDS, Firestore
     method export) is started and reported 'pending'; the next run (or scheduled tick) polls it
     and commits the snapshot once the job is done. --wait polls in this process instead."""
-    from .engine import RunOptions, backup_many
+    from .engine import backup_many
 
     if now_text and not due:
         _usage("--now only makes sense with --due")
-    options = RunOptions(wait=wait_timeout if wait else 0.0, poll_interval=poll_interval)
+    options, deadline = _run_options(budget_text, part_size_text, workers)
+    options.wait = wait_timeout if wait else 0.0
+    options.poll_interval = poll_interval
+    if checkpoint_every:
+        options.checkpoint_every = checkpoint_every
+    local_queue = None
+    if queue_url:
+        from .queues import open_queue
+        from .queues.inprocess import InProcessQueue
+
+        options.queue = open_queue(queue_url)
+        if isinstance(options.queue, InProcessQueue):
+            local_queue = options.queue
     policy = ctx.load()
     names = list(datasets) or sorted(policy.datasets)
     for name in names:
@@ -214,8 +242,9 @@ def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None, wa
 
         outcome = tick(policy, parse_now(now_text), datasets=names, progress_factory=_progress,
                        options=options)
-        data = outcome.as_dict()["datasets"]
+        tick_outcome: Any = outcome
         results = outcome.results
+        not_due = outcome.not_due
     else:
         from .runtime import after_backup, audit_backup
 
@@ -223,14 +252,31 @@ def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None, wa
         for result in results:
             after_backup(policy, result)  # copies to the dataset's further stores
             audit_backup(policy, result)
-        data = [r.as_dict() for r in results]
+        tick_outcome = None
+        not_due = []
+    if local_queue is not None:
+        # The same work items as on a cloud's queue, run by workers in this process.
+        from .fanout import drain
+
+        outcomes = drain(policy, local_queue, workers=options.workers, deadline=deadline)
+        committed = {o.item.snapshot_id: o.manifest for o in outcomes if o.manifest is not None}
+        for result in results:
+            if result.status == "unfinished" and committed.get(result.snapshot_id or ""):
+                result.status, result.manifest = "committed", committed[result.snapshot_id or ""]
+    if tick_outcome is not None and local_queue is None:
+        data = tick_outcome.as_dict()["datasets"]
+    else:
+        data = [r.as_dict() for r in results] + [{"dataset": n, "status": "not-due"} for n in not_due]
 
     def render(rows: list[dict[str, Any]]) -> None:
         _table(
             ["dataset", "status", "snapshot", "items", "parts", "stored", "seconds", "error"],
             [[r["dataset"], r["status"], r.get("snapshot_id"), r.get("items"), r.get("parts"),
               human_bytes(r["bytes_stored"]) if "bytes_stored" in r else None,
-              r.get("duration_seconds"), r.get("error") or _job_note(r.get("job"))] for r in rows],
+              r.get("duration_seconds"),
+              r.get("error") or _job_note(r.get("job"))
+              or (f"{r['segments_done']}/{r['segments']} segments done"
+                  if r["status"] == "unfinished" else None)] for r in rows],
         )
 
     _emit(ctx, data, render)
@@ -251,6 +297,72 @@ def _job_note(job: Any) -> str | None:
         return None
     return (f"{job.get('method')} job {job.get('state')}, {job.get('polls', 0)} poll(s); "
             "run again (or wait for the next tick) to continue")
+
+
+def _run_options(budget_text: str | None, part_size_text: str | None,
+                 workers: int | None) -> tuple[Any, Any]:
+    from .checkpoint import Deadline
+    from .engine import RunOptions
+
+    options = RunOptions()
+    deadline = None
+    if budget_text:
+        from .policy import parse_duration
+
+        try:
+            budget = parse_duration(budget_text)
+        except (ValueError, TypeError) as exc:
+            _usage(f"--budget: {exc}")
+        deadline = Deadline.after(budget.total_seconds())
+        options.deadline = deadline
+    if part_size_text:
+        options.part_size = _parse_size(part_size_text, "--part-size")
+    if workers:
+        options.workers = workers
+    return options, deadline
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
+               "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
+
+
+def _parse_size(text: str, option: str) -> int:
+    import re
+
+    match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _SIZE_UNITS or int(match.group(1)) < 1:
+        _usage(f"{option}: {text!r} is not a size (e.g. 64MiB, 500kB, 1048576)")
+    return int(match.group(1)) * _SIZE_UNITS[unit]
+
+
+@main.command()
+@_local_options
+@click.option("--queue", "queue_url", metavar="URL", required=True,
+              help="The work queue (sqs:URL, pubsub:TOPIC?subscription=SUB, azure_queue:NAME).")
+@click.option("--budget", "budget_text", metavar="DURATION",
+              help="Stop taking work after about this long; unfinished items go back on the queue.")
+@click.option("--workers", type=click.IntRange(1, 256), default=4, show_default=True,
+              help="Work items run at once.")
+@click.option("--wait", "wait_seconds", type=click.FloatRange(0, 20), default=1.0, show_default=True,
+              help="Seconds to wait for items before deciding the queue is empty.")
+@click.pass_obj
+def work(ctx: Ctx, queue_url: str, budget_text: str | None, workers: int,
+         wait_seconds: float) -> None:
+    """Take fan-out work items (one segment of a snapshot each) from a queue until it is empty;
+    the worker finishing a snapshot's last segment commits it."""
+    from .fanout import drain
+    from .queues import open_queue
+
+    options, deadline = _run_options(budget_text, None, None)
+    policy = ctx.load()
+    outcomes = drain(policy, open_queue(queue_url), workers=workers, deadline=deadline,
+                     wait_seconds=wait_seconds, idle_rounds=2)
+    data = [o.as_dict() for o in outcomes]
+    _emit(ctx, data, lambda rows: _table(
+        ["dataset", "snapshot", "segment", "status", "items"],
+        [[r["dataset"], r["snapshot_id"], r["segment"], r["status"], r.get("items")] for r in rows],
+    ))
 
 
 @main.command()

@@ -2,27 +2,31 @@
 
 Write order is what makes a snapshot safe: every part is written (create-only) before the
 manifest, and the manifest is written last and create-only. A snapshot without a manifest is
-invisible to every command; a run that fails removes the parts it wrote, and a run that crashes
-leaves parts that no manifest references (harmless, removed by prune).
+invisible to every command; a run that fails removes the parts it wrote.
+
+A run records its plan and, per segment, checkpoints (``checkpoint.py``): a run stopped by its
+time budget, or killed, is resumed by the next run of the same snapshot from the last
+checkpoint. With a queue (fan-out), the segments become work items (``fanout.py``) that any
+number of workers read in parallel; the last segment to finish commits the manifest.
 """
 
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from . import __version__, layout, logctx
+from . import __version__, checkpoint, layout, logctx
+from .checkpoint import CheckpointError, Deadline, RunState, SegmentRecord
 from .codec import DEFAULT_LEVEL, ContentDigest, PartBuffer, PartStats, encrypt_part
-from .errors import CloudkeepError, ObjectNotFoundError
+from .errors import CloudkeepError, ObjectExistsError, ObjectNotFoundError
 from .lock import DatasetLock
 from .manifest import (
     Codec,
@@ -41,12 +45,14 @@ from .stores import Store
 
 if TYPE_CHECKING:
     from .keys import Keyring
+    from .queues import WorkQueue
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PART_SIZE = 64 * 1024 * 1024  # raw NDJSON bytes per part
 MAX_WORKERS = 16
 _SLICE = 32  # lines added to a part between size checks
+CHECKPOINT_EVERY = 4  # parts per segment between checkpoints
 
 
 @dataclass
@@ -55,6 +61,9 @@ class RunOptions:
     level: int = DEFAULT_LEVEL
     workers: int = MAX_WORKERS
     retain_until: datetime | None = None  # Object Lock date for every object (set by the engine)
+    checkpoint_every: int = CHECKPOINT_EVERY
+    deadline: Deadline | None = None  # stop cleanly (after a part) when it nears; resume later
+    queue: WorkQueue | None = None  # fan-out: segments become work items on this queue
     wait: float = 0.0  # native jobs: seconds to keep polling in process (run --wait); 0: one step
     poll_interval: float = 15.0  # native jobs: seconds between polls while waiting
 
@@ -62,13 +71,16 @@ class RunOptions:
 @dataclass
 class RunResult:
     dataset: str
-    status: Literal["committed", "exists", "locked", "failed", "pending"]
+    status: Literal["committed", "exists", "locked", "failed", "unfinished", "pending"]
     snapshot_id: str | None = None
     manifest: Manifest | None = None
     error: str | None = None
     exit_code: int = 0
     copies: list[dict[str, object]] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
+    segments: int | None = None  # unfinished: the snapshot's segments, how many are done,
+    segments_done: int | None = None  # and how many were handed to a queue (fan-out)
+    dispatched: int | None = None
     job: dict[str, object] | None = None  # a pending native job's state (cloudkeep.jobs)
 
     def as_dict(self) -> dict[str, object]:
@@ -82,15 +94,13 @@ class RunResult:
             out["copies"] = self.copies
         if self.pruned:
             out["pruned"] = self.pruned
+        if self.status == "unfinished":
+            out |= {"segments": self.segments, "segments_done": self.segments_done}
+            if self.dispatched is not None:
+                out["dispatched"] = self.dispatched
         if self.job:
             out["job"] = self.job
         return out
-
-
-@dataclass
-class _SegmentOutcome:
-    parts: list[PartStats] = field(default_factory=list)
-    digest: ContentDigest = field(default_factory=ContentDigest)
 
 
 def new_run_id() -> str:
@@ -112,8 +122,17 @@ def backup(
 ) -> RunResult:
     """Take one snapshot of ``dataset``. Returns the committed manifest (or the existing one when
     ``snapshot_id`` is already committed, which makes retried scheduled triggers idempotent).
+
+    An unfinished snapshot is resumed: the one named ``snapshot_id``, or — for a manual run
+    without one — the dataset's latest unfinished manual snapshot. A run that nears
+    ``options.deadline`` stops after its current parts and returns ``unfinished``; with
+    ``options.queue`` the segments are dispatched as work items and the result is
+    ``unfinished`` until a worker commits.
+
     With encryption (``policy.encryption_keys``) every part is encrypted under a fresh data key
-    wrapped by each listed key, and the manifest carries its authentication tag."""
+    wrapped by each listed key (the wrapped keys are recorded in the run state, so an invocation
+    that resumes the snapshot, or a worker, unwraps the same key), and the manifest carries its
+    authentication tag."""
     from .keys import keyring_for
 
     spec = policy.dataset(dataset)
@@ -134,11 +153,28 @@ def backup(
             snapshot_id = str(record["snapshot_id"])
             trigger = "schedule" if record.get("trigger") == "schedule" else "manual"
             slot = datetime.fromisoformat(record["slot"]) if record.get("slot") else None
+    elif snapshot_id is None:
+        resumable = unfinished_snapshot(store, dataset, trigger)
+        if resumable is not None:
+            snapshot_id, started = resumable.snapshot_id, resumable.started
     snapshot_id = snapshot_id or layout.snapshot_id_for(started, secrets.token_hex(3))
 
     with logctx.bind(run_id=run_id, dataset=dataset, snapshot_id=snapshot_id):
         return _backup(policy, dataset, store, source, snapshot_id, trigger, slot, progress,
                        options, started, run_id, keyring)
+
+
+def unfinished_snapshot(store: Store, dataset: str, trigger: str) -> RunState | None:
+    """The dataset's latest unfinished snapshot started by a ``trigger`` run, if any."""
+    for snapshot_id in reversed(checkpoint.unfinished_snapshots(store, dataset)):
+        try:
+            state = checkpoint.load_run_state(store, dataset, snapshot_id)
+        except CheckpointError as exc:
+            log.warning("dataset %s: %s", dataset, exc)
+            continue
+        if state is not None and state.trigger == trigger:
+            return state
+    return None
 
 
 def _backup(
@@ -155,7 +191,6 @@ def _backup(
     run_id: str,
     keyring: Keyring,
 ) -> RunResult:
-    spec = policy.dataset(dataset)
     existing = _existing_manifest(store, dataset, snapshot_id)
     if existing is not None:
         log.info("dataset %s: snapshot %s is already committed", dataset, snapshot_id)
@@ -171,114 +206,237 @@ def _backup(
         existing = _existing_manifest(store, dataset, snapshot_id)
         if existing is not None:
             return RunResult(dataset, "exists", snapshot_id, existing)
-        # A fresh data key, wrapped by every key the dataset lists: a key that cannot be used
-        # fails the run here, before anything is read or written.
-        key_names = policy.encryption_keys(dataset)
-        if key_names and getattr(source, "attach_store", None) is not None:
-            # Sources that copy objects (S3) store them content-addressed, server-side copied
-            # and deduplicated across snapshots: not client-side encrypted (README, S3 source).
-            log.warning("%s: the %s source's snapshots are not client-side encrypted (objects are "
-                        "copied as they are); protect the store with SSE-KMS", dataset, source.kind)
-            key_names = []
-        data_key, encryption = (keyring.seal(key_names, dataset, snapshot_id) if key_names
-                                else (None, None))
-        attach_store = getattr(source, "attach_store", None)
-        if attach_store is not None:
-            # Sources that copy objects (S3) write content-addressed blobs into the store.
-            attach_store(store, dataset, _retain_until(policy, spec.tier, store, started))
-        set_previous = getattr(source, "set_previous", None)
-        if set_previous is not None:
-            # Sources that take incremental snapshots continue from the latest committed one.
-            set_previous(_previous_manifest(store, dataset, snapshot_id, keyring))
-        described = dict(source.describe())
-        # A source may report its own read method and consistency (e.g. a point-in-time read).
-        method = str(described.pop("method", "scan"))
-        consistency = Consistency(**described.pop("consistency", {"mode": "fuzzy"}))
-        # ... and top-level keys of its lines that a restored copy cannot keep (codec.py).
-        ignores = [str(k) for k in described.pop("digest_ignores", ())]
-        total = source.plan_segments(described)
-        if store.capabilities.object_lock:
-            options = dataclasses.replace(
-                options, retain_until=_retain_until(policy, spec.tier, store, started))
+        state = _load_or_plan(policy, dataset, store, source, snapshot_id, trigger, slot, options,
+                              started, run_id, keyring)
+        data_key = data_key_of(keyring, state)
+        attach_source(source, store, state)
+        done = checkpoint.done_segments(store, dataset, snapshot_id)
+        todo = [s for s in range(state.segments) if s not in done]
+        if options.queue is not None and todo:
+            # Fan-out: the segments become work items; the last one to finish commits.
+            from .fanout import WorkItem
+
+            options.queue.send([WorkItem(dataset, snapshot_id, s).to_dict() for s in todo])
+            log.info("run %s: dataset %s snapshot %s: %d of %d segments dispatched to %s",
+                     run_id, dataset, snapshot_id, len(todo), state.segments, options.queue.describe())
+            return RunResult(dataset, "unfinished", snapshot_id, segments=state.segments,
+                             segments_done=len(done), dispatched=len(todo))
         log.info(
-            "run %s: dataset %s → snapshot %s (%d segments, store %s)",
-            run_id, dataset, snapshot_id, total, store.describe(),
+            "run %s: dataset %s → snapshot %s (%d segments, %d done, store %s)",
+            run_id, dataset, snapshot_id, state.segments, len(done), store.describe(),
         )
-        written: list[str] = []
-        written_lock = threading.Lock()
         stop = threading.Event()
-
-        def on_written(key: str) -> None:
-            with written_lock:
-                written.append(key)
-
-        progress.start(f"{dataset}", described.get("item_count_estimate"))
+        progress.start(f"{dataset}", state.described.get("item_count_estimate"))
         t0 = time.monotonic()
+        runner = SegmentRunner(store, source, state, options, progress, stop, leases=state.fanout,
+                               run_id=run_id, data_key=data_key)
         try:
-            outcomes = _read_all(
-                source, store, dataset, snapshot_id, total, options, progress, stop, on_written,
-                ignores, data_key,
-            )
+            records = runner.run_all(todo)
+            records.update({s: r for s in done if (r := _load_done(store, state, s)) is not None})
+            finished = [s for s in range(state.segments) if s in records and records[s].done]
+            if len(finished) < state.segments:
+                log.info("run %s: dataset %s snapshot %s stops near its time budget: %d of %d "
+                         "segments done; the next run resumes it", run_id, dataset, snapshot_id,
+                         len(finished), state.segments)
+                return RunResult(dataset, "unfinished", snapshot_id, segments=state.segments,
+                                 segments_done=len(finished))
             read_summary = getattr(source, "read_summary", None)
-            if read_summary is not None:  # e.g. what the S3 source copied
-                described = described | dict(read_summary())
-            parts = sorted((p for o in outcomes for p in o.parts), key=lambda p: (p.segment, p.index))
-            digest = ContentDigest()
-            for outcome in outcomes:
-                digest.merge(outcome.digest)
-            finished = datetime.now(UTC)
-            manifest = Manifest(
-                snapshot_id=snapshot_id,
-                dataset=dataset,
-                run_id=run_id,
-                trigger=trigger,
-                slot=slot,
-                tier=spec.tier,
-                store=spec.store,
-                source=described,
-                method=method,
-                consistency=consistency,
-                started_at=started,
-                finished_at=finished,
-                segments=total,
-                parts=[PartEntry(**vars(p)) for p in parts],
-                totals=Totals(
-                    items=sum(p.items for p in parts),
-                    parts=len(parts),
-                    raw_bytes=sum(p.raw_bytes for p in parts),
-                    stored_bytes=sum(p.stored_bytes for p in parts),
-                ),
-                codec=Codec(level=options.level,
-                            encryption=Encryption(**encryption) if encryption else None),
-                content_digest=ContentDigestEntry(value=digest.hexdigest(), ignores=ignores),
-                cloudkeep_version=__version__,
-            )
-            if data_key is not None:
-                manifest = keyring.sign(manifest, data_key)
-            store.put(layout.manifest_key(dataset, snapshot_id), manifest.to_bytes(), if_absent=True,
-                      retain_until=options.retain_until)
+            summary = dict(read_summary()) if read_summary is not None else None  # e.g. S3 copies
+            manifest = commit(policy, store, state, records, run_id, keyring=keyring,
+                              summary=summary)
         except BaseException:
             stop.set()
-            _cleanup(store, written)
+            if not state.fanout:  # other workers may still be reading a fanned-out snapshot
+                _cleanup(store, dataset, snapshot_id)
             raise
         finally:
             progress.finish()
+    timings = runner.checkpoint_seconds
     log.info(
-        "run %s: dataset %s snapshot %s committed: %d items, %d parts, %d bytes stored in %.2fs",
+        "run %s: dataset %s snapshot %s committed: %d items, %d parts, %d bytes stored in %.2fs "
+        "(%d checkpoints, %.1f ms each)",
         run_id, dataset, snapshot_id, manifest.totals.items, manifest.totals.parts,
-        manifest.totals.stored_bytes, time.monotonic() - t0,
+        manifest.totals.stored_bytes, time.monotonic() - t0, len(timings),
+        1000 * sum(timings) / len(timings) if timings else 0.0,
     )
     return RunResult(dataset, "committed", snapshot_id, manifest)
 
 
-def _retain_until(policy: Policy, tier: str, store: Store, started: datetime) -> datetime | None:
-    """Immutable for as long as the tier's retention could ever keep the snapshot (stores with
-    Object Lock only)."""
-    if not store.capabilities.object_lock:
-        return None
-    from .retention import Rules
+def _load_or_plan(
+    policy: Policy,
+    dataset: str,
+    store: Store,
+    source: Source,
+    snapshot_id: str,
+    trigger: Literal["manual", "schedule"],
+    slot: datetime | None,
+    options: RunOptions,
+    started: datetime,
+    run_id: str,
+    keyring: Keyring,
+) -> RunState:
+    """The snapshot's plan: the recorded one when an earlier invocation started it (the source is
+    then prepared to read exactly that plan), else a new one, recorded before any part."""
+    try:
+        state = checkpoint.load_run_state(store, dataset, snapshot_id)
+        if state is not None:
+            prepare_source(store, source, state, keyring)
+            log.info("dataset %s: resuming unfinished snapshot %s (started %s)", dataset,
+                     snapshot_id, state.started_at)
+            return state
+    except CheckpointError as exc:
+        log.warning("dataset %s: cannot resume snapshot %s (%s); starting it afresh", dataset,
+                    snapshot_id, exc)
+        _cleanup(store, dataset, snapshot_id)
+    spec = policy.dataset(dataset)
+    # A fresh data key, wrapped by every key the dataset lists: a key that cannot be used
+    # fails the run here, before anything is read or written.
+    key_names = policy.encryption_keys(dataset)
+    if key_names and getattr(source, "attach_store", None) is not None:
+        # Sources that copy objects (S3) store them content-addressed, server-side copied and
+        # deduplicated across snapshots: not client-side encrypted (README, encryption).
+        log.warning("%s: the %s source's snapshots are not client-side encrypted (objects are "
+                    "copied as they are); protect the store with SSE-KMS", dataset, source.kind)
+        key_names = []
+    encryption = keyring.seal(key_names, dataset, snapshot_id)[1] if key_names else None
+    retain_until = options.retain_until
+    if store.capabilities.object_lock:
+        # Immutable for as long as the tier's retention could ever keep the snapshot.
+        from .retention import Rules
 
-    return started + Rules.from_policy(policy.tiers[tier].retention).horizon()
+        horizon = Rules.from_policy(policy.tiers[spec.tier].retention).horizon()
+        retain_until = started + horizon
+    attach_store = getattr(source, "attach_store", None)
+    if attach_store is not None:
+        # Sources that copy objects (S3) write content-addressed blobs into the store.
+        attach_store(store, dataset, retain_until)
+    set_previous = getattr(source, "set_previous", None)
+    if set_previous is not None:
+        # Sources that take incremental snapshots continue from the latest committed one.
+        set_previous(_previous_manifest(store, dataset, snapshot_id, keyring))
+    described = dict(source.describe())
+    # A source may report its own read method and consistency (e.g. a point-in-time read).
+    method = str(described.pop("method", "scan"))
+    consistency = dict(described.pop("consistency", {"mode": "fuzzy"}))
+    # ... and top-level keys of its lines that a restored copy cannot keep (codec.py).
+    ignores = [str(k) for k in described.pop("digest_ignores", ())]
+    total = source.plan_segments(described)
+    plan_state = getattr(source, "plan_state", None)
+    state = RunState(
+        snapshot_id=snapshot_id, dataset=dataset, run_id=run_id, trigger=trigger,
+        slot=slot.isoformat() if slot else None, started_at=started.isoformat(),
+        described=described, method=method, consistency=consistency, ignores=ignores,
+        segments=total, part_size=options.part_size, level=options.level,
+        retain_until=retain_until.isoformat() if retain_until else None,
+        source_state=plan_state() if plan_state is not None else None,
+        fanout=options.queue is not None, checkpoint_every=options.checkpoint_every,
+        encryption=encryption,
+    )
+    store.put(layout.run_state_key(dataset, snapshot_id), state.to_bytes(), if_absent=True)
+    return state
+
+
+def data_key_of(keyring: Keyring, state: RunState) -> bytes | None:
+    """The snapshot's data key (None when it is not encrypted), unwrapped from the run state."""
+    if not state.encryption:
+        return None
+    return keyring.unseal(state.dataset, state.snapshot_id, state.encryption)
+
+
+def attach_source(source: Source, store: Store, state: RunState) -> None:
+    """Sources that copy objects (S3) write their blobs into the store (with the snapshot's
+    Object Lock date): told so by every invocation that reads a segment of the snapshot."""
+    attach_store = getattr(source, "attach_store", None)
+    if attach_store is not None:
+        attach_store(store, state.dataset, state.retain_until_time)
+
+
+def prepare_source(store: Store, source: Source, state: RunState,
+                   keyring: Keyring | None = None) -> None:
+    """Make ``source`` read the plan of ``state`` (recorded by the invocation that started it)."""
+    resume_plan = getattr(source, "resume_plan", None)
+    if resume_plan is not None:
+        resume_plan(state.source_state or {}, state.segments)
+        return
+    set_previous = getattr(source, "set_previous", None)
+    if set_previous is not None:
+        set_previous(_previous_manifest(store, state.dataset, state.snapshot_id, keyring))
+    described = dict(source.describe())
+    for key in ("method", "consistency", "digest_ignores"):
+        described.pop(key, None)
+    total = source.plan_segments(described)
+    if total != state.segments:
+        raise CheckpointError(
+            f"the source now splits into {total} segments, the unfinished snapshot into "
+            f"{state.segments}"
+        )
+
+
+def commit(policy: Policy, store: Store, state: RunState, records: dict[int, SegmentRecord],
+           run_id: str, *, keyring: Keyring | None = None,
+           summary: dict[str, object] | None = None) -> Manifest:
+    """Write the manifest of a snapshot whose segments are all done — create-only, so of several
+    workers finishing together exactly one commits — then drop its checkpoints."""
+    spec = policy.dataset(state.dataset)
+    parts = sorted((p for r in records.values() for p in r.parts), key=lambda p: (p.segment, p.index))
+    digest = ContentDigest()
+    for record in records.values():
+        digest.merge(record.digest(state.ignores))
+    manifest = Manifest(
+        snapshot_id=state.snapshot_id,
+        dataset=state.dataset,
+        run_id=run_id,
+        trigger=state.trigger,  # type: ignore[arg-type]
+        slot=state.slot_time,
+        tier=spec.tier,
+        store=spec.store,
+        source=state.described | (summary or {}),
+        method=state.method,
+        consistency=Consistency(**state.consistency),
+        started_at=state.started,
+        finished_at=datetime.now(UTC),
+        segments=state.segments,
+        parts=[PartEntry(**vars(p)) for p in parts],
+        totals=Totals(
+            items=sum(p.items for p in parts),
+            parts=len(parts),
+            raw_bytes=sum(p.raw_bytes for p in parts),
+            stored_bytes=sum(p.stored_bytes for p in parts),
+        ),
+        codec=Codec(level=state.level,
+                    encryption=Encryption(**state.encryption) if state.encryption else None),
+        content_digest=ContentDigestEntry(value=digest.hexdigest(), ignores=state.ignores),
+        cloudkeep_version=__version__,
+    )
+    if state.encryption:
+        from .keys import keyring_for
+
+        keyring = keyring or keyring_for(policy)
+        data_key = data_key_of(keyring, state)
+        assert data_key is not None
+        manifest = keyring.sign(manifest, data_key)
+    key = layout.manifest_key(state.dataset, state.snapshot_id)
+    try:
+        store.put(key, manifest.to_bytes(), if_absent=True, retain_until=state.retain_until_time)
+    except ObjectExistsError:
+        committed = _existing_manifest(store, state.dataset, state.snapshot_id)
+        if committed is None:  # pragma: no cover - a create-only write refused, yet nothing there
+            raise
+        log.info("snapshot %s was committed by another worker", state.snapshot_id)
+        return committed
+    try:
+        checkpoint.remove_checkpoints(store, state.dataset, state.snapshot_id)
+    except CloudkeepError as exc:  # harmless leftovers: prune removes them with the snapshot
+        log.warning("could not remove the checkpoints of %s: %s", state.snapshot_id, exc)
+    return manifest
+
+
+def _load_done(store: Store, state: RunState, segment: int) -> SegmentRecord | None:
+    try:
+        data = store.get(layout.segment_done_key(state.dataset, state.snapshot_id, segment))
+    except ObjectNotFoundError:
+        return None
+    return SegmentRecord.from_bytes(data, f"segment {segment}")
 
 
 def _existing_manifest(store: Store, dataset: str, snapshot_id: str) -> Manifest | None:
@@ -308,83 +466,195 @@ def _previous_manifest(store: Store, dataset: str, snapshot_id: str,
         return None
 
 
-def _read_all(
-    source: Source,
-    store: Store,
-    dataset: str,
-    snapshot_id: str,
-    total: int,
-    options: RunOptions,
-    progress: Progress,
-    stop: threading.Event,
-    on_written: object,
-    ignores: list[str],
-    data_key: bytes | None = None,
-) -> list[_SegmentOutcome]:
-    def flush(buffer: PartBuffer, segment: int, index: int, outcome: _SegmentOutcome) -> None:
-        import hashlib
+class SegmentRunner:
+    """Reads segments of one snapshot into parts, checkpointing as it goes.
 
-        body = buffer.finish()
-        name = layout.part_name(segment, index, encrypted=data_key is not None)
-        if data_key is not None:
-            body = encrypt_part(data_key, snapshot_id, name, body)
-        key = layout.part_key(dataset, snapshot_id, name)
-        store.put(key, body, if_absent=True, retain_until=options.retain_until)
-        on_written(key)  # type: ignore[operator]
-        outcome.parts.append(
-            PartStats(name, segment, index, buffer.items, buffer.raw_bytes, len(body),
-                      hashlib.sha256(body).hexdigest())
+    The same code runs a segment for a local run (several in threads) and for a work item taken
+    from a queue (fan-out). A segment resumes from its checkpoint: parts written after it are
+    removed first, then reading continues at the checkpoint's cursor, so no item is lost or
+    written twice. Sources with ``read_segment_from`` resume mid-segment; others restart an
+    unfinished segment from its beginning.
+    """
+
+    def __init__(self, store: Store, source: Source, state: RunState, options: RunOptions,
+                 progress: Progress | None = None, stop: threading.Event | None = None, *,
+                 leases: bool = False, run_id: str = "", data_key: bytes | None = None) -> None:
+        self.store = store
+        self.source = source
+        self.state = state
+        self.options = options
+        self.progress = progress or NullProgress()
+        self.stop = stop or threading.Event()
+        self.leases = leases
+        self.run_id = run_id or new_run_id()
+        self.data_key = data_key  # encrypted snapshot: every part is sealed with it
+        self._wrote = threading.Event()  # this invocation has written a part
+        self.checkpoint_seconds: list[float] = []  # time per checkpoint write (bench)
+
+    def run_all(self, segments: list[int]) -> dict[int, SegmentRecord]:
+        """Run ``segments`` in threads; returns their records (unfinished ones when the deadline
+        stopped them). The first error cancels the rest and is raised."""
+        if not segments:
+            return {}
+        workers = max(1, min(self.options.workers, len(segments)))
+        prefix = f"scan-{self.state.dataset}"
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=prefix) as pool:
+            futures = {pool.submit(contextvars.copy_context().run, self.run, s): s for s in segments}
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in done if f.exception() is not None]
+            if failed:
+                self.stop.set()
+                for f in futures:
+                    f.cancel()
+                wait(futures)
+                errors = [f.exception() for f in futures if f.done() and not f.cancelled()]
+                real = [e for e in errors if e is not None and not isinstance(e, _Cancelled)]
+                raise real[0] if real else CloudkeepError("backup cancelled")
+            out = {}
+            for f, segment in futures.items():
+                record = f.result()
+                if record is not None:
+                    out[segment] = record
+            return out
+
+    def run(self, segment: int) -> SegmentRecord | None:
+        """Read ``segment`` on from its checkpoint. None: not started (the deadline is near)."""
+        deadline = self.options.deadline
+        if deadline is not None and self._wrote.is_set() and deadline.near():
+            return None
+        if not self.leases:
+            return self._run(segment)
+        from .lock import DatasetLock
+
+        lease = DatasetLock(
+            self.store, self.state.dataset, self.run_id,
+            key=layout.segment_lock_key(self.state.dataset, self.state.snapshot_id, segment),
+            what=f"segment {segment} of snapshot {self.state.snapshot_id}",
         )
-        outcome.digest.merge(buffer.digest)
+        with lease:
+            return self._run(segment)
 
-    def one(segment: int) -> _SegmentOutcome:
-        outcome = _SegmentOutcome()
-        buffer = PartBuffer(level=options.level, digest=ContentDigest(ignores=ignores))
-        index = 0
-        for lines in source.read_segment(segment, total):
-            if stop.is_set():
+    def _run(self, segment: int) -> SegmentRecord:
+        state, store = self.state, self.store
+        record = checkpoint.load_segment(store, state.dataset, state.snapshot_id, segment)
+        if record is not None and record.done:
+            return record
+        reader = getattr(self.source, "read_segment_from", None)
+        if record is None or (reader is None and record.parts) or record.segment != segment:
+            record = SegmentRecord(segment)
+        self._remove_stray_parts(segment, {p.name for p in record.parts})
+        if record.parts:
+            log.info("segment %d: resuming after %d part(s), %d item(s)", segment,
+                     len(record.parts), record.digest_count)
+        pages: Iterator[tuple[list[bytes], Callable[[int], Any] | None]]
+        if reader is not None:
+            pages = reader(segment, state.segments, record.cursor if record.parts else None)
+        else:
+            pages = ((page, None) for page in self.source.read_segment(segment, state.segments))
+        digest = record.digest(state.ignores)
+        buffer = self._buffer()
+        since_checkpoint = 0
+        slowest = 0.0
+        t_part = time.monotonic()
+        deadline = self.options.deadline
+        # The plan's part size and checkpoint interval: fan-out workers (and later invocations)
+        # write the parts the run that started the snapshot asked for.
+        every = max(1, self.state.checkpoint_every)
+        part_size = self.state.part_size
+        for lines, cursor_after in pages:
+            if self.stop.is_set():
                 raise _Cancelled()
             # Add a page in slices so a part closes near part_size even inside a 1 MB page.
             for start in range(0, len(lines), _SLICE):
                 chunk = lines[start : start + _SLICE]
-                before = buffer.raw_bytes
-                buffer.add_lines(chunk)
-                progress.advance(len(chunk), buffer.raw_bytes - before)
-                if buffer.raw_bytes >= options.part_size:
-                    flush(buffer, segment, index, outcome)
-                    index += 1
-                    buffer = PartBuffer(level=options.level, digest=ContentDigest(ignores=ignores))
+                self._add(buffer, chunk)
+                if buffer.raw_bytes < part_size:
+                    continue
+                self._flush(buffer, record, digest)
+                buffer = self._buffer()
+                now = time.monotonic()
+                slowest, t_part = max(slowest, now - t_part), now
+                since_checkpoint += 1
+                # Where the source can resume right after this part's last line, checkpoint.
+                cursor = cursor_after(start + len(chunk) - 1) if cursor_after else None
+                if cursor is None:
+                    continue
+                record.cursor = cursor
+                stopping = deadline is not None and deadline.near(slowest)
+                if since_checkpoint >= every or stopping:
+                    self._save(record)
+                    since_checkpoint = 0
+                if stopping:
+                    log.info("segment %d: near the time budget after %d part(s); checkpointed",
+                             segment, len(record.parts))
+                    return record
         if buffer.items:
-            flush(buffer, segment, index, outcome)
-        return outcome
+            self._flush(buffer, record, digest)
+        record.done, record.cursor = True, None
+        try:
+            store.put(layout.segment_done_key(state.dataset, state.snapshot_id, segment),
+                      record.to_bytes(), if_absent=True)
+        except ObjectExistsError:
+            log.warning("segment %d was finished by another worker", segment)
+        return record
 
-    workers = max(1, min(options.workers, total))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"scan-{dataset}") as pool:
-        futures = [pool.submit(contextvars.copy_context().run, one, segment) for segment in range(total)]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in done if f.exception() is not None]
-        if failed:
-            stop.set()
-            for f in futures:
-                f.cancel()
-            wait(futures)
-            errors = [f.exception() for f in futures if f.done() and not f.cancelled()]
-            real = [e for e in errors if e is not None and not isinstance(e, _Cancelled)]
-            raise real[0] if real else CloudkeepError("backup cancelled")
-        return [f.result() for f in futures]
+    def _buffer(self) -> PartBuffer:
+        return PartBuffer(level=self.state.level, digest=ContentDigest(ignores=self.state.ignores))
+
+    def _add(self, buffer: PartBuffer, chunk: list[bytes]) -> None:
+        before = buffer.raw_bytes
+        buffer.add_lines(chunk)
+        self.progress.advance(len(chunk), buffer.raw_bytes - before)
+
+    def _flush(self, buffer: PartBuffer, record: SegmentRecord, digest: ContentDigest) -> None:
+        import hashlib
+
+        state = self.state
+        body = buffer.finish()
+        segment, index = record.segment, record.next_index
+        name = layout.part_name(segment, index, encrypted=self.data_key is not None)
+        if self.data_key is not None:
+            body = encrypt_part(self.data_key, state.snapshot_id, name, body)
+        key = layout.part_key(state.dataset, state.snapshot_id, name)
+        self.store.put(key, body, if_absent=True, retain_until=state.retain_until_time)
+        self._wrote.set()
+        record.parts.append(
+            PartStats(name, segment, index, buffer.items, buffer.raw_bytes, len(body),
+                      hashlib.sha256(body).hexdigest())
+        )
+        digest.merge(buffer.digest)
+        record.digest_value, record.digest_count = digest.value, digest.count
+
+    def _save(self, record: SegmentRecord) -> None:
+        t0 = time.monotonic()
+        self.store.put(layout.checkpoint_key(self.state.dataset, self.state.snapshot_id,
+                                             record.segment), record.to_bytes())
+        self.checkpoint_seconds.append(time.monotonic() - t0)
+
+    def _remove_stray_parts(self, segment: int, keep: set[str]) -> None:
+        """Parts an earlier invocation wrote after its last checkpoint of this segment."""
+        prefix = layout.segment_parts_prefix(self.state.dataset, self.state.snapshot_id, segment)
+        head = layout.snapshot_prefix(self.state.dataset, self.state.snapshot_id)
+        stray = [i.key for i in self.store.list(prefix) if i.key[len(head):] not in keep]
+        if stray:
+            log.info("segment %d: removing %d part(s) written after its last checkpoint",
+                     segment, len(stray))
+            self.store.delete(stray)
 
 
 class _Cancelled(Exception):
     pass
 
 
-def _cleanup(store: Store, keys: list[str]) -> None:
-    if not keys:
-        return
+def _cleanup(store: Store, dataset: str, snapshot_id: str) -> None:
+    """Remove everything of an uncommitted snapshot (parts, checkpoints)."""
     try:
-        store.delete(list(keys))
+        keys = [i.key for i in store.list(layout.snapshot_prefix(dataset, snapshot_id))
+                if not i.key.endswith("/" + layout.MANIFEST_NAME)]
+        if keys:
+            store.delete(keys)
     except Exception as exc:  # noqa: BLE001 - the original error matters more
-        log.warning("could not remove %d parts of the failed run: %s", len(keys), exc)
+        log.warning("could not remove the parts of the failed run %s: %s", snapshot_id, exc)
 
 
 def backup_many(

@@ -14,8 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import Deadline
 from .errors import CloudkeepError
-from .metrics import MetricsSink
+from .metrics import MetricsSink, backup_metrics
 from .policy import POLICY_ENV, Policy, load_policy
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,9 @@ class TickFailedError(CloudkeepError):
 
 
 def load(bundled: str | Path | None = None) -> Policy:
+    from .memory import bound_malloc
+
+    bound_malloc()  # flat memory over long runs (see memory.py)
     location = os.environ.get(POLICY_ENV) or (str(bundled) if bundled else None)
     if not location:
         raise CloudkeepError(f"no policy: set {POLICY_ENV} or bundle cloudkeep.yaml with the function")
@@ -44,20 +48,49 @@ def load(bundled: str | Path | None = None) -> Policy:
 
 
 def scheduled_tick(policy: Policy, now: datetime | None, sink: MetricsSink | None = None,
-                   notifier: Any = None) -> dict[str, Any]:
+                   deadline: Deadline | None = None, *, notifier: Any = None) -> dict[str, Any]:
     """Run what is due at ``now`` (the trigger's own time, so a redelivered trigger lands on the
     same slot), with the watchdog, scheduled drills, metrics to ``sink``, alerts and the audit log
     (records attributed to the schedule). Returns the reply; raises TickFailedError if any
-    dataset failed."""
+    dataset failed.
+
+    With ``$CLOUDKEEP_WORK_QUEUE`` set, snapshots fan out as work items on that queue; without
+    it, a snapshot nearing ``deadline`` (the function's remaining time) stops after its current
+    parts and the next tick resumes it."""
     from . import audit
+    from .engine import RunOptions
+    from .queues import queue_from_env
     from .runtime import tick
 
+    options = RunOptions(deadline=deadline, queue=queue_from_env())
     with audit.acting_as("schedule", **audit.function_actor()):
-        outcome = tick(policy, now, sink=sink, notifier=notifier)
+        outcome = tick(policy, now, sink=sink, notifier=notifier, options=options)
     reply = outcome.as_dict()
     if not outcome.ok:
         raise TickFailedError(reply)
     return reply
+
+
+def work_item(policy: Policy, body: Any, deadline: Deadline | None = None,
+              sink: MetricsSink | None = None) -> dict[str, Any]:
+    """One fan-out work item from the cloud's queue (``fanout.py``). Raises when the item failed
+    (the queue redelivers it, then dead-letters it); a message that is no work item is logged
+    and dropped (redelivering it cannot help)."""
+    from .engine import RunResult
+    from .fanout import WorkItem, WorkItemError, run_work_item
+    from .queues import queue_from_env
+
+    try:
+        item = WorkItem.parse(body)
+    except WorkItemError as exc:
+        log.error("%s; dropping it", exc)
+        return {"status": "dropped", "error": str(exc)}
+    outcome = run_work_item(policy, item, deadline=deadline, queue=queue_from_env())
+    if outcome.manifest is not None and outcome.status == "committed" and sink is not None:
+        result = RunResult(item.dataset, "committed", item.snapshot_id, outcome.manifest)
+        for metric in backup_metrics(policy, result):
+            sink.emit(metric)
+    return outcome.as_dict()
 
 
 def parse_time(text: Any) -> datetime | None:

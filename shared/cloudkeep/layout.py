@@ -4,6 +4,10 @@ Keys are relative to the store's root (a store applies its own ``prefix``)::
 
     <dataset>/snapshots/<snapshot_id>/part-<segment>-<n>.ndjson.zst[.enc]  (.enc: encrypted)
     <dataset>/snapshots/<snapshot_id>/manifest.json       written last, create-only
+    <dataset>/snapshots/<snapshot_id>/checkpoints/run.json                 the run's plan (create-only)
+    <dataset>/snapshots/<snapshot_id>/checkpoints/segment-<n>.json         a segment's cursor and parts
+    <dataset>/snapshots/<snapshot_id>/checkpoints/segment-<n>.done.json    finished (create-only)
+    <dataset>/snapshots/<snapshot_id>/checkpoints/segment-<n>.lock         a worker's lease
     <dataset>/verifications/<snapshot_id>/<timestamp>.json
     <dataset>/holds/<snapshot_id>.json                   legal holds
     <dataset>/copies/<snapshot_id>/<store>.json          verified copies in other stores
@@ -73,6 +77,46 @@ def parse_blob_key(dataset: str, key: str) -> str | None:
     rest = key[len(head):]
     fan, _, sha = rest.partition("/")
     return sha if _SHA256_RE.match(sha) and fan == sha[:2] else None
+
+
+CHECKPOINTS_DIR = "checkpoints"
+RUN_STATE_NAME = "run.json"
+
+
+def checkpoints_prefix(dataset: str, snapshot_id: str) -> str:
+    """Checkpoints of an unfinished snapshot; removed once its manifest is committed."""
+    return f"{snapshot_prefix(dataset, snapshot_id)}{CHECKPOINTS_DIR}/"
+
+
+def run_state_key(dataset: str, snapshot_id: str) -> str:
+    return f"{checkpoints_prefix(dataset, snapshot_id)}{RUN_STATE_NAME}"
+
+
+def checkpoint_key(dataset: str, snapshot_id: str, segment: int) -> str:
+    return f"{checkpoints_prefix(dataset, snapshot_id)}segment-{segment:05d}.json"
+
+
+def segment_done_key(dataset: str, snapshot_id: str, segment: int) -> str:
+    return f"{checkpoints_prefix(dataset, snapshot_id)}segment-{segment:05d}.done.json"
+
+
+def segment_lock_key(dataset: str, snapshot_id: str, segment: int) -> str:
+    return f"{checkpoints_prefix(dataset, snapshot_id)}segment-{segment:05d}.lock"
+
+
+def segment_parts_prefix(dataset: str, snapshot_id: str, segment: int) -> str:
+    """Every part of one segment starts with this (see ``part_name``)."""
+    return f"{snapshot_prefix(dataset, snapshot_id)}part-{segment:05d}-"
+
+
+def parse_run_state_key(dataset: str, key: str) -> str | None:
+    """The snapshot id if ``key`` is the run state of a (possibly unfinished) snapshot."""
+    head = snapshots_prefix(dataset)
+    tail = f"/{CHECKPOINTS_DIR}/{RUN_STATE_NAME}"
+    if not key.startswith(head) or not key.endswith(tail):
+        return None
+    snapshot_id = key[len(head) : -len(tail)]
+    return snapshot_id if SNAPSHOT_ID_RE.match(snapshot_id) else None
 
 
 def hold_key(dataset: str, snapshot_id: str) -> str:

@@ -3,7 +3,11 @@
 Only one run of a dataset at a time. The lock object is created with a create-only write, so of
 two runs starting together exactly one wins. A crashed run stops renewing, its lease expires, and
 the next run takes the lock over; a takeover is itself decided by a create-only marker, so two
-runs cannot both take over the same expired lock.
+runs cannot both take over the same expired lock. A holder that is known dead — a process of the
+same machine and PID namespace that no longer exists, e.g. a CLI run killed with ``kill -9`` — is
+taken over at once instead of after its lease.
+
+The same lock, under another key, is the lease of a worker on one segment of a fan-out snapshot.
 """
 
 from __future__ import annotations
@@ -26,12 +30,15 @@ DEFAULT_LEASE = timedelta(minutes=5)
 
 
 class DatasetLock:
-    def __init__(self, store: Store, dataset: str, run_id: str, *, lease: timedelta = DEFAULT_LEASE):
+    def __init__(self, store: Store, dataset: str, run_id: str, *, lease: timedelta = DEFAULT_LEASE,
+                 key: str | None = None, what: str | None = None):
         self.store = store
         self.dataset = dataset
         self.run_id = run_id
         self.lease = lease
-        self.key = layout.lock_key(dataset)
+        self.key = key or layout.lock_key(dataset)
+        self.what = what or f"dataset {dataset!r}"
+        self._custom_key = key is not None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -42,6 +49,7 @@ class DatasetLock:
                 "run_id": self.run_id,
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
+                "process_ns": _process_namespace(),
                 "renewed_at": now.isoformat(),
                 "expires_at": (now + self.lease).isoformat(),
             }
@@ -58,19 +66,20 @@ class DatasetLock:
                     continue  # released between our write and our read: try again
                 if not _expired(holder):
                     raise LockedError(
-                        f"dataset {self.dataset!r} is being backed up by run "
+                        f"{self.what} is being backed up by run "
                         f"{holder.get('run_id')} on {holder.get('host')} (lock lease until "
                         f"{holder.get('expires_at')}); try again later"
                     ) from None
                 self._take_over(holder)
         else:
-            raise LockedError(f"could not take the lock of dataset {self.dataset!r}; try again")
+            raise LockedError(f"could not take the lock of {self.what}; try again")
         self._thread = threading.Thread(target=self._heartbeat, name=f"lock-{self.dataset}", daemon=True)
         self._thread.start()
 
     def _take_over(self, holder: dict[str, Any]) -> None:
         old = str(holder.get("run_id", "unknown"))
-        marker = layout.lock_takeover_key(self.dataset, old)
+        marker = (f"{self.key}.takeover-{old}" if self._custom_key
+                  else layout.lock_takeover_key(self.dataset, old))
         try:
             self.store.put(marker, self.run_id.encode(), if_absent=True)
         except ObjectExistsError:
@@ -80,11 +89,11 @@ class DatasetLock:
             )
             if not stale:
                 raise LockedError(
-                    f"another run is taking over the expired lock of dataset {self.dataset!r}"
+                    f"another run is taking over the expired lock of {self.what}"
                 ) from None
             self.store.delete([marker])
             self.store.put(marker, self.run_id.encode(), if_absent=True)
-        log.warning("dataset %s: taking over the expired lock of run %s", self.dataset, old)
+        log.warning("%s: taking over the expired lock of run %s", self.what, old)
         current = self._read()
         if current is not None and current.get("run_id") == holder.get("run_id"):
             self.store.delete([self.key])
@@ -105,12 +114,12 @@ class DatasetLock:
             try:
                 holder = self._read()
                 if holder is None or holder.get("run_id") != self.run_id:
-                    log.error("dataset %s: lost the lock (held by %s)", self.dataset,
+                    log.error("%s: lost the lock (held by %s)", self.what,
                               holder and holder.get("run_id"))
                     return
                 self.store.put(self.key, self._body())
             except Exception as exc:  # noqa: BLE001 - a heartbeat must not kill the run
-                log.warning("dataset %s: could not renew the lock: %s", self.dataset, exc)
+                log.warning("%s: could not renew the lock: %s", self.what, exc)
 
     def release(self) -> None:
         self._stop.set()
@@ -133,4 +142,34 @@ def _expired(holder: dict[str, Any]) -> bool:
         expires = datetime.fromisoformat(str(holder["expires_at"]))
     except (KeyError, ValueError):
         return True
-    return datetime.now(UTC) >= expires
+    return datetime.now(UTC) >= expires or _holder_dead(holder)
+
+
+def _process_namespace() -> str | None:
+    """This machine's boot and PID namespace: PIDs are comparable only within one of them."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            boot = fh.read().strip()
+        return f"{socket.gethostname()}/{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return None
+
+
+def _holder_dead(holder: dict[str, Any]) -> bool:
+    """True only when the holder ran in our PID namespace and its process is gone."""
+    mine = _process_namespace()
+    if mine is None or holder.get("process_ns") != mine:
+        return False
+    try:
+        pid = int(holder["pid"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False

@@ -415,6 +415,19 @@ def after_backup(policy: Policy, result: RunResult, store: Store | None = None, 
             log.error("dataset %s: prune failed: %s", result.dataset, exc)
 
 
+RESUME_WITHIN = timedelta(hours=24)  # older unfinished snapshots are left to prune
+
+
+def _pending_scheduled(store: Store, dataset: str, now: datetime) -> Any:
+    """The latest unfinished scheduled snapshot of ``dataset`` started in the last 24 hours."""
+    from .engine import unfinished_snapshot
+
+    state = unfinished_snapshot(store, dataset, "schedule")
+    if state is None or now - state.started > RESUME_WITHIN:
+        return None
+    return state
+
+
 def _tick_one(
     policy: Policy,
     name: str,
@@ -447,6 +460,19 @@ def _tick_one(
                     )
                     after_backup(policy, result, store, prune_at=now)
                     return result
+            pending = _pending_scheduled(store, name, now)
+            if pending is not None:
+                # An earlier slot's snapshot stopped at its time budget (or its worker died):
+                # finish it before starting a new one.
+                log.info("dataset %s: resuming unfinished snapshot %s", name, pending.snapshot_id)
+                result = backup(
+                    policy, name, store=store,
+                    source=source_for(name) if source_for else open_source(spec.source),
+                    snapshot_id=pending.snapshot_id, trigger="schedule", slot=pending.slot_time,
+                    progress=progress_factory() if progress_factory else None, options=options,
+                )
+                after_backup(policy, result, store, prune_at=now)
+                return result
             state = dataset_plan(policy, name, now, store)
             if not state.due:
                 return None

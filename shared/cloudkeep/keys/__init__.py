@@ -154,12 +154,21 @@ class Keyring:
         if encryption is None:
             return None
         records = [r.model_dump(exclude_none=True) for r in encryption.keys]
-        cache_key = (manifest.dataset, manifest.snapshot_id, _fingerprint(records))
+        return self._unwrap(manifest.dataset, manifest.snapshot_id, records)
+
+    def unseal(self, dataset: str, snapshot_id: str, encryption: Mapping[str, Any]) -> bytes:
+        """The data key of a snapshot still being written, from the ``codec.encryption`` record
+        :meth:`seal` returned (kept in its run state, so a resumed run or a worker uses it)."""
+        records = [dict(r) for r in encryption.get("keys", [])]
+        return self._unwrap(dataset, snapshot_id, records)
+
+    def _unwrap(self, dataset: str, snapshot_id: str, records: list[dict[str, Any]]) -> bytes:
+        cache_key = (dataset, snapshot_id, _fingerprint(records))
         with self._lock:
             if cache_key in self._cache:
                 return self._cache[cache_key]
-        ref = f"{manifest.dataset}@{manifest.snapshot_id}"
-        context = _context(manifest.dataset, manifest.snapshot_id)
+        ref = f"{dataset}@{snapshot_id}"
+        context = _context(dataset, snapshot_id)
         failures: list[str] = []
         for record in records:
             provider = self._match(record, failures)

@@ -46,11 +46,11 @@ import random
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
 from ..codec import ContentDigest
 from ..errors import CloudkeepError, RestoreError, SourceError, SourceUnreachableError
@@ -339,6 +339,14 @@ def plan_incremental(previous: Manifest | None, identity: dict[str, Any], retent
 # The source
 
 
+def _at_page_end(token: str | None, last: int) -> Callable[[int], Any]:
+    """Cursors of a query page: its continuation, only after the page's last line."""
+    def after(index: int) -> dict[str, Any] | None:
+        return {"continuation": token} if index == last and token else None
+
+    return after
+
+
 class CosmosSource:
     kind = "cosmos"
 
@@ -570,22 +578,45 @@ class CosmosSource:
         return max(1, len(self.feed_ranges()))
 
     def read_segment(self, segment: int, total: int) -> Iterator[list[bytes]]:
+        for lines, _ in self.read_segment_from(segment, total, None):
+            yield lines
+
+    def read_segment_from(
+        self, segment: int, total: int, cursor: dict[str, Any] | None
+    ) -> Iterator[tuple[list[bytes], Callable[[int], Any] | None]]:
+        """Pages of one segment, each with the cursor after its i-th line: for a full snapshot,
+        the query's continuation token at a page's end (None inside a page); an incremental
+        snapshot's segment is not resumable mid-way (its lines come out of a de-duplicated
+        change feed) and restarts when interrupted."""
         if self._plan is not None and self._plan.kind == "incremental":
             assert self._plan.previous is not None
             recorded = self._plan.previous.source["incremental"]["continuations"]
-            yield from self._read_changes(recorded[segment]["range"], recorded[segment]["token"])
+            for lines in self._read_changes(recorded[segment]["range"], recorded[segment]["token"]):
+                yield lines, None
             return
         ranges = self.feed_ranges()
         if total != len(ranges):
             raise SourceError(f"{self.where}: {total} segments planned for {len(ranges)} feed ranges")
         paths = self.paths()
-        for docs in self._query_range(self.container_of(self.client), ranges[segment]):
+        start = cursor.get("continuation") if cursor else None
+        pages = self._query_range(self.container_of(self.client), ranges[segment], start, tokens=True)
+        for docs, token in pages:
             if docs:
-                yield [encode_item(doc, paths) for doc in docs]
+                last = len(docs) - 1
+                yield [encode_item(doc, paths) for doc in docs], _at_page_end(token, last)
 
-    def _query_range(self, container: Any, feed_range: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
-        """Pages of one feed range; a transient failure resumes from the last page's continuation."""
-        token: str | None = None
+    @overload
+    def _query_range(self, container: Any, feed_range: dict[str, Any], token: str | None = None,
+                     *, tokens: Literal[False] = False) -> Iterator[list[dict[str, Any]]]: ...
+
+    @overload
+    def _query_range(self, container: Any, feed_range: dict[str, Any], token: str | None = None,
+                     *, tokens: Literal[True]) -> Iterator[tuple[list[dict[str, Any]], str | None]]: ...
+
+    def _query_range(self, container: Any, feed_range: dict[str, Any], token: str | None = None,
+                     *, tokens: bool = False) -> Iterator[Any]:
+        """Pages of one feed range (from ``token``, a continuation), with the continuation after
+        each page when ``tokens``; a transient failure resumes from the last page's continuation."""
         resumes = 0
         while True:
             seen: list[str | None] = []
@@ -603,7 +634,7 @@ class CosmosSource:
                         docs = [dict(d) for d in page]
                         token = seen[-1] if seen else None
                         resumes = 0
-                        yield docs
+                        yield (docs, token) if tokens else docs
                         if not token:
                             return
                 return

@@ -258,6 +258,13 @@ def check_collection_id(collection_id: str) -> None:
 # The source
 
 
+def _after_names(names: list[str]) -> Callable[[int], Any]:
+    def after(index: int) -> dict[str, Any]:
+        return {"after": names[index]}
+
+    return after
+
+
 class FirestoreSource(FirestoreExportJobs):
     """Firestore documents read by queries at one read time (``method: scan``), or Firestore's
     managed export driven as a native job (``method: export``, see ``firestore_export``)."""
@@ -404,6 +411,14 @@ class FirestoreSource(FirestoreExportJobs):
         return max(1, len(ranges))
 
     def read_segment(self, segment: int, total: int) -> Iterator[list[bytes]]:
+        for lines, _ in self.read_segment_from(segment, total, None):
+            yield lines
+
+    def read_segment_from(
+        self, segment: int, total: int, cursor: dict[str, Any] | None
+    ) -> Iterator[tuple[list[bytes], Callable[[int], Any] | None]]:
+        """Pages of one segment, each with the cursor after its i-th line: that document's
+        name (reading goes on after it, in name order, at the run's read time)."""
         if self._ranges is None:
             raise SourceError("internal error: read_segment() before plan_segments()")
         if not self._ranges:  # no collection at all: one empty segment
@@ -412,17 +427,42 @@ class FirestoreSource(FirestoreExportJobs):
             raise SourceError(f"internal error: {total} segments asked, {len(self._ranges)} planned")
         collection, low, high = self._ranges[segment]
         prefix = len(self.root) + 1
+        after = str(cursor["after"]) if cursor and cursor.get("after") else None
         page: list[bytes] = []
+        names: list[str] = []
         size = 0
-        for doc in self._documents(collection, low, high):
+        for doc in self._documents(collection, low, high, after=after):
             line = encode_document(doc, doc.name[prefix:])
             page.append(line)
+            names.append(doc.name[prefix:])
             size += len(line)
             if len(page) >= PAGE_LINES or size >= PAGE_BYTES:
-                yield page
-                page, size = [], 0
+                yield page, _after_names(names)
+                page, names, size = [], [], 0
         if page:
-            yield page
+            yield page, _after_names(names)
+
+    def plan_state(self) -> dict[str, Any]:
+        """What a later invocation needs to read this very plan: the read time, the segments'
+        name ranges."""
+        if self._read_time is None or self._ranges is None:
+            raise SourceError("internal error: plan_state() before plan_segments()")
+        return {"read_time": list(self._read_time), "collections": list(self._collections_read),
+                "ranges": [list(r) for r in self._ranges]}
+
+    def resume_plan(self, state: dict[str, Any], segments: int) -> None:
+        try:
+            seconds, nanos = state["read_time"]
+            ranges = [(str(c), lo, hi) for c, lo, hi in state["ranges"]]
+            collections = [str(c) for c in state["collections"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SourceError(f"{self.where()}: unreadable recorded plan: {exc}") from exc
+        if max(1, len(ranges)) != segments:
+            raise SourceError(f"{self.where()}: the recorded plan has {len(ranges)} ranges, "
+                              f"not {segments}")
+        self._read_time = (int(seconds), int(nanos))
+        self._ranges = ranges
+        self._collections_read = collections
 
     def scan_digest(self, target: str) -> tuple[int, str]:
         """(documents, content digest) of the copy restored under the prefix ``target`` (``""``:
@@ -522,13 +562,15 @@ class FirestoreSource(FirestoreExportJobs):
         return q
 
     def _documents(
-        self, collection: str, low: str | None, high: str | None, *, keys_only: bool = False
+        self, collection: str, low: str | None, high: str | None, *, keys_only: bool = False,
+        after: str | None = None,
     ) -> Iterator[Any]:
-        """Raw documents with names in [low, high), in name order, one RunQuery call per page;
-        the next page — or, after a transient error, the retry — starts after the last name."""
+        """Raw documents with names in [low, high) — or (after, high) — in name order, one
+        RunQuery call per page; the next page — or, after a transient error, the retry — starts
+        after the last name."""
         t = self._types()
         cut = len(self.root) + 1
-        start, inclusive = low, True
+        start, inclusive = (after, False) if after else (low, True)
         backoff = _Backoff(self)
         while True:
             query = self._query(collection, start, inclusive, high, limit=QUERY_PAGE, keys_only=keys_only)

@@ -1,0 +1,268 @@
+"""Checkpoints, resume, the time budget and in-process fan-out, over our own protocols: an
+in-memory store and a scripted resumable source (cursor = the next line's index)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cloudkeep import checkpoint, layout
+from cloudkeep.catalog import snapshot_ids
+from cloudkeep.checkpoint import Deadline
+from cloudkeep.codec import ContentDigest, iter_lines
+from cloudkeep.engine import RunOptions, backup
+from cloudkeep.fanout import WorkItem, WorkItemError, drain, run_work_item
+from cloudkeep.lock import DatasetLock
+from cloudkeep.manifest import Manifest
+from cloudkeep.policy import parse_policy
+from cloudkeep.queues.inprocess import InProcessQueue
+from cloudkeep.stores.memory import MemoryStore
+from cloudkeep.verify import verify_integrity
+
+POLICY = parse_policy("""
+version: 1
+stores: {mem: {type: file, path: /unused}}
+tiers: {t: {schedule: "0 * * * *", rpo: 2h, retention: {last: 3}}}
+datasets:
+  a: {source: {type: dynamodb, table: aaa, region: us-east-1}, tier: t, store: mem}
+""")
+
+
+class ResumableSource:
+    """Segments of fixed lines in pages of 10; ``read_segment_from`` resumes at a line index.
+    ``reads`` counts the lines handed out, so a test can see that a resume re-reads nothing."""
+
+    kind = "dynamodb"
+
+    def __init__(self, segments: int = 3, per_segment: int = 200) -> None:
+        self.segments = segments
+        self.per_segment = per_segment
+        self.reads = 0
+        self.resumed_at: list[tuple[int, Any]] = []
+
+    def lines(self, segment: int) -> list[bytes]:
+        return [json.dumps({"Item": {"pk": {"S": f"{segment}-{i}"}, "pad": {"S": "x" * 40}}},
+                           sort_keys=True, separators=(",", ":")).encode()
+                for i in range(self.per_segment)]
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "dynamodb", "table": "aaa", "item_count_estimate": 0}
+
+    def plan_segments(self, described: dict[str, Any]) -> int:
+        return self.segments
+
+    def plan_state(self) -> dict[str, Any]:
+        return {"note": "nothing"}
+
+    def resume_plan(self, state: dict[str, Any], segments: int) -> None:
+        assert state == {"note": "nothing"} and segments == self.segments
+
+    def read_segment(self, segment: int, total: int) -> Iterator[list[bytes]]:
+        for lines, _ in self.read_segment_from(segment, total, None):
+            yield lines
+
+    def read_segment_from(self, segment: int, total: int,
+                          cursor: Any) -> Iterator[tuple[list[bytes], Any]]:
+        lines = self.lines(segment)
+        start = int(cursor["next"]) if cursor else 0
+        if cursor:
+            self.resumed_at.append((segment, cursor))
+        for at in range(start, len(lines), 10):
+            page = lines[at : at + 10]
+            self.reads += len(page)
+            yield page, (lambda i, at=at: {"next": at + i + 1})
+
+    def expected(self) -> tuple[int, str]:
+        digest = ContentDigest()
+        for s in range(self.segments):
+            for line in self.lines(s):
+                digest.add_line(line)
+        return digest.count, digest.hexdigest()
+
+
+def stored_lines(store: MemoryStore, manifest: Manifest) -> list[bytes]:
+    import io
+
+    out: list[bytes] = []
+    for part in manifest.parts:
+        key = layout.part_key(manifest.dataset, manifest.snapshot_id, part.name)
+        out.extend(iter_lines(io.BytesIO(store.get(key))))
+    return out
+
+
+def assert_exact(store: MemoryStore, manifest: Manifest, source: ResumableSource) -> None:
+    lines = stored_lines(store, manifest)
+    assert len(lines) == len(set(lines)) == source.segments * source.per_segment
+    assert (manifest.totals.items, manifest.content_digest.value) == source.expected()
+    assert verify_integrity(store, manifest).ok
+
+
+class Countdown:
+    """A scripted clock: plenty of time for ``calls`` checks, then none."""
+
+    def __init__(self, calls: int) -> None:
+        self.calls = calls
+
+    def __call__(self) -> float:
+        self.calls -= 1
+        return 1000.0 if self.calls >= 0 else 0.0
+
+
+# A part is about 10 lines (one page) of ~80 bytes: close a part at every page.
+SMALL = RunOptions(part_size=500, checkpoint_every=2, workers=2)
+
+
+def opts(**kw: Any) -> RunOptions:
+    return RunOptions(**{**vars(SMALL), **kw})
+
+
+def test_a_run_out_of_budget_stops_after_its_part_and_the_next_run_resumes_it() -> None:
+    store, source = MemoryStore(), ResumableSource()
+    first = backup(POLICY, "a", store=store, source=source,
+                   options=opts(deadline=Deadline(Countdown(4), reserve=1.0)))
+    assert first.status == "unfinished" and first.segments == 3
+    assert snapshot_ids(store, "a") == [], "nothing visible before the manifest"
+    assert store.stat(layout.lock_key("a")) is None, "the lock is released for the next run"
+    saved = [checkpoint.load_segment(store, "a", first.snapshot_id or "", s) for s in range(3)]
+    assert any(r is not None and r.parts and not r.done for r in saved)
+    reads_before = source.reads
+
+    rounds = 1
+    result = first
+    while result.status == "unfinished":
+        result = backup(POLICY, "a", store=store, source=source,
+                        options=opts(deadline=Deadline(Countdown(6), reserve=1.0)))
+        assert result.snapshot_id == first.snapshot_id, "a manual run resumes the unfinished one"
+        rounds += 1
+        assert rounds < 50
+    assert result.status == "committed" and result.manifest is not None
+    assert rounds > 2
+    assert source.resumed_at, "segments resumed from their cursors"
+    # Resuming re-reads at most the pages after each segment's last checkpoint, not everything.
+    assert source.reads - reads_before < 3 * 200
+    assert_exact(store, result.manifest, source)
+    assert list(store.list(layout.checkpoints_prefix("a", first.snapshot_id or ""))) == [], \
+        "checkpoints are removed once committed"
+
+
+def test_parts_written_after_the_last_checkpoint_are_replaced_on_resume() -> None:
+    store, source = MemoryStore(), ResumableSource(segments=1, per_segment=100)
+    first = backup(POLICY, "a", store=store, source=source,
+                   options=opts(checkpoint_every=3, deadline=Deadline(Countdown(3), reserve=1.0)))
+    sid = first.snapshot_id or ""
+    record = checkpoint.load_segment(store, "a", sid, 0)
+    assert record is not None and not record.done
+    # A crashed writer left two parts the checkpoint does not know (one with other content).
+    for index in (record.next_index, record.next_index + 1):
+        store.put(layout.part_key("a", sid, layout.part_name(0, index)), b"garbage")
+    result = backup(POLICY, "a", store=store, source=source, options=opts())
+    assert result.status == "committed" and result.manifest is not None
+    assert_exact(store, result.manifest, source)
+
+
+def test_a_failing_run_still_cleans_up_when_it_resumed() -> None:
+    store, source = MemoryStore(), ResumableSource(segments=2)
+    first = backup(POLICY, "a", store=store, source=source,
+                   options=opts(deadline=Deadline(Countdown(2), reserve=1.0)))
+
+    class Broken(ResumableSource):
+        def read_segment_from(self, segment: int, total: int, cursor: Any
+                              ) -> Iterator[tuple[list[bytes], Any]]:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        backup(POLICY, "a", store=store, source=Broken(segments=2), options=opts())
+    assert [k for k in store.objects if k.startswith(f"a/snapshots/{first.snapshot_id}/")] == []
+
+
+def test_many_work_items_with_duplicate_deliveries_commit_one_correct_snapshot() -> None:
+    store, source = MemoryStore(), ResumableSource(segments=6, per_segment=120)
+    queue = InProcessQueue()
+    dispatched = backup(POLICY, "a", store=store, source=source, options=opts(queue=queue))
+    assert dispatched.status == "unfinished" and dispatched.dispatched == 6 and len(queue) == 6
+    assert snapshot_ids(store, "a") == []
+    # Every item delivered three times.
+    items = [d.body for d in queue.receive(100)]
+    queue.send(items * 3)
+    outcomes = drain(POLICY, queue, workers=4, store_for=lambda _: store,
+                     source_for=lambda _: source)
+    statuses = [o.status for o in outcomes]
+    assert statuses.count("committed") == 1 or (
+        statuses.count("committed") >= 1 and len(snapshot_ids(store, "a")) == 1)
+    assert set(statuses) <= {"committed", "segment-done", "already-done", "exists", "busy"}
+    assert snapshot_ids(store, "a") == [dispatched.snapshot_id]
+    manifest = next(o.manifest for o in outcomes if o.manifest is not None)
+    assert_exact(store, manifest, source)
+    # A late redelivery after the commit changes nothing.
+    late = run_work_item(POLICY, WorkItem.parse(items[0]), store=store, source=source)
+    assert late.status == "exists"
+    assert snapshot_ids(store, "a") == [dispatched.snapshot_id]
+
+
+def test_a_worker_out_of_time_hands_its_segment_back_to_the_queue() -> None:
+    store, source = MemoryStore(), ResumableSource(segments=2, per_segment=200)
+    queue = InProcessQueue()
+    dispatched = backup(POLICY, "a", store=store, source=source, options=opts(queue=queue))
+    sid = dispatched.snapshot_id or ""
+    item = WorkItem.parse(queue.receive(1)[0].body)
+    outcome = run_work_item(POLICY, item, store=store, source=source, queue=queue,
+                            deadline=Deadline(Countdown(2), reserve=1.0), options=opts())
+    assert outcome.status == "requeued" and len(queue) == 2  # its own item is back, and the other
+    record = checkpoint.load_segment(store, "a", sid, item.segment)
+    assert record is not None and record.parts and not record.done
+    outcomes = drain(POLICY, queue, workers=2, store_for=lambda _: store, source_for=lambda _: source)
+    assert [o.status for o in outcomes].count("committed") == 1
+    manifest = next(o.manifest for o in outcomes if o.manifest is not None)
+    assert_exact(store, manifest, source)
+
+
+def test_a_duplicate_while_the_segment_is_leased_is_dropped() -> None:
+    store, source = MemoryStore(), ResumableSource(segments=1)
+    queue = InProcessQueue()
+    sid = backup(POLICY, "a", store=store, source=source, options=opts(queue=queue)).snapshot_id or ""
+    item = WorkItem.parse(queue.receive(1)[0].body)
+    with DatasetLock(store, "a", "other-worker", key=layout.segment_lock_key("a", sid, 0)):
+        busy = run_work_item(POLICY, item, store=store, source=source, options=opts())
+    assert busy.status == "busy"
+    assert checkpoint.load_segment(store, "a", sid, 0) is None, "the duplicate wrote nothing"
+    done = run_work_item(POLICY, item, store=store, source=source, options=opts())
+    assert done.status == "committed"
+
+
+def test_a_work_item_of_an_abandoned_snapshot_is_stale_and_garbage_is_refused() -> None:
+    store, source = MemoryStore(), ResumableSource(segments=1)
+    item = WorkItem("a", "20260101T000000Z-abcdef", 0)
+    assert run_work_item(POLICY, item, store=store, source=source).status == "stale"
+    for bad in ("not json", {"kind": "other"}, {"kind": "cloudkeep.segment", "dataset": "a"}):
+        with pytest.raises(WorkItemError):
+            WorkItem.parse(bad)
+
+
+def test_the_tick_finishes_an_unfinished_scheduled_snapshot_before_a_new_slot() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cloudkeep.runtime import tick
+
+    store, source = MemoryStore(), ResumableSource()
+    first_now = datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
+
+    def one(now: datetime) -> Any:
+        outcome = tick(POLICY, now, store_for=lambda _: store, source_for=lambda _: source,
+                       options=opts(deadline=Deadline(Countdown(3), reserve=1.0)))
+        [result] = outcome.results
+        return result
+
+    started = one(first_now)
+    assert started.status == "unfinished" and started.snapshot_id
+    results = [started]
+    for hour in range(1, 60):  # later ticks, past the next slots
+        results.append(one(first_now + timedelta(hours=hour)))
+        if results[-1].status == "committed":
+            break
+    assert results[-1].status == "committed"
+    assert {r.snapshot_id for r in results} == {started.snapshot_id}, "the same snapshot, resumed"
+    assert snapshot_ids(store, "a") == [started.snapshot_id]
+    assert_exact(store, results[-1].manifest, source)
