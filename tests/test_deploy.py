@@ -101,7 +101,11 @@ def test_the_functions_may_only_wrap_and_unwrap_with_the_envelope_key(template: 
     assert len(envelope) == 1
     assert sorted(envelope[0]["Action"]) == ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
     for statement in kms:
-        assert not [a for a in statement["Action"] if "*" in a or a in ("kms:CreateGrant", "kms:ScheduleKeyDeletion")]
+        assert not [a for a in statement["Action"] if "*" in a or a == "kms:ScheduleKeyDeletion"]
+        if "kms:CreateGrant" in statement["Action"]:
+            # only RDS may create grants (encrypted snapshot copies), never on the envelope key
+            assert statement["Condition"] == {"StringLike": {"kms:ViaService": "rds.*.amazonaws.com"}}
+            assert statement["Resource"] != {"Fn::GetAtt": ["EnvelopeKey", "Arn"]}
     key = template["Resources"]["EnvelopeKey"]["Properties"]
     assert key["EnableKeyRotation"] is True
     alias = template["Resources"]["EnvelopeKeyAlias"]["Properties"]["AliasName"]

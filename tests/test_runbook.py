@@ -278,7 +278,8 @@ def test_relative_links_in_the_docs_and_readme_resolve() -> None:
     root = DOCS.parent
     broken = []
     for page in [root / "README.md", *sorted(DOCS.glob("*.md"))]:
-        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+        text = re.sub(r"`[^`\n]*`", "", page.read_text())  # code spans hold no links
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
             if "://" in target or target.startswith("mailto:"):
                 continue
             if not (page.parent / target).exists():
