@@ -183,6 +183,12 @@ class ObjectLock(Model):
     mode: Literal["COMPLIANCE", "GOVERNANCE"] = "GOVERNANCE"
 
 
+def _s3_bucket_name(value: str) -> str:
+    if not _BUCKET_RE.match(value) or ".." in value:
+        raise ValueError(f"bad S3 bucket name {value!r}")
+    return value
+
+
 class S3StoreSpec(Model):
     """An S3 bucket (or S3-compatible endpoint)."""
 
@@ -200,9 +206,7 @@ class S3StoreSpec(Model):
     @field_validator("bucket")
     @classmethod
     def _bucket_name(cls, value: str) -> str:
-        if not _BUCKET_RE.match(value) or ".." in value:
-            raise ValueError(f"bad S3 bucket name {value!r}")
-        return value
+        return _s3_bucket_name(value)
 
     @field_validator("prefix")
     @classmethod
@@ -531,9 +535,7 @@ class S3SourceSpec(Model):
     @field_validator("bucket")
     @classmethod
     def _bucket_name(cls, value: str) -> str:
-        if not _BUCKET_RE.match(value) or ".." in value:
-            raise ValueError(f"bad S3 bucket name {value!r}")
-        return value
+        return _s3_bucket_name(value)
 
     @field_validator("prefix")
     @classmethod

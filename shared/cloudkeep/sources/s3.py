@@ -57,6 +57,7 @@ from ..errors import (
     SourceError,
     SourceUnreachableError,
 )
+from ..stores.s3 import UNREACHABLE_CODES
 
 if TYPE_CHECKING:
     from ..manifest import Manifest
@@ -78,17 +79,6 @@ _HEADERS = {
     "ContentDisposition": "content_disposition",
     "ContentEncoding": "content_encoding",
     "ContentLanguage": "content_language",
-}
-_UNREACHABLE_CODES = {
-    "NoSuchBucket",
-    "AccessDenied",
-    "AllAccessDisabled",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "InvalidToken",
-    "PermanentRedirect",
-    "AuthorizationHeaderMalformed",
 }
 _CHANGED_CODES = {"PreconditionFailed", "412"}
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
@@ -710,7 +700,7 @@ class _errors:  # used as a context manager, like a function
             if code in _MISSING_CODES:
                 raise _Vanished() from exc
             message = f"{code}: {err.get('Message', '')}".strip().rstrip(":")
-            if code in _UNREACHABLE_CODES:
+            if code in UNREACHABLE_CODES:
                 raise SourceUnreachableError(f"{self.what}: {message}") from exc
             if code == "InvalidObjectState":
                 raise SourceError(f"{self.what}: the object is archived ({message})") from exc

@@ -24,7 +24,7 @@ from . import CHUNK, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
 if TYPE_CHECKING:
     from ..policy import S3StoreSpec
 
-_UNREACHABLE_CODES = {
+UNREACHABLE_CODES = {  # S3 error codes that mean the bucket cannot be reached (also the S3 source's)
     "NoSuchBucket",
     "AccessDenied",
     "AllAccessDisabled",
@@ -276,7 +276,7 @@ class _S3Errors:
             if code in _MISSING_CODES:
                 raise ObjectNotFoundError(self.key) from exc
             message = f"{code}: {err.get('Message', '')}".strip().rstrip(":")
-            if code in _UNREACHABLE_CODES:
+            if code in UNREACHABLE_CODES:
                 raise StoreUnreachableError(f"cannot reach {where}: {message}") from exc
             raise StoreError(f"S3 error on {where}: {message}") from exc
         if isinstance(exc, NoCredentialsError):
