@@ -467,3 +467,41 @@ def test_object_lock_covers_blobs_and_prune_extends_it(tmp_path: Path, s3: Any, 
     [report] = cli_json(capsys, "--policy", path, "prune")
     assert report["retention_extended"] == [manifest.snapshot_id]
     assert s3.head_object(Bucket=vault, Key=blob)["ObjectLockRetainUntilDate"] > first["ObjectLockRetainUntilDate"]
+
+
+def test_a_drill_restores_into_a_scratch_prefix_compares_and_deletes_it(
+    tmp_path: Path, s3: Any, capsys: Any
+) -> None:
+    bucket = new_bucket(s3)
+    seed(s3, bucket)
+    policy = write_policy(tmp_path, bucket, file_store(tmp_path, s3))
+    manifest = snapshot(policy)
+    before = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
+
+    report = cli_json(capsys, "--policy", policy, "verify", "files@latest", "--level", "drill")
+    assert report["ok"] is True, report
+    assert report["target"].startswith(f"{bucket}/{s3mod.DRILL_PREFIX}")
+    assert report["cleaned_up"] is True and report["restore_seconds"] >= 0
+    after = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
+    assert after == before, "the scratch prefix is gone and nothing else was touched"
+
+    # A tampered blob (its content no longer what the listing says) fails the drill, which
+    # still leaves the source bucket as it was.
+    store = the_store(policy)
+    sha = sorted(blob_shas(store))[0]
+    path = tmp_path / "vault" / layout.blob_key("files", sha)
+    path.chmod(0o644)
+    path.write_bytes(b"not what was backed up")
+    code, out, err = cli(capsys, "--policy", policy, "verify", "files@latest", "--level", "drill")
+    assert code == 1 and "FAILED (drill" in out, out + err
+    assert manifest.snapshot_id in out
+    after = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
+    assert after == before
+
+
+def test_backups_skip_a_drill_scratch_prefix() -> None:
+    source = S3Source("bucket", REGION, client=object())
+    assert source.wanted("docs/a.txt")
+    assert not source.wanted(f"{s3mod.DRILL_PREFIX}ab12cd34/docs/a.txt")
+    with pytest.raises(Exception, match="not a drill's scratch prefix"):
+        source.drop_target("bucket/docs", {})

@@ -74,6 +74,8 @@ ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 # Keys of a listing line a restored copy cannot keep (S3 sets them on every write): left out of
 # the content digest, so a restored bucket can be compared with the manifest.
 DIGEST_IGNORES = ("etag", "last_modified", "version")
+# Restore drills write into ``<source bucket>/cloudkeep-drill-<token>/``; backups never read it.
+DRILL_PREFIX = "cloudkeep-drill-"
 _HEADERS = {
     "CacheControl": "cache_control",
     "ContentDisposition": "content_disposition",
@@ -257,8 +259,8 @@ class S3Source:
     def wanted(self, key: str) -> bool:
         """Whether ``key`` is backed up: under the prefix, matching an ``include`` glob (if any)
         and no ``exclude`` glob. A glob matches the key relative to the prefix or the full key."""
-        if not key.startswith(self.prefix):
-            return False
+        if not key.startswith(self.prefix) or key.startswith(DRILL_PREFIX):
+            return False  # ... nor a restore drill's scratch objects
         rel = key[len(self.prefix):]
 
         def matches(pattern: str) -> bool:
@@ -503,6 +505,28 @@ class S3Source:
             raise RestoreError(f"target {where} is not empty; refusing to write into it "
                                "(pass --overwrite to write the snapshot's objects over it)")
         return S3Writer(self, target, bucket, prefix)
+
+    # ---------------------------------------------------------------- drills
+
+    def scratch_target(self, token: str) -> str:
+        """A prefix of the source bucket for a restore drill (deleted after the drill; backups of
+        this bucket skip it)."""
+        return f"{self.bucket}/{DRILL_PREFIX}{token}"
+
+    def drop_target(self, target: str, recorded: dict[str, Any]) -> None:
+        """Delete every object of a drill's scratch prefix (nothing there is fine)."""
+        bucket, prefix = split_target(target)
+        if not prefix.startswith(DRILL_PREFIX) or "/" in prefix:
+            raise SourceError(f"refusing to delete {target!r}: not a drill's scratch prefix")
+        deleted = 0
+        for page in self.list_objects(bucket, f"{prefix}/"):
+            keys = [{"Key": obj["Key"]} for obj in page]
+            for i in range(0, len(keys), 1000):
+                with _errors(f"deleting the drill objects under s3://{bucket}/{prefix}/"):
+                    self.client.delete_objects(Bucket=bucket,
+                                               Delete={"Objects": keys[i:i + 1000], "Quiet": True})
+                deleted += len(keys[i:i + 1000])
+        log.info("deleted %d scratch objects under s3://%s/%s/", deleted, bucket, prefix)
 
     def scan_digest(self, target: str) -> tuple[int, str]:
         """(objects, content digest) of a live bucket (``BUCKET[/PREFIX]``) read the way a backup
