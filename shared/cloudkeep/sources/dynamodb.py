@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..codec import ContentDigest
 from ..errors import RestoreError, SourceError, SourceUnreachableError
+from ._aws import AwsErrors
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -845,35 +846,8 @@ class DynamoDBWriter:
         )
 
 
-class _errors:
+class _errors(AwsErrors):
     """Maps botocore exceptions to cloudkeep errors, in one place for this adapter."""
 
-    def __init__(self, doing: str, passthrough: set[str] | None = None,
-                 hints: dict[str, str] | None = None) -> None:
-        self.doing = doing
-        self.passthrough = passthrough or set()
-        self.hints = hints or {}
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is None:
-            return
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-        if isinstance(exc, ClientError):
-            err = exc.response.get("Error", {})
-            code = str(err.get("Code", ""))
-            if code in self.passthrough:
-                return
-            message = f"DynamoDB {code} while {self.doing}: {err.get('Message', '')}".rstrip(": ")
-            if code in self.hints:
-                message += f" — {self.hints[code]}"
-            if code in _UNREACHABLE_CODES:
-                raise SourceUnreachableError(message) from exc
-            raise SourceError(message) from exc
-        if isinstance(exc, NoCredentialsError):
-            raise SourceUnreachableError(f"no AWS credentials found while {self.doing}") from exc
-        if isinstance(exc, BotoCoreError):
-            raise SourceUnreachableError(f"cannot reach DynamoDB while {self.doing}: {exc}") from exc
+    SERVICE = "DynamoDB"
+    UNREACHABLE = frozenset(_UNREACHABLE_CODES)

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import RestoreError, SourceError, SourceUnreachableError
+from ..errors import RestoreError, SourceError
+from ._aws import AwsErrors
 
 if TYPE_CHECKING:
     from ..manifest import Manifest
@@ -449,31 +450,8 @@ def _primary(manifest: Manifest) -> dict[str, Any]:
     return dict(records[0])
 
 
-class _errors:
+class _errors(AwsErrors):
     """Maps botocore exceptions to cloudkeep errors, in one place for this adapter."""
 
-    def __init__(self, doing: str, passthrough: set[str] | None = None) -> None:
-        self.doing = doing
-        self.passthrough = passthrough or set()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is None:
-            return
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-        if isinstance(exc, ClientError):
-            err = exc.response.get("Error", {})
-            code = str(err.get("Code", ""))
-            if code in self.passthrough:
-                return
-            message = f"RDS {code} while {self.doing}: {err.get('Message', '')}".rstrip(": ")
-            if code in _UNREACHABLE:
-                raise SourceUnreachableError(message) from exc
-            raise SourceError(message) from exc
-        if isinstance(exc, NoCredentialsError):
-            raise SourceUnreachableError(f"no AWS credentials found while {self.doing}") from exc
-        if isinstance(exc, BotoCoreError):
-            raise SourceUnreachableError(f"cannot reach RDS while {self.doing}: {exc}") from exc
+    SERVICE = "RDS"
+    UNREACHABLE = frozenset(_UNREACHABLE)
