@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from cloudkeep.fanout import WorkItem, WorkItemError, drain, run_work_item
 from cloudkeep.lock import DatasetLock
 from cloudkeep.manifest import Manifest
 from cloudkeep.policy import parse_policy
+from cloudkeep.prune import prune
 from cloudkeep.queues.inprocess import InProcessQueue
 from cloudkeep.stores.memory import MemoryStore
 from cloudkeep.verify import verify_integrity
@@ -125,7 +127,7 @@ def test_a_run_out_of_budget_stops_after_its_part_and_the_next_run_resumes_it() 
                    options=opts(deadline=Deadline(Countdown(4), reserve=1.0)))
     assert first.status == "unfinished" and first.segments == 3
     assert snapshot_ids(store, "a") == [], "nothing visible before the manifest"
-    assert store.stat(layout.lock_key("a")) is None, "the lock is released for the next run"
+    assert DatasetLock(store, "a", "probe").holder() is None, "the lock is released for the next run"
     saved = [checkpoint.load_segment(store, "a", first.snapshot_id or "", s) for s in range(3)]
     assert any(r is not None and r.parts and not r.done for r in saved)
     reads_before = source.reads
@@ -144,11 +146,15 @@ def test_a_run_out_of_budget_stops_after_its_part_and_the_next_run_resumes_it() 
     # Resuming re-reads at most the pages after each segment's last checkpoint, not everything.
     assert source.reads - reads_before < 3 * 200
     assert_exact(store, result.manifest, source)
+    assert list(store.list(layout.checkpoints_prefix("a", first.snapshot_id or ""))), \
+        "checkpoints stay after the commit (the backup path never deletes)"
+    prune(POLICY, "a", datetime.now(UTC), store=store)
     assert list(store.list(layout.checkpoints_prefix("a", first.snapshot_id or ""))) == [], \
-        "checkpoints are removed once committed"
+        "prune removes the checkpoints of a committed snapshot"
+    assert_exact(store, result.manifest, source)
 
 
-def test_parts_written_after_the_last_checkpoint_are_replaced_on_resume() -> None:
+def test_parts_written_after_the_last_checkpoint_are_skipped_on_resume_and_pruned() -> None:
     store, source = MemoryStore(), ResumableSource(segments=1, per_segment=100)
     first = backup(POLICY, "a", store=store, source=source,
                    options=opts(checkpoint_every=3, deadline=Deadline(Countdown(3), reserve=1.0)))
@@ -158,12 +164,22 @@ def test_parts_written_after_the_last_checkpoint_are_replaced_on_resume() -> Non
     # A crashed writer left two parts the checkpoint does not know (one with other content).
     for index in (record.next_index, record.next_index + 1):
         store.put(layout.part_key("a", sid, layout.part_name(0, index)), b"garbage")
+    strays = {layout.part_name(0, i) for i in (record.next_index, record.next_index + 1)}
     result = backup(POLICY, "a", store=store, source=source, options=opts())
     assert result.status == "committed" and result.manifest is not None
     assert_exact(store, result.manifest, source)
+    names = [p.name for p in result.manifest.parts]
+    assert not strays & set(names), "taken part names are never reused"
+    assert [p.index for p in result.manifest.parts][record.next_index] == record.next_index + 2, \
+        "the resumed segment continues past the taken indexes (a gap in the manifest)"
+    assert store.get(layout.part_key("a", sid, sorted(strays)[0])) == b"garbage", "never overwritten"
+    prune(POLICY, "a", datetime.now(UTC), store=store)
+    assert not [k for k in store.objects if any(k.endswith(s) for s in strays)], \
+        "prune removes the parts the manifest does not reference"
+    assert_exact(store, result.manifest, source)
 
 
-def test_a_failing_run_still_cleans_up_when_it_resumed() -> None:
+def test_a_failing_resumed_run_deletes_nothing_and_prune_collects_after_the_commit() -> None:
     store, source = MemoryStore(), ResumableSource(segments=2)
     first = backup(POLICY, "a", store=store, source=source,
                    options=opts(deadline=Deadline(Countdown(2), reserve=1.0)))
@@ -173,9 +189,17 @@ def test_a_failing_run_still_cleans_up_when_it_resumed() -> None:
                               ) -> Iterator[tuple[list[bytes], Any]]:
             raise RuntimeError("boom")
 
+    before = set(store.objects)
     with pytest.raises(RuntimeError, match="boom"):
         backup(POLICY, "a", store=store, source=Broken(segments=2), options=opts())
-    assert [k for k in store.objects if k.startswith(f"a/snapshots/{first.snapshot_id}/")] == []
+    assert before <= set(store.objects), "the backup path never deletes"
+    result = backup(POLICY, "a", store=store, source=ResumableSource(segments=2), options=opts())
+    assert result.status == "committed" and result.snapshot_id == first.snapshot_id
+    prune(POLICY, "a", datetime.now(UTC), store=store)
+    assert result.manifest is not None
+    left = {k for k in store.objects if k.startswith(f"a/snapshots/{first.snapshot_id}/")}
+    assert left == {layout.manifest_key("a", first.snapshot_id or "")} | {
+        layout.part_key("a", first.snapshot_id or "", p.name) for p in result.manifest.parts}
 
 
 def test_many_work_items_with_duplicate_deliveries_commit_one_correct_snapshot() -> None:
@@ -224,7 +248,7 @@ def test_a_duplicate_while_the_segment_is_leased_is_dropped() -> None:
     queue = InProcessQueue()
     sid = backup(POLICY, "a", store=store, source=source, options=opts(queue=queue)).snapshot_id or ""
     item = WorkItem.parse(queue.receive(1)[0].body)
-    with DatasetLock(store, "a", "other-worker", key=layout.segment_lock_key("a", sid, 0)):
+    with DatasetLock(store, "a", "other-worker", prefix=layout.segment_lease_prefix("a", sid, 0)):
         busy = run_work_item(POLICY, item, store=store, source=source, options=opts())
     assert busy.status == "busy"
     assert checkpoint.load_segment(store, "a", sid, 0) is None, "the duplicate wrote nothing"

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import yaml
 
-from cloudkeep import layout
 from conftest import REGION, unique
 from helpers import cli, cli_json, scan_all
 from test_dynamodb_roundtrip import corpus, fill, make_table
@@ -73,7 +72,7 @@ def test_each_method_round_trips_the_same_corpus(
         # A native job: the first run starts it and returns; the next run polls and commits.
         assert first["status"] == "pending", first
         assert first["job"]["state"] == "started"
-        record = json.loads(_s3_get(s3_bucket, f"backups/{layout.job_key('orders', first['snapshot_id'])}"))
+        record = _job_record(policy, first["snapshot_id"])
         assert record["state"] == "started" and record["method"] == method
         assert cli_json(capsys, "--policy", str(policy), "list", "orders") == []
         for _ in range(20):  # moto's export thread takes about a second
@@ -82,7 +81,7 @@ def test_each_method_round_trips_the_same_corpus(
             if second["status"] != "pending":
                 break
         assert second["status"] == "committed", second
-        record = json.loads(_s3_get(s3_bucket, f"backups/{layout.job_key('orders', first['snapshot_id'])}"))
+        record = _job_record(policy, first["snapshot_id"])
         assert record["state"] == "finished"
 
     show = cli_json(capsys, "--policy", str(policy), "show", "orders@latest")
@@ -193,6 +192,18 @@ def test_retention_deletes_the_backups_it_made_and_only_those(
     assert later["native_deleted"] == [stray]
     left = {b["BackupArn"] for b in moto_ddb.list_backups(TableName=table)["BackupSummaries"]}
     assert left == {arns[1], theirs}, "someone else's backup is never touched"
+
+
+def _job_record(policy: Path, snapshot_id: str) -> dict[str, Any]:
+    """The job's current record (the newest entry of its append-only sequence)."""
+    from cloudkeep.jobs import read_job
+    from cloudkeep.policy import load_policy
+    from cloudkeep.registry import store_for_dataset
+
+    record = read_job(store_for_dataset(load_policy(str(policy)).policy, "orders"), "orders",
+                      snapshot_id)
+    assert record is not None
+    return record
 
 
 def _s3_get(bucket: str, key: str) -> bytes:

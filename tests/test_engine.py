@@ -80,20 +80,26 @@ def test_backup_commits_manifest_last_with_totals_and_digest() -> None:
     assert manifest.totals.parts == len(manifest.parts) > 3
     assert (manifest.totals.items, manifest.content_digest.value) == source.scan_digest("aaa")
     assert snapshot_ids(store, "a") == [manifest.snapshot_id]
-    assert store.stat(layout.lock_key("a")) is None, "the lock is released"
+    assert DatasetLock(store, "a", "probe").holder() is None, "the lock is released"
     assert verify_integrity(store, manifest).ok
 
 
-def test_a_failing_segment_leaves_nothing_visible_and_cleans_its_parts() -> None:
+def test_a_failing_segment_leaves_nothing_visible_deletes_nothing_and_is_resumed() -> None:
     store = MemoryStore()
     first = backup(POLICY, "a", store=store, source=ScriptedSource())
+    before = set(store.objects)
     with pytest.raises(SourceError, match="segment 1 broke"):
         backup(POLICY, "a", store=store, options=RunOptions(part_size=100),
                source=ScriptedSource(fail_segment=1, fail_after_pages=2))
     assert snapshot_ids(store, "a") == [first.snapshot_id]
-    keys = [k for k in store.objects if k.startswith("a/snapshots/")]
-    assert all(k.startswith(f"a/snapshots/{first.snapshot_id}/") for k in keys), keys
-    assert store.stat(layout.lock_key("a")) is None
+    assert before <= set(store.objects), "a failing run deletes nothing (only prune deletes)"
+    assert DatasetLock(store, "a", "probe").holder() is None
+    # The next run resumes the unfinished snapshot and commits it, parts past the failed ones.
+    again = backup(POLICY, "a", store=store, source=ScriptedSource(),
+                   options=RunOptions(part_size=100))
+    assert again.status == "committed" and again.manifest is not None
+    assert again.snapshot_id != first.snapshot_id
+    assert verify_integrity(store, again.manifest).ok
 
 
 def test_an_existing_snapshot_id_is_not_taken_twice() -> None:
@@ -116,11 +122,15 @@ def test_a_held_lock_refuses_a_second_run() -> None:
 
 def test_an_expired_lock_is_taken_over() -> None:
     store = MemoryStore()
-    stale = {"run_id": "crashed", "expires_at": (datetime.now(UTC) - timedelta(seconds=1)).isoformat()}
-    store.put(layout.lock_key("a"), json.dumps(stale).encode())
+    stale = {"run_id": "crashed", "state": "held",
+             "expires_at": (datetime.now(UTC) - timedelta(seconds=1)).isoformat()}
+    store.put(layout.generation_key(layout.lock_prefix("a"), 7), json.dumps(stale).encode())
+    # The previous release's lock object is stale: never honoured.
+    store.put(layout.lock_key("a"), json.dumps(stale | {"expires_at": "2999-01-01T00:00:00+00:00"}).encode())
     assert backup(POLICY, "a", store=store, source=ScriptedSource()).status == "committed"
-    assert store.stat(layout.lock_key("a")) is None
-    assert not [k for k in store.objects if "takeover" in k]
+    gens = sorted(k for k in store.objects if k.startswith(layout.lock_prefix("a")))
+    assert gens[0] == layout.generation_key(layout.lock_prefix("a"), 7), "nothing deleted"
+    assert json.loads(store.get(gens[-1]))["state"] == "released"
 
 
 def test_only_one_of_many_concurrent_lockers_wins() -> None:
@@ -142,7 +152,8 @@ def test_only_one_of_many_concurrent_lockers_wins() -> None:
     for t in threads:
         t.join()
     assert len(wins) == 1
-    assert json.loads(store.get(layout.lock_key("a")))["run_id"] == wins[0]
+    holder = DatasetLock(store, "a", "probe").holder()
+    assert holder is not None and holder["run_id"] == wins[0]
 
 
 def test_one_failing_dataset_does_not_stop_the_others() -> None:

@@ -4,7 +4,6 @@ finish → committed; the scheduled tick continues a pending job instead of star
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -171,10 +170,10 @@ def test_prune_keeps_a_running_exports_folder_and_deletes_recorded_backups() -> 
     assert report.removed == [old.snapshot_id]
     assert source.deleted == [f"arn:backup/{old.snapshot_id}"]
     assert report.native_deleted == [f"arn:backup/{old.snapshot_id}"]
-    assert store.stat(layout.job_key("orders", str(old.snapshot_id))) is None
+    assert read_job(store, "orders", str(old.snapshot_id)) is None
     assert store.stat(layout.part_key("orders", running.snapshot_id, "export/data/0.json.gz")) is not None, \
         "the folder of a running job is not an orphan"
-    assert json.loads(store.get(layout.job_key("orders", running.snapshot_id)))["state"] == "started"
+    assert (read_job(store, "orders", running.snapshot_id) or {})["state"] == "started"
 
 
 def test_gzip_parts_multi_member_and_truncated() -> None:

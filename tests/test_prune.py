@@ -74,8 +74,13 @@ def test_prune_removes_manifest_first_then_parts() -> None:
     store.delete = recording_delete  # type: ignore[method-assign]
     report = prune(POLICY, "a", NOW, store=store)
     assert report.removed == [ids[0]]
-    assert order[0] == layout.manifest_key("a", ids[0])
-    assert all(k.startswith(layout.snapshot_prefix("a", ids[0])) for k in order[1:]) and len(order) > 1
+    mine = [k for k in order if k.startswith(layout.snapshot_prefix("a", ids[0]))]
+    manifest_at = mine.index(layout.manifest_key("a", ids[0]))
+    assert mine[:manifest_at] == [layout.run_state_key("a", ids[0])], \
+        "only the plan goes before the manifest (so no leftover looks resumable)"
+    assert not [k for k in mine[manifest_at + 1:] if layout.parse_part_name(k.rsplit("/", 1)[1]) is None
+                and "/checkpoints/" not in k], mine
+    assert any(layout.parse_part_name(k.rsplit("/", 1)[1]) for k in mine[manifest_at + 1:])
     assert snapshot_ids(store, "a") == ids[1:]
     assert not [k for k in store.objects if ids[0] in k]
 
@@ -87,32 +92,48 @@ def test_a_crash_between_manifest_and_parts_leaves_no_visible_snapshot() -> None
     calls = {"n": 0}
 
     def crashing_delete(keys: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] == 2:  # after the manifest went
+        keys = list(keys)
+        if calls["n"] == 1 and ids[0] in keys[0]:  # the first delete after the manifest went
             raise StoreError("crash")
+        if keys == [layout.manifest_key("a", ids[0])]:
+            calls["n"] = 1
         real_delete(keys)
 
     store.delete = crashing_delete  # type: ignore[method-assign]
     report = prune(POLICY, "a", NOW, store=store)
     assert report.errors and snapshot_ids(store, "a") == ids[1:]
+    assert [k for k in store.objects if ids[0] in k], "the crash left parts behind"
     store.delete = real_delete  # type: ignore[method-assign]
-    # The leftover parts are an unfinished-looking folder: removed once past the grace period.
-    later = prune(POLICY, "a", datetime.now(Z) + timedelta(days=1), store=store)
+    # The leftover has no plan and no manifest: nothing can resume it, the next prune removes it.
+    later = prune(POLICY, "a", NOW, store=store)
     assert later.orphans == [ids[0]]
     assert not [k for k in store.objects if ids[0] in k]
 
 
-def test_parts_of_crashed_runs_go_after_the_grace_period_and_never_under_a_lock() -> None:
+def test_unfinished_runs_go_once_not_resumable_and_never_while_a_run_holds_the_lock() -> None:
+    from cloudkeep.checkpoint import RESUME_WITHIN
+    from cloudkeep.lock import DatasetLock
+
     store = MemoryStore()
     take(store, "a", 1)
+    # A run that crashed: its plan and a part (as a killed run leaves them).
+    crashed = ScriptedSource(fail_segment=0)
+    with pytest.raises(Exception, match="broke"):
+        backup(POLICY, "a", store=store, source=crashed)
+    (sid,) = [s for s in {k.split("/")[2] for k in store.objects if k.startswith("a/snapshots/")}
+              if s not in snapshot_ids(store, "a")]
+    assert prune(POLICY, "a", datetime.now(Z), store=store).orphans == []  # still resumable
+    with DatasetLock(store, "a", "a-run"):
+        held = prune(POLICY, "a", datetime.now(Z) + RESUME_WITHIN * 2, store=store)
+    assert held.orphans == [] and held.errors and "a-run" in held.errors[0], "prune keeps out"
+    assert [k for k in store.objects if sid in k]
+    later = prune(POLICY, "a", datetime.now(Z) + RESUME_WITHIN * 2, store=store)
+    assert later.orphans == [sid]
+    assert not [k for k in store.objects if sid in k]
+    # A folder without a plan (no run can resume it: a crashed prune's leftover) goes at once.
     orphan = layout.part_key("a", "20260101T050000Z-dead01", layout.part_name(0, 0))
-    store.put(orphan, b"partial")
-    assert prune(POLICY, "a", datetime.now(Z), store=store).orphans == []  # too young
-    store.put(layout.lock_key("a"), b"{}")
-    assert prune(POLICY, "a", datetime.now(Z) + timedelta(days=1), store=store).orphans == []
-    store.delete([layout.lock_key("a")])
-    assert prune(POLICY, "a", datetime.now(Z) + timedelta(days=1), store=store).orphans == [
-        "20260101T050000Z-dead01"]
+    store.put(orphan, b"partial", if_absent=True)
+    assert prune(POLICY, "a", datetime.now(Z), store=store).orphans == ["20260101T050000Z-dead01"]
     assert store.stat(orphan) is None
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cloudkeep import alerts, audit, engine, layout
+from cloudkeep import alerts, audit, engine
 from cloudkeep.alerts import MemoryChannel, Notifier
 from cloudkeep.codec import ContentDigest
 from cloudkeep.errors import SourceError
@@ -148,7 +148,7 @@ def test_a_breach_raises_one_alert_across_ticks_and_one_recovery(world: dict[str
     for hour in range(1, 6):  # five failing hourly ticks; the RPO (2h) is passed at the third
         run(T0 + timedelta(hours=hour))
     assert sent(world) == [("alert", "backup_failed"), ("alert", "rpo_breach")]
-    state = json.loads(store.get(layout.alert_state_key("orders")))
+    state = alerts.load_state(store, "orders")
     assert {a["kind"] for a in state["open"]} == {"backup_failed", "rpo_breach"}
     breach = next(a for a in state["open"] if a["kind"] == "rpo_breach")
     assert breach["since"] == (T0 + timedelta(hours=3)).isoformat()
@@ -157,7 +157,7 @@ def test_a_breach_raises_one_alert_across_ticks_and_one_recovery(world: dict[str
     source.failing = False
     run(T0 + timedelta(hours=6))
     assert sent(world)[2:] == [("recovery", "backup_failed"), ("recovery", "rpo_breach")]
-    assert json.loads(store.get(layout.alert_state_key("orders")))["open"] == []
+    assert alerts.load_state(store, "orders")["open"] == []
     run(T0 + timedelta(hours=7))
     assert len(sent(world)) == 4, "nothing more once recovered"
 

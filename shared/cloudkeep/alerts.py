@@ -1,8 +1,10 @@
-"""Alerts: backup failures, RPO breaches and failed verifications, each raised once and cleared
-by one recovery message.
+"""Alerts: backup failures, RPO breaches, failed verifications and failed copies, each raised
+once and cleared by one recovery message.
 
-The memory is ``<dataset>/alerts/state.json`` (``layout.alert_state_key``): the dataset's open
-alerts, each ``{kind, since, message, notified}``. Every tick hands :func:`update` what it
+The memory is the append-only sequence ``<dataset>/alerts/state/<seq>.json``
+(``layout.alert_states_prefix``; the newest entry is current, a tick that changes it appends one,
+create-only — the backup identity never overwrites; prune removes superseded entries): the
+dataset's open alerts, each ``{kind, since, message, notified}``. Every tick hands :func:`update` what it
 observed for the kinds it checked (a message for a breach, ``None`` for "fine now"); a kind that
 was not checked keeps its state. A new breach opens an alert and sends it; a breach that stays
 sends nothing more; a kind found fine again closes its alert and sends one recovery. An alert
@@ -25,15 +27,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from . import layout
+from . import layout, sequences
 from .errors import CloudkeepError, ObjectNotFoundError
 from .stores import Store
 
 log = logging.getLogger(__name__)
 
-KINDS = ("backup_failed", "rpo_breach", "verification_failed")
+KINDS = ("backup_failed", "rpo_breach", "verification_failed", "copy_failed")
 TITLES = {
     "backup_failed": "backup failed",
+    "copy_failed": "copy failed",
     "rpo_breach": "RPO breached",
     "verification_failed": "verification failed",
 }
@@ -249,17 +252,26 @@ class Notifier:
 # ------------------------------------------------------------------------------------ the state
 
 
+def _parse_state(data: bytes, key: str) -> dict[str, Any]:
+    doc = json.loads(data)
+    if not isinstance(doc, dict) or not isinstance(doc.get("open"), list):
+        raise ValueError(f"{key} is not an alert state")
+    return doc
+
+
 def load_state(store: Store, dataset: str) -> dict[str, Any]:
+    """The newest readable alert state (or the previous release's single one), else none open."""
     try:
-        data = json.loads(store.get(layout.alert_state_key(dataset)))
+        found = sequences.newest(store, layout.alert_states_prefix(dataset), _parse_state)
+        if found is not None:
+            return found[1]
+        key = layout.alert_state_key(dataset)
+        return _parse_state(store.get(key), key)
     except ObjectNotFoundError:
         return {"dataset": dataset, "open": []}
     except (CloudkeepError, ValueError) as exc:
         log.warning("dataset %s: unreadable alert state (%s); starting afresh", dataset, exc)
         return {"dataset": dataset, "open": []}
-    if not isinstance(data, dict) or not isinstance(data.get("open"), list):
-        return {"dataset": dataset, "open": []}
-    return data
 
 
 def open_alerts(store: Store, dataset: str) -> list[dict[str, Any]]:
@@ -302,7 +314,8 @@ def update(store: Store, dataset: str, observed: dict[str, str | None], notifier
         state = {"dataset": dataset, "updated_at": now.isoformat(),
                  "open": sorted(current.values(), key=lambda a: (a["since"], a["kind"]))}
         try:
-            store.put(layout.alert_state_key(dataset), json.dumps(state, indent=2).encode())
+            sequences.append(store, layout.alert_states_prefix(dataset),
+                             json.dumps(state, indent=2).encode())
         except CloudkeepError as exc:
             log.error("dataset %s: could not save the alert state: %s", dataset, exc)
     return sent

@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import __version__, layout
+from . import __version__, layout, sequences
 from .errors import CloudkeepError, ObjectExistsError, UsageError
 from .stores import Store
 
@@ -134,7 +134,8 @@ def read(store: Store, since: datetime | None = None) -> Iterator[dict[str, Any]
                 day += timedelta(days=1)
     for prefix in prefixes:
         for info in store.list(prefix):
-            if not info.key.endswith(".json") or info.key == layout.policy_digest_key():
+            if not info.key.endswith(".json") or info.key == layout.policy_digest_key() \
+                    or info.key.startswith(layout.policy_digests_prefix()):
                 continue
             try:
                 record = json.loads(store.get(info.key))
@@ -167,11 +168,13 @@ def note_policy(store: Store, policy: Any, *, at: datetime | None = None) -> boo
     """Record a ``policy_change`` when the policy's digest differs from the last one this store
     saw (the first policy seen is recorded too). Returns True when a change was recorded."""
     digest = policy_digest(policy)
-    key = layout.policy_digest_key()
     previous: str | None = None
     try:
-        if store.stat(key) is not None:
-            previous = json.loads(store.get(key)).get("digest")
+        found = sequences.newest(store, layout.policy_digests_prefix(), _parse_digest)
+        if found is not None:
+            previous = found[1]
+        elif store.stat(layout.policy_digest_key()) is not None:  # the previous release's
+            previous = _parse_digest(store.get(layout.policy_digest_key()), "")
     except (CloudkeepError, ValueError, AttributeError) as exc:
         log.warning("could not read the last policy digest: %s", exc)
     if previous == digest:
@@ -179,8 +182,16 @@ def note_policy(store: Store, policy: Any, *, at: datetime | None = None) -> boo
     write(store, "policy_change", outcome="changed" if previous else "first-seen",
           detail={"digest": digest, "previous_digest": previous,
                   "datasets": sorted(policy.datasets), "tiers": sorted(policy.tiers)}, at=at)
-    try:
-        store.put(key, json.dumps({"digest": digest, "at": (at or datetime.now(UTC)).isoformat()}).encode())
+    try:  # appended, create-only (the tick never overwrites; prune removes superseded ones)
+        sequences.append(store, layout.policy_digests_prefix(), json.dumps(
+            {"digest": digest, "at": (at or datetime.now(UTC)).isoformat()}).encode())
     except CloudkeepError as exc:
         log.warning("could not record the policy digest: %s", exc)
     return True
+
+
+def _parse_digest(data: bytes, key: str) -> str:
+    doc = json.loads(data)
+    if not isinstance(doc, dict) or not isinstance(doc.get("digest"), str):
+        raise ValueError(f"{key or 'policy digest'}: no digest")
+    return str(doc["digest"])

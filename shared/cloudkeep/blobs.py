@@ -121,11 +121,16 @@ def check_blobs(store: Store, manifest: Manifest, *, workers: int = 8, rehash: b
 def copy_blobs(source: Store, target: Store, manifest: Manifest, *,
                retain_until: datetime | None = None) -> int:
     """Copy the blobs a snapshot references into ``target`` (those it lacks); each copied blob's
-    sha256 is checked. Returns how many were copied."""
+    sha256 is checked, and a blob already there must have the recorded size. Returns how many
+    were copied."""
     copied = 0
-    for sha in sorted(distinct_blobs(source, manifest)):
+    for sha, size in sorted(distinct_blobs(source, manifest).items()):
         key = layout.blob_key(manifest.dataset, sha)
-        if target.stat(key) is not None:
+        there = target.stat(key)
+        if there is not None:
+            if there.size != size:
+                raise VerificationError(f"blob {sha} in {target.describe()} has {there.size} "
+                                        f"bytes, not {size}; prune removes it once unreferenced")
             continue
         with source.open(key) as stream:
             reader = HashingReader(stream)
@@ -134,7 +139,8 @@ def copy_blobs(source: Store, target: Store, manifest: Manifest, *,
             except ObjectExistsError:
                 continue
         if reader.sha256.hexdigest() != sha:
-            target.delete([key])
+            # A copy never deletes (only prune does): the damaged blob is unreferenced in the copy
+            # store (no copied manifest names it yet) and prune's blob collection removes it.
             raise VerificationError(f"blob {sha} in {source.describe()} is damaged; not copied")
         copied += 1
     return copied
@@ -164,21 +170,25 @@ class GcReport:
 
 
 def collect(store: Store, dataset: str, now: datetime, *, keep_ids: Iterable[str] | None = None,
-            dry_run: bool = False, grace: timedelta = BLOB_GRACE) -> GcReport:
+            dry_run: bool = False, grace: timedelta = BLOB_GRACE, fence: Any = None) -> GcReport:
     """Delete the dataset's blobs that no committed snapshot references and that are older than
     ``grace``. ``keep_ids`` (dry run): the snapshots that would remain; default: every committed
-    snapshot. The real run holds the dataset's lock (skipped, and said so, if a run holds it)."""
+    snapshot. The real run holds the dataset's lock: ``fence`` when the caller (prune) holds it
+    already, else its own (skipped, and said so, if a run holds it)."""
     report = GcReport()
     if not any(True for _ in store.list(layout.blobs_prefix(dataset))):
         return report
     if dry_run:
         _collect(store, dataset, now, keep_ids, True, grace, report)
         return report
-    from .lock import DatasetLock
+    from .lock import DatasetLock, FencedStore
 
+    if fence is not None:
+        _collect(FencedStore(store, fence), dataset, now, None, False, grace, report)
+        return report
     try:
-        with DatasetLock(store, dataset, f"gc-{secrets.token_hex(6)}"):
-            _collect(store, dataset, now, None, False, grace, report)
+        with DatasetLock(store, dataset, f"gc-{secrets.token_hex(6)}") as lock:
+            _collect(FencedStore(store, lock), dataset, now, None, False, grace, report)
     except LockedError as exc:
         report.skipped = f"a run holds the dataset's lock ({exc})"
     return report

@@ -5,16 +5,21 @@ A run that cannot finish in one invocation (a time budget, a crash, ``kill -9``)
 - ``checkpoints/run.json`` — the run's plan (source description, segment count, codec options,
   the source's own plan state), written once, create-only, before any part; every later
   invocation reads the snapshot with exactly this plan;
-- ``checkpoints/segment-<n>.json`` — per segment, the source's cursor (DynamoDB
+- ``checkpoints/segment-<n>/<seq>.json`` — per segment, the source's cursor (DynamoDB
   LastEvaluatedKey, Firestore document name, Cosmos DB continuation) after the last part it
-  lists, those parts, and the content digest of their items; overwritten atomically (a whole
-  object put) every few parts;
+  lists, those parts, and the content digest of their items; every few parts a new entry of an
+  append-only sequence (create-only; the newest is current, ``sequences.py``);
 - ``checkpoints/segment-<n>.done.json`` — the segment's final record, create-only;
-- ``checkpoints/segment-<n>.lock`` — the lease of the worker reading the segment (fan-out).
+- ``checkpoints/lease-<n>/<generation>.json`` — the lease of the worker reading the segment
+  (fan-out; a fenced lock, ``lock.py``);
+- ``checkpoints/abandoned.json`` — the plan can no longer be resumed (create-only).
 
-A checkpoint only ever names parts that were written before it, so the parts it lists are
-complete; parts written after it (by a run that then died) are removed when the segment resumes.
-Nothing here is visible as a snapshot: only the manifest, written last, makes one.
+Nothing here is ever overwritten or deleted by a run. A checkpoint only ever names parts that were
+written before it, so the parts it lists are complete; parts written after it (by a run that then
+died or was fenced) stay where they are, unreferenced: the resumed segment writes its next parts
+under the next free index, and prune removes the unreferenced ones once the snapshot is committed
+(with its checkpoints). Nothing here is visible as a snapshot: only the manifest, written last,
+makes one.
 """
 
 from __future__ import annotations
@@ -23,16 +28,19 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from . import layout
+from . import layout, sequences
 from .codec import ContentDigest, PartStats
-from .errors import CloudkeepError, ObjectNotFoundError
+from .errors import CloudkeepError, ObjectExistsError, ObjectNotFoundError
 from .stores import Store
 
 STATE_FORMAT = 1
 DEFAULT_RESERVE = 30.0  # seconds kept free before a deadline, at least
+# An unfinished snapshot started longer ago than this is not resumed by any run (a new one
+# starts); prune removes it once nothing has been written to it for its grace period.
+RESUME_WITHIN = timedelta(hours=24)
 
 
 class CheckpointError(CloudkeepError):
@@ -102,7 +110,9 @@ class SegmentRecord:
 
     @property
     def next_index(self) -> int:
-        return len(self.parts)
+        """Above every part this record lists (other indexes may be taken too: parts are never
+        reused, so a writer moves on past any name it finds taken)."""
+        return max((p.index for p in self.parts), default=-1) + 1
 
     def digest(self, ignores: list[str]) -> ContentDigest:
         return ContentDigest(self.digest_value, self.digest_count, ignores=ignores)
@@ -174,15 +184,41 @@ def load_run_state(store: Store, dataset: str, snapshot_id: str) -> RunState | N
 
 
 def load_segment(store: Store, dataset: str, snapshot_id: str, segment: int) -> SegmentRecord | None:
-    """The segment's final record if it is done, else its latest checkpoint, else None."""
-    for key in (layout.segment_done_key(dataset, snapshot_id, segment),
-                layout.checkpoint_key(dataset, snapshot_id, segment)):
-        try:
-            data = store.get(key)
-        except ObjectNotFoundError:
-            continue
-        return SegmentRecord.from_bytes(data, key)
-    return None
+    """The segment's final record if it is done, else its newest readable checkpoint (or the
+    previous release's single checkpoint), else None."""
+    key = layout.segment_done_key(dataset, snapshot_id, segment)
+    try:
+        return SegmentRecord.from_bytes(store.get(key), key)
+    except ObjectNotFoundError:
+        pass
+    found = sequences.newest(store, layout.segment_checkpoints_prefix(dataset, snapshot_id, segment),
+                             SegmentRecord.from_bytes)
+    if found is not None:
+        return found[1]
+    key = layout.checkpoint_key(dataset, snapshot_id, segment)
+    try:
+        return SegmentRecord.from_bytes(store.get(key), key)
+    except ObjectNotFoundError:
+        return None
+
+
+def save_segment(store: Store, dataset: str, snapshot_id: str, record: SegmentRecord) -> int:
+    """Append ``record`` as the segment's newest checkpoint (create-only). Returns its number."""
+    return sequences.append(store, layout.segment_checkpoints_prefix(dataset, snapshot_id,
+                                                                     record.segment),
+                            record.to_bytes())
+
+
+def finish_segment(store: Store, dataset: str, snapshot_id: str,
+                   record: SegmentRecord) -> SegmentRecord:
+    """Write the segment's final record, create-only. If another worker finished it first, its
+    record is the segment's (returned instead of ``record``)."""
+    key = layout.segment_done_key(dataset, snapshot_id, record.segment)
+    try:
+        store.put(key, record.to_bytes(), if_absent=True)
+        return record
+    except ObjectExistsError:
+        return SegmentRecord.from_bytes(store.get(key), key)
 
 
 def done_segments(store: Store, dataset: str, snapshot_id: str) -> set[int]:
@@ -198,9 +234,23 @@ def done_segments(store: Store, dataset: str, snapshot_id: str) -> set[int]:
     return out
 
 
+def is_abandoned(store: Store, dataset: str, snapshot_id: str) -> bool:
+    return store.stat(layout.abandoned_key(dataset, snapshot_id)) is not None
+
+
+def abandon(store: Store, dataset: str, snapshot_id: str, reason: str) -> None:
+    """Mark an unfinished snapshot as never to be resumed or committed (create-only)."""
+    body = json.dumps({"snapshot_id": snapshot_id, "reason": reason,
+                       "at": datetime.now().astimezone().isoformat()}).encode()
+    try:
+        store.put(layout.abandoned_key(dataset, snapshot_id), body, if_absent=True)
+    except ObjectExistsError:
+        pass
+
+
 def unfinished_snapshots(store: Store, dataset: str) -> list[str]:
-    """Snapshots of ``dataset`` with a run state and no manifest, oldest first."""
-    states, manifests = set(), set()
+    """Snapshots of ``dataset`` with a run state, no manifest and not abandoned, oldest first."""
+    states, manifests, abandoned = set(), set(), set()
     for info in store.list(layout.snapshots_prefix(dataset)):
         sid = layout.parse_run_state_key(dataset, info.key)
         if sid:
@@ -208,10 +258,6 @@ def unfinished_snapshots(store: Store, dataset: str) -> list[str]:
         sid = layout.parse_manifest_key(dataset, info.key)
         if sid:
             manifests.add(sid)
-    return sorted(states - manifests)
-
-
-def remove_checkpoints(store: Store, dataset: str, snapshot_id: str) -> None:
-    keys = [i.key for i in store.list(layout.checkpoints_prefix(dataset, snapshot_id))]
-    if keys:
-        store.delete(keys)
+        if info.key.endswith("/" + layout.CHECKPOINTS_DIR + "/abandoned.json"):
+            abandoned.add(info.key[len(layout.snapshots_prefix(dataset)):].split("/", 1)[0])
+    return sorted(states - manifests - abandoned)

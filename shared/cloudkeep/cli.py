@@ -267,6 +267,16 @@ def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None,
         data = tick_outcome.as_dict()["datasets"]
     else:
         data = [r.as_dict() for r in results] + [{"dataset": n, "status": "not-due"} for n in not_due]
+    copy_failed = [c for r in results for c in r.copy_failures]
+    if tick_outcome is not None:
+        from .copies import failure_text
+
+        copy_failed = tick_outcome.copy_failures
+        for row in data:  # copies retried by the tick for datasets it did not back up
+            mine = [c for c in copy_failed if c.get("dataset") == row["dataset"]]
+            if mine and not row.get("copy_failed"):
+                row["copy_failed"] = sorted({str(c.get("store")) for c in mine})
+                row["error"] = row.get("error") or failure_text(mine)
 
     def render(rows: list[dict[str, Any]]) -> None:
         _table(
@@ -281,8 +291,9 @@ def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None,
 
     _emit(ctx, data, render)
     failed = [r for r in results if r.status == "failed"]
-    if failed:
-        sys.exit(max(r.exit_code for r in failed))
+    if failed or copy_failed:
+        # A failed copy fails the command; its snapshot stays committed (and is listed).
+        sys.exit(max([r.exit_code for r in failed] + ([EXIT_FAILED] if copy_failed else [])))
 
 
 def _native_summary(native: dict[str, Any]) -> str:

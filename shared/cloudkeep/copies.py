@@ -2,8 +2,22 @@
 
 A copy is written like a snapshot: parts first, each part's sha256 checked by reading it back
 from the destination, the manifest last and create-only. The primary store then records the
-verified copy (``<dataset>/copies/<snapshot_id>/<store>.json``); ``list`` shows the copies and a
-tier's ``min_copies`` keeps retention from removing a snapshot that has too few of them.
+verified copy (``<dataset>/copies/<snapshot_id>/<store>.json``, create-only); ``list`` shows the
+copies and a tier's ``min_copies`` keeps retention from removing a snapshot that has too few.
+
+Copies are tracked, retried and alerted steps:
+
+- they run holding the dataset's fenced lock (``lock.py``), so prune — which takes the same lock —
+  never races a copy, and a copier that lost the lock writes nothing more;
+- :func:`catch_up` copies every committed snapshot that lacks a verified copy record for one of
+  its targets (newest first, a few per call): a copy that failed, or was interrupted by a crash
+  or ``kill -9``, is completed by a later run or tick;
+- a copy that fails is reported on the run's result (``run`` exits 1; the backup itself stays
+  committed) and the tick raises a ``copy_failed`` alert, cleared by one recovery once every
+  copy is verified;
+- nothing is ever deleted or overwritten here: the parts of an interrupted copy are reused (each
+  is checked) by the next attempt, and a partial copy (no manifest in the copy store) is removed
+  by prune.
 """
 
 from __future__ import annotations
@@ -11,18 +25,28 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import UTC, datetime
+import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import blobs, layout
 from .codec import HashingReader
-from .errors import CloudkeepError, ObjectExistsError, ObjectNotFoundError, VerificationError
+from .errors import (
+    CloudkeepError,
+    LockedError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    VerificationError,
+)
+from .lock import Fence, FencedStore, Lease
 from .manifest import Manifest
 from .policy import Policy
 from .registry import open_store
 from .stores import Store
 
 log = logging.getLogger(__name__)
+
+CATCH_UP = 5  # snapshots with a missing copy handled per call (newest first); later calls go on
 
 
 def targets(policy: Policy, dataset: str) -> list[str]:
@@ -35,9 +59,13 @@ def targets(policy: Policy, dataset: str) -> list[str]:
 def copy_snapshot(
     policy: Policy, source: Store, manifest: Manifest, target_name: str,
     *, retain_until: datetime | None = None, target: Store | None = None,
+    fence: Fence | None = None,
 ) -> dict[str, Any]:
-    """Copy one committed snapshot into the store ``target_name``; returns the copy record."""
+    """Copy one committed snapshot into the store ``target_name``; returns the copy record.
+    With ``fence`` every write (in the copy store and the record in ``source``) checks it first."""
     target = target or open_store(policy.stores[target_name])
+    if fence is not None:
+        target, source = FencedStore(target, fence), FencedStore(source, fence)
     ds, sid = manifest.dataset, manifest.snapshot_id
     for part in manifest.parts:
         key = layout.part_key(ds, sid, part.name)
@@ -78,22 +106,96 @@ def copy_snapshot(
         "verified": True,
         "verified_at": datetime.now(UTC).isoformat(),
     }
-    source.put(layout.copy_record_key(ds, sid, target_name), json.dumps(record, indent=2).encode())
+    try:
+        source.put(layout.copy_record_key(ds, sid, target_name),
+                   json.dumps(record, indent=2).encode(), if_absent=True)
+    except ObjectExistsError:
+        pass  # recorded by an earlier attempt (records are written only for verified copies)
     log.info("copied %s@%s to %s (%d parts verified)", ds, sid, target_name, len(manifest.parts))
     return record
 
 
 def copy_all(policy: Policy, source: Store, manifest: Manifest,
-             retain_until: datetime | None = None) -> list[dict[str, Any]]:
-    """Copy to every store the dataset names; a failed copy is reported, not raised."""
-    out = []
-    for name in targets(policy, manifest.dataset):
+             retain_until: datetime | None = None, *, lease: timedelta | None = None
+             ) -> list[dict[str, Any]]:
+    """Copy ``manifest``'s snapshot to every store the dataset names that lacks a verified copy
+    (under the dataset's lock); a failed copy is reported, not raised."""
+    if not targets(policy, manifest.dataset):
+        return []
+    return _copy_under_lock(policy, source, manifest.dataset, [manifest], retain_until, lease)
+
+
+def catch_up(policy: Policy, source: Store, dataset: str, *, limit: int = CATCH_UP,
+             lease: timedelta | None = None) -> list[dict[str, Any]]:
+    """Copy the newest ``limit`` committed snapshots of ``dataset`` that lack a verified copy in
+    one of its targets (retrying failed and interrupted copies). Returns one entry per copy
+    attempted: ``{snapshot_id, store, verified, error?}``, or one ``deferred`` entry per target
+    when another run holds the dataset's lock (the next call tries again)."""
+    if not targets(policy, dataset):
+        return []
+    from .catalog import load_manifest, snapshot_ids
+
+    wanted = targets(policy, dataset)
+    todo: list[Manifest] = []
+    for sid in reversed(snapshot_ids(source, dataset)):
+        if len(todo) >= limit:
+            break
+        have = set(verified_stores(source, dataset, sid))
+        if all(name in have for name in wanted):
+            continue
         try:
-            out.append(copy_snapshot(policy, source, manifest, name, retain_until=retain_until))
+            todo.append(load_manifest(source, dataset, sid))
         except CloudkeepError as exc:
-            log.error("copy of %s@%s to %s failed: %s", manifest.dataset, manifest.snapshot_id, name, exc)
-            out.append({"store": name, "verified": False, "error": str(exc)})
+            log.warning("dataset %s: cannot copy %s: %s", dataset, sid, exc)
+    if not todo:
+        return []
+    return _copy_under_lock(policy, source, dataset, todo, None, lease)
+
+
+def _copy_under_lock(policy: Policy, source: Store, dataset: str, manifests: list[Manifest],
+                     retain_until: datetime | None, lease: timedelta | None
+                     ) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    lock = Lease(source, dataset, f"copy-{secrets.token_hex(6)}", lease=lease)
+    try:
+        lock.acquire()
+    except LockedError as exc:
+        log.info("dataset %s: copies deferred: %s", dataset, exc)
+        return [{"snapshot_id": m.snapshot_id, "store": name, "verified": False,
+                 "deferred": str(exc)} for m in manifests for name in targets(policy, dataset)]
+    try:
+        for manifest in manifests:
+            have = set(verified_stores(source, dataset, manifest.snapshot_id))
+            for name in targets(policy, dataset):
+                if name in have:
+                    continue
+                try:
+                    record = copy_snapshot(policy, source, manifest, name,
+                                           retain_until=retain_until, fence=lock)
+                    out.append({"snapshot_id": manifest.snapshot_id} | record)
+                except LockedError as exc:  # fenced: another run holds the lock now
+                    out.append({"snapshot_id": manifest.snapshot_id, "store": name,
+                                "verified": False, "deferred": str(exc)})
+                    return out
+                except CloudkeepError as exc:
+                    log.error("copy of %s@%s to %s failed: %s", dataset, manifest.snapshot_id,
+                              name, exc)
+                    out.append({"snapshot_id": manifest.snapshot_id, "store": name,
+                                "verified": False, "error": str(exc)})
+    finally:
+        lock.release()
     return out
+
+
+def failures(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The entries of copies that failed (not those deferred because another run held the lock)."""
+    return [e for e in entries if not e.get("verified") and e.get("error")]
+
+
+def failure_text(entries: list[dict[str, Any]]) -> str:
+    """One line naming every failed copy."""
+    return "; ".join(f"copy of {e.get('snapshot_id')} to {e.get('store')} failed: {e.get('error')}"
+                     for e in failures(entries))
 
 
 def records(store: Store, dataset: str, snapshot_id: str) -> list[dict[str, Any]]:

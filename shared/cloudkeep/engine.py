@@ -2,7 +2,10 @@
 
 Write order is what makes a snapshot safe: every part is written (create-only) before the
 manifest, and the manifest is written last and create-only. A snapshot without a manifest is
-invisible to every command; a run that fails removes the parts it wrote.
+invisible to every command. A run only ever creates objects: it never deletes or overwrites one
+(a failed run leaves its parts for a later run to resume past, or for prune). Every write goes
+through the run's fenced lock (``lock.FencedStore``): a run that lost its lock writes nothing
+more. Part names are never reused: a writer that finds a name taken takes the next index.
 
 A run records its plan and, per segment, checkpoints (``checkpoint.py``): a run stopped by its
 time budget, or killed, is resumed by the next run of the same snapshot from the last
@@ -20,14 +23,14 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import __version__, checkpoint, layout, logctx
 from .checkpoint import CheckpointError, Deadline, RunState, SegmentRecord
 from .codec import DEFAULT_LEVEL, ContentDigest, PartBuffer, PartStats, encrypt_part
 from .errors import CloudkeepError, ObjectExistsError, ObjectNotFoundError
-from .lock import DatasetLock
+from .lock import FencedStore, Lease, unwrap
 from .manifest import (
     Codec,
     Consistency,
@@ -66,6 +69,7 @@ class RunOptions:
     queue: WorkQueue | None = None  # fan-out: segments become work items on this queue
     wait: float = 0.0  # native jobs: seconds to keep polling in process (run --wait); 0: one step
     poll_interval: float = 15.0  # native jobs: seconds between polls while waiting
+    lease: timedelta | None = None  # the lock's lease (default lock.DEFAULT_LEASE; tests shorten it)
 
 
 @dataclass
@@ -83,6 +87,11 @@ class RunResult:
     dispatched: int | None = None
     job: dict[str, object] | None = None  # a pending native job's state (cloudkeep.jobs)
 
+    @property
+    def copy_failures(self) -> list[dict[str, object]]:
+        """Copies that failed (the snapshot itself stays committed; ``run`` exits 1)."""
+        return [c for c in self.copies if not c.get("verified") and c.get("error")]
+
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"dataset": self.dataset, "status": self.status,
                                   "snapshot_id": self.snapshot_id}
@@ -92,6 +101,12 @@ class RunResult:
             out["error"] = self.error
         if self.copies:
             out["copies"] = self.copies
+        if self.copy_failures:
+            out["copy_failed"] = sorted({str(c.get("store")) for c in self.copy_failures})
+            if not self.error:
+                out["error"] = "; ".join(
+                    f"copy of {c.get('snapshot_id') or self.snapshot_id} to {c.get('store')} "
+                    f"failed: {c.get('error')}" for c in self.copy_failures)
         if self.pruned:
             out["pruned"] = self.pruned
         if self.status == "unfinished":
@@ -154,7 +169,7 @@ def backup(
             trigger = "schedule" if record.get("trigger") == "schedule" else "manual"
             slot = datetime.fromisoformat(record["slot"]) if record.get("slot") else None
     elif snapshot_id is None:
-        resumable = unfinished_snapshot(store, dataset, trigger)
+        resumable = unfinished_snapshot(store, dataset, trigger, now=started)
         if resumable is not None:
             snapshot_id, started = resumable.snapshot_id, resumable.started
     snapshot_id = snapshot_id or layout.snapshot_id_for(started, secrets.token_hex(3))
@@ -164,8 +179,11 @@ def backup(
                        options, started, run_id, keyring)
 
 
-def unfinished_snapshot(store: Store, dataset: str, trigger: str) -> RunState | None:
-    """The dataset's latest unfinished snapshot started by a ``trigger`` run, if any."""
+def unfinished_snapshot(store: Store, dataset: str, trigger: str,
+                        now: datetime | None = None) -> RunState | None:
+    """The dataset's latest unfinished, not abandoned snapshot started by a ``trigger`` run
+    within ``checkpoint.RESUME_WITHIN`` of ``now`` (older ones are left to prune), if any."""
+    now = now or datetime.now(UTC)
     for snapshot_id in reversed(checkpoint.unfinished_snapshots(store, dataset)):
         try:
             state = checkpoint.load_run_state(store, dataset, snapshot_id)
@@ -173,8 +191,14 @@ def unfinished_snapshot(store: Store, dataset: str, trigger: str) -> RunState | 
             log.warning("dataset %s: %s", dataset, exc)
             continue
         if state is not None and state.trigger == trigger:
+            if now - state.started > checkpoint.RESUME_WITHIN:
+                return None
             return state
     return None
+
+
+class _Unresumable(CloudkeepError):
+    """The recorded plan of an unfinished snapshot cannot be followed (it is abandoned)."""
 
 
 def _backup(
@@ -202,12 +226,24 @@ def _backup(
                           run_id=run_id, trigger=trigger, slot=slot,
                           wait=Wait(options.wait, options.poll_interval))
 
-    with DatasetLock(store, dataset, run_id):
+    with Lease(store, dataset, run_id, lease=options.lease) as lock:
+        store = FencedStore(store, lock)  # every write checks the lock first
         existing = _existing_manifest(store, dataset, snapshot_id)
         if existing is not None:
             return RunResult(dataset, "exists", snapshot_id, existing)
-        state = _load_or_plan(policy, dataset, store, source, snapshot_id, trigger, slot, options,
-                              started, run_id, keyring)
+        try:
+            state = _load_or_plan(policy, dataset, store, source, snapshot_id, trigger, slot,
+                                  options, started, run_id, keyring)
+        except _Unresumable as exc:
+            # Never deleted, never reused: the old attempt is marked abandoned (prune removes
+            # it) and the snapshot starts afresh under a new id with the same time.
+            checkpoint.abandon(store, dataset, snapshot_id, str(exc))
+            fresh = f"{snapshot_id[:16]}-{secrets.token_hex(3)}"
+            log.warning("dataset %s: cannot resume snapshot %s (%s); abandoned it, starting %s "
+                        "afresh", dataset, snapshot_id, exc, fresh)
+            snapshot_id, started = fresh, datetime.now(UTC)
+            state = _load_or_plan(policy, dataset, store, source, snapshot_id, trigger, slot,
+                                  options, started, run_id, keyring)
         data_key = data_key_of(keyring, state)
         attach_source(source, store, state)
         done = checkpoint.done_segments(store, dataset, snapshot_id)
@@ -245,9 +281,7 @@ def _backup(
             manifest = commit(policy, store, state, records, run_id, keyring=keyring,
                               summary=summary)
         except BaseException:
-            stop.set()
-            if not state.fanout:  # other workers may still be reading a fanned-out snapshot
-                _cleanup(store, dataset, snapshot_id)
+            stop.set()  # what it wrote stays: the next run resumes past it, or prune removes it
             raise
         finally:
             progress.finish()
@@ -276,7 +310,10 @@ def _load_or_plan(
     keyring: Keyring,
 ) -> RunState:
     """The snapshot's plan: the recorded one when an earlier invocation started it (the source is
-    then prepared to read exactly that plan), else a new one, recorded before any part."""
+    then prepared to read exactly that plan), else a new one, recorded before any part.
+    Raises ``_Unresumable`` when a recorded plan cannot be followed (or was abandoned)."""
+    if checkpoint.is_abandoned(store, dataset, snapshot_id):
+        raise _Unresumable("it was abandoned")
     try:
         state = checkpoint.load_run_state(store, dataset, snapshot_id)
         if state is not None:
@@ -285,9 +322,7 @@ def _load_or_plan(
                      snapshot_id, state.started_at)
             return state
     except CheckpointError as exc:
-        log.warning("dataset %s: cannot resume snapshot %s (%s); starting it afresh", dataset,
-                    snapshot_id, exc)
-        _cleanup(store, dataset, snapshot_id)
+        raise _Unresumable(str(exc)) from exc
     spec = policy.dataset(dataset)
     # A fresh data key, wrapped by every key the dataset lists: a key that cannot be used
     # fails the run here, before anything is read or written.
@@ -308,8 +343,9 @@ def _load_or_plan(
         retain_until = started + horizon
     attach_store = getattr(source, "attach_store", None)
     if attach_store is not None:
-        # Sources that copy objects (S3) write content-addressed blobs into the store.
-        attach_store(store, dataset, retain_until)
+        # Sources that copy objects (S3) write content-addressed blobs into the store (the real
+        # store: a blob is create-only and named by its content, so a late one harms nothing).
+        attach_store(unwrap(store), dataset, retain_until)
     set_previous = getattr(source, "set_previous", None)
     if set_previous is not None:
         # Sources that take incremental snapshots continue from the latest committed one.
@@ -348,7 +384,7 @@ def attach_source(source: Source, store: Store, state: RunState) -> None:
     Object Lock date): told so by every invocation that reads a segment of the snapshot."""
     attach_store = getattr(source, "attach_store", None)
     if attach_store is not None:
-        attach_store(store, state.dataset, state.retain_until_time)
+        attach_store(unwrap(store), state.dataset, state.retain_until_time)
 
 
 def prepare_source(store: Store, source: Source, state: RunState,
@@ -376,7 +412,7 @@ def commit(policy: Policy, store: Store, state: RunState, records: dict[int, Seg
            run_id: str, *, keyring: Keyring | None = None,
            summary: dict[str, object] | None = None) -> Manifest:
     """Write the manifest of a snapshot whose segments are all done — create-only, so of several
-    workers finishing together exactly one commits — then drop its checkpoints."""
+    workers finishing together exactly one commits. Its checkpoints stay (prune removes them)."""
     spec = policy.dataset(state.dataset)
     parts = sorted((p for r in records.values() for p in r.parts), key=lambda p: (p.segment, p.index))
     digest = ContentDigest()
@@ -424,10 +460,6 @@ def commit(policy: Policy, store: Store, state: RunState, records: dict[int, Seg
             raise
         log.info("snapshot %s was committed by another worker", state.snapshot_id)
         return committed
-    try:
-        checkpoint.remove_checkpoints(store, state.dataset, state.snapshot_id)
-    except CloudkeepError as exc:  # harmless leftovers: prune removes them with the snapshot
-        log.warning("could not remove the checkpoints of %s: %s", state.snapshot_id, exc)
     return manifest
 
 
@@ -470,10 +502,12 @@ class SegmentRunner:
     """Reads segments of one snapshot into parts, checkpointing as it goes.
 
     The same code runs a segment for a local run (several in threads) and for a work item taken
-    from a queue (fan-out). A segment resumes from its checkpoint: parts written after it are
-    removed first, then reading continues at the checkpoint's cursor, so no item is lost or
-    written twice. Sources with ``read_segment_from`` resume mid-segment; others restart an
-    unfinished segment from its beginning.
+    from a queue (fan-out). A segment resumes from its checkpoint: reading continues at the
+    checkpoint's cursor, and its parts go under indexes above every part already in the store
+    (parts written after the checkpoint by a run that then died stay unreferenced, for prune),
+    so no item is lost or written twice and no name is ever written twice. Sources with
+    ``read_segment_from`` resume mid-segment; others restart an unfinished segment from its
+    beginning. With ``leases`` every segment is read under its own fenced lease (fan-out).
     """
 
     def __init__(self, store: Store, source: Source, state: RunState, options: RunOptions,
@@ -517,32 +551,34 @@ class SegmentRunner:
                     out[segment] = record
             return out
 
+    def lease(self, segment: int) -> Lease:
+        """The fenced lease of a worker on ``segment`` (not yet acquired)."""
+        return Lease(
+            self.store, self.state.dataset, self.run_id, lease=self.options.lease,
+            prefix=layout.segment_lease_prefix(self.state.dataset, self.state.snapshot_id, segment),
+            what=f"segment {segment} of snapshot {self.state.snapshot_id}",
+        )
+
     def run(self, segment: int) -> SegmentRecord | None:
         """Read ``segment`` on from its checkpoint. None: not started (the deadline is near)."""
         deadline = self.options.deadline
         if deadline is not None and self._wrote.is_set() and deadline.near():
             return None
         if not self.leases:
-            return self._run(segment)
-        from .lock import DatasetLock
+            return self.run_in(segment, self.store)
+        with self.lease(segment) as lease:
+            return self.run_in(segment, FencedStore(self.store, lease))
 
-        lease = DatasetLock(
-            self.store, self.state.dataset, self.run_id,
-            key=layout.segment_lock_key(self.state.dataset, self.state.snapshot_id, segment),
-            what=f"segment {segment} of snapshot {self.state.snapshot_id}",
-        )
-        with lease:
-            return self._run(segment)
-
-    def _run(self, segment: int) -> SegmentRecord:
-        state, store = self.state, self.store
+    def run_in(self, segment: int, store: Store) -> SegmentRecord:
+        """Read ``segment`` writing through ``store`` (fenced by whatever lock the caller holds)."""
+        state = self.state
         record = checkpoint.load_segment(store, state.dataset, state.snapshot_id, segment)
         if record is not None and record.done:
             return record
         reader = getattr(self.source, "read_segment_from", None)
         if record is None or (reader is None and record.parts) or record.segment != segment:
             record = SegmentRecord(segment)
-        self._remove_stray_parts(segment, {p.name for p in record.parts})
+        next_index = self._first_free_index(store, segment, record)
         if record.parts:
             log.info("segment %d: resuming after %d part(s), %d item(s)", segment,
                      len(record.parts), record.digest_count)
@@ -570,7 +606,7 @@ class SegmentRunner:
                 self._add(buffer, chunk)
                 if buffer.raw_bytes < part_size:
                     continue
-                self._flush(buffer, record, digest)
+                next_index = self._flush(store, buffer, record, digest, next_index)
                 buffer = self._buffer()
                 now = time.monotonic()
                 slowest, t_part = max(slowest, now - t_part), now
@@ -582,21 +618,31 @@ class SegmentRunner:
                 record.cursor = cursor
                 stopping = deadline is not None and deadline.near(slowest)
                 if since_checkpoint >= every or stopping:
-                    self._save(record)
+                    self._save(store, record)
                     since_checkpoint = 0
                 if stopping:
                     log.info("segment %d: near the time budget after %d part(s); checkpointed",
                              segment, len(record.parts))
                     return record
         if buffer.items:
-            self._flush(buffer, record, digest)
+            self._flush(store, buffer, record, digest, next_index)
         record.done, record.cursor = True, None
-        try:
-            store.put(layout.segment_done_key(state.dataset, state.snapshot_id, segment),
-                      record.to_bytes(), if_absent=True)
-        except ObjectExistsError:
-            log.warning("segment %d was finished by another worker", segment)
-        return record
+        final = checkpoint.finish_segment(store, state.dataset, state.snapshot_id, record)
+        if final is not record:
+            log.warning("segment %d was finished by another worker; its record stands", segment)
+        return final
+
+    def _first_free_index(self, store: Store, segment: int, record: SegmentRecord) -> int:
+        """Above the record's parts and every part of the segment already in the store."""
+        prefix = layout.segment_parts_prefix(self.state.dataset, self.state.snapshot_id, segment)
+        head = layout.snapshot_prefix(self.state.dataset, self.state.snapshot_id)
+        taken = [parsed[1] for i in store.list(prefix)
+                 if (parsed := layout.parse_part_name(i.key[len(head):])) is not None]
+        if len(taken) > len(record.parts):
+            log.info("segment %d: %d part(s) in the store that its checkpoint does not list "
+                     "(an interrupted run's); continuing past them", segment,
+                     len(taken) - len(record.parts))
+        return max([record.next_index - 1, *taken], default=-1) + 1
 
     def _buffer(self) -> PartBuffer:
         return PartBuffer(level=self.state.level, digest=ContentDigest(ignores=self.state.ignores))
@@ -606,17 +652,27 @@ class SegmentRunner:
         buffer.add_lines(chunk)
         self.progress.advance(len(chunk), buffer.raw_bytes - before)
 
-    def _flush(self, buffer: PartBuffer, record: SegmentRecord, digest: ContentDigest) -> None:
+    def _flush(self, store: Store, buffer: PartBuffer, record: SegmentRecord,
+               digest: ContentDigest, index: int) -> int:
+        """Write the buffer as the segment's part at ``index`` or, if that name is taken, at the
+        next free index (create-only: a part name is written once). Returns the next index."""
         import hashlib
 
         state = self.state
-        body = buffer.finish()
-        segment, index = record.segment, record.next_index
-        name = layout.part_name(segment, index, encrypted=self.data_key is not None)
-        if self.data_key is not None:
-            body = encrypt_part(self.data_key, state.snapshot_id, name, body)
-        key = layout.part_key(state.dataset, state.snapshot_id, name)
-        self.store.put(key, body, if_absent=True, retain_until=state.retain_until_time)
+        raw = buffer.finish()
+        segment = record.segment
+        while True:
+            name = layout.part_name(segment, index, encrypted=self.data_key is not None)
+            body = raw
+            if self.data_key is not None:
+                body = encrypt_part(self.data_key, state.snapshot_id, name, raw)
+            key = layout.part_key(state.dataset, state.snapshot_id, name)
+            try:
+                store.put(key, body, if_absent=True, retain_until=state.retain_until_time)
+                break
+            except ObjectExistsError:
+                log.info("segment %d: part %s is taken; writing the next index", segment, name)
+                index += 1
         self._wrote.set()
         record.parts.append(
             PartStats(name, segment, index, buffer.items, buffer.raw_bytes, len(body),
@@ -624,37 +680,16 @@ class SegmentRunner:
         )
         digest.merge(buffer.digest)
         record.digest_value, record.digest_count = digest.value, digest.count
+        return index + 1
 
-    def _save(self, record: SegmentRecord) -> None:
+    def _save(self, store: Store, record: SegmentRecord) -> None:
         t0 = time.monotonic()
-        self.store.put(layout.checkpoint_key(self.state.dataset, self.state.snapshot_id,
-                                             record.segment), record.to_bytes())
+        checkpoint.save_segment(store, self.state.dataset, self.state.snapshot_id, record)
         self.checkpoint_seconds.append(time.monotonic() - t0)
-
-    def _remove_stray_parts(self, segment: int, keep: set[str]) -> None:
-        """Parts an earlier invocation wrote after its last checkpoint of this segment."""
-        prefix = layout.segment_parts_prefix(self.state.dataset, self.state.snapshot_id, segment)
-        head = layout.snapshot_prefix(self.state.dataset, self.state.snapshot_id)
-        stray = [i.key for i in self.store.list(prefix) if i.key[len(head):] not in keep]
-        if stray:
-            log.info("segment %d: removing %d part(s) written after its last checkpoint",
-                     segment, len(stray))
-            self.store.delete(stray)
 
 
 class _Cancelled(Exception):
     pass
-
-
-def _cleanup(store: Store, dataset: str, snapshot_id: str) -> None:
-    """Remove everything of an uncommitted snapshot (parts, checkpoints)."""
-    try:
-        keys = [i.key for i in store.list(layout.snapshot_prefix(dataset, snapshot_id))
-                if not i.key.endswith("/" + layout.MANIFEST_NAME)]
-        if keys:
-            store.delete(keys)
-    except Exception as exc:  # noqa: BLE001 - the original error matters more
-        log.warning("could not remove the parts of the failed run %s: %s", snapshot_id, exc)
 
 
 def backup_many(

@@ -13,7 +13,11 @@ Every step is idempotent, because queues deliver at least once:
 - segment already done → only try the commit (``already-done`` or ``committed``);
 - segment leased by a live worker → drop the duplicate (``busy``): the lease holder finishes it,
   or, if it dies, its own delivery comes back and the next tick re-sends unfinished segments;
-- no plan and no manifest → the snapshot was abandoned (``stale``).
+- no plan and no manifest, or an abandoned plan → the snapshot was abandoned (``stale``).
+
+A worker writes only through its segment's fenced lease (``lock.py``): a worker that lost the
+lease (frozen past it while another took over) writes nothing more and drops the item (``busy``).
+Workers never delete or overwrite anything.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from .engine import (
     prepare_source,
 )
 from .errors import CloudkeepError, LockedError, ObjectNotFoundError, UsageError
+from .lock import FencedStore
 from .manifest import Manifest
 from .policy import Policy
 from .queues import Delivery, WorkQueue
@@ -117,7 +122,7 @@ def run_work_item(
         if _existing_manifest(store, item.dataset, item.snapshot_id) is not None:
             return WorkOutcome(item, "exists")
         state = checkpoint.load_run_state(store, item.dataset, item.snapshot_id)
-        if state is None:
+        if state is None or checkpoint.is_abandoned(store, item.dataset, item.snapshot_id):
             log.warning("work item %s: the snapshot has no plan (abandoned); dropping it", item)
             return WorkOutcome(item, "stale")
         if item.segment >= state.segments:
@@ -138,18 +143,21 @@ def run_work_item(
         runner = SegmentRunner(store, source, state, opts, leases=True, run_id=run_id,
                                data_key=data_key_of(keyring, state))
         try:
-            record = runner.run(item.segment)
-        except LockedError as exc:
+            # The segment and, if it was the last, the commit: under the segment's fenced lease.
+            with runner.lease(item.segment) as lease:
+                fenced = FencedStore(store, lease)
+                record = runner.run_in(item.segment, fenced)
+                manifest = try_commit(policy, fenced, state, run_id) if record.done else None
+        except LockedError as exc:  # a live worker holds the segment, or this one was fenced
             log.info("work item %s: %s; dropping the duplicate", item, exc)
             return WorkOutcome(item, "busy")
         timings = tuple(runner.checkpoint_seconds)
-        if record is None or not record.done:
+        if not record.done:
             if queue is None:
                 raise CloudkeepError(f"work item {item}: stopped at the time budget and no queue "
                                      "to hand the rest to")
             queue.send([item.to_dict()])
             return WorkOutcome(item, "requeued", checkpoint_seconds=timings)
-        manifest = try_commit(policy, store, state, run_id)
         if manifest is not None:
             _after_commit(policy, store, state, manifest)
         return WorkOutcome(item, "committed" if manifest else "segment-done", manifest, timings)
@@ -182,7 +190,7 @@ def try_commit(policy: Policy, store: Store, state: RunState, run_id: str) -> Ma
                 raise ObjectNotFoundError(f"segment {segment} has no final record")
             records[segment] = found
     except ObjectNotFoundError:
-        # Another worker committed and removed the checkpoints meanwhile.
+        # Prune removed the checkpoints of a snapshot another worker committed meanwhile.
         committed = _existing_manifest(store, state.dataset, state.snapshot_id)
         if committed is not None:
             return committed

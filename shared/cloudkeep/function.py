@@ -28,7 +28,10 @@ class TickFailedError(CloudkeepError):
     def __init__(self, reply: dict[str, Any]) -> None:
         self.reply = reply
         failed = [d["dataset"] for d in reply["datasets"] if d.get("status") == "failed"]
-        super().__init__(f"tick {reply['run_id']}: backup failed for {', '.join(failed)}")
+        copies = sorted({f"{c.get('dataset')}→{c.get('store')}" for c in reply.get("copy_failed", [])})
+        what = [f"backup failed for {', '.join(failed)}"] if failed else []
+        what += [f"copy failed for {', '.join(copies)}"] if copies else []
+        super().__init__(f"tick {reply['run_id']}: {'; '.join(what)}")
 
 
 def load(bundled: str | Path | None = None) -> Policy:

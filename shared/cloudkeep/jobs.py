@@ -4,19 +4,23 @@ A source that runs a native job (a DynamoDB export or backup, an RDS snapshot, a
 managed export; see ``sources.NativeJobSource``) makes a snapshot in three steps, each in
 whichever invocation comes next (a scheduled tick, ``cloudkeep run`` again, or one ``run --wait``):
 
-1. *start*: the job is started and its record ``<dataset>/jobs/<snapshot_id>.json`` is written
-   create-only (state ``started``); the run returns ``pending``.
-2. *poll*: a later invocation looks at the job once; still running → the record is rewritten
+1. *start*: the job is started and its record — the append-only sequence
+   ``<dataset>/jobs/<snapshot_id>/<seq>.json`` — gets its first entry (state ``started``); the
+   run returns ``pending``.
+2. *poll*: a later invocation looks at the job once; still running → the record gets a new entry
    (state ``polling``, poll count, last poll time) and the run returns ``pending`` again.
 3. *finish*: the job is done → the source lists what it made (data files become parts with
    sizes and sha256), the manifest is committed create-only, and the record says ``finished``.
    A failed job is recorded as ``failed`` with its message; the next run of that snapshot id
    starts it afresh.
 
-Every step runs under the dataset's lock, and every record write replaces the whole object
-(atomic), so two invocations never advance one job twice; the manifest's create-only write
-decides the one that commits. Scheduled ticks continue a dataset's pending job before (instead
-of) starting a new one.
+Every step runs under the dataset's fenced lock, and every record entry is written create-only
+as exactly the next number after the one it was read from, so two invocations never advance one
+job twice (the second finds the number taken and fails); the manifest's create-only write decides
+the one that commits. Nothing is overwritten or deleted (prune removes superseded entries).
+A record of the previous release (``<dataset>/jobs/<snapshot_id>.json``) is read when the
+sequence has no entry yet. Scheduled ticks continue a dataset's pending job before (instead of)
+starting a new one.
 """
 
 from __future__ import annotations
@@ -29,9 +33,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import __version__, layout
+from . import __version__, layout, sequences
 from .errors import CloudkeepError, ObjectExistsError, ObjectNotFoundError
-from .lock import DatasetLock
+from .lock import FencedStore, Lease, unwrap
 from .manifest import Codec, Consistency, ContentDigestEntry, Manifest, Totals
 from .sources import JobContext, NativeJobSource
 
@@ -55,26 +59,41 @@ class Wait:
     sleep: Callable[[float], None] = time.sleep
 
 
-def read_job(store: Store, dataset: str, snapshot_id: str) -> dict[str, Any] | None:
-    key = layout.job_key(dataset, snapshot_id)
+def _parse(data: bytes, key: str) -> dict[str, Any]:
     try:
-        record = json.loads(store.get(key))
-    except ObjectNotFoundError:
-        return None
+        record = json.loads(data)
     except ValueError:
-        raise CloudkeepError(f"job record {key} is damaged (not JSON); remove it to start afresh") from None
+        raise CloudkeepError(f"job record {key} is damaged (not JSON)") from None
     if not isinstance(record, dict):
         raise CloudkeepError(f"job record {key} is damaged (not an object)")
     return record
 
 
+def read_job_entry(store: Store, dataset: str, snapshot_id: str
+                   ) -> tuple[int, dict[str, Any]] | None:
+    """The job's current record and its entry number (-1: a record of the previous release)."""
+    found = sequences.newest(store, layout.job_records_prefix(dataset, snapshot_id), _parse)
+    if found is not None:
+        return found
+    key = layout.job_key(dataset, snapshot_id)
+    try:
+        return -1, _parse(store.get(key), key)
+    except ObjectNotFoundError:
+        return None
+
+
+def read_job(store: Store, dataset: str, snapshot_id: str) -> dict[str, Any] | None:
+    found = read_job_entry(store, dataset, snapshot_id)
+    return found[1] if found is not None else None
+
+
 def job_ids(store: Store, dataset: str) -> list[str]:
     """Snapshot ids that have a job record, oldest first."""
-    out = []
+    out = set()
     for info in store.list(layout.jobs_prefix(dataset)):
         sid = layout.parse_job_key(dataset, info.key)
         if sid:
-            out.append(sid)
+            out.add(sid)
     return sorted(out)
 
 
@@ -97,10 +116,14 @@ def pending_jobs(store: Store, dataset: str) -> list[dict[str, Any]]:
     return out
 
 
-def _write(store: Store, record: dict[str, Any], *, create: bool = False) -> None:
+def _write(store: Store, record: dict[str, Any], *, after: int) -> int:
+    """Append ``record`` as entry ``after + 1`` of the job's sequence, create-only (the number
+    taken: another invocation advanced the job meanwhile → ``ObjectExistsError``)."""
     record["updated_at"] = datetime.now(UTC).isoformat()
     body = json.dumps(record, indent=2, sort_keys=True, default=str).encode()
-    store.put(layout.job_key(record["dataset"], record["snapshot_id"]), body, if_absent=create)
+    prefix = layout.job_records_prefix(record["dataset"], record["snapshot_id"])
+    store.put(layout.sequence_key(prefix, after + 1), body, if_absent=True)
+    return after + 1
 
 
 def run_native(
@@ -119,7 +142,8 @@ def run_native(
     or the wait is over). Returns ``pending``, ``committed``, ``exists`` or ``failed``."""
     wait = wait or Wait()
     deadline = time.monotonic() + wait.seconds
-    with DatasetLock(store, dataset, run_id):
+    with Lease(store, dataset, run_id) as lock:
+        store = FencedStore(store, lock)  # a run that lost the lock writes nothing more
         while True:
             result = _step(policy, dataset, store, source, snapshot_id, run_id, trigger, slot)
             if result.status != "pending" or time.monotonic() + wait.interval > deadline:
@@ -144,11 +168,12 @@ def _step(
     existing = _existing_manifest(store, dataset, snapshot_id)
     if existing is not None:
         return RunResult(dataset, "exists", snapshot_id, existing)
-    record = read_job(store, dataset, snapshot_id)
+    entry = read_job_entry(store, dataset, snapshot_id)
+    seq, record = entry if entry is not None else (-1, None)
     method = source.native_method() or "native"
     if record is None or record.get("state") == "failed":
         now = datetime.now(UTC)
-        ctx = JobContext(dataset, snapshot_id, store, now)
+        ctx = JobContext(dataset, snapshot_id, unwrap(store), now)
         job = source.start_job(ctx)
         attempt = int(record.get("attempt", 0)) + 1 if record else 1
         record = {
@@ -157,23 +182,21 @@ def _step(
             "trigger": trigger, "slot": slot.isoformat() if slot else None,
             "created_at": now.isoformat(), "polls": 0, "job": job,
         }
-        if attempt == 1:
-            try:
-                _write(store, record, create=True)
-            except ObjectExistsError:
-                raise CloudkeepError(
-                    f"dataset {dataset!r}: a job for {snapshot_id} was recorded by another run "
-                    f"meanwhile; the one just started ({json.dumps(job, default=str)}) is not "
-                    "recorded and is removed by retention's sweep"
-                ) from None
-        else:
-            _write(store, record)
+        try:
+            _write(store, record, after=seq)
+        except ObjectExistsError:
+            raise CloudkeepError(
+                f"dataset {dataset!r}: a job for {snapshot_id} was recorded by another run "
+                f"meanwhile; the one just started ({json.dumps(job, default=str)}) is not "
+                "recorded and is removed by retention's sweep"
+            ) from None
         log.info("dataset %s: started %s job for snapshot %s", dataset, method, snapshot_id)
         return _pending(dataset, snapshot_id, record)
     if record.get("state") == "finished":
         # Finished but no manifest: the commit did not happen (crash); finish again below.
         record["state"] = "polling"
-    ctx = JobContext(dataset, snapshot_id, store, datetime.fromisoformat(str(record["created_at"])))
+    ctx = JobContext(dataset, snapshot_id, unwrap(store),
+                     datetime.fromisoformat(str(record["created_at"])))
     job = dict(record.get("job") or {})
     poll = source.poll_job(ctx, job)
     record["job"] = poll.job
@@ -183,20 +206,30 @@ def _step(
         record["state"] = "polling"
         if poll.message:
             record["progress"] = poll.message
-        _write(store, record)
+        _advance(store, record, seq)
         return _pending(dataset, snapshot_id, record)
     if poll.state == "failed":
         record["state"] = "failed"
         record["error"] = poll.message
-        _write(store, record)
+        _advance(store, record, seq)
         message = f"{method} job of {dataset}@{snapshot_id} failed: {poll.message}"
         log.error("dataset %s: %s", dataset, message)
         return RunResult(dataset, "failed", snapshot_id, error=message, exit_code=1)
     manifest = _finish(policy, dataset, store, source, ctx, record)
     record["state"] = "finished"
     record["finished_at"] = manifest.finished_at.isoformat()
-    _write(store, record)
+    _advance(store, record, seq)
     return RunResult(dataset, "committed", snapshot_id, manifest)
+
+
+def _advance(store: Store, record: dict[str, Any], seq: int) -> None:
+    try:
+        _write(store, record, after=seq)
+    except ObjectExistsError:
+        raise CloudkeepError(
+            f"dataset {record['dataset']!r}: the job of {record['snapshot_id']} was advanced by "
+            "another run meanwhile; this run stops"
+        ) from None
 
 
 def _pending(dataset: str, snapshot_id: str, record: dict[str, Any]) -> RunResult:

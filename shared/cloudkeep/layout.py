@@ -5,18 +5,33 @@ Keys are relative to the store's root (a store applies its own ``prefix``)::
     <dataset>/snapshots/<snapshot_id>/part-<segment>-<n>.ndjson.zst[.enc]  (.enc: encrypted)
     <dataset>/snapshots/<snapshot_id>/manifest.json       written last, create-only
     <dataset>/snapshots/<snapshot_id>/checkpoints/run.json                 the run's plan (create-only)
-    <dataset>/snapshots/<snapshot_id>/checkpoints/segment-<n>.json         a segment's cursor and parts
+    <dataset>/snapshots/<snapshot_id>/checkpoints/abandoned.json           the plan can't be resumed
+    <dataset>/snapshots/<snapshot_id>/checkpoints/segment-<n>/<seq>.json   a segment's cursor and parts
     <dataset>/snapshots/<snapshot_id>/checkpoints/segment-<n>.done.json    finished (create-only)
-    <dataset>/snapshots/<snapshot_id>/checkpoints/segment-<n>.lock         a worker's lease
+    <dataset>/snapshots/<snapshot_id>/checkpoints/lease-<n>/<generation>.json  a worker's lease
     <dataset>/verifications/<snapshot_id>/<timestamp>.json
     <dataset>/holds/<snapshot_id>.json                   legal holds
     <dataset>/copies/<snapshot_id>/<store>.json          verified copies in other stores
-    <dataset>/jobs/<snapshot_id>.json                    native jobs (export, backup, RDS snapshot)
-    <dataset>/lock.json
-    <dataset>/alerts/state.json                          open alerts (the watchdog's memory)
+    <dataset>/jobs/<snapshot_id>/<seq>.json              native jobs (export, backup, RDS snapshot)
+    <dataset>/lock/<generation>.json                     the dataset's lock, a generation sequence
+    <dataset>/alerts/state/<seq>.json                    open alerts (the watchdog's memory)
     _audit/<yyyy>/<mm>/<dd>/<timestamp>-<event>.json      audit log, create-only
-    _audit/policy.json                                   digest of the last policy the tick saw
+    _audit/policy/<seq>.json                             digest of the last policy the tick saw
     <dataset>/blobs/<sha256[:2]>/<sha256>               S3 source: object content, by its sha256
+
+The backup path (runs, ticks, fan-out workers, copies) only ever *creates* objects. State that
+changes — a lock, a checkpoint, a job record, the alert state, the policy digest — is an
+append-only sequence of create-only entries named by a zero-padded number (``<generation>``:
+12 digits, ``<seq>``: 12 digits), so the newest entry sorts last and is the current value; a
+writer that finds the next number taken has lost a race (a lock: it is fenced) or moves on.
+Only prune deletes: superseded entries (it keeps the newest few), parts no committed manifest
+references, checkpoints of committed snapshots and abandoned unfinished snapshots.
+
+Keys of the previous release that are still read: ``<dataset>/jobs/<snapshot_id>.json`` and
+``<dataset>/alerts/state.json`` and ``_audit/policy.json`` (the value when no sequence entry
+exists yet), ``checkpoints/segment-<n>.json`` (a segment's checkpoint when it has no entry).
+``<dataset>/lock.json``, ``<dataset>/lock-takeover-*.json`` and ``checkpoints/segment-<n>.lock``
+are stale: prune removes them.
 """
 
 from __future__ import annotations
@@ -84,7 +99,7 @@ RUN_STATE_NAME = "run.json"
 
 
 def checkpoints_prefix(dataset: str, snapshot_id: str) -> str:
-    """Checkpoints of an unfinished snapshot; removed once its manifest is committed."""
+    """Checkpoints of a snapshot; prune removes them once its manifest is committed."""
     return f"{snapshot_prefix(dataset, snapshot_id)}{CHECKPOINTS_DIR}/"
 
 
@@ -93,7 +108,19 @@ def run_state_key(dataset: str, snapshot_id: str) -> str:
 
 
 def checkpoint_key(dataset: str, snapshot_id: str, segment: int) -> str:
+    """The previous release's single, rewritten checkpoint of a segment (read, never written)."""
     return f"{checkpoints_prefix(dataset, snapshot_id)}segment-{segment:05d}.json"
+
+
+def segment_checkpoints_prefix(dataset: str, snapshot_id: str, segment: int) -> str:
+    """The segment's checkpoints, an append-only sequence (``sequence_key``): newest is current."""
+    return f"{checkpoints_prefix(dataset, snapshot_id)}segment-{segment:05d}/"
+
+
+def abandoned_key(dataset: str, snapshot_id: str) -> str:
+    """Marks an unfinished snapshot whose plan can no longer be resumed (create-only): no run
+    resumes or commits it, and prune removes it."""
+    return f"{checkpoints_prefix(dataset, snapshot_id)}abandoned.json"
 
 
 def segment_done_key(dataset: str, snapshot_id: str, segment: int) -> str:
@@ -101,7 +128,23 @@ def segment_done_key(dataset: str, snapshot_id: str, segment: int) -> str:
 
 
 def segment_lock_key(dataset: str, snapshot_id: str, segment: int) -> str:
+    """The previous release's lease object of a fan-out worker (stale; prune removes it)."""
     return f"{checkpoints_prefix(dataset, snapshot_id)}segment-{segment:05d}.lock"
+
+
+def segment_lease_prefix(dataset: str, snapshot_id: str, segment: int) -> str:
+    """The lease of the worker reading one segment of a fan-out snapshot: a lock generation
+    sequence like the dataset's (``generation_key``)."""
+    return f"{checkpoints_prefix(dataset, snapshot_id)}lease-{segment:05d}/"
+
+
+PART_NAME_RE = re.compile(r"^part-(\d{5})-(\d{6,})\.ndjson\.zst(\.enc)?$")
+
+
+def parse_part_name(name: str) -> tuple[int, int] | None:
+    """(segment, index) if ``name`` is a part's file name (as ``part_name`` makes it), else None."""
+    m = PART_NAME_RE.match(name)
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def segment_parts_prefix(dataset: str, snapshot_id: str, segment: int) -> str:
@@ -137,8 +180,14 @@ def copies_prefix(dataset: str, snapshot_id: str) -> str:
 
 
 def job_key(dataset: str, snapshot_id: str) -> str:
-    """The record of a native job (started → polling → finished) that makes a snapshot."""
+    """The previous release's single, rewritten job record (read when no entry exists)."""
     return f"{dataset}/jobs/{snapshot_id}.json"
+
+
+def job_records_prefix(dataset: str, snapshot_id: str) -> str:
+    """The record of a native job (started → polling → finished) that makes a snapshot: an
+    append-only sequence (``sequence_key``), newest is current."""
+    return f"{dataset}/jobs/{snapshot_id}/"
 
 
 def jobs_prefix(dataset: str) -> str:
@@ -146,20 +195,51 @@ def jobs_prefix(dataset: str) -> str:
 
 
 def parse_job_key(dataset: str, key: str) -> str | None:
-    """The snapshot id if ``key`` is a job record of ``dataset``, else None."""
+    """The snapshot id if ``key`` is a job record (an entry, or an old single record) of
+    ``dataset``, else None."""
     head = jobs_prefix(dataset)
     if not key.startswith(head) or not key.endswith(".json"):
         return None
-    snapshot_id = key[len(head) : -len(".json")]
+    rest = key[len(head) : -len(".json")]
+    snapshot_id, slash, entry = rest.partition("/")
+    if slash and parse_sequence_name(entry + ".json") is None:
+        return None
     return snapshot_id if SNAPSHOT_ID_RE.match(snapshot_id) else None
 
 
 def lock_key(dataset: str) -> str:
+    """The previous release's lock object (stale: never honoured; prune removes it)."""
     return f"{dataset}/lock.json"
 
 
 def lock_takeover_key(dataset: str, holder_run_id: str) -> str:
+    """The previous release's takeover markers (stale; prune removes them)."""
     return f"{dataset}/lock-takeover-{holder_run_id}.json"
+
+
+def lock_prefix(dataset: str) -> str:
+    """The dataset's lock: a sequence of generations (``generation_key``); the newest says who
+    holds it, until when, or that it was released."""
+    return f"{dataset}/lock/"
+
+
+def generation_key(prefix: str, generation: int) -> str:
+    """One generation of a lock or lease whose sequence lives under ``prefix``."""
+    return f"{prefix}{generation:012d}.json"
+
+
+def sequence_key(prefix: str, seq: int) -> str:
+    """One entry of an append-only state sequence under ``prefix`` (newest sorts last)."""
+    return f"{prefix}{seq:012d}.json"
+
+
+_SEQUENCE_RE = re.compile(r"^(\d{12})\.json$")
+
+
+def parse_sequence_name(name: str) -> int | None:
+    """The number of a sequence entry (or lock generation) from its file name, else None."""
+    m = _SEQUENCE_RE.match(name)
+    return int(m.group(1)) if m else None
 
 
 def verification_key(dataset: str, snapshot_id: str, at: datetime) -> str:
@@ -176,8 +256,14 @@ def all_verifications_prefix(dataset: str) -> str:
 
 
 def alert_state_key(dataset: str) -> str:
-    """Open alerts of a dataset (rewritten by each tick; the alerts themselves are audited)."""
+    """The previous release's alert state (read when the sequence has no entry yet)."""
     return f"{dataset}/alerts/state.json"
+
+
+def alert_states_prefix(dataset: str) -> str:
+    """Open alerts of a dataset: an append-only sequence (``sequence_key``), one entry per tick
+    that changed them; newest is current (the alerts themselves are audited)."""
+    return f"{dataset}/alerts/state/"
 
 
 AUDIT_PREFIX = "_audit/"
@@ -195,7 +281,13 @@ def audit_day_prefix(at: datetime) -> str:
 
 
 def policy_digest_key() -> str:
+    """The previous release's policy digest (read when the sequence has no entry yet)."""
     return f"{AUDIT_PREFIX}policy.json"
+
+
+def policy_digests_prefix() -> str:
+    """Digests of the policies the tick saw: an append-only sequence (``sequence_key``)."""
+    return f"{AUDIT_PREFIX}policy/"
 
 
 def format_time(at: datetime) -> str:

@@ -1,10 +1,22 @@
-"""Prune: apply retention to a dataset's snapshots, then delete — manifest first, then parts.
+"""Prune: apply retention to a dataset's snapshots, then delete — copies first, then the
+manifest, then parts.
 
-Deleting the manifest first means a crash half-way leaves parts no manifest points at (invisible,
-removed by a later prune), never a manifest pointing at missing parts. Parts left by crashed runs
-(a snapshot folder without a manifest) are removed once older than a grace period and while no
-run holds the dataset's lock. Objects still under an immutability policy are skipped and
-reported, not failed on. Snapshots that are kept have their Object Lock retention extended when
+Prune is the only deleter (the backup path only creates), and it runs holding the dataset's
+fenced lock (``lock.py``), so it never races a run's, a copy's or another prune's writes; a prune
+that lost its lock deletes nothing more. Deleting the manifest first means a crash half-way
+leaves parts no manifest points at (invisible, removed by the next prune), never a manifest
+pointing at missing parts; a snapshot's copies (and their records) go before its manifest, so a
+crash never leaves a copy nobody will remove. A committed snapshot's parts are deleted only when
+retention removes that whole snapshot.
+
+What the backup path leaves behind is collected too (``_collect_leftovers``): parts in a committed
+snapshot's folder that its manifest does not reference (an interrupted or fenced writer's) and its
+checkpoints; unfinished snapshots that can no longer be resumed (abandoned, or started before
+``checkpoint.RESUME_WITHIN`` and untouched for ``ORPHAN_GRACE``; never the folder of a native job
+still running); superseded entries of the append-only state sequences (lock generations,
+checkpoints, job records, alert state, policy digests: the newest few stay); partial copies in
+every copy store; and the file store's temporaries of killed writes in those places. Objects still
+under an immutability policy are skipped and reported, not failed on. Snapshots that are kept have their Object Lock retention extended when
 they now outlive it. For the S3 source, blobs no committed snapshot references are deleted
 last (``cloudkeep.blobs``: never one younger than its grace period, always under the dataset's
 lock); a dry run shows what would go.
@@ -14,17 +26,19 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import chain, copies, holds, layout
+from . import chain, checkpoint, copies, holds, layout, sequences
 from .catalog import load_manifest, snapshot_ids
-from .errors import CloudkeepError, ObjectLockedError, ObjectNotFoundError
+from .errors import CloudkeepError, LockedError, ObjectLockedError, ObjectNotFoundError
+from .lock import Fence, FencedStore, Lease, unwrap
 from .policy import Policy
 from .registry import open_store
 from .retention import Decision, Rules, SnapshotInfo, apply
-from .stores import Store
+from .stores import HasTemporaries, ObjectInfo, Store
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +58,7 @@ class PruneReport:
     blobs: dict[str, Any] | None = None  # S3 source: garbage collection of unreferenced blobs
     copy_blobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # ... in copy stores
     native_deleted: list[str] = field(default_factory=list)  # backup / snapshot ARNs
+    collected: dict[str, int] = field(default_factory=dict)  # leftovers of the backup path, by kind
 
     def as_dict(self) -> dict[str, Any]:
         rows = [{"snapshot_id": s, "action": "keep", "reasons": self.decision.reasons.get(s, [])}
@@ -60,6 +75,7 @@ class PruneReport:
             "orphans_removed": self.orphans,
             "retention_extended": self.extended,
             "native_deleted": self.native_deleted,
+            "collected": self.collected,
             "errors": self.errors,
         } | ({"blobs": self.blobs} if self.blobs is not None else {}) | (
             {"copy_blobs": self.copy_blobs} if self.copy_blobs else {})
@@ -93,10 +109,33 @@ def _latest_verification_ok(store: Store, dataset: str, snapshot_id: str) -> boo
 
 
 def prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool = False,
-          store: Store | None = None, source: Any = None) -> PruneReport:
+          store: Store | None = None, source: Any = None,
+          lease: timedelta | None = None) -> PruneReport:
+    """Apply retention to ``dataset`` at ``now`` and collect what the backup path left behind.
+    The real run holds the dataset's fenced lock for all of it (decision included); when a run
+    holds the lock, nothing is removed and the report says so (an error: try again later)."""
+    store = store or open_store(policy.stores[policy.dataset(dataset).store])
+    if dry_run:
+        return _prune(policy, dataset, now, dry_run=True, store=store, source=source)
+    lock = Lease(store, dataset, f"prune-{secrets.token_hex(6)}", lease=lease,
+                 what=f"dataset {dataset!r} (prune)")
+    try:
+        lock.acquire()
+    except LockedError as exc:
+        report = PruneReport(dataset, False, Decision([], [], {}))
+        report.errors.append(f"nothing removed: {exc}")
+        return report
+    try:
+        return _prune(policy, dataset, now, dry_run=False, store=FencedStore(store, lock),
+                      source=source, fence=lock)
+    finally:
+        lock.release()
+
+
+def _prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool, store: Store,
+           source: Any = None, fence: Fence | None = None) -> PruneReport:
     spec = policy.dataset(dataset)
     tier = policy.tiers[spec.tier]
-    store = store or open_store(policy.stores[spec.store])
     rules = Rules.from_policy(tier.retention, min_copies=tier.min_copies)
     uncertain = None
     try:
@@ -138,11 +177,17 @@ def prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool = False,
             _collect_blobs(policy, store, dataset, now, report, keep_ids=decision.keep)
         return report
     natives = _NativeResources(policy, dataset, source)
-    for sid in decision.remove:
-        _remove_snapshot(policy, store, dataset, sid, report, natives)
-    _extend_retention(store, dataset, decision.keep, rules, report)
-    pending = _pending_ids(store, dataset, report)
-    _remove_orphans(store, dataset, now, report, pending)
+    try:
+        for sid in decision.remove:
+            _remove_snapshot(policy, store, dataset, sid, report, natives, fence)
+        _extend_retention(store, dataset, decision.keep, rules, report)
+        pending = _pending_ids(store, dataset, report)
+        if pending is not None:
+            _collect_leftovers(policy, store, dataset, now, report, pending, fence,
+                               skip=set(tampered))
+    except LockedError as exc:  # fenced: another run took the lock; this prune stops here
+        report.errors.append(f"stopped: {exc}")
+        return report
     if not uncertain and pending is not None:
         try:
             committed = set(snapshot_ids(store, dataset))
@@ -151,14 +196,14 @@ def prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool = False,
         else:
             natives.sweep(store, dataset, committed | pending, now - ORPHAN_GRACE, report)
     if not uncertain:
-        _collect_blobs(policy, store, dataset, now, report)
+        _collect_blobs(policy, store, dataset, now, report, fence=fence)
     log.info("prune %s: kept %d, removed %d, locked %d, orphans %d", dataset, len(decision.keep),
              len(report.removed), len(report.locked), len(report.orphans))
     return report
 
 
 def _collect_blobs(policy: Policy, store: Store, dataset: str, now: datetime, report: PruneReport,
-                   keep_ids: list[str] | None = None) -> None:
+                   keep_ids: list[str] | None = None, fence: Fence | None = None) -> None:
     """S3 source: blobs no committed snapshot references (older than the grace period), in the
     dataset's store and in the stores it is copied to."""
     from . import blobs
@@ -169,7 +214,8 @@ def _collect_blobs(policy: Policy, store: Store, dataset: str, now: datetime, re
         where = name or "primary"
         try:
             target = target or open_store(policy.stores[str(name)])
-            gc = blobs.collect(target, dataset, now, keep_ids=keep_ids, dry_run=report.dry_run)
+            gc = blobs.collect(target, dataset, now, keep_ids=keep_ids, dry_run=report.dry_run,
+                               fence=fence)
         except ObjectLockedError as exc:
             report.locked.append({"snapshot_id": "(blobs)", "store": where, "detail": str(exc)})
             continue
@@ -275,43 +321,69 @@ def _pending_ids(store: Store, dataset: str, report: PruneReport) -> set[str] | 
 
 
 def _remove_snapshot(policy: Policy, store: Store, dataset: str, sid: str, report: PruneReport,
-                     natives: _NativeResources | None = None) -> None:
+                     natives: _NativeResources | None = None, fence: Fence | None = None) -> None:
     # A native snapshot's backups go first: if they cannot be deleted, the manifest stays, so
     # the next prune tries again (a manifest never points at a backup deleted behind its back
     # by anyone but retention).
     if natives is not None and not natives.delete(store, dataset, sid, report):
         return
-    targets = [(store, None)] + [
-        (open_store(policy.stores[name]), name) for name in copies.verified_stores(store, dataset, sid)
-        if name in policy.stores
-    ]
-    for target, name in targets:
-        where = name or "primary"
-        try:
-            target.delete([layout.manifest_key(dataset, sid)])  # first: the snapshot disappears
-        except ObjectLockedError as exc:
-            report.locked.append({"snapshot_id": sid, "store": where, "detail": str(exc)})
-            if name is None:
-                return  # still locked in the primary store: leave it (and its copies) whole
+    # Then its copies, each record before the copy (no record ever claims a missing copy), in
+    # every store the dataset copies to — recorded or not (a crash may have dropped the record
+    # first): while the primary manifest stands, the next prune finds and finishes this.
+    for name in copies.targets(policy, dataset):
+        if name not in policy.stores:
             continue
-        except CloudkeepError as exc:
-            report.errors.append(f"{dataset}@{sid} ({where}): {exc}")
-            if name is None:
-                return
-            continue
-        leftovers = [i.key for i in target.list(layout.snapshot_prefix(dataset, sid))]
-        if name is None:
-            leftovers += [i.key for i in target.list(layout.verifications_prefix(dataset, sid))]
-            leftovers += [i.key for i in target.list(layout.copies_prefix(dataset, sid))]
-            if target.stat(layout.job_key(dataset, sid)) is not None:
-                leftovers.append(layout.job_key(dataset, sid))
         try:
-            target.delete(leftovers)
+            store.delete([layout.copy_record_key(dataset, sid, name)])
+            target = _fenced(open_store(policy.stores[name]), fence)
+            if _same_store(target, store):
+                continue
+            target.delete([layout.manifest_key(dataset, sid)])
+            target.delete([i.key for i in target.list(layout.snapshot_prefix(dataset, sid))])
         except ObjectLockedError as exc:
-            report.locked.append({"snapshot_id": sid, "store": where, "detail": str(exc)})
+            report.locked.append({"snapshot_id": sid, "store": name, "detail": str(exc)})
+        except LockedError:
+            raise
         except CloudkeepError as exc:
-            report.errors.append(f"{dataset}@{sid} ({where}): {exc}")
+            report.errors.append(f"{dataset}@{sid} ({name}): {exc}")
+            return  # the primary stays whole until its copies are gone
+    # The plan first (what is left can no longer look resumable), then the manifest: the
+    # snapshot disappears; then everything else of it.
+    try:
+        store.delete([layout.run_state_key(dataset, sid)])
+        store.delete([layout.manifest_key(dataset, sid)])
+    except ObjectLockedError as exc:
+        report.locked.append({"snapshot_id": sid, "store": "primary", "detail": str(exc)})
+        return  # still locked in the primary store: leave it whole
+    except LockedError:
+        raise
+    except CloudkeepError as exc:
+        report.errors.append(f"{dataset}@{sid} (primary): {exc}")
+        return
+    leftovers = [i.key for i in store.list(layout.snapshot_prefix(dataset, sid))]
+    leftovers += [i.key for i in store.list(layout.verifications_prefix(dataset, sid))]
+    leftovers += [i.key for i in store.list(layout.copies_prefix(dataset, sid))]
+    leftovers += [i.key for i in store.list(layout.job_records_prefix(dataset, sid))]
+    if store.stat(layout.job_key(dataset, sid)) is not None:
+        leftovers.append(layout.job_key(dataset, sid))
+    try:
+        store.delete(leftovers)
+    except ObjectLockedError as exc:
+        report.locked.append({"snapshot_id": sid, "store": "primary", "detail": str(exc)})
+    except LockedError:
+        raise
+    except CloudkeepError as exc:
+        report.errors.append(f"{dataset}@{sid} (primary): {exc}")
     report.removed.append(sid)
+
+
+def _fenced(store: Store, fence: Fence | None) -> Store:
+    return FencedStore(store, fence) if fence is not None else store
+
+
+def _same_store(a: Store, b: Store) -> bool:
+    """Two handles on one location (a copy target that is the primary itself is never swept)."""
+    return a.describe() == b.describe()
 
 
 def _extend_retention(store: Store, dataset: str, keep: list[str], rules: Rules,
@@ -345,30 +417,251 @@ def _extend_blobs(store: Store, dataset: str, sid: str, extend: Any, until: date
             extend(layout.blob_key(dataset, sha), until)
 
 
-def _remove_orphans(store: Store, dataset: str, now: datetime, report: PruneReport,
-                    pending: set[str] | None = None) -> None:
-    """Parts of crashed runs: snapshot folders without a manifest, untouched for the grace period,
-    while no run holds the dataset's lock — never the folder of a native job still running (an
-    export may take hours)."""
-    if store.stat(layout.lock_key(dataset)) is not None:
-        return  # a run is (or was just) writing: never race it
-    if pending is None:
-        return  # the job records could not be read: any folder may belong to a running export
-    groups: dict[str, list[Any]] = {}
+def _collect_leftovers(policy: Policy, store: Store, dataset: str, now: datetime,
+                       report: PruneReport, pending: set[str], fence: Fence | None,
+                       skip: set[str] | None = None) -> None:
+    """Collect what the backup path (which never deletes) leaves behind, in the dataset's store
+    and in every store it copies to. Runs under the dataset's lock (``fence``); ``skip``: snapshots
+    to leave alone (e.g. a manifest that failed authentication)."""
+    skip = skip or set()
+    committed = _collect_snapshot_folders(policy, store, dataset, now, report, pending, skip)
+    _collect_records(store, dataset, now, report, pending, committed)
+    _collect_sequences(store, dataset, report, fence)
+    for name in copies.targets(policy, dataset):
+        if name not in policy.stores:
+            continue
+        try:
+            target = _fenced(open_store(policy.stores[name]), fence)
+            if _same_store(target, store):
+                continue
+            _collect_copy_store(policy, target, dataset, report, name, skip)
+        except LockedError:
+            raise
+        except ObjectLockedError as exc:
+            report.locked.append({"snapshot_id": "(leftovers)", "store": name, "detail": str(exc)})
+        except CloudkeepError as exc:
+            report.errors.append(f"leftovers of {dataset} in {name}: {exc}")
+
+
+def _count(report: PruneReport, kind: str, n: int) -> None:
+    if n:
+        report.collected[kind] = report.collected.get(kind, 0) + n
+
+
+def _folders(store: Store, dataset: str) -> dict[str, list[ObjectInfo]]:
+    """The dataset's snapshot folders: snapshot id → every object in it."""
+    groups: dict[str, list[ObjectInfo]] = {}
     head = layout.snapshots_prefix(dataset)
     for info in store.list(head):
         sid = info.key[len(head):].split("/", 1)[0]
         groups.setdefault(sid, []).append(info)
-    for sid, infos in groups.items():
-        if sid in pending or any(i.key.endswith("/" + layout.MANIFEST_NAME) for i in infos):
+    return groups
+
+
+def _temporaries(store: Store, prefix: str) -> list[str]:
+    """The file store's temporaries of killed writes under ``prefix`` (none for other stores)."""
+    inner = unwrap(store)
+    if not isinstance(inner, HasTemporaries):
+        return []
+    return [i.key for i in inner.temporaries(prefix)]
+
+
+def _unreferenced(store: Store, dataset: str, sid: str, infos: list[ObjectInfo],
+                  keyring: Any) -> list[str] | None:
+    """Keys in a committed snapshot's folder that nothing needs: parts its manifest does not
+    reference (written by an interrupted or fenced writer), its checkpoints, the temporaries of
+    killed writes. None when its manifest cannot be read and trusted (then nothing is touched)."""
+    try:
+        manifest = load_manifest(store, dataset, sid, keyring=keyring)
+    except CloudkeepError as exc:
+        log.warning("dataset %s: leaving %s alone: %s", dataset, sid, exc)
+        return None
+    if manifest.dataset != dataset or manifest.snapshot_id != sid:
+        return None
+    head = layout.snapshot_prefix(dataset, sid)
+    used = {p.name for p in manifest.parts}
+    out = []
+    for info in infos:
+        name = info.key[len(head):]
+        if name.startswith(layout.CHECKPOINTS_DIR + "/") or (
+                layout.parse_part_name(name) is not None and name not in used):
+            out.append(info.key)
+    return out + _temporaries(store, head)
+
+
+def _collect_snapshot_folders(policy: Policy, store: Store, dataset: str, now: datetime,
+                              report: PruneReport, pending: set[str], skip: set[str]) -> set[str]:
+    """Unreferenced parts and checkpoints of committed snapshots; unfinished snapshots no run
+    will resume. Returns the committed snapshot ids."""
+    from .keys import keyring_for
+
+    keyring = keyring_for(policy) if policy.keys else None
+    committed: set[str] = set()
+    for sid, infos in _folders(store, dataset).items():
+        keys = {i.key for i in infos}
+        if layout.manifest_key(dataset, sid) in keys:
+            committed.add(sid)
+            if sid in skip:
+                continue
+            doomed = _unreferenced(store, dataset, sid, infos, keyring)
+            if doomed:
+                _delete(store, doomed, report, sid)
+                _count(report, "committed_leftovers", len(doomed))
+            continue
+        if sid in pending or not _abandoned(store, dataset, sid, infos, now):
+            _collect_superseded_checkpoints(store, dataset, sid, infos, report)
+            continue
+        # The plan first: whatever a crash leaves of the folder can no longer look resumable.
+        plan = layout.run_state_key(dataset, sid)
+        rest = [i.key for i in infos if i.key != plan]
+        rest += _temporaries(store, layout.snapshot_prefix(dataset, sid))
+        if plan in keys:
+            _delete(store, [plan], report, sid)
+        if _delete(store, rest, report, sid):
+            report.orphans.append(sid)
+    return committed
+
+
+def _abandoned(store: Store, dataset: str, sid: str, infos: list[ObjectInfo],
+               now: datetime) -> bool:
+    """An unfinished snapshot no run will resume or commit: marked abandoned; or without a plan
+    (runs record it before any part; what is left is a crashed prune's or a previous release's);
+    or started before ``RESUME_WITHIN``, untouched for ``ORPHAN_GRACE`` and with no live lease."""
+    keys = {i.key for i in infos}
+    if layout.abandoned_key(dataset, sid) in keys:
+        return True
+    if layout.run_state_key(dataset, sid) not in keys:
+        return True
+    try:
+        state = checkpoint.load_run_state(store, dataset, sid)
+    except CloudkeepError:
+        state = None
+    if state is not None and now - state.started <= checkpoint.RESUME_WITHIN:
+        return False
+    newest = max((i.modified for i in infos if i.modified), default=None)
+    if newest is None or now - newest < ORPHAN_GRACE:
+        return False
+    head = layout.checkpoints_prefix(dataset, sid)
+    leases = {i.key[len(head):].split("/", 1)[0] for i in infos
+              if i.key.startswith(head + "lease-") and "/" in i.key[len(head):]}
+    for name in leases:
+        if Lease(store, dataset, "prune", prefix=f"{head}{name}/").holder() is not None:
+            return False
+    return True
+
+
+def _collect_superseded_checkpoints(store: Store, dataset: str, sid: str,
+                                    infos: list[ObjectInfo], report: PruneReport) -> None:
+    """In an unfinished snapshot still being written: all but the newest few entries of each
+    segment's checkpoints and lease generations."""
+    head = layout.checkpoints_prefix(dataset, sid)
+    folders = {i.key[len(head):].split("/", 1)[0] for i in infos
+               if i.key.startswith(head) and "/" in i.key[len(head):]}
+    doomed: list[str] = []
+    for name in sorted(folders):
+        if name.startswith(("segment-", "lease-")):
+            doomed += sequences.superseded(store, f"{head}{name}/")
+    if doomed:
+        _delete(store, doomed, report, sid)
+        _count(report, "superseded_entries", len(doomed))
+
+
+def _collect_records(store: Store, dataset: str, now: datetime, report: PruneReport,
+                     pending: set[str], committed: set[str]) -> None:
+    """Verification and copy records of snapshots that do not exist (their removal was
+    interrupted), and job records of snapshots neither committed nor pending, untouched for
+    ``ORPHAN_GRACE`` (a failed job's record is kept that long for its next attempt)."""
+    doomed: list[str] = []
+    for prefix in (layout.all_verifications_prefix(dataset), f"{dataset}/copies/"):
+        for info in store.list(prefix):
+            sid = info.key[len(prefix):].split("/", 1)[0]
+            if sid not in committed and layout.SNAPSHOT_ID_RE.match(sid):
+                doomed.append(info.key)
+    jobs: dict[str, list[ObjectInfo]] = {}
+    for info in store.list(layout.jobs_prefix(dataset)):
+        job_sid = layout.parse_job_key(dataset, info.key)
+        if job_sid is not None:
+            jobs.setdefault(job_sid, []).append(info)
+    for sid, infos in jobs.items():
+        if sid in committed or sid in pending:
             continue
         newest = max((i.modified for i in infos if i.modified), default=None)
-        if newest is None or now - newest < ORPHAN_GRACE:
+        if newest is not None and now - newest >= ORPHAN_GRACE:
+            doomed += [i.key for i in infos]
+    doomed += _temporaries(store, f"{dataset}/copies/")
+    if doomed:
+        _delete(store, doomed, report, "(records)")
+        _count(report, "orphan_records", len(doomed))
+
+
+def _collect_sequences(store: Store, dataset: str, report: PruneReport,
+                       fence: Fence | None) -> None:
+    """Superseded entries of the append-only state sequences (the newest few stay), and the
+    previous release's single objects they replace."""
+    doomed: list[str] = []
+    # Lock generations: older than the newest few. This prune holds the newest one, so the
+    # sequence never goes backwards (a fenced holder that re-creates a removed generation still
+    # finds a newer one and stays fenced).
+    doomed += sequences.superseded(store, layout.lock_prefix(dataset))
+    doomed += _temporaries(store, layout.lock_prefix(dataset))
+    legacy = [layout.lock_key(dataset)]
+    legacy += [i.key for i in store.list(f"{dataset}/lock-takeover-")]
+    doomed += [k for k in legacy if store.stat(k) is not None]
+    doomed += sequences.superseded(store, layout.alert_states_prefix(dataset))
+    if sequences.numbers(store, layout.alert_states_prefix(dataset)) \
+            and store.stat(layout.alert_state_key(dataset)) is not None:
+        doomed.append(layout.alert_state_key(dataset))
+    doomed += sequences.superseded(store, layout.policy_digests_prefix())
+    if sequences.numbers(store, layout.policy_digests_prefix()) \
+            and store.stat(layout.policy_digest_key()) is not None:
+        doomed.append(layout.policy_digest_key())
+    head = layout.jobs_prefix(dataset)
+    sids = {layout.parse_job_key(dataset, i.key) for i in store.list(head)}
+    for sid in sorted(s for s in sids if s):
+        prefix = layout.job_records_prefix(dataset, sid)
+        doomed += sequences.superseded(store, prefix)
+        if sequences.numbers(store, prefix) and store.stat(layout.job_key(dataset, sid)) is not None:
+            doomed.append(layout.job_key(dataset, sid))
+    if doomed:
+        _delete(store, doomed, report, "(state)")
+        _count(report, "superseded_entries", len(doomed))
+
+
+def _collect_copy_store(policy: Policy, target: Store, dataset: str, report: PruneReport,
+                        name: str, skip: set[str]) -> None:
+    """In a copy store: partial copies (a folder without a manifest — copies run under the
+    dataset's lock, which prune holds, so none is in progress) and what a committed copy's
+    manifest does not reference. A committed copy itself is removed only with its snapshot."""
+    from .keys import keyring_for
+
+    keyring = keyring_for(policy) if policy.keys else None
+    for sid, infos in _folders(target, dataset).items():
+        if sid in skip:
             continue
-        try:
-            store.delete([i.key for i in infos])
-            report.orphans.append(sid)
-        except ObjectLockedError as exc:
-            report.locked.append({"snapshot_id": sid, "store": "primary", "detail": str(exc)})
-        except CloudkeepError as exc:
-            report.errors.append(f"orphan parts of {sid}: {exc}")
+        head = layout.snapshot_prefix(dataset, sid)
+        if any(i.key == layout.manifest_key(dataset, sid) for i in infos):
+            doomed = _unreferenced(target, dataset, sid, infos, keyring)
+            if doomed:
+                _delete(target, doomed, report, f"{sid} ({name})")
+                _count(report, "copy_leftovers", len(doomed))
+            continue
+        doomed = [i.key for i in infos] + _temporaries(target, head)
+        if _delete(target, doomed, report, f"{sid} ({name})"):
+            _count(report, "partial_copies", 1)
+
+
+def _delete(store: Store, keys: list[str], report: PruneReport, what: str) -> bool:
+    """Delete ``keys``; a refusal (immutability, an error) is reported, not raised — except a
+    lost lock, which stops the prune. True when they are gone."""
+    if not keys:
+        return True
+    try:
+        store.delete(keys)
+        return True
+    except ObjectLockedError as exc:
+        report.locked.append({"snapshot_id": what, "store": store.describe(), "detail": str(exc)})
+    except LockedError:
+        raise
+    except CloudkeepError as exc:
+        report.errors.append(f"leftovers of {what}: {exc}")
+    return False

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import logctx
+from . import checkpoint, logctx
 from .alerts import Notifier
 from .catalog import load_manifest, snapshot_ids
 from .engine import RunOptions, RunResult, backup
@@ -176,6 +176,7 @@ class TickResult:
     freshness: list[dict[str, Any]] = field(default_factory=list)  # the watchdog, per dataset
     verifications: list[dict[str, Any]] = field(default_factory=list)  # scheduled drills/samples
     alerts: list[dict[str, Any]] = field(default_factory=list)  # alerts and recoveries sent
+    copies: list[dict[str, Any]] = field(default_factory=list)  # copies made or retried, per dataset
 
     @property
     def pending(self) -> list[RunResult]:
@@ -186,8 +187,13 @@ class TickResult:
         return [r for r in self.results if r.status == "failed"]
 
     @property
+    def copy_failures(self) -> list[dict[str, Any]]:
+        """Copies that failed in this tick (their snapshots stay committed)."""
+        return [c for c in self.copies if not c.get("verified") and c.get("error")]
+
+    @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.copy_failures
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -199,6 +205,8 @@ class TickResult:
             "freshness": self.freshness,
             "verifications": self.verifications,
             "alerts": self.alerts,
+            "copies": self.copies,
+            "copy_failed": self.copy_failures,
         }
 
 
@@ -290,6 +298,7 @@ def _watch(policy: Policy, name: str, now: datetime, outcome: RunResult | None, 
                     observed["backup_failed"] = f"backup failed: {outcome.error}"
                 elif outcome.status == "committed":
                     observed["backup_failed"] = None
+            observed |= _copy_duty(policy, name, outcome, store, result)
             for report in _due_verifications(policy, name, now, store, source_for):
                 record_and_audit(store, report)
                 emit(verification_metrics(report))
@@ -316,6 +325,31 @@ def _watch(policy: Policy, name: str, now: datetime, outcome: RunResult | None, 
             result.alerts.extend(a.as_dict() for a in sent)
         except Exception:
             log.exception("dataset %s: the watchdog failed", name)
+
+
+def _copy_duty(policy: Policy, name: str, outcome: RunResult | None, store: Store,
+               result: TickResult) -> dict[str, str | None]:
+    """Retry the copies a dataset is missing (failed or interrupted earlier) and say what the
+    ``copy_failed`` alert should be: a message while some copy fails, None once all are
+    verified (nothing when the dataset has no copy targets, or another run held its lock)."""
+    from . import copies
+
+    if not copies.targets(policy, name):
+        return {}
+    if outcome is not None and outcome.status in ("committed", "exists"):
+        entries = list(outcome.copies)  # after_backup has just copied (and caught up)
+    else:
+        try:
+            entries = copies.catch_up(policy, store, name)
+        except CloudkeepError as exc:
+            log.error("dataset %s: copies could not be retried: %s", name, exc)
+            return {"copy_failed": f"copies could not be retried: {exc}"}
+    result.copies.extend({"dataset": name} | e for e in entries)
+    if copies.failures(entries):
+        return {"copy_failed": copies.failure_text(entries)}
+    if any(e.get("deferred") for e in entries):
+        return {}
+    return {"copy_failed": None}
 
 
 def _age_text(seconds: float | None) -> str:
@@ -397,17 +431,23 @@ def audit_backup(policy: Policy, result: RunResult, store: Store | None = None,
 
 def after_backup(policy: Policy, result: RunResult, store: Store | None = None, *,
                  prune_at: datetime | None = None) -> None:
-    """What follows a committed snapshot: copies to the dataset's further stores, and — on a
-    scheduled tick — retention. Problems are logged and recorded on the result, never raised:
-    the snapshot itself is committed."""
-    if result.status != "committed" or result.manifest is None:
+    """What follows a committed snapshot: copies to the dataset's further stores (this one, and
+    any earlier snapshot whose copy failed or was interrupted), and — on a scheduled tick —
+    retention. Problems are logged and recorded on the result, never raised: the snapshot
+    itself is committed (a failed copy is ``result.copy_failures``)."""
+    if result.status not in ("committed", "exists") or result.manifest is None:
         return
     from . import copies
     from .prune import prune
 
     store = store or open_store(policy.stores[policy.dataset(result.dataset).store])
-    result.copies = copies.copy_all(policy, store, result.manifest)
-    if prune_at is not None:
+    try:
+        result.copies = copies.catch_up(policy, store, result.dataset)
+    except CloudkeepError as exc:
+        log.error("dataset %s: copies failed: %s", result.dataset, exc)
+        result.copies = [{"snapshot_id": result.snapshot_id, "store": name, "verified": False,
+                          "error": str(exc)} for name in copies.targets(policy, result.dataset)]
+    if result.status == "committed" and prune_at is not None:
         try:
             report = prune(policy, result.dataset, prune_at, store=store)
             result.pruned = report.removed
@@ -415,14 +455,14 @@ def after_backup(policy: Policy, result: RunResult, store: Store | None = None, 
             log.error("dataset %s: prune failed: %s", result.dataset, exc)
 
 
-RESUME_WITHIN = timedelta(hours=24)  # older unfinished snapshots are left to prune
+RESUME_WITHIN = checkpoint.RESUME_WITHIN  # older unfinished snapshots are left to prune
 
 
 def _pending_scheduled(store: Store, dataset: str, now: datetime) -> Any:
     """The latest unfinished scheduled snapshot of ``dataset`` started in the last 24 hours."""
     from .engine import unfinished_snapshot
 
-    state = unfinished_snapshot(store, dataset, "schedule")
+    state = unfinished_snapshot(store, dataset, "schedule", now=now)
     if state is None or now - state.started > RESUME_WITHIN:
         return None
     return state

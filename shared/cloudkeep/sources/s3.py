@@ -434,7 +434,9 @@ class S3Source:
             self.stats.add(objects=1, bytes=size, deduplicated_objects=1)
             return
         if check is not None and check.sha256.hexdigest() != sha:
-            self.store.delete([blob])
+            # Never deleted by a backup (only prune deletes): the blob stays unreferenced and
+            # prune's blob collection removes it after its grace period. (A snapshot that reused
+            # it meanwhile would fail verify's sha256 check of its blobs: docs/locking.md.)
             raise _Changed()
         self.stats.add(objects=1, bytes=info.size, copied_objects=1, copied_bytes=info.size)
 

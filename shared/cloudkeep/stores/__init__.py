@@ -62,6 +62,14 @@ class Store(Protocol):
     def delete(self, keys: Iterable[str]) -> None: ...
 
 
+@runtime_checkable
+class HasTemporaries(Protocol):
+    """A store whose interrupted writes can leave temporary objects that ``list`` hides (the file
+    store's ``.tmp-*`` files of a process killed mid-write)."""
+
+    def temporaries(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+
+
 def as_stream(data: Data) -> BinaryIO:
     return io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
 

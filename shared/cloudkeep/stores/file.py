@@ -116,6 +116,28 @@ class FileStore:
         found.sort(key=lambda info: info.key)
         yield from found
 
+    def temporaries(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """The temporary files of writes that never finished (a process killed mid-write) under
+        ``prefix``; never listed by ``list``. Prune removes them where no write can be under way."""
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        base = self.root / folder if folder else self.root
+        if not base.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            rel_dir = os.path.relpath(dirpath, self.root)
+            for name in sorted(filenames):
+                if not name.startswith(_TMP_PREFIX):
+                    continue
+                key = name if rel_dir == "." else f"{rel_dir.replace(os.sep, '/')}/{name}"
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except FileNotFoundError:
+                    continue
+                yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
     def delete(self, keys: Iterable[str]) -> None:
         for key in keys:
             path = self._path(key)
