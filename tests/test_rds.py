@@ -4,7 +4,6 @@ snapshots cloudkeep made (found by tag), and a restore drill that always deletes
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -75,7 +74,10 @@ def test_snapshot_and_cross_region_copy_span_runs(rds: Any, tmp_path: Path, caps
     code, out, err = cli(capsys, *run)  # the snapshot is available: the copy starts
     assert code == 0, err
     assert "pending" in out and sid in out and "run again" in out
-    record = json.loads((tmp_path / "vault" / "db" / "jobs" / f"{sid}.json").read_text())
+    from cloudkeep.jobs import read_job
+    from cloudkeep.stores.file import FileStore
+
+    record = read_job(FileStore(tmp_path / "vault"), "db", sid) or {}
     assert record["state"] == "polling" and record["polls"] == 1 and "copying" in record["progress"]
     assert [s["role"] for s in record["job"]["snapshots"]] == ["primary", "copy"]
     third = cli_json(capsys, *run)[0]

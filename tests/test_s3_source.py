@@ -5,6 +5,7 @@ store (the streamed path) and into an S3 store (the server-side path)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -297,9 +298,10 @@ def test_gc_removes_unreferenced_blobs_only_after_the_grace_period(
     code, out, _ = cli(capsys, "--policy", policy, "prune", "--dry-run", "--now", later)
     assert code == 0 and "blobs: would remove 1 unreferenced" in out
 
-    with DatasetLock(store, "files", "some-run"):  # a run in progress: gc keeps out
-        [busy] = cli_json(capsys, "--policy", policy, "prune", "--now", later)
-        assert "lock" in busy["blobs"]["skipped"] and old in blob_shas(store)
+    with DatasetLock(store, "files", "some-run"):  # a run in progress: prune (and gc) keep out
+        code, out, _ = cli(capsys, "--policy", policy, "--format", "json", "prune", "--now", later)
+        [busy] = json.loads(out)
+        assert code == 1 and "some-run" in busy["errors"][0] and old in blob_shas(store)
 
     [done] = cli_json(capsys, "--policy", policy, "prune", "--now", later)
     assert done["blobs"]["removed"] == 1 and done["blobs"]["removed_bytes"] == len(b"first a")

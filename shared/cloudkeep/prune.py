@@ -339,7 +339,8 @@ def _remove_snapshot(policy: Policy, store: Store, dataset: str, sid: str, repor
             if _same_store(target, store):
                 continue
             target.delete([layout.manifest_key(dataset, sid)])
-            target.delete([i.key for i in target.list(layout.snapshot_prefix(dataset, sid))])
+            head = layout.snapshot_prefix(dataset, sid)
+            target.delete([i.key for i in target.list(head)] + _temporaries(target, head))
         except ObjectLockedError as exc:
             report.locked.append({"snapshot_id": sid, "store": name, "detail": str(exc)})
         except LockedError:
@@ -361,6 +362,7 @@ def _remove_snapshot(policy: Policy, store: Store, dataset: str, sid: str, repor
         report.errors.append(f"{dataset}@{sid} (primary): {exc}")
         return
     leftovers = [i.key for i in store.list(layout.snapshot_prefix(dataset, sid))]
+    leftovers += _temporaries(store, layout.snapshot_prefix(dataset, sid))
     leftovers += [i.key for i in store.list(layout.verifications_prefix(dataset, sid))]
     leftovers += [i.key for i in store.list(layout.copies_prefix(dataset, sid))]
     leftovers += [i.key for i in store.list(layout.job_records_prefix(dataset, sid))]
@@ -449,12 +451,15 @@ def _count(report: PruneReport, kind: str, n: int) -> None:
 
 
 def _folders(store: Store, dataset: str) -> dict[str, list[ObjectInfo]]:
-    """The dataset's snapshot folders: snapshot id → every object in it."""
+    """The dataset's snapshot folders: snapshot id → every object in it (a folder that holds
+    nothing but the temporaries of killed writes is listed, empty)."""
     groups: dict[str, list[ObjectInfo]] = {}
     head = layout.snapshots_prefix(dataset)
     for info in store.list(head):
         sid = info.key[len(head):].split("/", 1)[0]
         groups.setdefault(sid, []).append(info)
+    for key in _temporaries(store, head):
+        groups.setdefault(key[len(head):].split("/", 1)[0], [])
     return groups
 
 
