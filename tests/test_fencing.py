@@ -166,3 +166,39 @@ def test_the_previous_releases_lock_object_is_not_honoured() -> None:
         {"run_id": "old", "expires_at": "2999-01-01T00:00:00+00:00"}).encode())
     with Lease(store, "a", "new", heartbeat=False) as held:
         assert held.generation == 1
+
+
+def test_prune_removes_superseded_state_and_the_previous_releases_objects() -> None:
+    from cloudkeep import alerts, audit, sequences
+    from cloudkeep.policy import parse_policy
+    from cloudkeep.prune import prune
+
+    policy = parse_policy("""
+version: 1
+stores: {mem: {type: file, path: /unused}}
+tiers: {t: {schedule: "0 * * * *", rpo: 2h, retention: {last: 3}}}
+datasets:
+  a: {source: {type: dynamodb, table: aaa, region: us-east-1}, tier: t, store: mem}
+""")
+    store = MemoryStore()
+    old = [layout.lock_key("a"), layout.lock_takeover_key("a", "r1"), layout.alert_state_key("a"),
+           layout.policy_digest_key()]
+    for key in old:
+        store.put(key, b'{"open": [], "digest": "x"}')
+    for _ in range(6):
+        with Lease(store, "a", "r", heartbeat=False):
+            pass
+    notifier = alerts.Notifier([])
+    for i in range(6):
+        alerts.update(store, "a", {"rpo_breach": "late" if i % 2 else None}, notifier)
+        audit.note_policy(store, policy if i % 2 else policy.model_copy(update={"timezone": "Europe/Paris"}))
+    report = prune(policy, "a", datetime.now(UTC), store=store)
+    assert not report.errors, report.errors
+    assert not [k for k in old if k in store.objects], "the previous release's objects are gone"
+    assert len(sequences.numbers(store, layout.alert_states_prefix("a"))) == sequences.KEEP
+    assert len(sequences.numbers(store, layout.policy_digests_prefix())) == sequences.KEEP
+    # The lock keeps its newest generations: prune's own release is the newest now.
+    gens = sequences.numbers(store, layout.lock_prefix("a"))
+    assert len(gens) == sequences.KEEP + 1 and gens[-1] > 12
+    assert generations(store)[-1]["state"] == "released"
+    assert alerts.load_state(store, "a")["open"][0]["kind"] == "rpo_breach", "the current value stays"

@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from cloudkeep import layout
 from cloudkeep.catalog import snapshot_ids
 from cloudkeep.engine import RunOptions, backup
@@ -193,3 +195,36 @@ def test_gzip_parts_multi_member_and_truncated() -> None:
         list(iter_part_lines(io.BytesIO(body[:-12]), "gzip"))
     with pytest.raises(TruncatedPartError):
         list(iter_part_lines(io.BytesIO(b"not gzip at all"), "gzip"))
+
+
+class CreateOnly(MemoryStore):
+    """A memory store that refuses deletes and overwriting writes (the backup identity)."""
+
+    def put(self, key: str, data: Any, *, if_absent: bool = False, retain_until: Any = None) -> Any:
+        assert if_absent, f"an overwriting write of {key}"
+        return super().put(key, data, if_absent=if_absent, retain_until=retain_until)
+
+    def delete(self, keys: Any) -> None:
+        keys = list(keys)
+        assert not keys, f"a delete of {keys}"
+
+
+def test_job_steps_only_create_and_a_stale_step_is_refused() -> None:
+    from cloudkeep.errors import ObjectExistsError
+    from cloudkeep.jobs import _write, read_job_entry
+
+    store, policy = CreateOnly(), _policy()
+    source = ScriptedJobs(["running", "failed", "running", "done"])
+    results = [backup(policy, "orders", store=store, source=source)  # type: ignore[arg-type]
+               for _ in range(6)]
+    assert [r.status for r in results] == ["pending", "pending", "failed", "pending", "pending",
+                                           "committed"]
+    failed = read_job_entry(store, "orders", results[0].snapshot_id or "")
+    assert failed is not None and failed[0] == 2 and failed[1]["state"] == "failed"
+    entry = read_job_entry(store, "orders", results[-1].snapshot_id or "")
+    assert entry is not None and entry[0] == 2 and entry[1]["state"] == "finished", \
+        "one entry per step: started, polling, finished"
+    # A step computed from an older entry (a run that read the record before another advanced
+    # it) cannot land: the number it would take is taken.
+    with pytest.raises(ObjectExistsError):
+        _write(store, dict(entry[1]), after=entry[0] - 1)

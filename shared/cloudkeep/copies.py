@@ -136,13 +136,13 @@ def catch_up(policy: Policy, source: Store, dataset: str, *, limit: int = CATCH_
     from .catalog import load_manifest, snapshot_ids
 
     wanted = targets(policy, dataset)
+    recorded = _recorded(source, dataset)  # one listing, not one per snapshot
     todo: list[Manifest] = []
     for sid in reversed(snapshot_ids(source, dataset)):
         if len(todo) >= limit:
             break
-        have = set(verified_stores(source, dataset, sid))
-        if all(name in have for name in wanted):
-            continue
+        if all(name in recorded.get(sid, set()) for name in wanted):
+            continue  # a record for every target (read and checked below when one is missing)
         try:
             todo.append(load_manifest(source, dataset, sid))
         except CloudkeepError as exc:
@@ -184,6 +184,18 @@ def _copy_under_lock(policy: Policy, source: Store, dataset: str, manifests: lis
                                 "verified": False, "error": str(exc)})
     finally:
         lock.release()
+    return out
+
+
+def _recorded(store: Store, dataset: str) -> dict[str, set[str]]:
+    """Snapshot id → the stores it has a copy record for (records are written create-only, and
+    only for verified copies)."""
+    out: dict[str, set[str]] = {}
+    head = layout.all_copies_prefix(dataset)
+    for info in store.list(head):
+        sid, _, name = info.key[len(head):].partition("/")
+        if name.endswith(".json") and "/" not in name:
+            out.setdefault(sid, set()).add(name[: -len(".json")])
     return out
 
 

@@ -179,6 +179,11 @@ def copies_prefix(dataset: str, snapshot_id: str) -> str:
     return f"{dataset}/copies/{snapshot_id}/"
 
 
+def all_copies_prefix(dataset: str) -> str:
+    """Every copy record of ``dataset`` (of every snapshot)."""
+    return f"{dataset}/copies/"
+
+
 def job_key(dataset: str, snapshot_id: str) -> str:
     """The previous release's single, rewritten job record (read when no entry exists)."""
     return f"{dataset}/jobs/{snapshot_id}.json"
@@ -214,7 +219,11 @@ def lock_key(dataset: str) -> str:
 
 def lock_takeover_key(dataset: str, holder_run_id: str) -> str:
     """The previous release's takeover markers (stale; prune removes them)."""
-    return f"{dataset}/lock-takeover-{holder_run_id}.json"
+    return f"{lock_takeover_prefix(dataset)}{holder_run_id}.json"
+
+
+def lock_takeover_prefix(dataset: str) -> str:
+    return f"{dataset}/lock-takeover-"
 
 
 def lock_prefix(dataset: str) -> str:

@@ -577,7 +577,7 @@ def _collect_records(store: Store, dataset: str, now: datetime, report: PruneRep
     interrupted), and job records of snapshots neither committed nor pending, untouched for
     ``ORPHAN_GRACE`` (a failed job's record is kept that long for its next attempt)."""
     doomed: list[str] = []
-    for prefix in (layout.all_verifications_prefix(dataset), f"{dataset}/copies/"):
+    for prefix in (layout.all_verifications_prefix(dataset), layout.all_copies_prefix(dataset)):
         for info in store.list(prefix):
             sid = info.key[len(prefix):].split("/", 1)[0]
             if sid not in committed and layout.SNAPSHOT_ID_RE.match(sid):
@@ -593,7 +593,7 @@ def _collect_records(store: Store, dataset: str, now: datetime, report: PruneRep
         newest = max((i.modified for i in infos if i.modified), default=None)
         if newest is not None and now - newest >= ORPHAN_GRACE:
             doomed += [i.key for i in infos]
-    doomed += _temporaries(store, f"{dataset}/copies/")
+    doomed += _temporaries(store, layout.all_copies_prefix(dataset))
     if doomed:
         _delete(store, doomed, report, "(records)")
         _count(report, "orphan_records", len(doomed))
@@ -610,7 +610,7 @@ def _collect_sequences(store: Store, dataset: str, report: PruneReport,
     doomed += sequences.superseded(store, layout.lock_prefix(dataset))
     doomed += _temporaries(store, layout.lock_prefix(dataset))
     legacy = [layout.lock_key(dataset)]
-    legacy += [i.key for i in store.list(f"{dataset}/lock-takeover-")]
+    legacy += [i.key for i in store.list(layout.lock_takeover_prefix(dataset))]
     doomed += [k for k in legacy if store.stat(k) is not None]
     doomed += sequences.superseded(store, layout.alert_states_prefix(dataset))
     if sequences.numbers(store, layout.alert_states_prefix(dataset)) \
