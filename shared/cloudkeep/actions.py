@@ -80,7 +80,7 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
         for result in results:
             after_backup(policy, result)
             audit_backup(policy, result)
-        ok = all(r.status != "failed" for r in results)
+        ok = all(r.status != "failed" and not r.copy_failures for r in results)
         return {"ok": ok, "datasets": [r.as_dict() for r in results]}
     if action == "plan":
         from .runtime import parse_now, plan

@@ -202,11 +202,19 @@ def load_segment(store: Store, dataset: str, snapshot_id: str, segment: int) -> 
         return None
 
 
-def save_segment(store: Store, dataset: str, snapshot_id: str, record: SegmentRecord) -> int:
-    """Append ``record`` as the segment's newest checkpoint (create-only). Returns its number."""
+def save_segment(store: Store, dataset: str, snapshot_id: str, record: SegmentRecord, *,
+                 after: int | None = None) -> int:
+    """Append ``record`` as the segment's newest checkpoint (create-only), after entry ``after``
+    when the writer knows it (else after the newest listed). Returns its number."""
     return sequences.append(store, layout.segment_checkpoints_prefix(dataset, snapshot_id,
                                                                      record.segment),
-                            record.to_bytes())
+                            record.to_bytes(), after=after)
+
+
+def last_checkpoint_number(store: Store, dataset: str, snapshot_id: str, segment: int) -> int:
+    """The number of the segment's newest checkpoint entry (-1: none yet)."""
+    return max(sequences.numbers(
+        store, layout.segment_checkpoints_prefix(dataset, snapshot_id, segment)), default=-1)
 
 
 def finish_segment(store: Store, dataset: str, snapshot_id: str,

@@ -579,6 +579,7 @@ class SegmentRunner:
         if record is None or (reader is None and record.parts) or record.segment != segment:
             record = SegmentRecord(segment)
         next_index = self._first_free_index(store, segment, record)
+        seq = checkpoint.last_checkpoint_number(store, state.dataset, state.snapshot_id, segment)
         if record.parts:
             log.info("segment %d: resuming after %d part(s), %d item(s)", segment,
                      len(record.parts), record.digest_count)
@@ -618,7 +619,7 @@ class SegmentRunner:
                 record.cursor = cursor
                 stopping = deadline is not None and deadline.near(slowest)
                 if since_checkpoint >= every or stopping:
-                    self._save(store, record)
+                    seq = self._save(store, record, seq)
                     since_checkpoint = 0
                 if stopping:
                     log.info("segment %d: near the time budget after %d part(s); checkpointed",
@@ -682,10 +683,14 @@ class SegmentRunner:
         record.digest_value, record.digest_count = digest.value, digest.count
         return index + 1
 
-    def _save(self, store: Store, record: SegmentRecord) -> None:
+    def _save(self, store: Store, record: SegmentRecord, after: int) -> int:
+        """Append the segment's next checkpoint (no listing per checkpoint: the number is
+        tracked). Returns its number."""
         t0 = time.monotonic()
-        checkpoint.save_segment(store, self.state.dataset, self.state.snapshot_id, record)
+        seq = checkpoint.save_segment(store, self.state.dataset, self.state.snapshot_id, record,
+                                      after=after)
         self.checkpoint_seconds.append(time.monotonic() - t0)
+        return seq
 
 
 class _Cancelled(Exception):
