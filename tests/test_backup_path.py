@@ -86,6 +86,11 @@ def files(root: Path) -> dict[str, str]:
     return out
 
 
+def visible(found: dict[str, str]) -> dict[str, str]:
+    """Without the file store's temporaries (never listed; not objects)."""
+    return {k: v for k, v in found.items() if not k.rsplit("/", 1)[-1].startswith(".tmp-")}
+
+
 def restores_exactly(capsys: Any, policy: Path, ddb_client: Any, table: str, ref: str,
                      *store: str) -> None:
     code, out, err = cli(capsys, "--policy", str(policy), "verify", ref, *store)
@@ -149,7 +154,12 @@ def test_a_run_frozen_past_its_lease_writes_nothing_after_another_run_committed(
             child.wait()
     assert child.returncode == 1, out + err
     assert "lost the lock" in err, err
-    assert files(vault) == before, "the frozen run wrote (or deleted) nothing after thawing"
+    after = files(vault)
+    assert visible(after) == visible(before), "the frozen run wrote (or deleted) nothing after thawing"
+    # (A lock renewal the heartbeat had under way at the freeze may have left the file store's
+    # temporary, which the thawed put removes: its create-only write of a generation that the
+    # other run had taken can never land.)
+    assert set(after) - set(before) == set(), "not even a temporary was created after thawing"
 
     # Every committed snapshot verifies and restores exactly; prune then collects A's leftovers.
     restores_exactly(capsys, policy_path, ddb_client, table, f"orders@{frozen_sid}")
