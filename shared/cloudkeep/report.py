@@ -203,16 +203,11 @@ def _stamp_time(stamp: str) -> str | None:
 
 
 def read_alerts(store: Store, dataset: str) -> list[dict[str, Any]]:
-    """The dataset's open alerts (none when no alert state was ever written)."""
-    try:
-        data = json.loads(store.get(layout.alert_state_key(dataset)))
-    except ObjectNotFoundError:
-        return []
-    except ValueError as exc:
-        log.warning("cannot read the alert state of %s: %s", dataset, exc)
-        return []
-    opened = data.get("open") if isinstance(data, dict) else None
-    return [a for a in opened if isinstance(a, dict)] if isinstance(opened, list) else []
+    """The dataset's open alerts (none when no alert state was ever written): the newest entry
+    of its append-only alert state (``alerts.load_state``)."""
+    from .alerts import open_alerts
+
+    return [a for a in open_alerts(store, dataset) if isinstance(a, dict)]
 
 
 def _status(row: dict[str, Any]) -> tuple[str, list[str]]:
