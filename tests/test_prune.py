@@ -75,7 +75,10 @@ def test_prune_removes_manifest_first_then_parts() -> None:
     report = prune(POLICY, "a", NOW, store=store)
     assert report.removed == [ids[0]]
     assert order[0] == layout.manifest_key("a", ids[0])
-    assert all(k.startswith(layout.snapshot_prefix("a", ids[0])) for k in order[1:]) and len(order) > 1
+    # then its parts (and, last, its hold ledger: prune's deletion marker)
+    assert all(k.startswith((layout.snapshot_prefix("a", ids[0]),
+                             layout.hold_ledger_prefix("a", ids[0]))) for k in order[1:])
+    assert order[1].startswith(layout.snapshot_prefix("a", ids[0])) and len(order) > 1
     assert snapshot_ids(store, "a") == ids[1:]
     assert not [k for k in store.objects if ids[0] in k]
 

@@ -408,13 +408,11 @@ def commit(policy: Policy, store: Store, state: RunState, records: dict[int, Seg
         content_digest=ContentDigestEntry(value=digest.hexdigest(), ignores=state.ignores),
         cloudkeep_version=__version__,
     )
-    if state.encryption:
-        from .keys import keyring_for
+    from .keys import keyring_for
+    from .trust import sign_new
 
-        keyring = keyring or keyring_for(policy)
-        data_key = data_key_of(keyring, state)
-        assert data_key is not None
-        manifest = keyring.sign(manifest, data_key)
+    keyring = keyring or keyring_for(policy)
+    manifest = sign_new(policy, manifest, keyring, data_key_of(keyring, state))
     key = layout.manifest_key(state.dataset, state.snapshot_id)
     try:
         store.put(key, manifest.to_bytes(), if_absent=True, retain_until=state.retain_until_time)
@@ -440,12 +438,18 @@ def _load_done(store: Store, state: RunState, segment: int) -> SegmentRecord | N
 
 
 def _existing_manifest(store: Store, dataset: str, snapshot_id: str) -> Manifest | None:
+    """The manifest committed under ``dataset@snapshot_id`` (ForgedManifestError if the one
+    there names another snapshot: a run never takes a replayed manifest for its own)."""
+    from .trust import check_binding
+
     key = layout.manifest_key(dataset, snapshot_id)
     try:
         data = store.get(key)
     except ObjectNotFoundError:
         return None
-    return Manifest.from_bytes(data, where=key)
+    manifest = Manifest.from_bytes(data, where=key)
+    check_binding(manifest, dataset, snapshot_id, where=key)
+    return manifest
 
 
 def _previous_manifest(store: Store, dataset: str, snapshot_id: str,
