@@ -300,3 +300,23 @@ def test_hold_reason_limits_and_bad_ids(tmp_path: Path, capsys: Any) -> None:
     code, _, err = cli(capsys, "--policy", p, "hold", "remove", f"a@{snap.snapshot_id}",
                        "--id", "../../etc")
     assert code == 2 and "no active hold" in err
+
+
+def test_prune_compacts_the_ledgers_of_snapshots_that_are_gone(tmp_path: Path) -> None:
+    policy = make_policy(tmp_path, retention="{last: 5}")
+    store = MemoryStore()
+    snaps = take(policy, store, 2)
+    # a hold add that lost to a prune: it finds the manifest gone and withdraws
+    store.delete([layout.manifest_key("a", snaps[0].snapshot_id)])
+    with pytest.raises(HoldRefusedError, match="it was deleted"):
+        holds.add(store, snaps[0], "too late")
+    assert len(list(store.list(layout.hold_ledger_prefix("a", snaps[0].snapshot_id)))) == 2
+    # an active hold on a snapshot that does not exist (a hold add that died) is kept and reported
+    ghost = layout.snapshot_id_for(datetime(2026, 1, 1, 9, tzinfo=Z), "0a0a0a")
+    store.put(layout.hold_record_key("a", ghost, "h-0badf00d"), json.dumps({"reason": "x"}).encode())
+    holds.add(store, snaps[1], "kept")
+    report = prune(policy, "a", datetime.now(Z) + timedelta(days=1), store=store)
+    assert not list(store.list(layout.hold_ledger_prefix("a", snaps[0].snapshot_id)))
+    assert store.stat(layout.hold_record_key("a", ghost, "h-0badf00d")) is not None
+    assert any(ghost in p and "does not exist" in p for p in report.problems)
+    assert [h.reason for h in holds.active(store, "a", snaps[1].snapshot_id)] == ["kept"]

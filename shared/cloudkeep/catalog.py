@@ -227,7 +227,9 @@ def resolve(policy: Policy, text: str, *, store_name: str | None = None,
     expect = trust.expect_for(policy, ref.dataset, store_name, authenticate=authenticate,
                               allow_unsigned=allow_unsigned)
     if ref.snapshot_id == "latest":
-        newest = latest(store, ref.dataset, expect=expect)
+        # the same snapshot for every command: the newest that passes every check
+        chooser = trust.expect_for(policy, ref.dataset, store_name, allow_unsigned=allow_unsigned)
+        newest = latest(store, ref.dataset, expect=chooser)
         if newest is None:
             raise SnapshotNotFoundError(f"dataset {ref.dataset!r} has no committed snapshot"
                                         + (" that can be trusted" if snapshot_ids(store, ref.dataset)

@@ -172,6 +172,7 @@ def prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool = False,
             natives.sweep(store, dataset, committed | pending, now - ORPHAN_GRACE, report)
     if not uncertain:
         _collect_blobs(policy, store, dataset, now, report)
+        _compact_hold_ledgers(store, dataset, report)
     log.info("prune %s: kept %d, removed %d, locked %d, orphans %d", dataset, len(decision.keep),
              len(report.removed), len(report.locked), len(report.orphans))
     return report
@@ -277,6 +278,29 @@ def _remove_unless_held(policy: Policy, store: Store, dataset: str, sid: str, re
         store.delete(holds.ledger_keys(store, dataset, sid))
     except CloudkeepError as exc:
         report.problems.append(f"{dataset}@{sid}: its released holds were not deleted: {exc}")
+
+
+def _compact_hold_ledgers(store: Store, dataset: str, report: PruneReport) -> None:
+    """Hold ledgers of snapshots that no longer exist (a hold withdrawn because prune got there
+    first) are deleted once nothing in them is active; an active hold on a snapshot that does not
+    exist is reported and kept."""
+    try:
+        committed = set(snapshot_ids(store, dataset))
+        ledgers = holds.ledgers(store, dataset)
+    except CloudkeepError as exc:
+        report.problems.append(f"{dataset}: hold ledgers not compacted: {exc}")
+        return
+    for sid, ledger in ledgers.items():
+        if sid in committed:
+            continue
+        if ledger.active:
+            report.problems.append(f"{dataset}@{sid}: held ({', '.join(h.hold_id for h in ledger.active)})"
+                                   " but the snapshot does not exist")
+            continue
+        try:
+            store.delete(holds.ledger_keys(store, dataset, sid))
+        except CloudkeepError as exc:
+            report.problems.append(f"{dataset}@{sid}: released holds not deleted: {exc}")
 
 
 def _keep_instead(report: PruneReport, sid: str, reason: str) -> None:

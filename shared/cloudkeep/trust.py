@@ -112,7 +112,8 @@ def check_binding(manifest: Manifest, dataset: str, snapshot_id: str, *,
         raise ForgedManifestError(
             f"manifest of {stored_as}{at} says it was written to store {manifest.store!r}, not "
             f"{' or '.join(repr(s) for s in sorted(stores))}: a manifest copied from another store "
-            "or forged; refused and left in place as evidence")
+            "or forged; refused and left in place as evidence (if the store was renamed in the "
+            f"policy, give it its old name {manifest.store!r} again)")
 
 
 def check(store: Store, manifest: Manifest, dataset: str, snapshot_id: str, expect: Expect | None,
