@@ -320,3 +320,28 @@ def test_prune_compacts_the_ledgers_of_snapshots_that_are_gone(tmp_path: Path) -
     assert store.stat(layout.hold_record_key("a", ghost, "h-0badf00d")) is not None
     assert any(ghost in p and "does not exist" in p for p in report.problems)
     assert [h.reason for h in holds.active(store, "a", snaps[1].snapshot_id)] == ["kept"]
+
+
+def test_prune_compacts_cancelled_marks_once_they_are_past_their_ttl(tmp_path: Path) -> None:
+    store, snaps, outcome, _ = _race(tmp_path, _is_marker, after=False)  # hold first: cancelled
+    sid = snaps[0].snapshot_id
+    marks = [i.key for i in store.list(layout.hold_ledger_prefix("a", sid)) if "/deleting-" in i.key]
+    assert len(marks) == 2  # the mark and its cancellation
+    policy = make_policy(tmp_path)
+    prune(policy, "a", NOW, store=store)  # held: kept by retention; young marks stay
+    assert len([i for i in store.list(layout.hold_ledger_prefix("a", sid))
+                if "/deleting-" in i.key]) == 2
+    old = datetime.now(Z) - holds.MARKER_TTL - timedelta(minutes=5)
+    for key in [i.key for i in store.list(layout.hold_ledger_prefix("a", sid))]:
+        body, _ = store.objects[key]
+        if "/deleting-" in key:  # as if written two hours ago
+            doc = json.loads(body)
+            for field in ("created_at", "cancelled_at"):
+                if field in doc:
+                    doc[field] = old.isoformat()
+            store.objects[key] = (json.dumps(doc).encode(), old)
+    report = prune(policy, "a", NOW, store=store)
+    left = [i.key for i in store.list(layout.hold_ledger_prefix("a", sid)) if "/deleting-" in i.key]
+    assert left == []
+    assert sid in report.decision.keep
+    assert [h.hold_id for h in holds.active(store, "a", sid)] == [outcome["hold"].hold_id]

@@ -458,3 +458,26 @@ def test_one_garbage_manifest_never_breaks_list_plan_report_prune_or_the_tick(
     result = tick(policy, datetime(2026, 1, 1, 4, 30, tzinfo=Z), datasets=["a"],
                   store_for=lambda _: store, source_for=lambda _: MarkerSource())
     assert result.ok and result.freshness[0]["latest_snapshot"] == genuine[-1].snapshot_id
+
+
+def test_blob_collection_counts_refused_manifests_and_stops_at_an_unreadable_one(
+        tmp_path: Path) -> None:
+    import hashlib
+
+    from cloudkeep import blobs
+
+    policy = make_policy(tmp_path)
+    store = MemoryStore()
+    [m] = take(policy, store, "a", [1])
+    body = b"an object's content"
+    sha = hashlib.sha256(body).hexdigest()
+    store.put(layout.blob_key("a", sha), body)
+    later = datetime.now(Z) + timedelta(days=30)
+    garbage = sid(2, "9a9a9a")
+    store.put(layout.manifest_key("a", garbage), b"not json")
+    gc = blobs.collect(store, "a", later)
+    assert gc.skipped and "cannot be read" in gc.skipped and gc.removed == []
+    assert store.stat(layout.blob_key("a", sha)) is not None
+    store.delete([layout.manifest_key("a", garbage)])
+    assert blobs.collect(store, "a", later).removed == [sha]  # unreferenced: collected
+    assert m.snapshot_id in snapshot_ids(store, "a")

@@ -283,15 +283,26 @@ def _remove_unless_held(policy: Policy, store: Store, dataset: str, sid: str, re
 def _compact_hold_ledgers(store: Store, dataset: str, report: PruneReport) -> None:
     """Hold ledgers of snapshots that no longer exist (a hold withdrawn because prune got there
     first) are deleted once nothing in them is active; an active hold on a snapshot that does not
-    exist is reported and kept."""
+    exist is reported and kept. Of a kept snapshot, only cancelled deletion marks older than
+    their TTL go (a snapshot still locked in its store is marked and cancelled by every prune)."""
     try:
         committed = set(snapshot_ids(store, dataset))
         ledgers = holds.ledgers(store, dataset)
     except CloudkeepError as exc:
         report.problems.append(f"{dataset}: hold ledgers not compacted: {exc}")
         return
+    now = datetime.now(UTC)
     for sid, ledger in ledgers.items():
         if sid in committed:
+            spent = [k for m in ledger.markers.values()
+                     if m.cancelled and m.created is not None and now - m.created > holds.MARKER_TTL
+                     for k in (layout.deleting_marker_key(dataset, sid, m.prune_id),
+                               layout.deleting_cancel_key(dataset, sid, m.prune_id))]
+            try:
+                if spent:
+                    store.delete(spent)
+            except CloudkeepError as exc:
+                report.problems.append(f"{dataset}@{sid}: old deletion marks not deleted: {exc}")
             continue
         if ledger.active:
             report.problems.append(f"{dataset}@{sid}: held ({', '.join(h.hold_id for h in ledger.active)})"
