@@ -481,3 +481,31 @@ def test_blob_collection_counts_refused_manifests_and_stops_at_an_unreadable_one
     store.delete([layout.manifest_key("a", garbage)])
     assert blobs.collect(store, "a", later).removed == [sha]  # unreferenced: collected
     assert m.snapshot_id in snapshot_ids(store, "a")
+
+
+def test_a_downgraded_manifest_never_becomes_the_base_of_an_incremental_snapshot(
+        tmp_path: Path) -> None:
+    from test_encryption import IncrementalSource
+
+    (tmp_path / "plain").mkdir()
+    plain_policy = make_policy(tmp_path / "plain")
+    policy = make_policy(tmp_path, keys=True, extra_top="encryption: {keys: [one]}")
+    store, source = MemoryStore(), IncrementalSource(segments=2)
+    [full] = take(policy, store, "a", [1], source)
+    assert full.source["incremental"]["kind"] == "full"
+    # a plain manifest planted as the newest snapshot
+    elsewhere = MemoryStore()
+    plain = backup(plain_policy, "a", store=elsewhere, source=MarkerSource(),
+                   snapshot_id=sid(2)).manifest
+    assert plain is not None
+    for info in elsewhere.list("a/snapshots/"):
+        store.put(info.key, elsewhere.get(info.key))
+    source.round = 1
+    [after] = take(policy, store, "a", [3], source)
+    assert after.source["incremental"]["kind"] == "full"  # not continuing from the forgery
+    source.round = 2
+    [then] = take(policy, store, "a", [4], source)
+    assert then.source["incremental"]["previous"] == after.snapshot_id
+    source.restored = []
+    restore(policy, store, then, "t", source=source, keyring=keyring_for(policy))
+    assert len(source.restored) == 2 * 2 * source.per_segment
