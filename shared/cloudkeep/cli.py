@@ -748,6 +748,8 @@ def prune(ctx: Ctx, datasets: tuple[str, ...], dry_run: bool, now_text: str | No
                                f"{gc['referenced']} referenced")
             for error in report["errors"]:
                 click.echo(f"  error: {error}")
+            for problem in report.get("problems", []):
+                click.echo(f"  warning: {problem}")
 
     _emit(ctx, data, render)
     if any(r.errors for r in reports):

@@ -241,8 +241,8 @@ def _status(row: dict[str, Any]) -> tuple[str, list[str]]:
     if row["alerts_open"]:
         critical.append(f"{len(row['alerts_open'])} alert(s) open")
     if row.get("refused"):
-        critical.append(f"{len(row['refused'])} manifest(s) refused (forged, tampered, downgraded "
-                        "or unreadable): see problems")
+        kinds = ", ".join(sorted({str(r["kind"]) for r in row["refused"]}))
+        critical.append(f"{len(row['refused'])} manifest(s) refused ({kinds}): see problems")
     elif row.get("problems"):
         warning.append(f"{len(row['problems'])} unreadable record(s): see problems")
     if row["retention"]["errors"]:
