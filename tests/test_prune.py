@@ -80,6 +80,9 @@ def test_prune_removes_manifest_first_then_parts() -> None:
         "only the plan goes before the manifest (so no leftover looks resumable)"
     assert not [k for k in mine[manifest_at + 1:] if layout.parse_part_name(k.rsplit("/", 1)[1]) is None
                 and "/checkpoints/" not in k], mine
+    # then its parts (and, last, its hold ledger: prune's deletion marker)
+    assert all(k.startswith((layout.snapshot_prefix("a", ids[0]),
+                             layout.hold_ledger_prefix("a", ids[0]))) for k in order), order
     assert any(layout.parse_part_name(k.rsplit("/", 1)[1]) for k in mine[manifest_at + 1:])
     assert snapshot_ids(store, "a") == ids[1:]
     assert not [k for k in store.objects if ids[0] in k]

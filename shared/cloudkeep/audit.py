@@ -28,7 +28,8 @@ from .stores import Store
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("backup", "verify", "restore", "prune", "hold_add", "hold_remove", "policy_change")
+EVENTS = ("backup", "verify", "restore", "prune", "hold_add", "hold_remove", "policy_change",
+          "endorse")
 
 _actor: ContextVar[dict[str, Any] | None] = ContextVar("cloudkeep_audit_actor", default=None)
 

@@ -196,12 +196,21 @@ def collect(store: Store, dataset: str, now: datetime, *, keep_ids: Iterable[str
 
 def _collect(store: Store, dataset: str, now: datetime, keep_ids: Iterable[str] | None,
              dry_run: bool, grace: timedelta, report: GcReport) -> None:
-    from .catalog import list_manifests
+    from .catalog import scan
 
-    manifests = list_manifests(store, dataset)
+    # Every manifest counts, trusted or not (a forged or replayed one is evidence: what it
+    # points at stays); one that cannot be read at all leaves its blobs unknown: collect nothing.
+    listing = scan(store, dataset)
+    unreadable = [r for r in listing.refused if r.manifest is None]
+    if unreadable:
+        report.skipped = (f"{len(unreadable)} manifest(s) cannot be read, so the blobs they "
+                          f"reference are unknown ({unreadable[0].message})")
+        return
+    manifests = listing.manifests
     if keep_ids is not None:
         keep = set(keep_ids)
         manifests = [m for m in manifests if m.snapshot_id in keep]
+    manifests += [r.manifest for r in listing.refused if r.manifest is not None]
     used = referenced(store, manifests)
     report.referenced = len(used)
     doomed: list[str] = []

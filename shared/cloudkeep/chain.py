@@ -22,6 +22,7 @@ from . import layout
 from .errors import ObjectNotFoundError, RestoreError
 from .manifest import Manifest
 from .stores import Store
+from .trust import check_binding
 
 
 def info(manifest: Manifest) -> dict[str, Any]:
@@ -42,7 +43,8 @@ def previous_of(manifest: Manifest) -> str | None:
 def load_chain(store: Store, manifest: Manifest) -> list[Manifest]:
     """The snapshots a restore of ``manifest`` replays, oldest (the full one) first.
 
-    Raises RestoreError naming the first missing or inconsistent link."""
+    Raises RestoreError naming the first missing or inconsistent link, ForgedManifestError for a
+    link that names another snapshot than the one it is stored as."""
     chain = [manifest]
     seen = {manifest.snapshot_id}
     current = manifest
@@ -59,6 +61,9 @@ def load_chain(store: Store, manifest: Manifest) -> list[Manifest]:
                 f"continues, {previous}, is not in {store.describe()}: the chain is broken"
             ) from None
         current = Manifest.from_bytes(data, where=f"{store.describe()}/{key}")
+        # each link must be the snapshot it is stored as (never one replayed under its name)
+        check_binding(current, manifest.dataset, previous, stores=frozenset({manifest.store}),
+                      where=f"{store.describe()}/{key}")
         seen.add(previous)
         chain.append(current)
     chain.reverse()

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from . import __version__
-from .errors import EXIT_FAILED, EXIT_USAGE, CloudkeepError, PolicyError, UsageError
+from .errors import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, CloudkeepError, PolicyError, UsageError
 from .logctx import StderrHandler
 
 log = logging.getLogger("cloudkeep")
@@ -124,6 +124,14 @@ def _local_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--debug", "debug_local", is_flag=True, expose_value=False,
                       callback=set_attr("debug"), help="As the global option.")(fn)
     return fn
+
+
+def _allow_unsigned_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--allow-unsigned", is_flag=True,
+        help="Read the snapshot even if it is unsigned or unencrypted where the policy requires "
+             "signatures or encryption (e.g. written before they were required; see `keys "
+             "endorse`). Never accepts a forged, replayed or tampered manifest.")(fn)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -422,58 +430,85 @@ def _fmt_seconds(seconds: int) -> str:
 @click.pass_obj
 def list_(ctx: Ctx, dataset: str | None, store_name: str | None) -> None:
     """Committed snapshots (of DATASET, or of every dataset), oldest first, with their legal
-    holds and verified copies."""
+    holds and verified copies. A manifest that cannot be trusted (forged, replayed, tampered,
+    downgraded) or read is not listed: it is reported (exit 1 for tampering) and the rest is."""
     from . import copies, holds
     from . import verify as verifications
-    from .catalog import list_manifests, store_named
-    from .errors import TamperedError
-    from .keys import keyring_for
+    from .catalog import scan, store_named
+    from .trust import expect_for
 
     policy = ctx.load()
-    keyring = keyring_for(policy)
     names = [dataset] if dataset else sorted(policy.datasets)
     rows: list[dict[str, Any]] = []
-    tampered: list[str] = []
+    refused: list[Any] = []
+    problems: list[str] = []
     for name in names:
         store = store_named(policy, name, store_name)
-        held = holds.all_for(store, name)
-        checked = verifications.by_snapshot(store, name)
-        for manifest in list_manifests(store, name):
+        listing = scan(store, name, expect=expect_for(policy, name, store_name))
+        refused.extend(listing.refused)
+        ledger_problems: list[str] = []
+        held = holds.all_for(store, name, ledger_problems)
+        problems.extend(ledger_problems)
+        record_problems: list[str] = []
+        checked = verifications.by_snapshot(store, name, record_problems)
+        for manifest in listing.manifests:
             row = manifest.summary()
-            row["hold"] = held.get(manifest.snapshot_id, {}).get("reason")
-            row["copies"] = copies.verified_stores(store, name, manifest.snapshot_id)
+            active = held.get(manifest.snapshot_id, [])
+            row["hold"] = holds.reasons(active)
+            row["holds"] = [h.as_dict() for h in active]
+            row["copies"] = copies.verified_stores(store, name, manifest.snapshot_id,
+                                                   record_problems)
             records = checked.get(manifest.snapshot_id, [])
             drills = [r for r in records if r.get("level") == "drill"]
             row["last_verification"] = verifications.brief(records[-1]) if records else None
             row["last_drill"] = verifications.brief(drills[-1]) if drills else None
-            try:
-                keyring.authenticate(manifest)  # every manifest shown is checked (tamper evidence)
-                row["authentic"] = True
-            except TamperedError as exc:
-                row["authentic"] = False
-                row["problem"] = str(exc)
-                tampered.append(str(exc))
+            row["authentic"] = True  # every manifest listed passed cloudkeep.trust
+            row["signed"] = manifest.authentication is not None
+            mine = [p for p in [*ledger_problems, *record_problems]
+                    if f"{name}@{manifest.snapshot_id}" in p or f"/{manifest.snapshot_id}/" in p]
+            if mine:
+                row["problems"] = mine
             rows.append(row)
+        problems.extend(record_problems)
 
     def render(data: list[dict[str, Any]]) -> None:
         if not data:
-            click.echo("no committed snapshots")
-            return
-        _table(
-            ["ref", "trigger", "finished", "items", "parts", "stored", "seconds", "copies", "hold",
-             "verified", "drill", "encrypted"],
-            [[r["ref"] + ("" if r["authentic"] else " (TAMPERED)"), r["trigger"],
-              r["finished_at"][:19], r["items"], r["parts"],
-              human_bytes(r["bytes_stored"]), r["duration_seconds"], ", ".join(r["copies"]) or "—",
-              r["hold"] or "", _verification_cell(r["last_verification"], True),
-              _verification_cell(r["last_drill"]), "yes" if r["encrypted"] else "no"] for r in data],
-        )
+            click.echo("no committed snapshots" + (" that can be trusted" if refused else ""))
+        else:
+            _table(
+                ["ref", "trigger", "finished", "items", "parts", "stored", "seconds", "copies",
+                 "hold", "verified", "drill", "encrypted"],
+                [[r["ref"], r["trigger"],
+                  r["finished_at"][:19], r["items"], r["parts"],
+                  human_bytes(r["bytes_stored"]), r["duration_seconds"],
+                  ", ".join(r["copies"]) or "—",
+                  _hold_cell(r["holds"]), _verification_cell(r["last_verification"], True),
+                  _verification_cell(r["last_drill"]), "yes" if r["encrypted"] else "no"]
+                 for r in data],
+            )
+        for refusal in refused:  # shown, but never as a snapshot
+            click.echo(f"{refusal.dataset}@{refusal.snapshot_id} ({refusal.kind.upper()}): "
+                       "not listed, left in the store as evidence")
 
     _emit(ctx, rows, render)
-    if tampered:
-        for problem in tampered:
-            click.echo(f"error: {problem}", err=True)
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
+    for refusal in refused:
+        click.echo(f"{'error' if refusal.kind != 'unreadable' else 'warning'}: {refusal.message}",
+                   err=True)
+    if any(r.tampering for r in refused):
         sys.exit(EXIT_FAILED)
+    if any(r.kind == "key-unavailable" for r in refused):
+        sys.exit(EXIT_UNREACHABLE)
+
+
+def _hold_cell(held: list[dict[str, Any]]) -> str:
+    """The reason of a snapshot's one hold, or how many holds and their reasons."""
+    if not held:
+        return ""
+    if len(held) == 1:
+        return str(held[0]["reason"])
+    return f"{len(held)} holds: " + "; ".join(str(h["reason"]) for h in held)
 
 
 def _verification_cell(record: dict[str, Any] | None, level: bool = False) -> str:
@@ -496,23 +531,30 @@ def _verification_cell(record: dict[str, Any] | None, level: bool = False) -> st
 @_local_options
 @click.argument("ref", metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
 @click.option("--store", "store_name", metavar="STORE", help="Read the copy in this store.")
+@_allow_unsigned_option
 @click.pass_obj
-def show(ctx: Ctx, ref: str, store_name: str | None) -> None:
-    """A manifest summary, with its legal hold, copies and verifications."""
+def show(ctx: Ctx, ref: str, store_name: str | None, allow_unsigned: bool) -> None:
+    """A manifest summary, with its legal holds, copies and verifications."""
     from . import copies, holds
     from . import verify as verifications
     from .catalog import resolve
 
     policy = ctx.load()
-    store, manifest = resolve(policy, ref, store_name=store_name)
+    store, manifest = resolve(policy, ref, store_name=store_name, allow_unsigned=allow_unsigned)
+    problems: list[str] = []
+    ledger = holds.ledger(store, manifest.dataset, manifest.snapshot_id)
+    problems.extend(ledger.problems)
+    active = [h.as_dict() for h in ledger.active]
     data = manifest.model_dump(mode="json") | {
         "ref": f"{manifest.dataset}@{manifest.snapshot_id}",
         "store_location": store.describe(),
-        "hold": holds.get(store, manifest.dataset, manifest.snapshot_id),
-        "copies": copies.records(store, manifest.dataset, manifest.snapshot_id),
+        "hold": active[0] if active else None,
+        "holds": active,
+        "copies": copies.records(store, manifest.dataset, manifest.snapshot_id, problems),
         "verifications": [verifications.brief(r) | {"problems": r.get("problems", [])}
                           for r in verifications.records_of(store, manifest.dataset,
                                                             manifest.snapshot_id)],
+        "problems": problems,
     }
     checked = data["verifications"]
     data["last_verification"] = checked[-1] if checked else None
@@ -540,12 +582,15 @@ def show(ctx: Ctx, ref: str, store_name: str | None) -> None:
             ("stored", human_bytes(d["totals"]["stored_bytes"])),
             ("codec", f"{d['codec']['framing']} + {d['codec']['compression']} "
                       f"level {d['codec']['level']}, encryption: {_encryption_text(d['codec']['encryption'])}"),
-            ("authenticated", "yes (manifest tag checked)" if d.get("authentication") else "no (not encrypted)"),
+            ("authenticated", "yes (manifest tag checked)" if d.get("authentication")
+             else "no (neither encrypted nor signed)"),
             ("content digest", d["content_digest"]["value"]),
             *([("native", _native_summary(d["native"]))] if d.get("native") else []),
             ("cloudkeep", d["cloudkeep_version"]),
-            ("legal hold", f"{d['hold']['reason']} ({d['hold'].get('created_by')}, "
-                           f"{d['hold'].get('created_at', '')[:19]})" if d["hold"] else "none"),
+            *([("legal holds", "none")] if not d["holds"] else
+              [("legal hold" if i == 0 else "", f"{h['hold_id']}: {h['reason']} ({h.get('created_by')}, "
+                                               f"{str(h.get('created_at') or '')[:19]})")
+               for i, h in enumerate(d["holds"])]),
             ("copies", ", ".join(f"{c['store']} ({'verified' if c.get('verified') else 'FAILED'})"
                                  for c in d["copies"]) or "none"),
             ("last verified", _verification_cell(d["last_verification"], True)),
@@ -556,6 +601,8 @@ def show(ctx: Ctx, ref: str, store_name: str | None) -> None:
             click.echo(f"{key.ljust(width)}  {value}")
 
     _emit(ctx, data, render)
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
 
 
 def _encryption_text(encryption: dict[str, Any] | None) -> str:
@@ -577,9 +624,10 @@ def _encryption_text(encryption: dict[str, Any] | None) -> str:
 @click.option("--sample", "sample_items", type=click.IntRange(min=1), default=100, show_default=True,
               metavar="N", help="With --level sample: how many items to compare.")
 @click.option("--store", "store_name", metavar="STORE", help="Verify the copy in this store.")
+@_allow_unsigned_option
 @click.pass_obj
 def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_items: int,
-           store_name: str | None) -> None:
+           store_name: str | None, allow_unsigned: bool) -> None:
     """Check a snapshot at the given level; the report is stored under verifications/; exit 1
     on any problem."""
     from .catalog import resolve
@@ -593,7 +641,8 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_
     store, manifest = resolve(policy, ref or f"{latest_of}@latest", store_name=store_name,
                               authenticate=False)
     report = run_level(policy, store, manifest, level, sample_items=sample_items,
-                       progress=_progress(quiet_logs=True), keyring=keyring_for(policy))
+                       progress=_progress(quiet_logs=True), keyring=keyring_for(policy),
+                       allow_unsigned=allow_unsigned)
     record_and_audit(store, report)
     data = report.as_dict()
 
@@ -629,17 +678,21 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_
                    "S3: BUCKET[/PREFIX]).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty target.")
 @click.option("--store", "store_name", metavar="STORE", help="Restore from the copy in this store.")
+@_allow_unsigned_option
 @click.pass_obj
-def restore(ctx: Ctx, ref: str, target: str, overwrite: bool, store_name: str | None) -> None:
-    """Restore a snapshot into a target; refuses a non-empty target without --overwrite."""
+def restore(ctx: Ctx, ref: str, target: str, overwrite: bool, store_name: str | None,
+            allow_unsigned: bool) -> None:
+    """Restore a snapshot into a target; refuses a non-empty target without --overwrite, and a
+    manifest that cannot be trusted (forged, replayed, tampered, downgraded)."""
     from . import audit
     from .catalog import resolve
     from .restore import restore as do_restore
 
     policy = ctx.load()
-    store, manifest = resolve(policy, ref, store_name=store_name)
+    store, manifest = resolve(policy, ref, store_name=store_name, allow_unsigned=allow_unsigned)
     try:
-        result = do_restore(policy, store, manifest, target, overwrite=overwrite, progress=_progress())
+        result = do_restore(policy, store, manifest, target, overwrite=overwrite, progress=_progress(),
+                            allow_unsigned=allow_unsigned)
     except CloudkeepError as exc:
         audit.write(store, "restore", outcome="failed", dataset=manifest.dataset,
                     snapshot_id=manifest.snapshot_id, detail={"target": target, "error": str(exc)})
@@ -706,6 +759,8 @@ def prune(ctx: Ctx, datasets: tuple[str, ...], dry_run: bool, now_text: str | No
                                f"{gc['referenced']} referenced")
             for error in report["errors"]:
                 click.echo(f"  error: {error}")
+            for problem in report.get("problems", []):
+                click.echo(f"  warning: {problem}")
 
     _emit(ctx, data, render)
     if any(r.errors for r in reports):
@@ -890,36 +945,43 @@ def hold() -> None:
 @click.option("--reason", required=True, help="Why the snapshot must be kept.")
 @click.pass_obj
 def hold_add(ctx: Ctx, ref: str, reason: str) -> None:
-    """Put a snapshot under a legal hold."""
+    """Put a snapshot under a legal hold (holds stack: each has its own id; prints it)."""
     from . import audit, holds
     from .catalog import resolve
 
     store, manifest = resolve(ctx.load(), ref)
-    record = holds.add(store, manifest, reason)
+    hold = holds.add(store, manifest, reason)
     audit.write(store, "hold_add", outcome="ok", dataset=manifest.dataset,
-                snapshot_id=manifest.snapshot_id, detail={"reason": record["reason"]})
-    _emit(ctx, record, lambda r: click.echo(
-        f"held {r['dataset']}@{r['snapshot_id']}: {r['reason']}"))
+                snapshot_id=manifest.snapshot_id,
+                detail={"hold_id": hold.hold_id, "reason": hold.reason})
+    _emit(ctx, hold.as_dict(), lambda r: click.echo(
+        f"held {r['ref']}: {r['reason']} (hold id {r['hold_id']})"))
 
 
 @hold.command("remove")
 @_local_options
 @click.argument("ref", metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
+@click.option("--id", "hold_id", metavar="HOLD_ID",
+              help="The hold to release (needed when the snapshot has several; see `hold list`).")
 @click.pass_obj
-def hold_remove(ctx: Ctx, ref: str) -> None:
-    """Release a legal hold."""
-    from . import holds
+def hold_remove(ctx: Ctx, ref: str, hold_id: str | None) -> None:
+    """Release one legal hold (the snapshot's other holds stay)."""
+    from . import audit, holds
     from .catalog import resolve
 
     store, manifest = resolve(ctx.load(), ref)
-    if not holds.remove(store, manifest):
-        raise CloudkeepError(f"{manifest.dataset}@{manifest.snapshot_id} is not under a legal hold")
-    from . import audit
-
+    released, rest = holds.remove(store, manifest, hold_id)
     audit.write(store, "hold_remove", outcome="ok", dataset=manifest.dataset,
-                snapshot_id=manifest.snapshot_id)
-    _emit(ctx, {"ref": f"{manifest.dataset}@{manifest.snapshot_id}", "released": True},
-          lambda r: click.echo(f"released {r['ref']}"))
+                snapshot_id=manifest.snapshot_id,
+                detail={"hold_id": released.hold_id, "reason": released.reason,
+                        "still_held_by": [h.hold_id for h in rest]})
+    data = {"ref": f"{manifest.dataset}@{manifest.snapshot_id}", "released": True,
+            "hold_id": released.hold_id, "reason": released.reason,
+            "holds": [h.as_dict() for h in rest]}
+    _emit(ctx, data, lambda r: click.echo(
+        f"released {r['ref']} hold {r['hold_id']} ({r['reason']})"
+        + (f"; still held by {len(r['holds'])} other hold(s): "
+           + ", ".join(h["hold_id"] for h in r["holds"]) if r["holds"] else "")))
 
 
 @hold.command("list")
@@ -927,24 +989,28 @@ def hold_remove(ctx: Ctx, ref: str) -> None:
 @click.argument("dataset", required=False)
 @click.pass_obj
 def hold_list(ctx: Ctx, dataset: str | None) -> None:
-    """Every legal hold (of DATASET, or of every dataset)."""
+    """Every active legal hold (of DATASET, or of every dataset), one row per hold."""
     from . import holds
     from .registry import store_for_dataset
 
     policy = ctx.load()
     rows: list[dict[str, Any]] = []
+    problems: list[str] = []
     for name in [dataset] if dataset else sorted(policy.datasets):
-        rows.extend(holds.all_for(store_for_dataset(policy, name), name).values())
+        for held in holds.all_for(store_for_dataset(policy, name), name, problems).values():
+            rows.extend(h.as_dict() for h in held)
 
     def render(data: list[dict[str, Any]]) -> None:
         if not data:
             click.echo("no legal holds")
             return
-        _table(["ref", "reason", "by", "since"],
-               [[f"{r['dataset']}@{r['snapshot_id']}", r["reason"], r.get("created_by"),
-                 str(r.get("created_at", ""))[:19]] for r in data])
+        _table(["ref", "hold id", "reason", "by", "since"],
+               [[r["ref"], r["hold_id"], r["reason"], r.get("created_by"),
+                 str(r.get("created_at") or "")[:19]] for r in data])
 
     _emit(ctx, rows, render)
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
 
 
 @main.command("audit")
@@ -1021,7 +1087,7 @@ def keys_check(ctx: Ctx) -> None:
     """Wrap and unwrap a test key with every key the policy defines; exit 3 if one fails."""
     import secrets as _secrets
 
-    from .errors import EXIT_UNREACHABLE, KeyUnavailableError
+    from .errors import KeyUnavailableError
     from .keys import keyring_for
 
     keyring = keyring_for(ctx.load())
@@ -1042,6 +1108,77 @@ def keys_check(ctx: Ctx) -> None:
         [[r["key"], r["provider"], r.get("key_id"), "yes" if r["ok"] else "NO", r["error"]] for r in data]))
     if any(not r["ok"] for r in rows):
         sys.exit(EXIT_UNREACHABLE)
+
+
+@keys.command("endorse")
+@_local_options
+@click.argument("dataset")
+@click.option("--store", "store_name", metavar="STORE", help="Endorse the copies in this store.")
+@click.option("--dry-run", is_flag=True, help="Only show what would be endorsed.")
+@click.pass_obj
+def keys_endorse(ctx: Ctx, dataset: str, store_name: str | None, dry_run: bool) -> None:
+    """Vouch for DATASET's snapshots written unsigned (or unencrypted) before the policy required
+    signatures (or encryption): each gets an endorsement (a tag by the dataset's signing keys,
+    create-only, beside its manifest), so a policy with `signing: {required: true}` or encryption
+    still reads it. Run it while you trust the store's content; manifests that are forged,
+    replayed or tampered are never endorsed."""
+    from datetime import UTC, datetime
+
+    from . import audit, trust
+    from .catalog import load_manifest, snapshot_ids, store_named
+    from .errors import KeyUnavailableError, ObjectExistsError, TamperedError
+    from .holds import who
+    from .keys import keyring_for
+
+    policy = ctx.load()
+    names = policy.signing_keys(dataset)
+    if not names:
+        raise UsageError(f"dataset {dataset!r} has no signing keys: set signing.keys (or encryption "
+                         "keys) in the policy first")
+    store = store_named(policy, dataset, store_name)
+    keyring = keyring_for(policy)
+    policy_expect = trust.expect_for(policy, dataset, store_name, authenticate=False)
+    # bound to its key and store, its tag (if any) checks; what it lacks is judged strictly
+    loose = trust.Expect(dataset, policy_expect.stores)
+    strict = trust.Expect(dataset, policy_expect.stores, None, policy_expect.require_encryption,
+                          True)
+    rows: list[dict[str, Any]] = []
+    for sid in snapshot_ids(store, dataset):
+        row: dict[str, Any] = {"ref": f"{dataset}@{sid}", "snapshot_id": sid}
+        try:
+            manifest = load_manifest(store, dataset, sid, keyring=keyring, expect=loose)
+        except TamperedError as exc:  # forged, replayed, tampered: never endorsed
+            row.update(action="refused", detail=str(exc))
+        except KeyUnavailableError:
+            raise
+        except CloudkeepError as exc:
+            row.update(action="refused", detail=str(exc))
+        else:
+            lacking = trust.downgrade(manifest, strict)
+            if lacking is None:
+                row.update(action="signed", detail="carries its own tag")
+            elif trust.read_endorsement(store, dataset, sid) is not None:
+                row.update(action="endorsed", detail="already endorsed")
+            elif dry_run:
+                row.update(action="would endorse", detail=lacking.removeprefix("is ").split(",")[0])
+            else:
+                try:
+                    trust.endorse(store, manifest, keyring, names, by=who(),
+                                  at=datetime.now(UTC).isoformat())
+                    row.update(action="endorsed", detail=f"endorsed by {', '.join(names)}")
+                except ObjectExistsError:
+                    row.update(action="endorsed", detail="already endorsed")
+        rows.append(row)
+    if not dry_run:
+        audit.write(store, "endorse", outcome="ok", dataset=dataset,
+                    detail={"endorsed": [r["snapshot_id"] for r in rows
+                                         if r["detail"].startswith("endorsed by")],
+                            "refused": [r["snapshot_id"] for r in rows if r["action"] == "refused"]})
+    _emit(ctx, rows, lambda data: _table(["snapshot", "action", "detail"],
+                                         [[r["ref"], r["action"], r["detail"]] for r in data])
+          if data else click.echo("no committed snapshots"))
+    if any(r["action"] == "refused" for r in rows):
+        sys.exit(EXIT_FAILED)
 
 
 def _usage(message: str) -> NoReturn:

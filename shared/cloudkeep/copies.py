@@ -210,17 +210,23 @@ def failure_text(entries: list[dict[str, Any]]) -> str:
                      for e in failures(entries))
 
 
-def records(store: Store, dataset: str, snapshot_id: str) -> list[dict[str, Any]]:
+def records(store: Store, dataset: str, snapshot_id: str,
+            problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """The snapshot's copy records; an unreadable one is skipped (and added to ``problems``)."""
     out = []
     for info in store.list(layout.copies_prefix(dataset, snapshot_id)):
         try:
             data = json.loads(store.get(info.key))
-        except (ObjectNotFoundError, ValueError):
-            continue
+        except (ObjectNotFoundError, ValueError, RecursionError):
+            data = None
         if isinstance(data, dict):
             out.append(data)
+        elif problems is not None:
+            problems.append(f"copy record {info.key} cannot be read (skipped)")
     return out
 
 
-def verified_stores(store: Store, dataset: str, snapshot_id: str) -> list[str]:
-    return sorted(str(r.get("store")) for r in records(store, dataset, snapshot_id) if r.get("verified"))
+def verified_stores(store: Store, dataset: str, snapshot_id: str,
+                    problems: list[str] | None = None) -> list[str]:
+    return sorted(str(r.get("store")) for r in records(store, dataset, snapshot_id, problems)
+                  if r.get("verified") is True)

@@ -317,7 +317,7 @@ def _load_or_plan(
     try:
         state = checkpoint.load_run_state(store, dataset, snapshot_id)
         if state is not None:
-            prepare_source(store, source, state, keyring)
+            prepare_source(store, source, state, keyring, policy)
             log.info("dataset %s: resuming unfinished snapshot %s (started %s)", dataset,
                      snapshot_id, state.started_at)
             return state
@@ -349,7 +349,7 @@ def _load_or_plan(
     set_previous = getattr(source, "set_previous", None)
     if set_previous is not None:
         # Sources that take incremental snapshots continue from the latest committed one.
-        set_previous(_previous_manifest(store, dataset, snapshot_id, keyring))
+        set_previous(_previous_manifest(store, dataset, snapshot_id, keyring, policy))
     described = dict(source.describe())
     # A source may report its own read method and consistency (e.g. a point-in-time read).
     method = str(described.pop("method", "scan"))
@@ -388,7 +388,7 @@ def attach_source(source: Source, store: Store, state: RunState) -> None:
 
 
 def prepare_source(store: Store, source: Source, state: RunState,
-                   keyring: Keyring | None = None) -> None:
+                   keyring: Keyring | None = None, policy: Policy | None = None) -> None:
     """Make ``source`` read the plan of ``state`` (recorded by the invocation that started it)."""
     resume_plan = getattr(source, "resume_plan", None)
     if resume_plan is not None:
@@ -396,7 +396,7 @@ def prepare_source(store: Store, source: Source, state: RunState,
         return
     set_previous = getattr(source, "set_previous", None)
     if set_previous is not None:
-        set_previous(_previous_manifest(store, state.dataset, state.snapshot_id, keyring))
+        set_previous(_previous_manifest(store, state.dataset, state.snapshot_id, keyring, policy))
     described = dict(source.describe())
     for key in ("method", "consistency", "digest_ignores"):
         described.pop(key, None)
@@ -444,13 +444,11 @@ def commit(policy: Policy, store: Store, state: RunState, records: dict[int, Seg
         content_digest=ContentDigestEntry(value=digest.hexdigest(), ignores=state.ignores),
         cloudkeep_version=__version__,
     )
-    if state.encryption:
-        from .keys import keyring_for
+    from .keys import keyring_for
+    from .trust import sign_new
 
-        keyring = keyring or keyring_for(policy)
-        data_key = data_key_of(keyring, state)
-        assert data_key is not None
-        manifest = keyring.sign(manifest, data_key)
+    keyring = keyring or keyring_for(policy)
+    manifest = sign_new(policy, manifest, keyring, data_key_of(keyring, state))
     key = layout.manifest_key(state.dataset, state.snapshot_id)
     try:
         store.put(key, manifest.to_bytes(), if_absent=True, retain_until=state.retain_until_time)
@@ -472,27 +470,36 @@ def _load_done(store: Store, state: RunState, segment: int) -> SegmentRecord | N
 
 
 def _existing_manifest(store: Store, dataset: str, snapshot_id: str) -> Manifest | None:
+    """The manifest committed under ``dataset@snapshot_id`` (ForgedManifestError if the one
+    there names another snapshot: a run never takes a replayed manifest for its own)."""
+    from .trust import check_binding
+
     key = layout.manifest_key(dataset, snapshot_id)
     try:
         data = store.get(key)
     except ObjectNotFoundError:
         return None
-    return Manifest.from_bytes(data, where=key)
+    manifest = Manifest.from_bytes(data, where=key)
+    check_binding(manifest, dataset, snapshot_id, where=key)
+    return manifest
 
 
 def _previous_manifest(store: Store, dataset: str, snapshot_id: str,
-                       keyring: Keyring | None = None) -> Manifest | None:
+                       keyring: Keyring | None = None, policy: Policy | None = None) -> Manifest | None:
     """The dataset's latest committed snapshot before ``snapshot_id`` (ids sort by time),
-    authenticated when it is encrypted."""
+    authenticated, and — with ``policy`` — meeting its requirements (a forged, replayed or
+    downgraded one never becomes the base of an incremental snapshot: the source starts afresh)."""
     from .catalog import load_manifest, snapshot_ids
     from .errors import TamperedError
     from .manifest import ManifestError
+    from .trust import expect_for
 
     earlier = [i for i in snapshot_ids(store, dataset) if i < snapshot_id]
     if not earlier:
         return None
+    expect = expect_for(policy, dataset) if policy is not None else None
     try:
-        return load_manifest(store, dataset, earlier[-1], keyring=keyring)
+        return load_manifest(store, dataset, earlier[-1], keyring=keyring, expect=expect)
     except (ManifestError, TamperedError) as exc:  # the source then starts afresh (e.g. a full snapshot)
         log.warning("dataset %s: cannot read the previous snapshot: %s", dataset, exc)
         return None

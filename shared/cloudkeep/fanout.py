@@ -136,7 +136,7 @@ def run_work_item(
         from .keys import keyring_for
 
         keyring = keyring_for(policy)
-        prepare_source(store, source, state, keyring)
+        prepare_source(store, source, state, keyring, policy)
         attach_source(source, store, state)
         opts = options or RunOptions()
         opts.deadline = deadline

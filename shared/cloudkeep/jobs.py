@@ -277,6 +277,9 @@ def _finish(policy: Policy, dataset: str, store: Store, source: NativeJobSource,
         native=outcome.native,
         cloudkeep_version=__version__,
     )
+    from .trust import sign_new
+
+    manifest = sign_new(policy, manifest)  # a native snapshot is not encrypted: signed if keys sign
     retain_until = None
     if store.capabilities.object_lock:
         # Immutable as long as the tier's retention could keep the snapshot (as the engine does).

@@ -4,13 +4,19 @@ Keys are relative to the store's root (a store applies its own ``prefix``)::
 
     <dataset>/snapshots/<snapshot_id>/part-<segment>-<n>.ndjson.zst[.enc]  (.enc: encrypted)
     <dataset>/snapshots/<snapshot_id>/manifest.json       written last, create-only
+    <dataset>/snapshots/<snapshot_id>/endorsement.json    tag of a manifest written unsigned
+                                                          (cloudkeep keys endorse; create-only)
     <dataset>/snapshots/<snapshot_id>/checkpoints/run.json                 the run's plan (create-only)
     <dataset>/snapshots/<snapshot_id>/checkpoints/abandoned.json           the plan can't be resumed
     <dataset>/snapshots/<snapshot_id>/checkpoints/segment-<n>/<seq>.json   a segment's cursor and parts
     <dataset>/snapshots/<snapshot_id>/checkpoints/segment-<n>.done.json    finished (create-only)
     <dataset>/snapshots/<snapshot_id>/checkpoints/lease-<n>/<generation>.json  a worker's lease
     <dataset>/verifications/<snapshot_id>/<timestamp>.json
-    <dataset>/holds/<snapshot_id>.json                   legal holds
+    <dataset>/holds/<snapshot_id>.json                   a legal hold (single record, earlier releases)
+    <dataset>/holds/<snapshot_id>/<hold_id>.json         a legal hold (create-only; they stack)
+    <dataset>/holds/<snapshot_id>/<hold_id>.released.json  its release (create-only)
+    <dataset>/holds/<snapshot_id>/deleting-<prune_id>.json  prune is deleting the snapshot
+    <dataset>/holds/<snapshot_id>/deleting-<prune_id>.cancelled.json  ... and then did not
     <dataset>/copies/<snapshot_id>/<store>.json          verified copies in other stores
     <dataset>/jobs/<snapshot_id>/<seq>.json              native jobs (export, backup, RDS snapshot)
     <dataset>/lock/<generation>.json                     the dataset's lock, a generation sequence
@@ -163,11 +169,80 @@ def parse_run_state_key(dataset: str, key: str) -> str | None:
 
 
 def hold_key(dataset: str, snapshot_id: str) -> str:
+    """The single hold record of earlier releases (read as one hold with id ``legacy``)."""
     return f"{dataset}/holds/{snapshot_id}.json"
 
 
 def holds_prefix(dataset: str) -> str:
     return f"{dataset}/holds/"
+
+
+HOLD_ID_RE = re.compile(r"^(h-[0-9a-f]{8}|legacy)$")
+_PRUNE_ID_RE = re.compile(r"^[0-9a-f]{8,32}$")
+
+
+def hold_ledger_prefix(dataset: str, snapshot_id: str) -> str:
+    """A snapshot's hold ledger: its holds, their releases and prune's deletion markers, each a
+    create-only record."""
+    return f"{dataset}/holds/{snapshot_id}/"
+
+
+def hold_record_key(dataset: str, snapshot_id: str, hold_id: str) -> str:
+    if not HOLD_ID_RE.match(hold_id):
+        raise ValueError(f"not a hold id: {hold_id!r}")
+    return f"{hold_ledger_prefix(dataset, snapshot_id)}{hold_id}.json"
+
+
+def hold_release_key(dataset: str, snapshot_id: str, hold_id: str) -> str:
+    if not HOLD_ID_RE.match(hold_id):
+        raise ValueError(f"not a hold id: {hold_id!r}")
+    return f"{hold_ledger_prefix(dataset, snapshot_id)}{hold_id}.released.json"
+
+
+def deleting_marker_key(dataset: str, snapshot_id: str, prune_id: str) -> str:
+    """Written (create-only) by prune before it deletes a snapshot; a hold added while it is
+    there withdraws itself."""
+    if not _PRUNE_ID_RE.match(prune_id):
+        raise ValueError(f"not a prune id: {prune_id!r}")
+    return f"{hold_ledger_prefix(dataset, snapshot_id)}deleting-{prune_id}.json"
+
+
+def deleting_cancel_key(dataset: str, snapshot_id: str, prune_id: str) -> str:
+    """Written by prune when it did not delete the snapshot after all (it was held)."""
+    if not _PRUNE_ID_RE.match(prune_id):
+        raise ValueError(f"not a prune id: {prune_id!r}")
+    return f"{hold_ledger_prefix(dataset, snapshot_id)}deleting-{prune_id}.cancelled.json"
+
+
+def parse_ledger_key(dataset: str, key: str) -> tuple[str, str, str] | None:
+    """``(snapshot_id, kind, id)`` of a key under ``holds/``: kind is ``legacy`` (the old single
+    record), ``hold``, ``released``, ``deleting`` or ``cancelled``; None for anything else."""
+    head = holds_prefix(dataset)
+    if not key.startswith(head):
+        return None
+    rest = key[len(head):]
+    if "/" not in rest:
+        sid = rest.removesuffix(".json")
+        return (sid, "legacy", "legacy") if rest.endswith(".json") and SNAPSHOT_ID_RE.match(sid) else None
+    sid, _, name = rest.partition("/")
+    if not SNAPSHOT_ID_RE.match(sid) or "/" in name or not name.endswith(".json"):
+        return None
+    stem = name[: -len(".json")]
+    for suffix, kind in ((".released", "released"), (".cancelled", "cancelled")):
+        if stem.endswith(suffix):
+            ident = stem[: -len(suffix)]
+            if kind == "cancelled":
+                ident = ident.removeprefix("deleting-")
+                return (sid, kind, ident) if _PRUNE_ID_RE.match(ident) else None
+            return (sid, kind, ident) if HOLD_ID_RE.match(ident) else None
+    if stem.startswith("deleting-"):
+        ident = stem.removeprefix("deleting-")
+        return (sid, "deleting", ident) if _PRUNE_ID_RE.match(ident) else None
+    return (sid, "hold", stem) if HOLD_ID_RE.match(stem) else None
+
+
+def endorsement_key(dataset: str, snapshot_id: str) -> str:
+    return f"{snapshot_prefix(dataset, snapshot_id)}endorsement.json"
 
 
 def copy_record_key(dataset: str, snapshot_id: str, store: str) -> str:

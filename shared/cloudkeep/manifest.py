@@ -73,11 +73,19 @@ class Codec(_Model):
 
 
 class Authentication(_Model):
-    """A tag over the manifest's own content; checked by every command that reads it."""
+    """A tag over the manifest's own content (which names its dataset, snapshot id and store);
+    checked by every command that reads it. An encrypted snapshot's tag key derives from its data
+    key; an unencrypted snapshot's from its own signing key, wrapped by each policy key listed in
+    ``keys`` (``signing`` in the policy)."""
 
     algorithm: Literal["HMAC-SHA256"] = "HMAC-SHA256"
-    key_derivation: str = Field(description="how the tag's key is derived from the data key")
+    key_derivation: str = Field(description="how the tag's key is derived (from the data key, or "
+                                "from the signing key in `keys`)")
     tag: str = Field(pattern=r"^[0-9a-f]{64}$")
+    keys: list[WrappedKey] | None = Field(
+        default=None, min_length=1,
+        description="an unencrypted snapshot's signing key, wrapped by each signing key (null: the "
+        "tag key derives from the data key of `codec.encryption`)")
 
 
 class Consistency(_Model):
@@ -128,7 +136,7 @@ class Manifest(_Model):
     )
     cloudkeep_version: str
     authentication: Authentication | None = Field(
-        default=None, description="null for a snapshot without encryption")
+        default=None, description="null for a snapshot neither encrypted nor signed")
 
     def to_bytes(self) -> bytes:
         return (self.model_dump_json(indent=2) + "\n").encode("utf-8")

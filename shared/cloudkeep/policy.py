@@ -345,6 +345,43 @@ NO_ENCRYPTION = EncryptionSpec.model_construct(keys=[])
 Encryption = Annotated[EncryptionSpec | None, BeforeValidator(_encryption_value)]
 
 
+class SigningSpec(Model):
+    """Authentication tags on the manifests of snapshots that are not encrypted (an encrypted
+    snapshot's manifest is always tagged with its data key): a fresh signing key per snapshot,
+    wrapped by every key listed. Readers check the tag; with ``required``, a manifest of the
+    dataset that is neither tagged nor endorsed (``cloudkeep keys endorse``) is refused."""
+
+    keys: list[str] | None = Field(
+        default=None, min_length=1,
+        description="keys that wrap each snapshot's signing key (default: the dataset's "
+        "encryption keys, else the nearest encryption keys of its tier or the policy)")
+    required: StrictBool = Field(
+        default=True,
+        description="refuse, on every read, a manifest of the dataset without a valid tag or "
+        "endorsement (manifests written before signing began: run `cloudkeep keys endorse` first)")
+
+    @field_validator("keys")
+    @classmethod
+    def _unique(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("a key is listed more than once")
+        return value
+
+
+def _signing_value(value: object) -> object:
+    if value is True:
+        return {}
+    if value is False:
+        return NO_SIGNING
+    return value
+
+
+NO_SIGNING = SigningSpec.model_construct(keys=[], required=False)
+"""``signing: false``: an explicit opt-out (overrides a default set higher up)."""
+
+Signing = Annotated[SigningSpec | None, BeforeValidator(_signing_value)]
+
+
 class Residency(Model):
     """Where data may be kept: every store and source must declare a region in this list."""
 
@@ -406,6 +443,9 @@ class Tier(Model):
     )
     encryption: Encryption = Field(
         default=None, description="overrides the policy's encryption for the tier's datasets (false: none)"
+    )
+    signing: Signing = Field(
+        default=None, description="overrides the policy's signing for the tier's datasets (false: none)"
     )
 
     @field_validator("retention")
@@ -588,6 +628,9 @@ class Dataset(Model):
     encryption: Encryption = Field(
         default=None, description="overrides the tier's and the policy's encryption (false: none)"
     )
+    signing: Signing = Field(
+        default=None, description="overrides the tier's and the policy's signing (false: none)"
+    )
 
 
 class SnsAlerts(Model):
@@ -629,6 +672,8 @@ class Policy(Model):
     alerts: Alerts | None = None
     keys: dict[str, KeySpec] = Field(default_factory=dict, description="named key providers")
     encryption: Encryption = Field(default=None, description="every dataset's default encryption")
+    signing: Signing = Field(default=None, description="every dataset's default signing of "
+                             "unencrypted manifests (default: by the encryption keys, not required)")
     residency: Residency | None = None
 
     @field_validator("version", mode="before")
@@ -665,6 +710,33 @@ class Policy(Model):
             if setting is not None:
                 return list(setting.keys)  # empty for encryption: false
         return []
+
+    def _signing_setting(self, name: str) -> SigningSpec | None:
+        spec = self.dataset(name)
+        for setting in (spec.signing, self.tiers[spec.tier].signing, self.signing):
+            if setting is not None:
+                return setting
+        return None
+
+    def signing_keys(self, name: str) -> list[str]:
+        """The keys that wrap the signing key of ``name``'s new unencrypted snapshots (empty: not
+        signed): the nearest ``signing.keys``, else the dataset's encryption keys, else the nearest
+        non-empty encryption keys of its tier or the policy (a dataset that opts out of encryption
+        is still signed)."""
+        setting = self._signing_setting(name)
+        if setting is not None and setting.keys is not None:
+            return list(setting.keys)  # empty for signing: false
+        spec = self.dataset(name)
+        for encryption in (spec.encryption, self.tiers[spec.tier].encryption, self.encryption):
+            if encryption is not None and encryption.keys:
+                return list(encryption.keys)
+        return []
+
+    def signing_required(self, name: str) -> bool:
+        """Whether every manifest of ``name`` must carry a valid tag (or endorsement): only when
+        a ``signing`` setting says so (``required`` defaults to true there) and keys sign."""
+        setting = self._signing_setting(name)
+        return bool(setting is not None and setting.required and self.signing_keys(name))
 
 
 # --------------------------------------------------------------------------------------------
@@ -768,6 +840,8 @@ def parse_policy(text: str, *, source: str = "<policy>", base_dir: Path | None =
                 message = _describe(err, data, path)
             problems.append((_line_of(lines, path), f"{_dotted(path)}: {message}"))
     problems.extend((_line_of(lines, p), f"{_dotted(p)}: {m}") for p, m in _cross_check(data))
+    if policy is not None and not problems:
+        problems.extend((_line_of(lines, p), f"{_dotted(p)}: {m}") for p, m in _check_signing(policy))
     if problems:
         unique: dict[str, int | None] = {}
         for line, message in problems:
@@ -935,6 +1009,9 @@ def _model_at(data: Any, path: tuple[str, ...]) -> type[BaseModel] | None:
     if (n == 1 and path[0] == "encryption") or (n == 3 and path[0] in ("tiers", "datasets")
                                                  and path[2] == "encryption"):
         return EncryptionSpec
+    if (n == 1 and path[0] == "signing") or (n == 3 and path[0] in ("tiers", "datasets")
+                                              and path[2] == "signing"):
+        return SigningSpec
     if n == 1 and path[0] == "residency":
         return Residency
     if n == 2 and path[0] == "tiers":
@@ -1034,13 +1111,18 @@ def _cross_check(data: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], str]]:
         yield from _check_copies(("datasets", str(name)), spec.get("copy_to"), stores, store)
         yield from _check_export_store(str(name), spec.get("source"), stores, store)
         yield from _check_encryption(("datasets", str(name)), spec.get("encryption"), data.get("keys"))
+        yield from _check_encryption(("datasets", str(name)), spec.get("signing"), data.get("keys"),
+                                     "signing")
     if isinstance(tiers, dict):
         for tier_name, tier_spec in tiers.items():
             if isinstance(tier_spec, dict):
                 yield from _check_copies(("tiers", str(tier_name)), tier_spec.get("copy_to"), stores, None)
                 yield from _check_encryption(("tiers", str(tier_name)), tier_spec.get("encryption"),
                                              data.get("keys"))
+                yield from _check_encryption(("tiers", str(tier_name)), tier_spec.get("signing"),
+                                             data.get("keys"), "signing")
     yield from _check_encryption((), data.get("encryption"), data.get("keys"))
+    yield from _check_encryption((), data.get("signing"), data.get("keys"), "signing")
     yield from _check_residency(data)
 
 
@@ -1076,13 +1158,24 @@ def _check_export_store(name: str, source: Any, stores: Any, store: Any) -> Iter
                f"snapshot's folder); store {store!r} is of type {target.get('type')!r}")
 
 
-def _check_encryption(where: tuple[str, ...], setting: Any, keys: Any) -> Iterator[tuple[tuple[str, ...], str]]:
+def _check_encryption(where: tuple[str, ...], setting: Any, keys: Any,
+                      field: str = "encryption") -> Iterator[tuple[tuple[str, ...], str]]:
     if not isinstance(setting, dict) or not isinstance(setting.get("keys"), list):
         return
     for i, name in enumerate(setting["keys"]):
         if isinstance(name, str) and (not isinstance(keys, dict) or name not in keys):
             known = ", ".join(sorted(map(str, keys))) if isinstance(keys, dict) and keys else "none defined"
-            yield ((*where, "encryption", "keys", str(i)), f"unknown key {name!r} (known: {known})")
+            yield ((*where, field, "keys", str(i)), f"unknown key {name!r} (known: {known})")
+
+
+def _check_signing(policy: Policy) -> Iterator[tuple[tuple[str, ...], str]]:
+    """A dataset whose signing is required needs a key that signs it."""
+    for name in policy.datasets:
+        setting = policy._signing_setting(name)
+        if setting is not None and setting.required and not policy.signing_keys(name):
+            yield (("datasets", name),
+                   "signing is required (signing.required) but no key signs this dataset's "
+                   "manifests: list signing.keys, or give it encryption keys")
 
 
 _REGION_FIELDS = {

@@ -27,18 +27,21 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import chain, checkpoint, copies, holds, layout, sequences
-from .catalog import load_manifest, snapshot_ids
+from .catalog import Listing, load_manifest, scan, snapshot_ids
 from .errors import CloudkeepError, LockedError, ObjectLockedError, ObjectNotFoundError
 from .lock import Fence, FencedStore, Lease, unwrap
 from .policy import Policy
 from .registry import open_store
 from .retention import Decision, Rules, SnapshotInfo, apply
 from .stores import HasTemporaries, ObjectInfo, Store
+from .trust import expect_for
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,8 @@ class PruneReport:
     copy_blobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # ... in copy stores
     native_deleted: list[str] = field(default_factory=list)  # backup / snapshot ARNs
     collected: dict[str, int] = field(default_factory=dict)  # leftovers of the backup path, by kind
+    problems: list[str] = field(default_factory=list)  # unreadable records (kept, reported)
+    refused: list[dict[str, Any]] = field(default_factory=list)  # manifests not trusted (kept)
 
     def as_dict(self) -> dict[str, Any]:
         rows = [{"snapshot_id": s, "action": "keep", "reasons": self.decision.reasons.get(s, [])}
@@ -77,35 +82,48 @@ class PruneReport:
             "native_deleted": self.native_deleted,
             "collected": self.collected,
             "errors": self.errors,
+            "problems": self.problems,
+            "refused": self.refused,
         } | ({"blobs": self.blobs} if self.blobs is not None else {}) | (
             {"copy_blobs": self.copy_blobs} if self.copy_blobs else {})
 
 
-def snapshot_infos(store: Store, dataset: str) -> list[SnapshotInfo]:
-    """What retention needs to know of each committed snapshot (raises on any read error)."""
+def snapshot_infos(store: Store, dataset: str, listing: Listing | None = None,
+                   problems: list[str] | None = None) -> list[SnapshotInfo]:
+    """What retention needs to know of each trusted snapshot (``listing``, else every snapshot
+    with a manifest). An unreadable hold record keeps its snapshot, an unreadable verification
+    counts as not verified; both are added to ``problems``. Raises only when the store cannot be
+    read."""
     from .runtime import snapshot_time
 
-    held = holds.all_for(store, dataset)
+    held = holds.all_for(store, dataset, problems)
+    ids = listing.ids if listing is not None else snapshot_ids(store, dataset)
     out = []
-    for sid in snapshot_ids(store, dataset):
+    for sid in ids:
         out.append(SnapshotInfo(
             id=sid,
             time=snapshot_time(sid),
-            verified=_latest_verification_ok(store, dataset, sid),
-            hold=str(held[sid].get("reason", "held")) if sid in held else None,
+            verified=_latest_verification_ok(store, dataset, sid, problems),
+            hold=holds.reasons(held.get(sid, [])),
             copies=len(copies.verified_stores(store, dataset, sid)),
         ))
     return out
 
 
-def _latest_verification_ok(store: Store, dataset: str, snapshot_id: str) -> bool:
+def _latest_verification_ok(store: Store, dataset: str, snapshot_id: str,
+                            problems: list[str] | None = None) -> bool:
     keys = sorted(i.key for i in store.list(layout.verifications_prefix(dataset, snapshot_id)))
     if not keys:
         return False
     try:
-        return bool(json.loads(store.get(keys[-1])).get("ok"))
-    except (ObjectNotFoundError, ValueError):
+        record = json.loads(store.get(keys[-1]))
+    except ObjectNotFoundError:
         return False
+    except (ValueError, RecursionError):
+        if problems is not None:
+            problems.append(f"verification record {keys[-1]} is not JSON (counted as not verified)")
+        return False
+    return isinstance(record, dict) and record.get("ok") is True
 
 
 def prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool = False,
@@ -138,38 +156,37 @@ def _prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool, store:
     tier = policy.tiers[spec.tier]
     rules = Rules.from_policy(tier.retention, min_copies=tier.min_copies)
     uncertain = None
+    problems: list[str] = []
+    listing = Listing(dataset)
     try:
-        infos = snapshot_infos(store, dataset)
+        # Only manifests bound to their key and store, authentic and meeting the policy count.
+        listing = scan(store, dataset, expect=expect_for(policy, dataset))
+        infos = snapshot_infos(store, dataset, listing, problems)
     except CloudkeepError as exc:
         infos, uncertain = [], str(exc)
         try:
             infos = [SnapshotInfo(s, datetime.now(UTC)) for s in snapshot_ids(store, dataset)]
         except CloudkeepError:
             pass
+    unkeyed = [r for r in listing.refused if r.kind == "key-unavailable"]
+    if unkeyed and not uncertain:
+        uncertain = f"cannot authenticate the manifests: {unkeyed[0].message}"
     decision = apply(infos, rules, now, policy.timezone, uncertain=uncertain)
     if not uncertain and decision.remove and hasattr(spec.source, "incremental"):
         try:
-            decision = _keep_chains(store, dataset, decision)
+            decision = _keep_chains(store, dataset, decision, listing)
         except CloudkeepError as exc:
             uncertain = f"cannot read the incremental chains: {exc}"
             decision = apply(infos, rules, now, policy.timezone, uncertain=uncertain)
-    tampered: dict[str, str] = {}
-    if not uncertain and policy.keys:
-        try:
-            tampered = _tampered(policy, store, dataset)
-        except CloudkeepError as exc:
-            uncertain = f"cannot authenticate the manifests: {exc}"
-            decision = apply(infos, rules, now, policy.timezone, uncertain=uncertain)
-    if tampered:
-        # Never delete the evidence: a snapshot whose manifest was edited is kept and reported.
-        reasons = {k: list(v) for k, v in decision.reasons.items()}
-        for sid in tampered:
-            reasons.setdefault(sid, []).append("manifest failed authentication")
-        decision = Decision(sorted(set(decision.keep) | set(tampered), reverse=True),
-                            [s for s in decision.remove if s not in tampered], reasons)
+    decision = _keep_evidence(decision, listing)
     report = PruneReport(dataset, dry_run, decision)
-    for sid, problem in tampered.items():
-        report.errors.append(f"{dataset}@{sid}: {problem} (left alone)")
+    report.problems.extend(problems)
+    for refusal in listing.refused:
+        report.refused.append(refusal.as_dict())
+        if refusal.tampering:
+            report.errors.append(f"{refusal.message} (left alone)")
+        elif refusal.kind == "unreadable":
+            report.problems.append(f"{refusal.message} (left alone)")
     if uncertain:
         report.errors.append(f"nothing removed: {uncertain}")
     if dry_run:
@@ -177,14 +194,17 @@ def _prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool, store:
             _collect_blobs(policy, store, dataset, now, report, keep_ids=decision.keep)
         return report
     natives = _NativeResources(policy, dataset, source)
+    refused = {r.snapshot_id for r in listing.refused}
+    pending: set[str] | None = None
     try:
-        for sid in decision.remove:
-            _remove_snapshot(policy, store, dataset, sid, report, natives, fence)
-        _extend_retention(store, dataset, decision.keep, rules, report)
+        prune_id = holds.new_prune_id()
+        for sid in list(decision.remove):
+            _remove_unless_held(policy, store, dataset, sid, report, natives, prune_id, fence)
+        _extend_retention(store, dataset, [s for s in report.decision.keep if s not in refused],
+                          rules, report)
         pending = _pending_ids(store, dataset, report)
         if pending is not None:
-            _collect_leftovers(policy, store, dataset, now, report, pending, fence,
-                               skip=set(tampered))
+            _collect_leftovers(policy, store, dataset, now, report, pending, fence, skip=refused)
     except LockedError as exc:  # fenced: another run took the lock; this prune stops here
         report.errors.append(f"stopped: {exc}")
         return report
@@ -197,6 +217,7 @@ def _prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool, store:
             natives.sweep(store, dataset, committed | pending, now - ORPHAN_GRACE, report)
     if not uncertain:
         _collect_blobs(policy, store, dataset, now, report, fence=fence)
+        _compact_hold_ledgers(store, dataset, report)
     log.info("prune %s: kept %d, removed %d, locked %d, orphans %d", dataset, len(decision.keep),
              len(report.removed), len(report.locked), len(report.orphans))
     return report
@@ -230,28 +251,14 @@ def _collect_blobs(policy: Policy, store: Store, dataset: str, now: datetime, re
             report.copy_blobs[name] = gc.as_dict()
 
 
-def _tampered(policy: Policy, store: Store, dataset: str) -> dict[str, str]:
-    """Snapshots whose manifest fails authentication with the policy's keys, with the reason."""
-    from .catalog import load_manifest
-    from .errors import TamperedError
-    from .keys import keyring_for
-
-    keyring = keyring_for(policy)
-    out: dict[str, str] = {}
-    for sid in snapshot_ids(store, dataset):
-        try:
-            load_manifest(store, dataset, sid, keyring=keyring)
-        except TamperedError as exc:
-            out[sid] = str(exc)
-    return out
-
-
-def _keep_chains(store: Store, dataset: str, decision: Decision) -> Decision:
+def _keep_chains(store: Store, dataset: str, decision: Decision,
+                 listing: Listing | None = None) -> Decision:
     """Also keep every snapshot a kept incremental snapshot needs (its chain back to the full
     one): removing it would make the kept one impossible to restore."""
     from .catalog import list_manifests
 
-    manifests = {m.snapshot_id: m for m in list_manifests(store, dataset)}
+    trusted = listing.manifests if listing is not None else list_manifests(store, dataset)
+    manifests = {m.snapshot_id: m for m in trusted}
     needed = chain.needed_by(manifests, decision.keep)
     if not needed:
         return decision
@@ -261,6 +268,105 @@ def _keep_chains(store: Store, dataset: str, decision: Decision) -> Decision:
     keep = sorted(set(decision.keep) | set(needed), reverse=True)
     remove = [s for s in decision.remove if s not in needed]
     return Decision(keep, remove, reasons)
+
+
+def _keep_evidence(decision: Decision, listing: Listing) -> Decision:
+    """Manifests that are not trusted (forged, replayed, tampered, downgraded, unreadable) are
+    evidence: kept, never counted, and so is every snapshot whose parts one of them points at."""
+    if not listing.refused:
+        return decision
+    reasons = {k: list(v) for k, v in decision.reasons.items()}
+    keep = set(decision.keep)
+    for refusal in listing.refused:
+        reasons.setdefault(refusal.snapshot_id, []).append(
+            f"manifest refused ({refusal.kind}): kept as evidence")
+        keep.add(refusal.snapshot_id)
+        claimed = refusal.manifest
+        if (claimed is not None and claimed.dataset == listing.dataset
+                and claimed.snapshot_id != refusal.snapshot_id
+                and layout.SNAPSHOT_ID_RE.match(claimed.snapshot_id)):
+            reasons.setdefault(claimed.snapshot_id, []).append(
+                f"parts referenced by refused manifest {refusal.snapshot_id}")
+            if claimed.snapshot_id in decision.remove:
+                keep.add(claimed.snapshot_id)
+    return Decision(sorted(keep, reverse=True), [s for s in decision.remove if s not in keep],
+                    {k: v for k, v in reasons.items() if k in keep or k in decision.remove})
+
+
+def _remove_unless_held(policy: Policy, store: Store, dataset: str, sid: str, report: PruneReport,
+                        natives: _NativeResources, prune_id: str,
+                        fence: Fence | None = None) -> None:
+    """Remove one snapshot retention gave up — unless a hold arrived meanwhile: mark it as being
+    deleted (create-only), re-read its holds, and delete only if none is active and only within
+    the deletion lease (``cloudkeep.holds``). Its hold ledger goes with it."""
+    started = time.monotonic()
+    try:
+        live = holds.begin_delete(store, dataset, sid, prune_id)
+    except CloudkeepError as exc:
+        report.errors.append(f"{dataset}@{sid}: cannot mark it for deletion (kept): {exc}")
+        _keep_instead(report, sid, "could not be marked for deletion")
+        return
+    if live:
+        log.info("prune %s: %s@%s was held while pruning; kept", dataset, dataset, sid)
+        _keep_instead(report, sid, f"legal hold: {holds.reasons(live)}")
+        return
+
+    def guard() -> str | None:
+        if time.monotonic() - started > holds.DELETE_LEASE.total_seconds():
+            return (f"more than {int(holds.DELETE_LEASE.total_seconds())}s passed since it was "
+                    "marked for deletion (a hold may have been placed since); kept")
+        return None
+
+    _remove_snapshot(policy, store, dataset, sid, report, natives, fence, guard=guard)
+    if sid not in report.removed:  # locked, or a step failed (reported): holds may come again
+        holds.cancel_delete(store, dataset, sid, prune_id)
+        return
+    try:
+        store.delete(holds.ledger_keys(store, dataset, sid))
+    except CloudkeepError as exc:
+        report.problems.append(f"{dataset}@{sid}: its released holds were not deleted: {exc}")
+
+
+def _compact_hold_ledgers(store: Store, dataset: str, report: PruneReport) -> None:
+    """Hold ledgers of snapshots that no longer exist (a hold withdrawn because prune got there
+    first) are deleted once nothing in them is active; an active hold on a snapshot that does not
+    exist is reported and kept. Of a kept snapshot, only cancelled deletion marks older than
+    their TTL go (a snapshot still locked in its store is marked and cancelled by every prune)."""
+    try:
+        committed = set(snapshot_ids(store, dataset))
+        ledgers = holds.ledgers(store, dataset)
+    except CloudkeepError as exc:
+        report.problems.append(f"{dataset}: hold ledgers not compacted: {exc}")
+        return
+    now = datetime.now(UTC)
+    for sid, ledger in ledgers.items():
+        if sid in committed:
+            spent = [k for m in ledger.markers.values()
+                     if m.cancelled and m.created is not None and now - m.created > holds.MARKER_TTL
+                     for k in (layout.deleting_marker_key(dataset, sid, m.prune_id),
+                               layout.deleting_cancel_key(dataset, sid, m.prune_id))]
+            try:
+                if spent:
+                    store.delete(spent)
+            except CloudkeepError as exc:
+                report.problems.append(f"{dataset}@{sid}: old deletion marks not deleted: {exc}")
+            continue
+        if ledger.active:
+            report.problems.append(f"{dataset}@{sid}: held ({', '.join(h.hold_id for h in ledger.active)})"
+                                   " but the snapshot does not exist")
+            continue
+        try:
+            store.delete(holds.ledger_keys(store, dataset, sid))
+        except CloudkeepError as exc:
+            report.problems.append(f"{dataset}@{sid}: released holds not deleted: {exc}")
+
+
+def _keep_instead(report: PruneReport, sid: str, reason: str) -> None:
+    decision = report.decision
+    if sid in decision.remove:
+        decision.remove.remove(sid)
+        decision.keep = sorted([*decision.keep, sid], reverse=True)
+    decision.reasons.setdefault(sid, []).append(reason)
 
 
 class _NativeResources:
@@ -321,11 +427,19 @@ def _pending_ids(store: Store, dataset: str, report: PruneReport) -> set[str] | 
 
 
 def _remove_snapshot(policy: Policy, store: Store, dataset: str, sid: str, report: PruneReport,
-                     natives: _NativeResources | None = None, fence: Fence | None = None) -> None:
+                     natives: _NativeResources | None = None, fence: Fence | None = None,
+                     guard: Callable[[], str | None] | None = None) -> None:
+    # ``guard`` (a hold's deletion lease) is asked before each destructive step; a reason stops.
+    if guard is not None and (why := guard()) is not None:
+        report.errors.append(f"{dataset}@{sid}: {why}")
+        return
     # A native snapshot's backups go first: if they cannot be deleted, the manifest stays, so
     # the next prune tries again (a manifest never points at a backup deleted behind its back
     # by anyone but retention).
     if natives is not None and not natives.delete(store, dataset, sid, report):
+        return
+    if guard is not None and (why := guard()) is not None:
+        report.errors.append(f"{dataset}@{sid}: {why}")
         return
     # Then its copies, each record before the copy (no record ever claims a missing copy), in
     # every store the dataset copies to — recorded or not (a crash may have dropped the record

@@ -18,12 +18,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import __version__, holds, layout
-from .catalog import list_manifests
+from .catalog import scan
 from .errors import CloudkeepError, ObjectNotFoundError
 from .policy import Policy, format_duration
 from .registry import open_store
 from .runtime import snapshot_time
 from .stores import Store
+from .trust import expect_for
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +62,20 @@ def dataset_report(policy: Policy, name: str, now: datetime, store: Store | None
     }
     rto = _tier_rto(tier)
     out["rto_seconds"] = int(rto.total_seconds()) if rto else None
+    problems: list[str] = []
     try:
         store = store or open_store(policy.stores[spec.store])
-        manifests = [m for m in list_manifests(store, name)]
+        # Only trusted manifests are snapshots; every refused one is a problem (cloudkeep.trust).
+        listing = scan(store, name, expect=expect_for(policy, name))
+        manifests = listing.manifests
         verifications = read_verifications(store, name)
-        held = holds.all_for(store, name)
+        held = holds.all_for(store, name, problems)
         alerts = read_alerts(store, name)
         retention = prune(policy, name, now, dry_run=True, store=store).as_dict()
     except CloudkeepError as exc:
         out.update(error=str(exc), exit_code=exc.exit_code, status="error")
         return out
+    problems = [r.message for r in listing.refused] + problems
 
     # As of ``now``: records written after it (a report with an earlier --now) are left out.
     verifications = [v for v in verifications if not v["at"] or _time(v["at"]) <= now]
@@ -92,7 +97,8 @@ def dataset_report(policy: Policy, name: str, now: datetime, store: Store | None
             "items": m.totals.items,
             "stored_bytes": m.totals.stored_bytes,
             "verified": None if check is None else bool(check.get("ok")),
-            "hold": held.get(m.snapshot_id, {}).get("reason"),
+            "hold": holds.reasons(held.get(m.snapshot_id, [])),
+            "holds": [h.as_dict() for h in held.get(m.snapshot_id, [])],
         })
     past = [m for m in ordered if snapshot_time(m.snapshot_id) <= now]
     newest = past[-1] if past else None
@@ -120,8 +126,9 @@ def dataset_report(policy: Policy, name: str, now: datetime, store: Store | None
             "remove": [s["snapshot_id"] for s in retention["snapshots"] if s["action"] == "remove"],
             "errors": retention["errors"],
         },
-        holds=[{"snapshot_id": sid, **{k: v for k, v in rec.items() if k != "snapshot_id"}}
-               for sid, rec in sorted(held.items())],
+        holds=[h.as_dict() for sid in sorted(held) for h in held[sid]],
+        problems=problems,
+        refused=[r.as_dict() for r in listing.refused],
         alerts_open=alerts,
         snapshots=snapshots,
         verifications=verifications,
@@ -228,6 +235,11 @@ def _status(row: dict[str, Any]) -> tuple[str, list[str]]:
         critical.append("last restore drill failed" if not drill["ok"] else "last restore drill missed the RTO")
     if row["alerts_open"]:
         critical.append(f"{len(row['alerts_open'])} alert(s) open")
+    if row.get("refused"):
+        kinds = ", ".join(sorted({str(r["kind"]) for r in row["refused"]}))
+        critical.append(f"{len(row['refused'])} manifest(s) refused ({kinds}): see problems")
+    elif row.get("problems"):
+        warning.append(f"{len(row['problems'])} unreadable record(s): see problems")
     if row["retention"]["errors"]:
         warning.extend(row["retention"]["errors"])
     if critical:

@@ -71,13 +71,17 @@ def restore(
     progress: Progress | None = None,
     workers: int = DEFAULT_WORKERS,
     keyring: Keyring | None = None,
+    allow_unsigned: bool = False,
 ) -> RestoreResult:
     """Restore ``manifest`` (and, for an incremental snapshot, its chain) into ``target``. Every
-    encrypted manifest of the chain is authenticated and its data key unwrapped before anything
-    is written."""
+    manifest of the chain is authenticated, checked against the policy's encryption and signing
+    requirements (``cloudkeep.trust``; ``allow_unsigned`` accepts an unsigned or unencrypted one)
+    and its data key unwrapped before anything is written."""
     from .keys import keyring_for
+    from .trust import check_policy, expect_for
 
     keyring = keyring or keyring_for(policy)
+    expect = expect_for(policy, manifest.dataset, allow_unsigned=allow_unsigned)
     spec = policy.dataset(manifest.dataset)
     source = source or open_source(spec.source)
     progress = progress or NullProgress()
@@ -86,6 +90,8 @@ def restore(
             f"snapshot {manifest.dataset}@{manifest.snapshot_id} holds a "
             f"{manifest.source.get('type')} source; the policy's dataset is now {source.kind}"
         )
+    keyring.authenticate(manifest)  # before anything, native restores included
+    check_policy(store, manifest, expect, keyring)
     # A snapshot made by a native job may be restored by the service itself
     # (RestoreTableFromBackup, a Firestore import); an export's parts restore as usual.
     t0 = time.monotonic()
@@ -101,6 +107,7 @@ def restore(
     data_keys: dict[str, bytes | None] = {}
     for snapshot in snapshots:
         data_keys[snapshot.snapshot_id] = keyring.authenticate(snapshot)
+        check_policy(store, snapshot, expect, keyring)
         _precheck(store, snapshot)
     attach_store = getattr(source, "attach_store", None)
     if attach_store is not None:  # the S3 source restores objects from the store's blobs

@@ -17,9 +17,10 @@ from typing import Any
 
 from . import checkpoint, logctx
 from .alerts import Notifier
-from .catalog import load_manifest, snapshot_ids
+from .catalog import latest
 from .engine import RunOptions, RunResult, backup
 from .errors import CloudkeepError, LockedError, UsageError
+from .manifest import Manifest
 from .metrics import MetricsSink
 from .policy import Policy
 from .progress import Progress
@@ -105,13 +106,9 @@ def dataset_plan(policy: Policy, name: str, now: datetime, store: Store | None =
     store = store or open_store(policy.stores[spec.store])
     schedule = Schedule.parse(tier.schedule, policy.timezone)
     window = Window.parse(tier.window) if tier.window else None
-    ids = [i for i in snapshot_ids(store, name) if snapshot_time(i) <= now]
-    latest_id = ids[-1] if ids else None
-    latest_started: datetime | None = None
-    if latest_id:
-        from .keys import keyring_for
-
-        latest_started = load_manifest(store, name, latest_id, keyring=keyring_for(policy)).started_at
+    newest = _newest_trusted(policy, name, store, now)
+    latest_id = newest.snapshot_id if newest is not None else None
+    latest_started = newest.started_at if newest is not None else None
     state = due_state(
         schedule,
         dataset=name,
@@ -143,6 +140,14 @@ def dataset_plan(policy: Policy, name: str, now: datetime, store: Store | None =
         rendered=schedule.render(),
         rto=tier.rto,
     )
+
+
+def _newest_trusted(policy: Policy, name: str, store: Store, now: datetime) -> Manifest | None:
+    """The newest snapshot of ``name`` at ``now`` whose manifest passes every check of
+    ``cloudkeep.trust`` (a forged or replayed one is skipped with a warning, never counted)."""
+    from .trust import expect_for
+
+    return latest(store, name, expect=expect_for(policy, name), not_after=now)
 
 
 def plan(policy: Policy, now: datetime, *, datasets: list[str] | None = None,
@@ -372,8 +377,8 @@ def _due_verifications(policy: Policy, name: str, now: datetime, store: Store,
     plans = [(level, expr) for level, expr in plans if expr]
     if not plans:
         return []
-    ids = [i for i in snapshot_ids(store, name) if snapshot_time(i) <= now]
-    if not ids:
+    newest = _newest_trusted(policy, name, store, now)
+    if newest is None:
         return []
     last = latest_records(store, name)
     reports = []
@@ -390,7 +395,7 @@ def _due_verifications(policy: Policy, name: str, now: datetime, store: Store,
                     continue  # run by hand since the slot: that one counts
             except ValueError:
                 pass
-        manifest = load_manifest(store, name, ids[-1])
+        manifest = newest
         log.info("dataset %s: scheduled %s of %s (slot %s)", name, level, manifest.snapshot_id,
                  slot.isoformat())
         try:

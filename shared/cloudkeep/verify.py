@@ -55,6 +55,7 @@ from .stores import Store
 if TYPE_CHECKING:
     from .keys import Keyring
     from .policy import Policy
+    from .trust import Expect
 
 log = logging.getLogger(__name__)
 
@@ -187,10 +188,12 @@ class _PartResult:
 
 
 def verify_integrity(store: Store, manifest: Manifest, *, workers: int = 8,
-                     progress: Progress | None = None, keyring: Keyring | None = None) -> VerifyReport:
+                     progress: Progress | None = None, keyring: Keyring | None = None,
+                     expect: Expect | None = None) -> VerifyReport:
     """Check every part of ``manifest`` in ``store``; returns a report listing every problem.
-    An encrypted snapshot needs ``keyring``; a key that cannot be used raises
-    KeyUnavailableError (nothing can be checked without it)."""
+    An encrypted or signed snapshot needs ``keyring``; a key that cannot be used raises
+    KeyUnavailableError (nothing can be checked without it). With ``expect`` (and a keyring),
+    a manifest that lacks the encryption or tag the policy requires is a problem too."""
     report = VerifyReport(manifest.dataset, manifest.snapshot_id, "integrity",
                           datetime.now(UTC))
     checker = _line_checker(str(manifest.source.get("type", "")))
@@ -205,6 +208,13 @@ def verify_integrity(store: Store, manifest: Manifest, *, workers: int = 8,
         except TamperedError as exc:
             report.problems.append(Problem(None, "manifest authentication", str(exc)))
         data_key = keyring.data_key(manifest)
+    if expect is not None and keyring is not None:
+        from .trust import check_policy
+
+        try:
+            check_policy(store, manifest, expect, keyring)
+        except TamperedError as exc:  # a downgrade, or an endorsement that does not match
+            report.problems.append(Problem(None, "manifest authentication", str(exc)))
 
     def check(part: PartEntry) -> _PartResult:
         result = _check_part(store, manifest, part, checker, data_key)
@@ -393,7 +403,7 @@ def _tier_of(policy: Any, dataset: str) -> tuple[str | None, Any]:
 
 
 def verify_drill(policy: Any, store: Store, manifest: Manifest, *, source: Any = None,
-                 trigger: str = "manual") -> VerifyReport:
+                 trigger: str = "manual", allow_unsigned: bool = False) -> VerifyReport:
     """Restore ``manifest`` into a scratch target of the dataset's source (a new table, a
     collection prefix, a new container), compare the target's content digest and item count with
     the manifest's, and delete the target — also when the restore or the comparison fails. The
@@ -420,7 +430,8 @@ def verify_drill(policy: Any, store: Store, manifest: Manifest, *, source: Any =
     try:
         t0 = time.monotonic()
         try:
-            result = restore(policy, store, manifest, target, source=source)
+            result = restore(policy, store, manifest, target, source=source,
+                             allow_unsigned=allow_unsigned)
         except CloudkeepError as exc:
             report.problems.append(Problem(None, "restore", str(exc)))
         else:
@@ -461,7 +472,7 @@ def verify_drill(policy: Any, store: Store, manifest: Manifest, *, source: Any =
 
 def verify_sample(policy: Any, store: Store, manifest: Manifest, *, items: int = 100,
                   source: Any = None, seed: int | None = None, trigger: str = "manual",
-                  keyring: Keyring | None = None) -> VerifyReport:
+                  keyring: Keyring | None = None, expect: Expect | None = None) -> VerifyReport:
     """Pick ``items`` random lines of the snapshot (one pass, reservoir sampling: memory holds
     only the sample), read the same items from the live source by key and compare. An item the
     source shows unchanged since the snapshot (same version: Firestore's update time, Cosmos DB's
@@ -486,6 +497,11 @@ def verify_sample(policy: Any, store: Store, manifest: Manifest, *, items: int =
 
             keyring = keyring_for(policy)
         data_key = keyring.authenticate(manifest)
+    if expect is not None:
+        from .keys import keyring_for
+        from .trust import check_policy
+
+        check_policy(store, manifest, expect, keyring or keyring_for(policy))
     for part in manifest.parts:
         key = layout.part_key(manifest.dataset, manifest.snapshot_id, part.name)
         report.parts_checked += 1
@@ -553,21 +569,28 @@ def _item_label(line: bytes) -> str:
 
 def run_level(policy: Any, store: Store, manifest: Manifest, level: str, *, sample_items: int = 100,
               source: Any = None, trigger: str = "manual",
-              progress: Progress | None = None, keyring: Keyring | None = None) -> VerifyReport:
-    """Run one verification level and return its report (not yet recorded)."""
-    if keyring is None and policy is not None:
+              progress: Progress | None = None, keyring: Keyring | None = None,
+              allow_unsigned: bool = False) -> VerifyReport:
+    """Run one verification level and return its report (not yet recorded). The manifest must
+    meet the policy's encryption and signing requirements (``allow_unsigned`` lets an unsigned
+    or unencrypted one be checked)."""
+    expect: Expect | None = None
+    if policy is not None:
         from .keys import keyring_for
+        from .trust import expect_for
 
-        keyring = keyring_for(policy)
+        keyring = keyring or keyring_for(policy)
+        expect = expect_for(policy, manifest.dataset, allow_unsigned=allow_unsigned)
     if level == "integrity":
-        report = verify_integrity(store, manifest, progress=progress, keyring=keyring)
+        report = verify_integrity(store, manifest, progress=progress, keyring=keyring,
+                                  expect=expect)
         report.problems.extend(native_problems(policy, manifest))
         report.trigger = trigger
         report.tier = _tier_of(policy, manifest.dataset)[0]
         return report
     if level == "sample":
         return verify_sample(policy, store, manifest, items=sample_items, source=source,
-                             trigger=trigger, keyring=keyring)
+                             trigger=trigger, keyring=keyring, expect=expect)
     if level == "drill":
         if manifest.native:  # a native snapshot (RDS): the source restores a temporary database
             tier_name, tier = _tier_of(policy, manifest.dataset)
@@ -580,7 +603,8 @@ def run_level(policy: Any, store: Store, manifest: Manifest, level: str, *, samp
             if details.get("seconds") is not None:
                 report.restore_seconds = float(details["seconds"])
             return report
-        return verify_drill(policy, store, manifest, source=source, trigger=trigger)
+        return verify_drill(policy, store, manifest, source=source, trigger=trigger,
+                            allow_unsigned=allow_unsigned)
     raise UsageError(f"unknown verification level {level!r} (integrity, sample, drill)")
 
 
@@ -593,7 +617,7 @@ def records_of(store: Store, dataset: str, snapshot_id: str) -> list[dict[str, A
     for info in store.list(layout.verifications_prefix(dataset, snapshot_id)):
         try:
             data = json.loads(store.get(info.key))
-        except (CloudkeepError, ValueError):
+        except (CloudkeepError, ValueError, RecursionError):
             continue
         if isinstance(data, dict):
             out.append(data)
@@ -608,7 +632,7 @@ def latest_records(store: Store, dataset: str) -> dict[str, dict[str, Any]]:
     for key in reversed(keys):
         try:
             data = json.loads(store.get(key))
-        except (CloudkeepError, ValueError):
+        except (CloudkeepError, ValueError, RecursionError):
             continue
         level = str(data.get("level")) if isinstance(data, dict) else ""
         if level and level not in out:
@@ -637,18 +661,22 @@ def brief(record: dict[str, Any]) -> dict[str, Any]:
     return {k: record.get(k) for k in keep if k in record}
 
 
-def by_snapshot(store: Store, dataset: str) -> dict[str, list[dict[str, Any]]]:
-    """Every stored verification of ``dataset``, grouped by snapshot id, oldest first."""
+def by_snapshot(store: Store, dataset: str,
+                problems: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Every stored verification of ``dataset``, grouped by snapshot id, oldest first; an
+    unreadable record is skipped (and added to ``problems``)."""
     prefix = f"{dataset}/verifications/"
     out: dict[str, list[dict[str, Any]]] = {}
     for info in store.list(prefix):
         snapshot_id = info.key[len(prefix):].split("/", 1)[0]
         try:
             data = json.loads(store.get(info.key))
-        except (CloudkeepError, ValueError):
-            continue
+        except (CloudkeepError, ValueError, RecursionError):
+            data = None
         if isinstance(data, dict):
             out.setdefault(snapshot_id, []).append(data)
+        elif problems is not None:
+            problems.append(f"verification record {info.key} cannot be read (skipped)")
     for records in out.values():
         records.sort(key=lambda d: str(d.get("started_at")))
     return out

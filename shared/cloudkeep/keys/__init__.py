@@ -12,6 +12,13 @@ Providers (policy ``keys:``, each ``{provider: ..., ...}``):
 - ``azure_key_vault``: Key Vault wrapKey / unwrapKey (RSA-OAEP-256);
 - ``local``: a key file (``cloudkeep keys create --path FILE``), refused if others can read it.
 
+A snapshot *without* encryption is signed when the policy gives it signing keys (``signing``,
+by default the encryption keys): a fresh 256-bit *signing key* per snapshot keys its manifest's
+tag, and is stored wrapped by each signing key in ``authentication.keys`` (the wrap bound to the
+purpose ``manifest-signing``; the tag covers the dataset, id and store). An *endorsement* is the same tag kept
+beside a manifest written unsigned (by an earlier release), made by ``cloudkeep keys endorse``, so
+a policy that requires signatures still reads it (purpose ``manifest-endorsement``).
+
 Reading a snapshot only ever uses the keys the policy defines (a manifest cannot name a key of
 its own choosing): a wrapped key is matched to a policy key by provider and key id. So rotation
 is: define the new key, list it in ``encryption.keys``, and keep the old key under ``keys:`` for
@@ -90,8 +97,20 @@ def unb64(text: Any, *, what: str) -> bytes:
         raise KeyUnavailableError(f"{what}: the wrapped key is not valid base64 (damaged manifest)") from None
 
 
-def _context(dataset: str, snapshot_id: str) -> dict[str, str]:
+def _context(dataset: str, snapshot_id: str, purpose: str | None = None) -> dict[str, str]:
+    """What a wrapped key is bound to. A data key: its snapshot. A signing or endorsement key:
+    its purpose only — the tag it keys already covers the dataset, id and store, so a manifest
+    replayed under an edited name fails as *tampered* (its tag), not as an unwrap failure that
+    looks like an unreachable key; and a key policy can let a role unwrap signing keys (to tell
+    forgeries) but not data keys (AWS: a ``kms:EncryptionContext:cloudkeep:purpose`` condition)."""
+    if purpose is not None:
+        return {"cloudkeep:purpose": purpose}
     return {"cloudkeep:dataset": dataset, "cloudkeep:snapshot": snapshot_id}
+
+
+SIGNING = "manifest-signing"
+ENDORSEMENT = "manifest-endorsement"
+SIGNING_KDF = "HKDF-SHA256(signing key, info=cloudkeep manifest authentication v1)"
 
 
 class Keyring:
@@ -112,7 +131,15 @@ class Keyring:
         """A fresh data key for a snapshot, wrapped by every provider in ``names`` (all must
         succeed: a snapshot is restorable from each key it claims). Returns the key and the
         manifest's ``codec.encryption`` record."""
-        context = _context(dataset, snapshot_id)
+        data_key, records = self._make_key(names, _context(dataset, snapshot_id))
+        with self._lock:
+            self._cache[(dataset, snapshot_id, _fingerprint(records))] = data_key
+        return data_key, {"algorithm": ENCRYPTION_ALGORITHM, "chunk_size": ENC_CHUNK,
+                          "associated_data": "snapshot id and part name", "keys": records}
+
+    def _make_key(self, names: Sequence[str], context: Mapping[str, str]
+                  ) -> tuple[bytes, list[dict[str, Any]]]:
+        """A fresh 256-bit key wrapped by every provider in ``names`` (all must succeed)."""
         records: list[dict[str, Any]] = []
         data_key: bytes | None = None
         for name in names:
@@ -132,10 +159,7 @@ class Keyring:
                            | record)
         if data_key is None:
             raise KeyUnavailableError("encryption needs at least one key")
-        with self._lock:
-            self._cache[(dataset, snapshot_id, _fingerprint(records))] = data_key
-        return data_key, {"algorithm": ENCRYPTION_ALGORITHM, "chunk_size": ENC_CHUNK,
-                          "associated_data": "snapshot id and part name", "keys": records}
+        return data_key, records
 
     def sign(self, manifest: Manifest, data_key: bytes) -> Manifest:
         """The manifest with its authentication tag."""
@@ -144,6 +168,26 @@ class Keyring:
         tag = manifest_tag(data_key, authenticated_content(manifest))
         return manifest.model_copy(update={"authentication": Authentication(
             algorithm=MANIFEST_MAC_ALGORITHM, key_derivation=MANIFEST_MAC_KDF, tag=tag)})
+
+    def sign_with(self, manifest: Manifest, names: Sequence[str]) -> Manifest:
+        """The manifest with its authentication tag, keyed by a fresh signing key wrapped by every
+        key in ``names`` (all must succeed) — checkable without the snapshot's data key."""
+        from ..manifest import Authentication, WrappedKey
+
+        signing_key, records = self._make_key(
+            names, _context(manifest.dataset, manifest.snapshot_id, SIGNING))
+        tag = manifest_tag(signing_key, authenticated_content(manifest))
+        return manifest.model_copy(update={"authentication": Authentication(
+            algorithm=MANIFEST_MAC_ALGORITHM, key_derivation=SIGNING_KDF, tag=tag,
+            keys=[WrappedKey.model_validate(r) for r in records])})
+
+    def endorse(self, manifest: Manifest, names: Sequence[str]) -> dict[str, Any]:
+        """The ``authentication`` record of an endorsement: a tag over ``manifest`` (written
+        unsigned) keyed by a fresh key wrapped by every key in ``names``."""
+        key, records = self._make_key(
+            names, _context(manifest.dataset, manifest.snapshot_id, ENDORSEMENT))
+        return {"algorithm": MANIFEST_MAC_ALGORITHM, "key_derivation": SIGNING_KDF,
+                "tag": manifest_tag(key, authenticated_content(manifest)), "keys": records}
 
     # ---- reading
 
@@ -162,13 +206,15 @@ class Keyring:
         records = [dict(r) for r in encryption.get("keys", [])]
         return self._unwrap(dataset, snapshot_id, records)
 
-    def _unwrap(self, dataset: str, snapshot_id: str, records: list[dict[str, Any]]) -> bytes:
-        cache_key = (dataset, snapshot_id, _fingerprint(records))
+    def _unwrap(self, dataset: str, snapshot_id: str, records: list[dict[str, Any]],
+                purpose: str | None = None) -> bytes:
+        cache_key = (dataset, snapshot_id, f"{purpose}:{_fingerprint(records)}" if purpose
+                     else _fingerprint(records))
         with self._lock:
             if cache_key in self._cache:
                 return self._cache[cache_key]
         ref = f"{dataset}@{snapshot_id}"
-        context = _context(dataset, snapshot_id)
+        context = _context(dataset, snapshot_id, purpose)
         failures: list[str] = []
         for record in records:
             provider = self._match(record, failures)
@@ -194,27 +240,67 @@ class Keyring:
             f"keys (policy keys: {defined}); add the key under keys: to read it"
         )
 
-    def authenticate(self, manifest: Manifest) -> bytes | None:
-        """Check the manifest's tag; returns the data key (None for an unencrypted snapshot).
+    def verify_tag(self, manifest: Manifest) -> None:
+        """Check the manifest's tag without unwrapping its data key when it has a signing key
+        (so a role that may not decrypt snapshots can still tell a forged manifest). An unsigned,
+        unencrypted manifest passes (whether that is allowed is the policy's: cloudkeep.trust).
         Raises TamperedError if the manifest was edited, KeyUnavailableError without a key."""
         ref = f"{manifest.dataset}@{manifest.snapshot_id}"
-        if manifest.codec.encryption is None:
-            if manifest.authentication is not None:
-                raise TamperedError(f"manifest of {ref} carries a tag but no encryption record "
-                                    "(edited after commit)")
-            return None
-        if manifest.authentication is None:
-            raise TamperedError(f"manifest of {ref} is encrypted but its authentication tag is "
-                                "missing (edited after commit)")
+        auth = manifest.authentication
+        encrypted = manifest.codec.encryption is not None
+        if auth is None:
+            if encrypted:
+                raise TamperedError(f"manifest of {ref} is encrypted but its authentication tag is "
+                                    "missing (edited after commit)")
+            return
+        failure = ("failed authentication: its content does not match its tag (edited after "
+                   "commit, or replayed under another name)")
+        if auth.keys:
+            self._check_tag(manifest, [k.model_dump(exclude_none=True) for k in auth.keys],
+                            auth.tag, SIGNING, failure)
+            return
+        if not encrypted:
+            raise TamperedError(f"manifest of {ref} carries a tag but neither an encryption "
+                                "record nor a signing key (edited after commit)")
         data_key = self.data_key(manifest)
         assert data_key is not None
         import hmac
 
-        expected = manifest_tag(data_key, authenticated_content(manifest))
-        if not hmac.compare_digest(expected, manifest.authentication.tag):
-            raise TamperedError(f"manifest of {ref} failed authentication: its content does not "
-                                "match its tag (edited after commit)")
-        return data_key
+        if not hmac.compare_digest(manifest_tag(data_key, authenticated_content(manifest)), auth.tag):
+            raise TamperedError(f"manifest of {ref} {failure}")
+
+    def authenticate(self, manifest: Manifest) -> bytes | None:
+        """Check the manifest's tag (:meth:`verify_tag`); returns the data key (None for an
+        unencrypted snapshot)."""
+        self.verify_tag(manifest)
+        return self.data_key(manifest)
+
+    def check_endorsement(self, manifest: Manifest, record: Mapping[str, Any]) -> None:
+        """Check an endorsement's ``authentication`` record against ``manifest``. Raises
+        TamperedError if it does not match, KeyUnavailableError without a key."""
+        from pydantic import ValidationError
+
+        from ..manifest import Authentication
+
+        ref = f"{manifest.dataset}@{manifest.snapshot_id}"
+        try:
+            auth = Authentication.model_validate(record)
+        except ValidationError:
+            raise TamperedError(f"the endorsement of {ref} is damaged") from None
+        if not auth.keys:
+            raise TamperedError(f"the endorsement of {ref} names no key")
+        self._check_tag(manifest, [k.model_dump(exclude_none=True) for k in auth.keys], auth.tag,
+                        ENDORSEMENT, "does not match its endorsement (edited after it was endorsed, "
+                        "or the endorsement belongs to another snapshot)")
+
+    def _check_tag(self, manifest: Manifest, records: list[dict[str, Any]], tag: str,
+                   purpose: str, failure: str) -> None:
+        import hmac
+
+        key = self._unwrap(manifest.dataset, manifest.snapshot_id, records, purpose)
+        expected = manifest_tag(key, authenticated_content(manifest))
+        if not hmac.compare_digest(expected, tag):
+            raise TamperedError(f"manifest of {manifest.dataset}@{manifest.snapshot_id} {failure}")
 
     # ---- helpers
 
