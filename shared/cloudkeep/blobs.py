@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import layout
-from .codec import HashingReader, iter_lines
+from .codec import HashingReader, PartLimitError, open_part
 from .errors import CloudkeepError, LockedError, ObjectExistsError, ObjectNotFoundError, VerificationError
 from .manifest import Manifest
 from .stores import Store
@@ -47,7 +47,10 @@ def listing_records(store: Store, manifest: Manifest, *, tolerant: bool = False
         key = layout.part_key(manifest.dataset, manifest.snapshot_id, part.name)
         try:
             with store.open(key) as stream:
-                for line in iter_lines(stream):
+                # within the manifest's limits: stored_bytes, raw_bytes, line length
+                _, lines = open_part(stream, compression=manifest.codec.compression,
+                                     stored_bytes=part.stored_bytes, raw_bytes=part.raw_bytes)
+                for line in lines:
                     record = json.loads(line)
                     if isinstance(record, dict):
                         yield record
@@ -96,8 +99,11 @@ def check_blobs(store: Store, manifest: Manifest, *, workers: int = 8, rehash: b
                     return f"blob {sha} is missing"
                 return None if info.size == size else f"blob {sha} has {info.size} bytes, listing says {size}"
             with store.open(key) as stream:
-                reader = HashingReader(stream)
+                reader = HashingReader(stream, limit=size)  # never reads past the listed size
                 reader.drain()
+                reader.check_size()
+        except PartLimitError:
+            return f"blob {sha} has more bytes than the {size} its listing says"
         except ObjectNotFoundError:
             return f"blob {sha} is missing"
         except CloudkeepError as exc:
@@ -123,17 +129,17 @@ def copy_blobs(source: Store, target: Store, manifest: Manifest, *,
     """Copy the blobs a snapshot references into ``target`` (those it lacks); each copied blob's
     sha256 is checked. Returns how many were copied."""
     copied = 0
-    for sha in sorted(distinct_blobs(source, manifest)):
+    for sha, size in sorted(distinct_blobs(source, manifest).items()):
         key = layout.blob_key(manifest.dataset, sha)
         if target.stat(key) is not None:
             continue
         with source.open(key) as stream:
-            reader = HashingReader(stream)
+            reader = HashingReader(stream, limit=size)  # never reads past the listed size
             try:
                 target.put(key, reader, if_absent=True, retain_until=retain_until)  # type: ignore[arg-type]
             except ObjectExistsError:
                 continue
-        if reader.sha256.hexdigest() != sha:
+        if reader.sha256.hexdigest() != sha or reader.exceeded:
             target.delete([key])
             raise VerificationError(f"blob {sha} in {source.describe()} is damaged; not copied")
         copied += 1
