@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +37,19 @@ from .layout import DATASET_NAME_RE
 DEFAULT_POLICY_FILE = "cloudkeep.yaml"
 POLICY_ENV = "CLOUDKEEP_POLICY"
 
+# Every reader has limits: a policy is small, shallow, and its aliases are few.
+MAX_POLICY_BYTES = 1 << 20
+"""The largest policy file (local or remote) cloudkeep reads."""
+MAX_YAML_DEPTH = 50
+"""The deepest nesting of mappings and lists (aliases expanded) a policy may have."""
+MAX_YAML_ALIASES = 100
+"""How many aliases (``*name``) a policy may use."""
+MAX_YAML_NODES = 200_000
+"""How many values a policy may hold once its aliases are expanded (an alias bomb's 609 bytes
+would expand to billions)."""
+MAX_DURATION = timedelta(days=36_600)
+"""The longest duration (about 100 years) any field accepts."""
+
 # --------------------------------------------------------------------------------------------
 # Scalar types
 
@@ -61,6 +75,8 @@ def parse_duration(text: object) -> timedelta:
         raise ValueError(f"duration {text!r} is too long") from None
     if value <= timedelta(0):
         raise ValueError(f"duration {text!r} must be longer than zero")
+    if value > MAX_DURATION:
+        raise ValueError(f"duration {text!r} is too long (at most {MAX_DURATION.days}d)")
     return value
 
 
@@ -113,6 +129,10 @@ def validate_schedule(expr: object) -> str:
         number, unit = int(match.group(1)), match.group(2)
         if number < 1:
             raise ValueError(f"bad rate expression {expr!r}: the interval must be at least 1")
+        per = {"minute": 1, "hour": 60, "day": 1440}[unit.rstrip("s")]
+        if number * per > MAX_DURATION.total_seconds() // 60:
+            raise ValueError(f"bad rate expression {expr!r}: the interval is too long "
+                             f"(at most {MAX_DURATION.days} days)")
         if (number == 1) != (not unit.endswith("s")):
             raise ValueError(
                 f"bad rate expression {expr!r}: use the singular unit for 1 and the plural otherwise"
@@ -354,12 +374,13 @@ class Residency(Model):
 class Retention(Model):
     """How many snapshots to keep per period (restic ``forget`` semantics)."""
 
-    last: StrictInt | None = Field(default=None, ge=0)
-    hourly: StrictInt | None = Field(default=None, ge=0)
-    daily: StrictInt | None = Field(default=None, ge=0)
-    weekly: StrictInt | None = Field(default=None, ge=0)
-    monthly: StrictInt | None = Field(default=None, ge=0)
-    yearly: StrictInt | None = Field(default=None, ge=0)
+    # Counts are bounded (about 1000 years each): dates computed from them stay representable.
+    last: StrictInt | None = Field(default=None, ge=0, le=1_000_000)
+    hourly: StrictInt | None = Field(default=None, ge=0, le=8_760_000)
+    daily: StrictInt | None = Field(default=None, ge=0, le=365_000)
+    weekly: StrictInt | None = Field(default=None, ge=0, le=52_000)
+    monthly: StrictInt | None = Field(default=None, ge=0, le=12_000)
+    yearly: StrictInt | None = Field(default=None, ge=0, le=1000)
     within: Duration | None = Field(
         default=None, description="keep every snapshot taken within this long of the newest one"
     )
@@ -395,7 +416,7 @@ class Tier(Model):
     retention: Retention
     copy_to: list[str] = Field(default_factory=list, description="stores each snapshot is copied to")
     min_copies: StrictInt = Field(
-        default=0, ge=0, description="verified copies a snapshot needs before retention may remove it"
+        default=0, ge=0, le=100, description="verified copies a snapshot needs before retention may remove it"
     )
     window: Annotated[str | None, BeforeValidator(_validate_window)] = Field(
         default=None, description='local start window "HH:MM-HH:MM" (policy time zone); may wrap midnight'
@@ -705,14 +726,46 @@ POLICY_URL_SCHEMES = ("s3", "gs", "az")
 
 
 def _read_text(location: str) -> str:
-    if "://" in location:
-        return _read_url(location).decode("utf-8")
+    data = _read_url(location) if "://" in location else _read_file(location)
     try:
-        return Path(location).read_text(encoding="utf-8")
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"cannot read policy file {location}: {exc}") from None
+
+
+_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+                (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _read_file(location: str) -> bytes:
+    """A local policy file: a regular file of at most :data:`MAX_POLICY_BYTES`. Opened without
+    blocking and checked before a byte is read, so a FIFO, a directory or ``/dev/zero`` is
+    refused at once."""
+    try:
+        fd = os.open(location, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise UsageError(f"policy file not found: {location}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read policy file {location}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read policy file {location}: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _NOT_REGULAR if test(mode)), "not a file")
+            raise UsageError(f"cannot read policy file {location}: it is {kind}, not a regular file")
+        os.set_blocking(fd, True)
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, min(1 << 16, MAX_POLICY_BYTES + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_POLICY_BYTES:
+                raise UsageError(f"policy file {location} is too large (more than "
+                                 f"{MAX_POLICY_BYTES} bytes)")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise UsageError(f"cannot read policy file {location}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
 
 
 def _read_url(location: str) -> bytes:
@@ -744,10 +797,17 @@ def _read_url(location: str) -> bytes:
             )
     except ValidationError as exc:
         raise UsageError(f"bad policy URL {location!r}: {exc.errors()[0]['msg']}") from None
+    from .codec import HashingReader
+
     try:
-        return open_store(spec).get(key)
+        with open_store(spec).open(key) as stream:
+            reader = HashingReader(stream, limit=MAX_POLICY_BYTES)  # never reads past the limit
+            body = b"".join(iter(lambda: reader.read(1 << 16), b""))
     except ObjectNotFoundError:
         raise UsageError(f"policy not found: {location}") from None
+    if reader.exceeded:
+        raise UsageError(f"policy {location} is too large (more than {MAX_POLICY_BYTES} bytes)")
+    return body
 
 
 def parse_policy(text: str, *, source: str = "<policy>", base_dir: Path | None = None) -> Policy:
@@ -799,8 +859,66 @@ def _resolve_paths(policy: Policy, base_dir: Path) -> Policy:
     return policy.model_copy(update={"stores": stores, "keys": keys})
 
 
+class _LimitError(yaml.YAMLError):
+    """A policy crosses one of the loader's limits (depth, aliases, expanded size)."""
+
+    def __init__(self, message: str, mark: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys (YAML allows them silently)."""
+    """SafeLoader that refuses duplicate mapping keys (YAML allows them silently) and enforces
+    the policy's limits while composing — before anything is expanded or constructed: nesting
+    depth (aliases expanded), the number of aliases, the number of values once aliases are
+    expanded, and aliases that refer to a node containing them (self-reference)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+        self._open_anchors: set[str] = set()
+        self._sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth), expanded
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        anchor = getattr(event, "anchor", None)
+        if isinstance(event, yaml.AliasEvent):
+            if anchor in self._open_anchors:
+                raise _LimitError(f"alias *{anchor} refers to a node that contains it "
+                                  "(a self-referencing alias)", event.start_mark)
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise _LimitError(f"more than {MAX_YAML_ALIASES} aliases", event.start_mark)
+            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise _LimitError(f"nested more than {MAX_YAML_DEPTH} levels deep", event.start_mark)
+        if anchor is not None:
+            self._open_anchors.add(anchor)
+        try:
+            node = super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+        finally:
+            self._depth -= 1
+            self._open_anchors.discard(anchor)  # type: ignore[arg-type]
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        measured = [self._sizes.get(id(child), (1, 1)) for child in children]
+        values = 1 + sum(v for v, _ in measured)
+        depth = 1 + max((d for _, d in measured), default=0)
+        if values > MAX_YAML_NODES:
+            raise _LimitError(f"more than {MAX_YAML_NODES} values once its aliases are expanded "
+                              "(an alias bomb?)", event.start_mark)
+        if depth > MAX_YAML_DEPTH:
+            raise _LimitError(f"nested more than {MAX_YAML_DEPTH} levels deep once its aliases "
+                              "are expanded", event.start_mark)
+        self._sizes[id(node)] = (values, depth)
+        return node
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
@@ -825,6 +943,9 @@ _UniqueKeyLoader.add_constructor(
 
 
 def _parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]]:
+    if len(text) > MAX_POLICY_BYTES:
+        raise PolicyError([f"{source}: the policy is too large (more than {MAX_POLICY_BYTES} "
+                           "bytes)"], source=source)
     try:
         loader = _UniqueKeyLoader(text)
         try:
@@ -832,6 +953,11 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
+    except _LimitError as exc:
+        where = f"{source}:{exc.mark.line + 1}:{exc.mark.column + 1}" if exc.mark else source
+        raise PolicyError([f"{where}: refused: {exc.message}"], source=source) from None
+    except RecursionError:  # a last resort: the limits above keep nesting far from this
+        raise PolicyError([f"{source}: refused: nested too deeply"], source=source) from None
     except yaml.MarkedYAMLError as exc:
         raise PolicyError([_yaml_error(exc, text, source)], source=source) from None
     except yaml.YAMLError as exc:

@@ -15,7 +15,14 @@ import sys
 from typing import Any
 
 from .layout import DATASET_NAME_RE
-from .policy import Policy
+from .policy import (
+    MAX_DURATION,
+    MAX_POLICY_BYTES,
+    MAX_YAML_ALIASES,
+    MAX_YAML_DEPTH,
+    MAX_YAML_NODES,
+    Policy,
+)
 
 SCHEMA_ID = "https://cloudkeep.dev/schemas/policy.schema.json"
 
@@ -152,6 +159,13 @@ def reference_markdown() -> str:
         "",
         "Durations are written `90m`, `26h`, `7d`, `2w` or `1h30m`. Schedules are 5-field cron",
         "expressions in the policy's time zone or `rate(N minutes|hours|days)`.",
+        "",
+        "Limits (checked while the file is read and parsed, each a clear error with exit 2): the",
+        f"policy is a regular file or object of at most {MAX_POLICY_BYTES} bytes (a directory, a FIFO",
+        f"or a device is refused at once); YAML nests at most {MAX_YAML_DEPTH} levels deep and uses at",
+        f"most {MAX_YAML_ALIASES} aliases, which expand to at most {MAX_YAML_NODES} values in all; an",
+        "alias inside the node it names is refused. Durations and `rate(...)` intervals are at most",
+        f"`{MAX_DURATION.days}d` (about 100 years); retention counts are bounded as shown below.",
         "",
         "## Policy",
         "",
