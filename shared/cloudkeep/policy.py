@@ -186,11 +186,94 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+@dataclass(frozen=True)
+class StoreLocation:
+    """Where a store keeps its objects, normalised so that two specs naming the same place
+    compare equal (see :meth:`overlaps` and docs/policy-reference.md, "Store identity")."""
+
+    kind: str  # file, s3, gcs, azure_blob
+    service: str  # the endpoint or account ("" for a file store)
+    bucket: str  # bucket or container ("" for a file store)
+    path: str  # the prefix, or a file store's resolved folder
+
+    def overlaps(self, other: StoreLocation) -> bool:
+        """The same place, or one inside the other (their keys would mix)."""
+        if (self.kind, self.service, self.bucket) != (other.kind, other.service, other.bucket):
+            return False
+        a, b = sorted((self.path.rstrip("/"), other.path.rstrip("/")), key=len)
+        return a == b or not a or b.startswith(a + "/")
+
+    def __str__(self) -> str:
+        if self.kind == "file":
+            return f"folder {self.path}"
+        where = f"{self.bucket}/{self.path}".rstrip("/")
+        return f"{self.kind} {where}" + (f" at {self.service}" if self.service else "")
+
+
+def normalise_url(url: str) -> str:
+    """An endpoint as an identity: lower-case scheme and host, no credentials, no default port,
+    no trailing slash, no query."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None and port != {"http": 80, "https": 443}.get(scheme):
+        host = f"{host}:{port}"
+    return f"{scheme}://{host}{parts.path.rstrip('/')}"
+
+
+_AWS_S3_HOST = re.compile(r"^s3(?:[.-][a-z0-9-]+)*\.amazonaws\.com(?:\.cn)?$")
+
+
+def _s3_service(endpoint_url: str | None) -> str:
+    """The S3 service a store talks to: AWS itself (bucket names are global there, whatever the
+    region) or another endpoint. Without ``endpoint_url``, boto3's own environment variables
+    decide, as they do for the store."""
+    url = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
+           or os.environ.get("AWS_ENDPOINT_URL") or "")
+    if not url:
+        return "aws"
+    normal = normalise_url(url)
+    host = normal.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    if _AWS_S3_HOST.match(host):
+        return "aws-cn" if host.endswith(".cn") else "aws"
+    return normal
+
+
+def _azure_account(spec: AzureBlobStoreSpec) -> str:
+    """The storage account a store talks to: the connection string in its environment variable
+    wins when set (as it does for the store), else ``account_url``."""
+    conn = os.environ.get(spec.connection_string_env)
+    if conn:
+        fields = dict(item.partition("=")[::2] for item in conn.split(";") if "=" in item)
+        if fields.get("BlobEndpoint"):
+            return normalise_url(fields["BlobEndpoint"])
+        if fields.get("AccountName"):
+            suffix = fields.get("EndpointSuffix") or "core.windows.net"
+            scheme = fields.get("DefaultEndpointsProtocol") or "https"
+            return normalise_url(f"{scheme}://{fields['AccountName']}.blob.{suffix}")
+        if conn.strip().lower().startswith("usedevelopmentstorage=true"):
+            return "http://127.0.0.1:10000/devstoreaccount1"
+    if spec.account_url:
+        return normalise_url(spec.account_url)
+    return f"${spec.connection_string_env}"
+
+
 class FileStoreSpec(Model):
     """A folder on local disk (or a mounted volume). Relative paths are relative to the policy."""
 
     type: Literal["file"]
     path: str = Field(min_length=1)
+
+    def location(self) -> StoreLocation:
+        """The folder, resolved: relative to the policy's folder, ``~`` expanded, symbolic
+        links and ``..`` resolved."""
+        return StoreLocation("file", "", "", os.path.realpath(os.path.expanduser(self.path)))
 
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -233,6 +316,10 @@ class S3StoreSpec(Model):
     def _prefix(cls, value: str) -> str:
         return value.strip("/")
 
+    def location(self) -> StoreLocation:
+        """The service (AWS whatever the region, or the endpoint), the bucket and the prefix."""
+        return StoreLocation("s3", _s3_service(self.endpoint_url), self.bucket, self.prefix)
+
 
 class GcsStoreSpec(Model):
     """A Google Cloud Storage bucket."""
@@ -247,6 +334,10 @@ class GcsStoreSpec(Model):
     @classmethod
     def _prefix(cls, value: str) -> str:
         return value.strip("/")
+
+    def location(self) -> StoreLocation:
+        """The bucket (names are global, whatever the project) and the prefix."""
+        return StoreLocation("gcs", "", self.bucket, self.prefix)
 
 
 class BlobImmutability(Model):
@@ -278,6 +369,10 @@ class AzureBlobStoreSpec(Model):
     @classmethod
     def _prefix(cls, value: str) -> str:
         return value.strip("/")
+
+    def location(self) -> StoreLocation:
+        """The storage account, the container and the prefix."""
+        return StoreLocation("azure_blob", _azure_account(self), self.container, self.prefix)
 
 
 StoreSpec = Annotated[
@@ -828,6 +923,9 @@ def parse_policy(text: str, *, source: str = "<policy>", base_dir: Path | None =
                 message = _describe(err, data, path)
             problems.append((_line_of(lines, path), f"{_dotted(path)}: {message}"))
     problems.extend((_line_of(lines, p), f"{_dotted(p)}: {m}") for p, m in _cross_check(data))
+    if policy is not None and not problems:
+        policy = _resolve_paths(policy, base_dir or Path.cwd())
+        problems.extend((_line_of(lines, p), f"{_dotted(p)}: {m}") for p, m in _check_copy_stores(policy))
     if problems:
         unique: dict[str, int | None] = {}
         for line, message in problems:
@@ -838,7 +936,7 @@ def parse_policy(text: str, *, source: str = "<policy>", base_dir: Path | None =
             source=source,
         )
     assert policy is not None
-    return _resolve_paths(policy, base_dir or Path.cwd())
+    return policy
 
 
 def _resolve_paths(policy: Policy, base_dir: Path) -> Policy:
@@ -1181,6 +1279,80 @@ def _check_copies(where: tuple[str, ...], copies: Any, stores: Any,
             yield (path, f"unknown store {target!r} (known: {known})")
         elif isinstance(target, str) and target == own:
             yield (path, f"store {target!r} is the dataset's own store; copy_to names other stores")
+
+
+def _check_copy_stores(policy: Policy) -> Iterator[tuple[tuple[str, ...], str]]:
+    """Copies are real redundancy: no copy store at the location of the dataset's primary store
+    or of another copy store (:meth:`StoreLocation.overlaps`), and a tier's ``min_copies`` never
+    more than the copy stores at distinct locations its datasets copy to (else retention could
+    never remove anything)."""
+    where = {name: spec.location() for name, spec in policy.stores.items()}
+
+    def distinct(path: tuple[str, ...], copies: list[str]) -> tuple[list[str], list[tuple[tuple[str, ...], str]]]:
+        kept: list[str] = []
+        found: list[tuple[tuple[str, ...], str]] = []
+        for i, name in enumerate(copies):
+            if name not in where:
+                continue  # reported by the cross check
+            twin = next((k for k in kept if where[k].overlaps(where[name])), None)
+            if twin == name:
+                found.append(((*path, str(i)), f"store {name!r} is listed twice"))
+            elif twin is not None:
+                found.append(((*path, str(i)), f"store {name!r} {_same_place(where[name], repr(twin), where[twin])}: "
+                              "a copy there is no second copy"))
+            else:
+                kept.append(name)
+        return kept, found
+
+    users: dict[str, list[str]] = {}
+    for ds_name, ds in policy.datasets.items():
+        users.setdefault(ds.tier, []).append(ds_name)
+    for tier_name, tier in policy.tiers.items():
+        path = ("tiers", tier_name, "copy_to")
+        kept, found = distinct(path, list(tier.copy_to))
+        yield from found
+        inherit = [d for d in users.get(tier_name, []) if policy.datasets[d].copy_to is None]
+        if tier.min_copies > len(kept) and (inherit or not users.get(tier_name)):
+            yield (("tiers", tier_name, "min_copies"),
+                   f"min_copies: {tier.min_copies} needs as many copy stores at distinct locations, "
+                   f"but copy_to names {len(kept)}: retention could never remove a snapshot")
+    for ds_name, ds in policy.datasets.items():
+        tier = policy.tiers[ds.tier]
+        own = where.get(ds.store)
+        if ds.copy_to is not None:
+            path = ("datasets", ds_name, "copy_to")
+            kept, found = distinct(path, list(ds.copy_to))
+            yield from found
+        else:
+            path = ("tiers", ds.tier, "copy_to")
+            kept, _ = distinct(path, list(tier.copy_to))  # its problems are the tier's, above
+        copies = list(ds.copy_to if ds.copy_to is not None else tier.copy_to)
+        for name in list(kept):
+            if own is None or not where[name].overlaps(own):
+                continue
+            kept.remove(name)
+            if name == ds.store and ds.copy_to is not None:
+                continue  # "the dataset's own store": reported by the cross check
+            whose = "the dataset's store" if ds.copy_to is not None else f"the store of dataset {ds_name!r}"
+            if name == ds.store:
+                what = f"is {whose}"
+            elif where[name] == own:
+                what = f"is at the same location as {ds.store!r}, {whose} ({own})"
+            else:
+                what = f"({where[name]}) overlaps {ds.store!r}, {whose} ({own}), one inside the other"
+            yield ((*path, str(copies.index(name))), f"store {name!r} {what}: a copy there is no "
+                   "second copy")
+        if tier.min_copies > len(kept) and (ds.copy_to is not None or kept != distinct(path, list(tier.copy_to))[0]):
+            yield ((*path,) if ds.copy_to is not None else ("tiers", ds.tier, "min_copies"),
+                   f"tier {ds.tier!r} needs {tier.min_copies} verified copies (min_copies) but dataset "
+                   f"{ds_name!r} copies to {len(kept)} store(s) at distinct locations: retention "
+                   "could never remove its snapshots")
+
+
+def _same_place(mine: StoreLocation, other: str, theirs: StoreLocation) -> str:
+    if mine == theirs:
+        return f"is at the same location as store {other} ({mine})"
+    return f"({mine}) overlaps store {other} ({theirs}), one inside the other"
 
 
 # An export written by the service itself lands in the dataset's own store bucket.
