@@ -43,12 +43,13 @@ def status_of(exc: CloudkeepError) -> int:
 
 def handle(policy: Policy, payload: Any) -> tuple[int, dict[str, Any]]:
     from . import audit
+    from .redaction import redact, redact_obj
 
     with audit.acting_as("function", **audit.function_actor()):
         try:
-            return 200, run_action(policy, payload)
+            return 200, redact_obj(run_action(policy, payload))  # replies never carry secrets
         except CloudkeepError as exc:
-            return status_of(exc), {"ok": False, "error": str(exc)}
+            return status_of(exc), {"ok": False, "error": redact(str(exc))}
 
 
 def _field(payload: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:

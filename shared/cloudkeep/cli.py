@@ -19,6 +19,7 @@ import click
 from . import __version__
 from .errors import EXIT_FAILED, EXIT_USAGE, CloudkeepError, PolicyError, UsageError
 from .logctx import StderrHandler
+from .redaction import RedactingFilter, redact, redact_obj
 
 log = logging.getLogger("cloudkeep")
 
@@ -37,12 +38,21 @@ class Ctx:
 
 def _setup_logging(debug: bool, quiet: bool) -> None:
     level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler = StderrHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(fmt)
+    handler.addFilter(RedactingFilter())  # every line, whichever logger it comes from
     root = logging.getLogger("cloudkeep")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # The SDKs' own warnings (botocore, urllib3, azure) go through a redacting handler too,
+    # instead of logging's last resort, which would print them as they are.
+    others = StderrHandler()
+    others.setFormatter(fmt)
+    others.setLevel(logging.WARNING)
+    others.addFilter(RedactingFilter())
+    logging.getLogger().handlers[:] = [others]
     if debug:
         logging.getLogger("botocore").setLevel(logging.INFO)
 
@@ -58,8 +68,9 @@ def _progress(quiet_logs: bool = False) -> Any:
 
 
 def _emit(ctx: Ctx, data: Any, render: Callable[[Any], None]) -> None:
+    data = redact_obj(data)  # no credential reaches a table or JSON output
     if ctx.fmt == "json":
-        click.echo(json.dumps(data, indent=2, default=str))
+        click.echo(redact(json.dumps(data, indent=2, default=str)))
     else:
         render(data)
 
@@ -72,7 +83,8 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | N
 
     table = Table(*columns, title=title, title_justify="left")
     for row in rows:
-        table.add_row(*(v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in row))
+        table.add_row(*(Text(redact(v.plain), style=v.style) if isinstance(v, Text)
+                        else Text("" if v is None else redact(str(v))) for v in row))
     import shutil
 
     width = None if sys.stdout.isatty() else max(min_width, shutil.get_terminal_size().columns)
@@ -719,7 +731,8 @@ def report(ctx: Ctx, datasets: tuple[str, ...], output: str | None, now_text: st
 
     source = resolve_policy_path(ctx.policy_path)
     policy = load_policy(source).policy
-    data = build(policy, parse_now(now_text), policy_source=source, datasets=list(datasets) or None)
+    data = redact_obj(build(policy, parse_now(now_text), policy_source=source,
+                            datasets=list(datasets) or None))
     if output:
         from .report_html import render as render_html
 
@@ -1046,7 +1059,12 @@ def entrypoint(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return int(exc.exit_code or 0)
     except click.ClickException as exc:
-        exc.show()
+        shown: click.ClickException  # the message may quote an argument (a URL): redacted
+        if isinstance(exc, click.UsageError):
+            shown = click.UsageError(redact(exc.format_message()), ctx=exc.ctx)
+        else:
+            shown = click.ClickException(redact(exc.format_message()))
+        shown.show()
         return EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
@@ -1054,18 +1072,21 @@ def entrypoint(argv: Sequence[str] | None = None) -> int:
     except CloudkeepError as exc:
         if debug:
             log.exception("error")
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {redact(str(exc))}", err=True)
         return exc.exit_code
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
-    except Exception as exc:
-        if debug:
-            raise
-        click.echo(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for details)",
-                   err=True)
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line (or, with --debug, the traceback)
+        if debug:  # the traceback, redacted like every other output
+            import traceback
+
+            click.echo(redact("".join(traceback.format_exception(exc))).rstrip("\n"), err=True)
+            return EXIT_FAILED
+        click.echo(redact(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for "
+                          "details)"), err=True)
         return EXIT_FAILED
     return 0
 

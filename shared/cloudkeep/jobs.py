@@ -99,7 +99,9 @@ def pending_jobs(store: Store, dataset: str) -> list[dict[str, Any]]:
 
 def _write(store: Store, record: dict[str, Any], *, create: bool = False) -> None:
     record["updated_at"] = datetime.now(UTC).isoformat()
-    body = json.dumps(record, indent=2, sort_keys=True, default=str).encode()
+    from .redaction import redact
+
+    body = redact(json.dumps(record, indent=2, sort_keys=True, default=str)).encode()  # no secrets
     store.put(layout.job_key(record["dataset"], record["snapshot_id"]), body, if_absent=create)
 
 

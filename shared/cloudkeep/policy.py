@@ -812,9 +812,13 @@ def resolve_policy_path(explicit: str | None) -> str:
 def load_policy(location: str) -> LoadedPolicy:
     """Read, parse and validate a policy from a local path or an ``s3://``, ``gs://`` or
     ``az://ACCOUNT/CONTAINER/KEY`` URL."""
+    from .redaction import remember, secret_values
+
     text = _read_text(location)
     base_dir = Path.cwd() if "://" in location else Path(location).resolve().parent
-    return LoadedPolicy(parse_policy(text, source=location, base_dir=base_dir), location)
+    policy = parse_policy(text, source=location, base_dir=base_dir)
+    remember(secret_values(policy))  # redacted from every output from now on
+    return LoadedPolicy(policy, location)
 
 
 POLICY_URL_SCHEMES = ("s3", "gs", "az")

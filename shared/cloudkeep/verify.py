@@ -373,7 +373,9 @@ def drill(policy: Policy, manifest: Manifest, **options: Any) -> VerifyReport:
 
 def record(store: Store, report: VerifyReport) -> str:
     """Store the report under ``verifications/`` (best effort for read-only stores)."""
-    body = json.dumps(report.record_dict(), indent=2).encode()
+    from .redaction import redact
+
+    body = redact(json.dumps(report.record_dict(), indent=2)).encode()  # no credential is stored
     at = report.started_at
     key = layout.verification_key(report.dataset, report.snapshot_id, at)
     for _ in range(30):

@@ -396,7 +396,9 @@ class CosmosSource:
 
     @property
     def where(self) -> str:
-        return f"Cosmos DB {self.endpoint} {self.database}/{self.container}"
+        from ..redaction import redact
+
+        return redact(f"Cosmos DB {self.endpoint} {self.database}/{self.container}")
 
     def new_client(self) -> Any:
         """A new CosmosClient (the key from the environment, else a managed identity)."""
@@ -496,9 +498,11 @@ class CosmosSource:
 
     def describe(self) -> dict[str, Any]:
         props = self.container_properties()
+        from ..redaction import redact_url
+
         out: dict[str, Any] = {
             "type": "cosmos",
-            "endpoint": self.endpoint,
+            "endpoint": redact_url(self.endpoint),  # recorded in the manifest: no credentials
             "database": self.database,
             "container": self.container,
             "container_rid": props.get("_rid"),

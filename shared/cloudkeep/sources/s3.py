@@ -245,8 +245,10 @@ class S3Source:
             "method": "server-side-copy" if self.store is not None and self.server_side() else "stream",
             "digest_ignores": list(DIGEST_IGNORES),
         }
-        if self.endpoint_url:
-            out["endpoint_url"] = self.endpoint_url
+        if self.endpoint_url:  # recorded in the manifest: never with credentials
+            from ..redaction import redact_url
+
+            out["endpoint_url"] = redact_url(self.endpoint_url)
         if self.previous is not None:
             out["reused_from"] = self.previous.snapshot_id
         return out
