@@ -715,6 +715,10 @@ class CosmosSource:
 
     # ---------------------------------------------------------------- drills and samples
 
+    def target_problem(self, target: str, manifest: Manifest) -> str | None:
+        """A restore target is a container id of the source's database."""
+        return _container_problem(target)
+
     def scratch_target(self, token: str) -> str:
         """A container name for a restore drill, in the source's database (deleted after it)."""
         return f"{self.container[:200]}-cloudkeep-drill-{token}"
@@ -810,10 +814,16 @@ class CosmosSource:
             return props
 
 
-def _check_container_id(name: str) -> None:
+def _container_problem(name: str) -> str | None:
     if not name or len(name) > 255 or any(c in name for c in "/\\?#") or name != name.strip():
-        raise RestoreError(f"bad target container name {name!r} (up to 255 characters, without "
-                           "/ \\ ? # or surrounding spaces)")
+        return "a container name has 1 to 255 characters, without / \\ ? # or surrounding spaces"
+    return None
+
+
+def _check_container_id(name: str) -> None:
+    problem = _container_problem(name)
+    if problem:
+        raise RestoreError(f"bad target container name {name!r}: {problem}")
 
 
 class CosmosWriter:

@@ -405,6 +405,12 @@ class DynamoDBSource:
 
     # ---------------------------------------------------------------- drills and samples
 
+    def target_problem(self, target: str, manifest: Manifest) -> str | None:
+        """A restore target is a table name (DynamoDB's rules)."""
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}", target):
+            return "a DynamoDB table name has 3 to 255 letters, digits, '_', '.' or '-'"
+        return None
+
     def scratch_target(self, token: str) -> str:
         """A table name for a restore drill, next to the source table (deleted after the drill)."""
         return f"{self.table[:200]}-cloudkeep-drill-{token}"

@@ -510,6 +510,14 @@ class S3Source:
 
     # ---------------------------------------------------------------- drills
 
+    def target_problem(self, target: str, manifest: Manifest) -> str | None:
+        """A restore target is BUCKET[/PREFIX] on the source's endpoint."""
+        try:
+            split_target(target)
+        except RestoreError:
+            return "an S3 target is BUCKET[/PREFIX] with a valid bucket name"
+        return None
+
     def scratch_target(self, token: str) -> str:
         """A prefix of the source bucket for a restore drill (deleted after the drill; backups of
         this bucket skip it)."""
