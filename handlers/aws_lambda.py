@@ -19,6 +19,7 @@ from cloudkeep.actions import handle
 from cloudkeep.checkpoint import Deadline
 from cloudkeep.logctx import ContextFilter, StdoutHandler
 from cloudkeep.metrics import EmfSink
+from cloudkeep.redaction import RedactingFilter
 
 BUNDLED_POLICY = Path(__file__).resolve().parent.parent / "cloudkeep.yaml"
 
@@ -30,6 +31,8 @@ logging.getLogger("cloudkeep")  # make sure the core's parent logger exists befo
 copy_config_to_registered_loggers(source_logger=logger, include={"cloudkeep"})
 for _handler in logging.getLogger("cloudkeep").handlers:
     _handler.addFilter(ContextFilter())  # run_id, dataset, snapshot_id on every line
+    _handler.addFilter(RedactingFilter())  # and never a credential
+logger.registered_handler.addFilter(RedactingFilter())
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -26,10 +26,10 @@ from test_engine import ScriptedSource
 Z = UTC
 POLICY = parse_policy("""
 version: 1
-stores: {mem: {type: file, path: /unused}}
+stores: {mem: {type: file, path: /unused}, far: {type: file, path: /unused-far}}
 tiers:
   t: {schedule: "0 * * * *", rpo: 2h, retention: {last: 2}}
-  copied: {schedule: "0 * * * *", rpo: 2h, retention: {last: 1}, min_copies: 1}
+  copied: {schedule: "0 * * * *", rpo: 2h, retention: {last: 1}, copy_to: [far], min_copies: 1}
 datasets:
   a: {source: {type: dynamodb, table: aaa, region: us-east-1}, tier: t, store: mem}
   c: {source: {type: dynamodb, table: ccc, region: us-east-1}, tier: copied, store: mem}

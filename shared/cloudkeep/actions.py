@@ -43,12 +43,13 @@ def status_of(exc: CloudkeepError) -> int:
 
 def handle(policy: Policy, payload: Any) -> tuple[int, dict[str, Any]]:
     from . import audit
+    from .redaction import redact, redact_obj
 
     with audit.acting_as("function", **audit.function_actor()):
         try:
-            return 200, run_action(policy, payload)
+            return 200, redact_obj(run_action(policy, payload))  # replies never carry secrets
         except CloudkeepError as exc:
-            return status_of(exc), {"ok": False, "error": str(exc)}
+            return status_of(exc), {"ok": False, "error": redact(str(exc))}
 
 
 def _field(payload: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
@@ -100,12 +101,16 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
         record_and_audit(store, report)
         return report.as_dict()
     from . import audit
+    from .registry import open_source
     from .restore import restore
+    from .sources import check_restore_target
 
     into = _field(payload, "into", str)
     overwrite = bool(_field(payload, "overwrite", bool, required=False))
+    source = open_source(policy.dataset(manifest.dataset).source)
+    check_restore_target(source, manifest, into)  # a bad name: 400, nothing read or written
     try:
-        restored = restore(policy, store, manifest, into, overwrite=overwrite)
+        restored = restore(policy, store, manifest, into, overwrite=overwrite, source=source)
     except CloudkeepError as exc:
         audit.write(store, "restore", outcome="failed", dataset=manifest.dataset,
                     snapshot_id=manifest.snapshot_id, detail={"target": into, "error": str(exc)})

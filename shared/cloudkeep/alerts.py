@@ -29,6 +29,8 @@ from typing import Any, Protocol
 
 from . import layout, sequences
 from .errors import CloudkeepError, ObjectNotFoundError
+from .redaction import redact as redact
+from .redaction import secret_values as secret_values
 from .stores import Store
 
 log = logging.getLogger(__name__)
@@ -45,41 +47,8 @@ SEND_TIMEOUT = 10.0
 
 # ------------------------------------------------------------------------------------- redaction
 
-_SECRET_PATTERNS = [
-    # key=value pairs whose name says secret (connection strings, query strings, headers)
-    (re.compile(r"(?i)\b(AccountKey|SharedAccessSignature|SharedAccessKey|password|passwd|pwd|secret"
-                r"|token|access_token|api[_-]?key|apikey|sig|signature|x-amz-signature|"
-                r"x-amz-credential|x-amz-security-token|key)=([^;&\s\"']+)"), r"\1=[redacted]"),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 [redacted]"),
-    (re.compile(r"(?i)(https?://)[^/\s:@]+:[^/\s@]+@"), r"\1[redacted]@"),  # user:password@host
-    (re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b"), "[redacted-aws-key-id]"),
-    (re.compile(r"https://hooks\.slack\.com/[^\s\"']+"), "[redacted-webhook]"),
-]
-
-
-def secret_values(policy: Any = None) -> list[str]:
-    """Values that must never leave in an alert: the environment variables the policy names for
-    secrets (the webhook URL, Cosmos DB keys)."""
-    names: set[str] = set()
-    if policy is not None:
-        alerts = getattr(policy, "alerts", None)
-        if alerts is not None and alerts.webhook is not None:
-            names.add(alerts.webhook.url_env)
-        for spec in policy.datasets.values():
-            key_env = getattr(spec.source, "key_env", None)
-            if key_env:
-                names.add(key_env)
-    return [os.environ[n] for n in sorted(names) if len(os.environ.get(n, "")) >= 6]
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` without credentials: known secret values, then anything shaped like one."""
-    for value in sorted(set(secrets), key=len, reverse=True):
-        if value:
-            text = text.replace(value, "[redacted]")
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
+# One redaction for every output path: cloudkeep.redaction (redact and secret_values are
+# imported above and stay importable from here).
 
 
 # -------------------------------------------------------------------------------------- messages
@@ -291,8 +260,8 @@ def update(store: Store, dataset: str, observed: dict[str, str | None], notifier
         entry = current.get(kind)
         if message is not None:
             if entry is None:
-                entry = {"kind": kind, "since": now.isoformat(), "message": message,
-                         "notified": False}
+                entry = {"kind": kind, "since": now.isoformat(),
+                         "message": redact(message, notifier.secrets), "notified": False}
                 current[kind] = entry
                 changed = True
             if not entry.get("notified"):

@@ -82,7 +82,7 @@ def write(store: Store, event: str, *, outcome: str, dataset: str | None = None,
         "detail": detail or {},
         "cloudkeep_version": __version__,
     }
-    from .alerts import redact
+    from .redaction import redact
 
     # error texts in ``detail`` are meant to be secret-free; redact anyway (the log is immutable)
     body = redact(json.dumps(record, indent=2, default=str)).encode()

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import layout
-from .codec import HashingReader, iter_lines
+from .codec import HashingReader, PartLimitError, open_part
 from .errors import CloudkeepError, LockedError, ObjectExistsError, ObjectNotFoundError, VerificationError
 from .manifest import Manifest
 from .stores import Store
@@ -47,7 +47,10 @@ def listing_records(store: Store, manifest: Manifest, *, tolerant: bool = False
         key = layout.part_key(manifest.dataset, manifest.snapshot_id, part.name)
         try:
             with store.open(key) as stream:
-                for line in iter_lines(stream):
+                # within the manifest's limits: stored_bytes, raw_bytes, line length
+                _, lines = open_part(stream, compression=manifest.codec.compression,
+                                     stored_bytes=part.stored_bytes, raw_bytes=part.raw_bytes)
+                for line in lines:
                     record = json.loads(line)
                     if isinstance(record, dict):
                         yield record
@@ -96,8 +99,11 @@ def check_blobs(store: Store, manifest: Manifest, *, workers: int = 8, rehash: b
                     return f"blob {sha} is missing"
                 return None if info.size == size else f"blob {sha} has {info.size} bytes, listing says {size}"
             with store.open(key) as stream:
-                reader = HashingReader(stream)
+                reader = HashingReader(stream, limit=size)  # never reads past the listed size
                 reader.drain()
+                reader.check_size()
+        except PartLimitError:
+            return f"blob {sha} has more bytes than the {size} its listing says"
         except ObjectNotFoundError:
             return f"blob {sha} is missing"
         except CloudkeepError as exc:
@@ -133,12 +139,12 @@ def copy_blobs(source: Store, target: Store, manifest: Manifest, *,
                                         f"bytes, not {size}; prune removes it once unreferenced")
             continue
         with source.open(key) as stream:
-            reader = HashingReader(stream)
+            reader = HashingReader(stream, limit=size)  # never reads past the listed size
             try:
                 target.put(key, reader, if_absent=True, retain_until=retain_until)  # type: ignore[arg-type]
             except ObjectExistsError:
                 continue
-        if reader.sha256.hexdigest() != sha:
+        if reader.sha256.hexdigest() != sha or reader.exceeded:
             # A copy never deletes (only prune does): the damaged blob is unreferenced in the copy
             # store (no copied manifest names it yet) and prune's blob collection removes it.
             raise VerificationError(f"blob {sha} in {source.describe()} is damaged; not copied")

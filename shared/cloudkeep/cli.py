@@ -16,9 +16,10 @@ from typing import Any, NoReturn
 
 import click
 
-from . import __version__
+from . import __version__, cliargs
 from .errors import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, CloudkeepError, PolicyError, UsageError
 from .logctx import StderrHandler
+from .redaction import RedactingFilter, redact, redact_obj
 
 log = logging.getLogger("cloudkeep")
 
@@ -37,12 +38,21 @@ class Ctx:
 
 def _setup_logging(debug: bool, quiet: bool) -> None:
     level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler = StderrHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(fmt)
+    handler.addFilter(RedactingFilter())  # every line, whichever logger it comes from
     root = logging.getLogger("cloudkeep")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # The SDKs' own warnings (botocore, urllib3, azure) go through a redacting handler too,
+    # instead of logging's last resort, which would print them as they are.
+    others = StderrHandler()
+    others.setFormatter(fmt)
+    others.setLevel(logging.WARNING)
+    others.addFilter(RedactingFilter())
+    logging.getLogger().handlers[:] = [others]
     if debug:
         logging.getLogger("botocore").setLevel(logging.INFO)
 
@@ -58,8 +68,9 @@ def _progress(quiet_logs: bool = False) -> Any:
 
 
 def _emit(ctx: Ctx, data: Any, render: Callable[[Any], None]) -> None:
+    data = redact_obj(data)  # no credential reaches a table or JSON output
     if ctx.fmt == "json":
-        click.echo(json.dumps(data, indent=2, default=str))
+        click.echo(redact(json.dumps(data, indent=2, default=str)))
     else:
         render(data)
 
@@ -72,7 +83,8 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | N
 
     table = Table(*columns, title=title, title_justify="left")
     for row in rows:
-        table.add_row(*(v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in row))
+        table.add_row(*(Text(redact(v.plain), style=v.style) if isinstance(v, Text)
+                        else Text("" if v is None else redact(str(v))) for v in row))
     import shutil
 
     width = None if sys.stdout.isatty() else max(min_width, shutil.get_terminal_size().columns)
@@ -110,6 +122,8 @@ def _local_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     def set_attr(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
         def callback(click_ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+            if name == "policy_path" and value is not None:
+                cliargs.check_text(value, "--policy")
             if value not in (None, False):
                 setattr(click_ctx.ensure_object(Ctx), name, value)
                 if name == "debug":
@@ -135,7 +149,7 @@ def _allow_unsigned_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--policy", "policy_path", metavar="FILE",
+@click.option("--policy", "policy_path", callback=cliargs.input_file, metavar="FILE",
               help="Policy file (default ./cloudkeep.yaml, else $CLOUDKEEP_POLICY).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Output format.")
@@ -191,15 +205,15 @@ def validate(ctx: Ctx) -> None:
 
 @main.command()
 @_local_options
-@click.argument("datasets", nargs=-1)
+@click.argument("datasets", callback=cliargs.text, nargs=-1)
 @click.option("--due", is_flag=True, help="Run only what is due now (as the scheduled tick does).")
-@click.option("--now", "now_text", metavar="ISO8601", help="With --due: pretend it is this time.")
-@click.option("--budget", "budget_text", metavar="DURATION",
+@click.option("--now", "now_text", callback=cliargs.text, metavar="ISO8601", help="With --due: pretend it is this time.")
+@click.option("--budget", "budget_text", callback=cliargs.text, metavar="DURATION",
               help="Stop cleanly after about this long (e.g. 10m); the next run resumes.")
-@click.option("--queue", "queue_url", metavar="URL",
+@click.option("--queue", "queue_url", callback=cliargs.text, metavar="URL",
               help="Fan out: send segments as work items to this queue (sqs:URL, pubsub:TOPIC, "
                    "azure_queue:NAME); inprocess: runs them here.")
-@click.option("--part-size", "part_size_text", metavar="SIZE",
+@click.option("--part-size", "part_size_text", callback=cliargs.text, metavar="SIZE",
               help="Raw bytes per part (e.g. 64MiB, the default).")
 @click.option("--workers", type=click.IntRange(1, 256), help="Segments read at once (default 16).")
 @click.option("--checkpoint-every", type=click.IntRange(1, 10_000), metavar="PARTS",
@@ -357,9 +371,9 @@ def _parse_size(text: str, option: str) -> int:
 
 @main.command()
 @_local_options
-@click.option("--queue", "queue_url", metavar="URL", required=True,
+@click.option("--queue", "queue_url", callback=cliargs.text, metavar="URL", required=True,
               help="The work queue (sqs:URL, pubsub:TOPIC?subscription=SUB, azure_queue:NAME).")
-@click.option("--budget", "budget_text", metavar="DURATION",
+@click.option("--budget", "budget_text", callback=cliargs.text, metavar="DURATION",
               help="Stop taking work after about this long; unfinished items go back on the queue.")
 @click.option("--workers", type=click.IntRange(1, 256), default=4, show_default=True,
               help="Work items run at once.")
@@ -386,7 +400,7 @@ def work(ctx: Ctx, queue_url: str, budget_text: str | None, workers: int,
 
 @main.command()
 @_local_options
-@click.option("--now", "now_text", metavar="ISO8601", help="Pretend it is this time.")
+@click.option("--now", "now_text", callback=cliargs.text, metavar="ISO8601", help="Pretend it is this time.")
 @click.pass_obj
 def plan(ctx: Ctx, now_text: str | None) -> None:
     """Per dataset: latest snapshot and age vs RPO, current slot, due or not, next run."""
@@ -425,8 +439,8 @@ def _fmt_seconds(seconds: int) -> str:
 
 @main.command("list")
 @_local_options
-@click.argument("dataset", required=False)
-@click.option("--store", "store_name", metavar="STORE", help="List the copies in this store instead.")
+@click.argument("dataset", callback=cliargs.text, required=False)
+@click.option("--store", "store_name", callback=cliargs.text, metavar="STORE", help="List the copies in this store instead.")
 @click.pass_obj
 def list_(ctx: Ctx, dataset: str | None, store_name: str | None) -> None:
     """Committed snapshots (of DATASET, or of every dataset), oldest first, with their legal
@@ -529,8 +543,8 @@ def _verification_cell(record: dict[str, Any] | None, level: bool = False) -> st
 
 @main.command()
 @_local_options
-@click.argument("ref", metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
-@click.option("--store", "store_name", metavar="STORE", help="Read the copy in this store.")
+@click.argument("ref", callback=cliargs.text, metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
+@click.option("--store", "store_name", callback=cliargs.text, metavar="STORE", help="Read the copy in this store.")
 @_allow_unsigned_option
 @click.pass_obj
 def show(ctx: Ctx, ref: str, store_name: str | None, allow_unsigned: bool) -> None:
@@ -614,8 +628,8 @@ def _encryption_text(encryption: dict[str, Any] | None) -> str:
 
 @main.command()
 @_local_options
-@click.argument("ref", required=False, metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
-@click.option("--latest", "latest_of", metavar="DATASET", help="Verify the newest snapshot of DATASET.")
+@click.argument("ref", callback=cliargs.text, required=False, metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
+@click.option("--latest", "latest_of", callback=cliargs.text, metavar="DATASET", help="Verify the newest snapshot of DATASET.")
 @click.option("--level", type=click.Choice(["integrity", "sample", "drill"]), default="integrity",
               show_default=True,
               help="integrity: re-read every part, check sizes, sha256, items and content digest; "
@@ -623,7 +637,7 @@ def _encryption_text(encryption: dict[str, Any] | None) -> str:
                    "scratch target, compare, time it, delete the target.")
 @click.option("--sample", "sample_items", type=click.IntRange(min=1), default=100, show_default=True,
               metavar="N", help="With --level sample: how many items to compare.")
-@click.option("--store", "store_name", metavar="STORE", help="Verify the copy in this store.")
+@click.option("--store", "store_name", callback=cliargs.text, metavar="STORE", help="Verify the copy in this store.")
 @_allow_unsigned_option
 @click.pass_obj
 def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_items: int,
@@ -672,12 +686,12 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_
 
 @main.command()
 @_local_options
-@click.argument("ref", metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
-@click.option("--into", "--target", "target", required=True, metavar="NAME",
+@click.argument("ref", callback=cliargs.text, metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
+@click.option("--into", "--target", "target", callback=cliargs.target, required=True, metavar="NAME",
               help="Target to restore into (DynamoDB: a table name in the source's region; "
                    "S3: BUCKET[/PREFIX]).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty target.")
-@click.option("--store", "store_name", metavar="STORE", help="Restore from the copy in this store.")
+@click.option("--store", "store_name", callback=cliargs.text, metavar="STORE", help="Restore from the copy in this store.")
 @_allow_unsigned_option
 @click.pass_obj
 def restore(ctx: Ctx, ref: str, target: str, overwrite: bool, store_name: str | None,
@@ -686,13 +700,17 @@ def restore(ctx: Ctx, ref: str, target: str, overwrite: bool, store_name: str | 
     manifest that cannot be trusted (forged, replayed, tampered, downgraded)."""
     from . import audit
     from .catalog import resolve
+    from .registry import open_source
     from .restore import restore as do_restore
+    from .sources import check_restore_target
 
     policy = ctx.load()
     store, manifest = resolve(policy, ref, store_name=store_name, allow_unsigned=allow_unsigned)
+    source = open_source(policy.dataset(manifest.dataset).source)
+    check_restore_target(source, manifest, target)  # exit 2 before anything is read or written
     try:
         result = do_restore(policy, store, manifest, target, overwrite=overwrite, progress=_progress(),
-                            allow_unsigned=allow_unsigned)
+                            source=source, allow_unsigned=allow_unsigned)
     except CloudkeepError as exc:
         audit.write(store, "restore", outcome="failed", dataset=manifest.dataset,
                     snapshot_id=manifest.snapshot_id, detail={"target": target, "error": str(exc)})
@@ -707,9 +725,9 @@ def restore(ctx: Ctx, ref: str, target: str, overwrite: bool, store_name: str | 
 
 @main.command()
 @_local_options
-@click.argument("datasets", nargs=-1)
+@click.argument("datasets", callback=cliargs.text, nargs=-1)
 @click.option("--dry-run", is_flag=True, help="Only show what would be kept and removed.")
-@click.option("--now", "now_text", metavar="ISO8601", help="Pretend it is this time.")
+@click.option("--now", "now_text", callback=cliargs.text, metavar="ISO8601", help="Pretend it is this time.")
 @click.pass_obj
 def prune(ctx: Ctx, datasets: tuple[str, ...], dry_run: bool, now_text: str | None) -> None:
     """Apply retention: keep/remove with reasons; the real run deletes manifests first, then
@@ -769,10 +787,10 @@ def prune(ctx: Ctx, datasets: tuple[str, ...], dry_run: bool, now_text: str | No
 
 @main.command()
 @_local_options
-@click.argument("datasets", nargs=-1)
-@click.option("--output", "-o", "output", metavar="FILE.html", type=click.Path(dir_okay=False),
+@click.argument("datasets", callback=cliargs.text, nargs=-1)
+@click.option("--output", "-o", "output", callback=cliargs.output_file, metavar="FILE.html",
               help="Also write the report as one self-contained HTML file (timelines as SVG).")
-@click.option("--now", "now_text", metavar="ISO8601", help="Pretend it is this time.")
+@click.option("--now", "now_text", callback=cliargs.text, metavar="ISO8601", help="Pretend it is this time.")
 @click.pass_obj
 def report(ctx: Ctx, datasets: tuple[str, ...], output: str | None, now_text: str | None) -> None:
     """Per dataset: newest snapshot and age vs RPO, last verification and restore drill, snapshots
@@ -785,7 +803,8 @@ def report(ctx: Ctx, datasets: tuple[str, ...], output: str | None, now_text: st
 
     source = resolve_policy_path(ctx.policy_path)
     policy = load_policy(source).policy
-    data = build(policy, parse_now(now_text), policy_source=source, datasets=list(datasets) or None)
+    data = redact_obj(build(policy, parse_now(now_text), policy_source=source,
+                            datasets=list(datasets) or None))
     if output:
         from .report_html import render as render_html
 
@@ -853,16 +872,16 @@ def report(ctx: Ctx, datasets: tuple[str, ...], output: str | None, now_text: st
 
 @main.command()
 @_local_options
-@click.option("--output", "-o", "output", default="cloudkeep.yaml", show_default=True, metavar="FILE",
+@click.option("--output", "-o", "output", callback=cliargs.output_file_or_stdout, default="cloudkeep.yaml", show_default=True, metavar="FILE",
               help="Where to write the policy ('-': standard output).")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @click.option("--discover", is_flag=True,
               help="Propose datasets for the DynamoDB tables, Firestore root collections and Cosmos DB "
                    "containers the current credentials can see.")
-@click.option("--aws-region", metavar="REGION", help="With --discover: the region (default $AWS_REGION).")
-@click.option("--gcp-project", metavar="PROJECT",
+@click.option("--aws-region", callback=cliargs.text, metavar="REGION", help="With --discover: the region (default $AWS_REGION).")
+@click.option("--gcp-project", callback=cliargs.text, metavar="PROJECT",
               help="With --discover: the project (default $GOOGLE_CLOUD_PROJECT).")
-@click.option("--cosmos-endpoint", metavar="URL",
+@click.option("--cosmos-endpoint", callback=cliargs.text, metavar="URL",
               help="With --discover: the Cosmos DB account (default $COSMOS_ENDPOINT; key from $COSMOS_KEY).")
 @click.pass_obj
 def init(ctx: Ctx, output: str, force: bool, discover: bool, aws_region: str | None,
@@ -941,8 +960,8 @@ def hold() -> None:
 
 @hold.command("add")
 @_local_options
-@click.argument("ref", metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
-@click.option("--reason", required=True, help="Why the snapshot must be kept.")
+@click.argument("ref", callback=cliargs.text, metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
+@click.option("--reason", callback=cliargs.text, required=True, help="Why the snapshot must be kept.")
 @click.pass_obj
 def hold_add(ctx: Ctx, ref: str, reason: str) -> None:
     """Put a snapshot under a legal hold (holds stack: each has its own id; prints it)."""
@@ -960,8 +979,8 @@ def hold_add(ctx: Ctx, ref: str, reason: str) -> None:
 
 @hold.command("remove")
 @_local_options
-@click.argument("ref", metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
-@click.option("--id", "hold_id", metavar="HOLD_ID",
+@click.argument("ref", callback=cliargs.text, metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
+@click.option("--id", "hold_id", callback=cliargs.text, metavar="HOLD_ID",
               help="The hold to release (needed when the snapshot has several; see `hold list`).")
 @click.pass_obj
 def hold_remove(ctx: Ctx, ref: str, hold_id: str | None) -> None:
@@ -986,7 +1005,7 @@ def hold_remove(ctx: Ctx, ref: str, hold_id: str | None) -> None:
 
 @hold.command("list")
 @_local_options
-@click.argument("dataset", required=False)
+@click.argument("dataset", callback=cliargs.text, required=False)
 @click.pass_obj
 def hold_list(ctx: Ctx, dataset: str | None) -> None:
     """Every active legal hold (of DATASET, or of every dataset), one row per hold."""
@@ -1015,9 +1034,9 @@ def hold_list(ctx: Ctx, dataset: str | None) -> None:
 
 @main.command("audit")
 @_local_options
-@click.option("--since", "since_text", metavar="ISO8601|DURATION",
+@click.option("--since", "since_text", callback=cliargs.text, metavar="ISO8601|DURATION",
               help="Only records at or after this time (e.g. 2026-01-31T00:00:00Z, or 24h, 7d back).")
-@click.option("--dataset", "dataset_filter", metavar="DATASET", help="Only records of DATASET.")
+@click.option("--dataset", "dataset_filter", callback=cliargs.text, metavar="DATASET", help="Only records of DATASET.")
 @click.pass_obj
 def audit_(ctx: Ctx, since_text: str | None, dataset_filter: str | None) -> None:
     """The audit log: every backup, verification, restore, prune, hold and policy change, with
@@ -1067,7 +1086,7 @@ def keys() -> None:
 
 @keys.command("create")
 @_local_options
-@click.option("--path", "path", required=True, metavar="FILE",
+@click.option("--path", "path", callback=cliargs.output_file, required=True, metavar="FILE",
               help="Where to write the new key file (mode 0600; never overwritten).")
 @click.pass_obj
 def keys_create(ctx: Ctx, path: str) -> None:
@@ -1194,7 +1213,12 @@ def entrypoint(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return int(exc.exit_code or 0)
     except click.ClickException as exc:
-        exc.show()
+        shown: click.ClickException  # the message may quote an argument (a URL): redacted
+        if isinstance(exc, click.UsageError):
+            shown = click.UsageError(redact(exc.format_message()), ctx=exc.ctx)
+        else:
+            shown = click.ClickException(redact(exc.format_message()))
+        shown.show()
         return EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
@@ -1202,18 +1226,21 @@ def entrypoint(argv: Sequence[str] | None = None) -> int:
     except CloudkeepError as exc:
         if debug:
             log.exception("error")
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {redact(str(exc))}", err=True)
         return exc.exit_code
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
-    except Exception as exc:
-        if debug:
-            raise
-        click.echo(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for details)",
-                   err=True)
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line (or, with --debug, the traceback)
+        if debug:  # the traceback, redacted like every other output
+            import traceback
+
+            click.echo(redact("".join(traceback.format_exception(exc))).rstrip("\n"), err=True)
+            return EXIT_FAILED
+        click.echo(redact(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for "
+                          "details)"), err=True)
         return EXIT_FAILED
     return 0
 

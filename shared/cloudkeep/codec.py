@@ -127,15 +127,52 @@ class PartBuffer:
         return self._out.getvalue()
 
 
-class HashingReader:
-    """Wraps a binary stream, counting and hashing every byte read through it."""
+MAX_LINE_BYTES = 32 * 1024 * 1024
+"""The longest item line any reader accepts (the largest items of every source — DynamoDB
+400 KB, Firestore 1 MiB, Cosmos DB 2 MB — stay far below it, even JSON-escaped)."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+_ZSTD_FEED = 256
+"""Compressed bytes handed to zstd at a time. zstd inflates at most one 128 KiB block per
+4 bytes of input, so one call yields at most about 8 MiB, however hostile the input."""
+
+_INFLATE_STEP = 1 << 20
+"""Most decompressed bytes one gzip (zlib) call may return."""
+
+
+class PartLimitError(Exception):
+    """A part exceeds what its manifest allows: more stored bytes, more decompressed bytes, a
+    longer line than any item, more encrypted chunks. Reading stops at once (``check`` names
+    the limit, as verify reports it)."""
+
+    def __init__(self, check: str, message: str) -> None:
+        self.check = check
+        super().__init__(message)
+
+
+class HashingReader:
+    """Wraps a binary stream, counting and hashing every byte read through it.
+
+    With ``limit``, the stream ends after ``limit`` bytes whatever the object holds: at most
+    ``limit + 1`` bytes are ever asked of the underlying stream, the one byte past the limit
+    only to notice (``exceeded``) that the object is larger than it should be. Readers above
+    (decryption, decompression) then see a truncated part and fail as such; callers report
+    ``exceeded`` (:meth:`check_size`)."""
+
+    def __init__(self, raw: BinaryIO, *, limit: int | None = None) -> None:
         self._raw = raw
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self.limit = limit
+        self.exceeded = False
 
     def read(self, size: int = -1) -> bytes:
+        if self.limit is not None:
+            room = self.limit - self.size
+            if room <= 0:
+                if not self.exceeded and room == 0 and self._raw.read(1):
+                    self.exceeded = True  # larger than the limit: the extra byte is not hashed
+                return b""
+            size = room if size < 0 else min(size, room)
         data = self._raw.read(size)
         self.sha256.update(data)
         self.size += len(data)
@@ -145,23 +182,37 @@ class HashingReader:
         return True
 
     def drain(self) -> None:
-        """Read (and hash) whatever the decompressor left unread."""
+        """Read (and hash) whatever the decompressor left unread (up to the limit)."""
         while self.read(1 << 20):
             pass
 
+    def check_size(self) -> None:
+        """Raise :class:`PartLimitError` if the object held more than ``limit`` bytes (drain
+        first)."""
+        if self.exceeded:
+            raise PartLimitError("size", f"the stored object holds more than the {self.limit} "
+                                 "bytes its manifest records; reading stopped there")
 
-def iter_part_lines(stream: BinaryIO, compression: str = COMPRESSION) -> Iterator[bytes]:
-    """The lines of a part compressed with ``compression`` (a manifest's ``codec.compression``)."""
+
+def iter_part_lines(stream: BinaryIO, compression: str = COMPRESSION, *,
+                    max_raw: int | None = None, max_line: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """The lines of a part compressed with ``compression`` (a manifest's ``codec.compression``).
+
+    ``max_raw``: more decompressed bytes than this raise :class:`PartLimitError` as soon as they
+    appear (a part's ``raw_bytes``); a line longer than ``max_line`` likewise. Memory stays
+    bounded by ``max_line`` plus a few MiB whatever the input."""
     if compression == "gzip":
-        return iter_gzip_lines(stream)
+        return iter_gzip_lines(stream, max_raw=max_raw, max_line=max_line)
     if compression == "none":
-        return _split_lines(iter(lambda: stream.read(1 << 20), b""))
-    return iter_lines(stream)
+        return _split_lines(_counted(iter(lambda: stream.read(1 << 20), b""), max_raw), max_line)
+    return iter_lines(stream, max_raw=max_raw, max_line=max_line)
 
 
-def iter_gzip_lines(stream: BinaryIO, *, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+def iter_gzip_lines(stream: BinaryIO, *, chunk_size: int = 1 << 20, max_raw: int | None = None,
+                    max_line: int = MAX_LINE_BYTES) -> Iterator[bytes]:
     """Decompress a gzip file (one or more members, as DynamoDB's export writes) and yield its
-    lines without newlines. Raises :class:`TruncatedPartError` when it ends early."""
+    lines without newlines. Raises :class:`TruncatedPartError` when it ends early and
+    :class:`PartLimitError` past ``max_raw`` decompressed bytes or a line of ``max_line``."""
     import zlib
 
     def chunks() -> Iterator[bytes]:
@@ -174,56 +225,133 @@ def iter_gzip_lines(stream: BinaryIO, *, chunk_size: int = 1 << 20) -> Iterator[
                 if dobj is None:
                     dobj = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
                 try:
-                    yield dobj.decompress(chunk)
+                    out = dobj.decompress(chunk, _INFLATE_STEP)  # bounded output per call
                 except zlib.error as exc:
                     raise TruncatedPartError(f"not valid gzip data ({exc})") from None
+                yield out
                 if dobj.eof:  # a member ends: what follows is the next member
                     chunk, dobj = dobj.unused_data, None
+                elif dobj.unconsumed_tail:
+                    chunk = dobj.unconsumed_tail
+                elif len(out) == _INFLATE_STEP:
+                    chunk = b""
+                    while len(out) == _INFLATE_STEP and not dobj.eof:  # output held back
+                        out = dobj.decompress(b"", _INFLATE_STEP)
+                        yield out
+                    if dobj.eof:
+                        chunk, dobj = dobj.unused_data, None
                 else:
                     chunk = b""
         if dobj is not None and not dobj.eof:
             raise TruncatedPartError("the gzip data ends early (truncated part)")
 
-    return _split_lines(chunks())
+    return _split_lines(_counted(chunks(), max_raw), max_line)
 
 
-def _split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    pending = b""
+def _counted(chunks: Iterator[bytes], max_raw: int | None) -> Iterator[bytes]:
+    """``chunks``, stopping with :class:`PartLimitError` once they add up to more than
+    ``max_raw`` bytes."""
+    total = 0
     for data in chunks:
-        pending += data
-        if b"\n" in pending:
-            lines = pending.split(b"\n")
-            pending = lines.pop()
-            yield from lines
+        total += len(data)
+        if max_raw is not None and total > max_raw:
+            raise PartLimitError("decompressed size", f"the part inflates to more than the "
+                                 f"{max_raw} bytes its manifest records (raw_bytes); reading "
+                                 "stopped")
+        yield data
+
+
+def _split_lines(chunks: Iterator[bytes], max_line: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """Lines (without newlines) of the byte stream ``chunks``; a line longer than ``max_line``
+    raises :class:`PartLimitError` before it is held whole."""
+    pending: list[bytes] = []
+    held = 0
+    for data in chunks:
+        if b"\n" not in data:
+            if data:
+                pending.append(data)
+                held += len(data)
+                if held > max_line:
+                    raise _line_too_long(max_line)
+            continue
+        lines = data.split(b"\n")
+        if pending:
+            lines[0] = b"".join((*pending, lines[0]))
+            pending = []
+        tail = lines.pop()
+        for line in lines:
+            if len(line) > max_line:
+                raise _line_too_long(max_line)
+        yield from lines
+        if tail:
+            pending, held = [tail], len(tail)
+            if held > max_line:
+                raise _line_too_long(max_line)
+        else:
+            held = 0
     if pending:
         raise TruncatedPartError("the last line is incomplete")
 
 
-def iter_lines(stream: BinaryIO, *, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+def _line_too_long(max_line: int) -> PartLimitError:
+    return PartLimitError("line length", f"a line is longer than {max_line} bytes, more than any "
+                          "item; reading stopped")
+
+
+def iter_lines(stream: BinaryIO, *, chunk_size: int = 1 << 20, max_raw: int | None = None,
+               max_line: int = MAX_LINE_BYTES) -> Iterator[bytes]:
     """Decompress a zstd part from ``stream`` and yield its lines without newlines.
 
-    Raises ``zstandard.ZstdError`` on corrupt data and :class:`TruncatedPartError` when the
-    frame or the last line is incomplete, or when bytes follow the end of the frame.
+    Raises ``zstandard.ZstdError`` on corrupt data, :class:`TruncatedPartError` when the frame or
+    the last line is incomplete or bytes follow the end of the frame, and
+    :class:`PartLimitError` past ``max_raw`` decompressed bytes or a line of ``max_line``.
+    Compressed input is fed in small slices, so no single step inflates to more than a few MiB.
     """
+    return _split_lines(_counted(_zstd_chunks(stream, chunk_size), max_raw), max_line)
+
+
+def _zstd_chunks(stream: BinaryIO, chunk_size: int) -> Iterator[bytes]:
     dobj = zstandard.ZstdDecompressor().decompressobj()
-    pending = b""
+    out: list[bytes] = []
+    held = 0
     while True:
         chunk = stream.read(chunk_size)
         if not chunk:
             break
-        if dobj.eof:
-            raise TruncatedPartError("unexpected bytes after the end of the compressed data")
-        pending += dobj.decompress(chunk)
-        if b"\n" in pending:
-            lines = pending.split(b"\n")
-            pending = lines.pop()
-            yield from lines
+        view = memoryview(chunk)
+        for start in range(0, len(view), _ZSTD_FEED):
+            if dobj.eof:
+                raise TruncatedPartError("unexpected bytes after the end of the compressed data")
+            data = dobj.decompress(view[start : start + _ZSTD_FEED])
+            if data:
+                out.append(data)
+                held += len(data)
+                if held >= _INFLATE_STEP:  # hand on about 1 MiB at a time
+                    yield b"".join(out)
+                    out, held = [], 0
+    if out:
+        yield b"".join(out)
     if not dobj.eof:
         raise TruncatedPartError("the compressed data ends early (truncated part)")
     if dobj.unused_data:
         raise TruncatedPartError("unexpected bytes after the end of the compressed data")
-    if pending:
-        raise TruncatedPartError("the last line is incomplete")
+
+
+def open_part(stream: BinaryIO, *, compression: str, stored_bytes: int | None,
+              raw_bytes: int | None, data_key: bytes | None = None, snapshot_id: str = "",
+              part_name: str = "", max_line: int = MAX_LINE_BYTES) -> tuple[HashingReader, Iterator[bytes]]:
+    """Read one stored part within its manifest's limits: the hashing reader of the stored
+    bytes (at most ``stored_bytes``) and the part's lines (at most ``raw_bytes`` decompressed,
+    lines of at most ``max_line``), decrypted first when ``data_key`` is given (at most as many
+    chunks as ``stored_bytes`` can hold). Every limit fails with :class:`PartLimitError` as soon
+    as it is crossed; the caller drains the hashing reader and compares its sha256."""
+    hashing = HashingReader(stream, limit=stored_bytes)
+    plain: Any = hashing
+    if data_key is not None:
+        plain = DecryptingReader(hashing, data_key, snapshot_id, part_name,  # type: ignore[arg-type]
+                                 max_chunks=None if stored_bytes is None else
+                                 max_encrypted_chunks(stored_bytes))
+    return hashing, iter_part_lines(plain, compression, max_raw=raw_bytes, max_line=max_line)
 
 
 class TruncatedPartError(Exception):
@@ -258,6 +386,15 @@ def part_aad(snapshot_id: str, part_name: str) -> bytes:
     return b"cloudkeep part v1\x00" + snapshot_id.encode() + b"\x00" + part_name.encode()
 
 
+_MAX_CHUNKS = 1 << 32  # the nonce's counter is 4 bytes
+
+
+def max_encrypted_chunks(stored_bytes: int, chunk_size: int = ENC_CHUNK) -> int:
+    """How many chunks an encrypted part of ``stored_bytes`` bytes can hold, at most."""
+    body = max(0, stored_bytes - len(ENC_MAGIC) - _NONCE_PREFIX)
+    return max(1, -(-body // (chunk_size + _TAG)))
+
+
 def _nonce(prefix: bytes, counter: int, last: bool) -> bytes:
     return prefix + counter.to_bytes(4, "big") + (b"\x01" if last else b"\x00")
 
@@ -289,11 +426,12 @@ class DecryptingReader:
     """A binary stream of the plaintext of an encrypted part read from ``raw``.
 
     Every chunk is authenticated before its plaintext is returned; a chunk that fails, a missing
-    last chunk or bytes after it raise :class:`DecryptionError`.
+    last chunk or bytes after it raise :class:`DecryptionError`; more than ``max_chunks`` chunks
+    (or than the nonce can count) raise :class:`PartLimitError`. Memory holds about two chunks.
     """
 
     def __init__(self, raw: BinaryIO, data_key: bytes, snapshot_id: str, part_name: str,
-                 *, chunk_size: int = ENC_CHUNK) -> None:
+                 *, chunk_size: int = ENC_CHUNK, max_chunks: int | None = None) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         self._raw = raw
@@ -305,6 +443,7 @@ class DecryptingReader:
         self._ahead = b""
         self._plain = b""
         self._done = False
+        self._max_chunks = min(max_chunks or _MAX_CHUNKS, _MAX_CHUNKS)
 
     def _fill(self, n: int) -> bytes:
         out = [self._ahead]
@@ -327,6 +466,9 @@ class DecryptingReader:
             if header[: len(ENC_MAGIC)] != ENC_MAGIC or len(header) < len(ENC_MAGIC) + _NONCE_PREFIX:
                 raise DecryptionError("not an encrypted cloudkeep part (bad header)")
             self._prefix = header[len(ENC_MAGIC):]
+        if self._counter >= self._max_chunks:
+            raise PartLimitError("size", f"the encrypted part holds more than the "
+                                 f"{self._max_chunks} chunks its size allows; reading stopped")
         chunk = self._fill(self._size)
         if not self._ahead:
             self._ahead = self._raw.read(1)  # one byte of look-ahead: is this the last chunk?
@@ -346,7 +488,8 @@ class DecryptingReader:
 
     def read(self, size: int = -1) -> bytes:
         while not self._done and (size < 0 or len(self._plain) < size):
-            self._plain += self._next_chunk()
+            chunk = self._next_chunk()
+            self._plain = self._plain + chunk if self._plain else chunk
         if size < 0:
             out, self._plain = self._plain, b""
         else:

@@ -22,7 +22,6 @@ Copies are tracked, retried and alerted steps:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import secrets
@@ -70,19 +69,18 @@ def copy_snapshot(
     for part in manifest.parts:
         key = layout.part_key(ds, sid, part.name)
         with source.open(key) as stream:
-            reader = HashingReader(stream)
+            reader = HashingReader(stream, limit=part.stored_bytes)  # never past the manifest's size
             try:
                 target.put(key, reader, if_absent=True, retain_until=retain_until)  # type: ignore[arg-type]
             except ObjectExistsError:
                 pass  # an earlier, interrupted copy wrote it: checked below like the others
             else:
-                if reader.sha256.hexdigest() != part.sha256:
+                if reader.sha256.hexdigest() != part.sha256 or reader.exceeded:
                     raise VerificationError(f"part {part.name} changed in {source.describe()} while copying")
-        digest = hashlib.sha256()
         with target.open(key) as copied:
-            while chunk := copied.read(1 << 20):
-                digest.update(chunk)
-        if digest.hexdigest() != part.sha256:
+            digest = HashingReader(copied, limit=part.stored_bytes)
+            digest.drain()
+        if digest.sha256.hexdigest() != part.sha256 or digest.exceeded:
             raise VerificationError(
                 f"part {part.name} of {ds}@{sid} in {target.describe()} failed its sha256 check"
             )

@@ -41,7 +41,7 @@ def load(bundled: str | Path | None = None) -> Policy:
     location = os.environ.get(POLICY_ENV) or (str(bundled) if bundled else None)
     if not location:
         raise CloudkeepError(f"no policy: set {POLICY_ENV} or bundle cloudkeep.yaml with the function")
-    policy = load_policy(location).policy
+    policy = load_policy(location).policy  # also remembers the policy's secrets for redaction
     for name in sorted(policy.datasets):
         if not policy.encryption_keys(name):
             # deployed policies are meant to encrypt (docs/deploy.md); say so on every load
@@ -68,7 +68,9 @@ def scheduled_tick(policy: Policy, now: datetime | None, sink: MetricsSink | Non
     options = RunOptions(deadline=deadline, queue=queue_from_env())
     with audit.acting_as("schedule", **audit.function_actor()):
         outcome = tick(policy, now, sink=sink, notifier=notifier, options=options)
-    reply = outcome.as_dict()
+    from .redaction import redact_obj
+
+    reply: dict[str, Any] = redact_obj(outcome.as_dict())  # the platform logs replies
     if not outcome.ok:
         raise TickFailedError(reply)
     return reply
@@ -93,7 +95,10 @@ def work_item(policy: Policy, body: Any, deadline: Deadline | None = None,
         result = RunResult(item.dataset, "committed", item.snapshot_id, outcome.manifest)
         for metric in backup_metrics(policy, result):
             sink.emit(metric)
-    return outcome.as_dict()
+    from .redaction import redact_obj
+
+    reply: dict[str, Any] = redact_obj(outcome.as_dict())
+    return reply
 
 
 def parse_time(text: Any) -> datetime | None:

@@ -120,7 +120,9 @@ def _write(store: Store, record: dict[str, Any], *, after: int) -> int:
     """Append ``record`` as entry ``after + 1`` of the job's sequence, create-only (the number
     taken: another invocation advanced the job meanwhile → ``ObjectExistsError``)."""
     record["updated_at"] = datetime.now(UTC).isoformat()
-    body = json.dumps(record, indent=2, sort_keys=True, default=str).encode()
+    from .redaction import redact
+
+    body = redact(json.dumps(record, indent=2, sort_keys=True, default=str)).encode()  # no secrets
     prefix = layout.job_records_prefix(record["dataset"], record["snapshot_id"])
     store.put(layout.sequence_key(prefix, after + 1), body, if_absent=True)
     return after + 1

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from .redaction import RedactingFilter, redact
+
 run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("cloudkeep_run_id", default=None)
 dataset: contextvars.ContextVar[str | None] = contextvars.ContextVar("cloudkeep_dataset", default=None)
 snapshot_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -61,9 +63,12 @@ class JsonFormatter(logging.Formatter):
         extra = getattr(record, "cloudkeep", None)
         if isinstance(extra, dict):
             entry.update(extra)
-        if record.exc_info:
+        if record.exc_text:  # set (and redacted) by the handler's RedactingFilter
+            entry["exception"] = record.exc_text
+        elif record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        # the handler's RedactingFilter cleaned the record; this covers any other way in
+        return redact(json.dumps(entry, default=str))
 
 
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -89,10 +94,12 @@ class StdoutHandler(StderrHandler):
 
 
 def install_json_logging(level: int = logging.INFO) -> None:
-    """JSON lines on stderr for the cloudkeep loggers (Cloud Functions, Azure Functions)."""
+    """JSON lines on stderr for the cloudkeep loggers (Cloud Functions, Azure Functions), every
+    line redacted (``cloudkeep.redaction``)."""
     handler = StderrHandler()
     handler.setFormatter(JsonFormatter())
     handler.addFilter(ContextFilter())
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger("cloudkeep")
     root.handlers[:] = [handler]
     root.setLevel(level)

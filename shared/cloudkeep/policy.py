@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +37,19 @@ from .layout import DATASET_NAME_RE
 DEFAULT_POLICY_FILE = "cloudkeep.yaml"
 POLICY_ENV = "CLOUDKEEP_POLICY"
 
+# Every reader has limits: a policy is small, shallow, and its aliases are few.
+MAX_POLICY_BYTES = 1 << 20
+"""The largest policy file (local or remote) cloudkeep reads."""
+MAX_YAML_DEPTH = 50
+"""The deepest nesting of mappings and lists (aliases expanded) a policy may have."""
+MAX_YAML_ALIASES = 100
+"""How many aliases (``*name``) a policy may use."""
+MAX_YAML_NODES = 200_000
+"""How many values a policy may hold once its aliases are expanded (an alias bomb's 609 bytes
+would expand to billions)."""
+MAX_DURATION = timedelta(days=36_600)
+"""The longest duration (about 100 years) any field accepts."""
+
 # --------------------------------------------------------------------------------------------
 # Scalar types
 
@@ -61,6 +75,8 @@ def parse_duration(text: object) -> timedelta:
         raise ValueError(f"duration {text!r} is too long") from None
     if value <= timedelta(0):
         raise ValueError(f"duration {text!r} must be longer than zero")
+    if value > MAX_DURATION:
+        raise ValueError(f"duration {text!r} is too long (at most {MAX_DURATION.days}d)")
     return value
 
 
@@ -113,6 +129,10 @@ def validate_schedule(expr: object) -> str:
         number, unit = int(match.group(1)), match.group(2)
         if number < 1:
             raise ValueError(f"bad rate expression {expr!r}: the interval must be at least 1")
+        per = {"minute": 1, "hour": 60, "day": 1440}[unit.rstrip("s")]
+        if number * per > MAX_DURATION.total_seconds() // 60:
+            raise ValueError(f"bad rate expression {expr!r}: the interval is too long "
+                             f"(at most {MAX_DURATION.days} days)")
         if (number == 1) != (not unit.endswith("s")):
             raise ValueError(
                 f"bad rate expression {expr!r}: use the singular unit for 1 and the plural otherwise"
@@ -166,11 +186,94 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+@dataclass(frozen=True)
+class StoreLocation:
+    """Where a store keeps its objects, normalised so that two specs naming the same place
+    compare equal (see :meth:`overlaps` and docs/policy-reference.md, "Store identity")."""
+
+    kind: str  # file, s3, gcs, azure_blob
+    service: str  # the endpoint or account ("" for a file store)
+    bucket: str  # bucket or container ("" for a file store)
+    path: str  # the prefix, or a file store's resolved folder
+
+    def overlaps(self, other: StoreLocation) -> bool:
+        """The same place, or one inside the other (their keys would mix)."""
+        if (self.kind, self.service, self.bucket) != (other.kind, other.service, other.bucket):
+            return False
+        a, b = sorted((self.path.rstrip("/"), other.path.rstrip("/")), key=len)
+        return a == b or not a or b.startswith(a + "/")
+
+    def __str__(self) -> str:
+        if self.kind == "file":
+            return f"folder {self.path}"
+        where = f"{self.bucket}/{self.path}".rstrip("/")
+        return f"{self.kind} {where}" + (f" at {self.service}" if self.service else "")
+
+
+def normalise_url(url: str) -> str:
+    """An endpoint as an identity: lower-case scheme and host, no credentials, no default port,
+    no trailing slash, no query."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None and port != {"http": 80, "https": 443}.get(scheme):
+        host = f"{host}:{port}"
+    return f"{scheme}://{host}{parts.path.rstrip('/')}"
+
+
+_AWS_S3_HOST = re.compile(r"^s3(?:[.-][a-z0-9-]+)*\.amazonaws\.com(?:\.cn)?$")
+
+
+def _s3_service(endpoint_url: str | None) -> str:
+    """The S3 service a store talks to: AWS itself (bucket names are global there, whatever the
+    region) or another endpoint. Without ``endpoint_url``, boto3's own environment variables
+    decide, as they do for the store."""
+    url = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
+           or os.environ.get("AWS_ENDPOINT_URL") or "")
+    if not url:
+        return "aws"
+    normal = normalise_url(url)
+    host = normal.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    if _AWS_S3_HOST.match(host):
+        return "aws-cn" if host.endswith(".cn") else "aws"
+    return normal
+
+
+def _azure_account(spec: AzureBlobStoreSpec) -> str:
+    """The storage account a store talks to: the connection string in its environment variable
+    wins when set (as it does for the store), else ``account_url``."""
+    conn = os.environ.get(spec.connection_string_env)
+    if conn:
+        fields = dict(item.partition("=")[::2] for item in conn.split(";") if "=" in item)
+        if fields.get("BlobEndpoint"):
+            return normalise_url(fields["BlobEndpoint"])
+        if fields.get("AccountName"):
+            suffix = fields.get("EndpointSuffix") or "core.windows.net"
+            scheme = fields.get("DefaultEndpointsProtocol") or "https"
+            return normalise_url(f"{scheme}://{fields['AccountName']}.blob.{suffix}")
+        if conn.strip().lower().startswith("usedevelopmentstorage=true"):
+            return "http://127.0.0.1:10000/devstoreaccount1"
+    if spec.account_url:
+        return normalise_url(spec.account_url)
+    return f"${spec.connection_string_env}"
+
+
 class FileStoreSpec(Model):
     """A folder on local disk (or a mounted volume). Relative paths are relative to the policy."""
 
     type: Literal["file"]
     path: str = Field(min_length=1)
+
+    def location(self) -> StoreLocation:
+        """The folder, resolved: relative to the policy's folder, ``~`` expanded, symbolic
+        links and ``..`` resolved."""
+        return StoreLocation("file", "", "", os.path.realpath(os.path.expanduser(self.path)))
 
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -213,6 +316,10 @@ class S3StoreSpec(Model):
     def _prefix(cls, value: str) -> str:
         return value.strip("/")
 
+    def location(self) -> StoreLocation:
+        """The service (AWS whatever the region, or the endpoint), the bucket and the prefix."""
+        return StoreLocation("s3", _s3_service(self.endpoint_url), self.bucket, self.prefix)
+
 
 class GcsStoreSpec(Model):
     """A Google Cloud Storage bucket."""
@@ -227,6 +334,10 @@ class GcsStoreSpec(Model):
     @classmethod
     def _prefix(cls, value: str) -> str:
         return value.strip("/")
+
+    def location(self) -> StoreLocation:
+        """The bucket (names are global, whatever the project) and the prefix."""
+        return StoreLocation("gcs", "", self.bucket, self.prefix)
 
 
 class BlobImmutability(Model):
@@ -258,6 +369,10 @@ class AzureBlobStoreSpec(Model):
     @classmethod
     def _prefix(cls, value: str) -> str:
         return value.strip("/")
+
+    def location(self) -> StoreLocation:
+        """The storage account, the container and the prefix."""
+        return StoreLocation("azure_blob", _azure_account(self), self.container, self.prefix)
 
 
 StoreSpec = Annotated[
@@ -391,12 +506,13 @@ class Residency(Model):
 class Retention(Model):
     """How many snapshots to keep per period (restic ``forget`` semantics)."""
 
-    last: StrictInt | None = Field(default=None, ge=0)
-    hourly: StrictInt | None = Field(default=None, ge=0)
-    daily: StrictInt | None = Field(default=None, ge=0)
-    weekly: StrictInt | None = Field(default=None, ge=0)
-    monthly: StrictInt | None = Field(default=None, ge=0)
-    yearly: StrictInt | None = Field(default=None, ge=0)
+    # Counts are bounded (about 1000 years each): dates computed from them stay representable.
+    last: StrictInt | None = Field(default=None, ge=0, le=1_000_000)
+    hourly: StrictInt | None = Field(default=None, ge=0, le=8_760_000)
+    daily: StrictInt | None = Field(default=None, ge=0, le=365_000)
+    weekly: StrictInt | None = Field(default=None, ge=0, le=52_000)
+    monthly: StrictInt | None = Field(default=None, ge=0, le=12_000)
+    yearly: StrictInt | None = Field(default=None, ge=0, le=1000)
     within: Duration | None = Field(
         default=None, description="keep every snapshot taken within this long of the newest one"
     )
@@ -432,7 +548,7 @@ class Tier(Model):
     retention: Retention
     copy_to: list[str] = Field(default_factory=list, description="stores each snapshot is copied to")
     min_copies: StrictInt = Field(
-        default=0, ge=0, description="verified copies a snapshot needs before retention may remove it"
+        default=0, ge=0, le=100, description="verified copies a snapshot needs before retention may remove it"
     )
     window: Annotated[str | None, BeforeValidator(_validate_window)] = Field(
         default=None, description='local start window "HH:MM-HH:MM" (policy time zone); may wrap midnight'
@@ -768,23 +884,59 @@ def resolve_policy_path(explicit: str | None) -> str:
 def load_policy(location: str) -> LoadedPolicy:
     """Read, parse and validate a policy from a local path or an ``s3://``, ``gs://`` or
     ``az://ACCOUNT/CONTAINER/KEY`` URL."""
+    from .redaction import remember, secret_values
+
     text = _read_text(location)
     base_dir = Path.cwd() if "://" in location else Path(location).resolve().parent
-    return LoadedPolicy(parse_policy(text, source=location, base_dir=base_dir), location)
+    policy = parse_policy(text, source=location, base_dir=base_dir)
+    remember(secret_values(policy))  # redacted from every output from now on
+    return LoadedPolicy(policy, location)
 
 
 POLICY_URL_SCHEMES = ("s3", "gs", "az")
 
 
 def _read_text(location: str) -> str:
-    if "://" in location:
-        return _read_url(location).decode("utf-8")
+    data = _read_url(location) if "://" in location else _read_file(location)
     try:
-        return Path(location).read_text(encoding="utf-8")
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"cannot read policy file {location}: {exc}") from None
+
+
+_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+                (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _read_file(location: str) -> bytes:
+    """A local policy file: a regular file of at most :data:`MAX_POLICY_BYTES`. Opened without
+    blocking and checked before a byte is read, so a FIFO, a directory or ``/dev/zero`` is
+    refused at once."""
+    try:
+        fd = os.open(location, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise UsageError(f"policy file not found: {location}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read policy file {location}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read policy file {location}: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _NOT_REGULAR if test(mode)), "not a file")
+            raise UsageError(f"cannot read policy file {location}: it is {kind}, not a regular file")
+        os.set_blocking(fd, True)
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, min(1 << 16, MAX_POLICY_BYTES + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_POLICY_BYTES:
+                raise UsageError(f"policy file {location} is too large (more than "
+                                 f"{MAX_POLICY_BYTES} bytes)")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise UsageError(f"cannot read policy file {location}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
 
 
 def _read_url(location: str) -> bytes:
@@ -816,10 +968,17 @@ def _read_url(location: str) -> bytes:
             )
     except ValidationError as exc:
         raise UsageError(f"bad policy URL {location!r}: {exc.errors()[0]['msg']}") from None
+    from .codec import HashingReader
+
     try:
-        return open_store(spec).get(key)
+        with open_store(spec).open(key) as stream:
+            reader = HashingReader(stream, limit=MAX_POLICY_BYTES)  # never reads past the limit
+            body = b"".join(iter(lambda: reader.read(1 << 16), b""))
     except ObjectNotFoundError:
         raise UsageError(f"policy not found: {location}") from None
+    if reader.exceeded:
+        raise UsageError(f"policy {location} is too large (more than {MAX_POLICY_BYTES} bytes)")
+    return body
 
 
 def parse_policy(text: str, *, source: str = "<policy>", base_dir: Path | None = None) -> Policy:
@@ -841,7 +1000,9 @@ def parse_policy(text: str, *, source: str = "<policy>", base_dir: Path | None =
             problems.append((_line_of(lines, path), f"{_dotted(path)}: {message}"))
     problems.extend((_line_of(lines, p), f"{_dotted(p)}: {m}") for p, m in _cross_check(data))
     if policy is not None and not problems:
+        policy = _resolve_paths(policy, base_dir or Path.cwd())
         problems.extend((_line_of(lines, p), f"{_dotted(p)}: {m}") for p, m in _check_signing(policy))
+        problems.extend((_line_of(lines, p), f"{_dotted(p)}: {m}") for p, m in _check_copy_stores(policy))
     if problems:
         unique: dict[str, int | None] = {}
         for line, message in problems:
@@ -852,7 +1013,7 @@ def parse_policy(text: str, *, source: str = "<policy>", base_dir: Path | None =
             source=source,
         )
     assert policy is not None
-    return _resolve_paths(policy, base_dir or Path.cwd())
+    return policy
 
 
 def _resolve_paths(policy: Policy, base_dir: Path) -> Policy:
@@ -873,8 +1034,66 @@ def _resolve_paths(policy: Policy, base_dir: Path) -> Policy:
     return policy.model_copy(update={"stores": stores, "keys": keys})
 
 
+class _LimitError(yaml.YAMLError):
+    """A policy crosses one of the loader's limits (depth, aliases, expanded size)."""
+
+    def __init__(self, message: str, mark: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys (YAML allows them silently)."""
+    """SafeLoader that refuses duplicate mapping keys (YAML allows them silently) and enforces
+    the policy's limits while composing — before anything is expanded or constructed: nesting
+    depth (aliases expanded), the number of aliases, the number of values once aliases are
+    expanded, and aliases that refer to a node containing them (self-reference)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+        self._open_anchors: set[str] = set()
+        self._sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth), expanded
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        anchor = getattr(event, "anchor", None)
+        if isinstance(event, yaml.AliasEvent):
+            if anchor in self._open_anchors:
+                raise _LimitError(f"alias *{anchor} refers to a node that contains it "
+                                  "(a self-referencing alias)", event.start_mark)
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise _LimitError(f"more than {MAX_YAML_ALIASES} aliases", event.start_mark)
+            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise _LimitError(f"nested more than {MAX_YAML_DEPTH} levels deep", event.start_mark)
+        if anchor is not None:
+            self._open_anchors.add(anchor)
+        try:
+            node = super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+        finally:
+            self._depth -= 1
+            self._open_anchors.discard(anchor)  # type: ignore[arg-type]
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        measured = [self._sizes.get(id(child), (1, 1)) for child in children]
+        values = 1 + sum(v for v, _ in measured)
+        depth = 1 + max((d for _, d in measured), default=0)
+        if values > MAX_YAML_NODES:
+            raise _LimitError(f"more than {MAX_YAML_NODES} values once its aliases are expanded "
+                              "(an alias bomb?)", event.start_mark)
+        if depth > MAX_YAML_DEPTH:
+            raise _LimitError(f"nested more than {MAX_YAML_DEPTH} levels deep once its aliases "
+                              "are expanded", event.start_mark)
+        self._sizes[id(node)] = (values, depth)
+        return node
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
@@ -899,6 +1118,9 @@ _UniqueKeyLoader.add_constructor(
 
 
 def _parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]]:
+    if len(text) > MAX_POLICY_BYTES:
+        raise PolicyError([f"{source}: the policy is too large (more than {MAX_POLICY_BYTES} "
+                           "bytes)"], source=source)
     try:
         loader = _UniqueKeyLoader(text)
         try:
@@ -906,6 +1128,11 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
+    except _LimitError as exc:
+        where = f"{source}:{exc.mark.line + 1}:{exc.mark.column + 1}" if exc.mark else source
+        raise PolicyError([f"{where}: refused: {exc.message}"], source=source) from None
+    except RecursionError:  # a last resort: the limits above keep nesting far from this
+        raise PolicyError([f"{source}: refused: nested too deeply"], source=source) from None
     except yaml.MarkedYAMLError as exc:
         raise PolicyError([_yaml_error(exc, text, source)], source=source) from None
     except yaml.YAMLError as exc:
@@ -1137,6 +1364,80 @@ def _check_copies(where: tuple[str, ...], copies: Any, stores: Any,
             yield (path, f"unknown store {target!r} (known: {known})")
         elif isinstance(target, str) and target == own:
             yield (path, f"store {target!r} is the dataset's own store; copy_to names other stores")
+
+
+def _check_copy_stores(policy: Policy) -> Iterator[tuple[tuple[str, ...], str]]:
+    """Copies are real redundancy: no copy store at the location of the dataset's primary store
+    or of another copy store (:meth:`StoreLocation.overlaps`), and a tier's ``min_copies`` never
+    more than the copy stores at distinct locations its datasets copy to (else retention could
+    never remove anything)."""
+    where = {name: spec.location() for name, spec in policy.stores.items()}
+
+    def distinct(path: tuple[str, ...], copies: list[str]) -> tuple[list[str], list[tuple[tuple[str, ...], str]]]:
+        kept: list[str] = []
+        found: list[tuple[tuple[str, ...], str]] = []
+        for i, name in enumerate(copies):
+            if name not in where:
+                continue  # reported by the cross check
+            twin = next((k for k in kept if where[k].overlaps(where[name])), None)
+            if twin == name:
+                found.append(((*path, str(i)), f"store {name!r} is listed twice"))
+            elif twin is not None:
+                found.append(((*path, str(i)), f"store {name!r} {_same_place(where[name], repr(twin), where[twin])}: "
+                              "a copy there is no second copy"))
+            else:
+                kept.append(name)
+        return kept, found
+
+    users: dict[str, list[str]] = {}
+    for ds_name, ds in policy.datasets.items():
+        users.setdefault(ds.tier, []).append(ds_name)
+    for tier_name, tier in policy.tiers.items():
+        path = ("tiers", tier_name, "copy_to")
+        kept, found = distinct(path, list(tier.copy_to))
+        yield from found
+        inherit = [d for d in users.get(tier_name, []) if policy.datasets[d].copy_to is None]
+        if tier.min_copies > len(kept) and (inherit or not users.get(tier_name)):
+            yield (("tiers", tier_name, "min_copies"),
+                   f"min_copies: {tier.min_copies} needs as many copy stores at distinct locations, "
+                   f"but copy_to names {len(kept)}: retention could never remove a snapshot")
+    for ds_name, ds in policy.datasets.items():
+        tier = policy.tiers[ds.tier]
+        own = where.get(ds.store)
+        if ds.copy_to is not None:
+            path = ("datasets", ds_name, "copy_to")
+            kept, found = distinct(path, list(ds.copy_to))
+            yield from found
+        else:
+            path = ("tiers", ds.tier, "copy_to")
+            kept, _ = distinct(path, list(tier.copy_to))  # its problems are the tier's, above
+        copies = list(ds.copy_to if ds.copy_to is not None else tier.copy_to)
+        for name in list(kept):
+            if own is None or not where[name].overlaps(own):
+                continue
+            kept.remove(name)
+            if name == ds.store and ds.copy_to is not None:
+                continue  # "the dataset's own store": reported by the cross check
+            whose = "the dataset's store" if ds.copy_to is not None else f"the store of dataset {ds_name!r}"
+            if name == ds.store:
+                what = f"is {whose}"
+            elif where[name] == own:
+                what = f"is at the same location as {ds.store!r}, {whose} ({own})"
+            else:
+                what = f"({where[name]}) overlaps {ds.store!r}, {whose} ({own}), one inside the other"
+            yield ((*path, str(copies.index(name))), f"store {name!r} {what}: a copy there is no "
+                   "second copy")
+        if tier.min_copies > len(kept) and (ds.copy_to is not None or kept != distinct(path, list(tier.copy_to))[0]):
+            yield ((*path,) if ds.copy_to is not None else ("tiers", ds.tier, "min_copies"),
+                   f"tier {ds.tier!r} needs {tier.min_copies} verified copies (min_copies) but dataset "
+                   f"{ds_name!r} copies to {len(kept)} store(s) at distinct locations: retention "
+                   "could never remove its snapshots")
+
+
+def _same_place(mine: StoreLocation, other: str, theirs: StoreLocation) -> str:
+    if mine == theirs:
+        return f"is at the same location as store {other} ({mine})"
+    return f"({mine}) overlaps store {other} ({theirs}), one inside the other"
 
 
 # An export written by the service itself lands in the dataset's own store bucket.

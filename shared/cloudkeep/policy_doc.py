@@ -15,7 +15,14 @@ import sys
 from typing import Any
 
 from .layout import DATASET_NAME_RE
-from .policy import Policy
+from .policy import (
+    MAX_DURATION,
+    MAX_POLICY_BYTES,
+    MAX_YAML_ALIASES,
+    MAX_YAML_DEPTH,
+    MAX_YAML_NODES,
+    Policy,
+)
 
 SCHEMA_ID = "https://cloudkeep.dev/schemas/policy.schema.json"
 
@@ -152,6 +159,35 @@ def reference_markdown() -> str:
         "",
         "Durations are written `90m`, `26h`, `7d`, `2w` or `1h30m`. Schedules are 5-field cron",
         "expressions in the policy's time zone or `rate(N minutes|hours|days)`.",
+        "",
+        "Limits (checked while the file is read and parsed, each a clear error with exit 2): the",
+        f"policy is a regular file or object of at most {MAX_POLICY_BYTES} bytes (a directory, a FIFO",
+        f"or a device is refused at once); YAML nests at most {MAX_YAML_DEPTH} levels deep and uses at",
+        f"most {MAX_YAML_ALIASES} aliases, which expand to at most {MAX_YAML_NODES} values in all; an",
+        "alias inside the node it names is refused. Durations and `rate(...)` intervals are at most",
+        f"`{MAX_DURATION.days}d` (about 100 years); retention counts are bounded as shown below.",
+        "",
+        "## Copies and store identity",
+        "",
+        "A store in `copy_to` must be at another location than the dataset's own store and than",
+        "every other store of the same `copy_to`, and a tier's `min_copies` may not exceed the copy",
+        "stores at distinct locations each of its datasets copies to (else retention could never",
+        "remove a snapshot). Two stores are at the same location when the objects of one would sit",
+        "at, or inside, the other's — stores of different types never are:",
+        "",
+        "- `file`: the same folder once resolved (relative to the policy's folder, `~` expanded,",
+        "  `..` and symbolic links resolved, trailing slashes ignored), or one folder inside the other.",
+        "- `s3`: the same service — AWS itself whatever the `region` or regional endpoint",
+        "  (`https://s3.REGION.amazonaws.com` is AWS); otherwise the `endpoint_url` compared without",
+        "  credentials, default port, trailing slash or case (without `endpoint_url`,",
+        "  `$AWS_ENDPOINT_URL_S3` or `$AWS_ENDPOINT_URL` decide, as they do for boto3) — the same",
+        "  bucket, and prefixes equal or one inside the other (leading and trailing slashes ignored).",
+        "- `gcs`: the same bucket (whatever the `project`), prefixes as for `s3`.",
+        "- `azure_blob`: the same storage account — from the connection string in",
+        "  `connection_string_env` when that variable is set (its `BlobEndpoint`, else its",
+        "  `AccountName`), else `account_url`, compared like an endpoint — the same container,",
+        "  prefixes as for `s3`. Two unset variables without `account_url` are the same account only",
+        "  if they are the same variable.",
         "",
         "## Policy",
         "",

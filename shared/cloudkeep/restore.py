@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import chain, layout
-from .codec import ContentDigest, DecryptingReader, DecryptionError, HashingReader, iter_part_lines
+from .codec import ContentDigest, DecryptionError, PartLimitError, open_part
 from .errors import RestoreError
 from .manifest import Manifest, PartEntry
 from .policy import Policy
@@ -191,14 +191,15 @@ def _restore_part(
     digest = ContentDigest(ignores=manifest.content_digest.ignores)
     key = layout.part_key(manifest.dataset, manifest.snapshot_id, part.name)
     with store.open(key) as stream:
-        hashing = HashingReader(stream)
-        plain: Any = hashing
-        if data_key is not None:
-            # every chunk is authenticated before its items are written
-            plain = DecryptingReader(hashing, data_key, manifest.snapshot_id, part.name)  # type: ignore[arg-type]
+        # Within the manifest's limits (stored_bytes, raw_bytes, line length); an encrypted
+        # part's every chunk is authenticated before its items are written.
+        hashing, lines = open_part(stream, compression=manifest.codec.compression,
+                                   stored_bytes=part.stored_bytes, raw_bytes=part.raw_bytes,
+                                   data_key=data_key, snapshot_id=manifest.snapshot_id,
+                                   part_name=part.name)
         batch: list[bytes] = []
         try:
-            for line in iter_part_lines(plain, manifest.codec.compression):
+            for line in lines:
                 digest.add_line(line)
                 batch.append(line)
                 if len(batch) >= WRITE_CHUNK:
@@ -209,7 +210,8 @@ def _restore_part(
                 writer.write(batch)
                 progress.advance(len(batch), sum(len(x) for x in batch))
             hashing.drain()
-        except (TruncatedPartError, DecryptionError, zstandard.ZstdError) as exc:
+            hashing.check_size()
+        except (TruncatedPartError, DecryptionError, PartLimitError, zstandard.ZstdError) as exc:
             raise RestoreError(f"part {part.name} is damaged: {exc}") from exc
         except (ValueError, KeyError, TypeError) as exc:
             raise RestoreError(f"part {part.name} holds an item that cannot be decoded: {exc}") from exc

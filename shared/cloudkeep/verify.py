@@ -13,7 +13,9 @@ Integrity checks, first: an encrypted snapshot's manifest authenticates (its tag
 under the data key, unwrapped with the policy's keys). Per part: the object exists; its size and
 sha256 match the manifest; an encrypted part decrypts (every chunk authenticates against the
 snapshot id and the part's name, so a part swapped, moved or altered fails); it decompresses
-completely; every line decodes as an item of the snapshot's source type; the item count matches.
+completely — reading stops at once past the part's ``stored_bytes``, past its ``raw_bytes``
+decompressed, or at a line longer than any item (``codec.open_part``), so a decompression bomb
+costs neither time nor memory; every line decodes as an item of the snapshot's source type; the item count matches.
 Then for the snapshot: totals add up, the order-independent content digest recomputed from
 every line equals the manifest's, an incremental snapshot's previous snapshot is still there,
 and (S3 source) every blob the listing references exists and hashes to its sha256.
@@ -34,11 +36,10 @@ import zstandard
 from . import __version__, chain, layout
 from .codec import (
     ContentDigest,
-    DecryptingReader,
     DecryptionError,
-    HashingReader,
+    PartLimitError,
     TruncatedPartError,
-    iter_part_lines,
+    open_part,
 )
 from .errors import (
     CloudkeepError,
@@ -292,16 +293,17 @@ def _check_part(store: Store, manifest: Manifest, part: PartEntry, checker: Any,
         problem("unreadable", str(exc))
         result.readable = False
         return result
-    hashing = HashingReader(stream)
-    plain: Any = hashing
-    if data_key is not None:
-        plain = DecryptingReader(hashing, data_key, manifest.snapshot_id, part.name)  # type: ignore[arg-type]
+    # Read within the manifest's limits: stored_bytes, raw_bytes, a sane line length.
+    hashing, lines = open_part(stream, compression=manifest.codec.compression,
+                               stored_bytes=part.stored_bytes, raw_bytes=part.raw_bytes,
+                               data_key=data_key, snapshot_id=manifest.snapshot_id,
+                               part_name=part.name)
     bad_lines = 0
     opaque = manifest.codec.framing == "opaque"  # a service's own export file: bytes only
     try:
         with stream:
             try:
-                for line in () if opaque else iter_part_lines(plain, manifest.codec.compression):
+                for line in () if opaque else lines:
                     result.items += 1
                     result.digest.add_line(line)
                     try:
@@ -321,6 +323,9 @@ def _check_part(store: Store, manifest: Manifest, part: PartEntry, checker: Any,
             except zstandard.ZstdError as exc:
                 problem("decompress", f"not valid zstd data ({exc})")
                 result.readable = False
+            except PartLimitError as exc:
+                problem(exc.check, str(exc))
+                result.readable = False
             hashing.drain()
     except CloudkeepError as exc:
         problem("unreadable", str(exc))
@@ -328,7 +333,10 @@ def _check_part(store: Store, manifest: Manifest, part: PartEntry, checker: Any,
         return result
     if bad_lines > 3:
         problem("decode", f"{bad_lines} undecodable lines in all")
-    if hashing.size != part.stored_bytes:
+    if hashing.exceeded:  # reading stopped at the manifest's size
+        problem("size", f"more than {part.stored_bytes} bytes in the store, manifest says "
+                f"{part.stored_bytes}; reading stopped there")
+    elif hashing.size != part.stored_bytes:
         problem("size", f"{hashing.size} bytes in the store, manifest says {part.stored_bytes}")
     if hashing.sha256.hexdigest() != part.sha256:
         problem("sha256", "checksum of the stored bytes differs from the manifest's")
@@ -375,7 +383,9 @@ def drill(policy: Policy, manifest: Manifest, **options: Any) -> VerifyReport:
 
 def record(store: Store, report: VerifyReport) -> str:
     """Store the report under ``verifications/`` (best effort for read-only stores)."""
-    body = json.dumps(report.record_dict(), indent=2).encode()
+    from .redaction import redact
+
+    body = redact(json.dumps(report.record_dict(), indent=2)).encode()  # no credential is stored
     at = report.started_at
     key = layout.verification_key(report.dataset, report.snapshot_id, at)
     for _ in range(30):
@@ -507,11 +517,11 @@ def verify_sample(policy: Any, store: Store, manifest: Manifest, *, items: int =
         report.parts_checked += 1
         try:
             with store.open(key) as stream:
-                hashing = HashingReader(stream)
-                plain: Any = hashing
-                if data_key is not None:
-                    plain = DecryptingReader(hashing, data_key, manifest.snapshot_id, part.name)  # type: ignore[arg-type]
-                for line in iter_part_lines(plain, manifest.codec.compression):
+                hashing, lines = open_part(stream, compression=manifest.codec.compression,
+                                           stored_bytes=part.stored_bytes,
+                                           raw_bytes=part.raw_bytes, data_key=data_key,
+                                           snapshot_id=manifest.snapshot_id, part_name=part.name)
+                for line in lines:
                     if b'"delete":true' in line:
                         continue  # an incremental snapshot's deletion: nothing to compare
                     seen += 1
@@ -522,11 +532,14 @@ def verify_sample(policy: Any, store: Store, manifest: Manifest, *, items: int =
                         if j < items:
                             reservoir[j] = line
                 hashing.drain()
+            hashing.check_size()
             if hashing.sha256.hexdigest() != part.sha256:
                 report.problems.append(Problem(part.name, "sha256", "checksum of the stored bytes "
                                                "differs from the manifest's"))
         except ObjectNotFoundError:
             report.problems.append(Problem(part.name, "missing", f"{key} is not in the store"))
+        except PartLimitError as exc:
+            report.problems.append(Problem(part.name, exc.check, str(exc)))
         except (CloudkeepError, TruncatedPartError, DecryptionError, zstandard.ZstdError) as exc:
             report.problems.append(Problem(part.name, "unreadable", str(exc)))
     report.items = len(reservoir)

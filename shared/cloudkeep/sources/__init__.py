@@ -117,6 +117,32 @@ def native_method(source: object) -> str | None:
     return method() if callable(method) else None
 
 
+@runtime_checkable
+class NamesTargets(Protocol):
+    """A source with naming rules for its restore targets (table, container, bucket names)."""
+
+    def target_problem(self, target: str, manifest: Manifest) -> str | None:
+        """What is wrong with ``target`` as the name of a restore target of ``manifest``, or
+        None. Guarantees nothing is read or written: a check of the name alone."""
+        ...
+
+
+def check_restore_target(source: object, manifest: Manifest, target: str) -> None:
+    """Refuse a restore target that cannot be one before anything is read or written:
+    UsageError ``bad --into '…': why`` (exit 2). No surrounding spaces or control characters
+    anywhere; then the source's own rules (:class:`NamesTargets`); a source without rules
+    refuses only an empty name."""
+    from ..cliargs import check_text
+
+    check_text(target, "--into", empty=True)
+    problem = (source.target_problem(target, manifest) if isinstance(source, NamesTargets)
+               else ("it is empty" if not target else None))
+    if problem:
+        from ..errors import UsageError
+
+        raise UsageError(f"bad --into {target!r}: {problem}")
+
+
 def restore_native(source: object, manifest: Manifest, target: str, *, overwrite: bool) -> Any:
     """Let a source restore a snapshot its own way (RestoreTableFromBackup, a Firestore import);
     None when the snapshot's parts are restored line by line as usual."""

@@ -396,7 +396,9 @@ class CosmosSource:
 
     @property
     def where(self) -> str:
-        return f"Cosmos DB {self.endpoint} {self.database}/{self.container}"
+        from ..redaction import redact
+
+        return redact(f"Cosmos DB {self.endpoint} {self.database}/{self.container}")
 
     def new_client(self) -> Any:
         """A new CosmosClient (the key from the environment, else a managed identity)."""
@@ -496,9 +498,11 @@ class CosmosSource:
 
     def describe(self) -> dict[str, Any]:
         props = self.container_properties()
+        from ..redaction import redact_url
+
         out: dict[str, Any] = {
             "type": "cosmos",
-            "endpoint": self.endpoint,
+            "endpoint": redact_url(self.endpoint),  # recorded in the manifest: no credentials
             "database": self.database,
             "container": self.container,
             "container_rid": props.get("_rid"),
@@ -711,6 +715,10 @@ class CosmosSource:
 
     # ---------------------------------------------------------------- drills and samples
 
+    def target_problem(self, target: str, manifest: Manifest) -> str | None:
+        """A restore target is a container id of the source's database."""
+        return _container_problem(target)
+
     def scratch_target(self, token: str) -> str:
         """A container name for a restore drill, in the source's database (deleted after it)."""
         return f"{self.container[:200]}-cloudkeep-drill-{token}"
@@ -806,10 +814,16 @@ class CosmosSource:
             return props
 
 
-def _check_container_id(name: str) -> None:
+def _container_problem(name: str) -> str | None:
     if not name or len(name) > 255 or any(c in name for c in "/\\?#") or name != name.strip():
-        raise RestoreError(f"bad target container name {name!r} (up to 255 characters, without "
-                           "/ \\ ? # or surrounding spaces)")
+        return "a container name has 1 to 255 characters, without / \\ ? # or surrounding spaces"
+    return None
+
+
+def _check_container_id(name: str) -> None:
+    problem = _container_problem(name)
+    if problem:
+        raise RestoreError(f"bad target container name {name!r}: {problem}")
 
 
 class CosmosWriter:

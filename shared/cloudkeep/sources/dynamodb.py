@@ -405,6 +405,12 @@ class DynamoDBSource:
 
     # ---------------------------------------------------------------- drills and samples
 
+    def target_problem(self, target: str, manifest: Manifest) -> str | None:
+        """A restore target is a table name (DynamoDB's rules)."""
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}", target):
+            return "a DynamoDB table name has 3 to 255 letters, digits, '_', '.' or '-'"
+        return None
+
     def scratch_target(self, token: str) -> str:
         """A table name for a restore drill, next to the source table (deleted after the drill)."""
         return f"{self.table[:200]}-cloudkeep-drill-{token}"
@@ -619,7 +625,7 @@ class DynamoDBSource:
         import hashlib
 
         from .. import layout
-        from ..codec import HashingReader, iter_gzip_lines
+        from ..codec import HashingReader, PartLimitError, TruncatedPartError, iter_gzip_lines
         from ..manifest import Codec, PartEntry
         from . import NativeOutcome
 
@@ -627,22 +633,29 @@ class DynamoDBSource:
             desc = self.client.describe_export(ExportArn=job["export_arn"])["ExportDescription"]
         at = desc.get("ExportTime") or desc.get("StartTime") or job["requested_at"]
         snapshot_folder = layout.snapshot_prefix(ctx.dataset, ctx.snapshot_id)
-        files = sorted(i.key for i in ctx.store.list(job["folder"] + "/")
+        files = sorted((i.key, i.size) for i in ctx.store.list(job["folder"] + "/")
                        if "/data/" in i.key and not i.key.endswith("/"))
         parts: list[PartEntry] = []
         digest = ContentDigest()
-        for index, key in enumerate(files):
+        for index, (key, size) in enumerate(files):
             part_digest = ContentDigest()
             items = raw = 0
             with ctx.store.open(key) as stream:
-                hashing = HashingReader(stream)
-                for line in iter_gzip_lines(hashing):  # type: ignore[arg-type]
-                    if not line:
-                        continue
-                    part_digest.add_line(line)
-                    items += 1
-                    raw += len(line) + 1
-                hashing.drain()
+                # No manifest yet to bound it: the listed size bounds the stored bytes, and a
+                # line longer than any item stops the read (memory stays flat either way).
+                hashing = HashingReader(stream, limit=size)
+                try:
+                    for line in iter_gzip_lines(hashing):  # type: ignore[arg-type]
+                        raw += len(line) + 1  # every decompressed byte: verify caps at raw_bytes
+                        if not line:
+                            continue
+                        part_digest.add_line(line)
+                        items += 1
+                    hashing.drain()
+                    hashing.check_size()
+                except (PartLimitError, TruncatedPartError) as exc:
+                    raise SourceError(f"export {job['export_arn']}: data file {key}: {exc}; the "
+                                      "snapshot is not committed") from None
             sha = hashing.sha256.hexdigest() if hashing.size else hashlib.sha256(b"").hexdigest()
             parts.append(PartEntry(name=key[len(snapshot_folder):], segment=0, index=index, items=items,
                                    raw_bytes=raw, stored_bytes=hashing.size, sha256=sha))

@@ -60,6 +60,7 @@ from ..codec import ContentDigest, canonical_json
 from ..errors import RestoreError, SourceError, SourceUnreachableError, UsageError
 
 if TYPE_CHECKING:
+    from ..manifest import Manifest
     from ..policy import FirestoreSourceSpec
 
 from .firestore_export import AdminApi, FirestoreExportJobs
@@ -713,6 +714,16 @@ class FirestoreSource(FirestoreExportJobs):
 
     # ---------------------------------------------------------------- drills and samples
 
+    def target_problem(self, target: str, manifest: Manifest) -> str | None:
+        """A restore target is a collection-name prefix (empty: the original collections, in
+        place); a managed export restores into a database instead ((default) or its id)."""
+        if manifest.method == "export" and manifest.native:
+            if target == "(default)" or re.fullmatch(r"[a-z][a-z0-9-]{2,61}[a-z0-9]", target):
+                return None
+            return ("a Firestore export restores into a database: '(default)' or a database id "
+                    "(4 to 63 lowercase letters, digits or '-', starting with a letter)")
+        return _prefix_problem(target, [str(c) for c in manifest.source.get("collections") or []])
+
     def scratch_target(self, token: str) -> str:
         """A collection-name prefix for a restore drill (its collections are deleted after it)."""
         return f"cloudkeep_drill_{token}_"
@@ -877,15 +888,21 @@ class _PartitionQueryUnavailable(Exception):
     pass
 
 
-def _check_prefix(prefix: str, collections: Sequence[str]) -> None:
+def _prefix_problem(prefix: str, collections: Sequence[str]) -> str | None:
     if "/" in prefix:
-        raise UsageError(f"bad restore target {prefix!r}: a Firestore target is a collection-name "
-                         f"prefix (e.g. restored_), without '/'")
+        return "a Firestore target is a collection-name prefix (e.g. restored_), without '/'"
     for collection in collections:
         try:
             check_collection_id(prefix + collection)
         except ValueError as exc:
-            raise UsageError(f"bad restore target {prefix!r}: {exc}") from None
+            return str(exc)
+    return None
+
+
+def _check_prefix(prefix: str, collections: Sequence[str]) -> None:
+    problem = _prefix_problem(prefix, collections)
+    if problem:
+        raise UsageError(f"bad restore target {prefix!r}: {problem}")
 
 
 def _reference_mapper(old_root: str, new_root: str, renames: dict[str, str]) -> Callable[[str], str]:

@@ -169,7 +169,7 @@ class FirestoreExportJobs:
         import hashlib
 
         from .. import layout
-        from ..codec import HashingReader
+        from ..codec import HashingReader, PartLimitError
         from ..manifest import Codec, PartEntry
         from . import NativeOutcome
 
@@ -181,8 +181,13 @@ class FirestoreExportJobs:
         for index, info in enumerate(sorted(ctx.store.list(job["folder"] + "/"),
                                             key=lambda i: i.key)):
             with ctx.store.open(info.key) as stream:
-                hashing = HashingReader(stream)
-                hashing.drain()
+                hashing = HashingReader(stream, limit=info.size)  # never past the listed size
+                try:
+                    hashing.drain()
+                    hashing.check_size()
+                except PartLimitError as exc:
+                    raise SourceError(f"Firestore export file {info.key}: {exc}; the snapshot "
+                                      "is not committed") from None
             sha = hashing.sha256.hexdigest() if hashing.size else hashlib.sha256(b"").hexdigest()
             parts.append(PartEntry(name=info.key[len(snapshot_folder):], segment=0, index=index, items=0,
                                    raw_bytes=hashing.size, stored_bytes=hashing.size, sha256=sha))

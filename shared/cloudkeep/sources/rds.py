@@ -131,6 +131,14 @@ class RdsSource:
     def read_segment(self, segment: int, total: int) -> Any:
         raise SourceError("an RDS database is backed up by native snapshots, not read item by item")
 
+    def target_problem(self, target: str, manifest: Manifest) -> str | None:
+        """A restore target is a new DB instance (or cluster) identifier (RDS's rules)."""
+        if len(target) > 63 or not re.fullmatch(r"[A-Za-z](?:-?[A-Za-z0-9])*", target):
+            return (f"an RDS DB {'cluster' if self.cluster else 'instance'} identifier has 1 to 63 "
+                    "letters, digits or hyphens, starts with a letter, has no '--' and does not "
+                    "end with '-'")
+        return None
+
     def open_restore(self, target: str, recorded: dict[str, Any], *, overwrite: bool) -> Any:
         raise RestoreError("an RDS snapshot is restored by RDS itself (see restore_native)")
 

@@ -245,8 +245,10 @@ class S3Source:
             "method": "server-side-copy" if self.store is not None and self.server_side() else "stream",
             "digest_ignores": list(DIGEST_IGNORES),
         }
-        if self.endpoint_url:
-            out["endpoint_url"] = self.endpoint_url
+        if self.endpoint_url:  # recorded in the manifest: never with credentials
+            from ..redaction import redact_url
+
+            out["endpoint_url"] = redact_url(self.endpoint_url)
         if self.previous is not None:
             out["reused_from"] = self.previous.snapshot_id
         return out
@@ -510,6 +512,14 @@ class S3Source:
 
     # ---------------------------------------------------------------- drills
 
+    def target_problem(self, target: str, manifest: Manifest) -> str | None:
+        """A restore target is BUCKET[/PREFIX] on the source's endpoint."""
+        try:
+            split_target(target)
+        except RestoreError:
+            return "an S3 target is BUCKET[/PREFIX] with a valid bucket name"
+        return None
+
     def scratch_target(self, token: str) -> str:
         """A prefix of the source bucket for a restore drill (deleted after the drill; backups of
         this bucket skip it)."""
@@ -677,25 +687,31 @@ class S3Writer:
             except (_Changed, _Vanished):
                 raise RestoreError(f"blob {sha} changed or went while it was copied to {where}") from None
             return
-        from ..codec import HashingReader
+        from ..codec import HashingReader, PartLimitError
         from ..errors import ObjectNotFoundError
 
         try:
             stream = store.open(blob)
         except ObjectNotFoundError:
             raise RestoreError(f"blob {sha} of {record['key']!r} is missing from {store.describe()}") from None
+        size = int(record.get("size", 0))
         with stream:
-            reader = HashingReader(stream)
-            if int(record.get("size", 0)) <= SMALL:
-                body = reader.read()
-                with _errors(f"writing {where}"):
-                    client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
-            else:
-                from boto3.s3.transfer import TransferConfig
+            reader = HashingReader(stream, limit=size)  # never past the listed size
+            try:
+                if size <= SMALL:
+                    body = reader.read()
+                    with _errors(f"writing {where}"):
+                        client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
+                else:
+                    from boto3.s3.transfer import TransferConfig
 
-                with _errors(f"writing {where}"):
-                    client.upload_fileobj(reader, self.bucket, key, ExtraArgs=extra,
-                                          Config=TransferConfig(use_threads=False))
+                    with _errors(f"writing {where}"):
+                        client.upload_fileobj(reader, self.bucket, key, ExtraArgs=extra,
+                                              Config=TransferConfig(use_threads=False))
+                reader.check_size()
+            except PartLimitError:
+                raise RestoreError(f"blob {sha} in {store.describe()} holds more than the {size} "
+                                   f"bytes its listing says; {where} holds only those") from None
         if reader.sha256.hexdigest() != sha or reader.size != int(record.get("size", reader.size)):
             raise RestoreError(f"blob {sha} in {store.describe()} is damaged (its sha256 or size "
                                f"differs); {where} was written from it")

@@ -93,7 +93,9 @@ class AzureBlobStore:
                 base = value
             elif name == "AccountName" and not base:
                 base = f"https://{value}.blob.core.windows.net"
-        return f"{base.rstrip('/')}/{self.container}/{self.prefix}".rstrip("/")
+        from ..redaction import redact  # an account_url may carry a SAS token
+
+        return redact(f"{base.rstrip('/')}/{self.container}/{self.prefix}".rstrip("/"))
 
     def _key(self, key: str) -> str:
         check_key(key)

@@ -8,6 +8,7 @@ are streamed as a multipart upload, one chunk in memory at a time.
 from __future__ import annotations
 
 import builtins
+import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -44,7 +45,8 @@ def make_client(region: str | None, endpoint_url: str | None = None) -> Any:
     from botocore.config import Config
 
     config = Config(
-        retries={"mode": "standard", "max_attempts": 10},
+        # boto3's own AWS_MAX_ATTEMPTS wins when set (as for the DynamoDB source)
+        retries={"mode": "standard", "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "10"))},
         max_pool_connections=64,
         connect_timeout=10,
         read_timeout=60,
