@@ -22,9 +22,10 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
+from . import clock as _clock
 from . import layout
 from .errors import CloudkeepError, ObjectNotFoundError
 from .stores import Store
@@ -270,7 +271,7 @@ def update(store: Store, dataset: str, observed: dict[str, str | None], notifier
            tier: str | None = None, now: datetime | None = None) -> list[Alert]:
     """Apply what a tick observed (kind → breach message, or None for fine) to the dataset's
     alert state; send what opened or closed. Returns the messages sent."""
-    now = now or datetime.now(UTC)
+    now = now or _clock.now()
     state = load_state(store, dataset)
     current = {a["kind"]: a for a in state["open"] if isinstance(a, dict) and "kind" in a}
     sent: list[Alert] = []

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import __version__, layout
+from . import clock as _clock
 from .errors import CloudkeepError, ObjectExistsError, UsageError
 from .stores import Store
 
@@ -70,7 +71,7 @@ def write(store: Store, event: str, *, outcome: str, dataset: str | None = None,
           snapshot_id: str | None = None, detail: dict[str, Any] | None = None,
           at: datetime | None = None) -> str | None:
     """Append one record; returns its key, or None if the store refused it (logged)."""
-    at = (at or datetime.now(UTC)).astimezone(UTC)
+    at = (at or _clock.now()).astimezone(UTC)
     record = {
         "event": event,
         "at": at.isoformat(),
@@ -105,7 +106,7 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
     """``--since``: an ISO 8601 time (UTC when no offset) or a duration back from now (``7d``)."""
     if not text:
         return None
-    now = now or datetime.now(UTC)
+    now = now or _clock.now()
     from .policy import parse_duration
 
     try:
@@ -125,7 +126,7 @@ def read(store: Store, since: datetime | None = None) -> Iterator[dict[str, Any]
     ``since`` so an old log is not read whole; unreadable records are reported as such."""
     prefixes = [layout.AUDIT_PREFIX]
     if since is not None:
-        today = datetime.now(UTC)
+        today = _clock.now()
         day = since.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         if (today - day) <= timedelta(days=62):
             prefixes = []
@@ -180,7 +181,7 @@ def note_policy(store: Store, policy: Any, *, at: datetime | None = None) -> boo
           detail={"digest": digest, "previous_digest": previous,
                   "datasets": sorted(policy.datasets), "tiers": sorted(policy.tiers)}, at=at)
     try:
-        store.put(key, json.dumps({"digest": digest, "at": (at or datetime.now(UTC)).isoformat()}).encode())
+        store.put(key, json.dumps({"digest": digest, "at": (at or _clock.now()).isoformat()}).encode())
     except CloudkeepError as exc:
         log.warning("could not record the policy digest: %s", exc)
     return True

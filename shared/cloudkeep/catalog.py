@@ -27,7 +27,8 @@ class SnapshotRef:
 
 
 def parse_ref(text: str) -> SnapshotRef | str:
-    """``DATASET@SNAPSHOT_ID`` / ``DATASET@latest`` → SnapshotRef; a bare snapshot id → str."""
+    """``DATASET@SNAPSHOT_ID`` / ``DATASET@latest`` → SnapshotRef; a bare snapshot id → str.
+    ``latest`` is the snapshot with the newest capture time (``timeline.py``)."""
     if "@" in text:
         dataset, _, snap = text.partition("@")
         if not dataset or not snap:
@@ -99,10 +100,12 @@ def resolve(policy: Policy, text: str, *, store_name: str | None = None,
         return _find_bare(policy, ref, keyring)
     store = store_named(policy, ref.dataset, store_name)
     if ref.snapshot_id == "latest":
-        ids = snapshot_ids(store, ref.dataset)
-        if not ids:
+        from . import timeline
+
+        newest = timeline.newest(store, ref.dataset)  # the newest capture time, not slot
+        if newest is None:
             raise SnapshotNotFoundError(f"dataset {ref.dataset!r} has no committed snapshot")
-        return store, load_manifest(store, ref.dataset, ids[-1], keyring=keyring)
+        return store, load_manifest(store, ref.dataset, newest.snapshot_id, keyring=keyring)
     return store, load_manifest(store, ref.dataset, ref.snapshot_id, keyring=keyring)
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from . import blobs, layout
+from . import clock as _clock
 from .codec import HashingReader
 from .errors import CloudkeepError, ObjectExistsError, ObjectNotFoundError, VerificationError
 from .manifest import Manifest
@@ -76,7 +77,7 @@ def copy_snapshot(
         "location": target.describe(),
         "parts": len(manifest.parts),
         "verified": True,
-        "verified_at": datetime.now(UTC).isoformat(),
+        "verified_at": _clock.now().isoformat(),
     }
     source.put(layout.copy_record_key(ds, sid, target_name), json.dumps(record, indent=2).encode())
     log.info("copied %s@%s to %s (%d parts verified)", ds, sid, target_name, len(manifest.parts))

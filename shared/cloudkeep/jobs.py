@@ -26,10 +26,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import __version__, layout
+from . import clock as _clock
 from .errors import CloudkeepError, ObjectExistsError, ObjectNotFoundError
 from .lock import DatasetLock
 from .manifest import Codec, Consistency, ContentDigestEntry, Manifest, Totals
@@ -98,7 +99,7 @@ def pending_jobs(store: Store, dataset: str) -> list[dict[str, Any]]:
 
 
 def _write(store: Store, record: dict[str, Any], *, create: bool = False) -> None:
-    record["updated_at"] = datetime.now(UTC).isoformat()
+    record["updated_at"] = _clock.now().isoformat()
     body = json.dumps(record, indent=2, sort_keys=True, default=str).encode()
     store.put(layout.job_key(record["dataset"], record["snapshot_id"]), body, if_absent=create)
 
@@ -147,7 +148,7 @@ def _step(
     record = read_job(store, dataset, snapshot_id)
     method = source.native_method() or "native"
     if record is None or record.get("state") == "failed":
-        now = datetime.now(UTC)
+        now = _clock.now()
         ctx = JobContext(dataset, snapshot_id, store, now)
         job = source.start_job(ctx)
         attempt = int(record.get("attempt", 0)) + 1 if record else 1
@@ -178,7 +179,7 @@ def _step(
     poll = source.poll_job(ctx, job)
     record["job"] = poll.job
     record["polls"] = int(record.get("polls", 0)) + 1
-    record["last_polled_at"] = datetime.now(UTC).isoformat()
+    record["last_polled_at"] = _clock.now().isoformat()
     if poll.state == "running":
         record["state"] = "polling"
         if poll.message:
@@ -230,7 +231,7 @@ def _finish(policy: Policy, dataset: str, store: Store, source: NativeJobSource,
         method=method,
         consistency=consistency,
         started_at=ctx.started_at,
-        finished_at=datetime.now(UTC),
+        finished_at=_clock.now(),
         segments=max(1, len({p.segment for p in parts})),
         parts=parts,
         totals=Totals(

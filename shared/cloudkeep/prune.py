@@ -66,15 +66,17 @@ class PruneReport:
 
 
 def snapshot_infos(store: Store, dataset: str) -> list[SnapshotInfo]:
-    """What retention needs to know of each committed snapshot (raises on any read error)."""
-    from .runtime import snapshot_time
+    """What retention needs to know of each committed snapshot (raises on any read error); a
+    snapshot's time is its capture time (``timeline.py``)."""
+    from . import timeline
 
     held = holds.all_for(store, dataset)
     out = []
-    for sid in snapshot_ids(store, dataset):
+    for captured in timeline.committed(store, dataset):
+        sid = captured.snapshot_id
         out.append(SnapshotInfo(
             id=sid,
-            time=snapshot_time(sid),
+            time=captured.captured_at,
             verified=_latest_verification_ok(store, dataset, sid),
             hold=str(held[sid].get("reason", "held")) if sid in held else None,
             copies=len(copies.verified_stores(store, dataset, sid)),
@@ -138,6 +140,7 @@ def prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool = False,
             _collect_blobs(policy, store, dataset, now, report, keep_ids=decision.keep)
         return report
     natives = _NativeResources(policy, dataset, source)
+    _index_runs(store, dataset, decision.remove)
     for sid in decision.remove:
         _remove_snapshot(policy, store, dataset, sid, report, natives)
     _extend_retention(store, dataset, decision.keep, rules, report)
@@ -372,3 +375,20 @@ def _remove_orphans(store: Store, dataset: str, now: datetime, report: PruneRepo
             report.locked.append({"snapshot_id": sid, "store": "primary", "detail": str(exc)})
         except CloudkeepError as exc:
             report.errors.append(f"orphan parts of {sid}: {exc}")
+
+
+def _index_runs(store: Store, dataset: str, snapshot_ids_: list[str]) -> None:
+    """Make sure every snapshot about to be removed is in the run index (``runs.py``: a snapshot
+    of an earlier release, or of a run that stopped right after its commit), so the run history
+    outlives it. Best effort: the index is create-only and a miss only costs report accuracy."""
+    from . import runs
+
+    if not snapshot_ids_:
+        return
+    try:
+        indexed = runs.indexed(store, dataset)
+        for sid in snapshot_ids_:
+            if sid not in indexed:
+                runs.record(store, load_manifest(store, dataset, sid))
+    except CloudkeepError as exc:
+        log.warning("dataset %s: could not complete the run index before pruning: %s", dataset, exc)
