@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from tools.sample_data import ORDERS_TABLE_SCHEMA, seed
 
-from cloudkeep import layout
+from cloudkeep import clock, layout
 from cloudkeep.catalog import snapshot_ids
 from cloudkeep.engine import backup
 from cloudkeep.errors import StoreError
@@ -37,10 +37,13 @@ datasets:
 
 
 def take(store: MemoryStore, dataset: str, n: int) -> list[str]:
+    """``n`` hourly snapshots, each taken (captured) at the time its id names."""
     ids = []
     for i in range(n):
-        sid = layout.snapshot_id_for(datetime(2026, 1, 1, tzinfo=Z) + timedelta(hours=i), f"{i:06x}")
-        backup(POLICY, dataset, store=store, source=ScriptedSource(), snapshot_id=sid)
+        at = datetime(2026, 1, 1, tzinfo=Z) + timedelta(hours=i)
+        sid = layout.snapshot_id_for(at, f"{i:06x}")
+        with clock.simulated(at):
+            backup(POLICY, dataset, store=store, source=ScriptedSource(), snapshot_id=sid)
         ids.append(sid)
     return ids
 
@@ -77,7 +80,10 @@ def test_prune_removes_manifest_first_then_parts() -> None:
     assert order[0] == layout.manifest_key("a", ids[0])
     assert all(k.startswith(layout.snapshot_prefix("a", ids[0])) for k in order[1:]) and len(order) > 1
     assert snapshot_ids(store, "a") == ids[1:]
-    assert not [k for k in store.objects if ids[0] in k]
+    # only its run-index entry stays: the run history outlives the snapshot (runs.py)
+    assert [k for k in store.objects if ids[0] in k] == [
+        k for k in store.objects if k.startswith(layout.runs_prefix("a")) and ids[0] in k]
+    assert len([k for k in store.objects if ids[0] in k]) == 1
 
 
 def test_a_crash_between_manifest_and_parts_leaves_no_visible_snapshot() -> None:
@@ -99,7 +105,7 @@ def test_a_crash_between_manifest_and_parts_leaves_no_visible_snapshot() -> None
     # The leftover parts are an unfinished-looking folder: removed once past the grace period.
     later = prune(POLICY, "a", datetime.now(Z) + timedelta(days=1), store=store)
     assert later.orphans == [ids[0]]
-    assert not [k for k in store.objects if ids[0] in k]
+    assert not [k for k in store.objects if ids[0] in k and not k.startswith(layout.runs_prefix("a"))]
 
 
 def test_parts_of_crashed_runs_go_after_the_grace_period_and_never_under_a_lock() -> None:

@@ -132,7 +132,10 @@ class SnsChannel:
         if self._client is None:
             import boto3
 
-            self._client = boto3.client("sns", region_name=self.topic_arn.split(":")[3])
+            from .awsconfig import client_config
+
+            self._client = boto3.client("sns", region_name=self.topic_arn.split(":")[3],
+                                        config=client_config())
         subject = re.sub(r"[^\x20-\x7e]", "", f"cloudkeep {alert.status}: {alert.dataset} {alert.kind}")
         self._client.publish(
             TopicArn=self.topic_arn, Subject=subject[:100], Message=json.dumps(alert.as_dict()),

@@ -124,8 +124,9 @@ def dataset_plan(policy: Policy, name: str, now: datetime, store: Store | None =
         schedule,
         dataset=name,
         now=now,
-        # a slot is done once a snapshot named for it (or captured after it) is committed
-        latest=max((max(c.captured_at, c.id_time) for c in captured), default=None),
+        # a slot is done once a snapshot named for it (or a later one) is committed: due-ness
+        # goes by the names (slots), freshness below by the capture time
+        latest=max((c.id_time for c in captured), default=None),
         window=window,
         offset=spec.offset,
     )
