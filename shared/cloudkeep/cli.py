@@ -510,11 +510,11 @@ def list_(ctx: Ctx, dataset: str | None, store_name: str | None) -> None:
             ["ref", "trigger", "captured", "items", "parts", "stored", "seconds", "copies", "hold",
              "verified", "drill", "encrypted"],
             [[r["ref"] + ("" if r["authentic"] else " (TAMPERED)"), r["trigger"],
-              r["captured_at"][:19].replace("T", " "), r["items"], r["parts"],
+              r["captured_at"][:16].replace("T", " "), r["items"], r["parts"],
               human_bytes(r["bytes_stored"]), r["duration_seconds"], ", ".join(r["copies"]) or "—",
               r["hold"] or "", _verification_cell(r["last_verification"], True),
               _verification_cell(r["last_drill"]), "yes" if r["encrypted"] else "no"] for r in data],
-            whole=["ref"],
+            whole=["ref", "captured"],
             drop=["parts", "seconds", "encrypted", "trigger", "items", "copies", "drill",
                   "verified", "stored", "captured"],
         )
