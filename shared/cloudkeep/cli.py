@@ -246,6 +246,8 @@ def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None,
     A dataset whose source runs a native job (DynamoDB method export/native, RDS, Firestore
     method export) is started and reported 'pending'; the next run (or scheduled tick) polls it
     and commits the snapshot once the job is done. --wait polls in this process instead.
+    Firestore's export goes through its Admin API, which the Firestore emulator does not
+    implement: against the emulator, use method scan.
 
     With --due and --format json, the reply is everything the tick did: "datasets" (each
     dataset's outcome), "backups", "copies", "drills", "samples", "prunes", "alerts" and the
