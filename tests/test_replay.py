@@ -159,8 +159,8 @@ def test_three_weeks_of_hourly_ticks_agree_with_what_happened(replayed: dict[str
     assert row["snapshot_count"] < 50 and row["runs"] == HOURS - len(OUTAGE)
     [breach] = row["rpo_breaches"]
     last_good, back = datetime(2026, 3, 11, 8, tzinfo=UTC), datetime(2026, 3, 11, 13, tzinfo=UTC)
-    assert abs(datetime.fromisoformat(breach["from"]) - (last_good + RPO)) < timedelta(seconds=5)
-    assert abs(datetime.fromisoformat(breach["to"]) - back) < timedelta(seconds=5)
+    assert abs(datetime.fromisoformat(breach["from"]) - (last_good + RPO)) < timedelta(seconds=60)
+    assert abs(datetime.fromisoformat(breach["to"]) - back) < timedelta(seconds=60)
     assert row["last_drill"] is not None and row["last_drill"]["ok"]
 
     # One age: plan, report and the watchdog's metric agree, and no age was ever negative.
@@ -169,7 +169,7 @@ def test_three_weeks_of_hourly_ticks_agree_with_what_happened(replayed: dict[str
     assert min(ages) >= 0
     assert planned.age is not None
     assert int(planned.age.total_seconds()) == row["age_seconds"] == int(ages[-1])
-    assert 30 * 60 - 5 <= row["age_seconds"] <= 30 * 60
+    assert 30 * 60 - 60 <= row["age_seconds"] <= 30 * 60  # captured just after the tick time
     assert planned.latest_snapshot == row["newest_snapshot"]
     assert replayed["last"].freshness[0]["latest_snapshot"] == row["newest_snapshot"]
 

@@ -18,6 +18,7 @@ never changes), so a warm function does not read the same manifest twice.
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -72,8 +73,16 @@ def remember(store: Store, manifest: Manifest) -> datetime:
     with _cache_lock:
         if len(_cache) >= _CACHE_LIMIT:
             _cache.clear()
-        _cache[(store.describe(), manifest.dataset, manifest.snapshot_id)] = at
+        _cache[(_where(store), manifest.dataset, manifest.snapshot_id)] = at
     return at
+
+
+def _where(store: Store) -> str:
+    """The store's location as a cache key (a relative file-store path made absolute)."""
+    where = store.describe()
+    if where.startswith("file:") and not os.path.isabs(where[5:]):
+        where = "file:" + os.path.abspath(where[5:])
+    return where
 
 
 def committed(store: Store, dataset: str, *, ids: list[str] | None = None,
@@ -87,7 +96,7 @@ def committed(store: Store, dataset: str, *, ids: list[str] | None = None,
         ids = snapshot_ids(store, dataset)
     if as_of is not None:
         ids = [i for i in ids if id_time(i) <= as_of]
-    where = store.describe()
+    where = _where(store)
     with _cache_lock:
         known = {i: _cache.get((where, dataset, i)) for i in ids}
     missing = [i for i, at in known.items() if at is None]
