@@ -276,3 +276,29 @@ def test_list_never_cuts_the_snapshot_ref(tmp_path: Path, capsys: Any,
     # JSON is not shaped by the terminal
     data = cli_json(capsys, "--policy", str(path), "list")
     assert [r["ref"] for r in data] == [f"{dataset}@{sid}" for sid in ids]
+
+
+def test_plan_remembers_the_last_drill_after_its_snapshot_is_pruned(tmp_path: Path) -> None:
+    from cloudkeep.runtime import plan
+
+    path = policy_file(tmp_path, verify={"drill": "0 4 * * *"}, retention={"last": 1})
+    policy = parse_policy(path.read_text())
+    store, source = FileStore(tmp_path / "vault"), MemorySource()
+    simulated = clock.SimulatedClock(D)
+    with clock.simulated(simulated):
+        for hour in (4, 5, 6):
+            simulated.set(D + timedelta(hours=hour))
+            tick(policy, D + timedelta(hours=hour), store_for=lambda _n: store,
+                 source_for=lambda _n: source)
+        # a later snapshot verified: the drilled one is no longer the newest verified, and goes
+        from cloudkeep.verify import record_and_audit, verify_integrity
+
+        _, newest = resolve(policy, "orders@latest")
+        record_and_audit(store, verify_integrity(store, newest))
+        prune(policy, "orders", D + timedelta(hours=6, minutes=10), store=store)
+    drilled = json.loads(store.get(layout.verify_slot_outcome_key("orders", "drill", D.replace(hour=4))))
+    assert drilled["snapshot_id"] not in snapshot_ids(store, "orders")
+    assert not list(store.list(layout.verifications_prefix("orders", drilled["snapshot_id"])))
+    [state] = plan(policy, D + timedelta(hours=6, minutes=30), store_for=lambda _n: store)
+    assert state.last_drill is not None and state.last_drill["ok"] is True
+    assert str(state.last_drill["started_at"]).startswith("2026-03-04T04:00")

@@ -167,8 +167,9 @@ def plan(policy: Policy, now: datetime, *, datasets: list[str] | None = None,
         for level in ("drill", "sample"):
             # a scheduled verification is remembered after its snapshot (and record) is pruned
             outcome = verify_slots.latest_outcome(store, name, level)
-            if outcome is not None and str(outcome.get("started_at")) > str(
-                    newest.get(level, {}).get("started_at")):
+            known = newest.get(level)
+            if outcome is not None and (known is None or str(outcome.get("started_at"))
+                                        > str(known.get("started_at"))):
                 newest[level] = outcome
         if newest:
             last = max(newest.values(), key=lambda r: str(r.get("started_at")))
