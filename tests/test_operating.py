@@ -302,3 +302,29 @@ def test_plan_remembers_the_last_drill_after_its_snapshot_is_pruned(tmp_path: Pa
     [state] = plan(policy, D + timedelta(hours=6, minutes=30), store_for=lambda _n: store)
     assert state.last_drill is not None and state.last_drill["ok"] is True
     assert str(state.last_drill["started_at"]).startswith("2026-03-04T04:00")
+
+
+def test_a_replayed_run_that_fails_leaves_the_wall_clock(tmp_path: Path, capsys: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloudkeep import runtime
+    from cloudkeep.errors import StoreUnreachableError
+
+    path = policy_file(tmp_path)
+    seen: list[bool] = []
+
+    def broken_tick(*_args: Any, **_kwargs: Any) -> Any:
+        seen.append(clock.is_simulated())
+        raise StoreUnreachableError("the store is gone")
+
+    monkeypatch.setattr(runtime, "tick", broken_tick)
+    code, _, err = cli(capsys, "--policy", str(path), "run", "--due", "--now", "2026-03-04T01:00:00Z")
+    assert code == 3 and "the store is gone" in err
+    assert seen == [True] and not clock.is_simulated()
+    monkeypatch.undo()
+    code, _, err = cli(capsys, "--policy", str(path), "run", "nope", "--due", "--now",
+                       "2026-03-04T01:00:00Z")
+    assert code == 2 and "nope" in err
+    assert not clock.is_simulated()
+    code, _, _ = cli(capsys, "--policy", str(path / "missing.yaml"), "run", "--due", "--now",
+                     "2026-03-04T01:00:00Z")
+    assert code == 2 and not clock.is_simulated()

@@ -273,15 +273,16 @@ def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None,
     names = list(datasets) or sorted(policy.datasets)
     for name in names:
         policy.dataset(name)  # unknown names fail before anything runs
+    replay = contextlib.ExitStack()
+    click.get_current_context().call_on_close(replay.close)  # also when the run raises
     if due:
         from . import clock
         from .runtime import parse_now, tick
 
         now = parse_now(now_text)
-        # --now replays: every time the run records comes from one clock starting there
-        with clock.simulated(now) if now_text else contextlib.nullcontext():
-            outcome = tick(policy, now, datasets=names, progress_factory=_progress,
-                           options=options)
+        if now_text:  # --now replays: every time the run records (workers' too) comes from here
+            replay.enter_context(clock.simulated(now))
+        outcome = tick(policy, now, datasets=names, progress_factory=_progress, options=options)
         tick_outcome: Any = outcome
         results = outcome.results
         not_due = outcome.not_due
@@ -300,6 +301,8 @@ def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None,
 
         outcomes = drain(policy, local_queue, workers=options.workers, deadline=deadline)
         committed = {o.item.snapshot_id: o.manifest for o in outcomes if o.manifest is not None}
+    replay.close()
+    if local_queue is not None:
         for result in results:
             if result.status == "unfinished" and committed.get(result.snapshot_id or ""):
                 result.status, result.manifest = "committed", committed[result.snapshot_id or ""]
