@@ -91,22 +91,26 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | N
              for row in rows]
     shown = list(range(len(columns)))
     droppable = [columns.index(c) for c in drop if c in columns]
+    fits = True
     while True:
         table = Table(title=title, title_justify="left")
         for i in shown:
             name = columns[i]
-            if name in whole:
+            if name in whole and fits:
                 longest = max([len(name)] + [cells[r][i].cell_len for r in range(len(cells))])
                 table.add_column(name, no_wrap=True, min_width=longest)
-            else:
+            else:  # wrapped, never cut (even a value in ``whole`` wider than the terminal)
                 table.add_column(name, overflow="fold")
         for row in cells:
             table.add_row(*(row[i] for i in shown))
-        if not (whole and droppable):
+        if not whole or not fits:
             break
         if table.__rich_measure__(console, console.options).minimum <= console.width:
             break
-        shown.remove(droppable.pop(0))
+        if droppable:
+            shown.remove(droppable.pop(0))
+        else:
+            fits = False
     console.print(table)
 
 
@@ -521,7 +525,7 @@ def list_(ctx: Ctx, dataset: str | None, store_name: str | None) -> None:
               _verification_cell(r["last_drill"]), "yes" if r["encrypted"] else "no"] for r in data],
             whole=["ref", "captured"],
             drop=["parts", "seconds", "encrypted", "trigger", "items", "copies", "drill",
-                  "verified", "stored", "captured"],
+                  "verified", "stored", "hold", "captured"],
         )
 
     _emit(ctx, rows, render)
