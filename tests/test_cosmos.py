@@ -23,7 +23,7 @@ import pytest
 import yaml
 from tools.emulators import free_port
 
-from cloudkeep import layout
+from cloudkeep import clock, layout, timeline
 from cloudkeep.catalog import load_manifest, resolve
 from cloudkeep.engine import backup
 from cloudkeep.errors import EXIT_UNREACHABLE, RestoreError
@@ -529,7 +529,8 @@ def test_incremental_chain_with_scripted_feed_starts_over_and_prune_keeps_chains
         feed.upsert({"id": f"r{step}", "pk": "p", "step": step})
         source = CosmosSource(cosmos_server.endpoint, database, "rolling", key=cosmos_server.key,
                               verify_tls=False, incremental=True, full_every=2, change_feed=feed)
-        manifest = backup(policy, "carts", source=source, snapshot_id=snapshot_at(step)).manifest
+        with clock.simulated(timeline.id_time(snapshot_at(step))):  # taken when its id says
+            manifest = backup(policy, "carts", source=source, snapshot_id=snapshot_at(step)).manifest
         assert manifest is not None
         kinds.append(manifest.source["incremental"]["kind"])
     assert kinds == ["full", "incremental", "incremental", "full", "incremental"]

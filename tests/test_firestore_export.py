@@ -174,3 +174,19 @@ def test_export_needs_a_gcs_store_with_scripted_admin_api(tmp_path: Path, capsys
     path = gcp_policy(tmp_path, project="acme", collections=["users"], method="export")
     code, _, err = cli(capsys, "--policy", str(path), "validate")
     assert code == 2 and "datasets.profiles.source.method" in err and "type gcs" in err
+
+
+def test_export_on_the_firestore_emulator_is_one_clear_line(firestore_emulator: Any, gcs_bucket: str,
+                                                            tmp_path: Path, capsys: Any) -> None:
+    """The real Admin API client against the emulator: refused up front with the reason (the
+    emulator has no Admin API), not a credentials error from the real service."""
+    path = gcp_policy(tmp_path, project="acme", bucket=gcs_bucket, collections=["users"],
+                      method="export")
+    code, out, err = cli(capsys, "--policy", str(path), "--format", "json", "run", "profiles")
+    assert code == 2, err
+    import json
+
+    [row] = json.loads(out)
+    assert row["status"] == "failed"
+    assert "Admin API" in row["error"] and "emulator" in row["error"] and "method: scan" in row["error"]
+    assert "Traceback" not in err and "credentials" not in (row["error"] + err).lower()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from tools.sample_data import ORDERS_TABLE_SCHEMA, seed
 
-from cloudkeep import layout
+from cloudkeep import clock, layout
 from cloudkeep.catalog import snapshot_ids
 from cloudkeep.engine import backup
 from cloudkeep.errors import StoreError
@@ -37,10 +37,13 @@ datasets:
 
 
 def take(store: MemoryStore, dataset: str, n: int) -> list[str]:
+    """``n`` hourly snapshots, each taken (captured) at the time its id names."""
     ids = []
     for i in range(n):
-        sid = layout.snapshot_id_for(datetime(2026, 1, 1, tzinfo=Z) + timedelta(hours=i), f"{i:06x}")
-        backup(POLICY, dataset, store=store, source=ScriptedSource(), snapshot_id=sid)
+        at = datetime(2026, 1, 1, tzinfo=Z) + timedelta(hours=i)
+        sid = layout.snapshot_id_for(at, f"{i:06x}")
+        with clock.simulated(at):
+            backup(POLICY, dataset, store=store, source=ScriptedSource(), snapshot_id=sid)
         ids.append(sid)
     return ids
 
@@ -85,7 +88,10 @@ def test_prune_removes_manifest_first_then_parts() -> None:
                              layout.hold_ledger_prefix("a", ids[0]))) for k in order), order
     assert any(layout.parse_part_name(k.rsplit("/", 1)[1]) for k in mine[manifest_at + 1:])
     assert snapshot_ids(store, "a") == ids[1:]
-    assert not [k for k in store.objects if ids[0] in k]
+    # only its run-index entry stays: the run history outlives the snapshot (runs.py)
+    assert [k for k in store.objects if ids[0] in k] == [
+        k for k in store.objects if k.startswith(layout.runs_prefix("a")) and ids[0] in k]
+    assert len([k for k in store.objects if ids[0] in k]) == 1
 
 
 def test_a_crash_between_manifest_and_parts_leaves_no_visible_snapshot() -> None:
@@ -110,7 +116,7 @@ def test_a_crash_between_manifest_and_parts_leaves_no_visible_snapshot() -> None
     # The leftover has no plan and no manifest: nothing can resume it, the next prune removes it.
     later = prune(POLICY, "a", NOW, store=store)
     assert later.orphans == [ids[0]]
-    assert not [k for k in store.objects if ids[0] in k]
+    assert not [k for k in store.objects if ids[0] in k and not k.startswith(layout.runs_prefix("a"))]
 
 
 def test_unfinished_runs_go_once_not_resumable_and_never_while_a_run_holds_the_lock() -> None:

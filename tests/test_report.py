@@ -104,9 +104,11 @@ def test_report_json_summarises_every_dataset(history: dict[str, Any], capsys: A
     assert orders["rpo_met"] is True  # the 17:00 snapshot, taken just now
     assert orders["last_drill"]["restore_seconds"] == 72.4 and orders["last_drill"]["rto_met"] is True
     assert orders["last_verification"]["level"] == "integrity" and orders["last_verification"]["ok"]
-    # 10:00 -> 16:00 with a 90m RPO: breached from 11:30 to 16:00; carts from 10:30 to 17:00.
-    assert [(b["from"][11:16], b["to"][11:16]) for b in orders["rpo_breaches"]] == [("11:30", "16:00")]
-    assert [(b["from"][11:16], b["to"][11:16]) for b in carts["rpo_breaches"]] == [("10:30", "17:00")]
+    # Captured 10:05 -> 16:05 (each tick ran at :05, under the replayed clock) with a 90m RPO:
+    # breached from 11:35 to 16:05; carts from 10:35 to 17:05.
+    assert [(b["from"][11:16], b["to"][11:16]) for b in orders["rpo_breaches"]] == [("11:35", "16:05")]
+    assert [(b["from"][11:16], b["to"][11:16]) for b in carts["rpo_breaches"]] == [("10:35", "17:05")]
+    assert all(s["captured_at"][11:16] == s["slot"][11:14] + "05" for s in orders["snapshots"])
     # hourly 3 keeps 17, 16, 10; daily keeps 17 too; the held 08:00 stays; 09:00 goes.
     assert [s[9:13] for s in orders["retention"]["remove"]] == ["0900"]
     assert orders["holds"][0]["reason"] == "case 42"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cloudkeep import alerts, audit, engine
+from cloudkeep import alerts, audit, clock, engine, layout
 from cloudkeep.alerts import MemoryChannel, Notifier
 from cloudkeep.codec import ContentDigest
 from cloudkeep.errors import SourceError
@@ -109,28 +109,19 @@ class MemorySource:
         return out
 
 
-class Clock(datetime):
-    """The engine's clock in these tests (snapshots start when the test says)."""
-
-    current = T0
-
-    @classmethod
-    def now(cls, tz: Any = None) -> Any:
-        return cls.current
-
-
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    monkeypatch.setattr(engine, "datetime", Clock)
+def world() -> Iterator[dict[str, Any]]:
     store, source, channel, sink = MemoryStore(), MemorySource(), MemoryChannel(), MemorySink()
     notifier = Notifier([channel], secrets=["s3cr3tValue"])
+    simulated = clock.SimulatedClock(T0)
 
     def run(at: datetime) -> Any:
-        Clock.current = at
+        simulated.set(at)  # every time the tick records comes from this clock (as under --now)
         return tick(POLICY, at, store_for=lambda _n: store, source_for=lambda _n: source,
                     sink=sink, notifier=notifier)
 
-    return {"store": store, "source": source, "channel": channel, "sink": sink, "run": run}
+    with clock.simulated(simulated):
+        yield {"store": store, "source": source, "channel": channel, "sink": sink, "run": run}
 
 
 def sent(world: dict[str, Any]) -> list[tuple[str, str]]:
@@ -232,7 +223,9 @@ def test_the_tick_emits_the_documented_metrics(world: dict[str, Any]) -> None:
                             "VerificationFailed", "RestoreDrillSeconds"}
     assert by_name["ItemsBackedUp"][0].value == 40
     assert [m.value for m in by_name["RpoBreached"]] == [0, 1]
-    assert by_name["SnapshotAgeSeconds"][-1].value == 3 * 3600
+    # the age of the data: from its capture (the simulated clock's time at the snapshot's
+    # start, a few milliseconds after the first tick's time) to the last tick
+    assert 3 * 3600 - 60 < by_name["SnapshotAgeSeconds"][-1].value <= 3 * 3600
     assert [m.value for m in by_name["VerificationFailed"]] == [0]
 
 

@@ -24,9 +24,10 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
+from . import clock as _clock
 from . import layout, sequences
 from .errors import CloudkeepError, ObjectNotFoundError
 from .redaction import redact as redact
@@ -103,7 +104,10 @@ class SnsChannel:
         if self._client is None:
             import boto3
 
-            self._client = boto3.client("sns", region_name=self.topic_arn.split(":")[3])
+            from .awsconfig import client_config
+
+            self._client = boto3.client("sns", region_name=self.topic_arn.split(":")[3],
+                                        config=client_config())
         subject = re.sub(r"[^\x20-\x7e]", "", f"cloudkeep {alert.status}: {alert.dataset} {alert.kind}")
         self._client.publish(
             TopicArn=self.topic_arn, Subject=subject[:100], Message=json.dumps(alert.as_dict()),
@@ -251,7 +255,7 @@ def update(store: Store, dataset: str, observed: dict[str, str | None], notifier
            tier: str | None = None, now: datetime | None = None) -> list[Alert]:
     """Apply what a tick observed (kind → breach message, or None for fine) to the dataset's
     alert state; send what opened or closed. Returns the messages sent."""
-    now = now or datetime.now(UTC)
+    now = now or _clock.now()
     state = load_state(store, dataset)
     current = {a["kind"]: a for a in state["open"] if isinstance(a, dict) and "kind" in a}
     sent: list[Alert] = []

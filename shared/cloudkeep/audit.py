@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import __version__, layout, sequences
+from . import clock as _clock
 from .errors import CloudkeepError, ObjectExistsError, UsageError
 from .stores import Store
 
@@ -71,7 +72,7 @@ def write(store: Store, event: str, *, outcome: str, dataset: str | None = None,
           snapshot_id: str | None = None, detail: dict[str, Any] | None = None,
           at: datetime | None = None) -> str | None:
     """Append one record; returns its key, or None if the store refused it (logged)."""
-    at = (at or datetime.now(UTC)).astimezone(UTC)
+    at = (at or _clock.now()).astimezone(UTC)
     record = {
         "event": event,
         "at": at.isoformat(),
@@ -106,7 +107,7 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
     """``--since``: an ISO 8601 time (UTC when no offset) or a duration back from now (``7d``)."""
     if not text:
         return None
-    now = now or datetime.now(UTC)
+    now = now or _clock.now()
     from .policy import parse_duration
 
     try:
@@ -126,7 +127,7 @@ def read(store: Store, since: datetime | None = None) -> Iterator[dict[str, Any]
     ``since`` so an old log is not read whole; unreadable records are reported as such."""
     prefixes = [layout.AUDIT_PREFIX]
     if since is not None:
-        today = datetime.now(UTC)
+        today = _clock.now()
         day = since.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         if (today - day) <= timedelta(days=62):
             prefixes = []
@@ -185,7 +186,7 @@ def note_policy(store: Store, policy: Any, *, at: datetime | None = None) -> boo
                   "datasets": sorted(policy.datasets), "tiers": sorted(policy.tiers)}, at=at)
     try:  # appended, create-only (the tick never overwrites; prune removes superseded ones)
         sequences.append(store, layout.policy_digests_prefix(), json.dumps(
-            {"digest": digest, "at": (at or datetime.now(UTC)).isoformat()}).encode())
+            {"digest": digest, "at": (at or _clock.now()).isoformat()}).encode())
     except CloudkeepError as exc:
         log.warning("could not record the policy digest: %s", exc)
     return True

@@ -41,7 +41,8 @@ class SnapshotRef:
 
 
 def parse_ref(text: str) -> SnapshotRef | str:
-    """``DATASET@SNAPSHOT_ID`` / ``DATASET@latest`` → SnapshotRef; a bare snapshot id → str."""
+    """``DATASET@SNAPSHOT_ID`` / ``DATASET@latest`` → SnapshotRef; a bare snapshot id → str.
+    ``latest`` is the snapshot with the newest capture time (``timeline.py``)."""
     if "@" in text:
         dataset, _, snap = text.partition("@")
         if not dataset or not snap:
@@ -181,15 +182,24 @@ def list_manifests(store: Store, dataset: str, *, keyring: Keyring | None = None
 
 
 def latest(store: Store, dataset: str, *, expect: Expect | None = None,
-           keyring: Keyring | None = None, not_after: datetime | None = None) -> Manifest | None:
+           keyring: Keyring | None = None, not_after: datetime | None = None,
+           by_capture: bool = True) -> Manifest | None:
     """The newest manifest of ``dataset`` that passes every check (whose id's time is not after
-    ``not_after``); newer ones that fail are skipped with a warning — a forged manifest never
+    ``not_after``): the newest capture time (``timeline.py``), or with ``by_capture=False`` the
+    newest id (slot). Newer ones that fail are skipped with a warning — a forged manifest never
     becomes ``@latest``, nor hides the real one. KeyUnavailableError is raised, not skipped."""
+    from . import timeline
+
     ids = snapshot_ids(store, dataset)
     if not_after is not None:
         cutoff = layout.format_time(not_after)
         ids = [i for i in ids if i[:16] <= cutoff]
-    for snapshot_id in reversed(ids):
+    order = list(reversed(ids))
+    if by_capture and len(ids) > 1:
+        # capture order of the readable ones first; the rest (judged, so reported) after
+        timed = [c.snapshot_id for c in reversed(timeline.committed(store, dataset, ids=ids))]
+        order = timed + [i for i in order if i not in set(timed)]
+    for snapshot_id in order:
         outcome = _judge(store, dataset, snapshot_id, expect, keyring)
         if isinstance(outcome, Manifest):
             return outcome

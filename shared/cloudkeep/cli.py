@@ -6,6 +6,7 @@ could not be reached. Errors are one clear message on stderr; tracebacks only wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -76,22 +77,53 @@ def _emit(ctx: Ctx, data: Any, render: Callable[[Any], None]) -> None:
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None,
-           min_width: int = 160) -> None:
+           min_width: int = 160, *, whole: Sequence[str] = (),
+           drop: Sequence[str] = ()) -> None:
+    """Print a table. Columns named in ``whole`` are never cut or wrapped (values a user copies,
+    e.g. snapshot refs); when the table cannot fit the width otherwise, the columns in ``drop``
+    are left out, first ones first, and the other columns wrap."""
+    import shutil
+
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(*columns, title=title, title_justify="left")
-    for row in rows:
-        table.add_row(*(Text(redact(v.plain), style=v.style) if isinstance(v, Text)
-                        else Text("" if v is None else redact(str(v))) for v in row))
-    import shutil
-
-    width = None if sys.stdout.isatty() else max(min_width, shutil.get_terminal_size().columns)
+    if sys.stdout.isatty():
+        width = None
+    elif os.environ.get("COLUMNS", "").isdigit():
+        width = int(os.environ["COLUMNS"])  # asked for explicitly
+    else:
+        width = max(min_width, shutil.get_terminal_size().columns)
     colours = color_enabled(sys.stdout)
     # Without colours, no escape codes at all (not even bold): NO_COLOR users want plain text.
-    Console(width=width, no_color=not colours, force_terminal=colours or None,
-            color_system="auto" if colours else None, highlight=False).print(table)
+    console = Console(width=width, no_color=not colours, force_terminal=colours or None,
+                      color_system="auto" if colours else None, highlight=False)
+    cells = [[Text(redact(v.plain), style=v.style) if isinstance(v, Text)
+              else Text("" if v is None else redact(str(v))) for v in row]
+             for row in rows]
+    shown = list(range(len(columns)))
+    droppable = [columns.index(c) for c in drop if c in columns]
+    fits = True
+    while True:
+        table = Table(title=title, title_justify="left")
+        for i in shown:
+            name = columns[i]
+            if name in whole and fits:
+                longest = max([len(name)] + [cells[r][i].cell_len for r in range(len(cells))])
+                table.add_column(name, no_wrap=True, min_width=longest)
+            else:  # wrapped, never cut (even a value in ``whole`` wider than the terminal)
+                table.add_column(name, overflow="fold")
+        for row in cells:
+            table.add_row(*(row[i] for i in shown))
+        if not whole or not fits:
+            break
+        if table.__rich_measure__(console, console.options).minimum <= console.width:
+            break
+        if droppable:
+            shown.remove(droppable.pop(0))
+        else:
+            fits = False
+    console.print(table)
 
 
 def color_enabled(stream: Any = None) -> bool:
@@ -207,7 +239,9 @@ def validate(ctx: Ctx) -> None:
 @_local_options
 @click.argument("datasets", callback=cliargs.text, nargs=-1)
 @click.option("--due", is_flag=True, help="Run only what is due now (as the scheduled tick does).")
-@click.option("--now", "now_text", callback=cliargs.text, metavar="ISO8601", help="With --due: pretend it is this time.")
+@click.option("--now", "now_text", callback=cliargs.text, metavar="ISO8601",
+              help="With --due: replay the tick at this time (a simulated clock starts here and "
+                   "advances with real time; every time the run records comes from it).")
 @click.option("--budget", "budget_text", callback=cliargs.text, metavar="DURATION",
               help="Stop cleanly after about this long (e.g. 10m); the next run resumes.")
 @click.option("--queue", "queue_url", callback=cliargs.text, metavar="URL",
@@ -237,7 +271,13 @@ def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None,
 
     A dataset whose source runs a native job (DynamoDB method export/native, RDS, Firestore
     method export) is started and reported 'pending'; the next run (or scheduled tick) polls it
-    and commits the snapshot once the job is done. --wait polls in this process instead."""
+    and commits the snapshot once the job is done. --wait polls in this process instead.
+    Firestore's export goes through its Admin API, which the Firestore emulator does not
+    implement: against the emulator, use method scan.
+
+    With --due and --format json, the reply is everything the tick did: "datasets" (each
+    dataset's outcome), "backups", "copies", "drills", "samples", "prunes", "alerts" and the
+    watchdog's "freshness"."""
     from .engine import backup_many
 
     if now_text and not due:
@@ -259,11 +299,16 @@ def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None,
     names = list(datasets) or sorted(policy.datasets)
     for name in names:
         policy.dataset(name)  # unknown names fail before anything runs
+    replay = contextlib.ExitStack()
+    click.get_current_context().call_on_close(replay.close)  # also when the run raises
     if due:
+        from . import clock
         from .runtime import parse_now, tick
 
-        outcome = tick(policy, parse_now(now_text), datasets=names, progress_factory=_progress,
-                       options=options)
+        now = parse_now(now_text)
+        if now_text:  # --now replays: every time the run records (workers' too) comes from here
+            replay.enter_context(clock.simulated(now))
+        outcome = tick(policy, now, datasets=names, progress_factory=_progress, options=options)
         tick_outcome: Any = outcome
         results = outcome.results
         not_due = outcome.not_due
@@ -282,11 +327,19 @@ def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None,
 
         outcomes = drain(policy, local_queue, workers=options.workers, deadline=deadline)
         committed = {o.item.snapshot_id: o.manifest for o in outcomes if o.manifest is not None}
+    replay.close()
+    if local_queue is not None:
         for result in results:
             if result.status == "unfinished" and committed.get(result.snapshot_id or ""):
                 result.status, result.manifest = "committed", committed[result.snapshot_id or ""]
-    if tick_outcome is not None and local_queue is None:
-        data = tick_outcome.as_dict()["datasets"]
+    data: Any
+    if tick_outcome is not None:
+        # everything the tick did: backups, copies, drills, samples, prunes, alerts
+        data = tick_outcome.as_dict()
+        if local_queue is not None:  # fan-out finished here: the statuses after the workers
+            data["datasets"] = ([r.as_dict() for r in results]
+                                + [{"dataset": n, "status": "not-due"} for n in not_due])
+            data["backups"] = [r.as_dict() for r in results]
     else:
         data = [r.as_dict() for r in results] + [{"dataset": n, "status": "not-due"} for n in not_due]
     copy_failed = [c for r in results for c in r.copy_failures]
@@ -300,7 +353,8 @@ def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None,
                 row["copy_failed"] = sorted({str(c.get("store")) for c in mine})
                 row["error"] = row.get("error") or failure_text(mine)
 
-    def render(rows: list[dict[str, Any]]) -> None:
+    def render(everything: Any) -> None:
+        rows = everything["datasets"] if isinstance(everything, dict) else everything
         _table(
             ["dataset", "status", "snapshot", "items", "parts", "stored", "seconds", "error"],
             [[r["dataset"], r["status"], r.get("snapshot_id"), r.get("items"), r.get("parts"),
@@ -310,6 +364,15 @@ def run(ctx: Ctx, datasets: tuple[str, ...], due: bool, now_text: str | None,
               or (f"{r['segments_done']}/{r['segments']} segments done"
                   if r["status"] == "unfinished" else None)] for r in rows],
         )
+        if isinstance(everything, dict):
+            for v in everything["verifications"]:
+                click.echo(f"{v['level']} of {v['ref']}: {'OK' if v['ok'] else 'FAILED'}"
+                           + (f" (slot {v['slot'][:16].replace('T', ' ')})" if v.get("slot") else ""))
+            for p in everything["prunes"]:
+                if p["removed"]:
+                    click.echo(f"pruned {len(p['removed'])} snapshot(s) of {p['dataset']}")
+            for a in everything["alerts"]:
+                click.echo(a["text"])
 
     _emit(ctx, data, render)
     failed = [r for r in results if r.status == "failed"]
@@ -443,10 +506,11 @@ def _fmt_seconds(seconds: int) -> str:
 @click.option("--store", "store_name", callback=cliargs.text, metavar="STORE", help="List the copies in this store instead.")
 @click.pass_obj
 def list_(ctx: Ctx, dataset: str | None, store_name: str | None) -> None:
-    """Committed snapshots (of DATASET, or of every dataset), oldest first, with their legal
-    holds and verified copies. A manifest that cannot be trusted (forged, replayed, tampered,
-    downgraded) or read is not listed: it is reported (exit 1 for tampering) and the rest is."""
-    from . import copies, holds
+    """Committed snapshots (of DATASET, or of every dataset), oldest capture first, with their
+    capture time (when the data was read), legal holds and verified copies. A manifest that
+    cannot be trusted (forged, replayed, tampered, downgraded) or read is not listed: it is
+    reported (exit 1 for tampering) and the rest is."""
+    from . import copies, holds, timeline
     from . import verify as verifications
     from .catalog import scan, store_named
     from .trust import expect_for
@@ -465,8 +529,10 @@ def list_(ctx: Ctx, dataset: str | None, store_name: str | None) -> None:
         problems.extend(ledger_problems)
         record_problems: list[str] = []
         checked = verifications.by_snapshot(store, name, record_problems)
-        for manifest in listing.manifests:
+        for manifest in sorted(listing.manifests,
+                               key=lambda m: (timeline.capture_time(m), m.snapshot_id)):
             row = manifest.summary()
+            row["captured_at"] = timeline.capture_time(manifest).isoformat()
             active = held.get(manifest.snapshot_id, [])
             row["hold"] = holds.reasons(active)
             row["holds"] = [h.as_dict() for h in active]
@@ -489,16 +555,20 @@ def list_(ctx: Ctx, dataset: str | None, store_name: str | None) -> None:
         if not data:
             click.echo("no committed snapshots" + (" that can be trusted" if refused else ""))
         else:
+            # the ref is the value a user copies: never cut; other columns wrap or go first
             _table(
-                ["ref", "trigger", "finished", "items", "parts", "stored", "seconds", "copies",
+                ["ref", "trigger", "captured", "items", "parts", "stored", "seconds", "copies",
                  "hold", "verified", "drill", "encrypted"],
                 [[r["ref"], r["trigger"],
-                  r["finished_at"][:19], r["items"], r["parts"],
+                  r["captured_at"][:16].replace("T", " "), r["items"], r["parts"],
                   human_bytes(r["bytes_stored"]), r["duration_seconds"],
                   ", ".join(r["copies"]) or "—",
                   _hold_cell(r["holds"]), _verification_cell(r["last_verification"], True),
                   _verification_cell(r["last_drill"]), "yes" if r["encrypted"] else "no"]
                  for r in data],
+                whole=["ref", "captured"],
+                drop=["parts", "seconds", "encrypted", "trigger", "items", "copies", "drill",
+                      "verified", "stored", "hold", "captured"],
             )
         for refusal in refused:  # shown, but never as a snapshot
             click.echo(f"{refusal.dataset}@{refusal.snapshot_id} ({refusal.kind.upper()}): "
@@ -559,8 +629,11 @@ def show(ctx: Ctx, ref: str, store_name: str | None, allow_unsigned: bool) -> No
     ledger = holds.ledger(store, manifest.dataset, manifest.snapshot_id)
     problems.extend(ledger.problems)
     active = [h.as_dict() for h in ledger.active]
+    from . import timeline
+
     data = manifest.model_dump(mode="json") | {
         "ref": f"{manifest.dataset}@{manifest.snapshot_id}",
+        "captured_at": timeline.capture_time(manifest).isoformat(),
         "store_location": store.describe(),
         "hold": active[0] if active else None,
         "holds": active,
@@ -585,6 +658,7 @@ def show(ctx: Ctx, ref: str, store_name: str | None, allow_unsigned: bool) -> No
                 or src.get("cluster") or src.get("project"), src.get("prefix"),
                 src.get("region")) if v)),
             ("method", d["method"]),
+            ("captured", f"{d['captured_at']} (when the data was read)"),
             ("trigger", d["trigger"] + (f" (slot {d['slot']})" if d.get("slot") else "")),
             ("tier", d["tier"]),
             ("started", d["started_at"]),
@@ -732,6 +806,7 @@ def restore(ctx: Ctx, ref: str, target: str, overwrite: bool, store_name: str | 
 def prune(ctx: Ctx, datasets: tuple[str, ...], dry_run: bool, now_text: str | None) -> None:
     """Apply retention: keep/remove with reasons; the real run deletes manifests first, then
     parts, and parts left by crashed runs."""
+    from . import clock
     from .prune import prune as do_prune
     from .runtime import parse_now
 
@@ -740,15 +815,16 @@ def prune(ctx: Ctx, datasets: tuple[str, ...], dry_run: bool, now_text: str | No
     for name in names:
         policy.dataset(name)
     now = parse_now(now_text)
-    reports = [do_prune(policy, name, now, dry_run=dry_run) for name in names]
-    if not dry_run:
-        from . import audit
-        from .registry import store_for_dataset
+    with clock.simulated(now) if now_text else contextlib.nullcontext():
+        reports = [do_prune(policy, name, now, dry_run=dry_run) for name in names]
+        if not dry_run:
+            from . import audit
+            from .registry import store_for_dataset
 
-        for report in reports:
-            audit.write(store_for_dataset(policy, report.dataset), "prune",
-                        outcome="failed" if report.errors else "ok", dataset=report.dataset,
-                        detail={"removed": report.removed, "errors": report.errors})
+            for report in reports:
+                audit.write(store_for_dataset(policy, report.dataset), "prune",
+                            outcome="failed" if report.errors else "ok", dataset=report.dataset,
+                            detail={"removed": report.removed, "errors": report.errors})
     data = [r.as_dict() for r in reports]
 
     def render(rows: list[dict[str, Any]]) -> None:

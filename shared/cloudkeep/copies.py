@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import blobs, layout
+from . import clock as _clock
 from .codec import HashingReader
 from .errors import (
     CloudkeepError,
@@ -102,7 +103,7 @@ def copy_snapshot(
         "location": target.describe(),
         "parts": len(manifest.parts),
         "verified": True,
-        "verified_at": datetime.now(UTC).isoformat(),
+        "verified_at": _clock.now().isoformat(),
     }
     try:
         source.put(layout.copy_record_key(ds, sid, target_name),

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import __version__, checkpoint, layout, logctx
+from . import clock as _clock
 from .checkpoint import CheckpointError, Deadline, RunState, SegmentRecord
 from .codec import DEFAULT_LEVEL, ContentDigest, PartBuffer, PartStats, encrypt_part
 from .errors import CloudkeepError, ObjectExistsError, ObjectNotFoundError
@@ -156,7 +157,7 @@ def backup(
     source = source or open_source(spec.source)
     progress = progress or NullProgress()
     options = options or RunOptions()
-    started = datetime.now(UTC)
+    started = _clock.now()
     run_id = new_run_id()
     if snapshot_id is None and native_method(source):
         # An on-demand run continues the dataset's pending native job instead of starting one.
@@ -430,7 +431,7 @@ def commit(policy: Policy, store: Store, state: RunState, records: dict[int, Seg
         method=state.method,
         consistency=Consistency(**state.consistency),
         started_at=state.started,
-        finished_at=datetime.now(UTC),
+        finished_at=_clock.now(),
         segments=state.segments,
         parts=[PartEntry(**vars(p)) for p in parts],
         totals=Totals(

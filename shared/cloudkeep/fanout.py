@@ -11,6 +11,8 @@ Every step is idempotent, because queues deliver at least once:
 
 - manifest already there → nothing to do (``exists``);
 - segment already done → only try the commit (``already-done`` or ``committed``);
+- every segment done but another worker's create-only commit won the race →
+  ``committed-by-other`` (exactly one worker reports ``committed`` and runs what follows it);
 - segment leased by a live worker → drop the duplicate (``busy``): the lease holder finishes it,
   or, if it dies, its own delivery comes back and the next tick re-sends unfinished segments;
 - no plan and no manifest, or an abandoned plan → the snapshot was abandoned (``stale``).
@@ -55,7 +57,10 @@ log = logging.getLogger(__name__)
 
 ITEM_KIND = "cloudkeep.segment"
 
-Status = Literal["committed", "segment-done", "already-done", "exists", "busy", "requeued", "stale"]
+# committed: this worker's create-only manifest write won; committed-by-other: every segment was
+# done but another worker's commit won the race (nothing more to do here).
+Status = Literal["committed", "committed-by-other", "segment-done", "already-done", "exists",
+                 "busy", "requeued", "stale"]
 
 
 class WorkItemError(UsageError):
@@ -129,9 +134,12 @@ def run_work_item(
             raise WorkItemError(f"work item {item}: the snapshot has {state.segments} segments")
         if item.segment in checkpoint.done_segments(store, item.dataset, item.snapshot_id):
             manifest = try_commit(policy, store, state, run_id)  # its committer may have died
-            if manifest is not None:
-                _after_commit(policy, store, state, manifest)
-            return WorkOutcome(item, "committed" if manifest else "already-done", manifest)
+            if manifest is None:
+                return WorkOutcome(item, "already-done")
+            if manifest.run_id != run_id:
+                return WorkOutcome(item, "committed-by-other", manifest)
+            _after_commit(policy, store, state, manifest)
+            return WorkOutcome(item, "committed", manifest)
         source = source or open_source(spec.source)
         from .keys import keyring_for
 
@@ -158,27 +166,30 @@ def run_work_item(
                                      "to hand the rest to")
             queue.send([item.to_dict()])
             return WorkOutcome(item, "requeued", checkpoint_seconds=timings)
-        if manifest is not None:
-            _after_commit(policy, store, state, manifest)
-        return WorkOutcome(item, "committed" if manifest else "segment-done", manifest, timings)
+        if manifest is None:
+            return WorkOutcome(item, "segment-done", None, timings)
+        if manifest.run_id != run_id:  # lost the commit race: the winner does what follows
+            return WorkOutcome(item, "committed-by-other", manifest, timings)
+        _after_commit(policy, store, state, manifest)
+        return WorkOutcome(item, "committed", manifest, timings)
 
 
 def _after_commit(policy: Policy, store: Store, state: RunState, manifest: Manifest) -> None:
     """What follows a committed snapshot (copies; retention after a scheduled one), done by the
     worker that committed it."""
-    from datetime import UTC, datetime
-
+    from . import clock as _clock
     from .engine import RunResult
     from .runtime import after_backup
 
     result = RunResult(state.dataset, "committed", state.snapshot_id, manifest)
     after_backup(policy, result, store,
-                 prune_at=datetime.now(UTC) if state.trigger == "schedule" else None)
+                 prune_at=_clock.now() if state.trigger == "schedule" else None)
 
 
 def try_commit(policy: Policy, store: Store, state: RunState, run_id: str) -> Manifest | None:
     """Commit the snapshot if every segment is done (None if some are not). Safe to call from
-    many workers at once: the manifest is create-only."""
+    many workers at once: the manifest is create-only, and the committed manifest is returned to
+    every caller — its ``run_id`` is the caller's own only for the one whose write won."""
     done = checkpoint.done_segments(store, state.dataset, state.snapshot_id)
     if len(done) < state.segments:
         return None

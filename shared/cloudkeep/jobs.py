@@ -30,10 +30,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import __version__, layout, sequences
+from . import clock as _clock
 from .errors import CloudkeepError, ObjectExistsError, ObjectNotFoundError
 from .lock import FencedStore, Lease, unwrap
 from .manifest import Codec, Consistency, ContentDigestEntry, Manifest, Totals
@@ -119,7 +120,7 @@ def pending_jobs(store: Store, dataset: str) -> list[dict[str, Any]]:
 def _write(store: Store, record: dict[str, Any], *, after: int) -> int:
     """Append ``record`` as entry ``after + 1`` of the job's sequence, create-only (the number
     taken: another invocation advanced the job meanwhile → ``ObjectExistsError``)."""
-    record["updated_at"] = datetime.now(UTC).isoformat()
+    record["updated_at"] = _clock.now().isoformat()
     from .redaction import redact
 
     body = redact(json.dumps(record, indent=2, sort_keys=True, default=str)).encode()  # no secrets
@@ -174,7 +175,7 @@ def _step(
     seq, record = entry if entry is not None else (-1, None)
     method = source.native_method() or "native"
     if record is None or record.get("state") == "failed":
-        now = datetime.now(UTC)
+        now = _clock.now()
         ctx = JobContext(dataset, snapshot_id, unwrap(store), now)
         job = source.start_job(ctx)
         attempt = int(record.get("attempt", 0)) + 1 if record else 1
@@ -203,7 +204,7 @@ def _step(
     poll = source.poll_job(ctx, job)
     record["job"] = poll.job
     record["polls"] = int(record.get("polls", 0)) + 1
-    record["last_polled_at"] = datetime.now(UTC).isoformat()
+    record["last_polled_at"] = _clock.now().isoformat()
     if poll.state == "running":
         record["state"] = "polling"
         if poll.message:
@@ -265,7 +266,7 @@ def _finish(policy: Policy, dataset: str, store: Store, source: NativeJobSource,
         method=method,
         consistency=consistency,
         started_at=ctx.started_at,
-        finished_at=datetime.now(UTC),
+        finished_at=_clock.now(),
         segments=max(1, len({p.segment for p in parts})),
         parts=parts,
         totals=Totals(

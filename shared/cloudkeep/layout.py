@@ -21,6 +21,12 @@ Keys are relative to the store's root (a store applies its own ``prefix``)::
     <dataset>/jobs/<snapshot_id>/<seq>.json              native jobs (export, backup, RDS snapshot)
     <dataset>/lock/<generation>.json                     the dataset's lock, a generation sequence
     <dataset>/alerts/state/<seq>.json                    open alerts (the watchdog's memory)
+    <dataset>/runs/<yyyy>/<mm>/<dd>/<capture time>-<snapshot_id>.json
+                                                         run index: one per committed snapshot,
+                                                         create-only, kept when it is pruned
+    <dataset>/verify-slots/<level>/<slot>.json           a scheduled drill/sample slot claimed
+    <dataset>/verify-slots/<level>/<slot>.outcome.json   ... and what it found (both create-only,
+                                                         kept when the snapshot is pruned)
     _audit/<yyyy>/<mm>/<dd>/<timestamp>-<event>.json      audit log, create-only
     _audit/policy/<seq>.json                             digest of the last policy the tick saw
     <dataset>/blobs/<sha256[:2]>/<sha256>               S3 source: object content, by its sha256
@@ -348,6 +354,56 @@ def alert_states_prefix(dataset: str) -> str:
     """Open alerts of a dataset: an append-only sequence (``sequence_key``), one entry per tick
     that changed them; newest is current (the alerts themselves are audited)."""
     return f"{dataset}/alerts/state/"
+
+
+def runs_prefix(dataset: str) -> str:
+    """The run index of ``dataset``: one entry per committed snapshot, never pruned."""
+    return f"{dataset}/runs/"
+
+
+def runs_day_prefix(dataset: str, day: datetime) -> str:
+    return f"{runs_prefix(dataset)}{day.astimezone(UTC):%Y/%m/%d}/"
+
+
+def run_index_key(dataset: str, captured_at: datetime, snapshot_id: str) -> str:
+    """The run-index entry of a committed snapshot, named by its capture time (to the second)
+    and id, so a listing alone gives the run history in capture order."""
+    at = captured_at.astimezone(UTC)
+    return f"{runs_day_prefix(dataset, at)}{format_time(at)}-{snapshot_id}.json"
+
+
+_RUN_INDEX_RE = re.compile(r"^\d{4}/\d{2}/\d{2}/(\d{8}T\d{6}Z)-(\d{8}T\d{6}Z-[0-9a-z]{4,32})\.json$")
+
+
+def parse_run_index_key(dataset: str, key: str) -> tuple[datetime, str] | None:
+    """(capture time, snapshot id) if ``key`` is a run-index entry of ``dataset``, else None."""
+    head = runs_prefix(dataset)
+    if not key.startswith(head):
+        return None
+    match = _RUN_INDEX_RE.match(key[len(head):])
+    if not match:
+        return None
+    at = datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    return at, match.group(2)
+
+
+VERIFY_LEVELS = ("integrity", "sample", "drill")
+
+
+def verify_slots_prefix(dataset: str, level: str) -> str:
+    return f"{dataset}/verify-slots/{level}/"
+
+
+def verify_slot_key(dataset: str, level: str, slot: datetime) -> str:
+    """The claim of one scheduled verification slot (create-only: one run per slot)."""
+    if level not in VERIFY_LEVELS:
+        raise ValueError(f"unknown verification level {level!r}")
+    return f"{verify_slots_prefix(dataset, level)}{format_time(slot)}.json"
+
+
+def verify_slot_outcome_key(dataset: str, level: str, slot: datetime) -> str:
+    """What the verification of a claimed slot found (create-only)."""
+    return verify_slot_key(dataset, level, slot)[: -len(".json")] + ".outcome.json"
 
 
 AUDIT_PREFIX = "_audit/"

@@ -630,7 +630,9 @@ class FirestoreSourceSpec(Model):
     rewrite_references: StrictBool = False
     method: Literal["scan", "export"] = Field(
         default="scan",
-        description="export: Firestore's managed export into the dataset's Cloud Storage store",
+        description="export: Firestore's managed export (the Admin API's ExportDocuments) into "
+        "the dataset's Cloud Storage store; the Firestore emulator has no Admin API, so export "
+        "runs only against real Firestore",
     )
     region: str | None = Field(default=None, description="the database's location (for residency)")
 

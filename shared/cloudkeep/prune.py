@@ -91,18 +91,22 @@ class PruneReport:
 def snapshot_infos(store: Store, dataset: str, listing: Listing | None = None,
                    problems: list[str] | None = None) -> list[SnapshotInfo]:
     """What retention needs to know of each trusted snapshot (``listing``, else every snapshot
-    with a manifest). An unreadable hold record keeps its snapshot, an unreadable verification
-    counts as not verified; both are added to ``problems``. Raises only when the store cannot be
-    read."""
-    from .runtime import snapshot_time
+    with a manifest). A snapshot's time is its capture time (``timeline.py``). An unreadable
+    hold record keeps its snapshot, an unreadable verification counts as not verified; both are
+    added to ``problems``. Raises only when the store cannot be read."""
+    from . import timeline
 
     held = holds.all_for(store, dataset, problems)
     ids = listing.ids if listing is not None else snapshot_ids(store, dataset)
     out = []
-    for sid in ids:
+    captured = (
+        [timeline.Captured(m.snapshot_id, timeline.remember(store, m)) for m in listing.manifests]
+        if listing is not None else timeline.committed(store, dataset, ids=ids))
+    for entry in sorted(captured, key=lambda c: (c.captured_at, c.snapshot_id)):
+        sid = entry.snapshot_id
         out.append(SnapshotInfo(
             id=sid,
-            time=snapshot_time(sid),
+            time=entry.captured_at,
             verified=_latest_verification_ok(store, dataset, sid, problems),
             hold=holds.reasons(held.get(sid, [])),
             copies=len(copies.verified_stores(store, dataset, sid)),
@@ -196,6 +200,7 @@ def _prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool, store:
     natives = _NativeResources(policy, dataset, source)
     refused = {r.snapshot_id for r in listing.refused}
     pending: set[str] | None = None
+    _index_runs(store, dataset, decision.remove)
     try:
         prune_id = holds.new_prune_id()
         for sid in list(decision.remove):
@@ -784,3 +789,20 @@ def _delete(store: Store, keys: list[str], report: PruneReport, what: str) -> bo
     except CloudkeepError as exc:
         report.errors.append(f"leftovers of {what}: {exc}")
     return False
+
+
+def _index_runs(store: Store, dataset: str, snapshot_ids_: list[str]) -> None:
+    """Make sure every snapshot about to be removed is in the run index (``runs.py``: a snapshot
+    of an earlier release, or of a run that stopped right after its commit), so the run history
+    outlives it. Best effort: the index is create-only and a miss only costs report accuracy."""
+    from . import runs
+
+    if not snapshot_ids_:
+        return
+    try:
+        indexed = runs.indexed(store, dataset)
+        for sid in snapshot_ids_:
+            if sid not in indexed:
+                runs.record(store, load_manifest(store, dataset, sid))
+    except CloudkeepError as exc:
+        log.warning("dataset %s: could not complete the run index before pruning: %s", dataset, exc)

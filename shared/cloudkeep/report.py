@@ -17,12 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import __version__, holds, layout
+from . import __version__, holds, layout, runs, timeline
 from .catalog import scan
 from .errors import CloudkeepError, ObjectNotFoundError
 from .policy import Policy, format_duration
 from .registry import open_store
-from .runtime import snapshot_time
 from .stores import Store
 from .trust import expect_for
 
@@ -82,15 +81,19 @@ def dataset_report(policy: Policy, name: str, now: datetime, store: Store | None
     latest_check: dict[str, dict[str, Any]] = {}
     for record in verifications:  # oldest first: the last one wins
         latest_check[str(record.get("snapshot_id"))] = record
-    # A snapshot sits on the timeline at the time in its id: its schedule slot (or the start of
-    # an on-demand run), as retention and the schedule see it.
-    ordered = sorted(manifests, key=lambda m: (snapshot_time(m.snapshot_id), m.snapshot_id))
+    # A snapshot sits on the timeline at its capture time (timeline.py), as retention, plan and
+    # the watchdog see it; it counts at ``now`` when its id's time (its slot) is not after it.
+    for m in manifests:
+        timeline.remember(store, m)
+    ordered = sorted(manifests, key=lambda m: (timeline.capture_time(m), m.snapshot_id))
     snapshots = []
     for m in ordered:
         check = latest_check.get(m.snapshot_id)
         snapshots.append({
             "snapshot_id": m.snapshot_id,
-            "time": snapshot_time(m.snapshot_id).isoformat(),
+            "time": timeline.capture_time(m).isoformat(),
+            "captured_at": timeline.capture_time(m).isoformat(),
+            "slot": m.slot.isoformat() if m.slot else None,
             "started_at": m.started_at.isoformat(),
             "finished_at": m.finished_at.isoformat(),
             "trigger": m.trigger,
@@ -100,19 +103,36 @@ def dataset_report(policy: Policy, name: str, now: datetime, store: Store | None
             "hold": holds.reasons(held.get(m.snapshot_id, [])),
             "holds": [h.as_dict() for h in held.get(m.snapshot_id, [])],
         })
-    past = [m for m in ordered if snapshot_time(m.snapshot_id) <= now]
+    past = [m for m in ordered if timeline.id_time(m.snapshot_id) <= now]
     newest = past[-1] if past else None
-    age = None
-    if newest is not None:  # the data's age, as `plan` counts it (the slot's, when --now is earlier)
-        read_at = newest.started_at if newest.started_at <= now else snapshot_time(newest.snapshot_id)
-        age = now - read_at
+    # the data's age, as `plan`, the watchdog and its metrics count it
+    age = timeline.age(timeline.capture_time(newest), now) if newest is not None else None
     rpo_met = age is not None and age <= tier.rpo
     last_verification = verifications[-1] if verifications else None
     drills = [v for v in verifications if v.get("level") == "drill"]
     last_drill = drills[-1] if drills else None
+    # Scheduled verifications are remembered after their snapshot is pruned (verify_slots.py).
+    try:
+        remembered = _remembered_verifications(store, name, now)
+    except CloudkeepError as exc:
+        log.warning("dataset %s: cannot read the scheduled verification slots: %s", name, exc)
+        remembered = {}
+    for level, record in remembered.items():
+        if last_verification is None or str(record["at"]) > str(last_verification["at"]):
+            last_verification = record
+        if level == "drill" and (last_drill is None or str(record["at"]) > str(last_drill["at"])):
+            last_drill = record
+    try:
+        # what ran, not what retention left: a pruned gap is no outage (runs.py)
+        history = runs.history(store, name, as_of=now, committed=[
+            timeline.Captured(m.snapshot_id, timeline.capture_time(m)) for m in manifests])
+    except CloudkeepError as exc:
+        out.update(error=str(exc), exit_code=exc.exit_code, status="error")
+        return out
     out.update(
         newest_snapshot=newest.snapshot_id if newest else None,
         newest_started_at=newest.started_at.isoformat() if newest else None,
+        newest_captured_at=timeline.capture_time(newest).isoformat() if newest else None,
         age_seconds=int(age.total_seconds()) if age is not None else None,
         rpo_met=rpo_met,
         snapshot_count=len(manifests),
@@ -132,7 +152,8 @@ def dataset_report(policy: Policy, name: str, now: datetime, store: Store | None
         alerts_open=alerts,
         snapshots=snapshots,
         verifications=verifications,
-        rpo_breaches=rpo_breaches([snapshot_time(m.snapshot_id) for m in past], tier.rpo, now),
+        runs=len(history),
+        rpo_breaches=rpo_breaches([r.captured_at for r in history], tier.rpo, now),
     )
     out["status"], out["attention"] = _status(out)
     return out
@@ -148,7 +169,9 @@ def _tier_rto(tier: Any) -> timedelta | None:
 
 
 def rpo_breaches(times: list[datetime], rpo: timedelta, now: datetime) -> list[dict[str, Any]]:
-    """The spans in which the newest snapshot was older than the RPO (``to`` None: still open).
+    """The spans in which the newest snapshot was older than the RPO (``to`` None: still open),
+    from the capture ``times`` of every successful run (the run history, not the snapshots
+    retention kept).
 
     Before the first snapshot there is nothing to be late against, so no breach is counted there.
     """
@@ -195,6 +218,30 @@ def read_verifications(store: Store, dataset: str) -> list[dict[str, Any]]:
         records = [r for r in pool.map(load, keys) if r is not None]
     records.sort(key=lambda r: str(r["at"]))
     return records
+
+
+def _remembered_verifications(store: Store, dataset: str, now: datetime) -> dict[str, dict[str, Any]]:
+    """The newest recorded outcome of each scheduled level (``verify_slots.py``), as of ``now``,
+    in the form of :func:`read_verifications`."""
+    from . import verify_slots
+
+    out: dict[str, dict[str, Any]] = {}
+    for level in ("drill", "sample"):
+        data = verify_slots.latest_outcome(store, dataset, level)
+        at = (data or {}).get("finished_at") or (data or {}).get("started_at")
+        if data is None or not at or _time(str(at)) > now:
+            continue
+        problems = data.get("problems") or []
+        out[level] = {
+            "snapshot_id": data.get("snapshot_id"),
+            "level": level,
+            "ok": bool(data.get("ok")),
+            "at": at,
+            "problems": len(problems) if isinstance(problems, list) else int(bool(problems)),
+            "restore_seconds": data.get("restore_seconds"),
+            "rto_met": data.get("rto_met"),
+        }
+    return out
 
 
 def _time(text: str) -> datetime:

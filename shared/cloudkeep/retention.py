@@ -63,7 +63,7 @@ class Rules:
 @dataclass(frozen=True)
 class SnapshotInfo:
     id: str
-    time: datetime  # aware; the slot of a scheduled snapshot, the start of an on-demand one
+    time: datetime  # aware; the capture time (cloudkeep.timeline.capture_time)
     verified: bool = False  # passed its latest verification
     hold: str | None = None  # legal hold reason
     copies: int = 0  # verified copies in other stores

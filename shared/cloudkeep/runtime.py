@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import checkpoint, logctx
+from . import checkpoint, clock, logctx, timeline
 from .alerts import Notifier
 from .catalog import latest
 from .engine import RunOptions, RunResult, backup
@@ -34,9 +34,10 @@ log = logging.getLogger(__name__)
 
 
 def parse_now(text: str | None) -> datetime:
-    """``--now`` as an aware UTC datetime (a time without offset is taken as UTC)."""
+    """``--now`` as an aware UTC datetime (a time without offset is taken as UTC); without it,
+    the current time of :mod:`cloudkeep.clock`."""
     if not text:
-        return datetime.now(UTC)
+        return clock.now()
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError:
@@ -47,8 +48,10 @@ def parse_now(text: str | None) -> datetime:
 
 
 def snapshot_time(snapshot_id: str) -> datetime:
-    """The time in a snapshot id: the slot of a scheduled run, the start of an on-demand one."""
-    return datetime.strptime(snapshot_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    """The time in a snapshot id: the slot of a scheduled run, the start of an on-demand one
+    (what a snapshot is *named* by; its age and place on the timeline come from its capture
+    time, :mod:`cloudkeep.timeline`)."""
+    return timeline.id_time(snapshot_id)
 
 
 @dataclass
@@ -61,6 +64,7 @@ class DatasetPlan:
     stagger: timedelta
     latest_snapshot: str | None
     latest_started_at: datetime | None
+    latest_captured_at: datetime | None
     age: timedelta | None
     rpo: timedelta
     rpo_met: bool
@@ -84,6 +88,8 @@ class DatasetPlan:
             "stagger_seconds": int(self.stagger.total_seconds()),
             "latest_snapshot": self.latest_snapshot,
             "latest_started_at": self.latest_started_at.isoformat() if self.latest_started_at else None,
+            "latest_captured_at": (self.latest_captured_at.isoformat()
+                                   if self.latest_captured_at else None),
             "age_seconds": int(self.age.total_seconds()) if self.age is not None else None,
             "rpo_seconds": int(self.rpo.total_seconds()),
             "rpo_met": self.rpo_met,
@@ -106,21 +112,27 @@ def dataset_plan(policy: Policy, name: str, now: datetime, store: Store | None =
     store = store or open_store(policy.stores[spec.store])
     schedule = Schedule.parse(tier.schedule, policy.timezone)
     window = Window.parse(tier.window) if tier.window else None
-    newest = _newest_trusted(policy, name, store, now)
-    latest_id = newest.snapshot_id if newest is not None else None
-    latest_started = newest.started_at if newest is not None else None
+    # The trusted snapshots that count at ``now``; the newest is the one captured last
+    # (timeline.py; catalog.latest orders by capture time and skips untrusted manifests).
+    newest_manifest = _newest_trusted(policy, name, store, now, by_capture=True)
+    latest_started = newest_manifest.started_at if newest_manifest is not None else None
+    newest = (timeline.Captured(newest_manifest.snapshot_id, timeline.remember(store, newest_manifest))
+              if newest_manifest is not None else None)
+    # due-ness goes by the names (slots) of the trusted snapshots, freshness by capture time
+    by_name = _newest_trusted(policy, name, store, now)
+    captured = [timeline.Captured(m.snapshot_id, timeline.capture_time(m))
+                for m in (by_name, newest_manifest) if m is not None]
     state = due_state(
         schedule,
         dataset=name,
         now=now,
-        latest=snapshot_time(latest_id) if latest_id else None,
+        # a slot is done once a snapshot named for it (or a later one) is committed: due-ness
+        # goes by the names (slots), freshness below by the capture time
+        latest=max((c.id_time for c in captured), default=None),
         window=window,
         offset=spec.offset,
     )
-    # A snapshot's data is at least as fresh as its start — and as its id's time (the slot of a
-    # scheduled run, which a real start never precedes; under a replayed --now clock the start
-    # may be behind it, and the slot is the time the run stands for).
-    age = now - max(latest_started, snapshot_time(latest_id)) if latest_started and latest_id else None
+    age = timeline.age(newest.captured_at, now) if newest is not None else None
     return DatasetPlan(
         dataset=name,
         tier=spec.tier,
@@ -128,8 +140,9 @@ def dataset_plan(policy: Policy, name: str, now: datetime, store: Store | None =
         schedule=tier.schedule,
         window=tier.window,
         stagger=state.stagger,
-        latest_snapshot=latest_id,
+        latest_snapshot=newest.snapshot_id if newest else None,
         latest_started_at=latest_started,
+        latest_captured_at=newest.captured_at if newest else None,
         age=age,
         rpo=tier.rpo,
         rpo_met=age is not None and age <= tier.rpo,
@@ -142,17 +155,20 @@ def dataset_plan(policy: Policy, name: str, now: datetime, store: Store | None =
     )
 
 
-def _newest_trusted(policy: Policy, name: str, store: Store, now: datetime) -> Manifest | None:
-    """The newest snapshot of ``name`` at ``now`` whose manifest passes every check of
-    ``cloudkeep.trust`` (a forged or replayed one is skipped with a warning, never counted)."""
+def _newest_trusted(policy: Policy, name: str, store: Store, now: datetime, *,
+                    by_capture: bool = False) -> Manifest | None:
+    """The newest snapshot of ``name`` at ``now`` (by id, or by capture time) whose manifest
+    passes every check of ``cloudkeep.trust`` (a forged or replayed one is skipped with a
+    warning, never counted)."""
     from .trust import expect_for
 
-    return latest(store, name, expect=expect_for(policy, name), not_after=now)
+    return latest(store, name, expect=expect_for(policy, name), not_after=now,
+                  by_capture=by_capture)
 
 
 def plan(policy: Policy, now: datetime, *, datasets: list[str] | None = None,
          store_for: Callable[[str], Store] | None = None) -> list[DatasetPlan]:
-    from . import alerts
+    from . import alerts, verify_slots
     from .verify import brief, latest_records
 
     names = datasets or sorted(policy.datasets)
@@ -161,6 +177,13 @@ def plan(policy: Policy, now: datetime, *, datasets: list[str] | None = None,
         store = store_for(name) if store_for else open_store(policy.stores[policy.dataset(name).store])
         state = dataset_plan(policy, name, now, store)
         newest = latest_records(store, name)
+        for level in ("drill", "sample"):
+            # a scheduled verification is remembered after its snapshot (and record) is pruned
+            outcome = verify_slots.latest_outcome(store, name, level)
+            known = newest.get(level)
+            if outcome is not None and (known is None or str(outcome.get("started_at"))
+                                        > str(known.get("started_at"))):
+                newest[level] = outcome
         if newest:
             last = max(newest.values(), key=lambda r: str(r.get("started_at")))
             state.last_verification = brief(last)
@@ -174,6 +197,9 @@ def plan(policy: Policy, now: datetime, *, datasets: list[str] | None = None,
 
 @dataclass
 class TickResult:
+    """Everything one tick did: backups (with their copies and prunes), scheduled drills and
+    samples, the watchdog's freshness per dataset, and the alerts and recoveries it sent."""
+
     run_id: str
     now: datetime
     results: list[RunResult] = field(default_factory=list)
@@ -201,17 +227,29 @@ class TickResult:
         return not self.failed and not self.copy_failures
 
     def as_dict(self) -> dict[str, Any]:
+        """The reply of a tick (``run --due --format json``, the functions): ``datasets`` (every
+        dataset's outcome, not-due ones included), and what the tick did — ``backups``,
+        ``copies``, ``drills``, ``samples`` (all scheduled ones also in ``verifications``),
+        ``prunes`` and ``alerts`` — plus the watchdog's ``freshness``."""
+        backups = [r.as_dict() for r in self.results]
+        # retention runs after every snapshot a tick commits (after_backup)
+        prunes = [{"dataset": r.dataset, "after": r.snapshot_id, "removed": r.pruned}
+                  for r in self.results if r.status == "committed"]
         return {
             "run_id": self.run_id,
             "now": self.now.isoformat(),
             "ok": self.ok,
-            "datasets": [r.as_dict() for r in self.results]
-            + [{"dataset": n, "status": "not-due"} for n in self.not_due],
-            "freshness": self.freshness,
+            "datasets": backups + [{"dataset": n, "status": "not-due"} for n in self.not_due],
+            "backups": backups,
+            "copies": copies,
+            "drills": [v for v in self.verifications if v.get("level") == "drill"],
+            "samples": [v for v in self.verifications if v.get("level") == "sample"],
             "verifications": self.verifications,
+            "prunes": prunes,
             "alerts": self.alerts,
             "copies": self.copies,
             "copy_failed": self.copy_failures,
+            "freshness": self.freshness,
         }
 
 
@@ -234,10 +272,11 @@ def tick(
     Then, per dataset: the drills and samples its tier schedules (once per slot), the freshness
     watchdog (age of the newest committed snapshot against the RPO), metrics, alerts (raised once,
     cleared by one recovery) and audit records. A policy that differs from the one last seen is
-    audited as a ``policy_change``."""
+    audited as a ``policy_change``. Recorded times come from :mod:`cloudkeep.clock` (a replay
+    installs a simulated clock there); ``now`` defaults to it."""
     from .alerts import channels_for, secret_values
 
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     result = TickResult(run_id=secrets.token_hex(8), now=now)
     notifier = notifier or Notifier(channels_for(policy), secret_values(policy))
     names = datasets or sorted(policy.datasets)
@@ -304,8 +343,8 @@ def _watch(policy: Policy, name: str, now: datetime, outcome: RunResult | None, 
                 elif outcome.status == "committed":
                     observed["backup_failed"] = None
             observed |= _copy_duty(policy, name, outcome, store, result)
-            for report in _due_verifications(policy, name, now, store, source_for):
-                record_and_audit(store, report)
+            for report in _due_verifications(policy, name, now, store, source_for,
+                                             run_id=result.run_id):
                 emit(verification_metrics(report))
                 result.verifications.append(report.as_dict())
                 observed["verification_failed"] = None if report.ok else (
@@ -317,7 +356,9 @@ def _watch(policy: Policy, name: str, now: datetime, outcome: RunResult | None, 
             result.freshness.append({"dataset": name, "tier": state.tier, "age_seconds": age,
                                      "rpo_seconds": int(state.rpo.total_seconds()),
                                      "rpo_met": state.rpo_met,
-                                     "latest_snapshot": state.latest_snapshot})
+                                     "latest_snapshot": state.latest_snapshot,
+                                     "latest_captured_at": (state.latest_captured_at.isoformat()
+                                                            if state.latest_captured_at else None)})
             emit(freshness_metrics(name, state.tier, age, breached))
             if breached:
                 observed["rpo_breach"] = (
@@ -364,37 +405,63 @@ def _age_text(seconds: float | None) -> str:
 
 
 def _due_verifications(policy: Policy, name: str, now: datetime, store: Store,
-                       source_for: Callable[[str], Source] | None) -> list[Any]:
-    """Run the drill and sample the tier schedules, if a slot of theirs has passed since the last
-    one of that level (any trigger counts: a manual drill after the slot satisfies it)."""
-    from .verify import latest_records, run_level
+                       source_for: Callable[[str], Source] | None = None, *,
+                       run_id: str = "") -> list[Any]:
+    """Run the drill and the sample the dataset's tier schedules whose current slot (the latest
+    at or before ``now``) has not run yet: at most one drill per drill slot and one sample per
+    sample slot, whatever the copies, retention or pruning of the verified snapshot.
+
+    Each slot is claimed first with a create-only record that prune never deletes
+    (:mod:`cloudkeep.verify_slots`); a tick that finds the claim taken skips the slot. A
+    verification run by hand after the slot (or a scheduled one recorded by an earlier release)
+    counts for it: the claim then notes it and nothing runs. The newest snapshot (by capture
+    time) is verified; the reports are recorded under ``verifications/``, audited, and their
+    outcomes added to the slot records. Returns the reports of what ran. Needs nothing of the
+    tick: it can run on its own (e.g. in a restore-role function)."""
+    from . import verify_slots
+    from .verify import Problem, VerifyReport, latest_records, run_level
 
     spec = policy.dataset(name)
     tier = policy.tiers[spec.tier]
     if tier.verify is None:
         return []
-    plans = [("drill", tier.verify.drill), ("sample", tier.verify.sample)]
-    plans = [(level, expr) for level, expr in plans if expr]
+    plans = [(level, expr) for level, expr in (("drill", tier.verify.drill),
+                                                ("sample", tier.verify.sample)) if expr]
     if not plans:
         return []
     newest = _newest_trusted(policy, name, store, now)
     if newest is None:
         return []
-    last = latest_records(store, name)
+    run_id = run_id or secrets.token_hex(8)
+    last: dict[str, dict[str, Any]] | None = None
     reports = []
     for level, expr in plans:
         assert expr is not None
         slot = Schedule.parse(expr, policy.timezone).previous(now)
+        if verify_slots.claimed(store, name, level, slot):
+            continue  # this slot ran (or runs now in another invocation)
+        if last is None:
+            last = latest_records(store, name)
         previous = last.get(level)
+        satisfied: dict[str, Any] | None = None
         if previous is not None:
-            if previous.get("slot") == slot.isoformat():
-                continue  # this slot's verification has run
             try:
-                if (previous.get("trigger") != "schedule"
+                if previous.get("slot") == slot.isoformat() or (
+                        previous.get("trigger") != "schedule"
                         and datetime.fromisoformat(str(previous.get("started_at"))) >= slot):
-                    continue  # run by hand since the slot: that one counts
+                    satisfied = {k: previous.get(k) for k in ("snapshot_id", "trigger",
+                                                              "started_at", "ok")}
             except ValueError:
                 pass
+        try:
+            mine = verify_slots.claim(store, name, level, slot, snapshot_id=newest.snapshot_id,
+                                      run_id=run_id, satisfied_by=satisfied)
+        except CloudkeepError as exc:
+            log.error("dataset %s: cannot claim the %s slot %s (not run): %s", name, level,
+                      slot.isoformat(), exc)
+            continue
+        if not mine or satisfied is not None:
+            continue
         manifest = newest
         log.info("dataset %s: scheduled %s of %s (slot %s)", name, level, manifest.snapshot_id,
                  slot.isoformat())
@@ -403,12 +470,12 @@ def _due_verifications(policy: Policy, name: str, now: datetime, store: Store,
                                sample_items=tier.verify.sample_items,
                                source=source_for(name) if source_for else None, trigger="schedule")
         except CloudkeepError as exc:
-            from .verify import Problem, VerifyReport
-
-            report = VerifyReport(name, manifest.snapshot_id, level, now, trigger="schedule",
+            report = VerifyReport(name, manifest.snapshot_id, level, clock.now(), trigger="schedule",
                                   tier=spec.tier, problems=[Problem(None, level, str(exc))])
-            report.finished_at = datetime.now(UTC)
+            report.finished_at = clock.now()
         report.slot = slot
+        key = record_and_audit(store, report)
+        verify_slots.record_outcome(store, report, slot, key)
         reports.append(report)
     return reports
 
@@ -436,16 +503,19 @@ def audit_backup(policy: Policy, result: RunResult, store: Store | None = None,
 
 def after_backup(policy: Policy, result: RunResult, store: Store | None = None, *,
                  prune_at: datetime | None = None) -> None:
-    """What follows a committed snapshot: copies to the dataset's further stores (this one, and
-    any earlier snapshot whose copy failed or was interrupted), and — on a scheduled tick —
-    retention. Problems are logged and recorded on the result, never raised: the snapshot
-    itself is committed (a failed copy is ``result.copy_failures``)."""
+    """What follows a committed snapshot: its run-index entry (:mod:`cloudkeep.runs`), copies to
+    the dataset's further stores (this one, and any earlier snapshot whose copy failed or was
+    interrupted), and — on a scheduled tick — retention. Problems are logged and recorded on the
+    result, never raised: the snapshot itself is committed (a failed copy is
+    ``result.copy_failures``)."""
     if result.status not in ("committed", "exists") or result.manifest is None:
         return
-    from . import copies
+    from . import copies, runs
     from .prune import prune
 
     store = store or open_store(policy.stores[policy.dataset(result.dataset).store])
+    if result.status == "committed":
+        runs.record(store, result.manifest)
     try:
         result.copies = copies.catch_up(policy, store, result.dataset)
     except CloudkeepError as exc:

@@ -67,10 +67,11 @@ def discover_aws(env: dict[str, str], region: str | None = None) -> CloudResult:
     result = CloudResult("aws", True, f"DynamoDB tables in {region}")
     try:
         import boto3
-        from botocore.config import Config
 
-        client = boto3.client("dynamodb", region_name=region, config=Config(
-            connect_timeout=5, read_timeout=15, retries={"max_attempts": 2}))
+        from .awsconfig import client_config
+
+        client = boto3.client("dynamodb", region_name=region,
+                              config=client_config(read_timeout=15))
         for page in client.get_paginator("list_tables").paginate():
             for table in page.get("TableNames", []):
                 result.proposals.append(Proposal(

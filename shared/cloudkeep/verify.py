@@ -28,12 +28,13 @@ import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import zstandard
 
 from . import __version__, chain, layout
+from . import clock as _clock
 from .codec import (
     ContentDigest,
     DecryptionError,
@@ -196,7 +197,7 @@ def verify_integrity(store: Store, manifest: Manifest, *, workers: int = 8,
     KeyUnavailableError (nothing can be checked without it). With ``expect`` (and a keyring),
     a manifest that lacks the encryption or tag the policy requires is a problem too."""
     report = VerifyReport(manifest.dataset, manifest.snapshot_id, "integrity",
-                          datetime.now(UTC))
+                          _clock.now())
     checker = _line_checker(str(manifest.source.get("type", "")))
     bar = progress or NullProgress()
     data_key: bytes | None = None
@@ -271,7 +272,7 @@ def verify_integrity(store: Store, manifest: Manifest, *, workers: int = 8,
             report.problems.append(Problem(None, "content digest", "the digest of the items read differs from the manifest's"))
     else:
         report.problems.append(Problem(None, "content digest", "not checked: some parts could not be read in full"))
-    report.finished_at = datetime.now(UTC)
+    report.finished_at = _clock.now()
     return report
 
 
@@ -373,11 +374,11 @@ def drill(policy: Policy, manifest: Manifest, **options: Any) -> VerifyReport:
     if run is None or manifest.source.get("type") != source.kind:
         raise UsageError(f"--level drill is available for rds datasets; {manifest.dataset!r} is "
                          f"{manifest.source.get('type')}")
-    report = VerifyReport(manifest.dataset, manifest.snapshot_id, "drill", datetime.now(UTC))
+    report = VerifyReport(manifest.dataset, manifest.snapshot_id, "drill", _clock.now())
     outcome = run(manifest, **options)
     report.details = outcome
     report.problems = [Problem(None, "drill", p) for p in outcome.get("problems", [])]
-    report.finished_at = datetime.now(UTC)
+    report.finished_at = _clock.now()
     return report
 
 
@@ -425,13 +426,13 @@ def verify_drill(policy: Any, store: Store, manifest: Manifest, *, source: Any =
     from .restore import restore
 
     tier_name, tier = _tier_of(policy, manifest.dataset)
-    report = VerifyReport(manifest.dataset, manifest.snapshot_id, "drill", datetime.now(UTC),
+    report = VerifyReport(manifest.dataset, manifest.snapshot_id, "drill", _clock.now(),
                           trigger=trigger, tier=tier_name, rto=getattr(tier, "rto", None))
     source = source or open_source(policy.dataset(manifest.dataset).source)
     for needed in ("scratch_target", "drop_target", "scan_digest"):
         if not hasattr(source, needed):
             report.problems.append(Problem(None, "drill", f"{source.kind} sources cannot be drilled"))
-            report.finished_at = datetime.now(UTC)
+            report.finished_at = _clock.now()
             return report
     target = source.scratch_target(secrets.token_hex(4))
     report.target = target
@@ -473,7 +474,7 @@ def verify_drill(policy: Any, store: Store, manifest: Manifest, *, source: Any =
     if report.rto is not None and report.restore_seconds is not None and not report.rto_met:
         report.problems.append(Problem(None, "rto", f"the restore took {report.restore_seconds:.1f}s, "
                                        f"longer than the tier's RTO of {int(report.rto.total_seconds())}s"))
-    report.finished_at = datetime.now(UTC)
+    report.finished_at = _clock.now()
     return report
 
 
@@ -493,7 +494,7 @@ def verify_sample(policy: Any, store: Store, manifest: Manifest, *, items: int =
     from .registry import open_source
 
     tier_name, _ = _tier_of(policy, manifest.dataset)
-    report = VerifyReport(manifest.dataset, manifest.snapshot_id, "sample", datetime.now(UTC),
+    report = VerifyReport(manifest.dataset, manifest.snapshot_id, "sample", _clock.now(),
                           trigger=trigger, tier=tier_name)
     if items < 1:
         raise UsageError("--sample needs at least 1 item")
@@ -564,7 +565,7 @@ def verify_sample(policy: Any, store: Store, manifest: Manifest, *, items: int =
         if counts["differs"] > 5:
             report.problems.append(Problem(None, "sample", f"{counts['differs']} items differ in all"))
     report.sample = counts
-    report.finished_at = datetime.now(UTC)
+    report.finished_at = _clock.now()
     return report
 
 

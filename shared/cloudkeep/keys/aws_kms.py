@@ -33,7 +33,9 @@ class AwsKmsProvider:
             if self._client is None:
                 import boto3
 
-                self._client = boto3.client("kms", region_name=self.region)
+                from ..awsconfig import client_config
+
+                self._client = boto3.client("kms", region_name=self.region, config=client_config())
             return self._client
 
     def _call(self, what: str, **kwargs: Any) -> dict[str, Any]:

@@ -23,8 +23,10 @@ class SqsQueue:
             if self._client is None:
                 import boto3
 
+                from ..awsconfig import client_config
+
                 region = _region_of(self.url)
-                self._client = boto3.client("sqs", region_name=region) if region else boto3.client("sqs")
+                self._client = boto3.client("sqs", region_name=region, config=client_config())
             return self._client
 
     def describe(self) -> str:

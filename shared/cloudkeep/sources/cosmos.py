@@ -49,9 +49,10 @@ import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
+from .. import clock as _clock
 from ..codec import ContentDigest
 from ..errors import CloudkeepError, RestoreError, SourceError, SourceUnreachableError
 
@@ -528,7 +529,8 @@ class CosmosSource:
     def _describe_incremental(self, described: dict[str, Any]) -> dict[str, Any]:
         identity = {k: described[k] for k in ("endpoint", "database", "container", "container_rid")}
         retention = self.change_feed.retention()
-        plan = plan_incremental(self._previous, identity, retention, self.full_every, datetime.now(UTC))
+        # the clock the previous snapshot's times were recorded with (simulated under --now)
+        plan = plan_incremental(self._previous, identity, retention, self.full_every, _clock.now())
         self._plan = plan
         log.info("%s: %s snapshot (%s)", self.where, plan.kind, plan.reason)
         record: dict[str, Any] = {"kind": plan.kind, "reason": plan.reason, "previous": None,

@@ -64,17 +64,11 @@ def make_client(region: str, pool: int = 32) -> Any:
 
     Built from a botocore session: boto3 adds nothing here but import time."""
     import botocore.session
-    from botocore.config import Config
 
-    # AWS_MAX_ATTEMPTS / AWS_RETRY_MODE in the environment win over our defaults.
-    retries = {"mode": os.environ.get("AWS_RETRY_MODE", "standard"),
-               "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "10"))}
-    config = Config(
-        retries=retries,  # type: ignore[arg-type]
-        max_pool_connections=pool,
-        connect_timeout=10,
-        read_timeout=60,
-    )
+    from ..awsconfig import client_config
+
+    # timeouts and the retry budget (AWS_MAX_ATTEMPTS / AWS_RETRY_MODE override): awsconfig.py
+    config = client_config(max_pool_connections=pool)
     client = botocore.session.get_session().create_client("dynamodb", region_name=region, config=config)
     client.meta.events.register("before-parse.dynamodb.Scan", _raw_scan)
     return client

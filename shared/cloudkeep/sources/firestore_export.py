@@ -62,6 +62,17 @@ class GoogleAdminApi:
     @property
     def client(self) -> Any:
         if self._client is None:
+            import os
+
+            from ..errors import UsageError
+
+            host = os.environ.get("FIRESTORE_EMULATOR_HOST")
+            if host:
+                # The SDK would go to the real service and fail on credentials: say why instead.
+                raise UsageError(
+                    f"method: export needs Firestore's Admin API (ExportDocuments), which the "
+                    f"Firestore emulator (FIRESTORE_EMULATOR_HOST={host}) does not implement; "
+                    "use method: scan with the emulator")
             from google.cloud.firestore_admin_v1 import FirestoreAdminClient
 
             self._client = FirestoreAdminClient()

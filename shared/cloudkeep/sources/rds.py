@@ -61,15 +61,18 @@ def _default_clients() -> ClientFactory:
             if key not in cache:
                 import boto3
 
+                from ..awsconfig import client_config
+
                 session = boto3.session.Session()
                 if role_arn:  # another account: act through a role there
-                    creds = session.client("sts", region_name=region).assume_role(
+                    creds = session.client("sts", region_name=region,
+                                           config=client_config()).assume_role(
                         RoleArn=role_arn, RoleSessionName="cloudkeep-rds-copy")["Credentials"]
                     session = boto3.session.Session(
                         aws_access_key_id=creds["AccessKeyId"],
                         aws_secret_access_key=creds["SecretAccessKey"],
                         aws_session_token=creds["SessionToken"])
-                cache[key] = session.client("rds", region_name=region)
+                cache[key] = session.client("rds", region_name=region, config=client_config())
             return cache[key]
 
     return make

@@ -20,7 +20,7 @@ class MemoryStore:
         self._lock = threading.Lock()
 
     def describe(self) -> str:
-        return "memory"
+        return f"memory:{id(self):x}"  # one name per instance (caches key on it)
 
     def put(
         self, key: str, data: Data, *, if_absent: bool = False, retain_until: datetime | None = None

@@ -42,15 +42,10 @@ _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 
 def make_client(region: str | None, endpoint_url: str | None = None) -> Any:
     import boto3
-    from botocore.config import Config
 
-    config = Config(
-        # boto3's own AWS_MAX_ATTEMPTS wins when set (as for the DynamoDB source)
-        retries={"mode": "standard", "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "10"))},
-        max_pool_connections=64,
-        connect_timeout=10,
-        read_timeout=60,
-    )
+    from ..awsconfig import client_config
+
+    config = client_config(max_pool_connections=64)  # timeouts and retries: awsconfig.py
     return boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
 
 
