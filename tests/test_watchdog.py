@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cloudkeep import alerts, audit, clock, engine, layout
+from cloudkeep import alerts, audit, clock
 from cloudkeep.alerts import MemoryChannel, Notifier
 from cloudkeep.codec import ContentDigest
 from cloudkeep.errors import SourceError

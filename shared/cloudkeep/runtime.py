@@ -241,7 +241,6 @@ class TickResult:
             "ok": self.ok,
             "datasets": backups + [{"dataset": n, "status": "not-due"} for n in self.not_due],
             "backups": backups,
-            "copies": copies,
             "drills": [v for v in self.verifications if v.get("level") == "drill"],
             "samples": [v for v in self.verifications if v.get("level") == "sample"],
             "verifications": self.verifications,

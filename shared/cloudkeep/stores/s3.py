@@ -8,7 +8,6 @@ are streamed as a multipart upload, one chunk in memory at a time.
 from __future__ import annotations
 
 import builtins
-import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
