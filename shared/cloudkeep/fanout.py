@@ -106,8 +106,11 @@ def run_work_item(
     deadline: Deadline | None = None,
     queue: WorkQueue | None = None,
     options: RunOptions | None = None,
+    prune: bool = True,
 ) -> WorkOutcome:
-    """Read one segment of a fanned-out snapshot, and commit the snapshot if it was the last.
+    """Read one segment of a fanned-out snapshot, and commit the snapshot if it was the last
+    (then retention follows a scheduled one, unless ``prune`` is False: a cloud's workers run
+    as the backup identity, which deletes nothing; the pruner function prunes).
 
     Raises on real failures (the queue then redelivers the item, and finally dead-letters it)."""
     spec = policy.dataset(item.dataset)
@@ -125,7 +128,7 @@ def run_work_item(
         if item.segment in checkpoint.done_segments(store, item.dataset, item.snapshot_id):
             manifest = try_commit(policy, store, state, run_id)  # its committer may have died
             if manifest is not None:
-                _after_commit(policy, store, state, manifest)
+                _after_commit(policy, store, state, manifest, prune=prune)
             return WorkOutcome(item, "committed" if manifest else "already-done", manifest)
         source = source or open_source(spec.source)
         from .keys import keyring_for
@@ -151,11 +154,12 @@ def run_work_item(
             return WorkOutcome(item, "requeued", checkpoint_seconds=timings)
         manifest = try_commit(policy, store, state, run_id)
         if manifest is not None:
-            _after_commit(policy, store, state, manifest)
+            _after_commit(policy, store, state, manifest, prune=prune)
         return WorkOutcome(item, "committed" if manifest else "segment-done", manifest, timings)
 
 
-def _after_commit(policy: Policy, store: Store, state: RunState, manifest: Manifest) -> None:
+def _after_commit(policy: Policy, store: Store, state: RunState, manifest: Manifest, *,
+                  prune: bool = True) -> None:
     """What follows a committed snapshot (copies; retention after a scheduled one), done by the
     worker that committed it."""
     from datetime import UTC, datetime
@@ -165,7 +169,7 @@ def _after_commit(policy: Policy, store: Store, state: RunState, manifest: Manif
 
     result = RunResult(state.dataset, "committed", state.snapshot_id, manifest)
     after_backup(policy, result, store,
-                 prune_at=datetime.now(UTC) if state.trigger == "schedule" else None)
+                 prune_at=datetime.now(UTC) if prune and state.trigger == "schedule" else None)
 
 
 def try_commit(policy: Policy, store: Store, state: RunState, run_id: str) -> Manifest | None:
