@@ -27,6 +27,7 @@ from . import __version__, checkpoint, layout, logctx
 from .checkpoint import CheckpointError, Deadline, RunState, SegmentRecord
 from .codec import DEFAULT_LEVEL, ContentDigest, PartBuffer, PartStats, encrypt_part
 from .errors import CloudkeepError, ObjectExistsError, ObjectNotFoundError
+from .keys import RESUME_KEYS
 from .lock import DatasetLock
 from .manifest import (
     Codec,
@@ -298,7 +299,13 @@ def _load_or_plan(
         log.warning("%s: the %s source's snapshots are not client-side encrypted (objects are "
                     "copied as they are); protect the store with SSE-KMS", dataset, source.kind)
         key_names = []
-    encryption = keyring.seal(key_names, dataset, snapshot_id)[1] if key_names else None
+    encryption = None
+    if key_names:
+        data_key, encryption = keyring.seal(key_names, dataset, snapshot_id)
+        # ... and wrapped once more for this run state alone, under a purpose-bound context:
+        # whoever resumes the snapshot (a later tick, a worker) unwraps that one (keys/).
+        encryption = encryption | {RESUME_KEYS: keyring.wrap_for_resume(
+            key_names, dataset, snapshot_id, data_key)}
     retain_until = options.retain_until
     if store.capabilities.object_lock:
         # Immutable for as long as the tier's retention could ever keep the snapshot.
@@ -337,7 +344,9 @@ def _load_or_plan(
 
 
 def data_key_of(keyring: Keyring, state: RunState) -> bytes | None:
-    """The snapshot's data key (None when it is not encrypted), unwrapped from the run state."""
+    """The snapshot's data key (None when it is not encrypted), unwrapped from the run state —
+    its purpose-bound resume wrap where it has one, so the backup identity needs no right to
+    unwrap committed snapshots' keys."""
     if not state.encryption:
         return None
     return keyring.unseal(state.dataset, state.snapshot_id, state.encryption)
@@ -403,8 +412,8 @@ def commit(policy: Policy, store: Store, state: RunState, records: dict[int, Seg
             raw_bytes=sum(p.raw_bytes for p in parts),
             stored_bytes=sum(p.stored_bytes for p in parts),
         ),
-        codec=Codec(level=state.level,
-                    encryption=Encryption(**state.encryption) if state.encryption else None),
+        codec=Codec(level=state.level, encryption=Encryption(**{
+            k: v for k, v in state.encryption.items() if k != RESUME_KEYS}) if state.encryption else None),
         content_digest=ContentDigestEntry(value=digest.hexdigest(), ignores=state.ignores),
         cloudkeep_version=__version__,
     )
