@@ -5,8 +5,9 @@ up creating objects only, the backup credentials are refused the delete of a sna
 and the pruner's handler prunes: refused by Object Lock while the part's retention runs, allowed
 once it has passed (a short retention, waited for by its own retain-until date).
 
-What moto does not evaluate here — bucket policies and IAM conditions (the create-only rule and
-the key policy) — is asserted on the template itself in test_deploy_roles.py."""
+What moto does not evaluate here — bucket policies, IAM conditions (the create-only rule, the
+key policy) and the Resource of other services' requests — is asserted on the template itself
+in test_deploy_roles.py."""
 
 from __future__ import annotations
 
@@ -69,6 +70,11 @@ def user_with_role(iam: Any, template: dict[str, Any], role: str, names: dict[st
     props = resolve(template["Resources"][role]["Properties"], conditions(template))
     for policy in props["Policies"]:
         document = render(policy["PolicyDocument"], names)
+        for statement in document["Statement"]:
+            if not any(str(a).startswith("s3:") for a in statement["Action"]):
+                # moto checks the Resource of S3 requests only (other services' requests are
+                # matched against "*"): those statements keep their actions, on any resource
+                statement["Resource"] = "*"
         iam.put_user_policy(UserName=user, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(document))
     key = iam.create_access_key(UserName=user)["AccessKey"]
     return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
@@ -103,7 +109,13 @@ def test_backup_creates_only_and_only_the_pruner_deletes_after_the_lock(
              "ConfigBucket": config, "ConfigBucket.Arn": f"arn:aws:s3:::{config}"}
     backup = user_with_role(iam, template, "BackupRole", names)
     pruner = user_with_role(iam, template, "PrunerRole", names)
+    iam.create_user(UserName="inspector")  # this test's own eyes: reads everything
+    iam.put_user_policy(UserName="inspector", PolicyName="all", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="inspector")["AccessKey"]
     iam_moto.enforce_iam()  # from here on, every request is checked against the users' policies
+    s3 = boto3.client("s3", endpoint_url=iam_moto.endpoint, region_name=REGION,
+                      aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
 
     for var in ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE"):
         monkeypatch.delenv(var, raising=False)
@@ -114,16 +126,18 @@ def test_backup_creates_only_and_only_the_pruner_deletes_after_the_lock(
     import handlers.aws_lambda as aws_lambda
 
     def as_role(creds: dict[str, str], name: str) -> None:
+        """As the Lambda function ``name`` would run: its own process, its role's credentials."""
         for k, v in creds.items():
             monkeypatch.setenv(k, v)
         monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", f"cloudkeep-{name}")
+        monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # it caches the credentials it found
 
     # The tick, with the backup role's credentials: two hourly slots, two snapshots.
     as_role(backup, "tick")
     for at in ("2026-01-01T00:05:00Z", "2026-01-01T01:05:00Z"):
         reply = aws_lambda.tick({"time": at}, LambdaContext())
         assert [d["status"] for d in reply["datasets"]] == ["committed"], reply
-    store = S3Store(vault, "cloudkeep", region=REGION, lock_mode="GOVERNANCE")
+    store = S3Store(vault, "cloudkeep", region=REGION, lock_mode="GOVERNANCE", client=s3)
     first, second = snapshot_ids(store, "orders")
     part = next(i.key for i in store.list(layout.snapshot_prefix("orders", first)) if "/part-" in i.key)
     full = f"cloudkeep/{part}"
@@ -134,9 +148,11 @@ def test_backup_creates_only_and_only_the_pruner_deletes_after_the_lock(
 
     # The backup role's credentials cannot delete a snapshot part (nor change the bucket).
     mine = boto3.client("s3", region_name=REGION, **{k.lower(): v for k, v in backup.items()})
+    batch = mine.delete_objects(Bucket=vault, Delete={"Objects": [{"Key": full, "VersionId": version}]})
+    assert [(e["Key"], e["Code"]) for e in batch["Errors"]] == [(full, "AccessDenied")]
+    assert not batch.get("Deleted")
     for attempt in (lambda: mine.delete_object(Bucket=vault, Key=full),
                     lambda: mine.delete_object(Bucket=vault, Key=full, VersionId=version),
-                    lambda: mine.delete_objects(Bucket=vault, Delete={"Objects": [{"Key": full}]}),
                     lambda: mine.put_bucket_lifecycle_configuration(
                         Bucket=vault, LifecycleConfiguration={"Rules": []}),
                     lambda: mine.put_object(Bucket=config, Key="cloudkeep.yaml", Body=b"version: 1")):
