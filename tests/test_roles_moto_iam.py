@@ -22,19 +22,26 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from tools.emulators import MotoServer
 
 from cloudkeep import layout
 from cloudkeep.catalog import snapshot_ids
 from cloudkeep.stores.s3 import S3Store
-from test_deploy_roles import conditions, resolve, template  # noqa: F401  (the template fixture)
+from test_deploy import TEMPLATE
+from test_deploy_roles import conditions, resolve
 from test_handlers import LambdaContext
-from tools.emulators import MotoServer
 
 pytestmark = pytest.mark.emulator
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 LOCK = 25  # seconds: the tier's retention (within), hence every object's Object Lock
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    assert TEMPLATE.exists(), "no packaged template: run `make deploy-check` (osls package) first"
+    return dict(json.loads(TEMPLATE.read_text()))
 
 
 @pytest.fixture
