@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from test_deploy import TEMPLATE, resources
+from test_deploy import TEMPLATE, load_tf, resources
 
 DESTROY = ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:DeleteBucket", "s3:DeleteBucketPolicy",
            "s3:BypassGovernanceRetention", "s3:PutBucketPolicy", "s3:PutBucketVersioning",
@@ -235,3 +235,152 @@ def test_roles_name_only_the_parameterised_tables_and_the_vault(template: dict[s
         "StringEquals": {"aws:ResourceTag/cloudkeep:managed": "true"}}
     assert backup["RdsCopyWithKmsKeys"]["Condition"] == {"StringLike": {"kms:ViaService": "rds.*.amazonaws.com"}}
     assert backup["DynamoDBExportWritesIntoTheVault"]["Resource"] == {"Fn::Sub": "${VaultBucket.Arn}/*/export/*"}
+
+
+# ---- Google Cloud and Azure: the Terraform, parsed
+
+GCS_PERMISSIONS = {  # the predefined roles the Terraform may bind on a bucket, and what they allow
+    "roles/storage.objectViewer": {"storage.objects.get", "storage.objects.list"},
+    "roles/storage.objectCreator": {"storage.objects.create"},
+}
+
+
+def accounts_in(text: str) -> set[str]:
+    """The service accounts a binding names (``local.union_member``: the opt-in union one)."""
+    found = set(re.findall(r"google_service_account\.(\w+)\.email", text))
+    return found | ({"union"} if "local.union_member" in text else set())
+
+
+def gcp_bucket_grants(tf: dict[str, Any], bucket: str) -> dict[str, set[str]]:
+    """Service account → the permissions its bindings on ``bucket`` give it."""
+    customs = {f"${{google_project_iam_custom_role.{name}.id}}": set(r["permissions"])
+               for name, r in tf["google_project_iam_custom_role"].items()}
+    customs |= {k.replace(".id}", "[0].id}"): v for k, v in customs.items()}
+    out: dict[str, set[str]] = {}
+    for binding in tf["google_storage_bucket_iam_member"].values():
+        if f"google_storage_bucket.{bucket}.name" not in binding["bucket"]:
+            continue
+        role = binding["role"]
+        permissions = GCS_PERMISSIONS.get(role) or customs.get(role)
+        assert permissions is not None, f"unexpected role {role} on the {bucket} bucket"
+        for account in accounts_in(json.dumps(binding)):
+            out.setdefault(account, set()).update(permissions)
+    return out
+
+
+def test_gcp_only_the_pruner_deletes_and_no_function_writes_the_policy() -> None:
+    tf = load_tf("gcp")["resource"]
+    functions = tf["google_cloudfunctions2_function"]
+    account = {name: fn["service_config"][0]["service_account_email"] for name, fn in functions.items()}
+    assert account["tick"] == account["work"] == "${google_service_account.backup.email}"
+    scheduled = functions["scheduled"]["for_each"]
+    assert accounts_in(scheduled["prune"]) == {"pruner"} and accounts_in(scheduled["verify"]) == {"restore"}
+    assert account["invoke"] == "${local.invoke_account}"
+    vault = gcp_bucket_grants(tf, "vault")
+    assert vault["backup"] == {"storage.objects.get", "storage.objects.list", "storage.objects.create"}
+    # objectCreator cannot overwrite: replacing an object needs storage.objects.delete
+    assert {a for a, p in vault.items() if "storage.objects.delete" in p} == {"pruner", "union"}
+    assert not [p for p in vault.values() if {"storage.buckets.update", "storage.buckets.setIamPolicy"} & p]
+    config = gcp_bucket_grants(tf, "config")
+    assert set(config) == {"backup", "pruner", "restore", "union"}
+    assert all(p == GCS_PERMISSIONS["roles/storage.objectViewer"] for p in config.values())
+    for fn in functions.values():
+        assert fn["service_config"][0]["environment_variables"]["CLOUDKEEP_POLICY"] == "${local.policy_url}"
+    locals_ = {k: v for block in hcl_locals("gcp") for k, v in block.items()}
+    assert "google_storage_bucket.config.name" in locals_["policy_url"]
+    assert "var.invoke_union" in locals_["invoke_account"]
+    # the Firestore service agent writes exports: create, never delete
+    agent = tf["google_project_iam_custom_role"]["export_writer"]["permissions"]
+    assert "storage.objects.delete" not in agent
+
+
+def test_gcp_locks_keys_and_firestore() -> None:
+    resources_, variables = load_tf("gcp")["resource"], hcl_variables("gcp")
+    vault = resources_["google_storage_bucket"]["vault"]
+    assert vault["retention_policy"][0]["is_locked"] == "${var.lock_retention}"
+    assert variables["lock_retention"]["default"] is False
+    assert "Irreversible" in variables["lock_retention"]["description"]
+    assert variables["invoke_union"]["default"] is False
+    kms = resources_["google_kms_crypto_key_iam_member"]
+    assert accounts_in(json.dumps(kms["unwraps"])) == {"restore", "pruner", "union"}
+    assert kms["unwraps"]["role"] == "roles/cloudkms.cryptoKeyDecrypter"
+    # (the backup account encrypts and decrypts: Cloud KMS IAM cannot condition on the AAD)
+    assert accounts_in(json.dumps(kms["backup_wraps"])) == {"backup"}
+    project = resources_["google_project_iam_member"]
+    for name, binding in project.items():
+        assert binding["role"] not in ("roles/datastore.importExportAdmin", "roles/owner", "roles/editor")
+        if binding["role"] == "roles/datastore.user" or "firestore_import" in binding["role"]:
+            # writes only in the drill database and the named restore databases
+            assert binding["condition"][0]["expression"] == "${local.firestore_writable_condition}", name
+            assert accounts_in(json.dumps(binding)) == {"restore", "union"}
+    drill = resources_["google_firestore_database"]["drill"]
+    assert drill["name"] == "${var.firestore_drill_database}"
+    assert variables["firestore_drill_database"]["default"] == "cloudkeep-drill"
+    jobs = resources_["google_cloud_scheduler_job"]
+    assert set(jobs["scheduled"]["for_each"]) == {"prune", "verify"}
+
+
+def hcl_blocks(folder: str, kind: str) -> list[dict[str, Any]]:
+    import hcl2
+
+    from test_deploy import ROOT, _unquote
+
+    out = []
+    for path in sorted((ROOT / "infra" / folder).glob("*.tf")):
+        with open(path) as fh:
+            out += _unquote(hcl2.load(fh)).get(kind, [])
+    return out
+
+
+def hcl_locals(folder: str) -> list[dict[str, Any]]:
+    return hcl_blocks(folder, "locals")
+
+
+def hcl_variables(folder: str) -> dict[str, Any]:
+    return {k: v for block in hcl_blocks(folder, "variable") for k, v in block.items()}
+
+
+def test_azure_only_the_pruner_deletes_and_no_app_writes_the_policy() -> None:
+    res, variables = load_tf("azure")["resource"], hcl_variables("azure")
+    app = res["azurerm_linux_function_app"]["role"]
+    assert set(app["for_each"]) == {"backup", "prune", "restore"} or "backup" in str(app["for_each"])
+    assert app["app_settings"]["CLOUDKEEP_ROLE"] == "${each.key}"
+    assert app["identity"][0]["identity_ids"] == ["${azurerm_user_assigned_identity.role[each.key].id}"]
+    assert "azurerm_storage_container.config.name" in app["app_settings"]["CLOUDKEEP_POLICY"]
+    definitions = res["azurerm_role_definition"]
+    deleters = {name for name, d in definitions.items()
+                if any(a.endswith(("/delete", "/deleteBlobVersion/action"))
+                       for a in d["permissions"][0].get("data_actions", []))}
+    assert deleters == {"prune"}
+    for name, d in definitions.items():
+        actions = d["permissions"][0].get("actions", [])
+        assert not [a for a in actions if a.endswith(("/write", "/delete", "/*"))], name
+    assigned = res["azurerm_role_assignment"]
+    assert assigned["vault_prune"]["for_each"] == "${toset(local.prune_principals)}"
+    assert "prune" in assigned["vault_prune"]["role_definition_id"]
+    assert "backup" in assigned["vault_backup"]["role_definition_id"]
+    config = [a for a in assigned.values() if "azurerm_storage_container.config" in a["scope"]]
+    assert [a["role_definition_name"] for a in config] == ["Storage Blob Data Reader"]
+    locals_ = {k: v for block in hcl_locals("azure") for k, v in block.items()}
+    assert "var.invoke_union" in locals_["prune_principals"]
+    assert variables["invoke_union"]["default"] is False
+
+
+def test_azure_locks_network_and_keys() -> None:
+    res, variables = load_tf("azure")["resource"], hcl_variables("azure")
+    policy = res["azurerm_storage_container_immutability_policy"]["vault"]
+    assert policy["locked"] == "${var.lock_immutability}"
+    assert variables["lock_immutability"]["default"] is False
+    assert "Irreversible" in variables["lock_immutability"]["description"]
+    vault = res["azurerm_storage_account"]["vault"]
+    assert vault["public_network_access_enabled"] == "${!var.private_network}"
+    assert vault["network_rules"][0]["default_action"] == '${var.private_network ? "Deny" : "Allow"}'
+    key_vault = res["azurerm_key_vault"]["cloudkeep"]
+    assert key_vault["public_network_access_enabled"] == "${!var.private_network}"
+    endpoints = res["azurerm_private_endpoint"]
+    assert {e["private_service_connection"][0]["subresource_names"][0] for e in endpoints.values()} == {"blob", "vault"}
+    assert all(e["count"] == "${var.private_network ? 1 : 0}" for e in endpoints.values())
+    unwrap = res["azurerm_role_definition"]["unwrap"]["permissions"][0]["data_actions"]
+    assert sorted(unwrap) == ["Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/keys/unwrap/action"]
+    assert set(res["azurerm_role_assignment"]["envelope_unwrap"]["for_each"]) == {"restore", "prune"} or \
+        "restore" in str(res["azurerm_role_assignment"]["envelope_unwrap"]["for_each"])
