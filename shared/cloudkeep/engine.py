@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import __version__, checkpoint, layout, logctx
@@ -138,7 +138,7 @@ def backup(
 
     spec = policy.dataset(dataset)
     keyring = keyring or keyring_for(policy)
-    store = store or open_store(policy.stores[spec.store])
+    store = tier_store(policy, dataset, store or open_store(policy.stores[spec.store]))
     source = source or open_source(spec.source)
     progress = progress or NullProgress()
     options = options or RunOptions()
@@ -163,6 +163,17 @@ def backup(
     with logctx.bind(run_id=run_id, dataset=dataset, snapshot_id=snapshot_id):
         return _backup(policy, dataset, store, source, snapshot_id, trigger, slot, progress,
                        options, started, run_id, keyring)
+
+
+def tier_store(policy: Policy, dataset: str, store: Store) -> Store:
+    """``store`` writing the dataset's objects in its tier's Object Lock mode (``immutability``),
+    where the store locks objects; else ``store`` itself."""
+    immutability = policy.tiers[policy.dataset(dataset).tier].immutability
+    with_lock_mode = getattr(store, "with_lock_mode", None)
+    if immutability is None or with_lock_mode is None or not store.capabilities.object_lock:
+        return store
+    locked: Store = with_lock_mode(immutability.mode)
+    return locked
 
 
 def unfinished_snapshot(store: Store, dataset: str, trigger: str) -> RunState | None:
@@ -312,6 +323,9 @@ def _load_or_plan(
         from .retention import Rules
 
         horizon = Rules.from_policy(policy.tiers[spec.tier].retention).horizon()
+        immutability = policy.tiers[spec.tier].immutability
+        if immutability is not None and immutability.days:
+            horizon = max(horizon, timedelta(days=immutability.days))
         retain_until = started + horizon
     attach_store = getattr(source, "attach_store", None)
     if attach_store is not None:

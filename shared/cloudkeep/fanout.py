@@ -37,6 +37,7 @@ from .engine import (
     data_key_of,
     new_run_id,
     prepare_source,
+    tier_store,
 )
 from .errors import CloudkeepError, LockedError, ObjectNotFoundError, UsageError
 from .manifest import Manifest
@@ -114,7 +115,7 @@ def run_work_item(
 
     Raises on real failures (the queue then redelivers the item, and finally dead-letters it)."""
     spec = policy.dataset(item.dataset)
-    store = store or open_store(policy.stores[spec.store])
+    store = tier_store(policy, item.dataset, store or open_store(policy.stores[spec.store]))
     run_id = new_run_id()
     with logctx.bind(run_id=run_id, dataset=item.dataset, snapshot_id=item.snapshot_id):
         if _existing_manifest(store, item.dataset, item.snapshot_id) is not None:

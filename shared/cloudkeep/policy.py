@@ -183,6 +183,17 @@ class ObjectLock(Model):
     mode: Literal["COMPLIANCE", "GOVERNANCE"] = "GOVERNANCE"
 
 
+class Immutability(Model):
+    """Object Lock for a tier's snapshots, in a store that locks objects (``object_lock``):
+    the mode replaces the store's for the tier's objects — COMPLIANCE unless the tier says
+    otherwise: no one, not the account root, can shorten or lift it — and every object stays
+    locked at least ``days`` (else: as long as the tier's retention could keep it)."""
+
+    mode: Literal["COMPLIANCE", "GOVERNANCE"] = "COMPLIANCE"
+    days: StrictInt | None = Field(default=None, ge=1, le=36500,
+                                   description="lock every object at least this many days")
+
+
 def _s3_bucket_name(value: str) -> str:
     if not _BUCKET_RE.match(value) or ".." in value:
         raise ValueError(f"bad S3 bucket name {value!r}")
@@ -406,6 +417,10 @@ class Tier(Model):
     )
     encryption: Encryption = Field(
         default=None, description="overrides the policy's encryption for the tier's datasets (false: none)"
+    )
+    immutability: Immutability | None = Field(
+        default=None, description="Object Lock mode (default COMPLIANCE) and minimum days for the "
+        "tier's snapshots, in stores with object_lock"
     )
 
     @field_validator("retention")
