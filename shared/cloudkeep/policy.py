@@ -492,6 +492,11 @@ class FirestoreSourceSpec(Model):
         description="export: Firestore's managed export into the dataset's Cloud Storage store",
     )
     region: str | None = Field(default=None, description="the database's location (for residency)")
+    drill_database: str | None = Field(
+        default=None, min_length=1, max_length=63, pattern=r"^[a-z][a-z0-9-]*$",
+        description="restore drills write into this database (e.g. cloudkeep-drill, which "
+        "infra/gcp creates), never into the source's; default: prefixed collections of the "
+        "source's database")
 
     @field_validator("collections")
     @classmethod
