@@ -42,41 +42,43 @@ locals {
   blob               = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs"
 }
 
+# Custom roles are defined for the resource group (Azure allows no narrower assignable scope) and
+# assigned on the vault container or the envelope key alone.
 # Azure RBAC cannot say "create only" (no condition on If-None-Match): the backup role may read
 # and write blobs but never delete one, and the container's immutability policy (below) refuses
 # any change to an existing blob for its period — so an overwrite can destroy nothing.
 resource "azurerm_role_definition" "backup" {
   name        = "cloudkeep-backup-${var.vault_account}"
-  scope       = azurerm_storage_container.vault.resource_manager_id
+  scope       = azurerm_resource_group.cloudkeep.id
   description = "cloudkeep backups: read and write blobs in the vault container; no delete"
   permissions {
     actions      = ["Microsoft.Storage/storageAccounts/blobServices/containers/read"]
     data_actions = ["${local.blob}/read", "${local.blob}/write", "${local.blob}/add/action"]
   }
-  assignable_scopes = [azurerm_storage_container.vault.resource_manager_id]
+  assignable_scopes = [azurerm_resource_group.cloudkeep.id] # assigned on the vault container only
 }
 
 resource "azurerm_role_definition" "prune" {
   name        = "cloudkeep-prune-${var.vault_account}"
-  scope       = azurerm_storage_container.vault.resource_manager_id
+  scope       = azurerm_resource_group.cloudkeep.id
   description = "cloudkeep pruner: the only role that deletes blobs and versions (immutability still applies)"
   permissions {
     actions = ["Microsoft.Storage/storageAccounts/blobServices/containers/read"]
     data_actions = ["${local.blob}/read", "${local.blob}/write", "${local.blob}/add/action",
     "${local.blob}/delete", "${local.blob}/deleteBlobVersion/action"]
   }
-  assignable_scopes = [azurerm_storage_container.vault.resource_manager_id]
+  assignable_scopes = [azurerm_resource_group.cloudkeep.id] # assigned on the vault container only
 }
 
 resource "azurerm_role_definition" "restore" {
   name        = "cloudkeep-restore-${var.vault_account}"
-  scope       = azurerm_storage_container.vault.resource_manager_id
+  scope       = azurerm_resource_group.cloudkeep.id
   description = "cloudkeep restores and verifications: read blobs, write verification and audit records"
   permissions {
     actions      = ["Microsoft.Storage/storageAccounts/blobServices/containers/read"]
     data_actions = ["${local.blob}/read", "${local.blob}/write", "${local.blob}/add/action"]
   }
-  assignable_scopes = [azurerm_storage_container.vault.resource_manager_id]
+  assignable_scopes = [azurerm_resource_group.cloudkeep.id] # assigned on the vault container only
 }
 
 resource "azurerm_role_assignment" "vault_backup" {
@@ -249,12 +251,12 @@ resource "azurerm_role_assignment" "envelope_wrap" {
 
 resource "azurerm_role_definition" "unwrap" {
   name        = "cloudkeep-unwrap-${var.key_vault}"
-  scope       = azurerm_key_vault.cloudkeep.id
+  scope       = azurerm_resource_group.cloudkeep.id
   description = "cloudkeep restores and pruner: unwrap snapshots' data keys with the envelope key only"
   permissions {
     data_actions = ["Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/keys/unwrap/action"]
   }
-  assignable_scopes = [azurerm_key_vault.cloudkeep.id]
+  assignable_scopes = [azurerm_resource_group.cloudkeep.id] # assigned on the envelope key only
 }
 
 resource "azurerm_role_assignment" "envelope_unwrap" {
