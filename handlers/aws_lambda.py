@@ -1,5 +1,7 @@
-"""AWS Lambda entry points: ``tick`` (EventBridge schedule), ``work`` (SQS fan-out work items)
-and ``invoke`` (direct invocation).
+"""AWS Lambda entry points: ``tick`` (EventBridge schedule; backs up), ``work`` (SQS fan-out work
+items), ``prune`` (its own EventBridge schedule; retention), ``verify`` (its own schedule; the
+scheduled drills and samples) and ``invoke`` (direct invocation). Each runs with its own role
+(serverless.yml, docs/threat-model.md).
 
 Thin on purpose: parse the event, load the policy, call cloudkeep, shape the reply. Only AWS
 SDKs are ever imported here (a test checks it in a fresh process).
@@ -52,6 +54,24 @@ def tick(event: dict[str, Any], context: Any) -> dict[str, Any]:
         raise
     metrics.add_metric(name="TickCompleted", unit="Count", value=1)
     return reply
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def prune(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """EventBridge scheduled event → apply retention to every dataset (the pruner role)."""
+    policy = function.load(BUNDLED_POLICY)
+    return function.scheduled_prune(policy, function.parse_time(event.get("time")), EmfSink())
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def verify(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """EventBridge scheduled event → the drills and samples due (the restore/drill role)."""
+    policy = function.load(BUNDLED_POLICY)
+    return function.scheduled_verify(policy, function.parse_time(event.get("time")), EmfSink())
 
 
 @logger.inject_lambda_context(log_event=False)

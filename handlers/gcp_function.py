@@ -1,5 +1,6 @@
-"""Google Cloud Functions (2nd gen) entry points: ``tick`` (Pub/Sub CloudEvent from Cloud
-Scheduler) and ``invoke`` (HTTP, on-demand actions).
+"""Google Cloud Functions (2nd gen) entry points: ``tick``, ``prune`` and ``verify`` (Pub/Sub
+CloudEvents from their own Cloud Scheduler jobs; each function runs as its own service account:
+infra/gcp), ``work`` (fan-out work items) and ``invoke`` (HTTP, on-demand actions).
 
 Thin on purpose: parse the event, load the policy, call cloudkeep, shape the reply. Logs are
 JSON lines with ``severity`` (Cloud Logging parses them); metrics are log lines ready for
@@ -37,6 +38,22 @@ def tick(cloud_event: Any) -> None:
     reply = function.scheduled_tick(policy, function.parse_time(cloud_event["time"]), LogSink(),
                                     Deadline.after(WORK_TIMEOUT_SECONDS, reserve=60.0))
     print(json.dumps({"severity": "INFO", "message": "tick done", "reply": reply}, default=str))
+
+
+@functions_framework.cloud_event
+def prune(cloud_event: Any) -> None:
+    """Pub/Sub message from the pruner's Cloud Scheduler job → apply retention to every dataset."""
+    policy = function.load(BUNDLED_POLICY)
+    reply = function.scheduled_prune(policy, function.parse_time(cloud_event["time"]), LogSink())
+    print(json.dumps({"severity": "INFO", "message": "prune done", "reply": reply}, default=str))
+
+
+@functions_framework.cloud_event
+def verify(cloud_event: Any) -> None:
+    """Pub/Sub message from the verifier's Cloud Scheduler job → the drills and samples due."""
+    policy = function.load(BUNDLED_POLICY)
+    reply = function.scheduled_verify(policy, function.parse_time(cloud_event["time"]), LogSink())
+    print(json.dumps({"severity": "INFO", "message": "verify done", "reply": reply}, default=str))
 
 
 @functions_framework.cloud_event

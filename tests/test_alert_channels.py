@@ -90,8 +90,8 @@ def test_aws_tick_emf_metrics_and_sns_alerts_once(
     boto3.client("s3", region_name=REGION).put_object(Bucket=s3_bucket, Key="cloudkeep.yaml", Body=text)
     monkeypatch.setenv("CLOUDKEEP_POLICY", f"s3://{s3_bucket}/cloudkeep.yaml")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "cloudkeep-tick")
-    # What the Lambda tick does (handlers/aws_lambda.tick; that handler itself is run in
-    # test_handlers.py, which also checks its TickCompleted heartbeat).
+    # What the Lambda tick and the Lambda verifier do (handlers/aws_lambda.tick and .verify; the
+    # tick handler itself is run in test_handlers.py, which also checks its heartbeat).
     from cloudkeep import function
     from cloudkeep.metrics import EmfSink
 
@@ -103,6 +103,9 @@ def test_aws_tick_emf_metrics_and_sns_alerts_once(
     capfd.readouterr()
     with pytest.raises(function.TickFailedError, match="backup failed for missing"):
         aws_tick()
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "cloudkeep-verify")
+    function.scheduled_verify(function.load(), function.parse_time(scheduled["time"]), EmfSink())
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "cloudkeep-tick")
     out = capfd.readouterr().out
     emf = [json.loads(line) for line in out.splitlines() if line.startswith("{") and '"_aws"' in line]
     names = {m["Name"] for blob in emf for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
@@ -134,9 +137,10 @@ def test_aws_tick_emf_metrics_and_sns_alerts_once(
     assert {a["kind"] for a in alerts.open_alerts(store, "missing")} == {"backup_failed", "rpo_breach"}
     events = [json.loads(store.get(i.key)) for i in store.list("_audit/")
               if i.key.endswith(".json") and not i.key.startswith("_audit/policy")]
-    actors = {json.dumps(e["actor"], sort_keys=True) for e in events}
-    assert actors == {json.dumps({"kind": "schedule", "platform": "aws", "function": "cloudkeep-tick"},
-                                 sort_keys=True)}
+    actors = {e["event"]: e["actor"] for e in events}
+    assert actors["backup"] == actors["policy_change"] == {
+        "kind": "schedule", "platform": "aws", "function": "cloudkeep-tick"}
+    assert actors["verify"] == {"kind": "schedule", "platform": "aws", "function": "cloudkeep-verify"}
     assert {e["event"] for e in events} == {"policy_change", "backup", "verify"}
 
 

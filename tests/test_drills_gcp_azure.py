@@ -101,6 +101,47 @@ def test_firestore_drill_and_sample(firestore_rest: FirestoreRest, gcp_project: 
     assert not [n for n in firestore_rest.documents() if n.startswith("cloudkeep_drill_")]
 
 
+def test_firestore_drills_into_its_own_database(firestore_rest: FirestoreRest, gcp_project: str,
+                                                tmp_path: Path, capsys: Any,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """With drill_database the drill restores into that database (infra/gcp creates it and lets
+    the restore identity write only there), never into collections of the source's."""
+    from google.cloud import firestore
+
+    from cloudkeep.catalog import resolve
+    from cloudkeep.policy import load_policy
+    from cloudkeep.registry import open_source
+    from cloudkeep.sources.firestore import FirestoreSource
+    from cloudkeep.verify import run_level
+
+    docs = {f"users/u{i:03d}": {"n": {"integerValue": str(i)}} for i in range(30)}
+    firestore_rest.write(docs)
+    path = gcp_policy(tmp_path, project=gcp_project, collections=["users"],
+                      drill_database="cloudkeep-drill")
+    assert cli(capsys, "--policy", str(path), "run", "profiles")[0] == 0
+    report = cli_json(capsys, "--policy", str(path), "verify", "--latest", "profiles", "--level", "drill")
+    assert report["ok"] and report["items"] == 30 and report["cleaned_up"], report["problems"]
+    assert sorted(firestore_rest.documents()) == sorted(docs)  # the source's database untouched
+
+    # Where the drill wrote: keep its copy for a look (no cleanup), then clean up by hand.
+    dropped: list[tuple[str, str]] = []
+    monkeypatch.setattr(FirestoreSource, "drop_target",
+                        lambda self, target, recorded: dropped.append((self._for(target).database, target)))
+    policy = load_policy(str(path)).policy
+    store, manifest = resolve(policy, "profiles@latest")
+    source = open_source(policy.dataset("profiles").source)
+    report = run_level(policy, store, manifest, "drill", source=source)
+    [(database, target)] = dropped
+    assert report.ok and database == "cloudkeep-drill" and target.startswith("cloudkeep_drill_")
+    drill = firestore.Client(project=gcp_project, database="cloudkeep-drill")
+    copied = [d.id for d in drill.collection(target + "users").stream()]
+    assert sorted(copied) == sorted(n.split("/")[1] for n in docs)
+    assert not [n for n in firestore_rest.documents() if n.startswith("cloudkeep_drill_")]
+    monkeypatch.undo()
+    source._for(target).drop_target(target, manifest.source)
+    assert [d.id for d in drill.collection(target + "users").stream()] == []
+
+
 # ------------------------------------------------------------------------------------- Cosmos DB
 
 

@@ -169,6 +169,34 @@ def test_gcp_tick_and_invoke(aws_setup: dict[str, Any]) -> None:
     assert bad.status_code == 400
 
 
+def test_gcp_prune_and_verify_functions(aws_setup: dict[str, Any]) -> None:
+    """The pruner's and the verifier's Cloud Functions take their own schedulers' events."""
+    import functions_framework
+
+    only_orders(aws_setup)
+    source = str(ROOT / "handlers" / "gcp_function.py")
+    ce = event("pubsub_cloudevent.json")
+    headers = {f"ce-{k}": v for k, v in ce["attributes"].items() if k != "datacontenttype"}
+    headers["Content-Type"] = "application/json"
+    tick = functions_framework.create_app(target="tick", source=source, signature_type="cloudevent")
+    assert tick.test_client().post("/", headers=headers, data=json.dumps(ce["data"])).status_code == 200
+    for target in ("prune", "verify"):
+        app = functions_framework.create_app(target=target, source=source, signature_type="cloudevent")
+        assert app.test_client().post("/", headers=headers, data=json.dumps(ce["data"])).status_code == 200
+    assert len(snapshot_ids(aws_setup["store"], "orders")) == 1  # retention keeps it
+
+
+@pytest.mark.parametrize(("role", "names"), [
+    ("backup", {"tick", "work"}), ("prune", {"prune"}), ("restore", {"verify", "invoke"}),
+    ("all", {"tick", "work", "prune", "verify", "invoke"}),
+])
+def test_each_azure_app_has_only_its_roles_functions(role: str, names: set[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLOUDKEEP_ROLE", role)
+    functions = {f.get_function_name() for f in _azure_app().app.get_functions()}
+    assert functions == names
+
+
 def _azure_app() -> Any:
     spec = importlib.util.spec_from_file_location(
         "cloudkeep_function_app", ROOT / "handlers" / "azure" / "function_app.py")

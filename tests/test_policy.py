@@ -560,7 +560,7 @@ BAD_POLICIES: dict[str, Bad] = {
                            "(allowed: consistent_read, method, region, segments, table, type)")),
     "unknown-key-in-tier": bad(
         '    schedule: "0 2 * * *"', '    schedule: "0 2 * * *"\n    owner: ops',
-        ("owner:", "tiers.standard.owner: unknown key 'owner' (allowed: copy_to, encryption, min_copies, retention, rpo, rto, schedule, signing, verify, window)")),
+        ("owner:", "tiers.standard.owner: unknown key 'owner' (allowed: copy_to, encryption, immutability, min_copies, retention, rpo, rto, schedule, signing, verify, window)")),
     "unknown-key-in-retention": bad(
         "      weekly: 4", "      weekly: 4\n      forever: 1",
         ("forever: 1", "tiers.standard.retention.forever: unknown key 'forever' "

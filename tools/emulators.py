@@ -74,10 +74,12 @@ class _Process:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _spawn(self, argv: list[str], cwd: Path | None = None) -> None:
+    def _spawn(self, argv: list[str], cwd: Path | None = None,
+               env: dict[str, str] | None = None) -> None:
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, **env} if env else None,
             )
 
     def stop(self) -> None:
@@ -131,21 +133,33 @@ class DynamoDBLocal(_Process):
 
 
 class MotoServer(_Process):
-    """moto in server mode, for S3 and the other AWS services."""
+    """moto in server mode, for S3 and the other AWS services. With ``iam=True`` it enforces IAM
+    (``INITIAL_NO_AUTH_ACTION_COUNT``): requests are unauthenticated until :meth:`enforce_iam`."""
 
     name = "moto"
+
+    def __init__(self, *, iam: bool = False) -> None:
+        super().__init__()
+        self.iam = iam
 
     def start(self, timeout: float = 60) -> MotoServer:
         exe = Path(sys.executable).parent / "moto_server"
         if not exe.exists():
             raise EmulatorError(f"moto_server not found next to {sys.executable}: run `make setup`")
-        self._spawn([str(exe), "-H", "127.0.0.1", "-p", str(self.port)])
+        env = {"INITIAL_NO_AUTH_ACTION_COUNT": str(10**9)} if self.iam else None
+        self._spawn([str(exe), "-H", "127.0.0.1", "-p", str(self.port)], env=env)
         assert self.proc is not None
         _wait_http(self.endpoint + "/moto-api/", self.proc, self.log, timeout)
         return self
 
     def reset(self) -> None:
         req = urllib.request.Request(self.endpoint + "/moto-api/reset", method="POST")
+        urllib.request.urlopen(req, timeout=30)
+
+    def enforce_iam(self, after: int = 0) -> None:
+        """From now on (after ``after`` more requests) every request is checked against IAM."""
+        req = urllib.request.Request(self.endpoint + "/moto-api/reset-auth", data=str(after).encode(),
+                                     method="POST", headers={"Content-Type": "text/plain"})
         urllib.request.urlopen(req, timeout=30)
 
     def env(self) -> dict[str, str]:

@@ -1,9 +1,14 @@
 """Azure Functions (Python v2 programming model): a timer trigger for the tick, a queue trigger
-for fan-out work items, and an HTTP trigger (function-level auth) for on-demand actions.
+for fan-out work items, timer triggers for the pruner and the scheduled verifications, and an
+HTTP trigger (function-level auth) for on-demand actions.
 
-The timer's NCRONTAB schedule comes from the app setting ``CLOUDKEEP_TICK`` (default every 15
-minutes). Thin on purpose: parse, load the policy, call cloudkeep, reply. No AWS or Google SDK
-is imported here.
+One identity per Function App (an app's functions share its identities), so infra/azure deploys
+one app per role and the app setting ``CLOUDKEEP_ROLE`` says which functions this app has:
+``backup`` (tick, work), ``prune`` (prune), ``restore`` (verify, invoke) or ``all`` (default:
+every function, for one app holding the union of the roles). Timer schedules (NCRONTAB) come
+from ``CLOUDKEEP_TICK`` (default every 15 minutes), ``CLOUDKEEP_PRUNE_SCHEDULE`` and
+``CLOUDKEEP_VERIFY_SCHEDULE``. Thin on purpose: parse, load the policy, call cloudkeep, reply.
+No AWS or Google SDK is imported here.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import azure.functions as func
 
@@ -27,6 +33,13 @@ from cloudkeep.metrics import LogSink  # noqa: E402
 
 BUNDLED_POLICY = _HERE / "cloudkeep.yaml"
 DEFAULT_TICK = "0 */15 * * * *"
+DEFAULT_PRUNE = "0 30 * * * *"  # hourly, off the tick's quarter hours
+DEFAULT_VERIFY = "0 */15 * * * *"  # the tiers' verify schedules decide what is due
+ROLE_FUNCTIONS = {"backup": {"tick", "work"}, "prune": {"prune"}, "restore": {"verify", "invoke"}}
+ROLE = os.environ.get("CLOUDKEEP_ROLE", "all")
+if ROLE != "all" and ROLE not in ROLE_FUNCTIONS:
+    raise RuntimeError(f"CLOUDKEEP_ROLE={ROLE!r}: use one of all, {', '.join(ROLE_FUNCTIONS)}")
+ENABLED = set().union(*ROLE_FUNCTIONS.values()) if ROLE == "all" else ROLE_FUNCTIONS[ROLE]
 # The function timeout (host.json functionTimeout); the worker hands the rest on before it.
 WORK_TIMEOUT_SECONDS = float(os.environ.get("CLOUDKEEP_WORK_TIMEOUT", "540"))
 
@@ -34,16 +47,41 @@ install_json_logging()
 app = func.FunctionApp()
 
 
-@app.timer_trigger(schedule=os.environ.get("CLOUDKEEP_TICK", DEFAULT_TICK), arg_name="timer",
-                   run_on_startup=False, use_monitor=True)
+def _timer(name: str, setting: str, default: str) -> Any:
+    """Register a timer trigger for ``name`` if this app's role has it."""
+    def register(fn: Any) -> Any:
+        if name not in ENABLED:
+            return fn
+        return app.timer_trigger(schedule=os.environ.get(setting, default), arg_name="timer",
+                                 run_on_startup=False, use_monitor=True)(fn)
+    return register
+
+
+def _enabled(name: str, decorator: Any) -> Any:
+    return decorator if name in ENABLED else (lambda fn: fn)
+
+
+@_timer("tick", "CLOUDKEEP_TICK", DEFAULT_TICK)
 def tick(timer: func.TimerRequest) -> None:
     """Back up what is due now. Raises when a dataset failed, so the run is recorded as failed."""
     policy = function.load(BUNDLED_POLICY)
     function.scheduled_tick(policy, None, LogSink(), Deadline.after(WORK_TIMEOUT_SECONDS, reserve=60.0))
 
 
-@app.queue_trigger(arg_name="msg", queue_name="%CLOUDKEEP_WORK_QUEUE_NAME%",
-                   connection="AzureWebJobsStorage")
+@_timer("prune", "CLOUDKEEP_PRUNE_SCHEDULE", DEFAULT_PRUNE)
+def prune(timer: func.TimerRequest) -> None:
+    """Apply retention to every dataset (the pruner app's identity is the only one that deletes)."""
+    function.scheduled_prune(function.load(BUNDLED_POLICY), None, LogSink())
+
+
+@_timer("verify", "CLOUDKEEP_VERIFY_SCHEDULE", DEFAULT_VERIFY)
+def verify(timer: func.TimerRequest) -> None:
+    """Run the drills and samples due now (the restore/drill identity)."""
+    function.scheduled_verify(function.load(BUNDLED_POLICY), None, LogSink())
+
+
+@_enabled("work", app.queue_trigger(arg_name="msg", queue_name="%CLOUDKEEP_WORK_QUEUE_NAME%",
+                                    connection="AzureWebJobsStorage"))
 def work(msg: func.QueueMessage) -> None:
     """A fan-out work item (one snapshot segment) from the Storage Queue. Raises when it failed:
     the host retries it (maxDequeueCount), then moves it to the poison queue."""
@@ -52,7 +90,7 @@ def work(msg: func.QueueMessage) -> None:
     function.work_item(policy, msg.get_body(), deadline, LogSink())
 
 
-@app.route(route="invoke", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@_enabled("invoke", app.route(route="invoke", methods=["POST"], auth_level=func.AuthLevel.FUNCTION))
 def invoke(req: func.HttpRequest) -> func.HttpResponse:
     """POST a JSON action: ``{"action": "backup"|"verify"|"restore"|"plan", ...}``."""
     try:

@@ -1,6 +1,8 @@
-# cloudkeep on Google Cloud: a 2nd-gen Cloud Function woken by Cloud Scheduler through Pub/Sub,
-# an HTTP function for on-demand actions, a versioned vault bucket with a retention policy, a
-# service account that can read Firestore and write only the vault, and an alert on failures.
+# cloudkeep on Google Cloud: 2nd-gen Cloud Functions woken by Cloud Scheduler through Pub/Sub —
+# the tick (and its fan-out workers), the pruner and the verifier, each with its own service
+# account (docs/threat-model.md) —, an HTTP function for on-demand actions, a versioned vault
+# bucket with a retention policy (lockable: lock_retention), the policy in a config bucket the
+# functions only read, a Firestore database for drills, and alerts on failures.
 
 terraform {
   required_version = ">= 1.5"
@@ -14,41 +16,126 @@ provider "google" {
   region  = var.region
 }
 
-resource "google_service_account" "cloudkeep" {
-  account_id   = "cloudkeep"
-  display_name = "cloudkeep backups"
+# One service account per duty (docs/threat-model.md): backup (tick, work) reads the sources
+# and the vault and creates objects — objectCreator cannot overwrite (that needs delete) —;
+# the pruner is the only one that deletes; restore (verify, invoke) restores into the drill /
+# restore databases only and is the one that decrypts snapshots' data keys.
+resource "google_service_account" "backup" {
+  account_id   = "cloudkeep-backup"
+  display_name = "cloudkeep backups (tick, work): read and create only"
 }
 
-# Read Firestore (export/backup reads only) ...
+resource "google_service_account" "pruner" {
+  account_id   = "cloudkeep-pruner"
+  display_name = "cloudkeep pruner: the only identity that deletes"
+}
+
+resource "google_service_account" "restore" {
+  account_id   = "cloudkeep-restore"
+  display_name = "cloudkeep restores, drills and scheduled verifications"
+}
+
+# The invoke function runs as the restore account, or — where an operator sets invoke_union —
+# as one holding the union of the three roles.
+resource "google_service_account" "union" {
+  count        = var.invoke_union ? 1 : 0
+  account_id   = "cloudkeep-union"
+  display_name = "cloudkeep invoke with the union of the roles (invoke_union)"
+}
+
+locals {
+  invoke_account = var.invoke_union ? google_service_account.union[0].email : google_service_account.restore.email
+  union_member   = var.invoke_union ? ["serviceAccount:${google_service_account.union[0].email}"] : []
+  policy_url     = "gs://${google_storage_bucket.config.name}/cloudkeep.yaml"
+  # Firestore databases the restore account may write: the drill database and the named restore
+  # targets (never the production database).
+  firestore_writable = concat(
+    ["projects/${var.project}/databases/${var.firestore_drill_database}"],
+    [for db in var.firestore_restore_databases : "projects/${var.project}/databases/${db}"],
+  )
+  firestore_writable_condition = join(" || ", [for name in local.firestore_writable : "resource.name == \"${name}\""])
+}
+
+# Read Firestore (scans, samples): the backup and restore accounts.
 resource "google_project_iam_member" "firestore_read" {
+  for_each = toset(concat(["serviceAccount:${google_service_account.backup.email}",
+  "serviceAccount:${google_service_account.restore.email}"], local.union_member))
   project = var.project
   role    = "roles/datastore.viewer"
-  member  = "serviceAccount:${google_service_account.cloudkeep.email}"
+  member  = each.value
 }
 
-# ... and restore into prefixed collections (writes) only when enabled.
-resource "google_project_iam_member" "firestore_restore" {
-  count   = var.allow_restore ? 1 : 0
-  project = var.project
-  role    = "roles/datastore.user"
-  member  = "serviceAccount:${google_service_account.cloudkeep.email}"
+# method: export — the backup account starts managed exports (and polls them); it cannot import.
+resource "google_project_iam_custom_role" "firestore_export" {
+  count       = var.firestore_export ? 1 : 0
+  role_id     = "cloudkeepFirestoreExport"
+  title       = "cloudkeep Firestore export (no import)"
+  permissions = ["datastore.databases.export", "datastore.databases.getMetadata", "datastore.operations.get", "datastore.operations.list"]
 }
 
-# method: export — the function starts managed exports (and polls their operations) ...
 resource "google_project_iam_member" "firestore_export" {
   count   = var.firestore_export ? 1 : 0
   project = var.project
-  role    = "roles/datastore.importExportAdmin"
-  member  = "serviceAccount:${google_service_account.cloudkeep.email}"
+  role    = google_project_iam_custom_role.firestore_export[0].id
+  member  = "serviceAccount:${google_service_account.backup.email}"
+}
+
+# Restores and drills write only the drill database and the named restore databases (an IAM
+# condition on the database's resource name), imports included.
+resource "google_project_iam_custom_role" "firestore_import" {
+  role_id     = "cloudkeepFirestoreImport"
+  title       = "cloudkeep Firestore import (drill and restore databases only)"
+  permissions = ["datastore.databases.import", "datastore.databases.getMetadata", "datastore.operations.get", "datastore.operations.list"]
+}
+
+resource "google_project_iam_member" "firestore_restore" {
+  for_each = toset(concat(["serviceAccount:${google_service_account.restore.email}"], local.union_member))
+  project  = var.project
+  role     = "roles/datastore.user"
+  member   = each.value
+  condition {
+    title      = "cloudkeep-drill-and-restore-databases"
+    expression = local.firestore_writable_condition
+  }
+}
+
+resource "google_project_iam_member" "firestore_import" {
+  for_each = toset(concat(["serviceAccount:${google_service_account.restore.email}"], local.union_member))
+  project  = var.project
+  role     = google_project_iam_custom_role.firestore_import.id
+  member   = each.value
+  condition {
+    title      = "cloudkeep-drill-and-restore-databases"
+    expression = local.firestore_writable_condition
+  }
+}
+
+# The drill database: Firestore drills restore into it (verify --level drill), never into
+# collections of the production database.
+resource "google_firestore_database" "drill" {
+  count                   = var.firestore_drills ? 1 : 0
+  name                    = var.firestore_drill_database
+  location_id             = var.firestore_location
+  type                    = "FIRESTORE_NATIVE"
+  delete_protection_state = "DELETE_PROTECTION_DISABLED"
+  deletion_policy         = "DELETE"
 }
 
 data "google_project" "this" {}
 
-# ... which Firestore's own service agent writes into the vault bucket.
+# ... exports, which Firestore's own service agent writes into the vault bucket: create, list
+# and read only (a custom role: no delete, so no overwrite).
+resource "google_project_iam_custom_role" "export_writer" {
+  count       = var.firestore_export ? 1 : 0
+  role_id     = "cloudkeepExportWriter"
+  title       = "cloudkeep: Firestore exports into the vault (create only)"
+  permissions = ["storage.buckets.get", "storage.objects.create", "storage.objects.get", "storage.objects.list"]
+}
+
 resource "google_storage_bucket_iam_member" "firestore_agent_writes_exports" {
   count  = var.firestore_export ? 1 : 0
   bucket = google_storage_bucket.vault.name
-  role   = "roles/storage.objectAdmin"
+  role   = google_project_iam_custom_role.export_writer[0].id
   member = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-firestore.iam.gserviceaccount.com"
 }
 
@@ -65,7 +152,10 @@ resource "google_kms_crypto_key" "vault" {
 }
 
 # cloudkeep's client-side envelope encryption: the policy's gcp_kms key wraps each snapshot's
-# data key; the function's service account may only encrypt and decrypt with this one key.
+# data key. The restore account decrypts; the pruner decrypts to check manifests' tags; the
+# backup account encrypts — and decrypts too, because Cloud KMS IAM cannot condition on the
+# additional authenticated data (the run state's purpose-bound wrap is not enforceable here:
+# docs/threat-model.md). Each on this one key only.
 resource "google_kms_crypto_key" "envelope" {
   name            = "envelope"
   key_ring        = google_kms_key_ring.cloudkeep.id
@@ -73,10 +163,18 @@ resource "google_kms_crypto_key" "envelope" {
   lifecycle { prevent_destroy = true }
 }
 
-resource "google_kms_crypto_key_iam_member" "cloudkeep_wraps" {
+resource "google_kms_crypto_key_iam_member" "backup_wraps" {
   crypto_key_id = google_kms_crypto_key.envelope.id
   role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
-  member        = "serviceAccount:${google_service_account.cloudkeep.email}"
+  member        = "serviceAccount:${google_service_account.backup.email}"
+}
+
+resource "google_kms_crypto_key_iam_member" "unwraps" {
+  for_each = toset(concat(["serviceAccount:${google_service_account.restore.email}",
+  "serviceAccount:${google_service_account.pruner.email}"], local.union_member))
+  crypto_key_id = google_kms_crypto_key.envelope.id
+  role          = "roles/cloudkms.cryptoKeyDecrypter"
+  member        = each.value
 }
 
 data "google_storage_project_service_account" "gcs" {}
@@ -105,11 +203,12 @@ resource "google_storage_bucket" "vault" {
 
   versioning { enabled = true }
 
-  # Objects cannot be deleted or replaced before this many seconds (WORM). Lock it with
-  # is_locked = true once the value is final: a locked policy can never be shortened.
+  # Objects cannot be deleted or replaced before this many seconds (WORM). lock_retention
+  # locks it: then no one — not the project owner — can shorten or remove it, or delete the
+  # bucket while it holds objects younger than the period (variables.tf).
   retention_policy {
     retention_period = var.retention_seconds
-    is_locked        = false
+    is_locked        = var.lock_retention
   }
 
   encryption { default_kms_key_name = google_kms_crypto_key.vault.id }
@@ -118,11 +217,58 @@ resource "google_storage_bucket" "vault" {
   depends_on = [google_kms_crypto_key_iam_member.gcs_uses_key]
 }
 
-# The function writes create-only objects and deletes expired ones in the vault only.
-resource "google_storage_bucket_iam_member" "vault_objects" {
+# The vault, per identity: every function reads; backup, pruner and restore create
+# (objectCreator: no overwrite, which would need delete); only the pruner deletes.
+resource "google_storage_bucket_iam_member" "vault_read" {
+  for_each = toset(concat(["serviceAccount:${google_service_account.backup.email}",
+    "serviceAccount:${google_service_account.pruner.email}",
+  "serviceAccount:${google_service_account.restore.email}"], local.union_member))
   bucket = google_storage_bucket.vault.name
-  role   = "roles/storage.objectAdmin"
-  member = "serviceAccount:${google_service_account.cloudkeep.email}"
+  role   = "roles/storage.objectViewer"
+  member = each.value
+}
+
+resource "google_storage_bucket_iam_member" "vault_create" {
+  for_each = toset(concat(["serviceAccount:${google_service_account.backup.email}",
+    "serviceAccount:${google_service_account.pruner.email}",
+  "serviceAccount:${google_service_account.restore.email}"], local.union_member))
+  bucket = google_storage_bucket.vault.name
+  role   = "roles/storage.objectCreator"
+  member = each.value
+}
+
+resource "google_project_iam_custom_role" "pruner" {
+  role_id     = "cloudkeepPruner"
+  title       = "cloudkeep pruner: delete vault objects (the bucket retention still applies)"
+  permissions = ["storage.objects.delete"]
+}
+
+resource "google_storage_bucket_iam_member" "vault_delete" {
+  for_each = toset(concat(["serviceAccount:${google_service_account.pruner.email}"], local.union_member))
+  bucket   = google_storage_bucket.vault.name
+  role     = google_project_iam_custom_role.pruner.id
+  member   = each.value
+}
+
+# The policy cloudkeep.yaml: written by the deployment (CI / IaC), only read by the functions.
+resource "google_storage_bucket" "config" {
+  name                        = "${var.vault_bucket}-config"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  versioning { enabled = true }
+  encryption { default_kms_key_name = google_kms_crypto_key.vault.id }
+  logging { log_bucket = google_storage_bucket.access_logs.name }
+  depends_on = [google_kms_crypto_key_iam_member.gcs_uses_key]
+}
+
+resource "google_storage_bucket_iam_member" "config_read" {
+  for_each = toset(concat(["serviceAccount:${google_service_account.backup.email}",
+    "serviceAccount:${google_service_account.pruner.email}",
+  "serviceAccount:${google_service_account.restore.email}"], local.union_member))
+  bucket = google_storage_bucket.config.name
+  role   = "roles/storage.objectViewer"
+  member = each.value
 }
 
 resource "google_storage_bucket" "source" {
@@ -153,9 +299,11 @@ resource "google_pubsub_topic" "alerts" {
 }
 
 resource "google_pubsub_topic_iam_member" "alerts_publisher" {
+  for_each = toset(concat(["serviceAccount:${google_service_account.backup.email}",
+  "serviceAccount:${google_service_account.restore.email}"], local.union_member))
   topic  = google_pubsub_topic.alerts.id
   role   = "roles/pubsub.publisher"
-  member = "serviceAccount:${google_service_account.cloudkeep.email}"
+  member = each.value
 }
 
 resource "google_cloud_scheduler_job" "tick" {
@@ -190,9 +338,9 @@ resource "google_cloudfunctions2_function" "tick" {
     max_instance_count             = 1
     ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
-    service_account_email          = google_service_account.cloudkeep.email
+    service_account_email          = google_service_account.backup.email
     environment_variables = {
-      CLOUDKEEP_POLICY     = "gs://${google_storage_bucket.vault.name}/cloudkeep.yaml"
+      CLOUDKEEP_POLICY     = local.policy_url
       CLOUDKEEP_WORK_QUEUE = "pubsub:${google_pubsub_topic.work.id}"
     }
   }
@@ -224,9 +372,10 @@ resource "google_pubsub_subscription" "work_dead_letters" {
 }
 
 resource "google_pubsub_topic_iam_member" "work_publish" {
-  topic  = google_pubsub_topic.work.id
-  role   = "roles/pubsub.publisher"
-  member = "serviceAccount:${google_service_account.cloudkeep.email}"
+  for_each = toset(concat(["serviceAccount:${google_service_account.backup.email}"], local.union_member))
+  topic    = google_pubsub_topic.work.id
+  role     = "roles/pubsub.publisher"
+  member   = each.value
 }
 
 resource "google_cloudfunctions2_function" "work" {
@@ -250,9 +399,9 @@ resource "google_cloudfunctions2_function" "work" {
     max_instance_count             = var.workers
     ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
-    service_account_email          = google_service_account.cloudkeep.email
+    service_account_email          = google_service_account.backup.email
     environment_variables = {
-      CLOUDKEEP_POLICY       = "gs://${google_storage_bucket.vault.name}/cloudkeep.yaml"
+      CLOUDKEEP_POLICY       = local.policy_url
       CLOUDKEEP_WORK_QUEUE   = "pubsub:${google_pubsub_topic.work.id}"
       CLOUDKEEP_WORK_TIMEOUT = "540"
     }
@@ -263,6 +412,64 @@ resource "google_cloudfunctions2_function" "work" {
     event_type     = "google.cloud.pubsub.topic.v1.messagePublished"
     pubsub_topic   = google_pubsub_topic.work.id
     retry_policy   = "RETRY_POLICY_RETRY"
+  }
+}
+
+# The pruner and the verifier: each its own function, service account and schedule.
+resource "google_pubsub_topic" "scheduled" {
+  for_each     = toset(["prune", "verify"])
+  name         = "cloudkeep-${each.key}"
+  kms_key_name = google_kms_crypto_key.vault.id
+}
+
+resource "google_cloud_scheduler_job" "scheduled" {
+  for_each  = { prune = var.prune_schedule, verify = var.verify_schedule }
+  name      = "cloudkeep-${each.key}"
+  schedule  = each.value
+  time_zone = "Etc/UTC"
+
+  pubsub_target {
+    topic_name = google_pubsub_topic.scheduled[each.key].id
+    data       = base64encode(jsonencode({ (each.key) = true }))
+  }
+}
+
+resource "google_cloudfunctions2_function" "scheduled" {
+  for_each = {
+    prune  = google_service_account.pruner.email
+    verify = google_service_account.restore.email
+  }
+  name     = "cloudkeep-${each.key}"
+  location = var.region
+
+  build_config {
+    runtime     = "python312"
+    entry_point = each.key
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    timeout_seconds                = 540
+    available_memory               = "1Gi"
+    max_instance_count             = 1
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision = true
+    service_account_email          = each.value
+    environment_variables = {
+      CLOUDKEEP_POLICY = local.policy_url
+    }
+  }
+
+  event_trigger {
+    trigger_region = var.region
+    event_type     = "google.cloud.pubsub.topic.v1.messagePublished"
+    pubsub_topic   = google_pubsub_topic.scheduled[each.key].id
+    retry_policy   = "RETRY_POLICY_DO_NOT_RETRY"
   }
 }
 
@@ -287,9 +494,9 @@ resource "google_cloudfunctions2_function" "invoke" {
     available_memory      = "1Gi"
     max_instance_count    = 2
     ingress_settings      = "ALLOW_ALL"
-    service_account_email = google_service_account.cloudkeep.email
+    service_account_email = local.invoke_account
     environment_variables = {
-      CLOUDKEEP_POLICY = "gs://${google_storage_bucket.vault.name}/cloudkeep.yaml"
+      CLOUDKEEP_POLICY = local.policy_url
     }
   }
 }

@@ -20,10 +20,57 @@ variable "retention_seconds" {
   default     = 604800
 }
 
-variable "allow_restore" {
-  description = "Grant Firestore write access so on-demand restores can run in the function"
+variable "lock_retention" {
+  description = <<-EOT
+    Lock the vault's retention policy. Irreversible: once locked, nobody (not the project owner)
+    can shorten or remove the retention period, no object can be deleted or replaced before it
+    is that old, and the bucket cannot be deleted while it holds such objects — a mistaken
+    retention_seconds is paid for in storage until it runs out. Set it once the value is final.
+  EOT
   type        = bool
   default     = false
+}
+
+variable "invoke_union" {
+  description = "Run the invoke function with the union of the backup, pruner and restore roles (else: the restore role)"
+  type        = bool
+  default     = false
+}
+
+variable "prune_schedule" {
+  description = "Cloud Scheduler cron of the pruner"
+  type        = string
+  default     = "30 * * * *"
+}
+
+variable "verify_schedule" {
+  description = "Cloud Scheduler cron of the verifier (the tiers' verify schedules decide what is due)"
+  type        = string
+  default     = "*/15 * * * *"
+}
+
+variable "firestore_drills" {
+  description = "Create the Firestore database that drills restore into (firestore_drill_database)"
+  type        = bool
+  default     = true
+}
+
+variable "firestore_drill_database" {
+  description = "Firestore database id for drills (the restore account may write only it and firestore_restore_databases)"
+  type        = string
+  default     = "cloudkeep-drill"
+}
+
+variable "firestore_restore_databases" {
+  description = "Firestore database ids restores may write into (never the production database)"
+  type        = list(string)
+  default     = []
+}
+
+variable "firestore_location" {
+  description = "Location of the drill database (that of the production database)"
+  type        = string
+  default     = "eur3"
 }
 
 variable "alert_email" {

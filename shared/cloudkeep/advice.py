@@ -8,6 +8,12 @@
   restore drill scheduled (``verify: {drill: CRON}``): nobody knows how long a restore takes.
 - ``no-encryption``: a dataset's snapshots are not encrypted (neither the policy nor the
   dataset/tier names ``encryption``): anyone who can read the store can read the data.
+- ``retention-below-lock``: a tier's retention keeps snapshots for less time than its
+  ``immutability.days`` lock: prune cannot delete them before the lock runs out (they stay,
+  and are paid for, that long).
+- ``store-cannot-lock``: a tier asks for ``immutability`` but a dataset of it is stored where
+  cloudkeep cannot lock objects (a store without ``object_lock``; GCS, Azure and file stores: lock
+  the bucket or container itself — docs/threat-model.md).
 """
 
 from __future__ import annotations
@@ -95,6 +101,13 @@ def warnings(policy: Policy, now: datetime | None = None) -> list[PolicyWarning]
                 "retention-below-rpo", f"{where}.retention",
                 f"retention keeps snapshots for at most about {format_duration(span)}, less than "
                 f"the RPO {format_duration(tier.rpo)}: keep more (e.g. daily: 7)"))
+        lock = getattr(tier, "immutability", None)
+        if lock is not None and lock.days and span < timedelta(days=lock.days):
+            out.append(PolicyWarning(
+                "retention-below-lock", f"{where}.immutability.days",
+                f"retention keeps snapshots for at most about {format_duration(span)}, less than "
+                f"their lock of {lock.days} day(s): prune cannot delete them until the lock runs "
+                "out; lock less or keep more"))
         critical = name == "critical" or tier.rpo <= CRITICAL_RPO
         if critical and not _drill_of(tier):
             why = "named critical" if name == "critical" else f"RPO {format_duration(tier.rpo)} ≤ 1h"
@@ -102,6 +115,17 @@ def warnings(policy: Policy, now: datetime | None = None) -> list[PolicyWarning]
                 "no-drill", where,
                 f"critical tier ({why}) has no restore drill scheduled: add verify: {{drill: "
                 "\"0 4 * * 0\"} to measure restores against the RTO"))
+    for name, dataset in sorted(policy.datasets.items()):
+        wants_lock = getattr(policy.tiers.get(dataset.tier), "immutability", None) is not None
+        store = policy.stores.get(dataset.store)
+        if wants_lock and not getattr(store, "object_lock", None):
+            kind = getattr(store, "type", "?")
+            out.append(PolicyWarning(
+                "store-cannot-lock", f"datasets.{name}.store",
+                f"tier {dataset.tier!r} asks for immutability, but store {dataset.store!r} ({kind}) "
+                "locks no objects: use an s3 store with object_lock (a bucket with Object Lock), "
+                "or lock the bucket / container itself (GCS retention lock, Azure locked "
+                "immutability)"))
     policy_on = _encryption_on(getattr(policy, "encryption", None))
     keys_of = getattr(policy, "encryption_keys", None)  # the policy's own answer, where it has one
     for name, dataset in sorted(policy.datasets.items()):

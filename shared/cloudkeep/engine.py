@@ -31,6 +31,7 @@ from . import clock as _clock
 from .checkpoint import CheckpointError, Deadline, RunState, SegmentRecord
 from .codec import DEFAULT_LEVEL, ContentDigest, PartBuffer, PartStats, encrypt_part
 from .errors import CloudkeepError, ObjectExistsError, ObjectNotFoundError
+from .keys import RESUME_KEYS
 from .lock import FencedStore, Lease, unwrap
 from .manifest import (
     Codec,
@@ -153,7 +154,7 @@ def backup(
 
     spec = policy.dataset(dataset)
     keyring = keyring or keyring_for(policy)
-    store = store or open_store(policy.stores[spec.store])
+    store = tier_store(policy, dataset, store or open_store(policy.stores[spec.store]))
     source = source or open_source(spec.source)
     progress = progress or NullProgress()
     options = options or RunOptions()
@@ -178,6 +179,17 @@ def backup(
     with logctx.bind(run_id=run_id, dataset=dataset, snapshot_id=snapshot_id):
         return _backup(policy, dataset, store, source, snapshot_id, trigger, slot, progress,
                        options, started, run_id, keyring)
+
+
+def tier_store(policy: Policy, dataset: str, store: Store) -> Store:
+    """``store`` writing the dataset's objects in its tier's Object Lock mode (``immutability``),
+    where the store locks objects; else ``store`` itself."""
+    immutability = policy.tiers[policy.dataset(dataset).tier].immutability
+    with_lock_mode = getattr(store, "with_lock_mode", None)
+    if immutability is None or with_lock_mode is None or not store.capabilities.object_lock:
+        return store
+    locked: Store = with_lock_mode(immutability.mode)
+    return locked
 
 
 def unfinished_snapshot(store: Store, dataset: str, trigger: str,
@@ -334,13 +346,22 @@ def _load_or_plan(
         log.warning("%s: the %s source's snapshots are not client-side encrypted (objects are "
                     "copied as they are); protect the store with SSE-KMS", dataset, source.kind)
         key_names = []
-    encryption = keyring.seal(key_names, dataset, snapshot_id)[1] if key_names else None
+    encryption = None
+    if key_names:
+        data_key, encryption = keyring.seal(key_names, dataset, snapshot_id)
+        # ... and wrapped once more for this run state alone, under a purpose-bound context:
+        # whoever resumes the snapshot (a later tick, a worker) unwraps that one (keys/).
+        encryption = encryption | {RESUME_KEYS: keyring.wrap_for_resume(
+            key_names, dataset, snapshot_id, data_key)}
     retain_until = options.retain_until
     if store.capabilities.object_lock:
         # Immutable for as long as the tier's retention could ever keep the snapshot.
         from .retention import Rules
 
         horizon = Rules.from_policy(policy.tiers[spec.tier].retention).horizon()
+        immutability = policy.tiers[spec.tier].immutability
+        if immutability is not None and immutability.days:
+            horizon = max(horizon, timedelta(days=immutability.days))
         retain_until = started + horizon
     attach_store = getattr(source, "attach_store", None)
     if attach_store is not None:
@@ -374,7 +395,9 @@ def _load_or_plan(
 
 
 def data_key_of(keyring: Keyring, state: RunState) -> bytes | None:
-    """The snapshot's data key (None when it is not encrypted), unwrapped from the run state."""
+    """The snapshot's data key (None when it is not encrypted), unwrapped from the run state —
+    its purpose-bound resume wrap where it has one, so the backup identity needs no right to
+    unwrap committed snapshots' keys."""
     if not state.encryption:
         return None
     return keyring.unseal(state.dataset, state.snapshot_id, state.encryption)
@@ -440,8 +463,8 @@ def commit(policy: Policy, store: Store, state: RunState, records: dict[int, Seg
             raw_bytes=sum(p.raw_bytes for p in parts),
             stored_bytes=sum(p.stored_bytes for p in parts),
         ),
-        codec=Codec(level=state.level,
-                    encryption=Encryption(**state.encryption) if state.encryption else None),
+        codec=Codec(level=state.level, encryption=Encryption(**{
+            k: v for k, v in state.encryption.items() if k != RESUME_KEYS}) if state.encryption else None),
         content_digest=ContentDigestEntry(value=digest.hexdigest(), ignores=state.ignores),
         cloudkeep_version=__version__,
     )

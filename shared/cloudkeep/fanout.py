@@ -43,6 +43,7 @@ from .engine import (
     data_key_of,
     new_run_id,
     prepare_source,
+    tier_store,
 )
 from .errors import CloudkeepError, LockedError, ObjectNotFoundError, UsageError
 from .lock import FencedStore
@@ -116,12 +117,15 @@ def run_work_item(
     deadline: Deadline | None = None,
     queue: WorkQueue | None = None,
     options: RunOptions | None = None,
+    prune: bool = True,
 ) -> WorkOutcome:
-    """Read one segment of a fanned-out snapshot, and commit the snapshot if it was the last.
+    """Read one segment of a fanned-out snapshot, and commit the snapshot if it was the last
+    (then retention follows a scheduled one, unless ``prune`` is False: a cloud's workers run
+    as the backup identity, which deletes nothing; the pruner function prunes).
 
     Raises on real failures (the queue then redelivers the item, and finally dead-letters it)."""
     spec = policy.dataset(item.dataset)
-    store = store or open_store(policy.stores[spec.store])
+    store = tier_store(policy, item.dataset, store or open_store(policy.stores[spec.store]))
     run_id = new_run_id()
     with logctx.bind(run_id=run_id, dataset=item.dataset, snapshot_id=item.snapshot_id):
         if _existing_manifest(store, item.dataset, item.snapshot_id) is not None:
@@ -138,7 +142,7 @@ def run_work_item(
                 return WorkOutcome(item, "already-done")
             if manifest.run_id != run_id:
                 return WorkOutcome(item, "committed-by-other", manifest)
-            _after_commit(policy, store, state, manifest)
+            _after_commit(policy, store, state, manifest, prune=prune)
             return WorkOutcome(item, "committed", manifest)
         source = source or open_source(spec.source)
         from .keys import keyring_for
@@ -170,11 +174,12 @@ def run_work_item(
             return WorkOutcome(item, "segment-done", None, timings)
         if manifest.run_id != run_id:  # lost the commit race: the winner does what follows
             return WorkOutcome(item, "committed-by-other", manifest, timings)
-        _after_commit(policy, store, state, manifest)
+        _after_commit(policy, store, state, manifest, prune=prune)
         return WorkOutcome(item, "committed", manifest, timings)
 
 
-def _after_commit(policy: Policy, store: Store, state: RunState, manifest: Manifest) -> None:
+def _after_commit(policy: Policy, store: Store, state: RunState, manifest: Manifest, *,
+                  prune: bool = True) -> None:
     """What follows a committed snapshot (copies; retention after a scheduled one), done by the
     worker that committed it."""
     from . import clock as _clock
@@ -183,7 +188,7 @@ def _after_commit(policy: Policy, store: Store, state: RunState, manifest: Manif
 
     result = RunResult(state.dataset, "committed", state.snapshot_id, manifest)
     after_backup(policy, result, store,
-                 prune_at=_clock.now() if state.trigger == "schedule" else None)
+                 prune_at=_clock.now() if prune and state.trigger == "schedule" else None)
 
 
 def try_commit(policy: Policy, store: Store, state: RunState, run_id: str) -> Manifest | None:

@@ -1,9 +1,12 @@
 """The work every cloud's function does, so that the handlers stay thin.
 
 ``load()`` finds the policy (``$CLOUDKEEP_POLICY`` — a path or an s3:// / gs:// / az:// URL —
-else the ``cloudkeep.yaml`` bundled with the function); ``scheduled_tick()`` runs the tick for a
-platform trigger and raises :class:`TickFailedError` when a dataset failed, so the platform
-records an error (alarms, retries) after every dataset has had its turn.
+else the ``cloudkeep.yaml`` bundled with the function). One entry per scheduled function, each
+run by its own identity (docs/threat-model.md): ``scheduled_tick()`` backs up (creates objects
+only), ``scheduled_prune()`` applies retention (the only one that deletes), and
+``scheduled_verify()`` runs the scheduled drills and samples. Each raises
+:class:`TickFailedError` when a dataset failed, so the platform records an error (alarms,
+retries) after every dataset has had its turn.
 """
 
 from __future__ import annotations
@@ -29,9 +32,14 @@ class TickFailedError(CloudkeepError):
         self.reply = reply
         failed = [d["dataset"] for d in reply["datasets"] if d.get("status") == "failed"]
         copies = sorted({f"{c.get('dataset')}→{c.get('store')}" for c in reply.get("copy_failed", [])})
+        pruned = [p["dataset"] for p in reply.get("prunes", []) if p.get("failed")]
+        checked = sorted({str(v.get("dataset")) for v in reply.get("verifications", [])
+                          if not v.get("ok")})
         what = [f"backup failed for {', '.join(failed)}"] if failed else []
         what += [f"copy failed for {', '.join(copies)}"] if copies else []
-        super().__init__(f"tick {reply['run_id']}: {'; '.join(what)}")
+        what += [f"prune failed for {', '.join(pruned)}"] if pruned else []
+        what += [f"verification failed for {', '.join(checked)}"] if checked and not what else []
+        super().__init__(f"tick {reply['run_id']}: {'; '.join(what) or 'failed'}")
 
 
 def load(bundled: str | Path | None = None) -> Policy:
@@ -51,23 +59,51 @@ def load(bundled: str | Path | None = None) -> Policy:
 
 
 def scheduled_tick(policy: Policy, now: datetime | None, sink: MetricsSink | None = None,
-                   deadline: Deadline | None = None, *, notifier: Any = None) -> dict[str, Any]:
-    """Run what is due at ``now`` (the trigger's own time, so a redelivered trigger lands on the
-    same slot), with the watchdog, scheduled drills, metrics to ``sink``, alerts and the audit log
-    (records attributed to the schedule). Returns the reply; raises TickFailedError if any
-    dataset failed.
+                   deadline: Deadline | None = None, *, notifier: Any = None,
+                   duties: tuple[str, ...] = ("backup",)) -> dict[str, Any]:
+    """The scheduled tick of a cloud's backup function: back up what is due at ``now`` (the
+    trigger's own time, so a redelivered trigger lands on the same slot), with the freshness
+    watchdog, metrics to ``sink``, alerts and the audit log (records attributed to the
+    schedule). It only creates objects: retention is the pruner's (:func:`scheduled_prune`),
+    drills and samples the verifier's (:func:`scheduled_verify`). Returns the reply; raises
+    TickFailedError if any dataset failed.
 
     With ``$CLOUDKEEP_WORK_QUEUE`` set, snapshots fan out as work items on that queue; without
     it, a snapshot nearing ``deadline`` (the function's remaining time) stops after its current
     parts and the next tick resumes it."""
-    from . import audit
     from .engine import RunOptions
     from .queues import queue_from_env
-    from .runtime import tick
 
     options = RunOptions(deadline=deadline, queue=queue_from_env())
+    return _scheduled(policy, now, sink, notifier, duties, options)
+
+
+def scheduled_prune(policy: Policy, now: datetime | None, sink: MetricsSink | None = None, *,
+                    notifier: Any = None) -> dict[str, Any]:
+    """The pruner function's run: retention of every dataset at ``now`` (the only scheduled
+    work that deletes; its identity is the only one that may). Raises TickFailedError when a
+    dataset's prune could not run at all (objects still locked are reported, not failures)."""
+    return _scheduled(policy, now, sink, notifier, ("prune",), None)
+
+
+def scheduled_verify(policy: Policy, now: datetime | None, sink: MetricsSink | None = None, *,
+                     notifier: Any = None) -> dict[str, Any]:
+    """The verifier function's run: the drills and samples the tiers schedule, due at ``now``,
+    recorded and audited, with their metrics and alerts (run with the restore/drill identity).
+    Raises TickFailedError when a verification failed."""
+    reply = _scheduled(policy, now, sink, notifier, ("verify",), None)
+    if any(not v.get("ok") for v in reply["verifications"]):
+        raise TickFailedError(reply)
+    return reply
+
+
+def _scheduled(policy: Policy, now: datetime | None, sink: MetricsSink | None, notifier: Any,
+               duties: tuple[str, ...], options: Any) -> dict[str, Any]:
+    from . import audit
+    from .runtime import tick
+
     with audit.acting_as("schedule", **audit.function_actor()):
-        outcome = tick(policy, now, sink=sink, notifier=notifier, options=options)
+        outcome = tick(policy, now, sink=sink, notifier=notifier, options=options, duties=duties)
     from .redaction import redact_obj
 
     reply: dict[str, Any] = redact_obj(outcome.as_dict())  # the platform logs replies
@@ -78,7 +114,8 @@ def scheduled_tick(policy: Policy, now: datetime | None, sink: MetricsSink | Non
 
 def work_item(policy: Policy, body: Any, deadline: Deadline | None = None,
               sink: MetricsSink | None = None) -> dict[str, Any]:
-    """One fan-out work item from the cloud's queue (``fanout.py``). Raises when the item failed
+    """One fan-out work item from the cloud's queue (``fanout.py``), run as the backup identity:
+    it creates objects only (the pruner function prunes). Raises when the item failed
     (the queue redelivers it, then dead-letters it); a message that is no work item is logged
     and dropped (redelivering it cannot help)."""
     from .engine import RunResult
@@ -90,7 +127,7 @@ def work_item(policy: Policy, body: Any, deadline: Deadline | None = None,
     except WorkItemError as exc:
         log.error("%s; dropping it", exc)
         return {"status": "dropped", "error": str(exc)}
-    outcome = run_work_item(policy, item, deadline=deadline, queue=queue_from_env())
+    outcome = run_work_item(policy, item, deadline=deadline, queue=queue_from_env(), prune=False)
     if outcome.manifest is not None and outcome.status == "committed" and sink is not None:
         result = RunResult(item.dataset, "committed", item.snapshot_id, outcome.manifest)
         for metric in backup_metrics(policy, result):

@@ -286,6 +286,17 @@ class ObjectLock(Model):
     mode: Literal["COMPLIANCE", "GOVERNANCE"] = "GOVERNANCE"
 
 
+class Immutability(Model):
+    """Object Lock for a tier's snapshots, in a store that locks objects (``object_lock``):
+    the mode replaces the store's for the tier's objects — COMPLIANCE unless the tier says
+    otherwise: no one, not the account root, can shorten or lift it — and every object stays
+    locked at least ``days`` (else: as long as the tier's retention could keep it)."""
+
+    mode: Literal["COMPLIANCE", "GOVERNANCE"] = "COMPLIANCE"
+    days: StrictInt | None = Field(default=None, ge=1, le=36500,
+                                   description="lock every object at least this many days")
+
+
 def _s3_bucket_name(value: str) -> str:
     if not _BUCKET_RE.match(value) or ".." in value:
         raise ValueError(f"bad S3 bucket name {value!r}")
@@ -563,6 +574,10 @@ class Tier(Model):
     signing: Signing = Field(
         default=None, description="overrides the policy's signing for the tier's datasets (false: none)"
     )
+    immutability: Immutability | None = Field(
+        default=None, description="Object Lock mode (default COMPLIANCE) and minimum days for the "
+        "tier's snapshots, in stores with object_lock"
+    )
 
     @field_validator("retention")
     @classmethod
@@ -635,6 +650,11 @@ class FirestoreSourceSpec(Model):
         "runs only against real Firestore",
     )
     region: str | None = Field(default=None, description="the database's location (for residency)")
+    drill_database: str | None = Field(
+        default=None, min_length=1, max_length=63, pattern=r"^[a-z][a-z0-9-]*$",
+        description="restore drills write into this database (e.g. cloudkeep-drill, which "
+        "infra/gcp creates), never into the source's; default: prefixed collections of the "
+        "source's database")
 
     @field_validator("collections")
     @classmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -160,10 +160,19 @@ def _newest_trusted(policy: Policy, name: str, store: Store, now: datetime, *,
     """The newest snapshot of ``name`` at ``now`` (by id, or by capture time) whose manifest
     passes every check of ``cloudkeep.trust`` (a forged or replayed one is skipped with a
     warning, never counted)."""
+    from .errors import KeyUnavailableError
     from .trust import expect_for
 
-    return latest(store, name, expect=expect_for(policy, name), not_after=now,
-                  by_capture=by_capture)
+    try:
+        return latest(store, name, expect=expect_for(policy, name), not_after=now,
+                      by_capture=by_capture)
+    except KeyUnavailableError as exc:
+        # The backup identity may not unwrap committed data keys (docs/threat-model.md), so a
+        # manifest of an earlier release (tagged with its data key only) cannot be checked here:
+        # the schedule then goes by manifests bound to their key and store (a copied or replayed
+        # manifest is still refused); verification, with the restore identity, checks the tag.
+        log.debug("dataset %s: %s; choosing by bound manifests only", name, exc)
+        return latest(store, name, not_after=now, by_capture=by_capture)
 
 
 def plan(policy: Policy, now: datetime, *, datasets: list[str] | None = None,
@@ -195,6 +204,12 @@ def plan(policy: Policy, now: datetime, *, datasets: list[str] | None = None,
     return out
 
 
+DUTIES = ("backup", "prune", "verify")
+"""What a tick can do. The CLI's ``run --due`` (an operator) does all three; in the clouds each
+duty runs as its own function and identity (docs/threat-model.md): the tick backs up, the
+pruner prunes, the verifier runs the scheduled drills and samples."""
+
+
 @dataclass
 class TickResult:
     """Everything one tick did: backups (with their copies and prunes), scheduled drills and
@@ -208,6 +223,8 @@ class TickResult:
     verifications: list[dict[str, Any]] = field(default_factory=list)  # scheduled drills/samples
     alerts: list[dict[str, Any]] = field(default_factory=list)  # alerts and recoveries sent
     copies: list[dict[str, Any]] = field(default_factory=list)  # copies made or retried, per dataset
+    duties: tuple[str, ...] = DUTIES
+    prunes: list[dict[str, Any]] = field(default_factory=list)  # the prune duty, per dataset
 
     @property
     def pending(self) -> list[RunResult]:
@@ -224,7 +241,8 @@ class TickResult:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.copy_failures
+        return (not self.failed and not self.copy_failures
+                and not [p for p in self.prunes if p.get("failed")])
 
     def as_dict(self) -> dict[str, Any]:
         """The reply of a tick (``run --due --format json``, the functions): ``datasets`` (every
@@ -234,7 +252,8 @@ class TickResult:
         backups = [r.as_dict() for r in self.results]
         # retention runs after every snapshot a tick commits (after_backup)
         prunes = [{"dataset": r.dataset, "after": r.snapshot_id, "removed": r.pruned}
-                  for r in self.results if r.status == "committed"]
+                  for r in self.results if r.status == "committed" and "prune" in self.duties]
+        prunes += self.prunes  # the prune duty on its own (the pruner)
         return {
             "run_id": self.run_id,
             "now": self.now.isoformat(),
@@ -249,6 +268,7 @@ class TickResult:
             "copies": self.copies,
             "copy_failed": self.copy_failures,
             "freshness": self.freshness,
+            "duties": list(self.duties),
         }
 
 
@@ -264,6 +284,7 @@ def tick(
     on_result: Callable[[RunResult], None] | None = None,
     sink: MetricsSink | None = None,
     notifier: Notifier | None = None,
+    duties: Collection[str] = DUTIES,
 ) -> TickResult:
     """Back up every dataset that is due at ``now``. One dataset failing does not stop the others;
     the result lists each dataset's outcome (committed, exists, locked, failed, or not due).
@@ -272,23 +293,39 @@ def tick(
     watchdog (age of the newest committed snapshot against the RPO), metrics, alerts (raised once,
     cleared by one recovery) and audit records. A policy that differs from the one last seen is
     audited as a ``policy_change``. Recorded times come from :mod:`cloudkeep.clock` (a replay
-    installs a simulated clock there); ``now`` defaults to it."""
+    installs a simulated clock there); ``now`` defaults to it.
+
+    ``duties`` limits what the tick does (:data:`DUTIES`): ``backup`` (snapshots, copies, the
+    freshness watchdog), ``prune`` (retention; right after each committed snapshot when backing
+    up too, else of every dataset) and ``verify`` (the scheduled drills and samples). A backup
+    without the prune duty deletes nothing."""
     from .alerts import channels_for, secret_values
 
+    unknown = sorted(set(duties) - set(DUTIES))
+    if unknown or not duties:
+        raise UsageError(f"unknown tick duties {unknown or '(none)'} (known: {', '.join(DUTIES)})")
     now = now or clock.now()
-    result = TickResult(run_id=secrets.token_hex(8), now=now)
+    result = TickResult(run_id=secrets.token_hex(8), now=now,
+                        duties=tuple(d for d in DUTIES if d in duties))
     notifier = notifier or Notifier(channels_for(policy), secret_values(policy))
     names = datasets or sorted(policy.datasets)
+    backing_up, pruning = "backup" in duties, "prune" in duties
     with logctx.bind(run_id=result.run_id):
-        _note_policy(policy, names, store_for, now)
+        if backing_up:
+            _note_policy(policy, names, store_for, now)
         for name in names:
-            outcome = _tick_one(policy, name, now, store_for, source_for, progress_factory, options)
-            if outcome is None:
-                result.not_due.append(name)
-            else:
-                result.results.append(outcome)
-                if on_result:
-                    on_result(outcome)
+            outcome = None
+            if backing_up:
+                outcome = _tick_one(policy, name, now, store_for, source_for, progress_factory,
+                                    options, prune=pruning)
+                if outcome is None:
+                    result.not_due.append(name)
+                else:
+                    result.results.append(outcome)
+                    if on_result:
+                        on_result(outcome)
+            elif pruning:
+                result.prunes.append(_prune_one(policy, name, now, store_for))
             _watch(policy, name, now, outcome, result, store_for, source_for, sink, notifier)
     log.info("tick %s at %s: %d run, %d failed, %d not due", result.run_id, now.isoformat(),
              len(result.results), len(result.failed), len(result.not_due))
@@ -334,6 +371,8 @@ def _watch(policy: Policy, name: str, now: datetime, outcome: RunResult | None, 
             spec = policy.dataset(name)
             store = store_for(name) if store_for else open_store(policy.stores[spec.store])
             observed: dict[str, str | None] = {}
+            if "backup" not in result.duties and "verify" not in result.duties:
+                return  # the pruner: its own audit records only
             if outcome is not None:
                 emit(backup_metrics(policy, outcome))
                 audit_backup(policy, outcome, store)
@@ -341,14 +380,21 @@ def _watch(policy: Policy, name: str, now: datetime, outcome: RunResult | None, 
                     observed["backup_failed"] = f"backup failed: {outcome.error}"
                 elif outcome.status == "committed":
                     observed["backup_failed"] = None
-            observed |= _copy_duty(policy, name, outcome, store, result)
-            for report in _due_verifications(policy, name, now, store, source_for,
-                                             run_id=result.run_id):
+            if "backup" in result.duties:
+                observed |= _copy_duty(policy, name, outcome, store, result)
+            due = _due_verifications(policy, name, now, store, source_for,
+                                     run_id=result.run_id) if "verify" in result.duties else []
+            for report in due:
                 emit(verification_metrics(report))
                 result.verifications.append(report.as_dict())
                 observed["verification_failed"] = None if report.ok else (
                     f"{report.level} of {report.snapshot_id} failed: "
                     + "; ".join(str(p) for p in report.problems[:3]))
+            if "backup" not in result.duties:
+                if observed:
+                    sent = alerts.update(store, name, observed, notifier, tier=spec.tier, now=now)
+                    result.alerts.extend(a.as_dict() for a in sent)
+                return
             state = dataset_plan(policy, name, now, store)
             age = state.age.total_seconds() if state.age is not None else None
             breached = not state.rpo_met
@@ -550,7 +596,10 @@ def _tick_one(
     source_for: Callable[[str], Source] | None,
     progress_factory: Callable[[], Progress] | None,
     options: RunOptions | None,
+    *,
+    prune: bool = True,
 ) -> RunResult | None:
+    prune_at = now if prune else None
     with logctx.bind(dataset=name):
         try:
             spec = policy.dataset(name)
@@ -572,7 +621,7 @@ def _tick_one(
                         trigger="schedule" if record.get("trigger") == "schedule" else "manual",
                         slot=slot, options=options,
                     )
-                    after_backup(policy, result, store, prune_at=now)
+                    after_backup(policy, result, store, prune_at=prune_at)
                     return result
             pending = _pending_scheduled(store, name, now)
             if pending is not None:
@@ -585,7 +634,7 @@ def _tick_one(
                     snapshot_id=pending.snapshot_id, trigger="schedule", slot=pending.slot_time,
                     progress=progress_factory() if progress_factory else None, options=options,
                 )
-                after_backup(policy, result, store, prune_at=now)
+                after_backup(policy, result, store, prune_at=prune_at)
                 return result
             state = dataset_plan(policy, name, now, store)
             if not state.due:
@@ -597,7 +646,7 @@ def _tick_one(
                 snapshot_id=snapshot_id, trigger="schedule", slot=state.slot,
                 progress=progress_factory() if progress_factory else None, options=options,
             )
-            after_backup(policy, result, store, prune_at=now)
+            after_backup(policy, result, store, prune_at=prune_at)
             return result
         except LockedError as exc:
             log.warning("dataset %s: %s", name, exc)
@@ -610,6 +659,35 @@ def _tick_one(
             return RunResult(name, "failed", error=f"internal error: {type(exc).__name__}: {exc}",
                              exit_code=1)
 
+
+
+def _prune_one(policy: Policy, name: str, now: datetime,
+               store_for: Callable[[str], Store] | None) -> dict[str, Any]:
+    """The prune duty of one dataset (the pruner's own schedule): retention applied, audited.
+    Never raises; a prune that could not run at all is reported ``failed``."""
+    from . import audit
+    from .prune import prune
+
+    with logctx.bind(dataset=name):
+        try:
+            spec = policy.dataset(name)
+            store = store_for(name) if store_for else open_store(policy.stores[spec.store])
+            report = prune(policy, name, now, store=store)
+        except CloudkeepError as exc:
+            log.error("dataset %s: prune failed: %s", name, exc)
+            return {"dataset": name, "failed": True, "error": str(exc)}
+        except Exception as exc:
+            log.exception("dataset %s: prune failed unexpectedly", name)
+            return {"dataset": name, "failed": True, "error": f"internal error: {type(exc).__name__}: {exc}"}
+        if report.removed:
+            try:
+                audit.write(store, "prune", outcome="removed", dataset=name, at=now,
+                            detail={"removed": report.removed})
+            except CloudkeepError as exc:
+                log.warning("dataset %s: no audit record of the prune: %s", name, exc)
+        return {"dataset": name, "failed": False, "removed": report.removed,
+                "locked": [entry["snapshot_id"] for entry in report.locked],
+                "orphans_removed": report.orphans, "errors": report.errors}
 
 
 def _runs_native_jobs(spec: Any) -> bool:

@@ -24,6 +24,14 @@ its own choosing): a wrapped key is matched to a policy key by provider and key 
 is: define the new key, list it in ``encryption.keys``, and keep the old key under ``keys:`` for
 as long as snapshots wrapped with it are kept.
 
+A snapshot still being written keeps a second wrap of its data key in its run state
+(``resume_keys``), made under a purpose-bound context (``cloudkeep:purpose`` = ``resume``):
+the invocation that resumes it, or a fan-out worker, unwraps that one. With ``aws_kms`` the key
+policy can then let the backup identity decrypt *only* under that context, so it can finish what
+it started but never unwrap a committed snapshot's key from its manifest (which only the
+restore/drill identity may do; docs/threat-model.md). ``gcp_kms`` binds the same context as
+additional authenticated data; Azure Key Vault wrapKey takes no context (no purpose binding).
+
 Each provider's SDK is imported on first use only (registry habit: one cloud SDK per process).
 """
 
@@ -113,6 +121,16 @@ ENDORSEMENT = "manifest-endorsement"
 SIGNING_KDF = "HKDF-SHA256(signing key, info=cloudkeep manifest authentication v1)"
 
 
+RESUME_PURPOSE = "resume"
+RESUME_KEYS = "resume_keys"  # the run state's extra wraps (never written into a manifest)
+
+
+def resume_context(dataset: str, snapshot_id: str) -> dict[str, str]:
+    """The purpose-bound context of a run state's wrap (``aws_kms``: the key policy's
+    ``kms:EncryptionContext:cloudkeep:purpose`` condition names it)."""
+    return _context(dataset, snapshot_id) | {"cloudkeep:purpose": RESUME_PURPOSE}
+
+
 class Keyring:
     """The key providers a policy defines, and the data keys unwrapped so far (per process)."""
 
@@ -161,6 +179,14 @@ class Keyring:
             raise KeyUnavailableError("encryption needs at least one key")
         return data_key, records
 
+    def wrap_for_resume(self, names: Sequence[str], dataset: str, snapshot_id: str,
+                        data_key: bytes) -> list[dict[str, Any]]:
+        """The run state's wrap of ``data_key``, by the first key in ``names``, under
+        :func:`resume_context` (so it unwraps only as a resume, never as a manifest's key)."""
+        provider = self._provider(names[0])
+        record = provider.wrap(data_key, resume_context(dataset, snapshot_id))
+        return [{"key": names[0], "provider": provider.provider, "key_id": provider.key_id()} | record]
+
     def sign(self, manifest: Manifest, data_key: bytes) -> Manifest:
         """The manifest with its authentication tag."""
         from ..manifest import Authentication
@@ -202,19 +228,30 @@ class Keyring:
 
     def unseal(self, dataset: str, snapshot_id: str, encryption: Mapping[str, Any]) -> bytes:
         """The data key of a snapshot still being written, from the ``codec.encryption`` record
-        :meth:`seal` returned (kept in its run state, so a resumed run or a worker uses it)."""
+        :meth:`seal` returned (kept in its run state, so a resumed run or a worker uses it):
+        its purpose-bound ``resume_keys`` first, then the manifest's own wraps (a run state
+        written before there were resume wraps, or a key that cannot unwrap them)."""
         records = [dict(r) for r in encryption.get("keys", [])]
+        resume = [dict(r) for r in encryption.get(RESUME_KEYS, [])]
+        if resume:
+            try:
+                return self._unwrap(dataset, snapshot_id, resume,
+                                    context=resume_context(dataset, snapshot_id))
+            except KeyUnavailableError as exc:
+                log.warning("%s@%s: the run state's resume wrap cannot be unwrapped (%s); "
+                            "trying the snapshot's own wraps", dataset, snapshot_id, exc)
         return self._unwrap(dataset, snapshot_id, records)
 
     def _unwrap(self, dataset: str, snapshot_id: str, records: list[dict[str, Any]],
-                purpose: str | None = None) -> bytes:
-        cache_key = (dataset, snapshot_id, f"{purpose}:{_fingerprint(records)}" if purpose
+                purpose: str | None = None, context: dict[str, str] | None = None) -> bytes:
+        bound = purpose or (context or {}).get("cloudkeep:purpose")
+        cache_key = (dataset, snapshot_id, f"{bound}:{_fingerprint(records)}" if bound
                      else _fingerprint(records))
         with self._lock:
             if cache_key in self._cache:
                 return self._cache[cache_key]
         ref = f"{dataset}@{snapshot_id}"
-        context = _context(dataset, snapshot_id, purpose)
+        context = context or _context(dataset, snapshot_id, purpose)
         failures: list[str] = []
         for record in records:
             provider = self._match(record, failures)

@@ -284,8 +284,13 @@ class FirestoreSource(FirestoreExportJobs):
         method: str = "scan",
         client: Any = None,
         admin: AdminApi | None = None,
+        drill_database: str | None = None,
     ) -> None:
         self.method = method
+        self.drill_database = drill_database
+        self._drills: set[str] = set()  # scratch targets handed out (they live in drill_database)
+        self._drill_source: FirestoreSource | None = None
+        self._origin_root: str | None = None  # a drill database's source: the source's root
         self._admin = admin
         self.project = project
         self.database = database
@@ -306,7 +311,8 @@ class FirestoreSource(FirestoreExportJobs):
     def from_spec(cls, spec: FirestoreSourceSpec) -> FirestoreSource:
         return cls(spec.project, spec.database, collections=spec.collections,
                    recursive=spec.recursive, segments=spec.segments,
-                   rewrite_references=spec.rewrite_references, method=spec.method)
+                   rewrite_references=spec.rewrite_references, method=spec.method,
+                   drill_database=spec.drill_database)
 
     # ---------------------------------------------------------------- plumbing
 
@@ -469,6 +475,8 @@ class FirestoreSource(FirestoreExportJobs):
         """(documents, content digest) of the copy restored under the prefix ``target`` (``""``:
         the source itself), read as a backup reads it with the prefix — and rewritten references,
         if the policy rewrites them — mapped back, so it equals the snapshot's digest."""
+        if self._for(target) is not self:
+            return self._for(target).scan_digest(target)
         _check_prefix(target, self.collections or [])
         self._read_time = self._server_time()
         if self.collections:
@@ -478,7 +486,7 @@ class FirestoreSource(FirestoreExportJobs):
         refs = None
         if self.rewrite_references and target:
             originals = {target + c: c for c in (self.collections or [n[len(target):] for n in names])}
-            refs = _reference_mapper(self.root, self.root, originals)
+            refs = _reference_mapper(self.root, self._origin_root or self.root, originals)
         digest = ContentDigest(ignores=DIGEST_IGNORES)
         prefix = len(self.root) + 1
         for name in names:
@@ -696,6 +704,8 @@ class FirestoreSource(FirestoreExportJobs):
     # ---------------------------------------------------------------- restore
 
     def open_restore(self, target: str, recorded: dict[str, Any], *, overwrite: bool) -> FirestoreWriter:
+        if self._for(target) is not self:
+            return self._for(target).open_restore(target, recorded, overwrite=overwrite)
         collections = [str(c) for c in recorded.get("collections") or []]
         _check_prefix(target, collections)
         busy = [target + c for c in collections if self._has_documents(target + c)]
@@ -725,12 +735,32 @@ class FirestoreSource(FirestoreExportJobs):
         return _prefix_problem(target, [str(c) for c in manifest.source.get("collections") or []])
 
     def scratch_target(self, token: str) -> str:
-        """A collection-name prefix for a restore drill (its collections are deleted after it)."""
-        return f"cloudkeep_drill_{token}_"
+        """A collection-name prefix for a restore drill (its collections are deleted after it):
+        in ``drill_database`` where the policy names one (then the drill never writes the
+        source's database), else in the source's own database."""
+        target = f"cloudkeep_drill_{token}_"
+        if self.drill_database:
+            self._drills.add(target)
+        return target
+
+    def _for(self, target: str) -> FirestoreSource:
+        """The source that holds ``target``: a drill database's, for this source's drills."""
+        if target not in self._drills or not self.drill_database:
+            return self
+        if self._drill_source is None:
+            drill = FirestoreSource(self.project, self.drill_database, collections=self.collections,
+                                    recursive=self.recursive, segments=self.segments,
+                                    rewrite_references=self.rewrite_references)
+            drill._origin_root = self.root
+            self._drill_source = drill
+        return self._drill_source
 
     def drop_target(self, target: str, recorded: dict[str, Any]) -> None:
         """Delete every document a restore under the prefix ``target`` wrote (subcollections
         too)."""
+        if self._for(target) is not self:
+            self._for(target).drop_target(target, recorded)
+            return
         if not target:
             raise SourceError("refusing to delete the source's own collections")
         collections = [str(c) for c in recorded.get("collections") or []]

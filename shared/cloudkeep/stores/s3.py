@@ -223,24 +223,36 @@ class S3Store:
             )
         return locked
 
+    def with_lock_mode(self, mode: str) -> S3Store:
+        """This store, writing new objects in Object Lock ``mode`` (a tier's ``immutability``);
+        itself when it locks no objects."""
+        if not self.lock_mode or mode == self.lock_mode:
+            return self
+        return S3Store(self.bucket, self.prefix, region=self._region, endpoint_url=self._endpoint_url,
+                       client=self._client, lock_mode=mode)
+
     def retain_until(self, key: str) -> datetime | None:
         """The Object Lock retain-until date of the current version (None: not locked)."""
+        return self._lock_of(key)[1]
+
+    def _lock_of(self, key: str) -> tuple[str | None, datetime | None]:
         with self._errors(key):
             head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         value = head.get("ObjectLockRetainUntilDate")
-        return value if isinstance(value, datetime) else None
+        return head.get("ObjectLockMode"), value if isinstance(value, datetime) else None
 
     def extend_retention(self, key: str, until: datetime) -> bool:
-        """Move the retain-until date of ``key`` later (never earlier). True if it moved."""
+        """Move the retain-until date of ``key`` later (never earlier), keeping the object's
+        own lock mode (a COMPLIANCE tier's objects in a GOVERNANCE store). True if it moved."""
         if not self.lock_mode:
             return False
-        current = self.retain_until(key)
+        mode, current = self._lock_of(key)
         if current is not None and current >= until:
             return False
         with self._errors(key):
             self.client.put_object_retention(
                 Bucket=self.bucket, Key=self._key(key),
-                Retention={"Mode": self.lock_mode, "RetainUntilDate": until},
+                Retention={"Mode": mode or self.lock_mode, "RetainUntilDate": until},
             )
         return True
 
