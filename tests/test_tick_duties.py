@@ -4,19 +4,20 @@ together as ``run --due`` runs them. Our in-memory store and source (test_watchd
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from cloudkeep import engine, function
+from cloudkeep import clock, function
 from cloudkeep.catalog import snapshot_ids
 from cloudkeep.errors import UsageError
 from cloudkeep.metrics import MemorySink
 from cloudkeep.policy import parse_policy
 from cloudkeep.runtime import tick
 from cloudkeep.stores.memory import MemoryStore
-from test_watchdog import T0, Clock, MemorySource
+from test_watchdog import T0, MemorySource
 
 POLICY = parse_policy("""
 version: 1
@@ -33,17 +34,18 @@ datasets:
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    monkeypatch.setattr(engine, "datetime", Clock)
+def world() -> Iterator[dict[str, Any]]:
     store, source = MemoryStore(), MemorySource()
+    simulated = clock.SimulatedClock(T0)
 
     def run(hours: float, duties: tuple[str, ...]) -> Any:
         at = T0 + timedelta(hours=hours)
-        Clock.current = at
+        simulated.set(at)  # every time the tick records comes from this clock (as under --now)
         return tick(POLICY, at, store_for=lambda _n: store, source_for=lambda _n: source,
                     duties=duties, sink=MemorySink())
 
-    return {"store": store, "source": source, "run": run}
+    with clock.simulated(simulated):
+        yield {"store": store, "source": source, "run": run, "clock": simulated}
 
 
 def test_the_backup_duty_alone_never_prunes_nor_verifies(world: dict[str, Any]) -> None:
@@ -108,9 +110,10 @@ def test_function_entries_raise_when_their_duty_failed(world: dict[str, Any],
     real_tick = runtime.tick
     monkeypatch.setattr(runtime, "tick", lambda *a, **k: real_tick(
         *a, **k, store_for=lambda _n: store, source_for=lambda _n: source))
-    Clock.current = T0 + timedelta(hours=4)
+    at = T0 + timedelta(hours=4)
+    world["clock"].set(at)
     with pytest.raises(function.TickFailedError, match="verification failed for orders") as caught:
-        function.scheduled_verify(POLICY, Clock.current, MemorySink())
+        function.scheduled_verify(POLICY, at, MemorySink())
     assert caught.value.reply["duties"] == ["verify"]
-    reply = function.scheduled_prune(POLICY, Clock.current, MemorySink())
+    reply = function.scheduled_prune(POLICY, at, MemorySink())
     assert reply["duties"] == ["prune"] and reply["prunes"][0]["dataset"] == "orders"
