@@ -204,10 +204,12 @@ def test_only_the_restore_roles_unwrap_committed_data_keys(template: dict[str, A
     unconditional = {n for n, ss in grants.items() if any("Condition" not in s for s in ss)}
     assert unconditional == {"RestoreRole", "InvokeRole", "PrunerRole"}  # (and the account's kms:*)
     [backup] = grants["BackupRole"]
-    assert backup["Condition"] == {"StringEquals": {"kms:EncryptionContext:cloudkeep:purpose": "resume"}}
+    # run-state resume wraps and manifest signing keys only (cloudkeep.keys), never a data key
+    purposes = ["resume", "manifest-signing"]
+    assert backup["Condition"] == {"StringEquals": {"kms:EncryptionContext:cloudkeep:purpose": purposes}}
     [deny] = [s for s in key if s.get("Sid") == "BackupRoleUnwrapsOnlyResumeWraps"]
     assert deny["Effect"] == "Deny" and deny["Action"] == "kms:Decrypt"
-    assert deny["Condition"] == {"StringNotEquals": {"kms:EncryptionContext:cloudkeep:purpose": "resume"}}
+    assert deny["Condition"] == {"StringNotEquals": {"kms:EncryptionContext:cloudkeep:purpose": purposes}}
     [manage] = [s for s in key if s.get("Sid") == "FunctionsNeitherReEncryptNorManage"]
     assert "kms:ReEncrypt*" in manage["Action"] and len(manage["Principal"]["AWS"]) == 4
 
