@@ -93,6 +93,9 @@ def test_a_tampered_snapshot_fails_its_drill_and_the_scratch_table_is_deleted(
     part["sha256"] = hashlib.sha256(data).hexdigest()
     manifest["totals"]["stored_bytes"] += len(data) - part["stored_bytes"]
     part["stored_bytes"] = len(data)
+    raw = len(b"\n".join(lines))  # the uncompressed size too: readers stop past raw_bytes
+    manifest["totals"]["raw_bytes"] += raw - part["raw_bytes"]
+    part["raw_bytes"] = raw
     manifest_path.chmod(0o644)
     manifest_path.write_text(json.dumps(manifest))
 

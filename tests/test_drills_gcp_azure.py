@@ -36,6 +36,9 @@ def tamper(snapshot_dir: Path, change: Any) -> None:
     manifest["totals"]["stored_bytes"] += len(data) - part["stored_bytes"]
     part["sha256"] = hashlib.sha256(data).hexdigest()
     part["stored_bytes"] = len(data)
+    raw = len(b"\n".join(lines))  # the uncompressed size too: readers stop past raw_bytes
+    manifest["totals"]["raw_bytes"] += raw - part["raw_bytes"]
+    part["raw_bytes"] = raw
     manifest_path.chmod(0o644)
     manifest_path.write_text(json.dumps(manifest))
 

@@ -352,15 +352,26 @@ def test_s3_listing_parts_are_read_within_their_limits(tmp_path: Path, bomb: byt
 # ----------------------------------------------------------------------- the CLI: flat memory
 
 
-def _run_measured(args: list[str], env: dict[str, str]) -> tuple[int, int, str]:
+_MEASURED = """\
+import atexit, os, sys
+
+def _report():  # the peak of this process since exec (VmHWM), not of the forked parent
+    with open("/proc/self/status") as status:
+        line = next(l for l in status if l.startswith("VmHWM:"))
+    with open(os.environ["CK_PEAK_FILE"], "w") as out:
+        out.write(line.split()[1])
+
+atexit.register(_report)
+from cloudkeep.cli import run_cli
+run_cli()
+"""
+
+
+def _run_measured(args: list[str], env: dict[str, str], peak_file: Path) -> tuple[int, int, str]:
     """Run the CLI in a child process: its exit code, its own peak RSS in bytes, its stderr."""
-    proc = subprocess.Popen([sys.executable, "-c", "from cloudkeep.cli import run_cli; run_cli()", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss * 1024, err.decode()
+    proc = subprocess.run([sys.executable, "-c", _MEASURED, *args], capture_output=True, text=True,
+                          env=env | {"CK_PEAK_FILE": str(peak_file)}, timeout=600)
+    return proc.returncode, int(peak_file.read_text()) * 1024, proc.stderr
 
 
 def test_cli_verify_of_a_4gib_bomb_keeps_memory_flat(tmp_path: Path) -> None:
@@ -378,7 +389,8 @@ datasets:
     big = zstd_bomb(4 * GIB)  # ended in MemoryError before
     plant(files, manifest, 0, big)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    code, peak, err = _run_measured(["--policy", str(policy_file), "verify", f"a@{manifest.snapshot_id}"], env)
+    code, peak, err = _run_measured(["--policy", str(policy_file), "verify", f"a@{manifest.snapshot_id}"], env,
+                                    tmp_path / "peak")
     assert code == 1, err
     assert "Traceback" not in err
     assert peak < 200 * 1024 * 1024, f"verify peaked at {peak / 2**20:.0f} MiB"

@@ -48,6 +48,7 @@ SECRET = "s3cr3t"
     ('{"password": "hunter2hunter2", "key": "orders/x"}', "hunter2hunter2"),
     ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig", "eyJhbGciOiJIUzI1NiJ9"),
     ("aws_access_key_id AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"),
+    ("https://maps.example/api?key=AIzaSyD-abcdefghijklmnop&x=1", "AIzaSyD-abcdefghijklmnop"),
 ])
 def test_redact_removes_every_shape_of_credential(text: str, secret: str) -> None:
     out = redact(text)
@@ -58,7 +59,8 @@ def test_redact_removes_every_shape_of_credential(text: str, secret: str) -> Non
 def test_redact_leaves_ordinary_text_alone() -> None:
     for text in ("s3://vault/orders/snapshots/x/manifest.json", "file:/srv/backups",
                  "http://127.0.0.1:5000/vault", '{"key": "orders/_audit/2026/01/01/x.json"}',
-                 "exit code=2", "part-00000-000001.ndjson.zst: 123 bytes", "ops@example.com"):
+                 "exit code=2", "part-00000-000001.ndjson.zst: 123 bytes", "ops@example.com",
+                 "s3://bucket/data/key=eu-west/part.json"):
         assert redact(text) == text
 
 

@@ -127,8 +127,8 @@ def test_gcs_and_azure_locations(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert blob(account_url="https://acme.blob.core.windows.net/", connection_string_env="AZ_ONE") == blob(
         account_url="HTTPS://ACME.blob.core.windows.net:443", connection_string_env="AZ_TWO")
-    assert blob(account_url="https://acme.blob.core.windows.net") != blob(
-        account_url="https://other.blob.core.windows.net")
+    assert blob(account_url="https://acme.blob.core.windows.net", connection_string_env="AZ_ONE") != blob(
+        account_url="https://other.blob.core.windows.net", connection_string_env="AZ_ONE")
     # the connection string wins when it is set, as it does for the store itself
     monkeypatch.setenv("AZ_ONE", "DefaultEndpointsProtocol=https;AccountName=acme;AccountKey=c2VjcmV0;"
                                  "EndpointSuffix=core.windows.net")

@@ -28,7 +28,7 @@ MARK = "[redacted]"
 _SECRET_NAMES = (
     r"AccountKey|SharedAccessSignature|SharedAccessKey|password|passwd|pwd|secret|client_secret"
     r"|secret_key|secret_access_key|aws_secret_access_key|session_token|token|access_token"
-    r"|refresh_token|id_token|api[_-]?key|apikey|key|sig|signature|x-amz-signature"
+    r"|refresh_token|id_token|api[_-]?key|apikey|sig|signature|x-amz-signature"
     r"|x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential"
 )
 # Field names of JSON / YAML text that always hold a secret (not "key": cloudkeep's records name
@@ -44,6 +44,10 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)(?!\[redacted\]@)[^/\s@?#\"'<>]+@"), r"\1" + MARK + "@"),
     # key=value pairs whose name says secret (query strings, connection strings, headers)
     (re.compile(rf"(?i)(?<![A-Za-z0-9_-])({_SECRET_NAMES})=(?!\[redacted\])([^;&\s\"'<>,]+)"),
+     r"\1=" + MARK),
+    # a bare key=VALUE only when VALUE looks like a key (long, base64-ish): "key=" also appears
+    # in ordinary object names (Hive-style partitions such as key=eu-west/)
+    (re.compile(r"(?i)(?<![A-Za-z0-9_-])(key)=(?!\[redacted\])([A-Za-z0-9+/_-]{16,}={0,2})(?=$|[;&\s\"'<>,])"),
      r"\1=" + MARK),
     # JSON or YAML fields whose name says secret: "password": "...", 'client_secret': '...'
     (re.compile(rf"(?i)([\"']?(?<![A-Za-z0-9_-])(?:{_SECRET_FIELDS})[\"']?\s*:\s*[\"'])"
