@@ -795,14 +795,14 @@ def _index_runs(store: Store, dataset: str, snapshot_ids_: list[str]) -> None:
     """Make sure every snapshot about to be removed is in the run index (``runs.py``: a snapshot
     of an earlier release, or of a run that stopped right after its commit), so the run history
     outlives it. Best effort: the index is create-only and a miss only costs report accuracy."""
-    from . import runs
+    from . import runs, timeline
 
     if not snapshot_ids_:
         return
     try:
-        indexed = runs.indexed(store, dataset)
-        for sid in snapshot_ids_:
-            if sid not in indexed:
-                runs.record(store, load_manifest(store, dataset, sid))
+        for captured in timeline.committed(store, dataset, ids=list(snapshot_ids_)):
+            key = layout.run_index_key(dataset, captured.captured_at, captured.snapshot_id)
+            if store.stat(key) is None:
+                runs.record(store, load_manifest(store, dataset, captured.snapshot_id))
     except CloudkeepError as exc:
         log.warning("dataset %s: could not complete the run index before pruning: %s", dataset, exc)
