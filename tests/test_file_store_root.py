@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cloudkeep import layout
+from cloudkeep import clock, layout
 from cloudkeep.catalog import snapshot_ids
 from cloudkeep.engine import backup
 from cloudkeep.errors import ObjectExistsError, ObjectNotFoundError, StoreError
@@ -157,8 +157,10 @@ def test_prune_leaves_files_outside_the_store_intact(tmp_path: Path, outside: Pa
     store = FileStore(root)
     ids = []
     for i in range(3):
-        sid = layout.snapshot_id_for(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=i), f"{i:06x}")
-        backup(policy, "a", store=store, source=ScriptedSource(), snapshot_id=sid)
+        at = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=i)
+        sid = layout.snapshot_id_for(at, f"{i:06x}")
+        with clock.simulated(at):  # captured at its id's time (retention goes by capture time)
+            backup(policy, "a", store=store, source=ScriptedSource(), snapshot_id=sid)
         ids.append(sid)
     # links planted under the dataset's folder, pointing outside the store:
     old = root / "a" / "snapshots" / ids[0]

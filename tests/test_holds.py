@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cloudkeep import holds, layout
+from cloudkeep import clock, holds, layout
 from cloudkeep.catalog import snapshot_ids
 from cloudkeep.engine import backup
 from cloudkeep.holds import HoldRefusedError
@@ -45,8 +45,10 @@ datasets:
 def take(policy: Policy, store: Any, n: int) -> list[Manifest]:
     out = []
     for i in range(n):
-        sid = layout.snapshot_id_for(datetime(2026, 1, 1, tzinfo=Z) + timedelta(hours=i), f"{i:06x}")
-        result = backup(policy, "a", store=store, source=ScriptedSource(), snapshot_id=sid)
+        at = datetime(2026, 1, 1, tzinfo=Z) + timedelta(hours=i)
+        sid = layout.snapshot_id_for(at, f"{i:06x}")
+        with clock.simulated(at):  # captured at its id's time (retention goes by capture time)
+            result = backup(policy, "a", store=store, source=ScriptedSource(), snapshot_id=sid)
         assert result.manifest is not None
         out.append(result.manifest)
     return out
@@ -291,7 +293,7 @@ def test_hold_reason_limits_and_bad_ids(tmp_path: Path, capsys: Any) -> None:
     store = FileStore(tmp_path / "vault")
     [snap] = take(policy, store, 1)
     p = str(tmp_path / "cloudkeep.yaml")
-    for args, message in ((["--reason", "  "], "needs a --reason"),
+    for args, message in ((["--reason", "  "], "bad --reason '  ': it is blank"),
                           (["--reason", "x" * 5000], "at most 2000")):
         code, _, err = cli(capsys, "--policy", p, "hold", "add", f"a@{snap.snapshot_id}", *args)
         assert code == 2 and message in err and err.count("\n") == 1

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cloudkeep import audit, clock, layout, runs, timeline
+from cloudkeep import audit, clock, layout, runs, sequences, timeline
 from cloudkeep.catalog import resolve, snapshot_ids
 from cloudkeep.engine import backup
 from cloudkeep.policy import parse_policy
@@ -251,7 +251,9 @@ def test_run_due_format_json_has_every_section(tmp_path: Path, capsys: Any,
     assert stamps and all(s.startswith("2026-03-04T0") for s in stamps)
     sample = json.loads(next(store.get(i.key) for i in store.list("orders/verifications/")))
     assert sample["started_at"].startswith("2026-03-04T01:00")
-    alert_state = json.loads(store.get(layout.alert_state_key("orders")))
+    newest = sequences.newest(store, layout.alert_states_prefix("orders"), lambda b, _k: json.loads(b))
+    assert newest is not None
+    alert_state = newest[1]
     assert alert_state["updated_at"].startswith("2026-03-04T04:00")
 
 
