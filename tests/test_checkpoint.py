@@ -330,3 +330,27 @@ def test_the_tick_finishes_an_unfinished_scheduled_snapshot_before_a_new_slot() 
     assert {r.snapshot_id for r in results} == {started.snapshot_id}, "the same snapshot, resumed"
     assert snapshot_ids(store, "a") == [started.snapshot_id]
     assert_exact(store, results[-1].manifest, source)
+
+
+def test_a_plan_that_cannot_be_followed_is_abandoned_not_deleted_and_pruned() -> None:
+    store = MemoryStore()
+    first = backup(POLICY, "a", store=store, source=ResumableSource(),
+                   options=opts(deadline=Deadline(Countdown(3), reserve=1.0)))
+    assert first.status == "unfinished" and first.snapshot_id
+    before = set(store.objects)
+
+    class Resplit(ResumableSource):
+        """The source now splits differently and cannot follow the recorded plan."""
+
+        resume_plan = None  # type: ignore[assignment]
+
+    result = backup(POLICY, "a", store=store, source=Resplit(segments=2), options=opts())
+    assert result.status == "committed" and result.snapshot_id != first.snapshot_id
+    assert (result.snapshot_id or "")[:16] == first.snapshot_id[:16], "the same time, a new id"
+    assert before <= set(store.objects), "nothing of the old attempt was deleted"
+    assert checkpoint.is_abandoned(store, "a", first.snapshot_id)
+    assert checkpoint.unfinished_snapshots(store, "a") == []
+    report = prune(POLICY, "a", datetime.now(UTC), store=store)
+    assert report.orphans == [first.snapshot_id]
+    assert not [k for k in store.objects if first.snapshot_id in k]
+    assert snapshot_ids(store, "a") == [result.snapshot_id]

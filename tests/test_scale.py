@@ -98,8 +98,10 @@ def test_kill_9_at_random_points_then_resume_gives_exactly_the_source(
     vault = tmp_path / "vault"
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
+    # A checkpoint every 2 parts: a resumed segment writes past the parts already there (never
+    # deleting them), so each run must write a couple of its own parts to leave a checkpoint.
     argv = [str(CLOUDKEEP), "--policy", str(policy), "-q", "run", "orders",
-            "--part-size", "3KiB", "--workers", "2"]
+            "--part-size", "3KiB", "--workers", "2", "--checkpoint-every", "2"]
     env = dict(os.environ, CI="1")
     kills = resumed_with_checkpoints = 0
     for round_ in range(6):
@@ -111,7 +113,7 @@ def test_kill_9_at_random_points_then_resume_gives_exactly_the_source(
                     time.sleep(0.002)
             else:
                 # After a random number of further parts.
-                start, want = len(part_files(vault)), rng.randint(1, 8)
+                start, want = len(part_files(vault)), rng.randint(2, 10)
                 while len(part_files(vault)) < start + want and proc.poll() is None:
                     time.sleep(0.002)
             if proc.poll() is None:
@@ -121,7 +123,9 @@ def test_kill_9_at_random_points_then_resume_gives_exactly_the_source(
             proc.wait()
         assert not list(vault.rglob("manifest.json")) or proc.returncode == 0, \
             f"a killed run left a visible snapshot (seed {seed})"
-        if list(vault.rglob("checkpoints/segment-*.json")):
+        # a segment's checkpoint entry or its final record
+        if list(vault.rglob("checkpoints/segment-*/0*.json")) or \
+                list(vault.rglob("checkpoints/segment-*.done.json")):
             resumed_with_checkpoints += 1
     assert kills >= 4, f"only {kills} kills landed mid-run (seed {seed})"
     assert resumed_with_checkpoints >= 2, f"no checkpoint survived a kill (seed {seed})"
@@ -135,9 +139,11 @@ def test_kill_9_at_random_points_then_resume_gives_exactly_the_source(
     assert final.returncode == 0, final.stderr
     (result,) = json.loads(final.stdout)
     assert result["status"] == "committed" and result["snapshot_id"] == snapshot_id, result
-    # (the file store's own temporaries of a killed write, never listed, may remain)
-    left = [p for p in vault.rglob("checkpoints/*") if not p.name.startswith(".tmp-")]
-    assert not left, "checkpoints are removed after the commit"
+    assert list(vault.rglob("checkpoints/*")), "a run deletes nothing (its checkpoints stay)"
+    code, out, err = cli(capsys, "--policy", str(policy), "prune")
+    assert code == 0, out + err
+    left = [p for p in vault.rglob("checkpoints/*") if p.is_file()]
+    assert not left, "prune removes the checkpoints (and killed writes' temporaries) after the commit"
     assert_restores_exactly(capsys, policy, ddb_client, table, snapshot_id)
 
 
@@ -179,6 +185,11 @@ def fan_out(policy_path: Path, queue: Any, duplicate: int) -> str:
                              "exists", "busy"}
     assert snapshot_ids(store, "orders") == [result.snapshot_id]
     assert checkpoint.unfinished_snapshots(store, "orders") == []
+    from datetime import UTC, datetime
+
+    from cloudkeep.prune import prune
+
+    assert not prune(policy, "orders", datetime.now(UTC), store=store).errors
     assert not list(store.list(layout.checkpoints_prefix("orders", result.snapshot_id or "")))
     return result.snapshot_id or ""
 
@@ -264,7 +275,7 @@ def assert_sealed(vault: Path, snapshot_id: str) -> None:
     parts = [p for p in vault.rglob("part-*") if snapshot_id in str(p)]
     assert parts and all(p.name.endswith(".ndjson.zst.enc") for p in parts)
     run_state = [p for p in vault.rglob("run.json")]
-    assert run_state == [], "the run state (with the wrapped key) goes once the manifest commits"
+    assert run_state == [], "prune removes the run state (with the wrapped key) once committed"
 
 
 def test_an_encrypted_snapshot_resumed_over_many_invocations_uses_one_data_key(
@@ -288,6 +299,7 @@ def test_an_encrypted_snapshot_resumed_over_many_invocations_uses_one_data_key(
         assert result.status == "unfinished"
     assert runs[-1]["status"] == "committed" and len(runs) > 4, "the budget split the run"
     assert len({r["snapshot_id"] for r in runs}) == 1
+    assert cli(capsys, "--policy", str(policy), "prune")[0] == 0
     assert_sealed(tmp_path / "vault", runs[-1]["snapshot_id"])
     assert_restores_exactly(capsys, policy, ddb_client, table, runs[-1]["snapshot_id"])
 
@@ -300,5 +312,6 @@ def test_encrypted_work_items_in_process_commit_one_sealed_snapshot(
     rows = cli_json(capsys, "--policy", str(policy), "run", "orders", "--queue", "inprocess:",
                     "--part-size", "3KiB")
     assert rows[0]["status"] == "committed", rows
+    assert cli(capsys, "--policy", str(policy), "prune")[0] == 0
     assert_sealed(tmp_path / "vault", rows[0]["snapshot_id"])
     assert_restores_exactly(capsys, policy, ddb_client, table, rows[0]["snapshot_id"])
