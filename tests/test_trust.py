@@ -89,7 +89,8 @@ def rewrite(store: Any, dataset: str, snapshot_id: str, edit: Any) -> None:
 
 
 def objects(store: Any, prefix: str) -> set[str]:
-    return {i.key for i in store.list(prefix)}
+    """Every object under ``prefix`` but checkpoints (which prune collects once committed)."""
+    return {i.key for i in store.list(prefix) if "/checkpoints/" not in i.key}
 
 
 # ---- item 2: replayed manifests
