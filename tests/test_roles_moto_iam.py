@@ -2,8 +2,8 @@
 carry exactly the policies of the packaged template's BackupRole and PrunerRole (`make
 deploy-check` builds it), then the Lambda handlers run with their credentials — the tick backs
 up creating objects only, the backup credentials are refused the delete of a snapshot part,
-and the pruner's handler prunes: refused by Object Lock while the part's retention runs, allowed
-once it has passed (a short retention, waited for by its own retain-until date).
+the pruner's are refused it by Object Lock while the part's retention runs, and once it has
+passed (a short retention, waited for by its own retain-until date) the pruner's handler prunes.
 
 What moto does not evaluate here — bucket policies, IAM conditions (the create-only rule, the
 key policy) and the Resource of other services' requests — is asserted on the template itself
@@ -16,7 +16,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -139,13 +139,13 @@ def test_backup_creates_only_and_only_the_pruner_deletes_after_the_lock(
         monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", f"cloudkeep-{name}")
         monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # it caches the credentials it found
 
-    # The tick, with the backup role's credentials: two hourly slots, two snapshots.
+    # The tick, with the backup role's credentials: this hour's slot, one snapshot.
+    slot = datetime.now(UTC).replace(minute=5, second=0, microsecond=0)
     as_role(backup, "tick")
-    for at in ("2026-01-01T00:05:00Z", "2026-01-01T01:05:00Z"):
-        reply = aws_lambda.tick({"time": at}, LambdaContext())
-        assert [d["status"] for d in reply["datasets"]] == ["committed"], reply
+    reply = aws_lambda.tick({"time": slot.isoformat()}, LambdaContext())
+    assert [d["status"] for d in reply["datasets"]] == ["committed"], reply
     store = S3Store(vault, "cloudkeep", region=REGION, lock_mode="GOVERNANCE", client=s3)
-    first, second = snapshot_ids(store, "orders")
+    [first] = snapshot_ids(store, "orders")
     part = next(i.key for i in store.list(layout.snapshot_prefix("orders", first)) if "/part-" in i.key)
     full = f"cloudkeep/{part}"
     version = s3.list_object_versions(Bucket=vault, Prefix=full)["Versions"][0]["VersionId"]
@@ -168,20 +168,30 @@ def test_backup_creates_only_and_only_the_pruner_deletes_after_the_lock(
         assert refused.value.response["Error"]["Code"] == "AccessDenied"
     assert s3.head_object(Bucket=vault, Key=full, VersionId=version)["ContentLength"] > 0
 
-    # The pruner, while the lock runs: retention removes the first snapshot, Object Lock refuses.
-    as_role(pruner, "prune")
+    # The pruner's credentials may delete — but not while the part's Object Lock runs.
+    theirs = boto3.client("s3", region_name=REGION, **{k.lower(): v for k, v in pruner.items()})
     assert datetime.now(UTC) < retain_until, "the machine was too slow for the test's lock"
-    reply = aws_lambda.prune({"time": "2026-01-01T01:10:00Z"}, LambdaContext())
-    [report] = reply["prunes"]
-    assert report["removed"] == [] or datetime.now(UTC) >= retain_until
-    assert first in report["locked"] and snapshot_ids(store, "orders") == [first, second]
+    with pytest.raises(ClientError) as locked:
+        theirs.delete_object(Bucket=vault, Key=full, VersionId=version)
+    assert locked.value.response["Error"]["Code"] == "AccessDenied"
+    assert s3.head_object(Bucket=vault, Key=full, VersionId=version)["ContentLength"] > 0
 
-    # Once the part's retain-until date has passed, the pruner's delete goes through.
-    while datetime.now(UTC) <= retain_until:
-        time.sleep(max(0.1, (retain_until - datetime.now(UTC)).total_seconds() + 0.2))
-    reply = aws_lambda.prune({"time": "2026-01-01T01:10:00Z"}, LambdaContext())
+    # Once the part's retain-until date has passed (retention `within` is the lock's length, so
+    # the next snapshot, captured after it, leaves the first outside retention), the next slot's
+    # tick backs up again and the pruner's handler removes the first snapshot.
+    past = retain_until + timedelta(seconds=2)  # and clear of `within`'s inclusive edge
+    while datetime.now(UTC) <= past:
+        time.sleep(max(0.1, (past - datetime.now(UTC)).total_seconds() + 0.2))
+    as_role(backup, "tick")
+    reply = aws_lambda.tick({"time": (slot + timedelta(hours=1)).isoformat()}, LambdaContext())
+    assert [d["status"] for d in reply["datasets"]] == ["committed"], reply
+    first_, second = snapshot_ids(store, "orders")
+    assert first_ == first
+    as_role(pruner, "prune")
+    reply = aws_lambda.prune({"time": (slot + timedelta(hours=1, minutes=5)).isoformat()},
+                             LambdaContext())
     [report] = reply["prunes"]
-    assert report["removed"] == [first] and report["locked"] == [] and not report["failed"]
+    assert report["removed"] == [first] and report["locked"] == [] and not report["failed"], json.dumps(report)
     assert snapshot_ids(store, "orders") == [second]
     assert s3.list_object_versions(Bucket=vault, Prefix=full).get("Versions", []) == []
     audit = [json.loads(store.get(i.key)) for i in store.list("_audit/")
