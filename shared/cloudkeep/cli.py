@@ -10,9 +10,11 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -71,9 +73,27 @@ def _progress(quiet_logs: bool = False) -> Any:
 def _emit(ctx: Ctx, data: Any, render: Callable[[Any], None]) -> None:
     data = redact_obj(data)  # no credential reaches a table or JSON output
     if ctx.fmt == "json":
-        click.echo(redact(json.dumps(data, indent=2, default=str)))
+        click.echo(redact(json.dumps(data, indent=2, default=str)))  # JSON escapes controls
     else:
-        render(data)
+        render(printable(data))
+
+
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(value: Any) -> Any:
+    """A copy of a JSON-like value whose strings carry no terminal control characters (what a
+    store record says — a hold's reason, who placed it — can never move the cursor, clear the
+    screen or fake a line of output); each is shown as its escape, e.g. ``\\x1b``. Newlines
+    are shown as ``\\n`` too."""
+    if isinstance(value, str):
+        text = _CONTROLS.sub(lambda m: repr(m.group())[1:-1], value)
+        return text.replace("\n", "\\n")
+    if isinstance(value, dict):
+        return {k: printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(printable(v) for v in value)
+    return value
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None,
@@ -124,6 +144,50 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | N
         else:
             fits = False
     console.print(table)
+
+
+REPORT_MARK = "<title>cloudkeep report</title>"
+
+
+def _write_report(path: Path, text: str) -> None:
+    """Write the HTML report whole (a temporary file renamed over the target), and overwrite
+    only an earlier cloudkeep report: never a link, a policy, a manifest or any other file."""
+    import os
+    import tempfile
+
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise UsageError(f"bad --output {str(path)!r}: {exc.strerror}") from None
+    if info is not None:
+        import stat
+
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError(f"bad --output {str(path)!r}: it exists and is not a regular file "
+                             "(a link, a folder or a device); choose another file")
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(4096).decode("utf-8", "replace")
+        except OSError as exc:
+            raise UsageError(f"bad --output {str(path)!r}: {exc.strerror}") from None
+        if REPORT_MARK not in head:
+            raise UsageError(f"bad --output {str(path)!r}: it exists and is not a cloudkeep "
+                             "report; refusing to overwrite it (choose another file)")
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".cloudkeep-report-", suffix=".tmp", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file (mkstemp makes it 0600)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError, UnboundLocalError):
+            os.unlink(tmp)
+        raise CloudkeepError(f"cannot write {path}: {exc}") from None
 
 
 def color_enabled(stream: Any = None) -> bool:
@@ -884,10 +948,7 @@ def report(ctx: Ctx, datasets: tuple[str, ...], output: str | None, now_text: st
     if output:
         from .report_html import render as render_html
 
-        try:
-            Path(output).write_text(render_html(data), encoding="utf-8")
-        except OSError as exc:
-            raise CloudkeepError(f"cannot write {output}: {exc}") from None
+        _write_report(Path(output), render_html(data))
         data["html"] = str(Path(output).resolve())
 
     def render(d: dict[str, Any]) -> None:

@@ -45,6 +45,9 @@ from .stores import Store
 RECORD_MAX_BYTES = 64 * 1024
 REASON_MAX_CHARS = 2000
 MARKER_TTL = timedelta(hours=1)
+# A marker dated further ahead than this is not a prune's (clocks agree to minutes): a record
+# forged into the future must not block holds for ever.
+MARKER_SKEW = timedelta(minutes=5)
 DELETE_LEASE = timedelta(minutes=5)
 
 Clock = Callable[[], datetime]
@@ -119,7 +122,8 @@ class Ledger:
     def deleting(self, now: datetime) -> list[Marker]:
         """Deletion markers neither cancelled nor older than MARKER_TTL."""
         return [m for m in self.markers.values()
-                if not m.cancelled and m.created is not None and now - m.created < MARKER_TTL]
+                if not m.cancelled and m.created is not None
+                and -MARKER_SKEW < now - m.created < MARKER_TTL]
 
 
 def _read(store: Store, key: str, size: int | None) -> dict[str, Any] | str:

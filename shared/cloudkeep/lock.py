@@ -320,7 +320,13 @@ def _live(record: dict[str, Any], now: datetime) -> bool:
         expires = datetime.fromisoformat(str(record["expires_at"]))
     except (KeyError, ValueError):
         return False
-    return now < expires and not _holder_dead(record)
+    # A lease never runs longer than MAX_LEASE from now: an expiry further out is a forged or
+    # wildly skewed record, not a holder (taken over; a real holder is then fenced, never
+    # raced, since renewals are compare-and-set).
+    return now < expires <= now + MAX_LEASE and not _holder_dead(record)
+
+
+MAX_LEASE = timedelta(hours=1)
 
 
 def _process_namespace() -> str | None:

@@ -1025,6 +1025,7 @@ def parse_policy(text: str, *, source: str = "<policy>", base_dir: Path | None =
         policy = _resolve_paths(policy, base_dir or Path.cwd())
         problems.extend((_line_of(lines, p), f"{_dotted(p)}: {m}") for p, m in _check_signing(policy))
         problems.extend((_line_of(lines, p), f"{_dotted(p)}: {m}") for p, m in _check_copy_stores(policy))
+        problems.extend((_line_of(lines, p), f"{_dotted(p)}: {m}") for p, m in _check_nested_stores(policy))
     if problems:
         unique: dict[str, int | None] = {}
         for line, message in problems:
@@ -1454,6 +1455,20 @@ def _check_copy_stores(policy: Policy) -> Iterator[tuple[tuple[str, ...], str]]:
                    f"tier {ds.tier!r} needs {tier.min_copies} verified copies (min_copies) but dataset "
                    f"{ds_name!r} copies to {len(kept)} store(s) at distinct locations: retention "
                    "could never remove its snapshots")
+
+
+def _check_nested_stores(policy: Policy) -> Iterator[tuple[tuple[str, ...], str]]:
+    """No store inside another (one's folder, bucket prefix or container prefix under the
+    other's): the outer store's prune would take the inner store's objects for its own
+    leftovers. Two names for one location are allowed (keys are per dataset)."""
+    where = {name: spec.location() for name, spec in policy.stores.items()}
+    for name, mine in where.items():
+        for other, theirs in where.items():
+            if other != name and mine != theirs and mine.overlaps(theirs) and \
+                    len(str(mine)) > len(str(theirs)):
+                yield (("stores", name), f"store {name!r} ({mine}) lies inside store {other!r} "
+                       f"({theirs}): prune of one would remove the other's objects; give each "
+                       "store a location of its own")
 
 
 def _same_place(mine: StoreLocation, other: str, theirs: StoreLocation) -> str:

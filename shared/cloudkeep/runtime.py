@@ -44,7 +44,18 @@ def parse_now(text: str | None) -> datetime:
         raise UsageError(f"bad --now {text!r} (use ISO 8601, e.g. 2026-01-31T02:30:00Z)") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:
+        value = datetime.min.replace(tzinfo=UTC)  # refused just below
+    if not NOW_RANGE[0] <= value <= NOW_RANGE[1]:
+        raise UsageError(f"bad --now {text!r}: use a time between {NOW_RANGE[0]:%Y} and "
+                         f"{NOW_RANGE[1]:%Y}")
+    return value
+
+
+# Times a replay may name: schedules, windows and retention need room on either side.
+NOW_RANGE = (datetime(1971, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
 
 
 def snapshot_time(snapshot_id: str) -> datetime:
