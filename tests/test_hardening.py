@@ -108,3 +108,13 @@ def test_report_output_overwrites_only_an_earlier_report(tmp_path: Path, capsys:
         assert code == 0, err
     assert "<title>cloudkeep report</title>" in report.read_text()
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".cloudkeep-report-")]
+
+
+def test_a_file_store_path_with_a_nul_byte_is_a_policy_error(tmp_path: Path, capsys: Any) -> None:
+    (tmp_path / "p.yaml").write_text(
+        'version: 1\nstores:\n  a: {type: file, path: "./v\\0x"}\n'
+        'tiers:\n  t: {schedule: "0 * * * *", rpo: 2h, retention: {last: 3}}\n'
+        "datasets:\n  orders: {source: {type: dynamodb, table: orders, region: us-east-1}, tier: t, store: a}\n")
+    code, _, err = cli(capsys, "--policy", str(tmp_path / "p.yaml"), "validate")
+    assert code == 2 and "stores.a.path: a folder path may not contain control characters" in err
+    assert "unexpected" not in err

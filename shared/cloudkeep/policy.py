@@ -270,6 +270,13 @@ class FileStoreSpec(Model):
     type: Literal["file"]
     path: str = Field(min_length=1)
 
+    @field_validator("path")
+    @classmethod
+    def _plain_path(cls, value: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("a folder path may not contain control characters (e.g. a NUL byte)")
+        return value
+
     def location(self) -> StoreLocation:
         """The folder, resolved: relative to the policy's folder, ``~`` expanded, symbolic
         links and ``..`` resolved."""
@@ -1462,8 +1469,14 @@ def _check_nested_stores(policy: Policy) -> Iterator[tuple[tuple[str, ...], str]
     other's): the outer store's prune would take the inner store's objects for its own
     leftovers. Two names for one location are allowed (keys are per dataset)."""
     where = {name: spec.location() for name, spec in policy.stores.items()}
+    reported = set()  # a dataset's copy store inside its own store: the copy check says so
+    for ds in policy.datasets.values():
+        targets = ds.copy_to if ds.copy_to is not None else policy.tiers[ds.tier].copy_to
+        reported |= {frozenset((ds.store, c)) for c in targets}
     for name, mine in where.items():
         for other, theirs in where.items():
+            if frozenset((name, other)) in reported:
+                continue
             if other != name and mine != theirs and mine.overlaps(theirs) and \
                     len(str(mine)) > len(str(theirs)):
                 yield (("stores", name), f"store {name!r} ({mine}) lies inside store {other!r} "
