@@ -21,6 +21,7 @@ import pytest
 from cloudkeep import layout
 from cloudkeep.catalog import list_manifests, snapshot_ids
 from cloudkeep.stores.file import FileStore
+from cloudkeep.timeline import capture_time
 from cloudkeep.verify import verify_integrity
 from helpers import cli
 from test_backup_path import make_table, restores_exactly, write_policy
@@ -59,14 +60,15 @@ def table_digest(ddb_client: Any, table: str) -> tuple[int, str]:
     return source.scan_digest(table)
 
 
-def committed_are_whole(store: FileStore, expected: tuple[int, str]) -> list[str]:
-    """Every committed snapshot in ``store`` verifies and holds exactly the table. Returns ids."""
+def committed_are_whole(store: FileStore, expected: tuple[int, str]) -> dict[str, Any]:
+    """Every committed snapshot in ``store`` verifies and holds exactly the table. Returns each
+    id with the snapshot's capture time (what retention orders snapshots by)."""
     manifests = list_manifests(store, "orders")
     for manifest in manifests:
         report = verify_integrity(store, manifest)
         assert report.ok, (store.describe(), manifest.snapshot_id, report.problems)
         assert (manifest.totals.items, manifest.content_digest.value) == expected
-    return [m.snapshot_id for m in manifests]
+    return {m.snapshot_id: capture_time(m) for m in manifests}
 
 
 def test_kill_9_in_run_prune_and_copies_loses_nothing_and_leaves_no_orphan(
@@ -82,7 +84,7 @@ def test_kill_9_in_run_prune_and_copies_loses_nothing_and_leaves_no_orphan(
     prune = ["--policy", str(policy), "-q", "prune"]
     rng = random.Random(SEED)
     kills = {"run": 0, "prune": 0, "copy": 0}
-    ever: set[str] = set()
+    ever: dict[str, Any] = {}  # every snapshot ever committed, with its capture time
     rounds = 0
     while sum(kills.values()) < KILLS:
         rounds += 1
@@ -104,8 +106,10 @@ def test_kill_9_in_run_prune_and_copies_loses_nothing_and_leaves_no_orphan(
         # ones retention keeps are all still there.
         ids = committed_are_whole(FileStore(vault), expected)
         committed_are_whole(FileStore(offsite), expected)
-        ever |= set(ids)
-        assert set(sorted(ever)[-KEEP:]) <= set(ids), f"a committed snapshot was lost (seed {SEED})"
+        ever |= ids
+        # the newest by capture time (two snapshots started in one second share their id's time)
+        newest = sorted(ever, key=lambda i: (ever[i], i))[-KEEP:]
+        assert set(newest) <= set(ids), f"a committed snapshot was lost (seed {SEED})"
     assert kills["run"] >= 10 and kills["prune"] >= 5 and kills["copy"] >= 5, kills
 
     # The next run and prune leave no orphan in any store.
@@ -113,9 +117,12 @@ def test_kill_9_in_run_prune_and_copies_loses_nothing_and_leaves_no_orphan(
     assert code == 0, out + err
     code, out, err = cli(capsys, "--policy", str(policy), "prune")
     assert code == 0, out + err
-    ids = committed_are_whole(FileStore(vault), expected)
-    assert ids == sorted(ever | set(ids))[-KEEP:], "retention kept exactly the newest"
-    assert committed_are_whole(FileStore(offsite), expected) == ids, "every snapshot is copied"
+    captured = committed_are_whole(FileStore(vault), expected)
+    ever |= captured
+    ids = sorted(captured)
+    assert ids == sorted(sorted(ever, key=lambda i: (ever[i], i))[-KEEP:]), \
+        "retention kept exactly the newest"
+    assert committed_are_whole(FileStore(offsite), expected) == captured, "every snapshot is copied"
     for root in (vault, offsite):
         store = FileStore(root)
         for manifest in list_manifests(store, "orders"):
