@@ -193,31 +193,34 @@ def hold_ledger_prefix(dataset: str, snapshot_id: str) -> str:
     return f"{dataset}/holds/{snapshot_id}/"
 
 
+def _ledger_key(dataset: str, snapshot_id: str, ident: str, pattern: re.Pattern[str], what: str,
+                name: str) -> str:
+    """``name`` in the snapshot's hold ledger, once ``ident`` (a hold or prune id) is checked."""
+    if not pattern.match(ident):
+        raise ValueError(f"not a {what}: {ident!r}")
+    return f"{hold_ledger_prefix(dataset, snapshot_id)}{name}"
+
+
 def hold_record_key(dataset: str, snapshot_id: str, hold_id: str) -> str:
-    if not HOLD_ID_RE.match(hold_id):
-        raise ValueError(f"not a hold id: {hold_id!r}")
-    return f"{hold_ledger_prefix(dataset, snapshot_id)}{hold_id}.json"
+    return _ledger_key(dataset, snapshot_id, hold_id, HOLD_ID_RE, "hold id", f"{hold_id}.json")
 
 
 def hold_release_key(dataset: str, snapshot_id: str, hold_id: str) -> str:
-    if not HOLD_ID_RE.match(hold_id):
-        raise ValueError(f"not a hold id: {hold_id!r}")
-    return f"{hold_ledger_prefix(dataset, snapshot_id)}{hold_id}.released.json"
+    return _ledger_key(dataset, snapshot_id, hold_id, HOLD_ID_RE, "hold id",
+                       f"{hold_id}.released.json")
 
 
 def deleting_marker_key(dataset: str, snapshot_id: str, prune_id: str) -> str:
     """Written (create-only) by prune before it deletes a snapshot; a hold added while it is
     there withdraws itself."""
-    if not _PRUNE_ID_RE.match(prune_id):
-        raise ValueError(f"not a prune id: {prune_id!r}")
-    return f"{hold_ledger_prefix(dataset, snapshot_id)}deleting-{prune_id}.json"
+    return _ledger_key(dataset, snapshot_id, prune_id, _PRUNE_ID_RE, "prune id",
+                       f"deleting-{prune_id}.json")
 
 
 def deleting_cancel_key(dataset: str, snapshot_id: str, prune_id: str) -> str:
     """Written by prune when it did not delete the snapshot after all (it was held)."""
-    if not _PRUNE_ID_RE.match(prune_id):
-        raise ValueError(f"not a prune id: {prune_id!r}")
-    return f"{hold_ledger_prefix(dataset, snapshot_id)}deleting-{prune_id}.cancelled.json"
+    return _ledger_key(dataset, snapshot_id, prune_id, _PRUNE_ID_RE, "prune id",
+                       f"deleting-{prune_id}.cancelled.json")
 
 
 def parse_ledger_key(dataset: str, key: str) -> tuple[str, str, str] | None:
