@@ -30,16 +30,16 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..codec import ContentDigest
-from ..errors import RestoreError, SourceError, SourceUnreachableError
-from ._aws import AwsErrors
+from ...codec import ContentDigest
+from ...errors import RestoreError, SourceError, SourceUnreachableError
+from .._aws import AwsErrors
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from ..manifest import Manifest
-    from ..policy import DynamoDBSourceSpec
-    from . import JobContext, JobPoll, NativeOutcome
+    from ...manifest import Manifest
+    from ...policy import DynamoDBSourceSpec
+    from .. import JobContext, JobPoll, NativeOutcome
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def make_client(region: str, pool: int = 32) -> Any:
     Built from a botocore session: boto3 adds nothing here but import time."""
     import botocore.session
 
-    from ..awsconfig import client_config
+    from ...awsconfig import client_config
 
     # timeouts and the retry budget (AWS_MAX_ATTEMPTS / AWS_RETRY_MODE override): awsconfig.py
     config = client_config(max_pool_connections=pool)
@@ -531,8 +531,8 @@ class DynamoDBSource:
         import uuid
         from datetime import UTC
 
-        from .. import layout
-        from ..stores.s3 import S3Store
+        from ... import layout
+        from ...stores.s3 import S3Store
 
         if not isinstance(ctx.store, S3Store):
             raise SourceError(
@@ -570,7 +570,7 @@ class DynamoDBSource:
             return False
 
     def poll_job(self, ctx: JobContext, job: dict[str, Any]) -> JobPoll:
-        from . import JobPoll
+        from .. import JobPoll
 
         if job["kind"] == "export":
             with _errors(f"reading export {job['export_arn']}"):
@@ -595,7 +595,7 @@ class DynamoDBSource:
     def finish_job(self, ctx: JobContext, job: dict[str, Any]) -> NativeOutcome:
         from datetime import UTC, datetime
 
-        from . import NativeOutcome
+        from .. import NativeOutcome
 
         described = dict(job["described"])
         if job["kind"] == "export":
@@ -618,10 +618,10 @@ class DynamoDBSource:
     def _finish_export(self, ctx: JobContext, job: dict[str, Any], described: dict[str, Any]) -> NativeOutcome:
         import hashlib
 
-        from .. import layout
-        from ..codec import HashingReader, PartLimitError, TruncatedPartError, iter_gzip_lines
-        from ..manifest import Codec, PartEntry
-        from . import NativeOutcome
+        from ... import layout
+        from ...codec import HashingReader, PartLimitError, TruncatedPartError, iter_gzip_lines
+        from ...manifest import Codec, PartEntry
+        from .. import NativeOutcome
 
         with _errors(f"reading export {job['export_arn']}"):
             desc = self.client.describe_export(ExportArn=job["export_arn"])["ExportDescription"]
@@ -717,7 +717,7 @@ class DynamoDBSource:
     def sweep_native(self, dataset: str, keep: set[str], older_than: datetime) -> list[str]:
         """Delete cloudkeep's backups of ``dataset`` (known by name) whose snapshot is neither
         committed nor pending (``keep``) and that were made before ``older_than``."""
-        from .. import layout
+        from ... import layout
 
         head = f"cloudkeep-{dataset}-"
         deleted = []

@@ -21,13 +21,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import RestoreError, SourceError
-from ._aws import AwsErrors
+from ...errors import RestoreError, SourceError
+from .._aws import AwsErrors
 
 if TYPE_CHECKING:
-    from ..manifest import Manifest
-    from ..policy import RdsSourceSpec
-    from . import JobContext, JobPoll, NativeOutcome
+    from ...manifest import Manifest
+    from ...policy import RdsSourceSpec
+    from .. import JobContext, JobPoll, NativeOutcome
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _default_clients() -> ClientFactory:
             if key not in cache:
                 import boto3
 
-                from ..awsconfig import client_config
+                from ...awsconfig import client_config
 
                 session = boto3.session.Session()
                 if role_arn:  # another account: act through a role there
@@ -204,7 +204,7 @@ class RdsSource:
             return None
 
     def poll_job(self, ctx: JobContext, job: dict[str, Any]) -> JobPoll:
-        from . import JobPoll
+        from .. import JobPoll
 
         current = job["snapshots"][-1]
         snap = self._snapshot(current)
@@ -270,7 +270,7 @@ class RdsSource:
         return out | {"arn": arn}
 
     def finish_job(self, ctx: JobContext, job: dict[str, Any]) -> NativeOutcome:
-        from . import NativeOutcome
+        from .. import NativeOutcome
 
         primary = self._snapshot(job["snapshots"][0]) or {}
         at = primary.get("SnapshotCreateTime") or ctx.started_at

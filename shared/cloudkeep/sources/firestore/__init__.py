@@ -56,14 +56,14 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..codec import ContentDigest, canonical_json
-from ..errors import RestoreError, SourceError, SourceUnreachableError, UsageError
+from ...codec import ContentDigest, canonical_json
+from ...errors import RestoreError, SourceError, SourceUnreachableError, UsageError
 
 if TYPE_CHECKING:
-    from ..manifest import Manifest
-    from ..policy import FirestoreSourceSpec
+    from ...manifest import Manifest
+    from ...policy import FirestoreSourceSpec
 
-from .firestore_export import AdminApi, FirestoreExportJobs
+from .export import AdminApi, FirestoreExportJobs
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ def _after_names(names: list[str]) -> Callable[[int], Any]:
 
 class FirestoreSource(FirestoreExportJobs):
     """Firestore documents read by queries at one read time (``method: scan``), or Firestore's
-    managed export driven as a native job (``method: export``, see ``firestore_export``)."""
+    managed export driven as a native job (``method: export``, see ``cloudkeep.sources.firestore.export``)."""
 
     kind = "firestore"
 

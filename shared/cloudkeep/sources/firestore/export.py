@@ -25,11 +25,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import RestoreError, SourceError, SourceUnreachableError
+from ...errors import RestoreError, SourceError, SourceUnreachableError
 
 if TYPE_CHECKING:
-    from ..manifest import Manifest
-    from . import JobContext, JobPoll, NativeOutcome
+    from ...manifest import Manifest
+    from .. import JobContext, JobPoll, NativeOutcome
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class GoogleAdminApi:
         if self._client is None:
             import os
 
-            from ..errors import UsageError
+            from ...errors import UsageError
 
             host = os.environ.get("FIRESTORE_EMULATOR_HOST")
             if host:
@@ -140,7 +140,7 @@ class FirestoreExportJobs:
         return "export" if self.method == "export" else None
 
     def start_job(self, ctx: JobContext) -> dict[str, Any]:
-        from .. import layout
+        from ... import layout
 
         bucket = getattr(ctx.store, "bucket_name", None)
         if not bucket:
@@ -165,7 +165,7 @@ class FirestoreExportJobs:
                 "folder": folder, "snapshot_time": at.isoformat(), "described": described}
 
     def poll_job(self, ctx: JobContext, job: dict[str, Any]) -> JobPoll:
-        from . import JobPoll
+        from .. import JobPoll
 
         op = self.admin.get_operation(job["operation"])
         if not op.get("done"):
@@ -179,10 +179,10 @@ class FirestoreExportJobs:
     def finish_job(self, ctx: JobContext, job: dict[str, Any]) -> NativeOutcome:
         import hashlib
 
-        from .. import layout
-        from ..codec import HashingReader, PartLimitError
-        from ..manifest import Codec, PartEntry
-        from . import NativeOutcome
+        from ... import layout
+        from ...codec import HashingReader, PartLimitError
+        from ...manifest import Codec, PartEntry
+        from .. import NativeOutcome
 
         op = job.get("operation_result") or self.admin.get_operation(job["operation"])
         meta = op.get("metadata") or {}

@@ -52,13 +52,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
-from .. import clock as _clock
-from ..codec import ContentDigest
-from ..errors import CloudkeepError, RestoreError, SourceError, SourceUnreachableError
+from ... import clock as _clock
+from ...codec import ContentDigest
+from ...errors import CloudkeepError, RestoreError, SourceError, SourceUnreachableError
 
 if TYPE_CHECKING:
-    from ..manifest import Manifest
-    from ..policy import CosmosSourceSpec
+    from ...manifest import Manifest
+    from ...policy import CosmosSourceSpec
 
 log = logging.getLogger(__name__)
 _NULL_HANDLER = logging.NullHandler()
@@ -397,7 +397,7 @@ class CosmosSource:
 
     @property
     def where(self) -> str:
-        from ..redaction import redact
+        from ...redaction import redact
 
         return redact(f"Cosmos DB {self.endpoint} {self.database}/{self.container}")
 
@@ -499,7 +499,7 @@ class CosmosSource:
 
     def describe(self) -> dict[str, Any]:
         props = self.container_properties()
-        from ..redaction import redact_url
+        from ...redaction import redact_url
 
         out: dict[str, Any] = {
             "type": "cosmos",

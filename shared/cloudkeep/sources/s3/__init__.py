@@ -48,21 +48,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .. import layout
-from ..codec import ContentDigest, canonical_json
-from ..errors import (
+from ... import layout
+from ...codec import ContentDigest, canonical_json
+from ...errors import (
     CloudkeepError,
     ObjectExistsError,
     RestoreError,
     SourceError,
     SourceUnreachableError,
 )
-from ..stores.s3 import UNREACHABLE_CODES
+from ...stores.s3 import UNREACHABLE_CODES
 
 if TYPE_CHECKING:
-    from ..manifest import Manifest
-    from ..policy import S3SourceSpec
-    from ..stores import Store
+    from ...manifest import Manifest
+    from ...policy import S3SourceSpec
+    from ...stores import Store
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def full_object_sha256(head: dict[str, Any]) -> str | None:
 def split_target(target: str) -> tuple[str, str]:
     """``BUCKET[/PREFIX]`` → (bucket, prefix without slashes at either end)."""
     bucket, _, prefix = target.strip().partition("/")
-    from ..policy import _BUCKET_RE
+    from ...policy import _BUCKET_RE
 
     if not _BUCKET_RE.match(bucket) or ".." in bucket:
         raise RestoreError(f"bad restore target {target!r}: expected BUCKET[/PREFIX] with a valid "
@@ -192,7 +192,7 @@ class S3Source:
     def client(self) -> Any:
         with self._client_lock:
             if self._client is None:
-                from ..stores.s3 import make_client
+                from ...stores.s3 import make_client
 
                 self._client = make_client(self.region, self.endpoint_url)
             return self._client
@@ -220,7 +220,7 @@ class S3Source:
 
     def server_side(self) -> bool:
         """Whether blobs are copied inside S3 (the store is a bucket on the same endpoint)."""
-        from ..stores.s3 import S3Store
+        from ...stores.s3 import S3Store
 
         return isinstance(self.store, S3Store) and same_endpoint(
             self.client.meta.endpoint_url, self.store.client.meta.endpoint_url)
@@ -246,7 +246,7 @@ class S3Source:
             "digest_ignores": list(DIGEST_IGNORES),
         }
         if self.endpoint_url:  # recorded in the manifest: never with credentials
-            from ..redaction import redact_url
+            from ...redaction import redact_url
 
             out["endpoint_url"] = redact_url(self.endpoint_url)
         if self.previous is not None:
@@ -296,7 +296,7 @@ class S3Source:
     def _previous_records(self) -> Iterator[dict[str, Any]]:
         if self.previous is None or self.store is None:
             return iter(())
-        from ..blobs import listing_records
+        from ...blobs import listing_records
 
         return listing_records(self.store, self.previous, tolerant=True)
 
@@ -419,7 +419,7 @@ class S3Source:
         if self.store.stat(layout.blob_key(self.dataset, sha)) is not None:
             self.stats.add(objects=1, bytes=size, deduplicated_objects=1)
             return self._record(key, resp, sha, storage_class)
-        from ..codec import HashingReader
+        from ...codec import HashingReader
 
         again = self._get(key, etag)  # the same bytes, or _Changed
         reader = HashingReader(again["Body"])
@@ -443,7 +443,7 @@ class S3Source:
         self.stats.add(objects=1, bytes=info.size, copied_objects=1, copied_bytes=info.size)
 
     def _copy_server_side(self, key: str, storage_class: str, listed_size: int) -> dict[str, Any]:
-        from ..stores.s3 import S3Store
+        from ...stores.s3 import S3Store
 
         assert isinstance(self.store, S3Store) and self.dataset is not None
         head: dict[str, Any] | None
@@ -671,7 +671,7 @@ class S3Writer:
         client = self.source.client
         where = f"s3://{self.bucket}/{key}"
         if self._server_side:
-            from ..stores.s3 import S3Store
+            from ...stores.s3 import S3Store
 
             assert isinstance(store, S3Store)
             src_bucket, src_key = store.location(blob)
@@ -687,8 +687,8 @@ class S3Writer:
             except (_Changed, _Vanished):
                 raise RestoreError(f"blob {sha} changed or went while it was copied to {where}") from None
             return
-        from ..codec import HashingReader, PartLimitError
-        from ..errors import ObjectNotFoundError
+        from ...codec import HashingReader, PartLimitError
+        from ...errors import ObjectNotFoundError
 
         try:
             stream = store.open(blob)
