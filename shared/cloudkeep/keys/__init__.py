@@ -49,17 +49,10 @@ from ..errors import KeyUnavailableError, TamperedError
 
 if TYPE_CHECKING:
     from ..manifest import Manifest
-    from ..policy import Policy
 
 log = logging.getLogger(__name__)
 
 DATA_KEY_BYTES = 32
-PROVIDERS: dict[str, str] = {
-    "aws_kms": "cloudkeep.keys.aws_kms:AwsKmsProvider",
-    "gcp_kms": "cloudkeep.keys.gcp_kms:GcpKmsProvider",
-    "azure_key_vault": "cloudkeep.keys.azure_key_vault:AzureKeyVaultProvider",
-    "local": "cloudkeep.keys.local:LocalKeyProvider",
-}
 
 
 class KeyProvider(Protocol):
@@ -85,13 +78,22 @@ class KeyProvider(Protocol):
         ...
 
 
-def open_provider(name: str, spec: Any) -> KeyProvider:
-    """Build the provider a policy key spec describes (its SDK loads on first use)."""
-    import importlib
+class OpensKey(Protocol):
+    """A policy key spec (``cloudkeep.specs.KeyModel``): it builds its provider."""
 
-    module, _, cls = PROVIDERS[spec.provider].partition(":")
-    provider: KeyProvider = getattr(importlib.import_module(module), cls)(name, spec)
-    return provider
+    def open(self, name: str) -> KeyProvider: ...
+
+
+def open_provider(name: str, spec: OpensKey) -> KeyProvider:
+    """Build the provider a policy key spec describes (its SDK loads on first use)."""
+    return spec.open(name)
+
+
+class KeyPolicy(Protocol):
+    """What a keyring needs of a policy: its named key specs."""
+
+    @property
+    def keys(self) -> Mapping[str, OpensKey]: ...
 
 
 def b64(data: bytes) -> str:
@@ -140,7 +142,7 @@ class Keyring:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_policy(cls, policy: Policy) -> Keyring:
+    def from_policy(cls, policy: KeyPolicy) -> Keyring:
         return cls({name: open_provider(name, spec) for name, spec in policy.keys.items()})
 
     # ---- writing
@@ -378,12 +380,12 @@ def authenticated_content(manifest: Manifest) -> dict[str, Any]:
     return manifest.model_dump(mode="json", exclude_defaults=True, exclude={"authentication"})
 
 
-_KEYRINGS: dict[int, tuple[Policy, Keyring]] = {}
+_KEYRINGS: dict[int, tuple[KeyPolicy, Keyring]] = {}
 _KEYRINGS_LOCK = threading.Lock()
 _KEYRINGS_KEPT = 8  # a warm function loads the policy on every invocation: keep only the newest
 
 
-def keyring_for(policy: Policy) -> Keyring:
+def keyring_for(policy: KeyPolicy) -> Keyring:
     """The keyring of ``policy``, one per policy object (data keys are cached in it)."""
     with _KEYRINGS_LOCK:
         entry = _KEYRINGS.pop(id(policy), None)
