@@ -118,8 +118,8 @@ def warnings(policy: Policy, now: datetime | None = None) -> list[PolicyWarning]
     for name, dataset in sorted(policy.datasets.items()):
         wants_lock = getattr(policy.tiers.get(dataset.tier), "immutability", None) is not None
         store = policy.stores.get(dataset.store)
-        if wants_lock and not getattr(store, "object_lock", None):
-            kind = getattr(store, "type", "?")
+        if wants_lock and not (store is not None and store.locks_objects()):
+            kind = store.type if store is not None else "?"
             out.append(PolicyWarning(
                 "store-cannot-lock", f"datasets.{name}.store",
                 f"tier {dataset.tier!r} asks for immutability, but store {dataset.store!r} ({kind}) "

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import layout
+from . import layout, registry
 from .codec import HashingReader, PartLimitError, open_part
 from .errors import CloudkeepError, LockedError, ObjectExistsError, ObjectNotFoundError, VerificationError
 from .manifest import Manifest
@@ -35,7 +35,9 @@ MAX_REPORTED = 20
 
 
 def uses_blobs(manifest: Manifest) -> bool:
-    return manifest.source.get("type") == "s3"
+    """Whether the snapshot's source type keeps content-addressed blobs beside its parts."""
+    spec = registry.source_spec(manifest.source.get("type"))
+    return spec is not None and spec.USES_BLOBS
 
 
 def listing_records(store: Store, manifest: Manifest, *, tolerant: bool = False

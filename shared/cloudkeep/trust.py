@@ -73,9 +73,7 @@ def client_side_encrypted(source_spec: Any) -> bool:
     """Whether cloudkeep encrypts this source's parts when the policy asks for encryption (it does
     not for native jobs — the service writes the data — nor for the S3 source, whose objects are
     copied as they are)."""
-    kind = getattr(source_spec, "type", None)
-    method = getattr(source_spec, "method", "scan")
-    return kind not in ("s3", "rds") and method not in ("export", "native")
+    return bool(source_spec.encrypts_parts())
 
 
 def expect_for(policy: Policy, dataset: str, store_name: str | None = None, *,
