@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self, get_args
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from pydantic.functional_validators import AfterValidator, BeforeValidator
@@ -139,8 +140,6 @@ class StoreLocation:
 def normalise_url(url: str) -> str:
     """An endpoint as an identity: lower-case scheme and host, no credentials, no default port,
     no trailing slash, no query."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()

@@ -38,14 +38,18 @@ Each provider's SDK is imported on first use only (registry habit: one cloud SDK
 from __future__ import annotations
 
 import base64
+import hmac
 import logging
 import secrets
 import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pydantic import ValidationError
+
 from ..codec import ENC_CHUNK, ENCRYPTION_ALGORITHM, MANIFEST_MAC_ALGORITHM, MANIFEST_MAC_KDF, manifest_tag
 from ..errors import KeyUnavailableError, TamperedError
+from ..manifest import Authentication, WrappedKey
 
 if TYPE_CHECKING:
     from ..manifest import Manifest
@@ -191,8 +195,6 @@ class Keyring:
 
     def sign(self, manifest: Manifest, data_key: bytes) -> Manifest:
         """The manifest with its authentication tag."""
-        from ..manifest import Authentication
-
         tag = manifest_tag(data_key, authenticated_content(manifest))
         return manifest.model_copy(update={"authentication": Authentication(
             algorithm=MANIFEST_MAC_ALGORITHM, key_derivation=MANIFEST_MAC_KDF, tag=tag)})
@@ -200,8 +202,6 @@ class Keyring:
     def sign_with(self, manifest: Manifest, names: Sequence[str]) -> Manifest:
         """The manifest with its authentication tag, keyed by a fresh signing key wrapped by every
         key in ``names`` (all must succeed) — checkable without the snapshot's data key."""
-        from ..manifest import Authentication, WrappedKey
-
         signing_key, records = self._make_key(
             names, _context(manifest.dataset, manifest.snapshot_id, SIGNING))
         tag = manifest_tag(signing_key, authenticated_content(manifest))
@@ -303,8 +303,6 @@ class Keyring:
                                 "record nor a signing key (edited after commit)")
         data_key = self.data_key(manifest)
         assert data_key is not None
-        import hmac
-
         if not hmac.compare_digest(manifest_tag(data_key, authenticated_content(manifest)), auth.tag):
             raise TamperedError(f"manifest of {ref} {failure}")
 
@@ -317,10 +315,6 @@ class Keyring:
     def check_endorsement(self, manifest: Manifest, record: Mapping[str, Any]) -> None:
         """Check an endorsement's ``authentication`` record against ``manifest``. Raises
         TamperedError if it does not match, KeyUnavailableError without a key."""
-        from pydantic import ValidationError
-
-        from ..manifest import Authentication
-
         ref = f"{manifest.dataset}@{manifest.snapshot_id}"
         try:
             auth = Authentication.model_validate(record)
@@ -334,8 +328,6 @@ class Keyring:
 
     def _check_tag(self, manifest: Manifest, records: list[dict[str, Any]], tag: str,
                    purpose: str, failure: str) -> None:
-        import hmac
-
         key = self._unwrap(manifest.dataset, manifest.snapshot_id, records, purpose)
         expected = manifest_tag(key, authenticated_content(manifest))
         if not hmac.compare_digest(expected, tag):
