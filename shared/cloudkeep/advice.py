@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .policy import Policy, format_duration
+from .schedule import Schedule
 
 CRITICAL_RPO = timedelta(hours=1)
 _PERIOD = {"hourly": timedelta(hours=1), "daily": timedelta(days=1), "weekly": timedelta(weeks=1),
@@ -82,8 +83,6 @@ def _encryption_on(value: Any) -> bool | None:
 
 def warnings(policy: Policy, now: datetime | None = None) -> list[PolicyWarning]:
     """Every risky choice in ``policy``, in the order tiers, then datasets."""
-    from .schedule import Schedule
-
     now = now or datetime.now(UTC)
     out: list[PolicyWarning] = []
     for name, tier in sorted(policy.tiers.items()):
@@ -118,8 +117,8 @@ def warnings(policy: Policy, now: datetime | None = None) -> list[PolicyWarning]
     for name, dataset in sorted(policy.datasets.items()):
         wants_lock = getattr(policy.tiers.get(dataset.tier), "immutability", None) is not None
         store = policy.stores.get(dataset.store)
-        if wants_lock and not getattr(store, "object_lock", None):
-            kind = getattr(store, "type", "?")
+        if wants_lock and not (store is not None and store.locks_objects()):
+            kind = store.type if store is not None else "?"
             out.append(PolicyWarning(
                 "store-cannot-lock", f"datasets.{name}.store",
                 f"tier {dataset.tier!r} asks for immutability, but store {dataset.store!r} ({kind}) "

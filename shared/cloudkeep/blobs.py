@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import layout
+from . import layout, registry
+from .catalog import scan
 from .codec import HashingReader, PartLimitError, open_part
 from .errors import CloudkeepError, LockedError, ObjectExistsError, ObjectNotFoundError, VerificationError
+from .lock import DatasetLock, FencedStore
 from .manifest import Manifest
 from .stores import Store
 
@@ -35,7 +37,9 @@ MAX_REPORTED = 20
 
 
 def uses_blobs(manifest: Manifest) -> bool:
-    return manifest.source.get("type") == "s3"
+    """Whether the snapshot's source type keeps content-addressed blobs beside its parts."""
+    spec = registry.source_spec(manifest.source.get("type"))
+    return spec is not None and spec.USES_BLOBS
 
 
 def listing_records(store: Store, manifest: Manifest, *, tolerant: bool = False
@@ -187,8 +191,6 @@ def collect(store: Store, dataset: str, now: datetime, *, keep_ids: Iterable[str
     if dry_run:
         _collect(store, dataset, now, keep_ids, True, grace, report)
         return report
-    from .lock import DatasetLock, FencedStore
-
     if fence is not None:
         _collect(FencedStore(store, fence), dataset, now, None, False, grace, report)
         return report
@@ -202,8 +204,6 @@ def collect(store: Store, dataset: str, now: datetime, *, keep_ids: Iterable[str
 
 def _collect(store: Store, dataset: str, now: datetime, keep_ids: Iterable[str] | None,
              dry_run: bool, grace: timedelta, report: GcReport) -> None:
-    from .catalog import scan
-
     # Every manifest counts, trusted or not (a forged or replayed one is evidence: what it
     # points at stays); one that cannot be read at all leaves its blobs unknown: collect nothing.
     listing = scan(store, dataset)

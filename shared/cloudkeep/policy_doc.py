@@ -1,4 +1,5 @@
-"""The policy's JSON Schema and its reference page, both generated from the models in policy.py.
+"""The policy's JSON Schema and its reference page, both generated from the policy models
+(``cloudkeep.policy`` and the adapters' specs it assembles through ``cloudkeep.registry``).
 
 ``schemas/policy.schema.json`` (editors validate ``cloudkeep.yaml`` against it as it is typed) and
 ``docs/policy-reference.md`` are written by ``make schema``; tests keep both current::

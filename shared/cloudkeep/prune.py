@@ -176,7 +176,7 @@ def _prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool, store:
     if unkeyed and not uncertain:
         uncertain = f"cannot authenticate the manifests: {unkeyed[0].message}"
     decision = apply(infos, rules, now, policy.timezone, uncertain=uncertain)
-    if not uncertain and decision.remove and hasattr(spec.source, "incremental"):
+    if not uncertain and decision.remove and spec.source.CHAINS:
         try:
             decision = _keep_chains(store, dataset, decision, listing)
         except CloudkeepError as exc:

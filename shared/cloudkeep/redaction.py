@@ -147,15 +147,11 @@ def secret_values(policy: Any = None) -> list[str]:
     (the webhook URL, Cosmos DB keys, Azure connection strings)."""
     names: set[str] = set()
     if policy is not None:
-        alerts = getattr(policy, "alerts", None)
+        alerts = policy.alerts
         if alerts is not None and alerts.webhook is not None:
             names.add(alerts.webhook.url_env)
         for spec in policy.datasets.values():
-            key_env = getattr(spec.source, "key_env", None)
-            if key_env:
-                names.add(key_env)
-        for store in getattr(policy, "stores", {}).values():
-            conn_env = getattr(store, "connection_string_env", None)
-            if conn_env:
-                names.add(conn_env)
+            names.update(spec.source.secret_envs())
+        for store in policy.stores.values():
+            names.update(store.secret_envs())
     return [os.environ[n] for n in sorted(names) if len(os.environ.get(n, "")) >= 6]

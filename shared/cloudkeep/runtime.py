@@ -704,4 +704,4 @@ def _prune_one(policy: Policy, name: str, now: datetime,
 def _runs_native_jobs(spec: Any) -> bool:
     """Whether a source spec makes snapshots by native jobs (read from the policy alone, so a
     dataset that is not due needs no source client)."""
-    return spec.type == "rds" or getattr(spec, "method", "scan") in ("export", "native")
+    return bool(spec.runs_native_jobs())

@@ -29,7 +29,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from . import layout
+from .codec import canonical_json
 from .errors import ObjectNotFoundError, TamperedError
+from .keys import keyring_for
 
 if TYPE_CHECKING:
     from .keys import Keyring
@@ -73,17 +75,13 @@ def client_side_encrypted(source_spec: Any) -> bool:
     """Whether cloudkeep encrypts this source's parts when the policy asks for encryption (it does
     not for native jobs — the service writes the data — nor for the S3 source, whose objects are
     copied as they are)."""
-    kind = getattr(source_spec, "type", None)
-    method = getattr(source_spec, "method", "scan")
-    return kind not in ("s3", "rds") and method not in ("export", "native")
+    return bool(source_spec.encrypts_parts())
 
 
 def expect_for(policy: Policy, dataset: str, store_name: str | None = None, *,
                authenticate: bool = True, allow_unsigned: bool = False) -> Expect:
     """What ``dataset``'s manifests read from its own store (or from the copy store
     ``store_name``) must be."""
-    from .keys import keyring_for
-
     spec = policy.dataset(dataset)
     stores = {spec.store} | ({store_name} if store_name else set())
     return Expect(
@@ -186,8 +184,6 @@ def read_endorsement(store: Store, dataset: str, snapshot_id: str) -> dict[str, 
 def endorse(store: Store, manifest: Manifest, keyring: Keyring, names: list[str], *,
             by: str, at: str) -> str:
     """Write the endorsement of an unsigned manifest (create-only). Returns its key."""
-    from .codec import canonical_json
-
     record = {
         "format": 1,
         "dataset": manifest.dataset,
@@ -207,8 +203,6 @@ def sign_new(policy: Policy, manifest: Manifest, keyring: Keyring | None = None,
     """A new manifest as it is committed: tagged with a fresh signing key wrapped by the
     dataset's signing keys; without signing keys, an encrypted one with its data key and an
     unencrypted one not at all."""
-    from .keys import keyring_for
-
     keyring = keyring or keyring_for(policy)
     names = policy.signing_keys(manifest.dataset)
     if names:  # checkable without the data key (by roles that may not decrypt snapshots)

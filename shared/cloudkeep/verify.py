@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import zstandard
 
-from . import __version__, chain, layout
+from . import __version__, chain, layout, registry
 from . import clock as _clock
 from .codec import (
     ContentDigest,
@@ -145,39 +145,9 @@ class VerifyReport:
 
 
 def _line_checker(source_type: str) -> Any:
-    def dynamodb(doc: Any) -> str | None:
-        if not isinstance(doc, dict) or not isinstance(doc.get("Item"), dict):
-            return "line is not a DynamoDB item ({\"Item\": {...}})"
-        return None
-
-    def firestore(doc: Any) -> str | None:
-        if (not isinstance(doc, dict) or not isinstance(doc.get("name"), str)
-                or not isinstance(doc.get("fields"), dict)):
-            return "line is not a Firestore document ({\"name\": ..., \"fields\": {...}})"
-        return None
-
-    def cosmos(doc: Any) -> str | None:
-        if not isinstance(doc, dict) or not isinstance(doc.get("partition_key"), list):
-            return "line is not a Cosmos DB item ({\"item\": {...}, \"partition_key\": [...]})"
-        if doc.get("delete") is True:
-            return None if isinstance(doc.get("id"), str) else "deletion line without an id"
-        item = doc.get("item")
-        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-            return "line is not a Cosmos DB item ({\"item\": {\"id\": ...}, ...})"
-        return None
-
-    def s3(doc: Any) -> str | None:
-        if (not isinstance(doc, dict) or not isinstance(doc.get("key"), str)
-                or not isinstance(doc.get("size"), int)
-                or not isinstance(doc.get("sha256"), str) or len(doc["sha256"]) != 64):
-            return "line is not an S3 object record ({\"key\": ..., \"size\": ..., \"sha256\": ...})"
-        return None
-
-    def generic(doc: Any) -> str | None:
-        return None if isinstance(doc, dict) else "line is not a JSON object"
-
-    return {"dynamodb": dynamodb, "firestore": firestore, "cosmos": cosmos, "s3": s3}.get(
-        source_type, generic)
+    """The line check of a source type (its spec's ``check_line``; any JSON object for a type
+    this cloudkeep does not know)."""
+    return registry.line_check(source_type)
 
 
 @dataclass

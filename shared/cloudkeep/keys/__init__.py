@@ -38,28 +38,25 @@ Each provider's SDK is imported on first use only (registry habit: one cloud SDK
 from __future__ import annotations
 
 import base64
+import hmac
 import logging
 import secrets
 import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pydantic import ValidationError
+
 from ..codec import ENC_CHUNK, ENCRYPTION_ALGORITHM, MANIFEST_MAC_ALGORITHM, MANIFEST_MAC_KDF, manifest_tag
 from ..errors import KeyUnavailableError, TamperedError
+from ..manifest import Authentication, WrappedKey
 
 if TYPE_CHECKING:
     from ..manifest import Manifest
-    from ..policy import Policy
 
 log = logging.getLogger(__name__)
 
 DATA_KEY_BYTES = 32
-PROVIDERS: dict[str, str] = {
-    "aws_kms": "cloudkeep.keys.aws_kms:AwsKmsProvider",
-    "gcp_kms": "cloudkeep.keys.gcp_kms:GcpKmsProvider",
-    "azure_key_vault": "cloudkeep.keys.azure_key_vault:AzureKeyVaultProvider",
-    "local": "cloudkeep.keys.local:LocalKeyProvider",
-}
 
 
 class KeyProvider(Protocol):
@@ -85,13 +82,22 @@ class KeyProvider(Protocol):
         ...
 
 
-def open_provider(name: str, spec: Any) -> KeyProvider:
-    """Build the provider a policy key spec describes (its SDK loads on first use)."""
-    import importlib
+class OpensKey(Protocol):
+    """A policy key spec (``cloudkeep.specs.KeyModel``): it builds its provider."""
 
-    module, _, cls = PROVIDERS[spec.provider].partition(":")
-    provider: KeyProvider = getattr(importlib.import_module(module), cls)(name, spec)
-    return provider
+    def open(self, name: str) -> KeyProvider: ...
+
+
+def open_provider(name: str, spec: OpensKey) -> KeyProvider:
+    """Build the provider a policy key spec describes (its SDK loads on first use)."""
+    return spec.open(name)
+
+
+class KeyPolicy(Protocol):
+    """What a keyring needs of a policy: its named key specs."""
+
+    @property
+    def keys(self) -> Mapping[str, OpensKey]: ...
 
 
 def b64(data: bytes) -> str:
@@ -140,7 +146,7 @@ class Keyring:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_policy(cls, policy: Policy) -> Keyring:
+    def from_policy(cls, policy: KeyPolicy) -> Keyring:
         return cls({name: open_provider(name, spec) for name, spec in policy.keys.items()})
 
     # ---- writing
@@ -189,8 +195,6 @@ class Keyring:
 
     def sign(self, manifest: Manifest, data_key: bytes) -> Manifest:
         """The manifest with its authentication tag."""
-        from ..manifest import Authentication
-
         tag = manifest_tag(data_key, authenticated_content(manifest))
         return manifest.model_copy(update={"authentication": Authentication(
             algorithm=MANIFEST_MAC_ALGORITHM, key_derivation=MANIFEST_MAC_KDF, tag=tag)})
@@ -198,8 +202,6 @@ class Keyring:
     def sign_with(self, manifest: Manifest, names: Sequence[str]) -> Manifest:
         """The manifest with its authentication tag, keyed by a fresh signing key wrapped by every
         key in ``names`` (all must succeed) — checkable without the snapshot's data key."""
-        from ..manifest import Authentication, WrappedKey
-
         signing_key, records = self._make_key(
             names, _context(manifest.dataset, manifest.snapshot_id, SIGNING))
         tag = manifest_tag(signing_key, authenticated_content(manifest))
@@ -301,8 +303,6 @@ class Keyring:
                                 "record nor a signing key (edited after commit)")
         data_key = self.data_key(manifest)
         assert data_key is not None
-        import hmac
-
         if not hmac.compare_digest(manifest_tag(data_key, authenticated_content(manifest)), auth.tag):
             raise TamperedError(f"manifest of {ref} {failure}")
 
@@ -315,10 +315,6 @@ class Keyring:
     def check_endorsement(self, manifest: Manifest, record: Mapping[str, Any]) -> None:
         """Check an endorsement's ``authentication`` record against ``manifest``. Raises
         TamperedError if it does not match, KeyUnavailableError without a key."""
-        from pydantic import ValidationError
-
-        from ..manifest import Authentication
-
         ref = f"{manifest.dataset}@{manifest.snapshot_id}"
         try:
             auth = Authentication.model_validate(record)
@@ -332,8 +328,6 @@ class Keyring:
 
     def _check_tag(self, manifest: Manifest, records: list[dict[str, Any]], tag: str,
                    purpose: str, failure: str) -> None:
-        import hmac
-
         key = self._unwrap(manifest.dataset, manifest.snapshot_id, records, purpose)
         expected = manifest_tag(key, authenticated_content(manifest))
         if not hmac.compare_digest(expected, tag):
@@ -378,12 +372,12 @@ def authenticated_content(manifest: Manifest) -> dict[str, Any]:
     return manifest.model_dump(mode="json", exclude_defaults=True, exclude={"authentication"})
 
 
-_KEYRINGS: dict[int, tuple[Policy, Keyring]] = {}
+_KEYRINGS: dict[int, tuple[KeyPolicy, Keyring]] = {}
 _KEYRINGS_LOCK = threading.Lock()
 _KEYRINGS_KEPT = 8  # a warm function loads the policy on every invocation: keep only the newest
 
 
-def keyring_for(policy: Policy) -> Keyring:
+def keyring_for(policy: KeyPolicy) -> Keyring:
     """The keyring of ``policy``, one per policy object (data keys are cached in it)."""
     with _KEYRINGS_LOCK:
         entry = _KEYRINGS.pop(id(policy), None)

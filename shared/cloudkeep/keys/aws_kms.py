@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from ..errors import KeyUnavailableError
+from ..specs import KeyModel
 from . import b64, unb64
 
 
@@ -72,3 +75,13 @@ class AwsKmsProvider:
     def _record(self, out: Mapping[str, Any]) -> dict[str, Any]:
         return {"algorithm": "SYMMETRIC_DEFAULT", "region": self.region,
                 "key_arn": str(out.get("KeyId", "")), "wrapped_key": b64(bytes(out["CiphertextBlob"]))}
+
+
+class AwsKmsKeySpec(KeyModel):
+    """An AWS KMS key (id, ARN or alias) in one region."""
+
+    IMPLEMENTATION = AwsKmsProvider
+
+    provider: Literal["aws_kms"]
+    key_id: str = Field(min_length=1)
+    region: str = Field(min_length=1)

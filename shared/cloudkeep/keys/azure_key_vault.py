@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from ..errors import KeyUnavailableError
+from ..specs import KeyModel
 from . import b64, unb64
 
 ALGORITHM = "RSA-OAEP-256"
@@ -81,3 +84,12 @@ class AzureKeyVaultProvider:
                                       f"a version of {self.key_url}")
         out = self._call(version, "unwrap_key", blob)
         return bytes(out.key)
+
+
+class AzureKeyVaultKeySpec(KeyModel):
+    """An Azure Key Vault RSA key: https://VAULT.vault.azure.net/keys/NAME[/VERSION]."""
+
+    IMPLEMENTATION = AzureKeyVaultProvider
+
+    provider: Literal["azure_key_vault"]
+    key_url: str = Field(pattern=r"^https://[^/]+/keys/[^/]+(/[^/]+)?/?$")

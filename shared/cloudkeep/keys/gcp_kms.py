@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from ..codec import canonical_json
 from ..errors import KeyUnavailableError
+from ..specs import KeyModel
 from . import b64, unb64
 
 
@@ -66,3 +69,12 @@ class GcpKmsProvider:
         out = self._call("decrypt", {"name": self.key_name, "ciphertext": blob,
                                      "additional_authenticated_data": canonical_json(dict(context))})
         return bytes(out.plaintext)
+
+
+class GcpKmsKeySpec(KeyModel):
+    """A Cloud KMS key: projects/P/locations/L/keyRings/R/cryptoKeys/K."""
+
+    IMPLEMENTATION = GcpKmsProvider
+
+    provider: Literal["gcp_kms"]
+    key_name: str = Field(pattern=r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")

@@ -14,12 +14,15 @@ import hmac
 import os
 import stat
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Self
+
+from pydantic import Field
 
 from ..codec import canonical_json
 from ..errors import KeyUnavailableError, UsageError
+from ..specs import KeyModel
 from . import b64, unb64
 
 HEADER = "cloudkeep-key-v1"
@@ -118,3 +121,15 @@ class LocalKeyProvider:
                 f"key {self.name!r} (local {self.path}) cannot unwrap the data key: wrong key, or "
                 "the wrapped key was altered"
             ) from None
+
+
+class LocalKeySpec(KeyModel):
+    """A key file (``cloudkeep keys create --path FILE``); relative to the policy's folder."""
+
+    IMPLEMENTATION = LocalKeyProvider
+
+    provider: Literal["local"]
+    path: str = Field(min_length=1)
+
+    def resolve_paths(self, resolve: Callable[[str], str]) -> Self:
+        return self.model_copy(update={"path": resolve(self.path)})

@@ -15,6 +15,7 @@ is safe. Implementations (each imports its cloud's SDK on first use):
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -53,25 +54,31 @@ class WorkQueue(Protocol):
         ...
 
 
+# kind → (module:class, how it is built from the address: "" for the class itself, None: it
+# takes no address). Imported on first use, so only the queue's own cloud SDK is loaded.
+_QUEUES: dict[str, tuple[str, str | None]] = {
+    "inprocess": ("cloudkeep.queues.inprocess:InProcessQueue", None),
+    "sqs": ("cloudkeep.queues.sqs:SqsQueue", ""),
+    "pubsub": ("cloudkeep.queues.pubsub:PubSubQueue", "from_address"),
+    "azure_queue": ("cloudkeep.queues.azure_queue:AzureQueue", "from_address"),
+}
+
+
 def open_queue(url: str) -> WorkQueue:
     """The queue a ``<kind>:<address>`` string names (see the module docstring)."""
     kind, _, address = url.partition(":")
-    if kind == "inprocess":
-        from .inprocess import InProcessQueue
-
-        return InProcessQueue()
-    if kind == "sqs" and address:
-        from .sqs import SqsQueue
-
-        return SqsQueue(address)
-    if kind == "pubsub" and address:
-        from .pubsub import PubSubQueue
-
-        return PubSubQueue.from_address(address)
-    if kind == "azure_queue" and address:
-        from .azure_queue import AzureQueue
-
-        return AzureQueue.from_address(address)
+    entry = _QUEUES.get(kind)
+    if entry is not None and (address or entry[1] is None):
+        target, factory = entry
+        module, _, name = target.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        if factory is None:
+            queue: WorkQueue = cls()
+        elif factory:
+            queue = getattr(cls, factory)(address)
+        else:
+            queue = cls(address)
+        return queue
     raise UsageError(
         f"bad work queue {url!r}: use inprocess:, sqs:<queue url>, "
         "pubsub:projects/<p>/topics/<t>[?subscription=...] or azure_queue:<queue url or name>"

@@ -22,7 +22,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import Any, BinaryIO, ClassVar, Literal, Self, cast
+
+from pydantic import Field
 
 from ..errors import (
     ObjectExistsError,
@@ -31,10 +33,8 @@ from ..errors import (
     StoreError,
     StoreUnreachableError,
 )
+from ..specs import Model, Prefix, StoreLocation, StoreModel, normalise_url
 from . import CHUNK, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
-
-if TYPE_CHECKING:
-    from ..policy import AzureBlobStoreSpec
 
 
 class AzureBlobStore:
@@ -316,3 +316,68 @@ class _Reader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The policy spec (s20-policy)
+
+
+def _azure_account(spec: AzureBlobStoreSpec) -> str:
+    """The storage account a store talks to: the connection string in its environment variable
+    wins when set (as it does for the store), else ``account_url``."""
+    conn = os.environ.get(spec.connection_string_env)
+    if conn:
+        fields = dict(item.partition("=")[::2] for item in conn.split(";") if "=" in item)
+        if fields.get("BlobEndpoint"):
+            return normalise_url(fields["BlobEndpoint"])
+        if fields.get("AccountName"):
+            suffix = fields.get("EndpointSuffix") or "core.windows.net"
+            scheme = fields.get("DefaultEndpointsProtocol") or "https"
+            return normalise_url(f"{scheme}://{fields['AccountName']}.blob.{suffix}")
+        if conn.strip().lower().startswith("usedevelopmentstorage=true"):
+            return "http://127.0.0.1:10000/devstoreaccount1"
+    if spec.account_url:
+        return normalise_url(spec.account_url)
+    return f"${spec.connection_string_env}"
+
+
+class BlobImmutability(Model):
+    """Azure Blob version-level immutability for every blob written: a time-based retention
+    policy until the snapshot's longest possible retention has passed (extended by prune when a
+    snapshot is kept longer); legal holds (``cloudkeep hold``) also set the blobs' legal hold."""
+
+    mode: Literal["Unlocked", "Locked"] = "Unlocked"
+
+
+class AzureBlobStoreSpec(StoreModel):
+    """An Azure Blob Storage container. Credentials: the connection string in the environment
+    variable ``connection_string_env`` if it is set, else ``account_url`` with the default Azure
+    credential (managed identity, CLI login, ...). No secret is ever written in the policy."""
+
+    URL_SHAPE: ClassVar[str] = "az://ACCOUNT/CONTAINER/KEY"
+
+    IMPLEMENTATION = AzureBlobStore
+
+    type: Literal["azure_blob"]
+    container: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+    prefix: Prefix = ""
+    account_url: str | None = None
+    connection_string_env: str = "AZURE_STORAGE_CONNECTION_STRING"
+    region: str | None = Field(default=None, description="the storage account's region (for residency)")
+    immutability: BlobImmutability | None = Field(
+        default=None,
+        description="write every blob with a time-based retention policy (the container needs "
+        "version-level immutability support)",
+    )
+
+    def location(self) -> StoreLocation:
+        """The storage account, the container and the prefix."""
+        return StoreLocation("azure_blob", _azure_account(self), self.container, self.prefix)
+
+    def secret_envs(self) -> list[str]:
+        return [self.connection_string_env] if self.connection_string_env else []
+
+    @classmethod
+    def at_url(cls, names: list[str]) -> Self:
+        return cls(type="azure_blob", container=names[1],
+                   account_url=f"https://{names[0]}.blob.core.windows.net")

@@ -22,12 +22,15 @@ import logging
 import os
 import secrets
 import stat as statmod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, ClassVar, Literal, Self
+
+from pydantic import Field, field_validator
 
 from ..errors import ObjectExistsError, ObjectNotFoundError, StoreError, StoreUnreachableError
+from ..specs import StoreLocation, StoreModel
 from . import CHUNK, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
 
 log = logging.getLogger(__name__)
@@ -336,3 +339,34 @@ def _close(fds: list[int]) -> None:
         except OSError:
             pass
     fds.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# The policy spec (s20-policy)
+
+
+class FileStoreSpec(StoreModel):
+    """A folder on local disk (or a mounted volume). Relative paths are relative to the policy."""
+
+    HAS_REGION: ClassVar[bool] = False
+
+    type: Literal["file"]
+    path: str = Field(min_length=1)
+
+    @field_validator("path")
+    @classmethod
+    def _plain_path(cls, value: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("a folder path may not contain control characters (e.g. a NUL byte)")
+        return value
+
+    def location(self) -> StoreLocation:
+        """The folder, resolved: relative to the policy's folder, ``~`` expanded, symbolic
+        links and ``..`` resolved."""
+        return StoreLocation("file", "", "", os.path.realpath(os.path.expanduser(self.path)))
+
+    def resolve_paths(self, resolve: Callable[[str], str]) -> Self:
+        return self.model_copy(update={"path": resolve(self.path)})
+
+    def open(self) -> FileStore:
+        return FileStore(self.path)

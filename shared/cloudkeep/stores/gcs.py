@@ -19,7 +19,9 @@ import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, cast
+from typing import Any, BinaryIO, ClassVar, Literal, NoReturn, Self, cast
+
+from pydantic import Field
 
 from ..errors import (
     CloudkeepError,
@@ -28,10 +30,8 @@ from ..errors import (
     StoreError,
     StoreUnreachableError,
 )
+from ..specs import Prefix, StoreLocation, StoreModel
 from . import CHUNK, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
-
-if TYPE_CHECKING:
-    from ..policy import GcsStoreSpec
 
 CONNECT_BUDGET = 8.0  # seconds of retries before the service has answered once
 RETRY_BUDGET = 120.0  # seconds of retries afterwards (the SDK's default)
@@ -294,3 +294,29 @@ def _short(exc: BaseException) -> str:
         return "connection refused"
     return text if len(text) <= 200 else text[:200] + "…"
 
+
+
+# --------------------------------------------------------------------------------------------
+# The policy spec (s20-policy)
+
+
+class GcsStoreSpec(StoreModel):
+    """A Google Cloud Storage bucket."""
+
+    URL_SHAPE: ClassVar[str] = "gs://BUCKET/KEY"
+
+    IMPLEMENTATION = GcsStore
+
+    type: Literal["gcs"]
+    bucket: str = Field(min_length=3, max_length=222)
+    prefix: Prefix = ""
+    project: str | None = None
+    region: str | None = Field(default=None, description="the bucket's location (for residency)")
+
+    def location(self) -> StoreLocation:
+        """The bucket (names are global, whatever the project) and the prefix."""
+        return StoreLocation("gcs", "", self.bucket, self.prefix)
+
+    @classmethod
+    def at_url(cls, names: list[str]) -> Self:
+        return cls(type="gcs", bucket=names[0])

@@ -8,9 +8,13 @@ are streamed as a multipart upload, one chunk in memory at a time.
 from __future__ import annotations
 
 import builtins
+import os
+import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import Any, BinaryIO, ClassVar, Literal, Self, cast
+
+from pydantic import Field
 
 from ..errors import (
     ObjectExistsError,
@@ -19,10 +23,8 @@ from ..errors import (
     StoreError,
     StoreUnreachableError,
 )
+from ..specs import ObjectLock, Prefix, S3Bucket, StoreLocation, StoreModel, normalise_url
 from . import CHUNK, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
-
-if TYPE_CHECKING:
-    from ..policy import S3StoreSpec
 
 UNREACHABLE_CODES = {  # S3 error codes that mean the bucket cannot be reached (also the S3 source's)
     "NoSuchBucket",
@@ -337,3 +339,57 @@ def read_url(url: str) -> bytes:
     if not bucket or not key:
         raise StoreError(f"bad S3 URL {url!r} (expected s3://bucket/key)")
     return S3Store(bucket).get(key)
+
+
+# --------------------------------------------------------------------------------------------
+# The policy spec (s20-policy)
+
+
+_AWS_S3_HOST = re.compile(r"^s3(?:[.-][a-z0-9-]+)*\.amazonaws\.com(?:\.cn)?$")
+
+
+def _s3_service(endpoint_url: str | None) -> str:
+    """The S3 service a store talks to: AWS itself (bucket names are global there, whatever the
+    region) or another endpoint. Without ``endpoint_url``, boto3's own environment variables
+    decide, as they do for the store."""
+    url = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
+           or os.environ.get("AWS_ENDPOINT_URL") or "")
+    if not url:
+        return "aws"
+    normal = normalise_url(url)
+    host = normal.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    if _AWS_S3_HOST.match(host):
+        return "aws-cn" if host.endswith(".cn") else "aws"
+    return normal
+
+
+class S3StoreSpec(StoreModel):
+    """An S3 bucket (or S3-compatible endpoint)."""
+
+    URL_SCHEME: ClassVar[str | None] = "s3"
+    URL_SHAPE: ClassVar[str] = "s3://BUCKET/KEY"
+
+    IMPLEMENTATION = S3Store
+
+    type: Literal["s3"]
+    bucket: S3Bucket
+    prefix: Prefix = ""
+    region: str = Field(min_length=1)
+    endpoint_url: str | None = None
+    object_lock: ObjectLock | None = Field(
+        default=None,
+        description="write every object with an Object Lock retain-until date (the bucket must "
+        "have Object Lock enabled)",
+    )
+
+    def location(self) -> StoreLocation:
+        """The service (AWS whatever the region, or the endpoint), the bucket and the prefix."""
+        return StoreLocation("s3", _s3_service(self.endpoint_url), self.bucket, self.prefix)
+
+    def locks_objects(self) -> bool:
+        return self.object_lock is not None
+
+    @classmethod
+    def at_url(cls, names: list[str]) -> Self:
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        return cls(type="s3", bucket=names[0], region=region)

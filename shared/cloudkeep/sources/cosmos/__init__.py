@@ -58,7 +58,7 @@ from ...errors import CloudkeepError, RestoreError, SourceError, SourceUnreachab
 
 if TYPE_CHECKING:
     from ...manifest import Manifest
-    from ...policy import CosmosSourceSpec
+    from .spec import CosmosSourceSpec
 
 log = logging.getLogger(__name__)
 _NULL_HANDLER = logging.NullHandler()

@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from ...manifest import Manifest
-    from ...policy import DynamoDBSourceSpec
     from .. import JobContext, JobPoll, NativeOutcome
+    from .spec import DynamoDBSourceSpec
 
 log = logging.getLogger(__name__)
 

@@ -61,7 +61,7 @@ from ...errors import RestoreError, SourceError, SourceUnreachableError, UsageEr
 
 if TYPE_CHECKING:
     from ...manifest import Manifest
-    from ...policy import FirestoreSourceSpec
+    from .spec import FirestoreSourceSpec
 
 from .export import AdminApi, FirestoreExportJobs
 

@@ -26,8 +26,8 @@ from .._aws import AwsErrors
 
 if TYPE_CHECKING:
     from ...manifest import Manifest
-    from ...policy import RdsSourceSpec
     from .. import JobContext, JobPoll, NativeOutcome
+    from .spec import RdsSourceSpec
 
 log = logging.getLogger(__name__)
 

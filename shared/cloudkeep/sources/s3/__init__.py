@@ -61,8 +61,8 @@ from ...stores.s3 import UNREACHABLE_CODES
 
 if TYPE_CHECKING:
     from ...manifest import Manifest
-    from ...policy import S3SourceSpec
     from ...stores import Store
+    from .spec import S3SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def full_object_sha256(head: dict[str, Any]) -> str | None:
 def split_target(target: str) -> tuple[str, str]:
     """``BUCKET[/PREFIX]`` → (bucket, prefix without slashes at either end)."""
     bucket, _, prefix = target.strip().partition("/")
-    from ...policy import _BUCKET_RE
+    from ...specs import BUCKET_RE as _BUCKET_RE
 
     if not _BUCKET_RE.match(bucket) or ".." in bucket:
         raise RestoreError(f"bad restore target {target!r}: expected BUCKET[/PREFIX] with a valid "

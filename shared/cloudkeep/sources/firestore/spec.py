@@ -1,0 +1,66 @@
+"""The policy spec of a Firestore source (``type: firestore``)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, StrictBool, StrictInt, field_validator
+
+from ...specs import SourceModel
+
+
+class FirestoreSourceSpec(SourceModel):
+    """Firestore documents: some root collections (or all), with their subcollections, read at
+    one point in time. ``segments`` splits each root collection into that many document-name
+    ranges read in parallel (default: one per 20,000 documents). ``rewrite_references``: on
+    restore, point references into the snapshot's collections at the restored copies."""
+
+    IMPLEMENTATION: ClassVar[str] = "cloudkeep.sources.firestore:FirestoreSource"
+    EXPORT_STORE: ClassVar[tuple[str, str] | None] = (
+        "gcs", "Firestore's managed export writes into a Cloud Storage bucket")
+
+    type: Literal["firestore"]
+    project: str = Field(min_length=1)
+    database: str = "(default)"
+    collections: list[str] | None = Field(default=None, min_length=1)
+    recursive: StrictBool = True
+    segments: StrictInt | None = Field(default=None, ge=1, le=1000)
+    rewrite_references: StrictBool = False
+    method: Literal["scan", "export"] = Field(
+        default="scan",
+        description="export: Firestore's managed export (the Admin API's ExportDocuments) into "
+        "the dataset's Cloud Storage store; the Firestore emulator has no Admin API, so export "
+        "runs only against real Firestore",
+    )
+    region: str | None = Field(default=None, description="the database's location (for residency)")
+    drill_database: str | None = Field(
+        default=None, min_length=1, max_length=63, pattern=r"^[a-z][a-z0-9-]*$",
+        description="restore drills write into this database (e.g. cloudkeep-drill, which "
+        "infra/gcp creates), never into the source's; default: prefixed collections of the "
+        "source's database")
+
+    @field_validator("collections")
+    @classmethod
+    def _collection_ids(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or []:
+            if not name or "/" in name:
+                raise ValueError(f"bad collection id {name!r}: a root collection id, without '/'")
+            if name.startswith("__") and name.endswith("__"):
+                raise ValueError(f"bad collection id {name!r}: ids like __name__ are reserved")
+        if value and len(set(value)) != len(value):
+            raise ValueError("a collection is listed more than once")
+        return value
+
+    def runs_native_jobs(self) -> bool:
+        return self.method == "export"
+
+    @classmethod
+    def check_line(cls, doc: Any) -> str | None:
+        if (not isinstance(doc, dict) or not isinstance(doc.get("name"), str)
+                or not isinstance(doc.get("fields"), dict)):
+            return "line is not a Firestore document ({\"name\": ..., \"fields\": {...}})"
+        return None
+
+    @classmethod
+    def item_label(cls, doc: Any) -> str:
+        return str(doc.get("name")) if isinstance(doc, dict) else "?"

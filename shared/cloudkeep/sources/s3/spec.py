@@ -1,0 +1,69 @@
+"""The policy spec of an S3 source (``type: s3``): objects copied into content-addressed blobs."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, StrictBool, StrictInt, field_validator
+
+from ...specs import S3Bucket, SourceModel
+
+
+class S3SourceSpec(SourceModel):
+    """Objects of an S3 bucket (optionally under ``prefix``), copied into content-addressed blobs
+    of the dataset's store: an object whose content did not change since the last snapshot is
+    never copied again, and identical content is stored once. ``include`` / ``exclude``: globs
+    (``*`` also matches ``/``) on the key relative to ``prefix`` or the full key; an object is
+    backed up when it matches an ``include`` pattern (or there are none) and no ``exclude``
+    pattern."""
+
+    IMPLEMENTATION: ClassVar[str] = "cloudkeep.sources.s3:S3Source"
+    USES_BLOBS: ClassVar[bool] = True
+
+    type: Literal["s3"]
+    bucket: S3Bucket
+    prefix: str = ""
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    versions: StrictBool = Field(
+        default=False, description="false: the current version of each object (the only mode)"
+    )
+    region: str = Field(min_length=1)
+    endpoint_url: str | None = None
+    workers: StrictInt = Field(default=16, ge=1, le=256, description="objects copied in parallel")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return value.lstrip("/")
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _globs(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern:
+                raise ValueError("an empty glob matches nothing; remove it")
+        return value
+
+    @field_validator("versions")
+    @classmethod
+    def _versions(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("versions: true (every version of every object) is not supported; "
+                             "use versions: false to back up the current version of each object")
+        return value
+
+    def encrypts_parts(self) -> bool:
+        return False  # the objects are copied as they are
+
+    @classmethod
+    def check_line(cls, doc: Any) -> str | None:
+        if (not isinstance(doc, dict) or not isinstance(doc.get("key"), str)
+                or not isinstance(doc.get("size"), int)
+                or not isinstance(doc.get("sha256"), str) or len(doc["sha256"]) != 64):
+            return "line is not an S3 object record ({\"key\": ..., \"size\": ..., \"sha256\": ...})"
+        return None
+
+    @classmethod
+    def item_label(cls, doc: Any) -> str:
+        return str(doc.get("key")) if isinstance(doc, dict) else "?"
