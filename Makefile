@@ -7,7 +7,7 @@ BENCH_VENV := .venv-bench
 DEPLOY_VENV := .venv-deploy
 OSLS := .tools/osls/node_modules/.bin/osls
 
-.PHONY: setup system-tools demo test lint bench schema clean deploy-tools aws-package deploy-check
+.PHONY: setup system-tools demo test lint docs bench schema clean deploy-tools aws-package deploy-check
 
 setup: $(VENV)/.installed node_modules/.installed system-tools
 
@@ -75,12 +75,17 @@ deploy-check: aws-package
 demo: setup
 	$(BIN)/python tools/demo.py
 
-test: setup lint deploy-check
+test: setup lint docs deploy-check
 	$(BIN)/python -m pytest
 
 lint: setup
 	$(BIN)/ruff check shared tests tools bench handlers
 	$(BIN)/mypy
+
+# The documentation site (docs/ + mkdocs.yml) into ./site; strict: a broken link or anchor, or a
+# page left out of the nav, fails the build.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 bench: setup $(BENCH_VENV)/.installed
 	$(BIN)/python bench/bench_dynamodb.py
@@ -94,4 +99,4 @@ schema: setup
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) $(DEPLOY_VENV) .tools .build .serverless node_modules .demo .bench \
-		.pytest_cache .mypy_cache .ruff_cache
+		.pytest_cache .mypy_cache .ruff_cache site
