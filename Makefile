@@ -7,7 +7,7 @@ BENCH_VENV := .venv-bench
 DEPLOY_VENV := .venv-deploy
 OSLS := .tools/osls/node_modules/.bin/osls
 
-.PHONY: setup system-tools demo test lint docs bench schema clean deploy-tools aws-package deploy-check
+.PHONY: setup system-tools demo test lint bench schema clean deploy-tools aws-package deploy-check
 
 setup: $(VENV)/.installed node_modules/.installed system-tools
 
@@ -72,6 +72,12 @@ deploy-check: aws-package
 	$(DEPLOY_VENV)/bin/checkov --quiet --compact --skip-download --framework terraform -d infra/gcp
 	$(DEPLOY_VENV)/bin/checkov --quiet --compact --skip-download --framework terraform -d infra/azure
 
+.PHONY: docs
+# The documentation site (docs/ + mkdocs.yml) into ./site; strict: a broken link or anchor, or a
+# page left out of the nav, fails the build.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 demo: setup
 	$(BIN)/python tools/demo.py
 
@@ -81,11 +87,6 @@ test: setup lint docs deploy-check
 lint: setup
 	$(BIN)/ruff check shared tests tools bench handlers
 	$(BIN)/mypy
-
-# The documentation site (docs/ + mkdocs.yml) into ./site; strict: a broken link or anchor, or a
-# page left out of the nav, fails the build.
-docs: setup
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 bench: setup $(BENCH_VENV)/.installed
 	$(BIN)/python bench/bench_dynamodb.py
