@@ -21,7 +21,9 @@ from conftest import REGION, unique
 
 pytestmark = pytest.mark.emulator
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+# the repository root, wherever the tiers put this file
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
+DOCS = ROOT / "docs"
 VENV_BIN = str(Path(sys.executable).parent)
 MARK = re.compile(r"<!-- test: ([\w ]+?) -->\s*\n\s*```sh[^\n]*\n(.*?)```", re.S)
 

@@ -13,7 +13,8 @@ import yaml
 
 import cloudkeep
 
-ROOT = Path(__file__).resolve().parent.parent
+# the repository root, wherever the tiers put this file
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 DOCS = ROOT / "docs"
 VENV_BIN = Path(sys.executable).parent
 VERSION_HEADING = re.compile(r"^## \[(\d+\.\d+\.\d+)\](?: - (\d{4}-\d{2}-\d{2}))?\s*$", re.M)
