@@ -59,6 +59,7 @@ def last_json(stdout: str, opener: str) -> str:
 def test_the_pages_examples_are_marked() -> None:
     assert set(marked("cli.md")) == {"report"}
     assert set(marked("observability.md")) == {"verification levels", "audit log"}
+    assert set(marked("s3-source.md")) == {"s3 restore"}
 
 
 def test_report_verification_and_audit_examples(ddb_resource: Any, tmp_path: Path) -> None:
@@ -95,3 +96,48 @@ def test_report_verification_and_audit_examples(ddb_resource: Any, tmp_path: Pat
     data = json.loads(last_json(report.stdout, "{"))
     assert data["cloudkeep_version"]
     assert "orders" in json.dumps(data["datasets"])
+
+
+def empty_bucket(s3: Any, bucket: str) -> None:
+    """Remove ``bucket`` (the example's fixed names) with everything in it, if it exists."""
+    if bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        return
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=obj["Key"])
+    s3.delete_bucket(Bucket=bucket)
+
+
+def test_s3_source_restore_example(moto_server: Any, tmp_path: Path) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", region_name=REGION)
+    for bucket in ("acme-assets", "acme-assets-restored"):
+        empty_bucket(s3, bucket)
+    s3.create_bucket(Bucket="acme-assets")
+    bodies = {"public/a.jpg": b"\xff\xd8jpeg" * 100, "public/img/b.png": b"\x89PNG" * 50,
+              "public/tmp/c.png": b"scratch", "public/notes.txt": b"not an image",
+              "private/d.jpg": b"outside the prefix"}
+    for key, body in bodies.items():
+        s3.put_object(Bucket="acme-assets", Key=key, Body=body, Metadata={"owner": "ops"})
+    (tmp_path / "cloudkeep.yaml").write_text(yaml.safe_dump({
+        "version": 1, "stores": {"vault": {"type": "file", "path": "vault"}},
+        "tiers": {"standard": {"schedule": "0 2 * * *", "rpo": "26h", "retention": {"daily": 7}}},
+        "datasets": {"assets": {"source": {"type": "s3", "bucket": "acme-assets", "prefix": "public/",
+                                           "include": ["*.jpg", "*.png"], "exclude": ["tmp/*"],
+                                           "region": REGION},
+                                "tier": "standard", "store": "vault"}}}))
+    run_block("cloudkeep run assets", tmp_path)
+    done = run_block(marked("s3-source.md")["s3 restore"], tmp_path)
+    assert "restored assets@" in done.stdout
+
+    wanted = {"public/a.jpg", "public/img/b.png"}
+
+    def objects(bucket: str, prefix: str = "") -> dict[str, bytes]:
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+        return {o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
+
+    assert objects("acme-assets-restored") == {k: bodies[k] for k in wanted}
+    assert objects("acme-assets", "restore-0301/") == {f"restore-0301/{k}": bodies[k] for k in wanted}
+    head = s3.head_object(Bucket="acme-assets-restored", Key="public/a.jpg")
+    assert head["Metadata"] == {"owner": "ops"}
