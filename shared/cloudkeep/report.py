@@ -305,3 +305,36 @@ def human_seconds(seconds: float | None) -> str:
     elif whole >= 3600:
         whole -= whole % 60
     return format_duration(timedelta(seconds=whole))
+
+
+def human_bytes(n: float) -> str:
+    """``512 B``, ``1.5 KiB`` ... ``2.0 TiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def age_text(row: dict[str, Any]) -> str:
+    """A dataset row's newest snapshot age against its RPO (``3h / 1d``, ``— RPO MISSED``)."""
+    if row.get("age_seconds") is None:
+        return f"never / {row['rpo']}"
+    mark = "" if row["rpo_met"] else " — RPO MISSED"
+    return f"{human_seconds(row['age_seconds'])} / {row['rpo']}{mark}"
+
+
+def check_state(check: dict[str, Any]) -> str:
+    """``ok`` or ``FAILED (N problems)`` of a row's last verification."""
+    return "ok" if check["ok"] else f"FAILED ({check['problems']} problems)"
+
+
+def drill_text(drill: dict[str, Any], when: str, *, restored: str = "", rto: str = "") -> str:
+    """A row's last drill: ``ok``/``FAILED``, how long its restore took (after ``restored``)
+    and whether it met the RTO (``(met)``/``(MISSED)``, after ``rto``), then ``when``."""
+    text = "ok" if drill["ok"] else "FAILED"
+    if drill.get("restore_seconds") is not None:
+        text += f", {restored}{human_seconds(drill['restore_seconds'])}"
+        if drill.get("rto_met") is not None:
+            text += f" ({rto}met)" if drill["rto_met"] else f" ({rto}MISSED)"
+    return f"{text}, {when}"
