@@ -17,10 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import __version__, holds, layout, runs, timeline
+from . import __version__, holds, layout, runs, timeline, verify_slots
+from .alerts import open_alerts
 from .catalog import scan
 from .errors import CloudkeepError, ObjectNotFoundError
 from .policy import Policy, format_duration
+from .prune import prune
 from .registry import open_store
 from .stores import Store
 from .trust import expect_for
@@ -45,8 +47,6 @@ def build(policy: Policy, now: datetime, *, policy_source: str = "",
 
 def dataset_report(policy: Policy, name: str, now: datetime, store: Store | None = None) -> dict[str, Any]:
     """One dataset's entry of the report; a store error is recorded in ``error``, not raised."""
-    from .prune import prune
-
     spec = policy.dataset(name)
     tier = policy.tiers[spec.tier]
     out: dict[str, Any] = {
@@ -223,8 +223,6 @@ def read_verifications(store: Store, dataset: str) -> list[dict[str, Any]]:
 def _remembered_verifications(store: Store, dataset: str, now: datetime) -> dict[str, dict[str, Any]]:
     """The newest recorded outcome of each scheduled level (``verify_slots.py``), as of ``now``,
     in the form of :func:`read_verifications`."""
-    from . import verify_slots
-
     out: dict[str, dict[str, Any]] = {}
     for level in ("drill", "sample"):
         data = verify_slots.latest_outcome(store, dataset, level)
@@ -259,8 +257,6 @@ def _stamp_time(stamp: str) -> str | None:
 def read_alerts(store: Store, dataset: str) -> list[dict[str, Any]]:
     """The dataset's open alerts (none when no alert state was ever written): the newest entry
     of its append-only alert state (``alerts.load_state``)."""
-    from .alerts import open_alerts
-
     return [a for a in open_alerts(store, dataset) if isinstance(a, dict)]
 
 
