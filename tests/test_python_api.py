@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from tools.sample_data import ORDERS_TABLE_SCHEMA, seed
 
 from cloudkeep import services
@@ -122,3 +123,27 @@ def test_cli_invoke_and_services_share_the_use_cases(orders: str, ddb_client: An
     # restored, then refused twice (invoke, service); a bad name is refused before any record
     assert [r["outcome"] for r in records if r["event"] == "restore"] == ["ok", "failed", "failed"]
     ddb_client.delete_table(TableName=target)
+
+
+def test_copy_service_catches_up_and_is_idempotent(ddb_resource: Any, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    table = unique("orders")
+    handle = ddb_resource.create_table(TableName=table, **ORDERS_TABLE_SCHEMA)
+    handle.wait_until_exists()
+    seed(handle, 10)
+    path = write_policy(tmp_path, table=table, store={"type": "file", "path": "vault"})
+    monkeypatch.chdir(tmp_path)
+    run = services.backup(load_policy(str(path)).policy, ["orders"])  # no copy store yet
+    sid = run.results[0].snapshot_id
+    assert run.ok and run.results[0].copies == []
+    doc = yaml.safe_load(path.read_text())
+    doc["stores"]["offsite"] = {"type": "file", "path": "offsite"}
+    doc["datasets"]["orders"]["copy_to"] = ["offsite"]
+    path.write_text(yaml.safe_dump(doc))
+    policy = load_policy(str(path)).policy
+    made = services.copy(policy, "orders")  # the earlier snapshot is copied now
+    assert [(c["snapshot_id"], c["store"], c["verified"]) for c in made] == [(sid, "offsite", True)]
+    assert services.copy(policy, "orders") == []  # every snapshot has its verified copy
+    copied = services.list_snapshots(policy, "orders", store_name="offsite")
+    assert [r["snapshot_id"] for r in copied.rows] == [sid] and not copied.refused
+    assert services.list_snapshots(policy, "orders").rows[0]["copies"] == ["offsite"]
