@@ -11,17 +11,18 @@ from typing import Any
 
 from .. import clock, copies, fanout, runtime
 from ..alerts import Notifier
+from ..capabilities import InProcess, able
 from ..checkpoint import Deadline
 from ..engine import RunOptions, backup_many
 from ..metrics import MetricsSink
 from ..policy import Policy
 from ..progress import Progress
 from ..queues import WorkQueue
-from ..queues.inprocess import InProcessQueue
 from ..registry import open_store
 from ..results import BackupRun
 
 ProgressFactory = Callable[[], Progress]
+_IN_PROCESS: Any = InProcess  # (mypy refuses a protocol class where type[C] is expected)
 
 
 def dataset_names(policy: Policy, datasets: Sequence[str] | None) -> list[str]:
@@ -69,7 +70,8 @@ def run(policy: Policy, datasets: Sequence[str] | None = None, *, due: bool = Fa
     run here and the snapshots they committed are reported committed."""
     options = options or RunOptions()
     names = dataset_names(policy, datasets)
-    local_queue = options.queue if isinstance(options.queue, InProcessQueue) else None
+    # a queue only this process can drain: its items are run here before returning
+    local_queue = options.queue if able(options.queue, _IN_PROCESS) is not None else None
     outcome: runtime.TickResult | None = None
     with clock.simulated(now) if (due and replay and now is not None) else contextlib.nullcontext():
         if due:
