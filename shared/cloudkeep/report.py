@@ -59,7 +59,7 @@ def dataset_report(policy: Policy, name: str, now: datetime, store: Store | None
         "rpo": format_duration(tier.rpo),
         "error": None,
     }
-    rto = _tier_rto(tier)
+    rto = tier.rto  # the tier's RTO, when the policy has one
     out["rto_seconds"] = int(rto.total_seconds()) if rto else None
     problems: list[str] = []
     try:
@@ -157,15 +157,6 @@ def dataset_report(policy: Policy, name: str, now: datetime, store: Store | None
     )
     out["status"], out["attention"] = _status(out)
     return out
-
-
-def _tier_rto(tier: Any) -> timedelta | None:
-    """The tier's RTO when the policy has one (``rto:``, or ``verify: {rto: ...}``)."""
-    for holder in (tier, getattr(tier, "verify", None)):
-        value = getattr(holder, "rto", None) if holder is not None else None
-        if isinstance(value, timedelta):
-            return value
-    return None
 
 
 def rpo_breaches(times: list[datetime], rpo: timedelta, now: datetime) -> list[dict[str, Any]]:
