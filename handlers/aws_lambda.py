@@ -17,8 +17,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
 from cloudkeep import function
-from cloudkeep.actions import handle
 from cloudkeep.checkpoint import Deadline
+from cloudkeep.function import invoke as handle
 from cloudkeep.logctx import ContextFilter, StdoutHandler
 from cloudkeep.metrics import EmfSink
 from cloudkeep.redaction import RedactingFilter

@@ -18,8 +18,8 @@ from typing import Any
 import functions_framework
 
 from cloudkeep import function
-from cloudkeep.actions import handle
 from cloudkeep.checkpoint import Deadline
+from cloudkeep.function import invoke as handle
 from cloudkeep.logctx import install_json_logging
 from cloudkeep.metrics import LogSink
 

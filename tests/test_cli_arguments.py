@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from cloudkeep.actions import handle
 from cloudkeep.engine import backup
+from cloudkeep.function import invoke as handle
 from cloudkeep.manifest import Manifest
 from cloudkeep.policy import parse_policy
 from cloudkeep.registry import open_source

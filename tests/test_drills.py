@@ -187,7 +187,7 @@ def test_audit_log_records_every_operation_with_its_actor(backed_up: dict[str, A
 def test_an_invoked_drill_is_audited_as_the_function(backed_up: dict[str, Any],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from cloudkeep import audit
-    from cloudkeep.actions import handle
+    from cloudkeep.function import invoke as handle
     from cloudkeep.policy import load_policy
     from cloudkeep.stores.file import FileStore
 

@@ -158,7 +158,7 @@ def test_drill_restores_a_temporary_instance_and_deletes_it(rds: Any, tmp_path: 
 
     report = cli_json(capsys, "--policy", str(policy), "verify", "db@latest", "--level", "drill")
     assert report["ok"] and report["level"] == "drill"
-    from cloudkeep.actions import handle
+    from cloudkeep.function import invoke as handle
 
     status, body = handle(load_policy(str(policy)).policy,
                           {"action": "verify", "ref": "db@latest", "level": "drill"})

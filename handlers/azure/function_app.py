@@ -26,8 +26,8 @@ if (_HERE / "cloudkeep").is_dir():  # deployed: the package is copied next to th
     sys.path.insert(0, str(_HERE))
 
 from cloudkeep import function  # noqa: E402
-from cloudkeep.actions import handle  # noqa: E402
 from cloudkeep.checkpoint import Deadline  # noqa: E402
+from cloudkeep.function import invoke as handle  # noqa: E402
 from cloudkeep.logctx import install_json_logging  # noqa: E402
 from cloudkeep.metrics import LogSink  # noqa: E402
 

@@ -175,3 +175,15 @@ class LegalHolds(Protocol):
     """A store with object-level legal holds."""
 
     def set_legal_hold(self, key: str, hold: bool) -> None: ...
+
+
+# --- queues (added by s20-services) --------------------------------------------------------
+
+
+@runtime_checkable
+class InProcess(Protocol):
+    """A work queue that lives in this process (the CLI's local fan-out): only workers here can
+    take its items, so whoever fills it also drains it before returning. Its length is how many
+    items wait."""
+
+    def __len__(self) -> int: ...

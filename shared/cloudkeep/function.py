@@ -7,6 +7,21 @@ only), ``scheduled_prune()`` applies retention (the only one that deletes), and
 ``scheduled_verify()`` runs the scheduled drills and samples. Each raises
 :class:`TickFailedError` when a dataset failed, so the platform records an error (alarms,
 retries) after every dataset has had its turn.
+
+:func:`invoke` runs one on-demand action. A payload is ``{"action": "backup"|"verify"|"restore"|
+"plan", ...}``:
+
+- backup: ``datasets`` (list, default all)
+- verify: ``ref`` (``DATASET@ID`` / ``DATASET@latest``), optional ``level`` (integrity, sample,
+  drill) and ``sample`` (items, default 100)
+- restore: ``ref``, ``into``, optional ``overwrite``
+- plan: optional ``now`` (ISO 8601)
+
+It returns ``(http_status, body)``; the body always has ``ok``, and ``error`` when not ok.
+Statuses: 200 ok, 400 bad request or policy, 404 no such snapshot, 409 locked, 422 the
+operation failed (verification, restore refused), 502 a store or source unreachable.
+
+Every entry point calls the use cases of :mod:`cloudkeep.services`, as the CLI does.
 """
 
 from __future__ import annotations
@@ -18,9 +33,20 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import Deadline
-from .errors import CloudkeepError
+from .errors import (
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    CloudkeepError,
+    LockedError,
+    SnapshotNotFoundError,
+    UsageError,
+)
 from .metrics import MetricsSink, backup_metrics
 from .policy import POLICY_ENV, Policy, load_policy
+from .redaction import redact, redact_obj
+
+# Cold start: a handler imports this module at init, so the use cases (cloudkeep.services and
+# the core behind them) load on an entry point's first call, not here (bench/, test_imports).
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +125,11 @@ def scheduled_verify(policy: Policy, now: datetime | None, sink: MetricsSink | N
 
 def _scheduled(policy: Policy, now: datetime | None, sink: MetricsSink | None, notifier: Any,
                duties: tuple[str, ...], options: Any) -> dict[str, Any]:
-    from . import audit
-    from .runtime import tick
+    from . import audit, services
 
     with audit.acting_as("schedule", **audit.function_actor()):
-        outcome = tick(policy, now, sink=sink, notifier=notifier, options=options, duties=duties)
-    from .redaction import redact_obj
-
+        outcome = services.tick(policy, now, sink=sink, notifier=notifier, options=options,
+                                duties=duties)
     reply: dict[str, Any] = redact_obj(outcome.as_dict())  # the platform logs replies
     if not outcome.ok:
         raise TickFailedError(reply)
@@ -132,8 +156,6 @@ def work_item(policy: Policy, body: Any, deadline: Deadline | None = None,
         result = RunResult(item.dataset, "committed", item.snapshot_id, outcome.manifest)
         for metric in backup_metrics(policy, result):
             sink.emit(metric)
-    from .redaction import redact_obj
-
     reply: dict[str, Any] = redact_obj(outcome.as_dict())
     return reply
 
@@ -149,3 +171,71 @@ def parse_time(text: Any) -> datetime | None:
     except CloudkeepError:
         log.warning("ignoring unparsable trigger time %r", text)
         return None
+
+
+ACTIONS = ("backup", "verify", "restore", "plan")
+
+
+def status_of(exc: CloudkeepError) -> int:
+    """The HTTP status of an action that raised ``exc``."""
+    if isinstance(exc, SnapshotNotFoundError):
+        return 404
+    if isinstance(exc, LockedError):
+        return 409
+    return {EXIT_USAGE: 400, EXIT_UNREACHABLE: 502}.get(exc.exit_code, 422)
+
+
+def invoke(policy: Policy, payload: Any) -> tuple[int, dict[str, Any]]:
+    """Run the on-demand action ``payload`` names (see the module's docstring), attributed to
+    the function in the audit log; returns ``(http_status, body)``. Replies never carry
+    secrets."""
+    from . import audit
+
+    with audit.acting_as("function", **audit.function_actor()):
+        try:
+            return 200, redact_obj(run_action(policy, payload))
+        except CloudkeepError as exc:
+            return status_of(exc), {"ok": False, "error": redact(str(exc))}
+
+
+def _field(payload: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
+    value = payload.get(name)
+    if value is None:
+        if required:
+            raise UsageError(f"payload: '{name}' is required for action {payload.get('action')!r}")
+        return None
+    if not isinstance(value, kind):
+        raise UsageError(f"payload: '{name}' must be a {kind.__name__}")
+    return value
+
+
+def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
+    """The body of a successful action; raises CloudkeepError for a bad payload or a failed
+    operation (a verification that finds problems is a reply with ``ok`` false)."""
+    if not isinstance(payload, dict):
+        raise UsageError("payload must be a JSON object with an 'action'")
+    action = payload.get("action")
+    if action not in ACTIONS:
+        raise UsageError(f"payload: unknown action {action!r} (known: {', '.join(ACTIONS)})")
+    from . import services
+    from .runtime import parse_now
+
+    if action == "backup":
+        names = _field(payload, "datasets", list, required=False)
+        done = services.backup(policy, [str(n) for n in names] if names else None)
+        return {"ok": done.ok, "datasets": [r.as_dict() for r in done.results]}
+    if action == "plan":
+        now = parse_now(_field(payload, "now", str, required=False))
+        return {"ok": True, "now": now.isoformat(),
+                "datasets": [p.as_dict() for p in services.plan(policy, now)]}
+    ref = _field(payload, "ref", str)
+    if action == "verify":
+        report = services.verify(policy, ref,
+                                 level=_field(payload, "level", str, required=False) or "integrity",
+                                 sample_items=_field(payload, "sample", int, required=False) or 100,
+                                 trigger="function")
+        return report.as_dict()
+    into = _field(payload, "into", str)
+    overwrite = bool(_field(payload, "overwrite", bool, required=False))
+    restored = services.restore(policy, ref, into, overwrite=overwrite)
+    return {"ok": True, **restored.as_dict()}

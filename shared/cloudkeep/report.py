@@ -17,10 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import __version__, holds, layout, runs, timeline
+from . import __version__, holds, layout, runs, timeline, verify_slots
+from .alerts import open_alerts
 from .catalog import scan
 from .errors import CloudkeepError, ObjectNotFoundError
 from .policy import Policy, format_duration
+from .prune import prune
 from .registry import open_store
 from .stores import Store
 from .trust import expect_for
@@ -45,8 +47,6 @@ def build(policy: Policy, now: datetime, *, policy_source: str = "",
 
 def dataset_report(policy: Policy, name: str, now: datetime, store: Store | None = None) -> dict[str, Any]:
     """One dataset's entry of the report; a store error is recorded in ``error``, not raised."""
-    from .prune import prune
-
     spec = policy.dataset(name)
     tier = policy.tiers[spec.tier]
     out: dict[str, Any] = {
@@ -59,7 +59,7 @@ def dataset_report(policy: Policy, name: str, now: datetime, store: Store | None
         "rpo": format_duration(tier.rpo),
         "error": None,
     }
-    rto = _tier_rto(tier)
+    rto = tier.rto  # the tier's RTO, when the policy has one
     out["rto_seconds"] = int(rto.total_seconds()) if rto else None
     problems: list[str] = []
     try:
@@ -159,15 +159,6 @@ def dataset_report(policy: Policy, name: str, now: datetime, store: Store | None
     return out
 
 
-def _tier_rto(tier: Any) -> timedelta | None:
-    """The tier's RTO when the policy has one (``rto:``, or ``verify: {rto: ...}``)."""
-    for holder in (tier, getattr(tier, "verify", None)):
-        value = getattr(holder, "rto", None) if holder is not None else None
-        if isinstance(value, timedelta):
-            return value
-    return None
-
-
 def rpo_breaches(times: list[datetime], rpo: timedelta, now: datetime) -> list[dict[str, Any]]:
     """The spans in which the newest snapshot was older than the RPO (``to`` None: still open),
     from the capture ``times`` of every successful run (the run history, not the snapshots
@@ -223,8 +214,6 @@ def read_verifications(store: Store, dataset: str) -> list[dict[str, Any]]:
 def _remembered_verifications(store: Store, dataset: str, now: datetime) -> dict[str, dict[str, Any]]:
     """The newest recorded outcome of each scheduled level (``verify_slots.py``), as of ``now``,
     in the form of :func:`read_verifications`."""
-    from . import verify_slots
-
     out: dict[str, dict[str, Any]] = {}
     for level in ("drill", "sample"):
         data = verify_slots.latest_outcome(store, dataset, level)
@@ -259,8 +248,6 @@ def _stamp_time(stamp: str) -> str | None:
 def read_alerts(store: Store, dataset: str) -> list[dict[str, Any]]:
     """The dataset's open alerts (none when no alert state was ever written): the newest entry
     of its append-only alert state (``alerts.load_state``)."""
-    from .alerts import open_alerts
-
     return [a for a in open_alerts(store, dataset) if isinstance(a, dict)]
 
 
@@ -305,3 +292,36 @@ def human_seconds(seconds: float | None) -> str:
     elif whole >= 3600:
         whole -= whole % 60
     return format_duration(timedelta(seconds=whole))
+
+
+def human_bytes(n: float) -> str:
+    """``512 B``, ``1.5 KiB`` ... ``2.0 TiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def age_text(row: dict[str, Any]) -> str:
+    """A dataset row's newest snapshot age against its RPO (``3h / 1d``, ``— RPO MISSED``)."""
+    if row.get("age_seconds") is None:
+        return f"never / {row['rpo']}"
+    mark = "" if row["rpo_met"] else " — RPO MISSED"
+    return f"{human_seconds(row['age_seconds'])} / {row['rpo']}{mark}"
+
+
+def check_state(check: dict[str, Any]) -> str:
+    """``ok`` or ``FAILED (N problems)`` of a row's last verification."""
+    return "ok" if check["ok"] else f"FAILED ({check['problems']} problems)"
+
+
+def drill_text(drill: dict[str, Any], when: str, *, restored: str = "", rto: str = "") -> str:
+    """A row's last drill: ``ok``/``FAILED``, how long its restore took (after ``restored``)
+    and whether it met the RTO (``(met)``/``(MISSED)``, after ``rto``), then ``when``."""
+    text = "ok" if drill["ok"] else "FAILED"
+    if drill.get("restore_seconds") is not None:
+        text += f", {restored}{human_seconds(drill['restore_seconds'])}"
+        if drill.get("rto_met") is not None:
+            text += f" ({rto}met)" if drill["rto_met"] else f" ({rto}MISSED)"
+    return f"{text}, {when}"

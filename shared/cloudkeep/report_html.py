@@ -7,7 +7,9 @@ from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 
-from .report import human_seconds
+from .report import age_text, check_state, drill_text, human_bytes, human_seconds
+
+REPORT_MARK = "<title>cloudkeep report</title>"  # what marks a file as a cloudkeep report
 
 CSS = """
 :root { --ok: #1a7f37; --bad: #cf222e; --warn: #9a6700; --muted: #6e7781; --line: #d0d7de; }
@@ -52,7 +54,7 @@ def render(report: dict[str, Any]) -> str:
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<link rel="icon" href="data:,">',
-        "<title>cloudkeep report</title>",
+        REPORT_MARK,
         f"<style>{CSS}</style></head><body>",
         "<h1>cloudkeep report</h1>",
         f'<div class="meta">generated {escape(_show_time(now))} UTC · policy '
@@ -82,10 +84,10 @@ def _summary_table(rows: list[dict[str, Any]]) -> str:
             f'<tr data-dataset="{name}"><td><a href="#ds-{name}">{name}</a></td>'
             f"<td>{_badge(r['status'])}</td><td>{escape(r['tier'])}</td>"
             f"<td>{escape(r['newest_snapshot'] or 'none')}</td>"
-            f"<td class=\"nw\">{escape(_age(r))}</td>"
+            f"<td class=\"nw\">{escape(age_text(r))}</td>"
             f"<td>{escape(_verification(r['last_verification']))}</td>"
             f"<td>{escape(_drill(r['last_drill']))}</td><td class=\"num\">{r['snapshot_count']}</td>"
-            f"<td class=\"num\">{escape(_bytes(r['stored_bytes']))}</td>"
+            f"<td class=\"num\">{escape(human_bytes(r['stored_bytes']))}</td>"
             f"<td class=\"num\">{len(r['alerts_open'])}</td></tr>"
         )
     return head + "".join(body) + "</table>"
@@ -108,11 +110,11 @@ def _dataset_section(r: dict[str, Any], now: datetime) -> str:
                  + (f", RTO {human_seconds(r['rto_seconds'])}" if r.get("rto_seconds") else "") + ")"),
         ("newest snapshot", f"{r['newest_snapshot'] or 'none'}"
                             + (f" ({r['items']} items)" if r["items"] is not None else "")),
-        ("age / RPO", _age(r)),
+        ("age / RPO", age_text(r)),
         ("last verification", _verification(r["last_verification"])),
         ("last restore drill", _drill(r["last_drill"])),
-        ("snapshots", f"{r['snapshot_count']} stored, {_bytes(r['stored_bytes'])} "
-                      f"({_bytes(r['raw_bytes'])} uncompressed)"),
+        ("snapshots", f"{r['snapshot_count']} stored, {human_bytes(r['stored_bytes'])} "
+                      f"({human_bytes(r['raw_bytes'])} uncompressed)"),
         ("retention now", f"keeps {len(retention['keep'])}, would remove {len(retention['remove'])}"
                           + (f": {', '.join(retention['remove'][:5])}" if retention["remove"] else "")
                           + (" …" if len(retention["remove"]) > 5 else "")),
@@ -194,7 +196,7 @@ def timeline_svg(r: dict[str, Any], now: datetime) -> str:
         x = _x(_time(s["time"]), start, end)
         colour = UNVERIFIED if s["verified"] is None else OK if s["verified"] else BAD
         state = "not verified" if s["verified"] is None else "verified" if s["verified"] else "FAILED"
-        tip = (f"{s['snapshot_id']}: {s['items']} items, {_bytes(s['stored_bytes'])}, {state}"
+        tip = (f"{s['snapshot_id']}: {s['items']} items, {human_bytes(s['stored_bytes'])}, {state}"
                + (f", legal hold: {s['hold']}" if s["hold"] else ""))
         ring = ' stroke="#1f2328" stroke-width="2"' if s["hold"] else ""
         out.append(f'<circle class="snapshot" cx="{x:.1f}" cy="{y_snap}" r="5" fill="{colour}"{ring}>'
@@ -232,7 +234,7 @@ def size_svg(r: dict[str, Any], now: datetime) -> str:
     peak = max(totals, default=0) or 1
     out = [f'<svg class="sizes" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" '
            f'aria-label="stored size of {escape(r["dataset"])}" xmlns="http://www.w3.org/2000/svg">']
-    out.append(f'<text x="4" y="{top + 8}">{escape(_bytes(peak))}</text><text x="4" y="{base}">0</text>')
+    out.append(f'<text x="4" y="{top + 8}">{escape(human_bytes(peak))}</text><text x="4" y="{base}">0</text>')
 
     def y(value: float) -> float:
         return base - (base - top) * value / peak
@@ -241,12 +243,12 @@ def size_svg(r: dict[str, Any], now: datetime) -> str:
         x = _x(_time(s["time"]), start, end)
         out.append(f'<rect class="size" x="{x - 2:.1f}" y="{y(s["stored_bytes"]):.1f}" width="4" '
                    f'height="{base - y(s["stored_bytes"]):.1f}" fill="#54aeff">'
-                   f"<title>{escape(s['snapshot_id'])}: {escape(_bytes(s['stored_bytes']))}</title></rect>")
+                   f"<title>{escape(s['snapshot_id'])}: {escape(human_bytes(s['stored_bytes']))}</title></rect>")
     if snaps:
         points = " ".join(f"{_x(_time(s['time']), start, end):.1f},{y(t):.1f}"
                           for s, t in zip(snaps, totals, strict=True))
         out.append(f'<polyline class="total" points="{points}" fill="none" stroke="#0969da" '
-                   f'stroke-width="2"><title>total stored: {escape(_bytes(totals[-1]))}</title></polyline>')
+                   f'stroke-width="2"><title>total stored: {escape(human_bytes(totals[-1]))}</title></polyline>')
     else:
         out.append(f'<text x="{W / 2}" y="{(top + base) / 2}" text-anchor="middle">no snapshots</text>')
     out.append(_axis(start, end, base))
@@ -269,33 +271,15 @@ def _show_time(t: datetime) -> str:
     return t.strftime("%Y-%m-%d %H:%M")
 
 
-def _bytes(n: float) -> str:
-    from .cli import human_bytes
-
-    return human_bytes(n)
-
-
-def _age(r: dict[str, Any]) -> str:
-    if r.get("age_seconds") is None:
-        return f"never / {r['rpo']}"
-    mark = "" if r["rpo_met"] else " — RPO MISSED"
-    return f"{human_seconds(r['age_seconds'])} / {r['rpo']}{mark}"
-
-
 def _verification(v: dict[str, Any] | None) -> str:
     if v is None:
         return "never"
-    state = "ok" if v["ok"] else f"FAILED ({v['problems']} problems)"
-    return f"{v['level']} {state}, {str(v.get('at') or '')[:16].replace('T', ' ')} ({v['snapshot_id']})"
+    return (f"{v['level']} {check_state(v)}, {str(v.get('at') or '')[:16].replace('T', ' ')} "
+            f"({v['snapshot_id']})")
 
 
 def _drill(v: dict[str, Any] | None) -> str:
     if v is None:
         return "never"
-    state = "ok" if v["ok"] else "FAILED"
-    rto = ""
-    if v.get("restore_seconds") is not None:
-        rto = f", restored in {human_seconds(v['restore_seconds'])}"
-        if v.get("rto_met") is not None:
-            rto += " (RTO met)" if v["rto_met"] else " (RTO MISSED)"
-    return f"{state}{rto}, {str(v.get('at') or '')[:16].replace('T', ' ')}"
+    return drill_text(v, str(v.get("at") or "")[:16].replace("T", " "), restored="restored in ",
+                      rto="RTO ")

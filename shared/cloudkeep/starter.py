@@ -11,8 +11,10 @@ with its error; the others are still proposed.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,9 +120,6 @@ def discover_azure(env: dict[str, str], endpoint: str | None = None) -> CloudRes
     local = host in ("127.0.0.1", "localhost", "::1")  # an emulator: self-signed certificate
     result = CloudResult("azure", True, f"Cosmos DB containers at {endpoint}")
     try:
-        import logging
-        import warnings
-
         from azure.cosmos import CosmosClient
 
         logging.getLogger("azure").setLevel(logging.ERROR)
