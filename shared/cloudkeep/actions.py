@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from . import extras
 from .errors import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
@@ -47,7 +48,8 @@ def handle(policy: Policy, payload: Any) -> tuple[int, dict[str, Any]]:
 
     with audit.acting_as("function", **audit.function_actor()):
         try:
-            return 200, redact_obj(run_action(policy, payload))  # replies never carry secrets
+            with extras.translated():  # a missing cloud SDK: 400 naming the extra to install
+                return 200, redact_obj(run_action(policy, payload))  # replies never carry secrets
         except CloudkeepError as exc:
             return status_of(exc), {"ok": False, "error": redact(str(exc))}
 

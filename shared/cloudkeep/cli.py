@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import click
 
-from . import __version__, cliargs
+from . import __version__, cliargs, extras
 from .errors import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, CloudkeepError, PolicyError, UsageError
 from .logctx import StderrHandler
 from .redaction import RedactingFilter, redact, redact_obj
@@ -1346,7 +1346,8 @@ def entrypoint(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        main.main(args=args, prog_name="cloudkeep", standalone_mode=False)
+        with extras.translated():  # a missing cloud SDK: one line naming the extra to install
+            main.main(args=args, prog_name="cloudkeep", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code or 0)
     except click.ClickException as exc:
