@@ -207,11 +207,12 @@ def check(write: bool = False) -> list[str]:
     for path, text in wanted.items():
         if path.exists() and path.read_text() == text:
             continue
+        shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
         if write:
             path.write_text(text)
-            print(f"wrote {path.relative_to(ROOT)}")
+            print(f"wrote {shown}")
         else:
-            problems.append(f"{path.relative_to(ROOT)} is out of date: run `python tools/requirements.py --write`")
+            problems.append(f"{shown} is out of date: run `python tools/requirements.py --write`")
     return problems + check_imports(groups)
 
 

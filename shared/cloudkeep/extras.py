@@ -18,6 +18,8 @@ checks every import of the package against, so a new SDK import cannot go undecl
 
 from __future__ import annotations
 
+import linecache
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -63,6 +65,11 @@ MODULES: dict[str, tuple[str, str | None]] = {
     "functions_framework": ("functions-framework", "gcp-function"),
     "azure.functions": ("azure-functions", "azure-function"),
 }
+# Namespace packages: when even the namespace is missing, the error names only it.
+_NAMESPACES: dict[str, tuple[str, str | None]] = {
+    "google": ("google-cloud-*", "gcp"), "google.cloud": ("google-cloud-*", "gcp"), "azure": ("azure-*", "azure"),
+}
+_IMPORT = re.compile(r"^\s*(?:from|import)\s+([A-Za-z_][\w.]*)")
 # Modules more than one cloud's SDK use: the extra follows the cloudkeep module that imported it.
 _SHARED = frozenset({"requests", "urllib3"})
 _CLOUD_OF_ADAPTER = (("azure", "azure"), ("cosmos", "azure"), ("gcs", "gcp"), ("gcp", "gcp"),
@@ -103,6 +110,22 @@ def _missing_module(exc: BaseException) -> ModuleNotFoundError | None:
     return None
 
 
+def _imported_module(missing: ModuleNotFoundError) -> str:
+    """The full module the failing import statement named (``No module named 'google'`` comes
+    from ``from google.cloud.storage import ...``): read from the innermost frame's source line."""
+    name = missing.name or ""
+    tb = missing.__traceback__
+    frames = []
+    while tb is not None:
+        frames.append((tb.tb_frame.f_code.co_filename, tb.tb_lineno))
+        tb = tb.tb_next
+    for filename, lineno in reversed(frames[-3:]):
+        match = _IMPORT.match(linecache.getline(filename, lineno))
+        if match and (match[1] == name or match[1].startswith(name + ".")):
+            return match[1]
+    return name
+
+
 def _extra_from_traceback(exc: BaseException, default: str | None) -> str | None:
     """For a module several SDKs share: the cloud of the innermost cloudkeep adapter frame."""
     tb = exc.__traceback__
@@ -130,7 +153,8 @@ def hint(exc: BaseException) -> MissingExtraError | None:
     missing = _missing_module(exc)
     if missing is None or missing.name is None:
         return None
-    owner = distribution_of(missing.name)
+    module = _imported_module(missing)
+    owner = distribution_of(module) or _NAMESPACES.get(module)
     if owner is None:
         return None
     distribution, extra = owner
