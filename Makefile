@@ -99,5 +99,5 @@ schema: setup
 	$(BIN)/python -m cloudkeep.policy_doc reference > docs/policy-reference.md
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) $(DEPLOY_VENV) .tools .build .serverless node_modules .demo .bench .cache \
+	rm -rf $(VENV) $(BENCH_VENV) $(DEPLOY_VENV) .tools .build .serverless node_modules .demo .bench \
 		.pytest_cache .mypy_cache .ruff_cache
