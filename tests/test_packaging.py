@@ -174,7 +174,12 @@ def venvs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
     house = _wheelhouse(pip)
     base = tmp_path_factory.mktemp("venvs")
     offline = ("--no-index", "--find-links", str(house))
-    _run(pip, "wheel", "-q", "--no-deps", *offline, "-w", base / "dist", ROOT, timeout=600)
+    source = base / "source"  # a clean copy: no stale build/ or egg-info of the checkout ends up in it
+    shutil.copytree(ROOT / "shared" / "cloudkeep", source / "shared" / "cloudkeep",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    _run(pip, "wheel", "-q", "--no-deps", *offline, "-w", base / "dist", source, timeout=600)
     [wheel] = (base / "dist").glob("cloudkeep-*.whl")
     installs = []
     for name in VENVS:
