@@ -7,7 +7,7 @@ BENCH_VENV := .venv-bench
 DEPLOY_VENV := .venv-deploy
 OSLS := .tools/osls/node_modules/.bin/osls
 
-.PHONY: setup system-tools demo test lint bench schema clean deploy-tools aws-package deploy-check
+.PHONY: setup system-tools demo test lint bench bench-cold-start schema clean deploy-tools aws-package deploy-check
 
 setup: $(VENV)/.installed node_modules/.installed system-tools
 
@@ -85,10 +85,16 @@ test: setup lint docs deploy-check
 	$(BIN)/python -m pytest
 
 lint: setup
+	$(BIN)/python tools/requirements.py
 	$(BIN)/ruff check shared tests tools bench handlers
 	$(BIN)/mypy
 
+# The AWS handler's cold start: its import time against `import boto3` (median; printed, not asserted).
+bench-cold-start: setup
+	$(BIN)/python bench/bench_cold_start.py
+
 bench: setup $(BENCH_VENV)/.installed
+	$(BIN)/python bench/bench_cold_start.py
 	$(BIN)/python bench/bench_dynamodb.py
 	$(BIN)/python bench/bench_s3.py
 	$(BIN)/python bench/bench_scale.py

@@ -83,7 +83,8 @@ def test_the_lambda_bundle_holds_only_what_aws_needs() -> None:
     assert any(n.startswith(".build/python/aws_lambda_powertools/") for n in names)
     assert not [n for n in names if n.startswith((".build/python/google", ".build/python/azure",
                                                  ".build/python/botocore", ".build/python/boto3"))]
-    assert "shared/cloudkeep/sources/firestore.py" not in names
+    assert not [n for n in names if n.startswith(("shared/cloudkeep/sources/firestore/",
+                                                 "shared/cloudkeep/sources/cosmos/"))]
     assert "shared/cloudkeep/keys/aws_kms.py" in names and "shared/cloudkeep/keys/local.py" in names
     assert "shared/cloudkeep/keys/gcp_kms.py" not in names
     assert any(n.startswith(".build/python/cryptography/") for n in names)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import __version__, checkpoint, layout, logctx
+from . import __version__, checkpoint, extras, layout, logctx
 from . import clock as _clock
 from .checkpoint import CheckpointError, Deadline, RunState, SegmentRecord
 from .codec import DEFAULT_LEVEL, ContentDigest, PartBuffer, PartStats, encrypt_part
@@ -741,16 +741,17 @@ def backup_many(
     results: list[RunResult] = []
     for name in datasets:
         try:
-            results.append(
-                backup(
-                    policy,
-                    name,
-                    store=store,
-                    source=source_for(name) if source_for else None,
-                    progress=progress_factory() if progress_factory else None,
-                    options=options,
+            with extras.translated():  # a missing cloud SDK: one line naming the extra to install
+                results.append(
+                    backup(
+                        policy,
+                        name,
+                        store=store,
+                        source=source_for(name) if source_for else None,
+                        progress=progress_factory() if progress_factory else None,
+                        options=options,
+                    )
                 )
-            )
         except CloudkeepError as exc:
             log.error("dataset %s: backup failed: %s", name, exc)
             results.append(RunResult(name, "failed", error=str(exc), exit_code=exc.exit_code))

@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import extras
 from .checkpoint import Deadline
 from .errors import (
     EXIT_UNREACHABLE,
@@ -193,7 +194,8 @@ def invoke(policy: Policy, payload: Any) -> tuple[int, dict[str, Any]]:
 
     with audit.acting_as("function", **audit.function_actor()):
         try:
-            return 200, redact_obj(run_action(policy, payload))
+            with extras.translated():  # a missing cloud SDK: 400 naming the extra to install
+                return 200, redact_obj(run_action(policy, payload))
         except CloudkeepError as exc:
             return status_of(exc), {"ok": False, "error": redact(str(exc))}
 

@@ -19,6 +19,7 @@ from typing import NoReturn
 
 import click
 
+from .. import extras
 from ..errors import EXIT_FAILED, EXIT_USAGE, CloudkeepError
 from ..redaction import redact
 from . import hold, keys, policy, report, restore, run, snapshots
@@ -36,7 +37,8 @@ def entrypoint(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        main.main(args=args, prog_name="cloudkeep", standalone_mode=False)
+        with extras.translated():  # a missing cloud SDK: one line naming the extra to install
+            main.main(args=args, prog_name="cloudkeep", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code or 0)
     except click.ClickException as exc:
