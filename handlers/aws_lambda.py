@@ -61,8 +61,8 @@ def _traced(handler: F) -> F:
 def _core() -> SimpleNamespace:
     """The core, imported on the first invocation (not at cold-start import time)."""
     from cloudkeep import function
-    from cloudkeep.function import invoke as handle
     from cloudkeep.checkpoint import Deadline
+    from cloudkeep.function import invoke as handle
     from cloudkeep.metrics import EmfSink
 
     return SimpleNamespace(function=function, handle=handle, Deadline=Deadline, EmfSink=EmfSink)
