@@ -25,7 +25,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ...capabilities import NativeRestore
+from ...clouds.gcp import classify, translating
 from ...errors import RestoreError, SourceError, SourceUnreachableError
+from ...retry import Backoff
+from .. import NativeJobSource
 
 if TYPE_CHECKING:
     from ...manifest import Manifest
@@ -116,8 +120,9 @@ def snapshot_time_for(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(second=0, microsecond=0)
 
 
-class FirestoreExportJobs:
-    """The export job of :class:`~cloudkeep.sources.firestore.FirestoreSource` (a mixin)."""
+class FirestoreExportJobs(NativeJobSource, NativeRestore):
+    """The export job of :class:`~cloudkeep.sources.firestore.FirestoreSource` (a base): a native
+    job, and the native restore of its snapshots."""
 
     kind: str
     method: str
@@ -232,15 +237,16 @@ class FirestoreExportJobs:
                                            collection_ids=list(manifest.source.get("collections") or []),
                                            input_uri_prefix=uri)
         log.info("importing %s into %s (operation %s)", uri, database, name)
-        deadline = time.monotonic() + timeout
+        # Polls at a fixed interval (no growth, no jitter) until the deadline.
+        polls = Backoff(None, base=poll_interval, cap=poll_interval, budget=timeout, sleep=sleep,
+                        jitter=False)
         while True:
             op = self.admin.get_operation(name)
             if op.get("done"):
                 break
-            if time.monotonic() + poll_interval > deadline:
+            if not polls.wait():
                 raise RestoreError(f"import {name} still running after {timeout:.0f}s; it goes on "
                                    "in Firestore (check it with gcloud firestore operations describe)")
-            sleep(poll_interval)
         if op.get("error"):
             raise RestoreError(f"import {name} of {uri} failed: {op['error']}")
         documents = (op.get("metadata") or {}).get("progressDocuments", {}).get("completedWork")
@@ -248,21 +254,15 @@ class FirestoreExportJobs:
                 "via": f"Firestore ImportDocuments {name} from {uri}"}
 
 
-class _errors:
-    def __init__(self, doing: str) -> None:
-        self.doing = doing
+def _errors(doing: str) -> translating:
+    """Admin API errors as cloudkeep errors: no access, no database, no service → unreachable."""
 
-    def __enter__(self) -> None:
-        return None
+    def translate(exc: BaseException) -> BaseException | None:
+        failure = classify(exc)
+        if failure is None or failure.kind in ("connection", "corrupt"):
+            return None
+        if failure.kind in ("denied", "not-found", "no-credentials", "auth") or failure.status == 503:
+            return SourceUnreachableError(f"Firestore Admin API: {doing}: {exc}")
+        return SourceError(f"Firestore Admin API: {doing}: {exc}")
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is None:
-            return
-        from google.api_core import exceptions as gexc
-        from google.auth.exceptions import GoogleAuthError
-
-        if isinstance(exc, (gexc.PermissionDenied, gexc.Unauthenticated, gexc.NotFound,
-                            gexc.ServiceUnavailable, GoogleAuthError)):
-            raise SourceUnreachableError(f"Firestore Admin API: {self.doing}: {exc}") from exc
-        if isinstance(exc, gexc.GoogleAPIError):
-            raise SourceError(f"Firestore Admin API: {self.doing}: {exc}") from exc
+    return translating(translate)
