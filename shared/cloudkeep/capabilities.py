@@ -175,3 +175,20 @@ class LegalHolds(Protocol):
     """A store with object-level legal holds."""
 
     def set_legal_hold(self, key: str, hold: bool) -> None: ...
+
+
+# --- s20-gcpaz: a source whose segments resume from a cursor, but whose plan is made again by
+# describing (not recorded with plan_state/resume_plan): Cosmos DB's feed ranges.
+
+
+@runtime_checkable
+class ReadsFromCursor(Protocol):
+    """Segments that continue after a crash from a recorded cursor (every :class:`Resumable`
+    source has this too)."""
+
+    def read_segment_from(
+        self, segment: int, total: int, cursor: dict[str, Any] | None
+    ) -> Iterator[tuple[list[bytes], Callable[[int], Any] | None]]:
+        """Pages of one segment from ``cursor`` (None: its beginning), each with a function
+        giving the cursor after its i-th line."""
+        ...
