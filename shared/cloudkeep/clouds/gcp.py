@@ -13,7 +13,7 @@ from typing import Literal
 
 from ._translate import Translate, translating
 
-__all__ = ["GcpFailure", "Kind", "Translate", "classify", "short", "translating"]
+__all__ = ["GcpFailure", "Kind", "Translate", "classify", "translating"]
 
 Kind = Literal[
     "no-credentials",  # google.auth found no Application Default Credentials
@@ -43,6 +43,11 @@ class GcpFailure:
     message: str = ""
     status: int = 0
     cause: BaseException | None = None
+
+    @property
+    def answered(self) -> bool:
+        """The service answered (with an error status), as opposed to no answer at all."""
+        return self.kind in ("denied", "not-found", "precondition", "unimplemented", "transient", "call")
 
     @property
     def text(self) -> str:
@@ -119,10 +124,3 @@ def _transport(exc: BaseException) -> GcpFailure | None:
         return GcpFailure("corrupt", exc)
     return None
 
-
-def short(exc: BaseException) -> str:
-    """An exception's text for a one-line message ("connection refused", or at most 200 chars)."""
-    text = str(exc)
-    if "NewConnectionError" in text or "Connection refused" in text:
-        return "connection refused"
-    return text if len(text) <= 200 else text[:200] + "…"

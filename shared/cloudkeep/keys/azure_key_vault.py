@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..clouds.azure import classify
 from ..errors import KeyUnavailableError
 from . import b64, unb64
 
@@ -52,13 +53,10 @@ class AzureKeyVaultProvider:
 
     def _call(self, key_id: str, what: str, data: bytes) -> Any:
         try:
-            from azure.core.exceptions import AzureError
-            errors: tuple[type[BaseException], ...] = (AzureError,)
-        except ImportError:
-            errors = ()
-        try:
             return getattr(self.client(key_id), what)(self._algorithm(), data)
-        except errors as exc:
+        except Exception as exc:
+            if classify(exc) is None:
+                raise
             message = getattr(exc, "message", None) or str(exc)
             raise KeyUnavailableError(
                 f"key {self.name!r} (azure_key_vault {self.key_url}): {what} failed: "

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from ..clouds.gcp import classify
 from ..codec import canonical_json
 from ..errors import KeyUnavailableError
 from . import b64, unb64
@@ -38,19 +39,17 @@ class GcpKmsProvider:
             return self._client
 
     def _call(self, what: str, request: dict[str, Any]) -> Any:
-        try:
-            from google.api_core.exceptions import GoogleAPIError
-            from google.auth.exceptions import GoogleAuthError
-            errors: tuple[type[BaseException], ...] = (GoogleAPIError, GoogleAuthError)
-        except ImportError:  # a scripted client without the SDK installed
-            errors = ()
+        failure = None
         try:
             return getattr(self.client(), what)(request=request)
-        except errors as exc:
-            raise KeyUnavailableError(
-                f"key {self.name!r} (gcp_kms {self.key_name}): {what} failed: {type(exc).__name__}: "
-                f"{getattr(exc, 'message', None) or exc}"
-            ) from None
+        except Exception as exc:
+            failure = classify(exc)
+            if failure is None or failure.kind in ("connection", "corrupt"):
+                raise
+        raise KeyUnavailableError(
+            f"key {self.name!r} (gcp_kms {self.key_name}): {what} failed: "
+            f"{type(failure.error).__name__}: {getattr(failure.error, 'message', None) or failure.error}"
+        ) from None
 
     def generate(self, context: Mapping[str, str]) -> tuple[bytes, dict[str, Any]] | None:
         return None

@@ -10,6 +10,7 @@ import os
 import threading
 from typing import Any
 
+from ..clouds.azure import classify
 from ..errors import UsageError
 from . import Delivery, QueueError
 
@@ -80,10 +81,10 @@ class AzureQueue:
         self._call("acknowledging a work item", self.client.delete_message, delivery.handle)
 
     def _call(self, what: str, fn: Any, *args: Any) -> Any:
-        from azure.core.exceptions import AzureError
-
         try:
             return fn(*args)
-        except AzureError as exc:
+        except Exception as exc:
+            if classify(exc) is None:
+                raise
             raise QueueError(f"Azure queue {self.name}: {what} failed: "
-                                        f"{str(exc).splitlines()[0]}") from exc
+                             f"{str(exc).splitlines()[0]}") from exc
