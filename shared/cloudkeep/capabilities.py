@@ -184,7 +184,7 @@ class LegalHolds(Protocol):
 @runtime_checkable
 class ReadsFromCursor(Protocol):
     """Segments that continue after a crash from a recorded cursor (every :class:`Resumable`
-    source has this too)."""
+    source has this too). A source that declares it gets ``Source.read_segment`` from it."""
 
     def read_segment_from(
         self, segment: int, total: int, cursor: dict[str, Any] | None
@@ -192,3 +192,8 @@ class ReadsFromCursor(Protocol):
         """Pages of one segment from ``cursor`` (None: its beginning), each with a function
         giving the cursor after its i-th line."""
         ...
+
+    def read_segment(self, segment: int, total: int) -> Iterator[list[bytes]]:
+        """Pages of one segment from its beginning (``read_segment_from`` without cursors)."""
+        for lines, _ in self.read_segment_from(segment, total, None):
+            yield lines

@@ -19,11 +19,14 @@ class translating:
     """``with translating(fn):`` — an exception raised inside is handed to ``fn``; what ``fn``
     returns is raised in its place (``from`` it). CloudkeepErrors, exceptions of the
     ``passthrough`` types (the caller handles them) and exceptions ``fn`` answers None for
-    propagate unchanged."""
+    propagate unchanged. ``chain=False`` raises the translation ``from None`` (the SDK's
+    exception is left out of a traceback)."""
 
-    def __init__(self, translate: Translate, passthrough: tuple[type[BaseException], ...] = ()) -> None:
+    def __init__(self, translate: Translate, passthrough: tuple[type[BaseException], ...] = (), *,
+                 chain: bool = True) -> None:
         self.translate = translate
         self.passthrough = passthrough
+        self.chain = chain
 
     def __enter__(self) -> None:
         return None
@@ -34,4 +37,4 @@ class translating:
             return
         mapped = self.translate(exc)
         if mapped is not None:
-            raise mapped from exc
+            raise mapped from (exc if self.chain else None)

@@ -43,6 +43,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from ... import clock as _clock
@@ -258,13 +259,10 @@ class CosmosSource(CosmosReader, Incremental, ReadsFromCursor, SampleCheck):
             raise SourceError(f"refusing to delete the source container {target!r}")
         from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
-        try:
-            with self.errors(f"deleting container {target}",
-                         passthrough=(CosmosResourceNotFoundError,)):
-                self.client.get_database_client(self.database).delete_container(target)
-        except CosmosResourceNotFoundError:
-            return
-        log.info("deleted scratch container %s", target)
+        gone = CosmosResourceNotFoundError
+        with suppress(gone), self.errors(f"deleting container {target}", passthrough=(gone,)):
+            self.client.get_database_client(self.database).delete_container(target)
+            log.info("deleted scratch container %s", target)
 
     def sample_check(self, lines: list[bytes]) -> list[str]:
         """Per snapshot line: ``matched``, ``changed`` (another etag), ``deleted``, or ``differs``

@@ -167,10 +167,6 @@ class CosmosReader:
             return max(1, len(self._plan.previous.source["incremental"]["continuations"]))
         return max(1, len(self.feed_ranges()))
 
-    def read_segment(self, segment: int, total: int) -> Iterator[list[bytes]]:
-        for lines, _ in self.read_segment_from(segment, total, None):
-            yield lines
-
     def read_segment_from(
         self, segment: int, total: int, cursor: dict[str, Any] | None
     ) -> Iterator[tuple[list[bytes], Callable[[int], Any] | None]]:

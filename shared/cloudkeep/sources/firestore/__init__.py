@@ -50,7 +50,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ...capabilities import Description, Resumable, SampleCheck
+from ...capabilities import Description, ReadsFromCursor, Resumable, SampleCheck
 from ...codec import ContentDigest
 from ...errors import RestoreError, SourceError
 from .codec import (
@@ -86,7 +86,7 @@ DIGEST_IGNORES = ("update_time",)
 METHOD = "query"
 
 
-class FirestoreSource(FirestoreReader, FirestoreExportJobs, Resumable, SampleCheck):
+class FirestoreSource(FirestoreReader, FirestoreExportJobs, Resumable, ReadsFromCursor, SampleCheck):
     """Firestore documents read by queries at one read time (``method: scan``), or Firestore's
     managed export driven as a native job (``method: export``, see ``cloudkeep.sources.firestore.export``)."""
 

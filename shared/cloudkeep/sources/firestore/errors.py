@@ -5,6 +5,13 @@ from __future__ import annotations
 from ...clouds.gcp import classify, translating
 from ...errors import SourceError, SourceUnreachableError
 
+#: What an answer of the service that makes Firestore unreachable says, by kind.
+_UNREACHABLE = {
+    "denied": "{where} refused access while {doing}: {message}",
+    "not-found": "{where} not found while {doing}: {message}",
+    "transient": "cannot reach {where} while {doing}: {message}",
+}
+
 
 class PartitionQueryUnavailable(Exception):
     """The service offers no partition query (the emulator answers UNIMPLEMENTED)."""
@@ -33,12 +40,9 @@ def errors(where: str, doing: str, passthrough: tuple[type[BaseException], ...] 
         if failure.kind in ("retry", "api"):
             return SourceError(f"Firestore error while {doing} ({where}): {exc}")
         message = failure.message or type(failure.error).__name__
-        if failure.kind == "denied":
-            return SourceUnreachableError(f"{where} refused access while {doing}: {message}")
-        if failure.kind == "not-found":
-            return SourceUnreachableError(f"{where} not found while {doing}: {message}")
-        if failure.kind == "transient":
-            return SourceUnreachableError(f"cannot reach {where} while {doing}: {message}")
+        unreachable = _UNREACHABLE.get(failure.kind)
+        if unreachable is not None:
+            return SourceUnreachableError(unreachable.format(where=where, doing=doing, message=message))
         return SourceError(f"Firestore error while {doing} ({where}): {message}")
 
     return translating(translate, passthrough)

@@ -19,21 +19,26 @@ not implement it, so tests drive a scripted implementation.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ... import layout
 from ...capabilities import NativeRestore
 from ...clouds.gcp import classify, translating
-from ...errors import RestoreError, SourceError, SourceUnreachableError
+from ...codec import HashingReader, PartLimitError
+from ...errors import RestoreError, SourceError, SourceUnreachableError, UsageError
+from ...manifest import Codec, PartEntry
 from ...retry import Backoff
-from .. import NativeJobSource
+from .. import JobPoll, NativeJobSource, NativeOutcome
 
 if TYPE_CHECKING:
     from ...manifest import Manifest
-    from .. import JobContext, JobPoll, NativeOutcome
+    from .. import JobContext
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +71,6 @@ class GoogleAdminApi:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import os
-
-            from ...errors import UsageError
-
             host = os.environ.get("FIRESTORE_EMULATOR_HOST")
             if host:
                 # The SDK would go to the real service and fail on credentials: say why instead.
@@ -145,8 +146,6 @@ class FirestoreExportJobs(NativeJobSource, NativeRestore):
         return "export" if self.method == "export" else None
 
     def start_job(self, ctx: JobContext) -> dict[str, Any]:
-        from ... import layout
-
         bucket = getattr(ctx.store, "bucket_name", None)
         if not bucket:
             raise SourceError(
@@ -170,8 +169,6 @@ class FirestoreExportJobs(NativeJobSource, NativeRestore):
                 "folder": folder, "snapshot_time": at.isoformat(), "described": described}
 
     def poll_job(self, ctx: JobContext, job: dict[str, Any]) -> JobPoll:
-        from .. import JobPoll
-
         op = self.admin.get_operation(job["operation"])
         if not op.get("done"):
             progress = (op.get("metadata") or {}).get("progressDocuments") or {}
@@ -182,13 +179,6 @@ class FirestoreExportJobs(NativeJobSource, NativeRestore):
         return JobPoll("done", job | {"operation_result": op})
 
     def finish_job(self, ctx: JobContext, job: dict[str, Any]) -> NativeOutcome:
-        import hashlib
-
-        from ... import layout
-        from ...codec import HashingReader, PartLimitError
-        from ...manifest import Codec, PartEntry
-        from .. import NativeOutcome
-
         op = job.get("operation_result") or self.admin.get_operation(job["operation"])
         meta = op.get("metadata") or {}
         output = (op.get("response") or {}).get("outputUriPrefix") or job["output_uri_prefix"]

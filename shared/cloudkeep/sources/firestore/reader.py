@@ -164,10 +164,6 @@ class FirestoreReader:
         self._ranges = ranges
         return max(1, len(ranges))
 
-    def read_segment(self, segment: int, total: int) -> Iterator[list[bytes]]:
-        for lines, _ in self.read_segment_from(segment, total, None):
-            yield lines
-
     def read_segment_from(
         self, segment: int, total: int, cursor: dict[str, Any] | None
     ) -> Iterator[tuple[list[bytes], Callable[[int], Any] | None]]:
