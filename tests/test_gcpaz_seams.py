@@ -12,6 +12,7 @@ import pytest
 from cloudkeep.capabilities import (
     Description,
     ExtendsRetention,
+    GcsLocation,
     Incremental,
     LegalHolds,
     NativeRestore,
@@ -283,3 +284,24 @@ def test_a_description_keeps_the_manifests_content() -> None:
     legacy = Description.coerce(identity | {"method": "query", "consistency": typed.consistency,
                                             "digest_ignores": ["update_time"]})
     assert legacy == typed and Description.coerce(typed) is typed
+
+
+def test_a_firestore_export_needs_a_store_in_cloud_storage() -> None:
+    from datetime import UTC, datetime
+
+    from cloudkeep.sources import JobContext
+    from cloudkeep.sources.firestore import FirestoreSource
+    from cloudkeep.stores.gcs import GcsStore
+    from cloudkeep.stores.memory import MemoryStore
+
+    class NoAdmin:
+        def export_documents(self, **request: Any) -> str:
+            raise AssertionError("no export may start for a store outside Cloud Storage")
+
+    source = FirestoreSource("p", method="export", admin=NoAdmin())  # type: ignore[arg-type]
+    ctx = JobContext("users", "20260101T000000Z", MemoryStore(), datetime(2026, 1, 1, tzinfo=UTC))
+    with pytest.raises(SourceError, match="the store must be of type gcs"):
+        source.start_job(ctx)
+    gcs = GcsStore("bucket", "backups/ck")
+    assert able(gcs, GcsLocation) is gcs and able(MemoryStore(), GcsLocation) is None
+    assert gcs.gs_uri("users/snapshots/x/export") == "gs://bucket/backups/ck/users/snapshots/x/export"

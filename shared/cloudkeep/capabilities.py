@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
 
 if TYPE_CHECKING:
     from .manifest import Manifest
@@ -56,10 +56,11 @@ class Description:
         return cls(identity=identity, method=method, consistency=consistency, digest_ignores=ignores)
 
 
-def able(obj: object, capability: type[C]) -> C | None:
+def able(obj: object, capability: Callable[..., C]) -> C | None:
     """``obj`` as ``capability`` when it has that ability, else None. The single place the core
-    asks an adapter what it can do."""
-    return obj if isinstance(obj, capability) else None
+    asks an adapter what it can do. (``capability`` is a protocol class; typed as a callable
+    because mypy refuses protocols with unimplemented methods where a ``type[C]`` is expected.)"""
+    return cast(C, obj) if isinstance(obj, cast(type, capability)) else None
 
 
 # --- sources -------------------------------------------------------------------------------
@@ -197,3 +198,13 @@ class ReadsFromCursor(Protocol):
         """Pages of one segment from its beginning (``read_segment_from`` without cursors)."""
         for lines, _ in self.read_segment_from(segment, total, None):
             yield lines
+
+
+@runtime_checkable
+class GcsLocation(Protocol):
+    """A store in a Cloud Storage bucket, which a Google service can write into itself (a
+    Firestore managed export)."""
+
+    def gs_uri(self, key: str) -> str:
+        """The ``gs://bucket/object`` URI of store key ``key``."""
+        ...

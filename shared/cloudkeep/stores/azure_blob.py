@@ -275,17 +275,19 @@ class _Reader:
 
     def read(self, size: int = -1) -> bytes:
         while size < 0 or len(self._buffer) < size:
-            try:
-                with self._store._errors(self._key):
-                    chunk = next(self._chunks)
-            except StopIteration:
+            chunk = self._next_chunk()
+            if chunk is None:
                 break
             self._buffer += chunk
-        if size < 0:
-            out, self._buffer = self._buffer, b""
-        else:
-            out, self._buffer = self._buffer[:size], self._buffer[size:]
+        cut = len(self._buffer) if size < 0 else size
+        out, self._buffer = self._buffer[:cut], self._buffer[cut:]
         return out
+
+    def _next_chunk(self) -> bytes | None:
+        """The download's next chunk; None at its end."""
+        with self._store._errors(self._key):
+            chunk: bytes | None = next(self._chunks, None)
+        return chunk
 
     def readable(self) -> bool:
         return True

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
+from ..capabilities import GcsLocation
 from ..clouds.gcp import GcpFailure, classify, translating
 from ..errors import (
     ObjectExistsError,
@@ -52,7 +53,7 @@ def _read_full(stream: BinaryIO, size: int) -> bytes:
     return b"".join(chunks)
 
 
-class GcsStore:
+class GcsStore(GcsLocation):
     capabilities = StoreCapabilities(conditional_create=True, object_lock=False, max_delete_batch=100)
 
     def __init__(self, bucket: str, prefix: str = "", *, project: str | None = None, client: Any = None) -> None:
@@ -87,6 +88,9 @@ class GcsStore:
     def _key(self, key: str) -> str:
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
+
+    def gs_uri(self, key: str) -> str:
+        return f"gs://{self.bucket_name}/{self._key(key)}"
 
     def _rel(self, full: str) -> str:
         return full[len(self.prefix) + 1 :] if self.prefix else full

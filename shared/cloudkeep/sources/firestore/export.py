@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ... import layout
-from ...capabilities import NativeRestore
+from ...capabilities import GcsLocation, NativeRestore, able
 from ...clouds.gcp import classify, translating
 from ...codec import HashingReader, PartLimitError
 from ...errors import RestoreError, SourceError, SourceUnreachableError, UsageError
@@ -146,8 +146,8 @@ class FirestoreExportJobs(NativeJobSource, NativeRestore):
         return "export" if self.method == "export" else None
 
     def start_job(self, ctx: JobContext) -> dict[str, Any]:
-        bucket = getattr(ctx.store, "bucket_name", None)
-        if not bucket:
+        bucket = able(ctx.store, GcsLocation)
+        if bucket is None:
             raise SourceError(
                 f"dataset {ctx.dataset!r}: method: export has Firestore write its export into the "
                 f"store's bucket, so the store must be of type gcs (it is {ctx.store.describe()})"
@@ -155,8 +155,7 @@ class FirestoreExportJobs(NativeJobSource, NativeRestore):
         # A folder per attempt: a failed export's partial files never mix with the next one's.
         folder = (layout.snapshot_prefix(ctx.dataset, ctx.snapshot_id) + EXPORT_FOLDER + "/"
                   + ctx.started_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ"))
-        prefix = getattr(ctx.store, "prefix", "")
-        uri = f"gs://{bucket}/{prefix + '/' if prefix else ''}{folder}"
+        uri = bucket.gs_uri(folder)
         at = snapshot_time_for(ctx.started_at)
         name = self.admin.export_documents(database=self.database_path,
                                            collection_ids=list(self.collections or []),
