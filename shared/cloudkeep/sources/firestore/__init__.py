@@ -67,8 +67,9 @@ from .codec import (
     reference_mapper,
 )
 from .export import AdminApi, FirestoreExportJobs
-from .reader import CALL_TIMEOUT, DEFAULT_DATABASE, FirestoreReader
+from .reader import CALL_TIMEOUT, DEFAULT_DATABASE
 from .restore import FirestoreWriter
+from .segments import SegmentReader
 
 if TYPE_CHECKING:
     from ...manifest import Manifest
@@ -86,7 +87,7 @@ DIGEST_IGNORES = ("update_time",)
 METHOD = "query"
 
 
-class FirestoreSource(FirestoreReader, FirestoreExportJobs, Resumable, ReadsFromCursor, SampleCheck):
+class FirestoreSource(SegmentReader, FirestoreExportJobs, Resumable, ReadsFromCursor, SampleCheck):
     """Firestore documents read by queries at one read time (``method: scan``), or Firestore's
     managed export driven as a native job (``method: export``, see ``cloudkeep.sources.firestore.export``)."""
 
@@ -106,8 +107,8 @@ class FirestoreSource(FirestoreReader, FirestoreExportJobs, Resumable, ReadsFrom
         admin: AdminApi | None = None,
         drill_database: str | None = None,
     ) -> None:
-        FirestoreReader.__init__(self, project, database, collections=collections,
-                                 recursive=recursive, segments=segments, client=client)
+        SegmentReader.__init__(self, project, database, collections=collections,
+                               recursive=recursive, segments=segments, client=client)
         self.method = method
         self.drill_database = drill_database
         self._drills: set[str] = set()  # scratch targets handed out (they live in drill_database)
