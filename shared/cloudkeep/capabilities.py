@@ -185,7 +185,7 @@ class LegalHolds(Protocol):
 @runtime_checkable
 class ReadsFromCursor(Protocol):
     """Segments that continue after a crash from a recorded cursor (every :class:`Resumable`
-    source has this too). A source that declares it gets ``Source.read_segment`` from it."""
+    source has this too)."""
 
     def read_segment_from(
         self, segment: int, total: int, cursor: dict[str, Any] | None
@@ -194,10 +194,12 @@ class ReadsFromCursor(Protocol):
         giving the cursor after its i-th line."""
         ...
 
-    def read_segment(self, segment: int, total: int) -> Iterator[list[bytes]]:
-        """Pages of one segment from its beginning (``read_segment_from`` without cursors)."""
-        for lines, _ in self.read_segment_from(segment, total, None):
-            yield lines
+
+def pages_from_start(source: ReadsFromCursor, segment: int, total: int) -> Iterator[list[bytes]]:
+    """``Source.read_segment`` of a source that reads from a cursor: the segment's pages from its
+    beginning, without the cursors."""
+    for lines, _ in source.read_segment_from(segment, total, None):
+        yield lines
 
 
 @runtime_checkable

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, Literal, overload
 
-from ...capabilities import Description
+from ...capabilities import Description, pages_from_start
 from ...clouds.azure import translating
 from ...errors import SourceError, SourceUnreachableError
 from ...redaction import redact
@@ -166,6 +166,9 @@ class CosmosReader:
             assert self._plan.previous is not None
             return max(1, len(self._plan.previous.source["incremental"]["continuations"]))
         return max(1, len(self.feed_ranges()))
+
+    def read_segment(self, segment: int, total: int) -> Iterator[list[bytes]]:
+        return pages_from_start(self, segment, total)
 
     def read_segment_from(
         self, segment: int, total: int, cursor: dict[str, Any] | None

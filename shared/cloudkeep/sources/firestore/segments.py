@@ -9,7 +9,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ...capabilities import Description
+from ...capabilities import Description, pages_from_start
 from ...errors import SourceError, SourceUnreachableError
 from .codec import encode_document, name_order_key
 from .errors import PartitionQueryUnavailable
@@ -56,6 +56,9 @@ class SegmentReader(FirestoreReader):
                      self.split_methods[collection])
         self._ranges = ranges
         return max(1, len(ranges))
+
+    def read_segment(self, segment: int, total: int) -> Iterator[list[bytes]]:
+        return pages_from_start(self, segment, total)
 
     def read_segment_from(
         self, segment: int, total: int, cursor: dict[str, Any] | None
