@@ -25,7 +25,6 @@ from cloudkeep.codec import ContentDigest, iter_lines
 from cloudkeep.engine import backup
 from cloudkeep.errors import UsageError
 from cloudkeep.policy import load_policy
-from cloudkeep.sources import firestore as fs_module
 from cloudkeep.sources.firestore import (
     FirestoreSource,
     encode_value,
@@ -34,6 +33,7 @@ from cloudkeep.sources.firestore import (
     name_order_key,
     parse_timestamp,
 )
+from cloudkeep.sources.firestore import segments as fs_segments
 from fixtures_gcp import FirestoreRest, gcp_policy
 from helpers import cli, cli_json
 
@@ -288,7 +288,7 @@ def test_several_segments_by_document_name_ranges_where_partition_queries_are_mi
 def test_a_large_collection_is_split_without_being_asked(
     firestore_rest: FirestoreRest, gcp_project: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(fs_module, "DOCS_PER_SEGMENT", 25)
+    monkeypatch.setattr(fs_segments, "DOCS_PER_SEGMENT", 25)
     firestore_rest.write({f"logs/l{i:03d}": {"i": {"integerValue": str(i)}} for i in range(120)})
     policy = load_policy(str(gcp_policy(tmp_path, project=gcp_project, collections=["logs"]))).policy
     result = backup(policy, "profiles")

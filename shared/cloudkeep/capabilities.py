@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
 
 if TYPE_CHECKING:
     from .manifest import Manifest
@@ -56,10 +56,11 @@ class Description:
         return cls(identity=identity, method=method, consistency=consistency, digest_ignores=ignores)
 
 
-def able(obj: object, capability: type[C]) -> C | None:
+def able(obj: object, capability: Callable[..., C]) -> C | None:
     """``obj`` as ``capability`` when it has that ability, else None. The single place the core
-    asks an adapter what it can do."""
-    return obj if isinstance(obj, capability) else None
+    asks an adapter what it can do. (``capability`` is a protocol class; typed as a callable
+    because mypy refuses protocols with unimplemented methods where a ``type[C]`` is expected.)"""
+    return cast(C, obj) if isinstance(obj, cast(type, capability)) else None
 
 
 # --- sources -------------------------------------------------------------------------------
@@ -187,3 +188,37 @@ class InProcess(Protocol):
     items wait."""
 
     def __len__(self) -> int: ...
+
+
+# --- s20-gcpaz: a source whose segments resume from a cursor, but whose plan is made again by
+# describing (not recorded with plan_state/resume_plan): Cosmos DB's feed ranges.
+
+
+@runtime_checkable
+class ReadsFromCursor(Protocol):
+    """Segments that continue after a crash from a recorded cursor (every :class:`Resumable`
+    source has this too)."""
+
+    def read_segment_from(
+        self, segment: int, total: int, cursor: dict[str, Any] | None
+    ) -> Iterator[tuple[list[bytes], Callable[[int], Any] | None]]:
+        """Pages of one segment from ``cursor`` (None: its beginning), each with a function
+        giving the cursor after its i-th line."""
+        ...
+
+
+def pages_from_start(source: ReadsFromCursor, segment: int, total: int) -> Iterator[list[bytes]]:
+    """``Source.read_segment`` of a source that reads from a cursor: the segment's pages from its
+    beginning, without the cursors."""
+    for lines, _ in source.read_segment_from(segment, total, None):
+        yield lines
+
+
+@runtime_checkable
+class GcsLocation(Protocol):
+    """A store in a Cloud Storage bucket, which a Google service can write into itself (a
+    Firestore managed export)."""
+
+    def gs_uri(self, key: str) -> str:
+        """The ``gs://bucket/object`` URI of store key ``key``."""
+        ...

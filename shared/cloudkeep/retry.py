@@ -13,40 +13,52 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
-def delay(attempt: int, *, base: float, cap: float) -> float:
+def delay(attempt: int, *, base: float, cap: float, jitter: bool = True) -> float:
     """Seconds to wait before retry number ``attempt`` (0-based): ``min(cap, base * 2**attempt)``
-    scaled by a jitter in [0.5, 1.0)."""
-    return float(min(cap, base * (2 ** min(attempt, 32))) * random.uniform(0.5, 1.0))
+    scaled by a jitter in [0.5, 1.0) (unless ``jitter`` is False)."""
+    pause = float(min(cap, base * (2 ** min(attempt, 32))))
+    return pause * random.uniform(0.5, 1.0) if jitter else pause
 
 
 @dataclass
 class Backoff:
     """Attempts with capped exponential backoff, bounded by a count and, optionally, a budget.
 
-    ``attempts``: how many tries in all; ``budget``: seconds (monotonic) from the first wait after
-    which no further wait is started. ``wait()`` sleeps before the next attempt and says whether
-    there is one; ``retry_after`` (a server's hint, seconds) replaces the computed delay."""
+    ``attempts``: how many tries in all (None: no limit but the budget); ``budget``: seconds
+    (monotonic) from the first wait after which no further wait is started — a number, or a
+    function asked at each wait (e.g. short until a service has answered once, longer after).
+    ``wait()`` sleeps before the next attempt and says whether there is one; ``retry_after`` (a
+    server's hint, seconds) replaces the computed delay; ``jitter=False`` with ``cap == base``
+    gives a fixed interval (polling). ``reset()`` after progress: the next
+    failure starts again from the base delay, with a fresh budget."""
 
-    attempts: int
+    attempts: int | None
     base: float = 0.1
     cap: float = 5.0
-    budget: float | None = None
+    budget: float | Callable[[], float] | None = None
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    jitter: bool = True
     attempt: int = 0
     _since: float | None = field(default=None, repr=False)
 
     def wait(self, retry_after: float | None = None) -> bool:
         """Sleep before the next attempt; False (without sleeping) when none is left."""
-        if self.attempt + 1 >= self.attempts:
+        if self.attempts is not None and self.attempt + 1 >= self.attempts:
             return False
         pause = retry_after if retry_after is not None else delay(self.attempt, base=self.base,
-                                                                   cap=self.cap)
+                                                                   cap=self.cap, jitter=self.jitter)
         now = self.clock()
         if self._since is None:
             self._since = now
-        if self.budget is not None and now - self._since + pause > self.budget:
+        budget = self.budget() if callable(self.budget) else self.budget
+        if budget is not None and now - self._since + pause > budget:
             return False
         self.attempt += 1
         self.sleep(pause)
         return True
+
+    def reset(self) -> None:
+        """Progress was made: count attempts and the budget afresh from the next failure."""
+        self.attempt = 0
+        self._since = None

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ..clouds.azure import classify, translating
 from ..errors import KeyUnavailableError
 from ..specs import KeyModel
 from . import b64, unb64
@@ -54,19 +55,15 @@ class AzureKeyVaultProvider:
         return KeyWrapAlgorithm.rsa_oaep_256
 
     def _call(self, key_id: str, what: str, data: bytes) -> Any:
-        try:
-            from azure.core.exceptions import AzureError
-            errors: tuple[type[BaseException], ...] = (AzureError,)
-        except ImportError:
-            errors = ()
-        try:
+        with translating(lambda exc: self._unavailable(what, exc), chain=False):
             return getattr(self.client(key_id), what)(self._algorithm(), data)
-        except errors as exc:
-            message = getattr(exc, "message", None) or str(exc)
-            raise KeyUnavailableError(
-                f"key {self.name!r} (azure_key_vault {self.key_url}): {what} failed: "
-                f"{type(exc).__name__}: {str(message).splitlines()[0] if message else ''}"
-            ) from None
+
+    def _unavailable(self, what: str, exc: BaseException) -> KeyUnavailableError | None:
+        if classify(exc) is None:
+            return None
+        lines = str(getattr(exc, "message", None) or exc).splitlines()
+        why = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+        return KeyUnavailableError(f"key {self.name!r} (azure_key_vault {self.key_url}): {what} failed: {why}")
 
     def generate(self, context: Mapping[str, str]) -> tuple[bytes, dict[str, Any]] | None:
         return None

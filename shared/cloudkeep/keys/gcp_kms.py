@@ -7,16 +7,24 @@ Cloud KMS emulator: tests drive this class through its ``client=`` seam with a s
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field
 
+from ..clouds.gcp import classify, translating
+from ..clouds.lazy import Lazy
 from ..codec import canonical_json
 from ..errors import KeyUnavailableError
 from ..specs import KeyModel
 from . import b64, unb64
+
+
+def _kms_client() -> Any:
+    import importlib
+
+    kms: Any = importlib.import_module("google.cloud.kms")
+    return kms.KeyManagementServiceClient()
 
 
 class GcpKmsProvider:
@@ -25,35 +33,25 @@ class GcpKmsProvider:
     def __init__(self, name: str, spec: Any, *, client: Any = None) -> None:
         self.name = name
         self.key_name = str(spec.key_name)
-        self._client = client
-        self._lock = threading.Lock()
+        self._client = Lazy(_kms_client, client)
 
     def key_id(self) -> str:
         return self.key_name
 
     def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                import importlib
-
-                kms: Any = importlib.import_module("google.cloud.kms")
-                self._client = kms.KeyManagementServiceClient()
-            return self._client
+        return self._client.get()
 
     def _call(self, what: str, request: dict[str, Any]) -> Any:
-        try:
-            from google.api_core.exceptions import GoogleAPIError
-            from google.auth.exceptions import GoogleAuthError
-            errors: tuple[type[BaseException], ...] = (GoogleAPIError, GoogleAuthError)
-        except ImportError:  # a scripted client without the SDK installed
-            errors = ()
-        try:
+        with translating(lambda exc: self._unavailable(what, exc), chain=False):
             return getattr(self.client(), what)(request=request)
-        except errors as exc:
-            raise KeyUnavailableError(
-                f"key {self.name!r} (gcp_kms {self.key_name}): {what} failed: {type(exc).__name__}: "
-                f"{getattr(exc, 'message', None) or exc}"
-            ) from None
+
+    def _unavailable(self, what: str, exc: BaseException) -> KeyUnavailableError | None:
+        failure = classify(exc)
+        if failure is None or failure.kind in ("connection", "corrupt"):
+            return None
+        return KeyUnavailableError(
+            f"key {self.name!r} (gcp_kms {self.key_name}): {what} failed: "
+            f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}")
 
     def generate(self, context: Mapping[str, str]) -> tuple[bytes, dict[str, Any]] | None:
         return None

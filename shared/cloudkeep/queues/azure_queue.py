@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from typing import Any
 
+from ..clouds.azure import classify
+from ..clouds.lazy import Lazy
 from ..errors import UsageError
 from . import Delivery, QueueError
 
@@ -23,8 +24,7 @@ class AzureQueue:
         self.name = name
         self._connection_string = connection_string
         self._queue_url = queue_url
-        self._client = client
-        self._lock = threading.Lock()
+        self._client = Lazy(self._connect, client)
 
     @classmethod
     def from_address(cls, address: str) -> AzureQueue:
@@ -38,26 +38,21 @@ class AzureQueue:
 
     @property
     def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                from azure.storage.queue import (
-                    BinaryBase64DecodePolicy,
-                    BinaryBase64EncodePolicy,
-                    QueueClient,
-                )
+        return self._client.get()
 
-                encode, decode = BinaryBase64EncodePolicy(), BinaryBase64DecodePolicy()
-                if self._connection_string:
-                    self._client = QueueClient.from_connection_string(
-                        self._connection_string, self.name, message_encode_policy=encode,
-                        message_decode_policy=decode)
-                else:
-                    from azure.identity import DefaultAzureCredential
+    def _connect(self) -> Any:
+        from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy, QueueClient
 
-                    self._client = QueueClient.from_queue_url(
-                        self._queue_url or "", credential=DefaultAzureCredential(),
-                        message_encode_policy=encode, message_decode_policy=decode)
-            return self._client
+        encode, decode = BinaryBase64EncodePolicy(), BinaryBase64DecodePolicy()
+        if self._connection_string:
+            return QueueClient.from_connection_string(
+                self._connection_string, self.name, message_encode_policy=encode,
+                message_decode_policy=decode)
+        from azure.identity import DefaultAzureCredential
+
+        return QueueClient.from_queue_url(
+            self._queue_url or "", credential=DefaultAzureCredential(),
+            message_encode_policy=encode, message_decode_policy=decode)
 
     def describe(self) -> str:
         return f"azure_queue:{self._queue_url or self.name}"
@@ -80,10 +75,10 @@ class AzureQueue:
         self._call("acknowledging a work item", self.client.delete_message, delivery.handle)
 
     def _call(self, what: str, fn: Any, *args: Any) -> Any:
-        from azure.core.exceptions import AzureError
-
         try:
             return fn(*args)
-        except AzureError as exc:
+        except Exception as exc:
+            if classify(exc) is None:
+                raise
             raise QueueError(f"Azure queue {self.name}: {what} failed: "
-                                        f"{str(exc).splitlines()[0]}") from exc
+                             f"{str(exc).splitlines()[0]}") from exc

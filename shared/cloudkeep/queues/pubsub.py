@@ -6,12 +6,25 @@ the function returns); ``receive`` pulls from a subscription for CLI workers and
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 from urllib.parse import parse_qs
 
+from ..clouds.gcp import classify
+from ..clouds.lazy import Lazy
 from ..errors import UsageError
 from . import Delivery, QueueError
+
+
+def _publisher() -> Any:
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+    return pubsub_v1.PublisherClient()
+
+
+def _subscriber() -> Any:
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+    return pubsub_v1.SubscriberClient()
 
 
 class PubSubQueue:
@@ -19,9 +32,8 @@ class PubSubQueue:
                  publisher: Any = None, subscriber: Any = None) -> None:
         self.topic = topic
         self.subscription = subscription
-        self._publisher = publisher
-        self._subscriber = subscriber
-        self._lock = threading.Lock()
+        self._publisher = Lazy(_publisher, publisher)
+        self._subscriber = Lazy(_subscriber, subscriber)
 
     @classmethod
     def from_address(cls, address: str) -> PubSubQueue:
@@ -33,21 +45,11 @@ class PubSubQueue:
 
     @property
     def publisher(self) -> Any:
-        with self._lock:
-            if self._publisher is None:
-                from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-
-                self._publisher = pubsub_v1.PublisherClient()
-            return self._publisher
+        return self._publisher.get()
 
     @property
     def subscriber(self) -> Any:
-        with self._lock:
-            if self._subscriber is None:
-                from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-
-                self._subscriber = pubsub_v1.SubscriberClient()
-            return self._subscriber
+        return self._subscriber.get()
 
     def describe(self) -> str:
         return f"pubsub:{self.topic}"
@@ -60,7 +62,7 @@ class PubSubQueue:
                 future.result(timeout=60)
         except Exception as exc:
             raise QueueError(f"Pub/Sub topic {self.topic}: sending work items failed: "
-                                        f"{exc}") from exc
+                             f"{exc}") from exc
 
     def receive(self, max_items: int = 10, wait_seconds: float = 0.0) -> list[Delivery]:
         if not self.subscription:
@@ -71,8 +73,9 @@ class PubSubQueue:
                 timeout=max(5.0, wait_seconds),
             )
         except Exception as exc:
-            if type(exc).__name__ == "DeadlineExceeded":
-                return []
+            failure = classify(exc)
+            if failure is not None and failure.kind == "transient" and failure.status == 504:
+                return []  # DeadlineExceeded: nothing to pull within the wait
             raise QueueError(f"Pub/Sub {self.subscription}: pull failed: {exc}") from exc
         return [Delivery(json.loads(m.message.data), m.ack_id) for m in resp.received_messages]
 

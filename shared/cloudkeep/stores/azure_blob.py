@@ -26,6 +26,8 @@ from typing import Any, BinaryIO, ClassVar, Literal, Self, cast
 
 from pydantic import Field
 
+from ..capabilities import ExtendsRetention, LegalHolds
+from ..clouds.azure import classify, translating
 from ..errors import (
     ObjectExistsError,
     ObjectLockedError,
@@ -33,11 +35,14 @@ from ..errors import (
     StoreError,
     StoreUnreachableError,
 )
+from ..redaction import redact  # an account_url may carry a SAS token
 from ..specs import Model, Prefix, StoreLocation, StoreModel, normalise_url
 from . import CHUNK, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
 
 
-class AzureBlobStore:
+class AzureBlobStore(ExtendsRetention, LegalHolds):
+    """Objects as blobs of one container (see the module's docstring)."""
+
     capabilities = StoreCapabilities(conditional_create=True, object_lock=False, max_delete_batch=256)
 
     def __init__(self, container: str, prefix: str = "", *, connection_string: str | None = None,
@@ -93,8 +98,6 @@ class AzureBlobStore:
                 base = value
             elif name == "AccountName" and not base:
                 base = f"https://{value}.blob.core.windows.net"
-        from ..redaction import redact  # an account_url may carry a SAS token
-
         return redact(f"{base.rstrip('/')}/{self.container}/{self.prefix}".rstrip("/"))
 
     def _key(self, key: str) -> str:
@@ -202,8 +205,10 @@ class AzureBlobStore:
         if locked:
             raise ObjectLockedError(locked, "an immutability policy protects them")
 
-    def _errors(self, key: str, *, immutable: bool = False) -> _AzureErrors:
-        return _AzureErrors(self, key, immutable)
+    def _errors(self, key: str, *, immutable: bool = False) -> translating:
+        """Turns Azure SDK exceptions into cloudkeep errors about ``key``; ``immutable``: the call
+        sets an immutability policy or a legal hold."""
+        return translating(lambda exc: _store_error(self, key, immutable, exc))
 
 
 _IMMUTABILITY_CODES = ("Immutab", "Worm", "VersionLevel", "LegalHold")
@@ -214,55 +219,32 @@ _IMMUTABILITY_UNSUPPORTED = (
 )
 
 
-class _AzureErrors:
-    """Turns Azure SDK exceptions into cloudkeep errors, in one place."""
-
-    def __init__(self, store: AzureBlobStore, key: str, immutable: bool = False) -> None:
-        self.store = store
-        self.key = key
-        self.immutable = immutable  # the call sets an immutability policy or a legal hold
-
-    def __enter__(self) -> None:
+def _store_error(store: AzureBlobStore, key: str, immutable: bool, exc: BaseException) -> BaseException | None:
+    failure = classify(exc)
+    if failure is None:
         return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is None or isinstance(exc, StoreError):
-            return
-        from azure.core.exceptions import (
-            AzureError,
-            ClientAuthenticationError,
-            HttpResponseError,
-            ResourceExistsError,
-            ResourceNotFoundError,
-            ServiceRequestError,
+    where = f"{store.describe()}/{key}"
+    code, status = failure.code, failure.status
+    if failure.kind == "exists" and code in ("BlobAlreadyExists", "", "ConditionNotMet"):
+        return ObjectExistsError(key)
+    if failure.kind == "not-found":
+        if code == "ContainerNotFound":
+            return StoreUnreachableError(f"cannot reach {where}: container not found")
+        return ObjectNotFoundError(key)
+    if failure.kind in ("auth", "request") or not failure.answered:
+        return StoreUnreachableError(f"cannot reach {where}: {type(exc).__name__}")
+    if immutable and (status == 501 or (
+            status in (400, 409) and any(w in code for w in _IMMUTABILITY_CODES))):
+        return StoreError(
+            _IMMUTABILITY_UNSUPPORTED.format(where=store.describe()) + f" (HTTP {status} {code})".rstrip()
         )
-
-        where = f"{self.store.describe()}/{self.key}"
-        code = str(getattr(exc, "error_code", "") or "")
-        if isinstance(exc, ResourceExistsError) and code in ("BlobAlreadyExists", "", "ConditionNotMet"):
-            raise ObjectExistsError(self.key) from exc
-        if isinstance(exc, ResourceNotFoundError):
-            if code == "ContainerNotFound":
-                raise StoreUnreachableError(f"cannot reach {where}: container not found") from exc
-            raise ObjectNotFoundError(self.key) from exc
-        if isinstance(exc, (ClientAuthenticationError, ServiceRequestError)):
-            raise StoreUnreachableError(f"cannot reach {where}: {type(exc).__name__}") from exc
-        if isinstance(exc, HttpResponseError):
-            if self.immutable and (exc.status_code == 501 or (
-                    exc.status_code in (400, 409) and any(w in code for w in _IMMUTABILITY_CODES))):
-                raise StoreError(
-                    _IMMUTABILITY_UNSUPPORTED.format(where=self.store.describe())
-                    + f" (HTTP {exc.status_code} {code})".rstrip()
-                ) from exc
-            if exc.status_code == 412:
-                raise ObjectExistsError(self.key) from exc
-            if exc.status_code == 409 and "Immutab" in code:
-                raise ObjectLockedError([self.key], code) from exc
-            if exc.status_code == 403:
-                raise StoreUnreachableError(f"cannot reach {where}: access denied ({code})") from exc
-            raise StoreError(f"Azure Blob error on {where}: {exc.status_code} {code}".rstrip()) from exc
-        if isinstance(exc, AzureError):
-            raise StoreUnreachableError(f"cannot reach {where}: {type(exc).__name__}") from exc
+    if status == 412:
+        return ObjectExistsError(key)
+    if status == 409 and "Immutab" in code:
+        return ObjectLockedError([key], code)
+    if status == 403:
+        return StoreUnreachableError(f"cannot reach {where}: access denied ({code})")
+    return StoreError(f"Azure Blob error on {where}: {status} {code}".rstrip())
 
 
 class _Counting:
@@ -293,17 +275,19 @@ class _Reader:
 
     def read(self, size: int = -1) -> bytes:
         while size < 0 or len(self._buffer) < size:
-            try:
-                with self._store._errors(self._key):
-                    chunk = next(self._chunks)
-            except StopIteration:
+            chunk = self._next_chunk()
+            if chunk is None:
                 break
             self._buffer += chunk
-        if size < 0:
-            out, self._buffer = self._buffer, b""
-        else:
-            out, self._buffer = self._buffer[:size], self._buffer[size:]
+        cut = len(self._buffer) if size < 0 else size
+        out, self._buffer = self._buffer[:cut], self._buffer[cut:]
         return out
+
+    def _next_chunk(self) -> bytes | None:
+        """The download's next chunk; None at its end."""
+        with self._store._errors(self._key):
+            chunk: bytes | None = next(self._chunks, None)
+        return chunk
 
     def readable(self) -> bool:
         return True

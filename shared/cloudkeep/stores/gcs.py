@@ -19,12 +19,13 @@ import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, ClassVar, Literal, NoReturn, Self, cast
+from typing import Any, BinaryIO, ClassVar, Literal, Self, cast
 
 from pydantic import Field
 
+from ..capabilities import GcsLocation
+from ..clouds.gcp import GcpFailure, classify, translating
 from ..errors import (
-    CloudkeepError,
     ObjectExistsError,
     ObjectNotFoundError,
     StoreError,
@@ -52,7 +53,7 @@ def _read_full(stream: BinaryIO, size: int) -> bytes:
     return b"".join(chunks)
 
 
-class GcsStore:
+class GcsStore(GcsLocation):
     capabilities = StoreCapabilities(conditional_create=True, object_lock=False, max_delete_batch=100)
 
     def __init__(self, bucket: str, prefix: str = "", *, project: str | None = None, client: Any = None) -> None:
@@ -87,6 +88,9 @@ class GcsStore:
     def _key(self, key: str) -> str:
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
+
+    def gs_uri(self, key: str) -> str:
+        return f"gs://{self.bucket_name}/{self._key(key)}"
 
     def _rel(self, full: str) -> str:
         return full[len(self.prefix) + 1 :] if self.prefix else full
@@ -196,77 +200,59 @@ class GcsStore:
                 pass  # already gone (or the bucket is): not an error
         self._answered = True
 
-    def _errors(self, key: str, op: str = "read") -> _GcsErrors:
-        return _GcsErrors(self, key, op)
+    def _errors(self, key: str, op: str = "read") -> translating:
+        """Turns google-cloud-storage exceptions into cloudkeep errors about ``key``; ``op``:
+        read, write, create (if absent), list."""
+        return translating(lambda exc: _store_error(self, key, op, exc))
 
 
-class _GcsErrors:
-    """Turns google-cloud-storage exceptions into cloudkeep errors, in one place."""
-
-    def __init__(self, store: GcsStore, key: str, op: str) -> None:
-        self.store = store
-        self.key = key
-        self.op = op  # read, write, create (if absent), list
-
-    def __enter__(self) -> None:
+def _store_error(store: GcsStore, key: str, op: str, exc: BaseException) -> BaseException | None:
+    failure = classify(exc)
+    if failure is None:
         return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is None or isinstance(exc, CloudkeepError):
-            return
-        import requests
-        from google.api_core import exceptions
-        from google.auth import exceptions as auth_exceptions
-        from google.cloud.storage import exceptions as storage_exceptions
-
-        where = f"{self.store.describe()}/{self.key}".rstrip("/")
-        if isinstance(exc, storage_exceptions.InvalidResponse):  # from a resumable upload/download
-            status = getattr(getattr(exc, "response", None), "status_code", 0)
-            mapped = exceptions.from_http_status(int(status or 500), str(exc))  # type: ignore[no-untyped-call]
-            self._api_error(mapped, where, cause=exc)
-        if isinstance(exc, exceptions.GoogleAPICallError):
-            self._api_error(exc, where, cause=exc)
-        if isinstance(exc, exceptions.RetryError):
-            cause = exc.cause if exc.cause is not None else exc
-            raise StoreUnreachableError(f"cannot reach {where}: {_short(cause)}") from exc
-        if isinstance(exc, auth_exceptions.DefaultCredentialsError):
-            raise StoreUnreachableError(
-                f"cannot reach {where}: no Google credentials found (run `gcloud auth "
-                f"application-default login`, or set STORAGE_EMULATOR_HOST for an emulator)"
-            ) from exc
-        if isinstance(exc, auth_exceptions.GoogleAuthError):
-            raise StoreUnreachableError(f"cannot reach {where}: {exc}") from exc
-        if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-            raise StoreUnreachableError(f"cannot reach {where}: {_short(exc)}") from exc
-        if isinstance(exc, storage_exceptions.DataCorruption):
-            raise StoreError(f"Cloud Storage checksum mismatch on {where}: {exc}") from exc
-
-    def _api_error(self, exc: Any, where: str, *, cause: BaseException) -> NoReturn:
-        from google.api_core import exceptions
-
-        self.store._answered = True
-        message = str(getattr(exc, "message", "") or exc).split("\n")[0]
-        if isinstance(exc, exceptions.PreconditionFailed):
-            if self.op == "create":
-                raise ObjectExistsError(self.key) from cause
-            raise StoreError(f"{where} changed while it was being read ({message})") from cause
-        if isinstance(exc, exceptions.NotFound):
-            # Only an upload or a listing says for sure that the bucket is missing; a read says
-            # so in its message on Cloud Storage ("No such object" is the object).
-            if self.op != "read" or "bucket does not exist" in message.lower():
-                raise StoreUnreachableError(
-                    f"cannot reach {where}: bucket {self.store.bucket_name!r} not found"
-                ) from cause
-            raise ObjectNotFoundError(self.key) from cause
-        if isinstance(exc, (exceptions.Forbidden, exceptions.Unauthorized)):
-            raise StoreUnreachableError(f"cannot reach {where}: access denied ({message})") from cause
-        raise StoreError(f"Cloud Storage error on {where}: {message}") from cause
+    where = f"{store.describe()}/{key}".rstrip("/")
+    if failure.answered:
+        store._answered = True
+        return _answer_error(store, key, op, where, failure)
+    if failure.kind == "retry":
+        assert failure.cause is not None
+        return StoreUnreachableError(f"cannot reach {where}: {_short(failure.cause)}")
+    if failure.kind == "no-credentials":
+        return StoreUnreachableError(
+            f"cannot reach {where}: no Google credentials found (run `gcloud auth "
+            f"application-default login`, or set STORAGE_EMULATOR_HOST for an emulator)"
+        )
+    if failure.kind == "auth":
+        return StoreUnreachableError(f"cannot reach {where}: {exc}")
+    if failure.kind == "connection":
+        return StoreUnreachableError(f"cannot reach {where}: {_short(exc)}")
+    if failure.kind == "corrupt":
+        return StoreError(f"Cloud Storage checksum mismatch on {where}: {exc}")
+    return None
 
 
-class _Reader:
+def _answer_error(store: GcsStore, key: str, op: str, where: str, failure: GcpFailure) -> BaseException:
+    message = failure.text.split("\n")[0]
+    if failure.kind == "precondition":
+        if op == "create":
+            return ObjectExistsError(key)
+        return StoreError(f"{where} changed while it was being read ({message})")
+    if failure.kind == "not-found":
+        # Only an upload or a listing says for sure that the bucket is missing; a read says
+        # so in its message on Cloud Storage ("No such object" is the object).
+        if op != "read" or "bucket does not exist" in message.lower():
+            return StoreUnreachableError(f"cannot reach {where}: bucket {store.bucket_name!r} not found")
+        return ObjectNotFoundError(key)
+    if failure.kind == "denied":
+        return StoreUnreachableError(f"cannot reach {where}: access denied ({message})")
+    return StoreError(f"Cloud Storage error on {where}: {message}")
+
+
+class _Reader(io.RawIOBase):
     """A file-like wrapper over a BlobReader that maps read errors."""
 
     def __init__(self, store: GcsStore, key: str, reader: Any) -> None:
+        super().__init__()
         self._store = store
         self._key = key
         self._reader = reader
@@ -280,12 +266,7 @@ class _Reader:
 
     def close(self) -> None:
         self._reader.close()
-
-    def __enter__(self) -> _Reader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().close()
 
 
 def _short(exc: BaseException) -> str:

@@ -19,17 +19,26 @@ not implement it, so tests drive a scripted implementation.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ...errors import RestoreError, SourceError, SourceUnreachableError
+from ... import layout
+from ...capabilities import GcsLocation, NativeRestore, able
+from ...clouds.gcp import classify, translating
+from ...codec import HashingReader, PartLimitError
+from ...errors import RestoreError, SourceError, SourceUnreachableError, UsageError
+from ...manifest import Codec, PartEntry
+from ...retry import Backoff
+from .. import JobPoll, NativeJobSource, NativeOutcome
 
 if TYPE_CHECKING:
     from ...manifest import Manifest
-    from .. import JobContext, JobPoll, NativeOutcome
+    from .. import JobContext
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +71,6 @@ class GoogleAdminApi:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import os
-
-            from ...errors import UsageError
-
             host = os.environ.get("FIRESTORE_EMULATOR_HOST")
             if host:
                 # The SDK would go to the real service and fail on credentials: say why instead.
@@ -116,8 +121,9 @@ def snapshot_time_for(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(second=0, microsecond=0)
 
 
-class FirestoreExportJobs:
-    """The export job of :class:`~cloudkeep.sources.firestore.FirestoreSource` (a mixin)."""
+class FirestoreExportJobs(NativeJobSource, NativeRestore):
+    """The export job of :class:`~cloudkeep.sources.firestore.FirestoreSource` (a base): a native
+    job, and the native restore of its snapshots."""
 
     kind: str
     method: str
@@ -140,10 +146,8 @@ class FirestoreExportJobs:
         return "export" if self.method == "export" else None
 
     def start_job(self, ctx: JobContext) -> dict[str, Any]:
-        from ... import layout
-
-        bucket = getattr(ctx.store, "bucket_name", None)
-        if not bucket:
+        bucket = able(ctx.store, GcsLocation)
+        if bucket is None:
             raise SourceError(
                 f"dataset {ctx.dataset!r}: method: export has Firestore write its export into the "
                 f"store's bucket, so the store must be of type gcs (it is {ctx.store.describe()})"
@@ -151,8 +155,7 @@ class FirestoreExportJobs:
         # A folder per attempt: a failed export's partial files never mix with the next one's.
         folder = (layout.snapshot_prefix(ctx.dataset, ctx.snapshot_id) + EXPORT_FOLDER + "/"
                   + ctx.started_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ"))
-        prefix = getattr(ctx.store, "prefix", "")
-        uri = f"gs://{bucket}/{prefix + '/' if prefix else ''}{folder}"
+        uri = bucket.gs_uri(folder)
         at = snapshot_time_for(ctx.started_at)
         name = self.admin.export_documents(database=self.database_path,
                                            collection_ids=list(self.collections or []),
@@ -165,8 +168,6 @@ class FirestoreExportJobs:
                 "folder": folder, "snapshot_time": at.isoformat(), "described": described}
 
     def poll_job(self, ctx: JobContext, job: dict[str, Any]) -> JobPoll:
-        from .. import JobPoll
-
         op = self.admin.get_operation(job["operation"])
         if not op.get("done"):
             progress = (op.get("metadata") or {}).get("progressDocuments") or {}
@@ -177,13 +178,6 @@ class FirestoreExportJobs:
         return JobPoll("done", job | {"operation_result": op})
 
     def finish_job(self, ctx: JobContext, job: dict[str, Any]) -> NativeOutcome:
-        import hashlib
-
-        from ... import layout
-        from ...codec import HashingReader, PartLimitError
-        from ...manifest import Codec, PartEntry
-        from .. import NativeOutcome
-
         op = job.get("operation_result") or self.admin.get_operation(job["operation"])
         meta = op.get("metadata") or {}
         output = (op.get("response") or {}).get("outputUriPrefix") or job["output_uri_prefix"]
@@ -232,15 +226,16 @@ class FirestoreExportJobs:
                                            collection_ids=list(manifest.source.get("collections") or []),
                                            input_uri_prefix=uri)
         log.info("importing %s into %s (operation %s)", uri, database, name)
-        deadline = time.monotonic() + timeout
+        # Polls at a fixed interval (no growth, no jitter) until the deadline.
+        polls = Backoff(None, base=poll_interval, cap=poll_interval, budget=timeout, sleep=sleep,
+                        jitter=False)
         while True:
             op = self.admin.get_operation(name)
             if op.get("done"):
                 break
-            if time.monotonic() + poll_interval > deadline:
+            if not polls.wait():
                 raise RestoreError(f"import {name} still running after {timeout:.0f}s; it goes on "
                                    "in Firestore (check it with gcloud firestore operations describe)")
-            sleep(poll_interval)
         if op.get("error"):
             raise RestoreError(f"import {name} of {uri} failed: {op['error']}")
         documents = (op.get("metadata") or {}).get("progressDocuments", {}).get("completedWork")
@@ -248,21 +243,15 @@ class FirestoreExportJobs:
                 "via": f"Firestore ImportDocuments {name} from {uri}"}
 
 
-class _errors:
-    def __init__(self, doing: str) -> None:
-        self.doing = doing
+def _errors(doing: str) -> translating:
+    """Admin API errors as cloudkeep errors: no access, no database, no service → unreachable."""
 
-    def __enter__(self) -> None:
-        return None
+    def translate(exc: BaseException) -> BaseException | None:
+        failure = classify(exc)
+        if failure is None or failure.kind in ("connection", "corrupt"):
+            return None
+        if failure.kind in ("denied", "not-found", "no-credentials", "auth") or failure.status == 503:
+            return SourceUnreachableError(f"Firestore Admin API: {doing}: {exc}")
+        return SourceError(f"Firestore Admin API: {doing}: {exc}")
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is None:
-            return
-        from google.api_core import exceptions as gexc
-        from google.auth.exceptions import GoogleAuthError
-
-        if isinstance(exc, (gexc.PermissionDenied, gexc.Unauthenticated, gexc.NotFound,
-                            gexc.ServiceUnavailable, GoogleAuthError)):
-            raise SourceUnreachableError(f"Firestore Admin API: {self.doing}: {exc}") from exc
-        if isinstance(exc, gexc.GoogleAPIError):
-            raise SourceError(f"Firestore Admin API: {self.doing}: {exc}") from exc
+    return translating(translate)
