@@ -93,7 +93,8 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
     # verify checks (and reports) the manifest's tag itself; restore refuses a tampered one
     store, manifest = resolve(policy, _field(payload, "ref", str), authenticate=action != "verify")
     if action == "verify":
-        from .verify import record_and_audit, run_level
+        from .drills import run_level
+        from .verify import record_and_audit
 
         level = _field(payload, "level", str, required=False) or "integrity"
         sample = _field(payload, "sample", int, required=False) or 100

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
 
 if TYPE_CHECKING:
     from .manifest import Manifest
@@ -56,10 +56,13 @@ class Description:
         return cls(identity=identity, method=method, consistency=consistency, digest_ignores=ignores)
 
 
-def able(obj: object, capability: type[C]) -> C | None:
+def able(obj: object, capability: Callable[..., C]) -> C | None:
     """``obj`` as ``capability`` when it has that ability, else None. The single place the core
-    asks an adapter what it can do."""
-    return obj if isinstance(obj, capability) else None
+    asks an adapter what it can do. (``capability`` is typed as a callable returning ``C`` rather
+    than ``type[C]``: mypy accepts a protocol class only there.)"""
+    if isinstance(obj, capability):  # type: ignore[arg-type]  # a runtime-checkable protocol
+        return cast(C, obj)
+    return None
 
 
 # --- sources -------------------------------------------------------------------------------
@@ -175,3 +178,71 @@ class LegalHolds(Protocol):
     """A store with object-level legal holds."""
 
     def set_legal_hold(self, key: str, hold: bool) -> None: ...
+
+
+# --- s20-core: abilities the core used to find by duck typing ----------------------------------
+
+
+@runtime_checkable
+class ScratchTargets(Protocol):
+    """A source that verify's restore drill can restore into a scratch target, digest and drop."""
+
+    def scratch_target(self, token: str) -> str:
+        """The name of a new, empty scratch target (``token`` makes it unique)."""
+        ...
+
+    def drop_target(self, target: str, recorded: dict[str, Any]) -> None:
+        """Delete the scratch target ``target`` (restored from a snapshot of ``recorded``)."""
+        ...
+
+    def scan_digest(self, target: str) -> tuple[int, str]:
+        """(items, content digest) of the restored target, read the way a backup reads it."""
+        ...
+
+
+@runtime_checkable
+class Closes(Protocol):
+    """A restore writer that must be closed once the restore is over (flushes, clients)."""
+
+    def close(self) -> None: ...
+
+
+# The two halves of :class:`Resumable`, asked for separately: a source may resume a segment from
+# a cursor without recording a plan (Cosmos DB's change feed continuation), or the reverse.
+
+
+@runtime_checkable
+class ReadsFromCursor(Protocol):
+    """Pages of a segment from a recorded cursor (``Resumable.read_segment_from``)."""
+
+    def read_segment_from(
+        self, segment: int, total: int, cursor: dict[str, Any] | None
+    ) -> Iterator[tuple[list[bytes], Callable[[int], Any] | None]]: ...
+
+
+@runtime_checkable
+class RecordsPlan(Protocol):
+    """A read plan recorded at the start and followed on resume (``Resumable.plan_state`` and
+    ``resume_plan``)."""
+
+    def plan_state(self) -> dict[str, Any]: ...
+
+    def resume_plan(self, state: dict[str, Any], segments: int) -> None: ...
+
+
+# ... and the two halves of :class:`NativeRetention`: deleting what a snapshot's manifest records,
+# and sweeping tagged leftovers no snapshot records, are asked for separately.
+
+
+@runtime_checkable
+class DeletesNative(Protocol):
+    """Native artifacts deleted with their snapshot (``NativeRetention.delete_native``)."""
+
+    def delete_native(self, dataset: str, snapshot_id: str, native: dict[str, Any]) -> list[str]: ...
+
+
+@runtime_checkable
+class SweepsNative(Protocol):
+    """Tagged native leftovers swept (``NativeRetention.sweep_native``)."""
+
+    def sweep_native(self, dataset: str, keep: set[str], older_than: datetime) -> list[str]: ...

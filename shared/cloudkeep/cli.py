@@ -783,8 +783,9 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_
     """Check a snapshot at the given level; the report is stored under verifications/; exit 1
     on any problem."""
     from .catalog import resolve
+    from .drills import run_level
     from .keys import keyring_for
-    from .verify import record_and_audit, run_level
+    from .verify import record_and_audit
 
     if bool(ref) == bool(latest_of):
         _usage("verify needs exactly one of DATASET@SNAPSHOT_ID or --latest DATASET")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import chain, layout
+from .capabilities import Closes, CopiesObjects, able
 from .codec import ContentDigest, DecryptionError, PartLimitError, open_part
 from .errors import RestoreError
 from .manifest import Manifest, PartEntry
@@ -109,9 +110,9 @@ def restore(
         data_keys[snapshot.snapshot_id] = keyring.authenticate(snapshot)
         check_policy(store, snapshot, expect, keyring)
         _precheck(store, snapshot)
-    attach_store = getattr(source, "attach_store", None)
-    if attach_store is not None:  # the S3 source restores objects from the store's blobs
-        attach_store(store, manifest.dataset)
+    copier = able(source, CopiesObjects)
+    if copier is not None:  # the S3 source restores objects from the store's blobs
+        copier.attach_store(store, manifest.dataset)
     writer = source.open_restore(target, manifest.source, overwrite=overwrite)
     t0 = time.monotonic()
     items = 0
@@ -131,9 +132,9 @@ def restore(
         raise RestoreError(f"{exc}; target {target!r} holds a partial restore") from exc
     finally:
         progress.finish()
-        close = getattr(writer, "close", None)
-        if close is not None:
-            close()
+        closing = able(writer, Closes)
+        if closing is not None:
+            closing.close()
     seconds = time.monotonic() - t0
     log.info("restored %s@%s into %s: %d items in %.2fs%s", manifest.dataset, manifest.snapshot_id,
              target, items, seconds,
