@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import logging
 
-from . import __version__, layout
+from . import __version__, keys, layout
 from . import clock as _clock
 from .checkpoint import RunState, SegmentRecord
 from .codec import ContentDigest
 from .errors import ObjectExistsError, ObjectNotFoundError
-from .keys import RESUME_KEYS, Keyring, keyring_for
+from .keys import RESUME_KEYS, Keyring
 from .manifest import (
     Codec,
     Consistency,
@@ -66,7 +66,7 @@ def commit(policy: Policy, store: Store, state: RunState, records: dict[int, Seg
         content_digest=ContentDigestEntry(value=digest.hexdigest(), ignores=state.ignores),
         cloudkeep_version=__version__,
     )
-    keyring = keyring or keyring_for(policy)
+    keyring = keyring or keys.keyring_for(policy)
     manifest = sign_new(policy, manifest, keyring, data_key_of(keyring, state))
     key = layout.manifest_key(state.dataset, state.snapshot_id)
     try:

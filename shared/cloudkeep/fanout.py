@@ -32,13 +32,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import checkpoint, layout, logctx
+from . import checkpoint, keys, layout, logctx
 from . import clock as _clock
 from .checkpoint import Deadline, RunState, SegmentRecord
 from .commit import commit, existing_manifest
 from .duties import after_backup
 from .errors import CloudkeepError, LockedError, ObjectNotFoundError, UsageError
-from .keys import keyring_for
 from .lock import FencedStore
 from .manifest import Manifest
 from .outcomes import RunResult
@@ -134,7 +133,7 @@ def run_work_item(policy: Policy, item: WorkItem, *, store: Store | None = None,
             _after_commit(policy, store, state, manifest, prune=prune)
             return WorkOutcome(item, "committed", manifest)
         source = source or open_source(spec.source)
-        keyring = keyring_for(policy)
+        keyring = keys.keyring_for(policy)  # looked up when called (tests give workers theirs)
         prepare_source(store, source, state, keyring, policy)
         attach_source(source, store, state)
         opts = options or RunOptions()

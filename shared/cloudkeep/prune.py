@@ -32,7 +32,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import blobs, chain, copies, holds, layout, runs, timeline
+from . import blobs, catalog, chain, copies, holds, layout, runs, timeline
 from .capabilities import DeletesNative, ExtendsRetention, SweepsNative, able
 from .catalog import Listing, list_manifests, load_manifest, scan, snapshot_ids
 from .errors import CloudkeepError, LockedError, ObjectLockedError, ObjectNotFoundError
@@ -65,7 +65,7 @@ def snapshot_infos(store: Store, dataset: str, listing: Listing | None = None,
     out = []
     captured = (
         [timeline.Captured(m.snapshot_id, timeline.remember(store, m)) for m in listing.manifests]
-        if listing is not None else timeline.committed(store, dataset, ids=ids))
+        if listing is not None else catalog.committed(store, dataset, ids=ids))
     for entry in sorted(captured, key=lambda c: (c.captured_at, c.snapshot_id)):
         sid = entry.snapshot_id
         out.append(SnapshotInfo(
@@ -494,7 +494,7 @@ def _index_runs(store: Store, dataset: str, snapshot_ids_: list[str]) -> None:
     if not snapshot_ids_:
         return
     try:
-        for captured in timeline.committed(store, dataset, ids=list(snapshot_ids_)):
+        for captured in catalog.committed(store, dataset, ids=list(snapshot_ids_)):
             key = layout.run_index_key(dataset, captured.captured_at, captured.snapshot_id)
             if store.stat(key) is None:
                 runs.record(store, load_manifest(store, dataset, captured.snapshot_id))
