@@ -11,6 +11,10 @@ A run records its plan and, per segment, checkpoints (``checkpoint.py``): a run 
 time budget, or killed, is resumed by the next run of the same snapshot from the last
 checkpoint. With a queue (fan-out), the segments become work items (``fanout.py``) that any
 number of workers read in parallel; the last segment to finish commits the manifest.
+
+The pieces: ``runstate.py`` (the plan, recorded before any part, and preparing a source to read
+it), ``segments.py`` (reading segments into parts; ``RunOptions``), ``commit.py`` (the manifest);
+this module runs them in order. Result types are in ``outcomes.py``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ pointing at missing parts; a snapshot's copies (and their records) go before its
 crash never leaves a copy nobody will remove. A committed snapshot's parts are deleted only when
 retention removes that whole snapshot.
 
-What the backup path leaves behind is collected too (``_collect_leftovers``): parts in a committed
+What the backup path leaves behind is collected too (``sweep.collect_leftovers``): parts in a committed
 snapshot's folder that its manifest does not reference (an interrupted or fenced writer's) and its
 checkpoints; unfinished snapshots that can no longer be resumed (abandoned, or started before
 ``checkpoint.RESUME_WITHIN`` and untouched for ``ORPHAN_GRACE``; never the folder of a native job

@@ -2,10 +2,10 @@
 
 - ``integrity``: re-read every part and check it against the manifest (below).
 - ``sample``: re-read N random items of the snapshot from the live source by key; an item
-  the source shows unchanged since the snapshot must be identical (see :func:`verify_sample`).
+  the source shows unchanged since the snapshot must be identical (``drills.verify_sample``).
 - ``drill``: restore into a scratch target, compare the target's content digest with the
   manifest's, measure the restore (the measured RTO), delete the target even on failure
-  (see :func:`verify_drill`).
+  (``drills.verify_drill``).
 
 Every report is stored under ``verifications/`` (:func:`record`).
 
