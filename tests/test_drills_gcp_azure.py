@@ -112,10 +112,10 @@ def test_firestore_drills_into_its_own_database(firestore_rest: FirestoreRest, g
     from google.cloud import firestore
 
     from cloudkeep.catalog import resolve
+    from cloudkeep.drills import run_level
     from cloudkeep.policy import load_policy
     from cloudkeep.registry import open_source
     from cloudkeep.sources.firestore import FirestoreSource
-    from cloudkeep.verify import run_level
 
     docs = {f"users/u{i:03d}": {"n": {"integerValue": str(i)}} for i in range(30)}
     firestore_rest.write(docs)

@@ -185,7 +185,8 @@ def test_a_verification_by_hand_after_the_slot_counts_for_it(tmp_path: Path, cap
     policy = parse_policy(path.read_text())
     store, source = FileStore(tmp_path / "vault"), MemorySource()
     take(policy, store, "orders", D.replace(hour=2), D.replace(hour=2), "aaaaaa")
-    from cloudkeep.verify import record_and_audit, verify_sample
+    from cloudkeep.drills import verify_sample
+    from cloudkeep.verify import record_and_audit
 
     _, manifest = resolve(policy, "orders@latest")
     with clock.simulated(D.replace(hour=3, minute=20)):

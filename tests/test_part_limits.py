@@ -33,6 +33,7 @@ from cloudkeep.codec import (
     iter_part_lines,
     open_part,
 )
+from cloudkeep.drills import verify_sample
 from cloudkeep.engine import RunOptions, backup
 from cloudkeep.errors import RestoreError
 from cloudkeep.keys import Keyring
@@ -41,7 +42,7 @@ from cloudkeep.manifest import Manifest
 from cloudkeep.policy import Policy, parse_policy
 from cloudkeep.restore import restore
 from cloudkeep.stores.file import FileStore
-from cloudkeep.verify import verify_integrity, verify_sample
+from cloudkeep.verify import verify_integrity
 from test_engine import ScriptedSource
 
 GIB = 1 << 30

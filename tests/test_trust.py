@@ -16,6 +16,7 @@ import yaml
 
 from cloudkeep import layout
 from cloudkeep.catalog import load_manifest, scan, snapshot_ids
+from cloudkeep.drills import run_level
 from cloudkeep.engine import RunOptions, backup
 from cloudkeep.errors import TamperedError
 from cloudkeep.keys import Keyring, keyring_for
@@ -28,7 +29,7 @@ from cloudkeep.runtime import dataset_plan, tick
 from cloudkeep.stores.file import FileStore
 from cloudkeep.stores.memory import MemoryStore
 from cloudkeep.trust import DowngradeError, ForgedManifestError, expect_for
-from cloudkeep.verify import run_level, verify_integrity
+from cloudkeep.verify import verify_integrity
 from helpers import cli, cli_json
 from test_encryption import MarkerSource
 

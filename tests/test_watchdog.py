@@ -274,8 +274,8 @@ def test_redact_removes_credentials() -> None:
 
 
 def test_a_drill_slower_than_the_rto_fails_and_still_cleans_up() -> None:
+    from cloudkeep.drills import verify_drill
     from cloudkeep.engine import backup
-    from cloudkeep.verify import verify_drill
 
     policy = POLICY.model_copy(update={"tiers": {"hourly": POLICY.tiers["hourly"].model_copy(
         update={"rto": timedelta(seconds=1)})}})

@@ -58,9 +58,11 @@ class Description:
 
 def able(obj: object, capability: Callable[..., C]) -> C | None:
     """``obj`` as ``capability`` when it has that ability, else None. The single place the core
-    asks an adapter what it can do. (``capability`` is a protocol class; typed as a callable
-    because mypy refuses protocols with unimplemented methods where a ``type[C]`` is expected.)"""
-    return cast(C, obj) if isinstance(obj, cast(type, capability)) else None
+    asks an adapter what it can do. (``capability`` is typed as a callable returning ``C`` rather
+    than ``type[C]``: mypy accepts a protocol class only there.)"""
+    if isinstance(obj, capability):  # type: ignore[arg-type]  # a runtime-checkable protocol
+        return cast(C, obj)
+    return None
 
 
 # --- sources -------------------------------------------------------------------------------
@@ -178,33 +180,72 @@ class LegalHolds(Protocol):
     def set_legal_hold(self, key: str, hold: bool) -> None: ...
 
 
-# --- queues (added by s20-services) --------------------------------------------------------
+# --- s20-core: abilities the core used to find by duck typing ----------------------------------
 
 
 @runtime_checkable
-class InProcess(Protocol):
-    """A work queue that lives in this process (the CLI's local fan-out): only workers here can
-    take its items, so whoever fills it also drains it before returning. Its length is how many
-    items wait."""
+class ScratchTargets(Protocol):
+    """A source that verify's restore drill can restore into a scratch target, digest and drop."""
 
-    def __len__(self) -> int: ...
+    def scratch_target(self, token: str) -> str:
+        """The name of a new, empty scratch target (``token`` makes it unique)."""
+        ...
+
+    def drop_target(self, target: str, recorded: dict[str, Any]) -> None:
+        """Delete the scratch target ``target`` (restored from a snapshot of ``recorded``)."""
+        ...
+
+    def scan_digest(self, target: str) -> tuple[int, str]:
+        """(items, content digest) of the restored target, read the way a backup reads it."""
+        ...
 
 
-# --- s20-gcpaz: a source whose segments resume from a cursor, but whose plan is made again by
-# describing (not recorded with plan_state/resume_plan): Cosmos DB's feed ranges.
+@runtime_checkable
+class Closes(Protocol):
+    """A restore writer that must be closed once the restore is over (flushes, clients)."""
+
+    def close(self) -> None: ...
+
+
+# The two halves of :class:`Resumable`, asked for separately: a source may resume a segment from
+# a cursor without recording a plan (Cosmos DB's change feed continuation), or the reverse.
 
 
 @runtime_checkable
 class ReadsFromCursor(Protocol):
-    """Segments that continue after a crash from a recorded cursor (every :class:`Resumable`
-    source has this too)."""
+    """Pages of a segment from a recorded cursor (``Resumable.read_segment_from``)."""
 
     def read_segment_from(
         self, segment: int, total: int, cursor: dict[str, Any] | None
-    ) -> Iterator[tuple[list[bytes], Callable[[int], Any] | None]]:
-        """Pages of one segment from ``cursor`` (None: its beginning), each with a function
-        giving the cursor after its i-th line."""
-        ...
+    ) -> Iterator[tuple[list[bytes], Callable[[int], Any] | None]]: ...
+
+
+@runtime_checkable
+class RecordsPlan(Protocol):
+    """A read plan recorded at the start and followed on resume (``Resumable.plan_state`` and
+    ``resume_plan``)."""
+
+    def plan_state(self) -> dict[str, Any]: ...
+
+    def resume_plan(self, state: dict[str, Any], segments: int) -> None: ...
+
+
+# ... and the two halves of :class:`NativeRetention`: deleting what a snapshot's manifest records,
+# and sweeping tagged leftovers no snapshot records, are asked for separately.
+
+
+@runtime_checkable
+class DeletesNative(Protocol):
+    """Native artifacts deleted with their snapshot (``NativeRetention.delete_native``)."""
+
+    def delete_native(self, dataset: str, snapshot_id: str, native: dict[str, Any]) -> list[str]: ...
+
+
+@runtime_checkable
+class SweepsNative(Protocol):
+    """Tagged native leftovers swept (``NativeRetention.sweep_native``)."""
+
+    def sweep_native(self, dataset: str, keep: set[str], older_than: datetime) -> list[str]: ...
 
 
 def pages_from_start(source: ReadsFromCursor, segment: int, total: int) -> Iterator[list[bytes]]:
@@ -222,3 +263,15 @@ class GcsLocation(Protocol):
     def gs_uri(self, key: str) -> str:
         """The ``gs://bucket/object`` URI of store key ``key``."""
         ...
+
+
+# --- queues --------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class InProcess(Protocol):
+    """A work queue that lives in this process (the CLI's local fan-out): only workers here can
+    take its items, so whoever fills it also drains it before returning. Its length is how many
+    items wait."""
+
+    def __len__(self) -> int: ...

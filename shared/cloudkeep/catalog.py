@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from . import layout, trust
+from . import layout, timeline, trust
 from .errors import (
+    CloudkeepError,
     KeyUnavailableError,
     ObjectNotFoundError,
     SnapshotNotFoundError,
@@ -188,8 +189,6 @@ def latest(store: Store, dataset: str, *, expect: Expect | None = None,
     ``not_after``): the newest capture time (``timeline.py``), or with ``by_capture=False`` the
     newest id (slot). Newer ones that fail are skipped with a warning — a forged manifest never
     becomes ``@latest``, nor hides the real one. KeyUnavailableError is raised, not skipped."""
-    from . import timeline
-
     ids = snapshot_ids(store, dataset)
     if not_after is not None:
         cutoff = layout.format_time(not_after)
@@ -197,7 +196,7 @@ def latest(store: Store, dataset: str, *, expect: Expect | None = None,
     order = list(reversed(ids))
     if by_capture and len(ids) > 1:
         # capture order of the readable ones first; the rest (judged, so reported) after
-        timed = [c.snapshot_id for c in reversed(timeline.committed(store, dataset, ids=ids))]
+        timed = [c.snapshot_id for c in reversed(committed(store, dataset, ids=ids))]
         order = timed + [i for i in order if i not in set(timed)]
     for snapshot_id in order:
         outcome = _judge(store, dataset, snapshot_id, expect, keyring)
@@ -263,3 +262,40 @@ def _find_bare(policy: Policy, snapshot_id: str, authenticate: bool,
     store, name = found[0]
     expect = trust.expect_for(policy, name, authenticate=authenticate, allow_unsigned=allow_unsigned)
     return store, load_manifest(store, name, snapshot_id, expect=expect)
+
+
+def committed(store: Store, dataset: str, *, ids: list[str] | None = None,
+              as_of: datetime | None = None) -> list[timeline.Captured]:
+    """The dataset's committed snapshots (``ids``, or every one in ``store``) with their capture
+    times, oldest capture first; with ``as_of``, only those that count at that time. A manifest
+    that cannot be read or is not bound to its key is left out (with a warning): the trusted
+    listings (``catalog.scan``) report it."""
+    if ids is None:
+        ids = snapshot_ids(store, dataset)
+    if as_of is not None:
+        ids = [i for i in ids if timeline.id_time(i) <= as_of]
+    known = timeline.remembered(store, dataset, ids)
+    missing = [i for i, at in known.items() if at is None]
+
+    def load(snapshot_id: str) -> tuple[str, datetime | None]:
+        try:
+            return snapshot_id, timeline.remember(store, load_manifest(store, dataset, snapshot_id))
+        except CloudkeepError as exc:  # reported by the trusted listings (catalog.scan)
+            log.warning("%s@%s: not on the timeline: %s", dataset, snapshot_id, exc)
+            return snapshot_id, None
+
+    if missing:
+        if len(missing) == 1:
+            known.update([load(missing[0])])
+        else:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                known.update(pool.map(load, missing))
+    out = [timeline.Captured(i, at) for i, at in known.items() if at is not None]
+    out.sort(key=lambda c: (c.captured_at, c.snapshot_id))
+    return out
+
+
+def newest(store: Store, dataset: str, as_of: datetime | None = None) -> timeline.Captured | None:
+    """The snapshot with the newest capture time (that counts at ``as_of``), or None."""
+    found = committed(store, dataset, as_of=as_of)
+    return found[-1] if found else None

@@ -30,6 +30,7 @@ from typing import Any
 
 from . import blobs, layout
 from . import clock as _clock
+from .catalog import load_manifest, snapshot_ids
 from .codec import HashingReader
 from .errors import (
     CloudkeepError,
@@ -132,8 +133,6 @@ def catch_up(policy: Policy, source: Store, dataset: str, *, limit: int = CATCH_
     when another run holds the dataset's lock (the next call tries again)."""
     if not targets(policy, dataset):
         return []
-    from .catalog import load_manifest, snapshot_ids
-
     wanted = targets(policy, dataset)
     recorded = _recorded(source, dataset)  # one listing, not one per snapshot
     todo: list[Manifest] = []

@@ -32,25 +32,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import checkpoint, layout, logctx
+from . import checkpoint, keys, layout, logctx
+from . import clock as _clock
 from .checkpoint import Deadline, RunState, SegmentRecord
-from .engine import (
-    RunOptions,
-    SegmentRunner,
-    _existing_manifest,
-    attach_source,
-    commit,
-    data_key_of,
-    new_run_id,
-    prepare_source,
-    tier_store,
-)
+from .commit import commit, existing_manifest
+from .duties import after_backup
 from .errors import CloudkeepError, LockedError, ObjectNotFoundError, UsageError
 from .lock import FencedStore
 from .manifest import Manifest
+from .outcomes import RunResult
 from .policy import Policy
 from .queues import Delivery, WorkQueue
 from .registry import open_source, open_store
+from .runstate import attach_source, data_key_of, prepare_source, tier_store
+from .segments import RunOptions, SegmentRunner, new_run_id
 from .sources import Source
 from .stores import Store
 
@@ -108,17 +103,10 @@ class WorkOutcome:
         return out
 
 
-def run_work_item(
-    policy: Policy,
-    item: WorkItem,
-    *,
-    store: Store | None = None,
-    source: Source | None = None,
-    deadline: Deadline | None = None,
-    queue: WorkQueue | None = None,
-    options: RunOptions | None = None,
-    prune: bool = True,
-) -> WorkOutcome:
+def run_work_item(policy: Policy, item: WorkItem, *, store: Store | None = None,
+                  source: Source | None = None, deadline: Deadline | None = None,
+                  queue: WorkQueue | None = None, options: RunOptions | None = None,
+                  prune: bool = True) -> WorkOutcome:
     """Read one segment of a fanned-out snapshot, and commit the snapshot if it was the last
     (then retention follows a scheduled one, unless ``prune`` is False: a cloud's workers run
     as the backup identity, which deletes nothing; the pruner function prunes).
@@ -128,7 +116,7 @@ def run_work_item(
     store = tier_store(policy, item.dataset, store or open_store(policy.stores[spec.store]))
     run_id = new_run_id()
     with logctx.bind(run_id=run_id, dataset=item.dataset, snapshot_id=item.snapshot_id):
-        if _existing_manifest(store, item.dataset, item.snapshot_id) is not None:
+        if existing_manifest(store, item.dataset, item.snapshot_id) is not None:
             return WorkOutcome(item, "exists")
         state = checkpoint.load_run_state(store, item.dataset, item.snapshot_id)
         if state is None or checkpoint.is_abandoned(store, item.dataset, item.snapshot_id):
@@ -145,9 +133,7 @@ def run_work_item(
             _after_commit(policy, store, state, manifest, prune=prune)
             return WorkOutcome(item, "committed", manifest)
         source = source or open_source(spec.source)
-        from .keys import keyring_for
-
-        keyring = keyring_for(policy)
+        keyring = keys.keyring_for(policy)  # looked up when called (tests give workers theirs)
         prepare_source(store, source, state, keyring, policy)
         attach_source(source, store, state)
         opts = options or RunOptions()
@@ -182,10 +168,6 @@ def _after_commit(policy: Policy, store: Store, state: RunState, manifest: Manif
                   prune: bool = True) -> None:
     """What follows a committed snapshot (copies; retention after a scheduled one), done by the
     worker that committed it."""
-    from . import clock as _clock
-    from .engine import RunResult
-    from .runtime import after_backup
-
     result = RunResult(state.dataset, "committed", state.snapshot_id, manifest)
     after_backup(policy, result, store,
                  prune_at=_clock.now() if prune and state.trigger == "schedule" else None)
@@ -207,7 +189,7 @@ def try_commit(policy: Policy, store: Store, state: RunState, run_id: str) -> Ma
             records[segment] = found
     except ObjectNotFoundError:
         # Prune removed the checkpoints of a snapshot another worker committed meanwhile.
-        committed = _existing_manifest(store, state.dataset, state.snapshot_id)
+        committed = existing_manifest(store, state.dataset, state.snapshot_id)
         if committed is not None:
             return committed
         raise

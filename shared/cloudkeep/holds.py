@@ -28,17 +28,18 @@ keeps the snapshot), an unreadable release as no release, and each is reported a
 
 from __future__ import annotations
 
-import getpass
 import json
 import secrets
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import layout
+from .audit import cli_user
+from .capabilities import LegalHolds, able
 from .errors import CloudkeepError, ObjectExistsError, ObjectNotFoundError, UsageError
+from .lock import unwrap
 from .manifest import Manifest
 from .stores import Store
 
@@ -61,12 +62,7 @@ class HoldRefusedError(CloudkeepError):
     """A hold could not be placed because prune is deleting the snapshot (it was withdrawn)."""
 
 
-def who() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
+who = cli_user  # who places or releases a hold from this machine
 
 
 @dataclass
@@ -334,12 +330,12 @@ def _release(store: Store, dataset: str, snapshot_id: str, hold_id: str, by: str
 def _storage_hold(store: Store, manifest: Manifest, hold: bool) -> None:
     """Where the store itself has legal holds (Azure Blob with immutability), set or clear them
     on every object of the snapshot too."""
-    set_hold = getattr(store, "set_legal_hold", None)
-    if set_hold is None or not store.capabilities.object_lock:
+    holding = able(unwrap(store), LegalHolds)
+    if holding is None or not store.capabilities.object_lock:
         return
     keys = [layout.part_key(manifest.dataset, manifest.snapshot_id, p.name) for p in manifest.parts]
     for key in [*keys, layout.manifest_key(manifest.dataset, manifest.snapshot_id)]:
-        set_hold(key, hold)
+        holding.set_legal_hold(key, hold)
 
 
 # ------------------------------------------------------------------------------------- prune side

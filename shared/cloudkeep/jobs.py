@@ -35,13 +35,19 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import __version__, layout, sequences
 from . import clock as _clock
+from .capabilities import Description
+from .catalog import load_manifest, snapshot_ids
+from .commit import existing_manifest
 from .errors import CloudkeepError, ObjectExistsError, ObjectNotFoundError
 from .lock import FencedStore, Lease, unwrap
 from .manifest import Codec, Consistency, ContentDigestEntry, Manifest, Totals
+from .outcomes import RunResult
+from .redaction import redact
+from .retention import Rules
 from .sources import JobContext, NativeJobSource
+from .trust import sign_new
 
 if TYPE_CHECKING:
-    from .engine import RunResult
     from .policy import Policy
     from .stores import Store
 
@@ -104,8 +110,6 @@ def pending_jobs(store: Store, dataset: str) -> list[dict[str, Any]]:
     ids = job_ids(store, dataset)
     if not ids:
         return []
-    from .catalog import snapshot_ids
-
     committed = set(snapshot_ids(store, dataset))
     out = []
     for sid in ids:
@@ -121,8 +125,6 @@ def _write(store: Store, record: dict[str, Any], *, after: int) -> int:
     """Append ``record`` as entry ``after + 1`` of the job's sequence, create-only (the number
     taken: another invocation advanced the job meanwhile → ``ObjectExistsError``)."""
     record["updated_at"] = _clock.now().isoformat()
-    from .redaction import redact
-
     body = redact(json.dumps(record, indent=2, sort_keys=True, default=str)).encode()  # no secrets
     prefix = layout.job_records_prefix(record["dataset"], record["snapshot_id"])
     store.put(layout.sequence_key(prefix, after + 1), body, if_absent=True)
@@ -147,8 +149,9 @@ def run_native(
     deadline = time.monotonic() + wait.seconds
     with Lease(store, dataset, run_id) as lock:
         store = FencedStore(store, lock)  # a run that lost the lock writes nothing more
+        job = _Job(policy, dataset, source, snapshot_id, run_id, trigger, slot)
         while True:
-            result = _step(policy, dataset, store, source, snapshot_id, run_id, trigger, slot)
+            result = _step(job, store)
             if result.status != "pending" or time.monotonic() + wait.interval > deadline:
                 return result
             log.info("dataset %s: job of %s still running; polling again in %.0fs", dataset,
@@ -156,19 +159,23 @@ def run_native(
             wait.sleep(wait.interval)
 
 
-def _step(
-    policy: Policy,
-    dataset: str,
-    store: Store,
-    source: NativeJobSource,
-    snapshot_id: str,
-    run_id: str,
-    trigger: Literal["manual", "schedule"],
-    slot: datetime | None,
-) -> RunResult:
-    from .engine import RunResult, _existing_manifest
+@dataclass(frozen=True)
+class _Job:
+    """The run advancing one native job: which snapshot, by whom, for which slot."""
 
-    existing = _existing_manifest(store, dataset, snapshot_id)
+    policy: Policy
+    dataset: str
+    source: NativeJobSource
+    snapshot_id: str
+    run_id: str
+    trigger: Literal["manual", "schedule"]
+    slot: datetime | None
+
+
+def _step(run: _Job, store: Store) -> RunResult:
+    policy, dataset, source, snapshot_id = run.policy, run.dataset, run.source, run.snapshot_id
+    run_id, trigger, slot = run.run_id, run.trigger, run.slot
+    existing = existing_manifest(store, dataset, snapshot_id)
     if existing is not None:
         return RunResult(dataset, "exists", snapshot_id, existing)
     entry = read_job_entry(store, dataset, snapshot_id)
@@ -236,8 +243,6 @@ def _advance(store: Store, record: dict[str, Any], seq: int) -> None:
 
 
 def _pending(dataset: str, snapshot_id: str, record: dict[str, Any]) -> RunResult:
-    from .engine import RunResult
-
     result = RunResult(dataset, "pending", snapshot_id)
     result.job = {k: record.get(k) for k in ("method", "state", "attempt", "polls", "created_at",
                                              "last_polled_at", "progress") if record.get(k) is not None}
@@ -248,10 +253,13 @@ def _finish(policy: Policy, dataset: str, store: Store, source: NativeJobSource,
             record: dict[str, Any]) -> Manifest:
     spec = policy.dataset(dataset)
     outcome = source.finish_job(ctx, dict(record["job"]))
-    described = dict(outcome.described)
-    method = str(described.pop("method", record.get("method") or "native"))
-    consistency = Consistency(**described.pop("consistency", {"mode": "fuzzy"}))
-    described.pop("digest_ignores", None)
+    raw = outcome.described
+    if not isinstance(raw, Description):
+        raw = dict(raw)
+        raw.setdefault("method", record.get("method") or "native")
+    described = Description.coerce(raw)
+    method = described.method
+    consistency = Consistency(**described.consistency)
     parts = list(outcome.parts)
     slot = record.get("slot")
     manifest = Manifest(
@@ -262,7 +270,7 @@ def _finish(policy: Policy, dataset: str, store: Store, source: NativeJobSource,
         slot=datetime.fromisoformat(slot) if slot else None,
         tier=spec.tier,
         store=spec.store,
-        source=described,
+        source=dict(described.identity),
         method=method,
         consistency=consistency,
         started_at=ctx.started_at,
@@ -280,21 +288,15 @@ def _finish(policy: Policy, dataset: str, store: Store, source: NativeJobSource,
         native=outcome.native,
         cloudkeep_version=__version__,
     )
-    from .trust import sign_new
-
     manifest = sign_new(policy, manifest)  # a native snapshot is not encrypted: signed if keys sign
     retain_until = None
     if store.capabilities.object_lock:
         # Immutable as long as the tier's retention could keep the snapshot (as the engine does).
-        from .retention import Rules
-
         retain_until = ctx.started_at + Rules.from_policy(policy.tiers[spec.tier].retention).horizon()
     try:
         store.put(layout.manifest_key(dataset, ctx.snapshot_id), manifest.to_bytes(), if_absent=True,
                   retain_until=retain_until)
     except ObjectExistsError:
-        from .catalog import load_manifest
-
         return load_manifest(store, dataset, ctx.snapshot_id)
     log.info("dataset %s: %s job of snapshot %s finished; manifest committed (%d parts, %d items)",
              dataset, method, ctx.snapshot_id, manifest.totals.parts, manifest.totals.items)

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .engine import RunResult
+from .outcomes import RunResult
 from .policy import Policy
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ pointing at missing parts; a snapshot's copies (and their records) go before its
 crash never leaves a copy nobody will remove. A committed snapshot's parts are deleted only when
 retention removes that whole snapshot.
 
-What the backup path leaves behind is collected too (``_collect_leftovers``): parts in a committed
+What the backup path leaves behind is collected too (``sweep.collect_leftovers``): parts in a committed
 snapshot's folder that its manifest does not reference (an interrupted or fenced writer's) and its
 checkpoints; unfinished snapshots that can no longer be resumed (abandoned, or started before
 ``checkpoint.RESUME_WITHIN`` and untouched for ``ORPHAN_GRACE``; never the folder of a native job
@@ -29,63 +29,29 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import chain, checkpoint, copies, holds, layout, sequences
-from .catalog import Listing, load_manifest, scan, snapshot_ids
+from . import blobs, catalog, chain, copies, holds, layout, runs, timeline
+from .capabilities import DeletesNative, ExtendsRetention, SweepsNative, able
+from .catalog import Listing, list_manifests, load_manifest, scan, snapshot_ids
 from .errors import CloudkeepError, LockedError, ObjectLockedError, ObjectNotFoundError
+from .jobs import pending_jobs
 from .lock import Fence, FencedStore, Lease, unwrap
+from .outcomes import PruneReport
 from .policy import Policy
-from .registry import open_store
+from .registry import open_source, open_store
 from .retention import Decision, Rules, SnapshotInfo, apply
-from .stores import HasTemporaries, ObjectInfo, Store
+from .sources import native_method
+from .stores import Store
+from .sweep import ORPHAN_GRACE, collect_leftovers, fenced, same_store, temporaries
 from .trust import expect_for
+
+__all__ = ["ORPHAN_GRACE", "PruneReport", "prune", "snapshot_infos"]
 
 log = logging.getLogger(__name__)
 
-ORPHAN_GRACE = timedelta(hours=6)
 
-
-@dataclass
-class PruneReport:
-    dataset: str
-    dry_run: bool
-    decision: Decision
-    removed: list[str] = field(default_factory=list)
-    locked: list[dict[str, str]] = field(default_factory=list)
-    orphans: list[str] = field(default_factory=list)
-    extended: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    blobs: dict[str, Any] | None = None  # S3 source: garbage collection of unreferenced blobs
-    copy_blobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # ... in copy stores
-    native_deleted: list[str] = field(default_factory=list)  # backup / snapshot ARNs
-    collected: dict[str, int] = field(default_factory=dict)  # leftovers of the backup path, by kind
-    problems: list[str] = field(default_factory=list)  # unreadable records (kept, reported)
-    refused: list[dict[str, Any]] = field(default_factory=list)  # manifests not trusted (kept)
-
-    def as_dict(self) -> dict[str, Any]:
-        rows = [{"snapshot_id": s, "action": "keep", "reasons": self.decision.reasons.get(s, [])}
-                for s in self.decision.keep]
-        rows += [{"snapshot_id": s, "action": "remove", "reasons": ["no rule keeps it"]}
-                 for s in self.decision.remove]
-        rows.sort(key=lambda r: str(r["snapshot_id"]), reverse=True)
-        return {
-            "dataset": self.dataset,
-            "dry_run": self.dry_run,
-            "snapshots": rows,
-            "removed": self.removed,
-            "locked": self.locked,
-            "orphans_removed": self.orphans,
-            "retention_extended": self.extended,
-            "native_deleted": self.native_deleted,
-            "collected": self.collected,
-            "errors": self.errors,
-            "problems": self.problems,
-            "refused": self.refused,
-        } | ({"blobs": self.blobs} if self.blobs is not None else {}) | (
-            {"copy_blobs": self.copy_blobs} if self.copy_blobs else {})
 
 
 def snapshot_infos(store: Store, dataset: str, listing: Listing | None = None,
@@ -94,14 +60,12 @@ def snapshot_infos(store: Store, dataset: str, listing: Listing | None = None,
     with a manifest). A snapshot's time is its capture time (``timeline.py``). An unreadable
     hold record keeps its snapshot, an unreadable verification counts as not verified; both are
     added to ``problems``. Raises only when the store cannot be read."""
-    from . import timeline
-
     held = holds.all_for(store, dataset, problems)
     ids = listing.ids if listing is not None else snapshot_ids(store, dataset)
     out = []
     captured = (
         [timeline.Captured(m.snapshot_id, timeline.remember(store, m)) for m in listing.manifests]
-        if listing is not None else timeline.committed(store, dataset, ids=ids))
+        if listing is not None else catalog.committed(store, dataset, ids=ids))
     for entry in sorted(captured, key=lambda c: (c.captured_at, c.snapshot_id)):
         sid = entry.snapshot_id
         out.append(SnapshotInfo(
@@ -209,7 +173,7 @@ def _prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool, store:
                           rules, report)
         pending = _pending_ids(store, dataset, report)
         if pending is not None:
-            _collect_leftovers(policy, store, dataset, now, report, pending, fence, skip=refused)
+            collect_leftovers(policy, store, dataset, now, report, pending, fence, skip=refused)
     except LockedError as exc:  # fenced: another run took the lock; this prune stops here
         report.errors.append(f"stopped: {exc}")
         return report
@@ -232,8 +196,6 @@ def _collect_blobs(policy: Policy, store: Store, dataset: str, now: datetime, re
                    keep_ids: list[str] | None = None, fence: Fence | None = None) -> None:
     """S3 source: blobs no committed snapshot references (older than the grace period), in the
     dataset's store and in the stores it is copied to."""
-    from . import blobs
-
     targets: list[tuple[str | None, Store | None]] = [(None, store)]
     targets += [(name, None) for name in copies.targets(policy, dataset) if name in policy.stores]
     for name, target in targets:
@@ -260,8 +222,6 @@ def _keep_chains(store: Store, dataset: str, decision: Decision,
                  listing: Listing | None = None) -> Decision:
     """Also keep every snapshot a kept incremental snapshot needs (its chain back to the full
     one): removing it would make the kept one impossible to restore."""
-    from .catalog import list_manifests
-
     trusted = listing.manifests if listing is not None else list_manifests(store, dataset)
     manifests = {m.snapshot_id: m for m in trusted}
     needed = chain.needed_by(manifests, decision.keep)
@@ -326,10 +286,7 @@ def _remove_unless_held(policy: Policy, store: Store, dataset: str, sid: str, re
     if sid not in report.removed:  # locked, or a step failed (reported): holds may come again
         holds.cancel_delete(store, dataset, sid, prune_id)
         return
-    try:
-        store.delete(holds.ledger_keys(store, dataset, sid))
-    except CloudkeepError as exc:
-        report.problems.append(f"{dataset}@{sid}: its released holds were not deleted: {exc}")
+    _delete_ledger(store, dataset, sid, report, "its released holds were not deleted")
 
 
 def _compact_hold_ledgers(store: Store, dataset: str, report: PruneReport) -> None:
@@ -360,10 +317,15 @@ def _compact_hold_ledgers(store: Store, dataset: str, report: PruneReport) -> No
             report.problems.append(f"{dataset}@{sid}: held ({', '.join(h.hold_id for h in ledger.active)})"
                                    " but the snapshot does not exist")
             continue
-        try:
-            store.delete(holds.ledger_keys(store, dataset, sid))
-        except CloudkeepError as exc:
-            report.problems.append(f"{dataset}@{sid}: released holds not deleted: {exc}")
+        _delete_ledger(store, dataset, sid, report, "released holds not deleted")
+
+
+def _delete_ledger(store: Store, dataset: str, sid: str, report: PruneReport, failed: str) -> None:
+    """Delete the hold ledger of ``sid``; a failure is a reported problem (``failed``: ...)."""
+    try:
+        store.delete(holds.ledger_keys(store, dataset, sid))
+    except CloudkeepError as exc:
+        report.problems.append(f"{dataset}@{sid}: {failed}: {exc}")
 
 
 def _keep_instead(report: PruneReport, sid: str, reason: str) -> None:
@@ -385,8 +347,6 @@ class _NativeResources:
     @property
     def source(self) -> Any:
         if self._source is None:
-            from .registry import open_source
-
             self._source = open_source(self.spec)
         return self._source
 
@@ -398,11 +358,11 @@ class _NativeResources:
             return True  # no readable manifest: nothing recorded (the sweep finds tagged leftovers)
         if not manifest.native:
             return True
-        delete = getattr(self.source, "delete_native", None)
-        if delete is None or manifest.source.get("type") != self.source.kind:
+        native = able(self.source, DeletesNative)
+        if native is None or manifest.source.get("type") != self.source.kind:
             return True
         try:
-            report.native_deleted.extend(delete(dataset, sid, manifest.native))
+            report.native_deleted.extend(native.delete_native(dataset, sid, manifest.native))
         except CloudkeepError as exc:
             report.errors.append(f"{dataset}@{sid}: cannot delete its {manifest.method} resources: {exc}")
             return False
@@ -410,20 +370,17 @@ class _NativeResources:
 
     def sweep(self, store: Store, dataset: str, keep: set[str], older_than: datetime,
               report: PruneReport) -> None:
-        from .sources import native_method
-
         try:
-            if not native_method(self.source) or not hasattr(self.source, "sweep_native"):
+            native = able(self.source, SweepsNative)
+            if not native_method(self.source) or native is None:
                 return
-            report.native_deleted.extend(self.source.sweep_native(dataset, keep, older_than))
+            report.native_deleted.extend(native.sweep_native(dataset, keep, older_than))
         except CloudkeepError as exc:
             report.errors.append(f"{dataset}: cannot sweep leftover native backups: {exc}")
 
 
 def _pending_ids(store: Store, dataset: str, report: PruneReport) -> set[str] | None:
     """Snapshot ids of native jobs still running (None if the job records cannot be read)."""
-    from .jobs import pending_jobs
-
     try:
         return {str(r["snapshot_id"]) for r in pending_jobs(store, dataset)}
     except CloudkeepError as exc:
@@ -454,12 +411,12 @@ def _remove_snapshot(policy: Policy, store: Store, dataset: str, sid: str, repor
             continue
         try:
             store.delete([layout.copy_record_key(dataset, sid, name)])
-            target = _fenced(open_store(policy.stores[name]), fence)
-            if _same_store(target, store):
+            target = fenced(open_store(policy.stores[name]), fence)
+            if same_store(target, store):
                 continue
             target.delete([layout.manifest_key(dataset, sid)])
             head = layout.snapshot_prefix(dataset, sid)
-            target.delete([i.key for i in target.list(head)] + _temporaries(target, head))
+            target.delete([i.key for i in target.list(head)] + temporaries(target, head))
         except ObjectLockedError as exc:
             report.locked.append({"snapshot_id": sid, "store": name, "detail": str(exc)})
         except LockedError:
@@ -481,7 +438,7 @@ def _remove_snapshot(policy: Policy, store: Store, dataset: str, sid: str, repor
         report.errors.append(f"{dataset}@{sid} (primary): {exc}")
         return
     leftovers = [i.key for i in store.list(layout.snapshot_prefix(dataset, sid))]
-    leftovers += _temporaries(store, layout.snapshot_prefix(dataset, sid))
+    leftovers += temporaries(store, layout.snapshot_prefix(dataset, sid))
     leftovers += [i.key for i in store.list(layout.verifications_prefix(dataset, sid))]
     leftovers += [i.key for i in store.list(layout.copies_prefix(dataset, sid))]
     leftovers += [i.key for i in store.list(layout.job_records_prefix(dataset, sid))]
@@ -498,20 +455,13 @@ def _remove_snapshot(policy: Policy, store: Store, dataset: str, sid: str, repor
     report.removed.append(sid)
 
 
-def _fenced(store: Store, fence: Fence | None) -> Store:
-    return FencedStore(store, fence) if fence is not None else store
-
-
-def _same_store(a: Store, b: Store) -> bool:
-    """Two handles on one location (a copy target that is the primary itself is never swept)."""
-    return a.describe() == b.describe()
-
 
 def _extend_retention(store: Store, dataset: str, keep: list[str], rules: Rules,
                       report: PruneReport) -> None:
-    extend = getattr(store, "extend_retention", None)
-    if extend is None or not store.capabilities.object_lock:
+    extender = able(unwrap(store), ExtendsRetention)  # a fenced store: the store it wraps
+    if extender is None or not store.capabilities.object_lock:
         return
+    extend = extender.extend_retention
     until = datetime.now(UTC) + rules.horizon()
     for sid in keep:
         manifest_key = layout.manifest_key(dataset, sid)
@@ -529,278 +479,22 @@ def _extend_retention(store: Store, dataset: str, keep: list[str], rules: Rules,
 
 def _extend_blobs(store: Store, dataset: str, sid: str, extend: Any, until: datetime) -> None:
     """S3 source: the blobs a kept snapshot references stay locked as long as the snapshot."""
-    from . import blobs
-    from .catalog import load_manifest
-
     manifest = load_manifest(store, dataset, sid)
     if blobs.uses_blobs(manifest):
         for sha in blobs.distinct_blobs(store, manifest):
             extend(layout.blob_key(dataset, sha), until)
 
 
-def _collect_leftovers(policy: Policy, store: Store, dataset: str, now: datetime,
-                       report: PruneReport, pending: set[str], fence: Fence | None,
-                       skip: set[str] | None = None) -> None:
-    """Collect what the backup path (which never deletes) leaves behind, in the dataset's store
-    and in every store it copies to. Runs under the dataset's lock (``fence``); ``skip``: snapshots
-    to leave alone (e.g. a manifest that failed authentication)."""
-    skip = skip or set()
-    committed = _collect_snapshot_folders(policy, store, dataset, now, report, pending, skip)
-    _collect_records(store, dataset, now, report, pending, committed)
-    _collect_sequences(store, dataset, report, fence)
-    for name in copies.targets(policy, dataset):
-        if name not in policy.stores:
-            continue
-        try:
-            target = _fenced(open_store(policy.stores[name]), fence)
-            if _same_store(target, store):
-                continue
-            _collect_copy_store(policy, target, dataset, report, name, skip)
-        except LockedError:
-            raise
-        except ObjectLockedError as exc:
-            report.locked.append({"snapshot_id": "(leftovers)", "store": name, "detail": str(exc)})
-        except CloudkeepError as exc:
-            report.errors.append(f"leftovers of {dataset} in {name}: {exc}")
-
-
-def _count(report: PruneReport, kind: str, n: int) -> None:
-    if n:
-        report.collected[kind] = report.collected.get(kind, 0) + n
-
-
-def _folders(store: Store, dataset: str) -> dict[str, list[ObjectInfo]]:
-    """The dataset's snapshot folders: snapshot id → every object in it (a folder that holds
-    nothing but the temporaries of killed writes is listed, empty)."""
-    groups: dict[str, list[ObjectInfo]] = {}
-    head = layout.snapshots_prefix(dataset)
-    for info in store.list(head):
-        sid = info.key[len(head):].split("/", 1)[0]
-        groups.setdefault(sid, []).append(info)
-    for key in _temporaries(store, head):
-        groups.setdefault(key[len(head):].split("/", 1)[0], [])
-    return groups
-
-
-def _temporaries(store: Store, prefix: str) -> list[str]:
-    """The file store's temporaries of killed writes under ``prefix`` (none for other stores)."""
-    inner = unwrap(store)
-    if not isinstance(inner, HasTemporaries):
-        return []
-    return [i.key for i in inner.temporaries(prefix)]
-
-
-def _unreferenced(store: Store, dataset: str, sid: str, infos: list[ObjectInfo],
-                  keyring: Any) -> list[str] | None:
-    """Keys in a committed snapshot's folder that nothing needs: parts its manifest does not
-    reference (written by an interrupted or fenced writer), its checkpoints, the temporaries of
-    killed writes. None when its manifest cannot be read and trusted (then nothing is touched)."""
-    try:
-        manifest = load_manifest(store, dataset, sid, keyring=keyring)
-    except CloudkeepError as exc:
-        log.warning("dataset %s: leaving %s alone: %s", dataset, sid, exc)
-        return None
-    if manifest.dataset != dataset or manifest.snapshot_id != sid:
-        return None
-    head = layout.snapshot_prefix(dataset, sid)
-    used = {p.name for p in manifest.parts}
-    out = []
-    for info in infos:
-        name = info.key[len(head):]
-        if name.startswith(layout.CHECKPOINTS_DIR + "/") or (
-                layout.parse_part_name(name) is not None and name not in used):
-            out.append(info.key)
-    return out + _temporaries(store, head)
-
-
-def _collect_snapshot_folders(policy: Policy, store: Store, dataset: str, now: datetime,
-                              report: PruneReport, pending: set[str], skip: set[str]) -> set[str]:
-    """Unreferenced parts and checkpoints of committed snapshots; unfinished snapshots no run
-    will resume. Returns the committed snapshot ids."""
-    from .keys import keyring_for
-
-    keyring = keyring_for(policy) if policy.keys else None
-    committed: set[str] = set()
-    for sid, infos in _folders(store, dataset).items():
-        keys = {i.key for i in infos}
-        if layout.manifest_key(dataset, sid) in keys:
-            committed.add(sid)
-            if sid in skip:
-                continue
-            doomed = _unreferenced(store, dataset, sid, infos, keyring)
-            if doomed:
-                _delete(store, doomed, report, sid)
-                _count(report, "committed_leftovers", len(doomed))
-            continue
-        if sid in pending or not _abandoned(store, dataset, sid, infos, now):
-            _collect_superseded_checkpoints(store, dataset, sid, infos, report)
-            continue
-        # The plan first: whatever a crash leaves of the folder can no longer look resumable.
-        plan = layout.run_state_key(dataset, sid)
-        rest = [i.key for i in infos if i.key != plan]
-        rest += _temporaries(store, layout.snapshot_prefix(dataset, sid))
-        if plan in keys:
-            _delete(store, [plan], report, sid)
-        if _delete(store, rest, report, sid):
-            report.orphans.append(sid)
-    return committed
-
-
-def _abandoned(store: Store, dataset: str, sid: str, infos: list[ObjectInfo],
-               now: datetime) -> bool:
-    """An unfinished snapshot no run will resume or commit: marked abandoned; or without a plan
-    (runs record it before any part; what is left is a crashed prune's or a previous release's);
-    or started before ``RESUME_WITHIN``, untouched for ``ORPHAN_GRACE`` and with no live lease."""
-    keys = {i.key for i in infos}
-    if layout.abandoned_key(dataset, sid) in keys:
-        return True
-    if layout.run_state_key(dataset, sid) not in keys:
-        return True
-    try:
-        state = checkpoint.load_run_state(store, dataset, sid)
-    except CloudkeepError:
-        state = None
-    if state is not None and now - state.started <= checkpoint.RESUME_WITHIN:
-        return False
-    newest = max((i.modified for i in infos if i.modified), default=None)
-    if newest is None or now - newest < ORPHAN_GRACE:
-        return False
-    head = layout.checkpoints_prefix(dataset, sid)
-    leases = {i.key[len(head):].split("/", 1)[0] for i in infos
-              if i.key.startswith(head + "lease-") and "/" in i.key[len(head):]}
-    for name in leases:
-        if Lease(store, dataset, "prune", prefix=f"{head}{name}/").holder() is not None:
-            return False
-    return True
-
-
-def _collect_superseded_checkpoints(store: Store, dataset: str, sid: str,
-                                    infos: list[ObjectInfo], report: PruneReport) -> None:
-    """In an unfinished snapshot still being written: all but the newest few entries of each
-    segment's checkpoints and lease generations."""
-    head = layout.checkpoints_prefix(dataset, sid)
-    folders = {i.key[len(head):].split("/", 1)[0] for i in infos
-               if i.key.startswith(head) and "/" in i.key[len(head):]}
-    doomed: list[str] = []
-    for name in sorted(folders):
-        if name.startswith(("segment-", "lease-")):
-            doomed += sequences.superseded(store, f"{head}{name}/")
-    if doomed:
-        _delete(store, doomed, report, sid)
-        _count(report, "superseded_entries", len(doomed))
-
-
-def _collect_records(store: Store, dataset: str, now: datetime, report: PruneReport,
-                     pending: set[str], committed: set[str]) -> None:
-    """Verification and copy records of snapshots that do not exist (their removal was
-    interrupted), and job records of snapshots neither committed nor pending, untouched for
-    ``ORPHAN_GRACE`` (a failed job's record is kept that long for its next attempt)."""
-    doomed: list[str] = []
-    for prefix in (layout.all_verifications_prefix(dataset), layout.all_copies_prefix(dataset)):
-        for info in store.list(prefix):
-            sid = info.key[len(prefix):].split("/", 1)[0]
-            if sid not in committed and layout.SNAPSHOT_ID_RE.match(sid):
-                doomed.append(info.key)
-    jobs: dict[str, list[ObjectInfo]] = {}
-    for info in store.list(layout.jobs_prefix(dataset)):
-        job_sid = layout.parse_job_key(dataset, info.key)
-        if job_sid is not None:
-            jobs.setdefault(job_sid, []).append(info)
-    for sid, infos in jobs.items():
-        if sid in committed or sid in pending:
-            continue
-        newest = max((i.modified for i in infos if i.modified), default=None)
-        if newest is not None and now - newest >= ORPHAN_GRACE:
-            doomed += [i.key for i in infos]
-    doomed += _temporaries(store, layout.all_copies_prefix(dataset))
-    if doomed:
-        _delete(store, doomed, report, "(records)")
-        _count(report, "orphan_records", len(doomed))
-
-
-def _collect_sequences(store: Store, dataset: str, report: PruneReport,
-                       fence: Fence | None) -> None:
-    """Superseded entries of the append-only state sequences (the newest few stay), and the
-    previous release's single objects they replace."""
-    doomed: list[str] = []
-    # Lock generations: older than the newest few. This prune holds the newest one, so the
-    # sequence never goes backwards (a fenced holder that re-creates a removed generation still
-    # finds a newer one and stays fenced).
-    doomed += sequences.superseded(store, layout.lock_prefix(dataset))
-    doomed += _temporaries(store, layout.lock_prefix(dataset))
-    legacy = [layout.lock_key(dataset)]
-    legacy += [i.key for i in store.list(layout.lock_takeover_prefix(dataset))]
-    doomed += [k for k in legacy if store.stat(k) is not None]
-    doomed += sequences.superseded(store, layout.alert_states_prefix(dataset))
-    if sequences.numbers(store, layout.alert_states_prefix(dataset)) \
-            and store.stat(layout.alert_state_key(dataset)) is not None:
-        doomed.append(layout.alert_state_key(dataset))
-    doomed += sequences.superseded(store, layout.policy_digests_prefix())
-    if sequences.numbers(store, layout.policy_digests_prefix()) \
-            and store.stat(layout.policy_digest_key()) is not None:
-        doomed.append(layout.policy_digest_key())
-    head = layout.jobs_prefix(dataset)
-    sids = {layout.parse_job_key(dataset, i.key) for i in store.list(head)}
-    for sid in sorted(s for s in sids if s):
-        prefix = layout.job_records_prefix(dataset, sid)
-        doomed += sequences.superseded(store, prefix)
-        if sequences.numbers(store, prefix) and store.stat(layout.job_key(dataset, sid)) is not None:
-            doomed.append(layout.job_key(dataset, sid))
-    if doomed:
-        _delete(store, doomed, report, "(state)")
-        _count(report, "superseded_entries", len(doomed))
-
-
-def _collect_copy_store(policy: Policy, target: Store, dataset: str, report: PruneReport,
-                        name: str, skip: set[str]) -> None:
-    """In a copy store: partial copies (a folder without a manifest — copies run under the
-    dataset's lock, which prune holds, so none is in progress) and what a committed copy's
-    manifest does not reference. A committed copy itself is removed only with its snapshot."""
-    from .keys import keyring_for
-
-    keyring = keyring_for(policy) if policy.keys else None
-    for sid, infos in _folders(target, dataset).items():
-        if sid in skip:
-            continue
-        head = layout.snapshot_prefix(dataset, sid)
-        if any(i.key == layout.manifest_key(dataset, sid) for i in infos):
-            doomed = _unreferenced(target, dataset, sid, infos, keyring)
-            if doomed:
-                _delete(target, doomed, report, f"{sid} ({name})")
-                _count(report, "copy_leftovers", len(doomed))
-            continue
-        doomed = [i.key for i in infos] + _temporaries(target, head)
-        if _delete(target, doomed, report, f"{sid} ({name})"):
-            _count(report, "partial_copies", 1)
-
-
-def _delete(store: Store, keys: list[str], report: PruneReport, what: str) -> bool:
-    """Delete ``keys``; a refusal (immutability, an error) is reported, not raised — except a
-    lost lock, which stops the prune. True when they are gone."""
-    if not keys:
-        return True
-    try:
-        store.delete(keys)
-        return True
-    except ObjectLockedError as exc:
-        report.locked.append({"snapshot_id": what, "store": store.describe(), "detail": str(exc)})
-    except LockedError:
-        raise
-    except CloudkeepError as exc:
-        report.errors.append(f"leftovers of {what}: {exc}")
-    return False
 
 
 def _index_runs(store: Store, dataset: str, snapshot_ids_: list[str]) -> None:
     """Make sure every snapshot about to be removed is in the run index (``runs.py``: a snapshot
     of an earlier release, or of a run that stopped right after its commit), so the run history
     outlives it. Best effort: the index is create-only and a miss only costs report accuracy."""
-    from . import runs, timeline
-
     if not snapshot_ids_:
         return
     try:
-        for captured in timeline.committed(store, dataset, ids=list(snapshot_ids_)):
+        for captured in catalog.committed(store, dataset, ids=list(snapshot_ids_)):
             key = layout.run_index_key(dataset, captured.captured_at, captured.snapshot_id)
             if store.stat(key) is None:
                 runs.record(store, load_manifest(store, dataset, captured.snapshot_id))

@@ -18,15 +18,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import chain, layout
-from .codec import ContentDigest, DecryptionError, PartLimitError, open_part
+import zstandard
+
+from . import blobs, chain, layout
+from .capabilities import Closes, CopiesObjects, able
+from .codec import ContentDigest, DecryptionError, PartLimitError, TruncatedPartError, open_part
 from .errors import RestoreError
+from .keys import keyring_for
 from .manifest import Manifest, PartEntry
 from .policy import Policy
 from .progress import NullProgress, Progress
 from .registry import open_source
 from .sources import RestoreWriter, Source, restore_native
 from .stores import Store
+from .trust import check_policy, expect_for
 
 if TYPE_CHECKING:
     from .keys import Keyring
@@ -77,9 +82,6 @@ def restore(
     manifest of the chain is authenticated, checked against the policy's encryption and signing
     requirements (``cloudkeep.trust``; ``allow_unsigned`` accepts an unsigned or unencrypted one)
     and its data key unwrapped before anything is written."""
-    from .keys import keyring_for
-    from .trust import check_policy, expect_for
-
     keyring = keyring or keyring_for(policy)
     expect = expect_for(policy, manifest.dataset, allow_unsigned=allow_unsigned)
     spec = policy.dataset(manifest.dataset)
@@ -109,9 +111,9 @@ def restore(
         data_keys[snapshot.snapshot_id] = keyring.authenticate(snapshot)
         check_policy(store, snapshot, expect, keyring)
         _precheck(store, snapshot)
-    attach_store = getattr(source, "attach_store", None)
-    if attach_store is not None:  # the S3 source restores objects from the store's blobs
-        attach_store(store, manifest.dataset)
+    copier = able(source, CopiesObjects)
+    if copier is not None:  # the S3 source restores objects from the store's blobs
+        copier.attach_store(store, manifest.dataset)
     writer = source.open_restore(target, manifest.source, overwrite=overwrite)
     t0 = time.monotonic()
     items = 0
@@ -131,9 +133,9 @@ def restore(
         raise RestoreError(f"{exc}; target {target!r} holds a partial restore") from exc
     finally:
         progress.finish()
-        close = getattr(writer, "close", None)
-        if close is not None:
-            close()
+        closing = able(writer, Closes)
+        if closing is not None:
+            closing.close()
     seconds = time.monotonic() - t0
     log.info("restored %s@%s into %s: %d items in %.2fs%s", manifest.dataset, manifest.snapshot_id,
              target, items, seconds,
@@ -169,8 +171,6 @@ def _precheck(store: Store, manifest: Manifest) -> None:
             problems.append(
                 f"part {part.name} has {info.size} bytes, manifest says {part.stored_bytes}"
             )
-    from . import blobs
-
     if not problems and blobs.uses_blobs(manifest):
         # S3 source: every object's content must be there too (sha256 is checked while writing).
         problems += blobs.check_blobs(store, manifest, rehash=False)
@@ -184,10 +184,6 @@ def _restore_part(
     store: Store, manifest: Manifest, part: PartEntry, writer: RestoreWriter, progress: Progress,
     data_key: bytes | None = None,
 ) -> ContentDigest:
-    import zstandard
-
-    from .codec import TruncatedPartError
-
     digest = ContentDigest(ignores=manifest.content_digest.ignores)
     key = layout.part_key(manifest.dataset, manifest.snapshot_id, part.name)
     with store.open(key) as stream:

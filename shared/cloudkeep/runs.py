@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from . import layout, timeline
+from . import catalog, layout, timeline
 from .errors import CloudkeepError, ObjectExistsError
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def history(store: Store, dataset: str, *, as_of: datetime | None = None,
     commit). With ``as_of``, only runs that count at that time (their id's time not after it)."""
     entries = indexed(store, dataset)
     if committed is None:
-        committed = timeline.committed(store, dataset)
+        committed = catalog.committed(store, dataset)
     live = {c.snapshot_id: c.captured_at for c in committed}
     runs = [Run(sid, at, pruned=sid not in live) for sid, at in entries.items()]
     runs += [Run(sid, at) for sid, at in live.items() if sid not in entries]

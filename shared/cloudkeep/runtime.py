@@ -15,20 +15,32 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import checkpoint, clock, logctx, timeline
-from .alerts import Notifier
-from .catalog import latest
-from .engine import RunOptions, RunResult, backup
+from . import alerts, checkpoint, clock, copies, logctx, timeline, verify_slots
+from .alerts import Notifier, channels_for, secret_values
+from .duties import (
+    after_backup,
+    audit_backup,
+    due_verifications,
+    newest_trusted,
+    note_policy,
+    prune_one,
+)
+from .engine import RunOptions, RunResult, backup, unfinished_snapshot
 from .errors import CloudkeepError, LockedError, UsageError
-from .manifest import Manifest
-from .metrics import MetricsSink
-from .policy import Policy
+from .jobs import pending_jobs
+from .metrics import MetricsSink, backup_metrics, freshness_metrics, verification_metrics
+from .policy import Policy, format_duration
 from .progress import Progress
 from .registry import open_source, open_store
 from .schedule import Schedule, Window, due_state, slot_snapshot_id
 from .sources import Source, native_method
 from .stores import Store
-from .verify import record_and_audit
+from .verify import brief, latest_records
+
+# Callers and tests import these from here; they live in ``duties.py``.
+_due_verifications = due_verifications
+__all__ = ["DUTIES", "DatasetPlan", "TickResult", "after_backup", "audit_backup", "dataset_plan",
+           "parse_now", "plan", "snapshot_time", "tick"]
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +137,12 @@ def dataset_plan(policy: Policy, name: str, now: datetime, store: Store | None =
     window = Window.parse(tier.window) if tier.window else None
     # The trusted snapshots that count at ``now``; the newest is the one captured last
     # (timeline.py; catalog.latest orders by capture time and skips untrusted manifests).
-    newest_manifest = _newest_trusted(policy, name, store, now, by_capture=True)
+    newest_manifest = newest_trusted(policy, name, store, now, by_capture=True)
     latest_started = newest_manifest.started_at if newest_manifest is not None else None
     newest = (timeline.Captured(newest_manifest.snapshot_id, timeline.remember(store, newest_manifest))
               if newest_manifest is not None else None)
     # due-ness goes by the names (slots) of the trusted snapshots, freshness by capture time
-    by_name = _newest_trusted(policy, name, store, now)
+    by_name = newest_trusted(policy, name, store, now)
     captured = [timeline.Captured(m.snapshot_id, timeline.capture_time(m))
                 for m in (by_name, newest_manifest) if m is not None]
     state = due_state(
@@ -166,31 +178,8 @@ def dataset_plan(policy: Policy, name: str, now: datetime, store: Store | None =
     )
 
 
-def _newest_trusted(policy: Policy, name: str, store: Store, now: datetime, *,
-                    by_capture: bool = False) -> Manifest | None:
-    """The newest snapshot of ``name`` at ``now`` (by id, or by capture time) whose manifest
-    passes every check of ``cloudkeep.trust`` (a forged or replayed one is skipped with a
-    warning, never counted)."""
-    from .errors import KeyUnavailableError
-    from .trust import expect_for
-
-    try:
-        return latest(store, name, expect=expect_for(policy, name), not_after=now,
-                      by_capture=by_capture)
-    except KeyUnavailableError as exc:
-        # The backup identity may not unwrap committed data keys (docs/threat-model.md), so a
-        # manifest of an earlier release (tagged with its data key only) cannot be checked here:
-        # the schedule then goes by manifests bound to their key and store (a copied or replayed
-        # manifest is still refused); verification, with the restore identity, checks the tag.
-        log.debug("dataset %s: %s; choosing by bound manifests only", name, exc)
-        return latest(store, name, not_after=now, by_capture=by_capture)
-
-
 def plan(policy: Policy, now: datetime, *, datasets: list[str] | None = None,
          store_for: Callable[[str], Store] | None = None) -> list[DatasetPlan]:
-    from . import alerts, verify_slots
-    from .verify import brief, latest_records
-
     names = datasets or sorted(policy.datasets)
     out = []
     for name in names:
@@ -310,8 +299,6 @@ def tick(
     freshness watchdog), ``prune`` (retention; right after each committed snapshot when backing
     up too, else of every dataset) and ``verify`` (the scheduled drills and samples). A backup
     without the prune duty deletes nothing."""
-    from .alerts import channels_for, secret_values
-
     unknown = sorted(set(duties) - set(DUTIES))
     if unknown or not duties:
         raise UsageError(f"unknown tick duties {unknown or '(none)'} (known: {', '.join(DUTIES)})")
@@ -323,7 +310,7 @@ def tick(
     backing_up, pruning = "backup" in duties, "prune" in duties
     with logctx.bind(run_id=result.run_id):
         if backing_up:
-            _note_policy(policy, names, store_for, now)
+            note_policy(policy, names, store_for, now)
         for name in names:
             outcome = None
             if backing_up:
@@ -336,39 +323,17 @@ def tick(
                     if on_result:
                         on_result(outcome)
             elif pruning:
-                result.prunes.append(_prune_one(policy, name, now, store_for))
+                result.prunes.append(prune_one(policy, name, now, store_for))
             _watch(policy, name, now, outcome, result, store_for, source_for, sink, notifier)
     log.info("tick %s at %s: %d run, %d failed, %d not due", result.run_id, now.isoformat(),
              len(result.results), len(result.failed), len(result.not_due))
     return result
 
 
-def _note_policy(policy: Policy, names: list[str], store_for: Callable[[str], Store] | None,
-                 now: datetime) -> None:
-    """Audit a policy change, once per distinct store of the datasets ticked."""
-    from . import audit
-
-    seen: set[str] = set()
-    for name in names:
-        try:
-            spec = policy.dataset(name)
-            store = store_for(name) if store_for else open_store(policy.stores[spec.store])
-            where = store.describe()
-            if where in seen:
-                continue
-            seen.add(where)
-            audit.note_policy(store, policy, at=now)
-        except CloudkeepError as exc:
-            log.warning("dataset %s: could not check the policy digest: %s", name, exc)
-
-
 def _watch(policy: Policy, name: str, now: datetime, outcome: RunResult | None, result: TickResult,
            store_for: Callable[[str], Store] | None, source_for: Callable[[str], Source] | None,
            sink: MetricsSink | None, notifier: Notifier) -> None:
     """Everything a tick does for one dataset after its backup (never raises)."""
-    from . import alerts
-    from .metrics import backup_metrics, freshness_metrics, verification_metrics
-
     def emit(metrics: list[Any]) -> None:
         for metric in metrics:
             if sink is not None:
@@ -393,7 +358,7 @@ def _watch(policy: Policy, name: str, now: datetime, outcome: RunResult | None, 
                     observed["backup_failed"] = None
             if "backup" in result.duties:
                 observed |= _copy_duty(policy, name, outcome, store, result)
-            due = _due_verifications(policy, name, now, store, source_for,
+            due = due_verifications(policy, name, now, store, source_for,
                                      run_id=result.run_id) if "verify" in result.duties else []
             for report in due:
                 emit(verification_metrics(report))
@@ -434,8 +399,6 @@ def _copy_duty(policy: Policy, name: str, outcome: RunResult | None, store: Stor
     """Retry the copies a dataset is missing (failed or interrupted earlier) and say what the
     ``copy_failed`` alert should be: a message while some copy fails, None once all are
     verified (nothing when the dataset has no copy targets, or another run held its lock)."""
-    from . import copies
-
     if not copies.targets(policy, name):
         return {}
     if outcome is not None and outcome.status in ("committed", "exists"):
@@ -455,135 +418,7 @@ def _copy_duty(policy: Policy, name: str, outcome: RunResult | None, store: Stor
 
 
 def _age_text(seconds: float | None) -> str:
-    from .policy import format_duration
-
     return "?" if seconds is None else format_duration(timedelta(seconds=int(seconds)))
-
-
-def _due_verifications(policy: Policy, name: str, now: datetime, store: Store,
-                       source_for: Callable[[str], Source] | None = None, *,
-                       run_id: str = "") -> list[Any]:
-    """Run the drill and the sample the dataset's tier schedules whose current slot (the latest
-    at or before ``now``) has not run yet: at most one drill per drill slot and one sample per
-    sample slot, whatever the copies, retention or pruning of the verified snapshot.
-
-    Each slot is claimed first with a create-only record that prune never deletes
-    (:mod:`cloudkeep.verify_slots`); a tick that finds the claim taken skips the slot. A
-    verification run by hand after the slot (or a scheduled one recorded by an earlier release)
-    counts for it: the claim then notes it and nothing runs. The newest snapshot (by capture
-    time) is verified; the reports are recorded under ``verifications/``, audited, and their
-    outcomes added to the slot records. Returns the reports of what ran. Needs nothing of the
-    tick: it can run on its own (e.g. in a restore-role function)."""
-    from . import verify_slots
-    from .verify import Problem, VerifyReport, latest_records, run_level
-
-    spec = policy.dataset(name)
-    tier = policy.tiers[spec.tier]
-    if tier.verify is None:
-        return []
-    plans = [(level, expr) for level, expr in (("drill", tier.verify.drill),
-                                                ("sample", tier.verify.sample)) if expr]
-    if not plans:
-        return []
-    newest = _newest_trusted(policy, name, store, now)
-    if newest is None:
-        return []
-    run_id = run_id or secrets.token_hex(8)
-    last: dict[str, dict[str, Any]] | None = None
-    reports = []
-    for level, expr in plans:
-        assert expr is not None
-        slot = Schedule.parse(expr, policy.timezone).previous(now)
-        if verify_slots.claimed(store, name, level, slot):
-            continue  # this slot ran (or runs now in another invocation)
-        if last is None:
-            last = latest_records(store, name)
-        previous = last.get(level)
-        satisfied: dict[str, Any] | None = None
-        if previous is not None:
-            try:
-                if previous.get("slot") == slot.isoformat() or (
-                        previous.get("trigger") != "schedule"
-                        and datetime.fromisoformat(str(previous.get("started_at"))) >= slot):
-                    satisfied = {k: previous.get(k) for k in ("snapshot_id", "trigger",
-                                                              "started_at", "ok")}
-            except ValueError:
-                pass
-        try:
-            mine = verify_slots.claim(store, name, level, slot, snapshot_id=newest.snapshot_id,
-                                      run_id=run_id, satisfied_by=satisfied)
-        except CloudkeepError as exc:
-            log.error("dataset %s: cannot claim the %s slot %s (not run): %s", name, level,
-                      slot.isoformat(), exc)
-            continue
-        if not mine or satisfied is not None:
-            continue
-        manifest = newest
-        log.info("dataset %s: scheduled %s of %s (slot %s)", name, level, manifest.snapshot_id,
-                 slot.isoformat())
-        try:
-            report = run_level(policy, store, manifest, level,
-                               sample_items=tier.verify.sample_items,
-                               source=source_for(name) if source_for else None, trigger="schedule")
-        except CloudkeepError as exc:
-            report = VerifyReport(name, manifest.snapshot_id, level, clock.now(), trigger="schedule",
-                                  tier=spec.tier, problems=[Problem(None, level, str(exc))])
-            report.finished_at = clock.now()
-        report.slot = slot
-        key = record_and_audit(store, report)
-        verify_slots.record_outcome(store, report, slot, key)
-        reports.append(report)
-    return reports
-
-
-def audit_backup(policy: Policy, result: RunResult, store: Store | None = None,
-                 at: datetime | None = None) -> None:
-    """Append the audit record of one backup outcome (committed or failed; nothing else)."""
-    from . import audit
-
-    if result.status not in ("committed", "failed"):
-        return
-    try:
-        store = store or open_store(policy.stores[policy.dataset(result.dataset).store])
-    except CloudkeepError as exc:
-        log.warning("dataset %s: no audit record: %s", result.dataset, exc)
-        return
-    keep = ("items", "parts", "bytes_stored", "duration_seconds", "error", "pruned", "trigger")
-    audit.write(store, "backup", outcome=result.status, dataset=result.dataset,
-                snapshot_id=result.snapshot_id, at=at,
-                detail={k: v for k, v in result.as_dict().items() if k in keep})
-    if result.pruned:
-        audit.write(store, "prune", outcome="removed", dataset=result.dataset, at=at,
-                    detail={"removed": result.pruned})
-
-
-def after_backup(policy: Policy, result: RunResult, store: Store | None = None, *,
-                 prune_at: datetime | None = None) -> None:
-    """What follows a committed snapshot: its run-index entry (:mod:`cloudkeep.runs`), copies to
-    the dataset's further stores (this one, and any earlier snapshot whose copy failed or was
-    interrupted), and — on a scheduled tick — retention. Problems are logged and recorded on the
-    result, never raised: the snapshot itself is committed (a failed copy is
-    ``result.copy_failures``)."""
-    if result.status not in ("committed", "exists") or result.manifest is None:
-        return
-    from . import copies, runs
-    from .prune import prune
-
-    store = store or open_store(policy.stores[policy.dataset(result.dataset).store])
-    if result.status == "committed":
-        runs.record(store, result.manifest)
-    try:
-        result.copies = copies.catch_up(policy, store, result.dataset)
-    except CloudkeepError as exc:
-        log.error("dataset %s: copies failed: %s", result.dataset, exc)
-        result.copies = [{"snapshot_id": result.snapshot_id, "store": name, "verified": False,
-                          "error": str(exc)} for name in copies.targets(policy, result.dataset)]
-    if result.status == "committed" and prune_at is not None:
-        try:
-            report = prune(policy, result.dataset, prune_at, store=store)
-            result.pruned = report.removed
-        except CloudkeepError as exc:
-            log.error("dataset %s: prune failed: %s", result.dataset, exc)
 
 
 RESUME_WITHIN = checkpoint.RESUME_WITHIN  # older unfinished snapshots are left to prune
@@ -591,8 +426,6 @@ RESUME_WITHIN = checkpoint.RESUME_WITHIN  # older unfinished snapshots are left 
 
 def _pending_scheduled(store: Store, dataset: str, now: datetime) -> Any:
     """The latest unfinished scheduled snapshot of ``dataset`` started in the last 24 hours."""
-    from .engine import unfinished_snapshot
-
     state = unfinished_snapshot(store, dataset, "schedule", now=now)
     if state is None or now - state.started > RESUME_WITHIN:
         return None
@@ -618,8 +451,6 @@ def _tick_one(
             source = source_for(name) if source_for else None
             if _runs_native_jobs(spec.source) or (source is not None and native_method(source)):
                 # A native job still running is continued before (instead of) starting another.
-                from .jobs import pending_jobs
-
                 pending = pending_jobs(store, name)
                 if pending:
                     record = pending[0]
@@ -670,35 +501,6 @@ def _tick_one(
             return RunResult(name, "failed", error=f"internal error: {type(exc).__name__}: {exc}",
                              exit_code=1)
 
-
-
-def _prune_one(policy: Policy, name: str, now: datetime,
-               store_for: Callable[[str], Store] | None) -> dict[str, Any]:
-    """The prune duty of one dataset (the pruner's own schedule): retention applied, audited.
-    Never raises; a prune that could not run at all is reported ``failed``."""
-    from . import audit
-    from .prune import prune
-
-    with logctx.bind(dataset=name):
-        try:
-            spec = policy.dataset(name)
-            store = store_for(name) if store_for else open_store(policy.stores[spec.store])
-            report = prune(policy, name, now, store=store)
-        except CloudkeepError as exc:
-            log.error("dataset %s: prune failed: %s", name, exc)
-            return {"dataset": name, "failed": True, "error": str(exc)}
-        except Exception as exc:
-            log.exception("dataset %s: prune failed unexpectedly", name)
-            return {"dataset": name, "failed": True, "error": f"internal error: {type(exc).__name__}: {exc}"}
-        if report.removed:
-            try:
-                audit.write(store, "prune", outcome="removed", dataset=name, at=now,
-                            detail={"removed": report.removed})
-            except CloudkeepError as exc:
-                log.warning("dataset %s: no audit record of the prune: %s", name, exc)
-        return {"dataset": name, "failed": False, "removed": report.removed,
-                "locked": [entry["snapshot_id"] for entry in report.locked],
-                "orphans_removed": report.orphans, "errors": report.errors}
 
 
 def _runs_native_jobs(spec: Any) -> bool:

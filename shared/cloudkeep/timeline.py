@@ -21,13 +21,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from . import layout
-from .errors import CloudkeepError
 
 log = logging.getLogger(__name__)
 
@@ -89,45 +87,12 @@ def _where(store: Store) -> str:
     return where
 
 
-def committed(store: Store, dataset: str, *, ids: list[str] | None = None,
-              as_of: datetime | None = None) -> list[Captured]:
-    """The dataset's committed snapshots (``ids``, or every one in ``store``) with their capture
-    times, oldest capture first; with ``as_of``, only those that count at that time. A manifest
-    that cannot be read or is not bound to its key is left out (with a warning): the trusted
-    listings (``catalog.scan``) report it."""
-    from .catalog import load_manifest, snapshot_ids
-
-    if ids is None:
-        ids = snapshot_ids(store, dataset)
-    if as_of is not None:
-        ids = [i for i in ids if id_time(i) <= as_of]
+def remembered(store: Store, dataset: str, ids: list[str]) -> dict[str, datetime | None]:
+    """The capture times this process remembers of ``ids`` (None: not read yet); the committed
+    snapshots with their capture times are ``catalog.committed``."""
     where = _where(store)
     with _cache_lock:
-        known = {i: _cache.get((where, dataset, i)) for i in ids}
-    missing = [i for i, at in known.items() if at is None]
-
-    def load(snapshot_id: str) -> tuple[str, datetime | None]:
-        try:
-            return snapshot_id, remember(store, load_manifest(store, dataset, snapshot_id))
-        except CloudkeepError as exc:  # reported by the trusted listings (catalog.scan)
-            log.warning("%s@%s: not on the timeline: %s", dataset, snapshot_id, exc)
-            return snapshot_id, None
-
-    if missing:
-        if len(missing) == 1:
-            known.update([load(missing[0])])
-        else:
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                known.update(pool.map(load, missing))
-    out = [Captured(i, at) for i, at in known.items() if at is not None]
-    out.sort(key=lambda c: (c.captured_at, c.snapshot_id))
-    return out
-
-
-def newest(store: Store, dataset: str, as_of: datetime | None = None) -> Captured | None:
-    """The snapshot with the newest capture time (that counts at ``as_of``), or None."""
-    found = committed(store, dataset, as_of=as_of)
-    return found[-1] if found else None
+        return {i: _cache.get((where, dataset, i)) for i in ids}
 
 
 def _utc(at: datetime) -> datetime:

@@ -4,9 +4,10 @@ drill), recorded under ``verifications/`` and audited."""
 from __future__ import annotations
 
 from ..catalog import resolve
+from ..drills import run_level
 from ..policy import Policy
 from ..progress import Progress
-from ..verify import VerifyReport, record_and_audit, run_level
+from ..verify import VerifyReport, record_and_audit
 
 LEVELS = ("integrity", "sample", "drill")
 

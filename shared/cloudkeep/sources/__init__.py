@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from ..capabilities import NativeRestore, able
+
 if TYPE_CHECKING:
     from ..manifest import Codec, Manifest, PartEntry
     from ..stores import Store
@@ -113,8 +115,8 @@ class NativeJobSource(Protocol):
 
 def native_method(source: object) -> str | None:
     """The native method ``source`` is set to run, or None when it is read by scanning."""
-    method = getattr(source, "native_method", None)
-    return method() if callable(method) else None
+    job = able(source, NativeJobSource)
+    return job.native_method() if job is not None else None
 
 
 @runtime_checkable
@@ -146,5 +148,5 @@ def check_restore_target(source: object, manifest: Manifest, target: str) -> Non
 def restore_native(source: object, manifest: Manifest, target: str, *, overwrite: bool) -> Any:
     """Let a source restore a snapshot its own way (RestoreTableFromBackup, a Firestore import);
     None when the snapshot's parts are restored line by line as usual."""
-    fn = getattr(source, "restore_native", None)
-    return fn(manifest, target, overwrite=overwrite) if callable(fn) else None
+    native = able(source, NativeRestore)
+    return native.restore_native(manifest, target, overwrite=overwrite) if native is not None else None
