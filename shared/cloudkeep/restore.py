@@ -11,12 +11,14 @@ anything is written, and each one's content digest is checked as it is written.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import zstandard
 
@@ -36,6 +38,7 @@ from .trust import check_policy, expect_for
 if TYPE_CHECKING:
     from .keys import Keyring
 
+SPOOL_CHUNK = 1 << 20  # bytes read at a time while a part is checked
 log = logging.getLogger(__name__)
 
 WRITE_CHUNK = 500
@@ -186,7 +189,7 @@ def _restore_part(
 ) -> ContentDigest:
     digest = ContentDigest(ignores=manifest.content_digest.ignores)
     key = layout.part_key(manifest.dataset, manifest.snapshot_id, part.name)
-    with store.open(key) as stream:
+    with _checked_part(store, key, part) as stream:
         # Within the manifest's limits (stored_bytes, raw_bytes, line length); an encrypted
         # part's every chunk is authenticated before its items are written.
         hashing, lines = open_part(stream, compression=manifest.codec.compression,
@@ -214,3 +217,29 @@ def _restore_part(
     if hashing.sha256.hexdigest() != part.sha256:
         raise RestoreError(f"part {part.name} failed its sha256 check")
     return digest
+
+
+def _checked_part(store: Store, key: str, part: PartEntry) -> BinaryIO:
+    """The part's stored bytes, spooled to a local temporary file and checked against the
+    manifest's sha256 and size *before* any of its items is written to a target: a damaged or
+    replaced part restores nothing, whatever it decompresses to. Reads at most ``stored_bytes``
+    + 1 bytes; the file is deleted when closed."""
+    spool = tempfile.TemporaryFile()
+    sha = hashlib.sha256()
+    size = 0
+    try:
+        with store.open(key) as stream:
+            while chunk := stream.read(min(SPOOL_CHUNK, part.stored_bytes + 1 - size)):
+                size += len(chunk)
+                sha.update(chunk)
+                spool.write(chunk)
+                if size > part.stored_bytes:
+                    raise RestoreError(f"part {part.name} is damaged: it holds more than the "
+                                       f"{part.stored_bytes} bytes its manifest records")
+        if size != part.stored_bytes or sha.hexdigest() != part.sha256:
+            raise RestoreError(f"part {part.name} failed its sha256 check")
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
