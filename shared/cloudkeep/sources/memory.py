@@ -126,13 +126,6 @@ class NativeBackup:
 
 
 @dataclass
-class _Job:
-    backup_id: str
-    script: list[str]
-    polls: int = 0
-
-
-@dataclass
 class MemoryWorld:
     """An account of in-memory tables. Each table keeps its history: key → [(version, item or
     :data:`GONE` for a deletion)], versions increasing, so it can be read at any version."""
@@ -140,7 +133,7 @@ class MemoryWorld:
     tables: dict[str, dict[str, list[tuple[int, Any]]]] = field(default_factory=dict)
     version: int = 0
     backups: dict[str, NativeBackup] = field(default_factory=dict)
-    jobs: dict[str, _Job] = field(default_factory=dict)
+    jobs: dict[str, int] = field(default_factory=dict)  # native job (its backup id) → polls
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def create(self, table: str) -> None:
@@ -404,14 +397,16 @@ class MemorySource(Resumable, Incremental, Summarizes, SampleCheck):
 class MemoryNativeSource(MemorySource, NativeJobSource, NativeCheck, NativeRestore,
                          NativeRetention, Drillable):
     """A memory source set to run a native job: ``start_job`` copies the table (at that moment)
-    into a native backup that becomes available after the polls ``script`` says (``running``,
-    ``failed``; once it is used up, ``done``)."""
+    into a native backup; ``script`` says what this source's next polls find (``running``,
+    ``failed``; once it is used up, ``done``). ``started`` lists the snapshot ids it started jobs
+    for, ``polls`` counts its polls."""
 
     def __init__(self, world: MemoryWorld | None = None, table: str = "items", *,
                  script: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(world, table, **kwargs)
         self.script = list(script or [])
         self.started: list[str] = []
+        self.polls = 0
 
     def native_method(self) -> str | None:
         return "native"
@@ -419,25 +414,27 @@ class MemoryNativeSource(MemorySource, NativeJobSource, NativeCheck, NativeResto
     def start_job(self, ctx: JobContext) -> dict[str, Any]:
         with self.world.lock:
             version = self.world.version
-            backup_id = f"{ctx.dataset}.{ctx.snapshot_id}.{len(self.world.backups)}"
+            backup_id = f"{ctx.dataset}.{ctx.snapshot_id}.{len(self.world.jobs)}"
             self.world.backups[backup_id] = NativeBackup(
                 backup_id, self.table, ctx.dataset, ctx.snapshot_id, ctx.started_at, version,
                 self.world.items(self.table, version))
-            self.world.jobs[backup_id] = _Job(backup_id, list(self.script))
+            self.world.jobs[backup_id] = 0
         self.started.append(ctx.snapshot_id)
         return {"backup_id": backup_id}
 
     def poll_job(self, ctx: JobContext, job: dict[str, Any]) -> JobPoll:
+        backup_id = str(job.get("backup_id"))
         with self.world.lock:
-            state = self.world.jobs.get(str(job.get("backup_id")))
-            if state is None:
-                return JobPoll("failed", job, f"no job {job.get('backup_id')!r}")
-            state.polls += 1
-            step = state.script.pop(0) if state.script else "done"
+            if backup_id not in self.world.jobs:
+                return JobPoll("failed", job, f"no job {backup_id!r}")
+            self.world.jobs[backup_id] += 1
+            self.polls += 1
+            step = self.script.pop(0) if self.script else "done"
+            if step == "failed":
+                self.world.backups.pop(backup_id, None)
         if step == "failed":
-            self.world.backups.pop(state.backup_id, None)
             return JobPoll("failed", job, "the memory backup failed (scripted)")
-        return JobPoll("done" if step == "done" else "running", job, f"poll {state.polls}")
+        return JobPoll("done" if step == "done" else "running", job, f"poll {self.polls}")
 
     def finish_job(self, ctx: JobContext, job: dict[str, Any]) -> NativeOutcome:
         backup = self.world.backups.get(str(job.get("backup_id")))
