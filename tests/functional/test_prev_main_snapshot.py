@@ -20,7 +20,7 @@ from helpers import cli, cli_json, scan_all
 
 pytestmark = pytest.mark.emulator
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "prev-main"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "prev-main"
 
 
 def _bytes(value: Any) -> Any:
