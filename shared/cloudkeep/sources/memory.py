@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .. import layout
 from ..capabilities import (
     CopiesObjects,
     Drillable,
@@ -515,8 +516,6 @@ class MemoryObjectSource(MemorySource, CopiesObjects):
         self.store, self.dataset, self.retain_until = store, dataset, retain_until
 
     def _blob_key(self, sha: str) -> str:
-        from .. import layout
-
         return layout.blob_key(self.dataset, sha)
 
     def read_segment_from(
