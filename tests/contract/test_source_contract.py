@@ -45,7 +45,13 @@ from cloudkeep.policy import Policy, parse_policy
 from cloudkeep.registry import open_source
 from cloudkeep.restore import restore
 from cloudkeep.sources import NativeJobSource, native_method
-from cloudkeep.sources.memory import MemoryNativeSource, MemoryObjectSource, MemorySource, MemoryWorld
+from cloudkeep.sources.memory import (
+    MemoryIncrementalSource,
+    MemoryNativeSource,
+    MemoryObjectSource,
+    MemorySource,
+    MemoryWorld,
+)
 from cloudkeep.stores.memory import MemoryStore
 from cloudkeep.verify import verify_integrity
 from conftest import REGION
@@ -226,7 +232,7 @@ def _rds(request: pytest.FixtureRequest) -> Rig:
 # test_declared_abilities checks them against the adapters themselves (capabilities.able).
 BUILDERS: dict[str, Callable[[pytest.FixtureRequest], Rig]] = {
     "memory": lambda _r: _memory(MemorySource),
-    "memory-incremental": lambda _r: _memory(MemorySource, incremental=True),
+    "memory-incremental": lambda _r: _memory(MemoryIncrementalSource),
     "memory-objects": lambda _r: _memory(MemoryObjectSource),
     "memory-native": lambda _r: _memory(MemoryNativeSource),
     "dynamodb": _dynamodb,
@@ -243,8 +249,7 @@ ABLE: dict[str, list[str]] = {
     # (plan_state/resume_plan): it does not match the Resumable protocol as it stands.
     "Resumable": ["memory", "memory-incremental", "memory-objects", "memory-native", "dynamodb",
                   "firestore"],
-    "Incremental": ["memory", "memory-incremental", "memory-objects", "memory-native", "s3",
-                    "cosmos"],
+    "Incremental": ["memory-incremental", "s3", "cosmos"],
     "CopiesObjects": ["memory-objects", "s3"],
     "Summarizes": ["memory", "memory-incremental", "memory-objects", "memory-native", "s3"],
     "SampleCheck": ["memory", "memory-incremental", "memory-objects", "memory-native", "dynamodb",

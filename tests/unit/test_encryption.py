@@ -30,7 +30,13 @@ from cloudkeep.keys.local import create_key_file, read_key_file
 from cloudkeep.manifest import Manifest
 from cloudkeep.policy import AzureKeyVaultKeySpec, GcpKmsKeySpec, Policy, parse_policy
 from cloudkeep.restore import restore
-from cloudkeep.sources.memory import MemorySource, MemoryWorld, encode, segment_of
+from cloudkeep.sources.memory import (
+    MemoryIncrementalSource,
+    MemorySource,
+    MemoryWorld,
+    encode,
+    segment_of,
+)
 from cloudkeep.stores.memory import MemoryStore
 from cloudkeep.verify import verify_integrity
 
@@ -334,13 +340,9 @@ def test_copies_carry_encrypted_bytes_as_they_are(key_dir: Path) -> None:
     assert verify_integrity(copy, again, keyring=Keyring.from_policy(policy)).ok
 
 
-class IncrementalSource(MarkerSource):
+class IncrementalSource(MarkerSource, MemoryIncrementalSource):
     """The marker source taking incremental snapshots: after the first, each holds only the
     items added since the previous one (a chain)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.incremental = True
 
 
 def test_incremental_chain_restores_with_encryption(key_dir: Path) -> None:

@@ -13,10 +13,11 @@ sorted keys and no insignificant whitespace, so the same item always gives the s
 are kept by their shortest repr; NaN and infinities are refused when an item is put).
 
 - :class:`MemorySource` — a scanned source: :class:`~cloudkeep.capabilities.Resumable` (cursor:
-  the last key read), :class:`~cloudkeep.capabilities.Incremental` (when ``incremental=True``:
-  after the first snapshot, only the changes since the previous one, replayed as a chain),
-  :class:`~cloudkeep.capabilities.Summarizes`, :class:`~cloudkeep.capabilities.SampleCheck`,
-  restore-target naming rules and scratch targets for drills.
+  the last key read), :class:`~cloudkeep.capabilities.Summarizes`,
+  :class:`~cloudkeep.capabilities.SampleCheck`, restore-target naming rules and scratch targets
+  for drills.
+- :class:`MemoryIncrementalSource` — the same, :class:`~cloudkeep.capabilities.Incremental`:
+  after the first snapshot, each holds only the changes since the previous one (a chain).
 - :class:`MemoryNativeSource` — the same, set to run a native job
   (:class:`~cloudkeep.sources.NativeJobSource`): a job copies the table into a native backup;
   :class:`~cloudkeep.capabilities.NativeCheck`, :class:`~cloudkeep.capabilities.NativeRestore`,
@@ -222,20 +223,19 @@ class MemoryWriter:
         return len(lines)
 
 
-class MemorySource(Resumable, Incremental, Summarizes, SampleCheck):
+class MemorySource(Resumable, Summarizes, SampleCheck):
     """Reads one table of a :class:`MemoryWorld` in ``segments`` segments of pages of
-    ``page_size`` lines, at the version ``describe()`` saw. With ``incremental``, a snapshot that
-    follows a committed one of the same table holds only the changes since it."""
+    ``page_size`` lines, at the version ``describe()`` saw."""
 
     kind = KIND
+    incremental = False  # MemoryIncrementalSource: a snapshot continues the previous one
 
     def __init__(self, world: MemoryWorld | None = None, table: str = "items", *,
-                 segments: int = 2, page_size: int = 10, incremental: bool = False) -> None:
+                 segments: int = 2, page_size: int = 10) -> None:
         self.world = world if world is not None else MemoryWorld()
         self.table = table
         self.segments = segments
         self.page_size = page_size
-        self.incremental = incremental
         self.world.create(table)
         self._previous: Manifest | None = None
         self._version: int | None = None
@@ -350,11 +350,6 @@ class MemorySource(Resumable, Incremental, Summarizes, SampleCheck):
                 self._read += len(page)
             yield page, _cursor_after(chunk)
 
-    # ------------------------------------------------------------------ Incremental
-
-    def set_previous(self, manifest: Manifest | None) -> None:
-        self._previous = manifest
-
     # ------------------------------------------------------------------ Summarizes
 
     def read_summary(self) -> dict[str, Any]:
@@ -382,17 +377,32 @@ class MemorySource(Resumable, Incremental, Summarizes, SampleCheck):
     # ------------------------------------------------------------------ restore targets, drills
 
     def target_problem(self, target: str, manifest: Manifest) -> str | None:
+        """A restore target is a table name of the world (nothing is read or written)."""
         if not _NAME.fullmatch(target):
             return "a table name is 1-128 letters, digits, '.', '_' or '-'"
         return None
 
     def scratch_target(self, token: str) -> str:
+        """A table name for a restore drill (dropped after it)."""
         return f"{self.table}-drill-{token}"
 
     def drop_target(self, target: str, recorded: dict[str, Any]) -> None:
+        """Drop a drill's scratch table (gone already is fine); never the source's own."""
         if target == self.table:
             raise SourceError(f"refusing to drop the source table {target!r}")
         self.world.drop(target)
+
+
+class MemoryIncrementalSource(MemorySource, Incremental):
+    """A memory source taking incremental snapshots: a snapshot that follows a committed one of
+    the same table holds only the changes since it (deleted items as delete lines); a restore
+    replays the chain (cloudkeep.chain)."""
+
+    incremental = True
+
+    def set_previous(self, manifest: Manifest | None) -> None:
+        """The dataset's latest committed snapshot (None: there is none), before describe."""
+        self._previous = manifest
 
 
 class MemoryNativeSource(MemorySource, NativeJobSource, NativeCheck, NativeRestore,
