@@ -1,6 +1,11 @@
 """Shared fixtures: the emulators (started once per session), policies, stores.
 
 An emulator that cannot start fails the run: nothing here skips.
+
+The tests are arranged by tier (tests/README.md): tests/unit, tests/contract, tests/functional,
+tests/e2e. This directory (conftest, helpers, fixtures_gcp, fixtures_azure) and every tier
+directory are on ``sys.path``, so a test imports a helper or another test module by its bare
+name (``from helpers import cli``, ``from test_engine import ScriptedSource``) from any tier.
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+TIERS = ("unit", "contract", "functional", "e2e")
 sys.path.insert(0, str(ROOT))
+for _tier in TIERS:
+    sys.path.insert(0, str(ROOT / "tests" / _tier))
 
 from tools.emulators import DynamoDBLocal, MotoServer  # noqa: E402
 

@@ -21,7 +21,7 @@ from conftest import REGION, ROOT, unique
 
 pytestmark = pytest.mark.emulator
 
-EVENTS = Path(__file__).parent / "events"
+EVENTS = Path(__file__).resolve().parents[1] / "events"
 
 
 def event(name: str) -> Any:

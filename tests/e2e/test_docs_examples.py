@@ -28,7 +28,7 @@ from helpers import scan_all
 
 pytestmark = pytest.mark.emulator
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 VENV_BIN = str(Path(sys.executable).parent)
 MARK = re.compile(r"<!-- (test|runbook): ([\w ]+?) -->\s*\n\s*```(\w+)[^\n]*\n(.*?)```", re.S)
 BLOCK = re.compile(r"^\s*```sh[^\n]*\n(.*?)^\s*```", re.S | re.M)

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,15 @@ from cloudkeep.keys.local import create_key_file, read_key_file
 from cloudkeep.manifest import Manifest
 from cloudkeep.policy import AzureKeyVaultKeySpec, GcpKmsKeySpec, Policy, parse_policy
 from cloudkeep.restore import restore
+from cloudkeep.sources.memory import (
+    MemoryIncrementalSource,
+    MemorySource,
+    MemoryWorld,
+    encode,
+    segment_of,
+)
 from cloudkeep.stores.memory import MemoryStore
 from cloudkeep.verify import verify_integrity
-from test_engine import ScriptedSource
 
 MARKER = "MARKER-plaintext-7f3a"
 
@@ -63,17 +68,27 @@ def local_policy(key_dir: Path, *, use: str = "one", extra: str = "") -> Policy:
                                     f"{{keys: [{use}]}}", extra), base_dir=key_dir)
 
 
-class MarkerSource(ScriptedSource):
-    """Scripted DynamoDB lines carrying a marker string, restorable into a list."""
+class MarkerSource(MemorySource):
+    """The in-memory source (cloudkeep.sources.memory) whose items carry a marker string (in
+    their values: keys are cursors, recorded in checkpoints); restorable into a list
+    (``restored``)."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, segments: int = 3, per_segment: int = 50) -> None:
+        super().__init__(MemoryWorld(), "aaa", segments=segments, page_size=10)
+        self.per_segment = per_segment
         self.restored: list[bytes] = []
+        self.add("k")
+
+    def add(self, prefix: str) -> None:
+        """Put ``segments * per_segment`` more items carrying the marker, their keys starting
+        with ``prefix``."""
+        for i in range(self.segments * self.per_segment):
+            self.put(f"{prefix}{i:05d}", {"v": i, "marker": f"{MARKER}-{prefix}{i}"})
 
     def lines(self, segment: int) -> list[bytes]:
-        return [json.dumps({"Item": {"pk": {"S": f"{MARKER}-{segment}-{i}"}, "v": {"N": str(i)}}},
-                           sort_keys=True, separators=(",", ":")).encode()
-                for i in range(self.per_segment)]
+        """The lines of ``segment`` as a full snapshot reads them now."""
+        return [encode(k, v) for k, v in self.live().items()
+                if segment_of(k, self.segments) == segment]
 
     def open_restore(self, target: str, recorded: dict[str, Any], *, overwrite: bool) -> Any:
         source = self
@@ -89,7 +104,7 @@ class MarkerSource(ScriptedSource):
         return Writer()
 
 
-def take(policy: Policy, store: MemoryStore, source: ScriptedSource | None = None,
+def take(policy: Policy, store: MemoryStore, source: MemorySource | None = None,
          part_size: int = 400, snapshot_id: str | None = None) -> Manifest:
     result = backup(policy, "a", store=store, source=source or MarkerSource(),
                     options=RunOptions(part_size=part_size), keyring=Keyring.from_policy(policy),
@@ -325,38 +340,17 @@ def test_copies_carry_encrypted_bytes_as_they_are(key_dir: Path) -> None:
     assert verify_integrity(copy, again, keyring=Keyring.from_policy(policy)).ok
 
 
-class IncrementalSource(MarkerSource):
-    """A scripted source whose snapshots after the first hold only new lines (a chain)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.previous: Manifest | None = None
-        self.round = 0
-
-    def set_previous(self, manifest: Manifest | None) -> None:
-        self.previous = manifest
-
-    def describe(self) -> dict[str, Any]:
-        prev = self.previous
-        record = ({"kind": "full", "previous": None, "base": None, "sequence": 0} if prev is None else
-                  {"kind": "incremental", "previous": prev.snapshot_id,
-                   "base": prev.source["incremental"]["base"] or prev.snapshot_id,
-                   "sequence": prev.source["incremental"]["sequence"] + 1})
-        return {"type": "dynamodb", "table": "aaa", "incremental": record}
-
-    def lines(self, segment: int) -> list[bytes]:
-        return [json.dumps({"Item": {"pk": {"S": f"{MARKER}-{self.round}-{segment}-{i}"}}},
-                           separators=(",", ":")).encode() for i in range(self.per_segment)]
-
-    def read_segment(self, segment: int, total: int) -> Iterator[list[bytes]]:
-        yield self.lines(segment)
+class IncrementalSource(MarkerSource, MemoryIncrementalSource):
+    """The marker source taking incremental snapshots: after the first, each holds only the
+    items added since the previous one (a chain)."""
 
 
 def test_incremental_chain_restores_with_encryption(key_dir: Path) -> None:
     policy, store, source = local_policy(key_dir), MemoryStore(), IncrementalSource(segments=2)
     manifests = []
     for n in range(3):
-        source.round = n
+        if n:
+            source.add(f"round{n}-")  # new items: the next snapshot holds only these
         manifests.append(take(policy, store, source, snapshot_id=f"2026010{n + 1}T000000Z-abcd"))
     assert manifests[2].source["incremental"]["previous"] == manifests[1].snapshot_id
     source.restored = []

@@ -32,7 +32,7 @@ from cloudkeep.verify import verify_integrity
 from conftest import REGION, unique
 from helpers import cli, cli_json, scan_all
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # tests/, where stall_child.py is
 ITEMS = 240
 
 

@@ -502,10 +502,9 @@ def test_a_downgraded_manifest_never_becomes_the_base_of_an_incremental_snapshot
     assert plain is not None
     for info in elsewhere.list("a/snapshots/"):
         store.put(info.key, elsewhere.get(info.key))
-    source.round = 1
     [after] = take(policy, store, "a", [3], source)
     assert after.source["incremental"]["kind"] == "full"  # not continuing from the forgery
-    source.round = 2
+    source.add("round2-")  # new items: the next (incremental) snapshot holds only these
     [then] = take(policy, store, "a", [4], source)
     assert then.source["incremental"]["previous"] == after.snapshot_id
     source.restored = []

@@ -1,4 +1,4 @@
-"""The tick's watchdog on the in-memory store with an in-memory source (our protocols, no
+"""The tick's watchdog on the in-memory store with the in-memory source (our protocols, no
 cloud): freshness against the RPO, alerts raised once and cleared by one recovery, scheduled
 drills once per slot, metrics through the sink protocol, and the audit trail of it all."""
 
@@ -14,11 +14,11 @@ import pytest
 
 from cloudkeep import alerts, audit, clock
 from cloudkeep.alerts import MemoryChannel, Notifier
-from cloudkeep.codec import ContentDigest
 from cloudkeep.errors import SourceError
 from cloudkeep.metrics import MemorySink
 from cloudkeep.policy import parse_policy
 from cloudkeep.runtime import tick
+from cloudkeep.sources import memory
 from cloudkeep.stores.memory import MemoryStore
 
 POLICY = parse_policy("""
@@ -38,75 +38,48 @@ datasets:
 T0 = datetime(2026, 3, 2, 0, 5, tzinfo=UTC)
 
 
-def line(i: int, value: str = "v") -> bytes:
-    return json.dumps({"Item": {"pk": {"S": f"k{i}"}, "v": {"S": value}}}, sort_keys=True,
-                      separators=(",", ":")).encode()
-
-
-class MemorySource:
-    """An in-memory source with restore targets, scratch targets and item lookup: a fake of
-    cloudkeep's Source protocol (not of any SDK)."""
-
-    kind = "dynamodb"
+class MemorySource(memory.MemorySource):
+    """The in-memory source (cloudkeep.sources.memory) with switches for trouble: ``failing``
+    (it cannot be described), ``corrupt_restores`` (restores write altered items),
+    ``write_delay`` (seconds each restore write takes); ``dropped`` lists dropped targets."""
 
     def __init__(self, items: int = 40) -> None:
-        self.items = {f"k{i}": line(i) for i in range(items)}
-        self.targets: dict[str, dict[str, bytes]] = {}
+        super().__init__(memory.MemoryWorld(), "orders", segments=1, page_size=1000)
+        for i in range(items):
+            self.put(f"k{i}", {"v": "v"})
         self.dropped: list[str] = []
         self.failing = False
         self.corrupt_restores = False
         self.write_delay = 0.0
 
+    @property
+    def targets(self) -> dict[str, dict[str, Any]]:
+        """The restore targets that exist (every table but the source's own)."""
+        return {name: self.world.items(name) for name in list(self.world.tables)
+                if name != self.table}
+
     def describe(self) -> dict[str, Any]:
         if self.failing:
             raise SourceError("table orders is unreachable (AccountKey=s3cr3tValue;)")
-        return {"type": "dynamodb", "table": "orders", "region": "us-east-1"}
+        return super().describe()
 
-    def plan_segments(self, described: dict[str, Any]) -> int:
-        return 1
-
-    def read_segment(self, segment: int, total: int) -> Iterator[list[bytes]]:
-        yield list(self.items.values())
-
-    def open_restore(self, target: str, recorded: dict[str, Any], *, overwrite: bool) -> Any:
-        table = self.targets.setdefault(target, {})
+    def open_restore(self, target: str, recorded: dict[str, Any], *,
+                     overwrite: bool) -> memory.MemoryWriter:
         source = self
 
-        class Writer:
+        class Writer(memory.MemoryWriter):
             def write(self, lines: list[bytes]) -> int:
                 time.sleep(source.write_delay)
-                for one in lines:
-                    doc = json.loads(one)
-                    if source.corrupt_restores:
-                        doc["Item"]["v"] = {"S": "lost"}
-                    table[doc["Item"]["pk"]["S"]] = json.dumps(doc, sort_keys=True,
-                                                               separators=(",", ":")).encode()
-                return len(lines)
+                if source.corrupt_restores:
+                    lines = [memory.encode(memory.decode(one)[0], {"v": "lost"}) for one in lines]
+                return super().write(lines)
 
-        writer = Writer()
-        writer.target = target  # type: ignore[attr-defined]
-        return writer
-
-    def scan_digest(self, target: str) -> tuple[int, str]:
-        digest = ContentDigest()
-        for one in self.targets.get(target, {}).values():
-            digest.add_line(one)
-        return digest.count, digest.hexdigest()
-
-    def scratch_target(self, token: str) -> str:
-        return f"orders-drill-{token}"
+        super().open_restore(target, recorded, overwrite=overwrite)
+        return Writer(self.world, target)
 
     def drop_target(self, target: str, recorded: dict[str, Any]) -> None:
-        self.targets.pop(target, None)
+        super().drop_target(target, recorded)
         self.dropped.append(target)
-
-    def sample_check(self, lines: list[bytes]) -> list[str]:
-        out = []
-        for one in lines:
-            key = json.loads(one)["Item"]["pk"]["S"]
-            live = self.items.get(key)
-            out.append("deleted" if live is None else "matched" if live == one else "changed")
-        return out
 
 
 @pytest.fixture

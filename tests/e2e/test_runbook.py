@@ -24,7 +24,7 @@ from helpers import cli, cli_json
 
 pytestmark = pytest.mark.emulator
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 VENV_BIN = str(Path(sys.executable).parent)
 
 

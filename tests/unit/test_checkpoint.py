@@ -1,9 +1,8 @@
 """Checkpoints, resume, the time budget and in-process fan-out, over our own protocols: an
-in-memory store and a scripted resumable source (cursor = the next line's index)."""
+in-memory store and the in-memory source (cloudkeep.sources.memory; cursor = the last key read)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 from cloudkeep import checkpoint, layout
 from cloudkeep.catalog import snapshot_ids
 from cloudkeep.checkpoint import Deadline
-from cloudkeep.codec import ContentDigest, iter_lines
+from cloudkeep.codec import iter_lines
 from cloudkeep.engine import RunOptions, backup
 from cloudkeep.fanout import WorkItem, WorkItemError, drain, run_work_item
 from cloudkeep.lock import DatasetLock
@@ -21,6 +20,7 @@ from cloudkeep.manifest import Manifest
 from cloudkeep.policy import parse_policy
 from cloudkeep.prune import prune
 from cloudkeep.queues.inprocess import InProcessQueue
+from cloudkeep.sources.memory import MemorySource, MemoryWorld
 from cloudkeep.stores.memory import MemoryStore
 from cloudkeep.verify import verify_integrity
 
@@ -33,56 +33,29 @@ datasets:
 """)
 
 
-class ResumableSource:
-    """Segments of fixed lines in pages of 10; ``read_segment_from`` resumes at a line index.
-    ``reads`` counts the lines handed out, so a test can see that a resume re-reads nothing."""
-
-    kind = "dynamodb"
+class ResumableSource(MemorySource):
+    """The in-memory source (cloudkeep.sources.memory) over ``segments * per_segment`` items in
+    pages of 10 (its cursor: the last key read). Every instance of the same size holds the same
+    items. ``reads`` counts the lines handed out, so a test can see that a resume re-reads
+    nothing; ``resumed_at`` the cursors it resumed from."""
 
     def __init__(self, segments: int = 3, per_segment: int = 200) -> None:
-        self.segments = segments
+        super().__init__(MemoryWorld(), "aaa", segments=segments, page_size=10)
+        self.fill(segments * per_segment)
         self.per_segment = per_segment
         self.reads = 0
         self.resumed_at: list[tuple[int, Any]] = []
 
-    def lines(self, segment: int) -> list[bytes]:
-        return [json.dumps({"Item": {"pk": {"S": f"{segment}-{i}"}, "pad": {"S": "x" * 40}}},
-                           sort_keys=True, separators=(",", ":")).encode()
-                for i in range(self.per_segment)]
-
-    def describe(self) -> dict[str, Any]:
-        return {"type": "dynamodb", "table": "aaa", "item_count_estimate": 0}
-
-    def plan_segments(self, described: dict[str, Any]) -> int:
-        return self.segments
-
-    def plan_state(self) -> dict[str, Any]:
-        return {"note": "nothing"}
-
-    def resume_plan(self, state: dict[str, Any], segments: int) -> None:
-        assert state == {"note": "nothing"} and segments == self.segments
-
-    def read_segment(self, segment: int, total: int) -> Iterator[list[bytes]]:
-        for lines, _ in self.read_segment_from(segment, total, None):
-            yield lines
-
     def read_segment_from(self, segment: int, total: int,
                           cursor: Any) -> Iterator[tuple[list[bytes], Any]]:
-        lines = self.lines(segment)
-        start = int(cursor["next"]) if cursor else 0
         if cursor:
             self.resumed_at.append((segment, cursor))
-        for at in range(start, len(lines), 10):
-            page = lines[at : at + 10]
+        for page, after in super().read_segment_from(segment, total, cursor):
             self.reads += len(page)
-            yield page, (lambda i, at=at: {"next": at + i + 1})
+            yield page, after
 
     def expected(self) -> tuple[int, str]:
-        digest = ContentDigest()
-        for s in range(self.segments):
-            for line in self.lines(s):
-                digest.add_line(line)
-        return digest.count, digest.hexdigest()
+        return self.scan_digest(self.table)
 
 
 def stored_lines(store: MemoryStore, manifest: Manifest) -> list[bytes]:

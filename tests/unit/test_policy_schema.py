@@ -18,7 +18,7 @@ from cloudkeep.policy import parse_policy
 from cloudkeep.policy_doc import json_schema, reference_markdown
 from helpers import cli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "schemas" / "policy.schema.json"
 REFERENCE = ROOT / "docs" / "policy-reference.md"
 

@@ -12,11 +12,11 @@ import pytest
 
 from cloudkeep import layout
 from cloudkeep.catalog import list_manifests, snapshot_ids
-from cloudkeep.codec import ContentDigest
 from cloudkeep.engine import RunOptions, backup, backup_many
 from cloudkeep.errors import LockedError, SourceError
 from cloudkeep.lock import DatasetLock
 from cloudkeep.policy import parse_policy
+from cloudkeep.sources.memory import MemorySource, MemoryWorld
 from cloudkeep.stores.memory import MemoryStore
 from cloudkeep.verify import verify_integrity
 
@@ -30,45 +30,24 @@ datasets:
 """)
 
 
-class ScriptedSource:
-    """A Source whose segments yield fixed lines; can fail after some pages."""
-
-    kind = "dynamodb"
+class ScriptedSource(MemorySource):
+    """The in-memory source (cloudkeep.sources.memory) over a table of ``segments *
+    per_segment`` items in pages of 10; can fail after some pages of one segment."""
 
     def __init__(self, segments: int = 3, per_segment: int = 50, fail_segment: int | None = None,
                  fail_after_pages: int = 0) -> None:
-        self.segments = segments
-        self.per_segment = per_segment
+        super().__init__(MemoryWorld(), "aaa", segments=segments, page_size=10)
+        self.fill(segments * per_segment)
         self.fail_segment = fail_segment
         self.fail_after_pages = fail_after_pages
 
-    def lines(self, segment: int) -> list[bytes]:
-        return [json.dumps({"Item": {"pk": {"S": f"{segment}-{i}"}, "v": {"N": str(i)}}},
-                           sort_keys=True, separators=(",", ":")).encode()
-                for i in range(self.per_segment)]
-
-    def describe(self) -> dict[str, Any]:
-        return {"type": "dynamodb", "table": "aaa", "item_count_estimate": 0}
-
-    def plan_segments(self, described: dict[str, Any]) -> int:
-        return self.segments
-
-    def read_segment(self, segment: int, total: int) -> Iterator[list[bytes]]:
-        lines = self.lines(segment)
-        for page, start in enumerate(range(0, len(lines), 10)):
-            if segment == self.fail_segment and page >= self.fail_after_pages:
+    def read_segment_from(self, segment: int, total: int, cursor: dict[str, Any] | None
+                          ) -> Iterator[tuple[list[bytes], Any]]:
+        pages = super().read_segment_from(segment, total, cursor)
+        for page_no, (page, after) in enumerate(pages):
+            if segment == self.fail_segment and page_no >= self.fail_after_pages:
                 raise SourceError(f"segment {segment} broke")
-            yield lines[start : start + 10]
-
-    def open_restore(self, target: str, recorded: dict[str, Any], *, overwrite: bool) -> Any:
-        raise AssertionError("restore is not exercised with this source")
-
-    def scan_digest(self, target: str) -> tuple[int, str]:
-        digest = ContentDigest()
-        for s in range(self.segments):
-            for line in self.lines(s):
-                digest.add_line(line)
-        return digest.count, digest.hexdigest()
+            yield page, after
 
 
 def test_backup_commits_manifest_last_with_totals_and_digest() -> None:

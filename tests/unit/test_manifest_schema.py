@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cloudkeep.manifest import json_schema
 
-SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "manifest.schema.json"
+SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "manifest.schema.json"
 
 
 def test_schema_file_is_current() -> None:

@@ -1,5 +1,5 @@
-"""Native jobs spanning invocations (cloudkeep.jobs), with a scripted source of our own protocol
-(``sources.NativeJobSource``) and the in-memory store: start → pending, poll → pending / failed,
+"""Native jobs spanning invocations (cloudkeep.jobs), with the in-memory native-job source (our
+own protocol ``sources.NativeJobSource``, cloudkeep.sources.memory) and the in-memory store: start → pending, poll → pending / failed,
 finish → committed; the scheduled tick continues a pending job instead of starting another."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from cloudkeep.jobs import pending_jobs, read_job
 from cloudkeep.policy import parse_policy
 from cloudkeep.prune import prune
 from cloudkeep.runtime import tick
-from cloudkeep.sources import JobContext, JobPoll, NativeJobSource, NativeOutcome
+from cloudkeep.sources import NativeJobSource
+from cloudkeep.sources.memory import MemoryNativeSource, MemoryWorld
 from cloudkeep.stores.memory import MemoryStore
 
 POLICY = """
@@ -29,44 +30,13 @@ datasets:
 """
 
 
-class ScriptedJobs:
-    """A native-job source whose job reports the scripted states, one per poll."""
-
-    kind = "dynamodb"
+class ScriptedJobs(MemoryNativeSource):
+    """The in-memory native-job source (cloudkeep.sources.memory): each job copies the table into
+    a native backup; its polls report the scripted states, one per poll (then ``done``)."""
 
     def __init__(self, script: list[str]) -> None:
-        self.script = list(script)
-        self.started: list[str] = []
-        self.polls = 0
-        self.deleted: list[str] = []
-
-    def native_method(self) -> str | None:
-        return "native"
-
-    def start_job(self, ctx: JobContext) -> dict[str, Any]:
-        self.started.append(ctx.snapshot_id)
-        return {"backup_arn": f"arn:backup/{ctx.snapshot_id}", "n": len(self.started)}
-
-    def poll_job(self, ctx: JobContext, job: dict[str, Any]) -> JobPoll:
-        self.polls += 1
-        state = self.script.pop(0) if self.script else "done"
-        if state == "failed":
-            return JobPoll("failed", job, "the service said no")
-        return JobPoll("done" if state == "done" else "running", job, f"poll {self.polls}")
-
-    def finish_job(self, ctx: JobContext, job: dict[str, Any]) -> NativeOutcome:
-        return NativeOutcome(
-            described={"type": "dynamodb", "table": "orders", "method": "native",
-                       "consistency": {"mode": "point-in-time", "time": "2026-01-01T02:00:00+00:00"}},
-            native={"kind": "dynamodb-backup", "backup_arn": job["backup_arn"]})
-
-    def delete_native(self, dataset: str, snapshot_id: str, native: dict[str, Any]) -> list[str]:
-        self.deleted.append(native["backup_arn"])
-        return [native["backup_arn"]]
-
-    # the plain Source protocol (never called for a native job)
-    def describe(self) -> dict[str, Any]:
-        raise AssertionError("a native job is not described like a scan")
+        super().__init__(MemoryWorld(), "orders", script=script)
+        self.fill(5)
 
 
 def _policy() -> Any:
@@ -97,7 +67,9 @@ def test_a_job_spans_invocations_started_polling_finished() -> None:
     assert backup(policy, "orders", store=store, source=source).status == "pending"  # type: ignore[arg-type]
     done = backup(policy, "orders", store=store, source=source)  # type: ignore[arg-type]
     assert done.status == "committed" and done.snapshot_id == sid and done.manifest is not None
-    assert done.manifest.native == {"kind": "dynamodb-backup", "backup_arn": f"arn:backup/{sid}"}
+    native = done.manifest.native or {}
+    assert native["kind"] == "memory-backup" and native["backup_id"] in source.world.backups
+    assert native["backup_id"].startswith(f"orders.{sid}.") and native["items"] == 5
     assert done.manifest.consistency.mode == "point-in-time"
     assert done.manifest.method == "native" and done.manifest.parts == []
     assert source.started == [sid], "one job only"
@@ -122,7 +94,7 @@ def test_a_failed_job_is_reported_then_started_afresh() -> None:
     sid = backup(policy, "orders", store=store, source=source).snapshot_id  # type: ignore[arg-type]
     failed = backup(policy, "orders", store=store, source=source, snapshot_id=sid)  # type: ignore[arg-type]
     assert failed.status == "failed" and failed.exit_code == 1
-    assert failed.error and "the service said no" in failed.error
+    assert failed.error and "the memory backup failed (scripted)" in failed.error
     record = read_job(store, "orders", str(sid))
     assert record is not None and record["state"] == "failed" and record["attempt"] == 1
     again = backup(policy, "orders", store=store, source=source, snapshot_id=sid)  # type: ignore[arg-type]
@@ -170,8 +142,10 @@ def test_prune_keeps_a_running_exports_folder_and_deletes_recorded_backups() -> 
 
     report = prune(policy, "orders", datetime(2030, 1, 1, tzinfo=UTC), store=store, source=source)
     assert report.removed == [old.snapshot_id]
-    assert source.deleted == [f"arn:backup/{old.snapshot_id}"]
-    assert report.native_deleted == [f"arn:backup/{old.snapshot_id}"]
+    assert old.manifest is not None and new.manifest is not None
+    old_backup = (old.manifest.native or {})["backup_id"]
+    assert report.native_deleted == [old_backup]
+    assert set(source.world.backups) == {(new.manifest.native or {})["backup_id"]}
     assert read_job(store, "orders", str(old.snapshot_id)) is None
     assert store.stat(layout.part_key("orders", running.snapshot_id, "export/data/0.json.gz")) is not None, \
         "the folder of a running job is not an orphan"
