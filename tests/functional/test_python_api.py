@@ -24,7 +24,7 @@ from helpers import cli_json, scan_all
 
 pytestmark = pytest.mark.emulator
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "python-api.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "python-api.md"
 MARK = re.compile(r"<!-- test: (python [\w ]+?) -->\s*\n```python\n(.*?)```", re.S)
 EXAMPLE_TARGET = "orders_from_python"  # the restore example's fixed target table
 

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "shared" / "cloudkeep"
+PACKAGE = Path(__file__).resolve().parents[2] / "shared" / "cloudkeep"
 ADAPTER_DIRS = ("sources", "stores", "keys", "queues", "clouds")
 MAX_LINES = 600
 TYPE_NAMES = {"dynamodb", "s3", "rds", "firestore", "cosmos", "file", "gcs", "azure_blob", "memory",
