@@ -44,7 +44,7 @@ def test_tracing_is_imported_only_when_enabled() -> None:
 
 def test_the_first_invocation_loads_the_core_and_still_no_other_cloud() -> None:
     names = modules("import handlers.aws_lambda as h; h._core()")
-    assert loaded(names, "cloudkeep.function") and loaded(names, "cloudkeep.engine")
+    assert loaded(names, "cloudkeep.function") and loaded(names, "cloudkeep.policy")
     for other in ("google.cloud.firestore", "google.cloud.storage", "google.api_core", "grpc", "azure.core",
                   "aws_xray_sdk"):
         assert not loaded(names, other), f"the handler's core loads {other}"
