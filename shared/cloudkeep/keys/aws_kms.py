@@ -11,6 +11,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from ..clouds.aws import AwsErrors, Fault
+from ..clouds.aws import client as aws_client
 from ..errors import KeyUnavailableError
 from . import b64, unb64
 
@@ -31,29 +33,13 @@ class AwsKmsProvider:
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
-                import boto3
-
-                from ..awsconfig import client_config
-
-                self._client = boto3.client("kms", region_name=self.region, config=client_config())
+                self._client = aws_client("kms", self.region)
             return self._client
 
     def _call(self, what: str, **kwargs: Any) -> dict[str, Any]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with _KmsErrors(f"key {self.name!r} (aws_kms {self.key} in {self.region})", what):
             result: dict[str, Any] = getattr(self.client(), what)(**kwargs)
-            return result
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            raise KeyUnavailableError(
-                f"key {self.name!r} (aws_kms {self.key} in {self.region}): {what} failed: "
-                f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
-            ) from None
-        except BotoCoreError as exc:
-            raise KeyUnavailableError(
-                f"key {self.name!r} (aws_kms {self.key} in {self.region}) unreachable: {exc}"
-            ) from None
+        return result
 
     def generate(self, context: Mapping[str, str]) -> tuple[bytes, dict[str, Any]] | None:
         out = self._call("generate_data_key", KeyId=self.key, KeySpec="AES_256",
@@ -72,3 +58,20 @@ class AwsKmsProvider:
     def _record(self, out: Mapping[str, Any]) -> dict[str, Any]:
         return {"algorithm": "SYMMETRIC_DEFAULT", "region": self.region,
                 "key_arn": str(out.get("KeyId", "")), "wrapped_key": b64(bytes(out["CiphertextBlob"]))}
+
+
+class _KmsErrors(AwsErrors):
+    """KMS failures → KeyUnavailableError (``doing``: the key; ``call``: the KMS call), with no
+    chained botocore exception."""
+
+    CHAIN = False
+
+    def __init__(self, doing: str, call: str) -> None:
+        super().__init__(doing)
+        self.call = call
+
+    def translate(self, fault: Fault) -> BaseException:
+        if fault.kind != "response":
+            return KeyUnavailableError(f"{self.doing} unreachable: {fault.message}")
+        return KeyUnavailableError(
+            f"{self.doing}: {self.call} failed: {fault.code or 'error'}: {fault.message}".rstrip(": "))

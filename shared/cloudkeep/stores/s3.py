@@ -12,40 +12,15 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
-from ..errors import (
-    ObjectExistsError,
-    ObjectLockedError,
-    ObjectNotFoundError,
-    StoreError,
-    StoreUnreachableError,
-)
+from ..clouds.aws import S3StoreErrors, s3_client
+from ..errors import ObjectLockedError, ObjectNotFoundError, StoreError
 from . import CHUNK, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
 
 if TYPE_CHECKING:
     from ..policy import S3StoreSpec
 
-UNREACHABLE_CODES = {  # S3 error codes that mean the bucket cannot be reached (also the S3 source's)
-    "NoSuchBucket",
-    "AccessDenied",
-    "AllAccessDisabled",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "InvalidToken",
-    "AuthorizationHeaderMalformed",
-    "PermanentRedirect",
-}
-_EXISTS_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
-_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
-
-
-def make_client(region: str | None, endpoint_url: str | None = None) -> Any:
-    import boto3
-
-    from ..awsconfig import client_config
-
-    config = client_config(max_pool_connections=64)  # timeouts and retries: awsconfig.py
-    return boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
+#: The S3 client (timeouts and retries: ``clouds/aws.py``); the S3 source builds its own with it.
+make_client = s3_client
 
 
 class S3Store:
@@ -256,41 +231,9 @@ class S3Store:
             )
         return True
 
-    def _errors(self, key: str) -> _S3Errors:
-        return _S3Errors(self, key)
-
-
-class _S3Errors:
-    """Turns botocore exceptions into cloudkeep errors, in one place."""
-
-    def __init__(self, store: S3Store, key: str) -> None:
-        self.store = store
-        self.key = key
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is None:
-            return
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-        where = f"{self.store.describe()}/{self.key}"
-        if isinstance(exc, ClientError):
-            err = exc.response.get("Error", {})
-            code = str(err.get("Code", ""))
-            if code in _EXISTS_CODES:
-                raise ObjectExistsError(self.key) from exc
-            if code in _MISSING_CODES:
-                raise ObjectNotFoundError(self.key) from exc
-            message = f"{code}: {err.get('Message', '')}".strip().rstrip(":")
-            if code in UNREACHABLE_CODES:
-                raise StoreUnreachableError(f"cannot reach {where}: {message}") from exc
-            raise StoreError(f"S3 error on {where}: {message}") from exc
-        if isinstance(exc, NoCredentialsError):
-            raise StoreUnreachableError(f"cannot reach {where}: no AWS credentials found") from exc
-        if isinstance(exc, BotoCoreError):
-            raise StoreUnreachableError(f"cannot reach {where}: {exc}") from exc
+    def _errors(self, key: str) -> S3StoreErrors:
+        """botocore errors on ``key`` → cloudkeep's (``clouds/aws.py``)."""
+        return S3StoreErrors(f"{self.describe()}/{key}", key)
 
 
 def _read_chunk(stream: BinaryIO) -> bytes:

@@ -30,9 +30,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ...clouds.aws import AwsErrors
 from ...codec import ContentDigest
 from ...errors import RestoreError, SourceError, SourceUnreachableError
-from .._aws import AwsErrors
 
 if TYPE_CHECKING:
     from datetime import datetime

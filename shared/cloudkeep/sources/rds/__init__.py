@@ -21,8 +21,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ...clouds.aws import AwsErrors, client_config
 from ...errors import RestoreError, SourceError
-from .._aws import AwsErrors
 
 if TYPE_CHECKING:
     from ...manifest import Manifest
@@ -60,8 +60,6 @@ def _default_clients() -> ClientFactory:
             key = (region, role_arn)
             if key not in cache:
                 import boto3
-
-                from ...awsconfig import client_config
 
                 session = boto3.session.Session()
                 if role_arn:  # another account: act through a role there

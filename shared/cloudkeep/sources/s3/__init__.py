@@ -49,6 +49,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ... import layout
+from ...clouds.aws import S3_UNREACHABLE_CODES as UNREACHABLE_CODES
 from ...codec import ContentDigest, canonical_json
 from ...errors import (
     CloudkeepError,
@@ -57,7 +58,6 @@ from ...errors import (
     SourceError,
     SourceUnreachableError,
 )
-from ...stores.s3 import UNREACHABLE_CODES
 
 if TYPE_CHECKING:
     from ...manifest import Manifest

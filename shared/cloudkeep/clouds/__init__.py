@@ -1,0 +1,1 @@
+"""Per-cloud SDK plumbing shared by one cloud's adapters (error translation, client building)."""
