@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
 
 if TYPE_CHECKING:
     from .manifest import Manifest
@@ -56,10 +56,11 @@ class Description:
         return cls(identity=identity, method=method, consistency=consistency, digest_ignores=ignores)
 
 
-def able(obj: object, capability: type[C]) -> C | None:
+def able(obj: object, capability: Callable[..., C]) -> C | None:
     """``obj`` as ``capability`` when it has that ability, else None. The single place the core
-    asks an adapter what it can do."""
-    return obj if isinstance(obj, capability) else None
+    asks an adapter what it can do. (``capability`` is a protocol class; typed as a callable
+    because mypy refuses protocols with unimplemented methods where a ``type[C]`` is expected.)"""
+    return cast(C, obj) if isinstance(obj, cast(type, capability)) else None
 
 
 # --- sources -------------------------------------------------------------------------------
@@ -175,3 +176,22 @@ class LegalHolds(Protocol):
     """A store with object-level legal holds."""
 
     def set_legal_hold(self, key: str, hold: bool) -> None: ...
+
+
+# --- s20-aws: stores a cloud's own service writes into or copies inside ----------------------
+
+
+@runtime_checkable
+class ServerSideCopy(Protocol):
+    """A store whose objects are S3 objects: an S3 service can copy into and out of it, or export
+    into it, without the bytes passing through cloudkeep (the S3 source's server-side copies, a
+    DynamoDB export)."""
+
+    def location(self, key: str) -> tuple[str, str]:
+        """The bucket and full object key of store key ``key``."""
+        ...
+
+    def copy_client(self) -> Any:
+        """The S3 client that reaches this store's bucket (its ``meta.endpoint_url`` tells
+        whether a source's client is on the same service)."""
+        ...

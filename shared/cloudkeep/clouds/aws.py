@@ -23,6 +23,7 @@ botocore and boto3 are imported lazily (cold starts): importing this module cost
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -76,6 +77,10 @@ def client(service: str, region: str | None, *, endpoint_url: str | None = None,
 def s3_client(region: str | None, endpoint_url: str | None = None) -> Any:
     """The S3 client of the S3 store and source (a large connection pool: parallel copies)."""
     return client("s3", region, endpoint_url=endpoint_url, max_pool_connections=64)
+
+
+#: An S3 bucket name (3-63 lowercase letters, digits, '.' and '-'; also refuse "..").
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 def same_endpoint(a: str | None, b: str | None) -> bool:

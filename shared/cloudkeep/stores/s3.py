@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
+from ..capabilities import ExtendsRetention, LockModes, ServerSideCopy
 from ..clouds.aws import S3StoreErrors, s3_client
 from ..errors import ObjectLockedError, ObjectNotFoundError, StoreError
 from . import CHUNK, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 make_client = s3_client
 
 
-class S3Store:
+class S3Store(LockModes, ExtendsRetention, ServerSideCopy):
     capabilities = StoreCapabilities(conditional_create=True, object_lock=False, max_delete_batch=1000)
 
     def __init__(
@@ -64,6 +65,10 @@ class S3Store:
     def location(self, key: str) -> tuple[str, str]:
         """The bucket and full object key of ``key`` (for server-side copies into this store)."""
         return self.bucket, self._key(key)
+
+    def copy_client(self) -> Any:
+        """The client that reaches this store's bucket (server-side copies, exports)."""
+        return self.client
 
     def _key(self, key: str) -> str:
         check_key(key)
