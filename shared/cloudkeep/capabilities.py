@@ -133,7 +133,13 @@ class NativeCheck(Protocol):
 class Drillable(Protocol):
     """A source that runs its own restore drill (RDS: a temporary instance from the snapshot)."""
 
-    def drill(self, manifest: Manifest, **options: Any) -> dict[str, Any]: ...
+    def drill(self, manifest: Manifest, *, poll_interval: float = 30.0, timeout: float = 3 * 3600.0,
+              sleep: Callable[[float], None] = ...,
+              on_available: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Restore a temporary copy from ``manifest``'s snapshot, polling every
+        ``poll_interval`` seconds (``sleep``) up to ``timeout``; ``on_available`` checks the copy
+        once it is usable; then delete it. Returns what happened (``problems``: what failed)."""
+        ...
 
 
 @runtime_checkable

@@ -21,8 +21,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ...capabilities import Drillable, NativeCheck, NativeRestore, NativeRetention
 from ...clouds.aws import AwsErrors, client_config
 from ...errors import RestoreError, SourceError
+from .. import NamesTargets, NativeJobSource
 
 if TYPE_CHECKING:
     from ...manifest import Manifest
@@ -76,7 +78,7 @@ def _default_clients() -> ClientFactory:
     return make
 
 
-class RdsSource:
+class RdsSource(NativeJobSource, NativeCheck, NativeRestore, Drillable, NativeRetention, NamesTargets):
     kind = "rds"
 
     def __init__(self, region: str, *, instance: str | None = None, cluster: str | None = None,
