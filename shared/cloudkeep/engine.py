@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import __version__, checkpoint, layout, logctx
 from . import clock as _clock
+from .capabilities import Description
 from .checkpoint import CheckpointError, Deadline, RunState, SegmentRecord
 from .codec import DEFAULT_LEVEL, ContentDigest, PartBuffer, PartStats, encrypt_part
 from .errors import CloudkeepError, ObjectExistsError, ObjectNotFoundError
@@ -372,12 +373,13 @@ def _load_or_plan(
     if set_previous is not None:
         # Sources that take incremental snapshots continue from the latest committed one.
         set_previous(_previous_manifest(store, dataset, snapshot_id, keyring, policy))
-    described = dict(source.describe())
+    description = Description.coerce(source.describe())
+    described = dict(description.identity)
     # A source may report its own read method and consistency (e.g. a point-in-time read).
-    method = str(described.pop("method", "scan"))
-    consistency = dict(described.pop("consistency", {"mode": "fuzzy"}))
+    method = description.method
+    consistency = dict(description.consistency)
     # ... and top-level keys of its lines that a restored copy cannot keep (codec.py).
-    ignores = [str(k) for k in described.pop("digest_ignores", ())]
+    ignores = list(description.digest_ignores)
     total = source.plan_segments(described)
     plan_state = getattr(source, "plan_state", None)
     state = RunState(
@@ -421,9 +423,7 @@ def prepare_source(store: Store, source: Source, state: RunState,
     set_previous = getattr(source, "set_previous", None)
     if set_previous is not None:
         set_previous(_previous_manifest(store, state.dataset, state.snapshot_id, keyring, policy))
-    described = dict(source.describe())
-    for key in ("method", "consistency", "digest_ignores"):
-        described.pop(key, None)
+    described = dict(Description.coerce(source.describe()).identity)
     total = source.plan_segments(described)
     if total != state.segments:
         raise CheckpointError(

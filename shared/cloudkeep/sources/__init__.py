@@ -34,6 +34,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from ..capabilities import Description
     from ..manifest import Codec, Manifest, PartEntry
     from ..stores import Store
 
@@ -49,7 +50,9 @@ class RestoreWriter(Protocol):
 class Source(Protocol):
     kind: str
 
-    def describe(self) -> dict[str, Any]: ...
+    def describe(self) -> Description | dict[str, Any]:
+        """What the source reads (a plain dict is the previous form, see Description.coerce)."""
+        ...
 
     def plan_segments(self, described: dict[str, Any]) -> int: ...
 

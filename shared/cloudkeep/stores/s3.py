@@ -8,14 +8,14 @@ are streamed as a multipart upload, one chunk in memory at a time.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from ..capabilities import ExtendsRetention, LockModes, ServerSideCopy
 from ..clouds.aws import S3StoreErrors, s3_client
-from ..errors import ObjectLockedError, ObjectNotFoundError, StoreError
-from . import CHUNK, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
+from ..errors import ObjectNotFoundError, StoreError
+from . import CHUNK, BaseStore, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
 
 if TYPE_CHECKING:
     from ..policy import S3StoreSpec
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 make_client = s3_client
 
 
-class S3Store(LockModes, ExtendsRetention, ServerSideCopy):
+class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy):
     capabilities = StoreCapabilities(conditional_create=True, object_lock=False, max_delete_batch=1000)
 
     def __init__(
@@ -154,25 +154,21 @@ class S3Store(LockModes, ExtendsRetention, ServerSideCopy):
                 for obj in page.get("Contents", []):
                     yield ObjectInfo(self._rel(obj["Key"]), int(obj["Size"]), obj.get("LastModified"))
 
-    def delete(self, keys: Iterable[str]) -> None:
-        """Delete keys; with Object Lock (a versioned bucket) every version of each key, so the
-        data really goes. Objects still under retention raise ObjectLockedError at the end,
-        after everything else was deleted."""
+    LOCKED_DETAIL = "Object Lock retention has not expired"
+
+    def delete_batch(self, keys: builtins.list[str]) -> builtins.list[str]:
+        """Delete a batch of keys (:class:`BaseStore` batches ``delete`` by 1000, DeleteObjects'
+        limit); with Object Lock (a versioned bucket) every version of each key, so the data
+        really goes. Returns the keys Object Lock refused."""
+        if self.lock_mode:
+            objects = [v for key in keys for v in self._versions(key)]
+        else:
+            objects = [{"Key": self._key(key)} for key in keys]
         size = self.capabilities.max_delete_batch
-        batch: builtins.list[dict[str, str]] = []
         locked: builtins.list[str] = []
-        for key in keys:
-            if self.lock_mode:
-                batch.extend(self._versions(key))
-            else:
-                batch.append({"Key": self._key(key)})
-            while len(batch) >= size:
-                locked += self._delete_batch(batch[:size])
-                batch = batch[size:]
-        if batch:
-            locked += self._delete_batch(batch)
-        if locked:
-            raise ObjectLockedError(sorted(set(locked)), "Object Lock retention has not expired")
+        for start in range(0, len(objects), size):
+            locked += self._delete_objects(objects[start:start + size])
+        return locked
 
     def _versions(self, key: str) -> builtins.list[dict[str, str]]:
         full = self._key(key)
@@ -185,8 +181,8 @@ class S3Store(LockModes, ExtendsRetention, ServerSideCopy):
                         out.append({"Key": full, "VersionId": v["VersionId"]})
         return out
 
-    def _delete_batch(self, batch: builtins.list[dict[str, str]]) -> builtins.list[str]:
-        """Delete one batch; returns the keys refused by Object Lock."""
+    def _delete_objects(self, batch: builtins.list[dict[str, str]]) -> builtins.list[str]:
+        """One DeleteObjects request; returns the keys refused by Object Lock."""
         with self._errors(batch[0]["Key"]):
             resp = self.client.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}

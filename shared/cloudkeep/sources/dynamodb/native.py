@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ... import layout
-from ...capabilities import NativeCheck, NativeRestore, NativeRetention, ServerSideCopy, able
+from ...capabilities import Description, NativeCheck, NativeRestore, NativeRetention, ServerSideCopy, able
 from ...codec import ContentDigest, HashingReader, PartLimitError, TruncatedPartError, iter_gzip_lines
 from ...errors import RestoreError, SourceError
 from ...manifest import Codec, PartEntry
@@ -60,7 +60,7 @@ class NativeJobs(NativeJobSource, NativeRestore, NativeCheck, NativeRetention):
         @property
         def client(self) -> Any: ...
 
-        def describe(self) -> dict[str, Any]: ...
+        def describe(self) -> Description: ...
 
         def _describe(self, table: str) -> dict[str, Any] | None: ...
 
@@ -70,7 +70,7 @@ class NativeJobs(NativeJobSource, NativeRestore, NativeCheck, NativeRetention):
         return self.method if self.method in ("export", "native") else None
 
     def start_job(self, ctx: JobContext) -> dict[str, Any]:
-        described = self.describe()
+        described = self.describe().identity
         if self.method == "export":
             return self._start_export(ctx, described)
         name = backup_name(ctx.dataset, ctx.snapshot_id)

@@ -72,6 +72,24 @@ def create_table(client: Any, target: str, recorded: dict[str, Any]) -> None:
         )
 
 
+def drop_table(client: Any, target: str) -> bool:
+    """Delete table ``target`` and wait until it is gone; False when there was none."""
+    from botocore.exceptions import ClientError
+
+    gone = "ResourceNotFoundException"
+    try:
+        with _errors(f"deleting table {target}", passthrough={gone}):
+            client.delete_table(TableName=target)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == gone:
+            return False
+        raise
+    with _errors(f"waiting for table {target} to be deleted"):
+        client.get_waiter("table_not_exists").wait(
+            TableName=target, WaiterConfig={"Delay": 1, "MaxAttempts": 600})
+    return True
+
+
 class DynamoDBWriter:
     """Writes items with BatchWriteItem, retrying unprocessed items with jittered backoff."""
 

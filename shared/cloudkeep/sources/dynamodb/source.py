@@ -16,14 +16,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from ...capabilities import Resumable, SampleCheck
+from ...capabilities import Description, Resumable, SampleCheck
 from ...codec import ContentDigest
 from ...errors import SourceError, SourceUnreachableError
 from .. import NamesTargets
 from .codec import decode_line, encode_item, key_from_wire, key_id, key_to_wire, make_client
 from .errors import _errors
 from .native import NativeJobs
-from .restore import DynamoDBWriter, open_restore, until_processed
+from .restore import DynamoDBWriter, drop_table, open_restore, until_processed
 from .schema import schema_of
 
 if TYPE_CHECKING:
@@ -96,13 +96,14 @@ class DynamoDBSource(NativeJobs, Resumable, SampleCheck, NamesTargets):
 
     # ---------------------------------------------------------------- reading
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> Description:
+        """The table's schema (a scan is fuzzy: no consistency time)."""
         table = self._describe(self.table)
         if table is None:
             raise SourceUnreachableError(
                 f"DynamoDB table {self.table!r} not found in region {self.region}"
             )
-        return schema_of(table) | {"type": "dynamodb", "region": self.region}
+        return Description(schema_of(table) | {"type": "dynamodb", "region": self.region})
 
     def plan_segments(self, described: dict[str, Any]) -> int:
         """The policy's ``segments``, else one per 256 MiB of table, at least 4, at most 64."""
@@ -174,8 +175,7 @@ class DynamoDBSource(NativeJobs, Resumable, SampleCheck, NamesTargets):
     def scan_digest(self, target: str) -> tuple[int, str]:
         digest = ContentDigest()
         other = DynamoDBSource(target, self.region, client=self.client)
-        described = other.describe()
-        total = other.plan_segments(described)
+        total = other.plan_segments(other.describe().identity)
         def one(segment: int) -> ContentDigest:
             part = ContentDigest()
             for lines in other.read_segment(segment, total):
@@ -211,19 +211,8 @@ class DynamoDBSource(NativeJobs, Resumable, SampleCheck, NamesTargets):
         """Delete a drill's scratch table (gone already is fine)."""
         if target == self.table:
             raise SourceError(f"refusing to delete the source table {target!r}")
-        from botocore.exceptions import ClientError
-
-        try:
-            with _errors(f"deleting table {target}", passthrough={"ResourceNotFoundException"}):
-                self.client.delete_table(TableName=target)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ResourceNotFoundException":
-                return
-            raise
-        with _errors(f"waiting for table {target} to be deleted"):
-            self.client.get_waiter("table_not_exists").wait(
-                TableName=target, WaiterConfig={"Delay": 1, "MaxAttempts": 600})
-        log.info("deleted scratch table %s", target)
+        if drop_table(self.client, target):
+            log.info("deleted scratch table %s", target)
 
     def sample_check(self, lines: list[bytes]) -> list[str]:
         """Per snapshot line: ``matched`` (the live item is identical), ``changed`` (it differs:

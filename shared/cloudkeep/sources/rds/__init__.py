@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ...capabilities import Drillable, NativeCheck, NativeRestore, NativeRetention
+from ...capabilities import Description, Drillable, NativeCheck, NativeRestore, NativeRetention
 from ...clouds.aws import AwsErrors, client_config
 from ...errors import RestoreError, SourceError
 from .. import NamesTargets, NativeJobSource
@@ -109,7 +109,7 @@ class RdsSource(NativeJobSource, NativeCheck, NativeRestore, Drillable, NativeRe
 
     # ------------------------------------------------------------------ the Source protocol
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> Description:
         client = self.client()
         with _errors(f"describing RDS {self.target} {self.name}"):
             if self.cluster:
@@ -126,7 +126,7 @@ class RdsSource(NativeJobSource, NativeCheck, NativeRestore, Drillable, NativeRe
                 "storage_encrypted": db.get("StorageEncrypted"), "kms_key_id": db.get("KmsKeyId")}
         if self.copy_to:
             out["copy_to"] = {k: v for k, v in self.copy_to.items() if v}
-        return {k: v for k, v in out.items() if v is not None}
+        return Description({k: v for k, v in out.items() if v is not None})
 
     def plan_segments(self, described: dict[str, Any]) -> int:
         return 1
@@ -158,7 +158,7 @@ class RdsSource(NativeJobSource, NativeCheck, NativeRestore, Drillable, NativeRe
                 {"Key": TAG_MANAGED, "Value": "true"}]
 
     def start_job(self, ctx: JobContext) -> dict[str, Any]:
-        described = self.describe()
+        described = self.describe().identity
         ident = snapshot_identifier(ctx.dataset, ctx.snapshot_id)
         tags = self._tags(ctx.dataset, ctx.snapshot_id)
         client = self.client()

@@ -50,6 +50,7 @@ from ... import layout
 from ...blobs import listing_records
 from ...capabilities import (
     CopiesObjects,
+    Description,
     ExtendsRetention,
     Incremental,
     ServerSideCopy,
@@ -155,7 +156,7 @@ class S3Source(CopiesObjects, Incremental, Summarizes, NamesTargets):
         return store is not None and same_endpoint(
             self.client.meta.endpoint_url, store.copy_client().meta.endpoint_url)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> Description:
         try:
             with _errors(f"reading bucket {self.bucket}"):
                 self.client.head_bucket(Bucket=self.bucket)
@@ -172,14 +173,13 @@ class S3Source(CopiesObjects, Incremental, Summarizes, NamesTargets):
             "exclude": self.exclude,
             "versions": False,
             "versioning": versioning or "Disabled",
-            "method": "server-side-copy" if self.store is not None and self.server_side() else "stream",
-            "digest_ignores": list(DIGEST_IGNORES),
         }
         if self.endpoint_url:  # recorded in the manifest: never with credentials
             out["endpoint_url"] = redact_url(self.endpoint_url)
         if self.previous is not None:
             out["reused_from"] = self.previous.snapshot_id
-        return out
+        method = "server-side-copy" if self.store is not None and self.server_side() else "stream"
+        return Description(out, method=method, digest_ignores=DIGEST_IGNORES)
 
     def plan_segments(self, described: dict[str, Any]) -> int:
         """One segment: the listing is read in key order (merged with the previous listing);
