@@ -6,7 +6,7 @@ import json
 import logging
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ... import layout
 from ...capabilities import ServerSideCopy, able
@@ -17,12 +17,28 @@ from .listing import ARCHIVE_CLASSES, HEADERS, SMALL, etag_of, split_target
 from .servercopy import server_copy
 
 if TYPE_CHECKING:
-    from .source import S3Source
+    from ...stores import Store
 
 log = logging.getLogger(__name__)
 
 
-def prepare_target(source: S3Source, target: str, *, overwrite: bool) -> S3Writer:
+class S3Origin(Protocol):
+    """What a restore needs of the S3 source (:class:`~cloudkeep.sources.s3.S3Source`): its
+    client, region and workers, the snapshot's store and dataset (``attach_store``), and whether
+    blobs copy inside S3."""
+
+    region: str
+    workers: int
+    store: Store | None
+    dataset: str | None
+
+    @property
+    def client(self) -> Any: ...
+
+    def server_side(self) -> bool: ...
+
+
+def prepare_target(source: S3Origin, target: str, *, overwrite: bool) -> S3Writer:
     """A writer into ``BUCKET[/PREFIX]`` (the bucket made when absent), refusing a non-empty
     target unless ``overwrite``."""
     if source.store is None:
@@ -51,12 +67,29 @@ def prepare_target(source: S3Source, target: str, *, overwrite: bool) -> S3Write
     return S3Writer(source, target, bucket, prefix)
 
 
+def drop_prefix(client: Any, bucket: str, prefix: str) -> int:
+    """Delete every object under ``s3://bucket/prefix/`` (DeleteObjects, 1000 keys a request);
+    how many there were."""
+    deleted = 0
+    pages = iter(client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/"))
+    while True:  # page by page: never the whole listing in memory
+        with _errors(f"listing bucket {bucket}"):
+            page = next(pages, None)
+        if page is None:
+            return deleted
+        keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+        for i in range(0, len(keys), 1000):
+            with _errors(f"deleting the drill objects under s3://{bucket}/{prefix}/"):
+                client.delete_objects(Bucket=bucket, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
+            deleted += len(keys[i:i + 1000])
+
+
 class S3Writer:
     """Writes listed objects into ``BUCKET[/PREFIX]`` from the store's blobs: content, metadata,
     content type, headers, tags and storage class. Server-side when the store is a bucket on the
     same endpoint; otherwise streamed, with each object's sha256 checked."""
 
-    def __init__(self, source: S3Source, target: str, bucket: str, prefix: str) -> None:
+    def __init__(self, source: S3Origin, target: str, bucket: str, prefix: str) -> None:
         self.source = source
         self.target = target
         self.bucket = bucket

@@ -76,7 +76,7 @@ from .listing import (
     iso_seconds,
     split_target,
 )
-from .restore import S3Writer, prepare_target
+from .restore import S3Writer, drop_prefix, prepare_target
 from .servercopy import server_copy
 
 if TYPE_CHECKING:
@@ -433,14 +433,7 @@ class S3Source(CopiesObjects, Incremental, Summarizes, NamesTargets):
         bucket, prefix = split_target(target)
         if not prefix.startswith(DRILL_PREFIX) or "/" in prefix:
             raise SourceError(f"refusing to delete {target!r}: not a drill's scratch prefix")
-        deleted = 0
-        for page in self.list_objects(bucket, f"{prefix}/"):
-            keys = [{"Key": obj["Key"]} for obj in page]
-            for i in range(0, len(keys), 1000):
-                with _errors(f"deleting the drill objects under s3://{bucket}/{prefix}/"):
-                    self.client.delete_objects(Bucket=bucket,
-                                               Delete={"Objects": keys[i:i + 1000], "Quiet": True})
-                deleted += len(keys[i:i + 1000])
+        deleted = drop_prefix(self.client, bucket, prefix)
         log.info("deleted %d scratch objects under s3://%s/%s/", deleted, bucket, prefix)
 
     def scan_digest(self, target: str) -> tuple[int, str]:
