@@ -32,7 +32,8 @@ Objects in the GLACIER and DEEP_ARCHIVE classes cannot be read without a restore
 are skipped (counted in the manifest) unless the previous snapshot already holds their content.
 
 Its parts: ``listing.py`` (listing records, the previous listing's cursor, restore targets),
-``servercopy.py`` (copies inside S3), ``restore.py`` (the writer), ``errors.py``.
+``copier.py`` (content into blobs), ``servercopy.py`` (copies inside S3), ``restore.py`` (the writer),
+``errors.py``.
 """
 
 from __future__ import annotations
@@ -46,38 +47,34 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ... import layout
 from ...blobs import listing_records
 from ...capabilities import (
     CopiesObjects,
     Description,
-    ExtendsRetention,
     Incremental,
     ServerSideCopy,
     Summarizes,
     able,
 )
 from ...clouds.aws import s3_client, same_endpoint
-from ...codec import ContentDigest, HashingReader, canonical_json
-from ...errors import ObjectExistsError, RestoreError, SourceError, SourceUnreachableError
+from ...codec import ContentDigest, canonical_json
+from ...errors import RestoreError, SourceError, SourceUnreachableError
 from ...redaction import redact_url
 from .. import NamesTargets
+from .copier import BlobCopier
 from .errors import _Changed, _errors, _Vanished
 from .listing import (
     ARCHIVE_CLASSES,
     DIGEST_IGNORES,
     DRILL_PREFIX,
     HEADERS,
-    SMALL,
     BlobStats,
     Cursor,
     etag_of,
-    full_object_sha256,
     iso_seconds,
     split_target,
 )
 from .restore import S3Writer, drop_prefix, prepare_target
-from .servercopy import server_copy
 
 if TYPE_CHECKING:
     from ...manifest import Manifest
@@ -87,7 +84,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class S3Source(CopiesObjects, Incremental, Summarizes, NamesTargets):
+class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, NamesTargets):
     kind = "s3"
 
     def __init__(
@@ -324,89 +321,6 @@ class S3Source(CopiesObjects, Incremental, Summarizes, NamesTargets):
                 digest.update(chunk)
                 self.stats.add(hashed_bytes=len(chunk))
         return digest.hexdigest()
-
-    def _copy_streamed(self, key: str, storage_class: str) -> dict[str, Any]:
-        assert self.store is not None and self.dataset is not None
-        resp = self._get(key)
-        size = int(resp["ContentLength"])
-        etag = etag_of(resp["ETag"])
-        if size <= SMALL:
-            with _errors(f"reading s3://{self.bucket}/{key}"):
-                body = resp["Body"].read()
-            sha = hashlib.sha256(body).hexdigest()
-            self._put_blob(sha, body, size)
-            return self._record(key, resp, sha, storage_class)
-        digest = hashlib.sha256()
-        with _errors(f"reading s3://{self.bucket}/{key}"):
-            while chunk := resp["Body"].read(1 << 20):
-                digest.update(chunk)
-        self.stats.add(hashed_bytes=size)
-        sha = digest.hexdigest()
-        if self.store.stat(layout.blob_key(self.dataset, sha)) is not None:
-            self.stats.add(objects=1, bytes=size, deduplicated_objects=1)
-            return self._record(key, resp, sha, storage_class)
-        again = self._get(key, etag)  # the same bytes, or _Changed
-        reader = HashingReader(again["Body"])
-        self._put_blob(sha, reader, size, check=reader)
-        return self._record(key, resp, sha, storage_class)
-
-    def _put_blob(self, sha: str, data: Any, size: int, *, check: Any = None) -> None:
-        """Write a blob create-only; an existing blob is identical content (skipped)."""
-        assert self.store is not None and self.dataset is not None
-        blob = layout.blob_key(self.dataset, sha)
-        try:
-            info = self.store.put(blob, data, if_absent=True, retain_until=self.retain_until)
-        except ObjectExistsError:
-            self.stats.add(objects=1, bytes=size, deduplicated_objects=1)
-            return
-        if check is not None and check.sha256.hexdigest() != sha:
-            # Never deleted by a backup (only prune deletes): the blob stays unreferenced and
-            # prune's blob collection removes it after its grace period. (A snapshot that reused
-            # it meanwhile would fail verify's sha256 check of its blobs: docs/locking.md.)
-            raise _Changed()
-        self.stats.add(objects=1, bytes=info.size, copied_objects=1, copied_bytes=info.size)
-
-    def _copy_server_side(self, key: str, storage_class: str, listed_size: int) -> dict[str, Any]:
-        store = able(self.store, ServerSideCopy)
-        assert store is not None and self.store is not None and self.dataset is not None
-        head: dict[str, Any] | None
-        if listed_size <= SMALL:
-            # Small: one GetObject gives the metadata, the tag count and the bytes to hash.
-            head = self._get(key, checksum=True)
-            etag, size = etag_of(head["ETag"]), int(head["ContentLength"])
-            sha = full_object_sha256(head) or ""
-            with _errors(f"reading s3://{self.bucket}/{key}"):
-                body = head["Body"].read() if not sha else b""
-                head["Body"].close()
-            if not sha:
-                sha = hashlib.sha256(body).hexdigest()
-                self.stats.add(hashed_bytes=size)
-        else:
-            head = self._head(key)
-            if head is None:
-                raise _Changed()
-            etag, size = etag_of(head["ETag"]), int(head["ContentLength"])
-            sha = full_object_sha256(head) or self._hash_object(key, etag)
-        blob = layout.blob_key(self.dataset, sha)
-        if self.store.stat(blob) is not None:
-            self.stats.add(objects=1, bytes=size, deduplicated_objects=1)
-            return self._record(key, head, sha, storage_class)
-        bucket, full = store.location(blob)
-        source = {"Bucket": self.bucket, "Key": key}
-        version = head.get("VersionId")
-        if version and version != "null":
-            source["VersionId"] = version
-        server_copy(store.copy_client(), source, etag, size, bucket, full,
-                    {"MetadataDirective": "REPLACE", "TaggingDirective": "REPLACE",
-                     "ContentType": "application/octet-stream"}, where=f"s3://{self.bucket}/{key}")
-        retention = able(self.store, ExtendsRetention)
-        if self.retain_until is not None and retention is not None:
-            # Retention is set right after the copy (a copy request with Object Lock headers
-            # needs a body checksum that a copy does not have); a store that locks no objects
-            # leaves it be.
-            retention.extend_retention(blob, self.retain_until)
-        self.stats.add(objects=1, bytes=size, copied_objects=1, copied_bytes=size)
-        return self._record(key, head, sha, storage_class)
 
     # ------------------------------------------------------------------ restore
 
