@@ -143,13 +143,13 @@ def test_service_translation_keeps_messages_and_exit_codes() -> None:
 
 def test_s3_store_translation() -> None:
     where = "s3://bucket/prefix/k"
-    with pytest.raises(ObjectExistsError), S3StoreErrors(where, "k"):
+    with pytest.raises(ObjectExistsError), S3StoreErrors(where, subject="k"):
         raise client_error("PreconditionFailed")
-    with pytest.raises(ObjectNotFoundError), S3StoreErrors(where, "k"):
+    with pytest.raises(ObjectNotFoundError), S3StoreErrors(where, subject="k"):
         raise client_error("NoSuchKey")
     with pytest.raises(StoreUnreachableError, match=f"cannot reach {where}: AccessDenied: denied"), \
-            S3StoreErrors(where, "k"):
+            S3StoreErrors(where, subject="k"):
         raise client_error("AccessDenied", "denied")
     with pytest.raises(StoreError, match=f"S3 error on {where}: InternalError: oops"), \
-            S3StoreErrors(where, "k"):
+            S3StoreErrors(where, subject="k"):
         raise client_error("InternalError", "oops")

@@ -187,6 +187,12 @@ class LegalHolds(Protocol):
 # --- s20-aws: stores a cloud's own service writes into or copies inside ----------------------
 
 
+def read_from_start(source: Resumable, segment: int, total: int) -> Iterator[list[bytes]]:
+    """``read_segment`` of a resumable source: the pages of ``read_segment_from`` from the
+    segment's beginning, without their cursors."""
+    return (lines for lines, _ in source.read_segment_from(segment, total, None))
+
+
 @runtime_checkable
 class ServerSideCopy(Protocol):
     """A store whose objects are S3 objects: an S3 service can copy into and out of it, or export

@@ -125,6 +125,10 @@ class Fault:
         """``Code: message`` (without a dangling colon)."""
         return f"{self.code}: {self.message}".strip().rstrip(":")
 
+    def reason(self) -> str:
+        """Why the service could not be reached (credentials or network faults)."""
+        return "no AWS credentials found" if self.kind == "credentials" else self.message
+
 
 def fault_of(exc: BaseException) -> Fault | None:
     """``exc`` classified, or None when it is not a botocore exception."""
@@ -155,10 +159,11 @@ class AwsErrors:
     CHAIN: ClassVar[bool] = True
 
     def __init__(self, doing: str, passthrough: set[str] | None = None,
-                 hints: dict[str, str] | None = None) -> None:
+                 hints: dict[str, str] | None = None, *, subject: str = "") -> None:
         self.doing = doing
         self.passthrough = passthrough or set()
         self.hints = hints or {}
+        self.subject = subject  # what the call was about, for a translation that names it
 
     def __enter__(self) -> None:
         return None
@@ -172,11 +177,18 @@ class AwsErrors:
         raise self.translate(fault) from (exc if self.CHAIN else None)
 
     def translate(self, fault: Fault) -> BaseException:
-        """The exception that replaces ``fault``."""
+        """The exception that replaces ``fault``: :meth:`unreachable`'s for missing credentials
+        and network errors, else :meth:`refused`'s."""
+        return self.refused(fault) if fault.kind == "response" else self.unreachable(fault)
+
+    def unreachable(self, fault: Fault) -> BaseException:
+        """Missing credentials or a network error (exit 3)."""
         if fault.kind == "credentials":
             return SourceUnreachableError(f"no AWS credentials found while {self.doing}")
-        if fault.kind == "network":
-            return SourceUnreachableError(f"cannot reach {self.SERVICE} while {self.doing}: {fault.message}")
+        return SourceUnreachableError(f"cannot reach {self.SERVICE} while {self.doing}: {fault.message}")
+
+    def refused(self, fault: Fault) -> BaseException:
+        """An error response from the service."""
         message = f"{self.SERVICE} {fault.code} while {self.doing}: {fault.message}".rstrip(": ")
         if fault.code in self.hints:
             message += f" — {self.hints[fault.code]}"
@@ -187,26 +199,21 @@ class AwsErrors:
 
 class S3StoreErrors(AwsErrors):
     """The S3 store's translation; ``doing`` is the object's place (``s3://bucket/prefix/key``)
-    and ``key`` its store key: a failed create-only precondition is ObjectExistsError, a missing
+    and ``subject`` its store key: a failed create-only precondition is ObjectExistsError, a missing
     object ObjectNotFoundError, an unreachable bucket StoreUnreachableError (exit 3), anything
     else StoreError."""
 
     EXISTS: ClassVar[frozenset[str]] = S3_PRECONDITION_CODES | {"ConditionalRequestConflict"}
 
-    def __init__(self, doing: str, key: str) -> None:
-        super().__init__(doing)
-        self.key = key
+    def unreachable(self, fault: Fault) -> BaseException:
+        return StoreUnreachableError(f"cannot reach {self.doing}: {fault.reason()}")
 
-    def translate(self, fault: Fault) -> BaseException:
+    def refused(self, fault: Fault) -> BaseException:
         where = self.doing
-        if fault.kind == "credentials":
-            return StoreUnreachableError(f"cannot reach {where}: no AWS credentials found")
-        if fault.kind == "network":
-            return StoreUnreachableError(f"cannot reach {where}: {fault.message}")
         if fault.code in self.EXISTS:
-            return ObjectExistsError(self.key)
+            return ObjectExistsError(self.subject)
         if fault.code in S3_MISSING_CODES:
-            return ObjectNotFoundError(self.key)
+            return ObjectNotFoundError(self.subject)
         if fault.code in S3_UNREACHABLE_CODES:
             return StoreUnreachableError(f"cannot reach {where}: {fault.text()}")
         return StoreError(f"S3 error on {where}: {fault.text()}")

@@ -37,7 +37,7 @@ class AwsKmsProvider:
             return self._client
 
     def _call(self, what: str, **kwargs: Any) -> dict[str, Any]:
-        with _KmsErrors(f"key {self.name!r} (aws_kms {self.key} in {self.region})", what):
+        with _KmsErrors(f"key {self.name!r} (aws_kms {self.key} in {self.region})", subject=what):
             result: dict[str, Any] = getattr(self.client(), what)(**kwargs)
         return result
 
@@ -61,17 +61,14 @@ class AwsKmsProvider:
 
 
 class _KmsErrors(AwsErrors):
-    """KMS failures → KeyUnavailableError (``doing``: the key; ``call``: the KMS call), with no
-    chained botocore exception."""
+    """KMS failures → KeyUnavailableError (``doing``: the key; ``subject``: the KMS call), with
+    no chained botocore exception."""
 
     CHAIN = False
 
-    def __init__(self, doing: str, call: str) -> None:
-        super().__init__(doing)
-        self.call = call
+    def unreachable(self, fault: Fault) -> BaseException:
+        return KeyUnavailableError(f"{self.doing} unreachable: {fault.message}")
 
-    def translate(self, fault: Fault) -> BaseException:
-        if fault.kind != "response":
-            return KeyUnavailableError(f"{self.doing} unreachable: {fault.message}")
+    def refused(self, fault: Fault) -> BaseException:
         return KeyUnavailableError(
-            f"{self.doing}: {self.call} failed: {fault.code or 'error'}: {fault.message}".rstrip(": "))
+            f"{self.doing}: {self.subject} failed: {fault.code or 'error'}: {fault.message}".rstrip(": "))

@@ -234,7 +234,7 @@ class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy):
 
     def _errors(self, key: str) -> S3StoreErrors:
         """botocore errors on ``key`` → cloudkeep's (``clouds/aws.py``)."""
-        return S3StoreErrors(f"{self.describe()}/{key}", key)
+        return S3StoreErrors(f"{self.describe()}/{key}", subject=key)
 
 
 def _read_chunk(stream: BinaryIO) -> bytes:

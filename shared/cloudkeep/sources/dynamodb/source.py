@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from ...capabilities import Description, Resumable, SampleCheck
+from ...capabilities import Description, Resumable, SampleCheck, read_from_start
 from ...codec import ContentDigest
 from ...errors import SourceError, SourceUnreachableError
 from .. import NamesTargets
@@ -113,8 +113,7 @@ class DynamoDBSource(NativeJobs, Resumable, SampleCheck, NamesTargets):
         return max(MIN_SEGMENTS, min(MAX_DEFAULT_SEGMENTS, math.ceil(size / BYTES_PER_SEGMENT)))
 
     def read_segment(self, segment: int, total: int) -> Iterator[list[bytes]]:
-        for lines, _ in self.read_segment_from(segment, total, None):
-            yield lines
+        return read_from_start(self, segment, total)
 
     def read_segment_from(
         self, segment: int, total: int, cursor: dict[str, Any] | None

@@ -22,12 +22,11 @@ class _errors(AwsErrors):
     def __init__(self, what: str, *, passthrough: set[str] | None = None) -> None:
         super().__init__(what, passthrough)
 
-    def translate(self, fault: Fault) -> BaseException:
+    def unreachable(self, fault: Fault) -> BaseException:
+        return SourceUnreachableError(f"{self.doing}: {fault.reason()}")
+
+    def refused(self, fault: Fault) -> BaseException:
         what = self.doing
-        if fault.kind == "credentials":
-            return SourceUnreachableError(f"{what}: no AWS credentials found")
-        if fault.kind == "network":
-            return SourceUnreachableError(f"{what}: {fault.message}")
         if fault.code in S3_PRECONDITION_CODES:
             return _Changed()
         if fault.code in S3_MISSING_CODES:
