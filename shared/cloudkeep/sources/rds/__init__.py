@@ -22,14 +22,13 @@ from typing import TYPE_CHECKING, Any
 from ...capabilities import Description, NativeCheck, NativeRestore, NativeRetention
 from ...clouds.aws import client_config
 from ...errors import RestoreError, SourceError
-from .. import NamesTargets, NativeJobSource
+from .. import JobContext, JobPoll, NamesTargets, NativeJobSource, NativeOutcome
 from .drill import RdsDrill, primary
 from .errors import _FAILED, _MISSING, _errors
 
 if TYPE_CHECKING:
     from ...manifest import Manifest
     from ...policy import RdsSourceSpec
-    from .. import JobContext, JobPoll, NativeOutcome
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +195,6 @@ class RdsSource(RdsDrill, NativeJobSource, NativeCheck, NativeRestore, NativeRet
             return None
 
     def poll_job(self, ctx: JobContext, job: dict[str, Any]) -> JobPoll:
-        from .. import JobPoll
-
         current = job["snapshots"][-1]
         snap = self._snapshot(current)
         if snap is None:
@@ -262,8 +259,6 @@ class RdsSource(RdsDrill, NativeJobSource, NativeCheck, NativeRestore, NativeRet
         return out | {"arn": arn}
 
     def finish_job(self, ctx: JobContext, job: dict[str, Any]) -> NativeOutcome:
-        from .. import NativeOutcome
-
         primary = self._snapshot(job["snapshots"][0]) or {}
         at = primary.get("SnapshotCreateTime") or ctx.started_at
         described = dict(job["described"]) | {
