@@ -135,7 +135,13 @@ class NativeCheck(Protocol):
 class Drillable(Protocol):
     """A source that runs its own restore drill (RDS: a temporary instance from the snapshot)."""
 
-    def drill(self, manifest: Manifest, **options: Any) -> dict[str, Any]: ...
+    def drill(self, manifest: Manifest, *, poll_interval: float = 30.0, timeout: float = 3 * 3600.0,
+              sleep: Callable[[float], None] = ...,
+              on_available: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Restore a temporary copy from ``manifest``'s snapshot, polling every
+        ``poll_interval`` seconds (``sleep``) up to ``timeout``; ``on_available`` checks the copy
+        once it is usable; then delete it. Returns what happened (``problems``: what failed)."""
+        ...
 
 
 @runtime_checkable
@@ -275,3 +281,25 @@ class InProcess(Protocol):
     items wait."""
 
     def __len__(self) -> int: ...
+
+
+# --- stores a cloud's own service writes into or copies inside -----------------------------
+
+
+@runtime_checkable
+class ServerSideCopy(Protocol):
+    """A store whose objects are S3 objects: an S3 service can copy into and out of it, or export
+    into it, without the bytes passing through cloudkeep (the S3 source's server-side copies, a
+    DynamoDB export)."""
+
+    def location(self, key: str) -> tuple[str, str]:
+        """The bucket and full object key of store key ``key``."""
+        ...
+
+    def copy_client(self) -> Any:
+        """The S3 client that reaches this store's bucket (its ``meta.endpoint_url`` tells
+        whether a source's client is on the same service)."""
+        ...
+
+
+read_from_start = pages_from_start  # ``read_segment`` of a Resumable source

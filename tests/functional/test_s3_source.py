@@ -314,8 +314,8 @@ def test_server_side_multipart_copy_and_s3_checksum(tmp_path: Path, s3: Any, cap
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Objects above the copy threshold go through UploadPartCopy (threshold lowered for the
     test); an object uploaded with a SHA-256 checksum is not read to hash it."""
-    monkeypatch.setattr(s3mod, "MULTIPART_COPY_THRESHOLD", 6 * 1024 * 1024)
-    monkeypatch.setattr(s3mod, "COPY_PART_SIZE", 5 * 1024 * 1024)
+    monkeypatch.setattr(s3mod.servercopy, "MULTIPART_COPY_THRESHOLD", 6 * 1024 * 1024)
+    monkeypatch.setattr(s3mod.servercopy, "COPY_PART_SIZE", 5 * 1024 * 1024)
     bucket = new_bucket(s3)
     large = os.urandom(11 * 1024 * 1024 + 17)
     s3.put_object(Bucket=bucket, Key="large.bin", Body=large, Metadata={"k": "v"}, Tagging="a=b")
@@ -386,7 +386,7 @@ def test_pure_helpers() -> None:
     import base64
 
     from cloudkeep.errors import RestoreError
-    from cloudkeep.sources.s3 import _Cursor, full_object_sha256, same_endpoint, split_target
+    from cloudkeep.sources.s3 import Cursor, full_object_sha256, same_endpoint, split_target
 
     digest = hashlib.sha256(b"x").digest()
     assert full_object_sha256({"ChecksumSHA256": base64.b64encode(digest).decode()}) == digest.hex()
@@ -402,7 +402,7 @@ def test_pure_helpers() -> None:
     assert same_endpoint("http://127.0.0.1:5000/", "http://127.0.0.1:5000")
     assert not same_endpoint("http://127.0.0.1:5000", "https://s3.us-east-1.amazonaws.com")
 
-    cursor = _Cursor(iter([{"key": k} for k in ["a", "c", "d", "f"]]))
+    cursor = Cursor(iter([{"key": k} for k in ["a", "c", "d", "f"]]))
     assert [cursor.find(k) for k in ["a", "b", "c", "e", "f", "g"]] == [
         {"key": "a"}, None, {"key": "c"}, None, {"key": "f"}, None]
 

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ..clouds.aws import AwsErrors, Fault
+from ..clouds.aws import client as aws_client
 from ..errors import KeyUnavailableError
 from ..specs import KeyModel
 from . import b64, unb64
@@ -34,29 +36,13 @@ class AwsKmsProvider:
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
-                import boto3
-
-                from ..awsconfig import client_config
-
-                self._client = boto3.client("kms", region_name=self.region, config=client_config())
+                self._client = aws_client("kms", self.region)
             return self._client
 
     def _call(self, what: str, **kwargs: Any) -> dict[str, Any]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with _KmsErrors(f"key {self.name!r} (aws_kms {self.key} in {self.region})", subject=what):
             result: dict[str, Any] = getattr(self.client(), what)(**kwargs)
-            return result
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            raise KeyUnavailableError(
-                f"key {self.name!r} (aws_kms {self.key} in {self.region}): {what} failed: "
-                f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
-            ) from None
-        except BotoCoreError as exc:
-            raise KeyUnavailableError(
-                f"key {self.name!r} (aws_kms {self.key} in {self.region}) unreachable: {exc}"
-            ) from None
+        return result
 
     def generate(self, context: Mapping[str, str]) -> tuple[bytes, dict[str, Any]] | None:
         out = self._call("generate_data_key", KeyId=self.key, KeySpec="AES_256",
@@ -75,6 +61,20 @@ class AwsKmsProvider:
     def _record(self, out: Mapping[str, Any]) -> dict[str, Any]:
         return {"algorithm": "SYMMETRIC_DEFAULT", "region": self.region,
                 "key_arn": str(out.get("KeyId", "")), "wrapped_key": b64(bytes(out["CiphertextBlob"]))}
+
+
+class _KmsErrors(AwsErrors):
+    """KMS failures → KeyUnavailableError (``doing``: the key; ``subject``: the KMS call), with
+    no chained botocore exception."""
+
+    CHAIN = False
+
+    def unreachable(self, fault: Fault) -> BaseException:
+        return KeyUnavailableError(f"{self.doing} unreachable: {fault.message}")
+
+    def refused(self, fault: Fault) -> BaseException:
+        return KeyUnavailableError(
+            f"{self.doing}: {self.subject} failed: {fault.code or 'error'}: {fault.message}".rstrip(": "))
 
 
 class AwsKmsKeySpec(KeyModel):

@@ -6,6 +6,8 @@ import json
 import threading
 from typing import Any
 
+from ..clouds.aws import AwsErrors, Fault
+from ..clouds.aws import client as aws_client
 from . import Delivery, QueueError
 
 BATCH = 10  # SQS's limit per SendMessageBatch / ReceiveMessage
@@ -21,12 +23,7 @@ class SqsQueue:
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
-                import boto3
-
-                from ..awsconfig import client_config
-
-                region = _region_of(self.url)
-                self._client = boto3.client("sqs", region_name=region, config=client_config())
+                self._client = aws_client("sqs", _region_of(self.url))
             return self._client
 
     def describe(self) -> str:
@@ -57,12 +54,8 @@ class SqsQueue:
                    ReceiptHandle=delivery.handle)
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with _SqsErrors(f"SQS queue {self.url}: {what}"):
             return fn(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
-            raise QueueError(f"SQS queue {self.url}: {what} failed: {exc}") from exc
 
 
 def _region_of(url: str) -> str | None:
@@ -70,3 +63,10 @@ def _region_of(url: str) -> str | None:
     host = url.split("://", 1)[-1].split("/", 1)[0]
     parts = host.split(".")
     return parts[1] if len(parts) > 3 and parts[0] == "sqs" else None
+
+
+class _SqsErrors(AwsErrors):
+    """Any botocore failure → QueueError ``SQS queue <url>: <doing> failed: <botocore's text>``."""
+
+    def translate(self, fault: Fault) -> BaseException:
+        return QueueError(f"{self.doing} failed: {fault.error}")

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from ..capabilities import NativeRestore, able
 
 if TYPE_CHECKING:
+    from ..capabilities import Description
     from ..manifest import Codec, Manifest, PartEntry
     from ..stores import Store
 
@@ -51,7 +52,9 @@ class RestoreWriter(Protocol):
 class Source(Protocol):
     kind: str
 
-    def describe(self) -> dict[str, Any]: ...
+    def describe(self) -> Description | dict[str, Any]:
+        """What the source reads (a plain dict is the previous form, see Description.coerce)."""
+        ...
 
     def plan_segments(self, described: dict[str, Any]) -> int: ...
 

@@ -10,6 +10,9 @@ Guarantees every store gives (the contract):
   :class:`~cloudkeep.errors.ObjectNotFoundError`.
 - ``list(prefix)`` yields every object under ``prefix`` in key order, with its size.
 - ``delete(keys)`` removes the keys; keys already gone are not an error.
+
+:class:`BaseStore` is the base of cloudkeep's stores: it batches ``delete`` by the store's
+declared ``capabilities.max_delete_batch`` (S3: 1000 keys per DeleteObjects).
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import BinaryIO, ClassVar, Protocol, runtime_checkable
+
+from ..errors import ObjectLockedError, StoreError
 
 Data = bytes | BinaryIO
 
@@ -70,14 +75,42 @@ class HasTemporaries(Protocol):
     def temporaries(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
 
 
+class BaseStore:
+    """What every store shares: ``delete`` in batches of at most the declared
+    ``capabilities.max_delete_batch`` keys (each key checked), handed to :meth:`delete_batch`."""
+
+    capabilities: StoreCapabilities = StoreCapabilities()
+    #: Why objects refused by retention could not be deleted (ObjectLockedError's detail).
+    LOCKED_DETAIL: ClassVar[str] = ""
+
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete ``keys`` (gone already is fine), batch by batch. Keys an immutability policy
+        still protects raise ObjectLockedError at the end, after everything else was deleted."""
+        limit = max(1, self.capabilities.max_delete_batch)
+        locked: list[str] = []
+        batch: list[str] = []
+        for key in keys:
+            batch.append(check_key(key))
+            if len(batch) >= limit:
+                locked += self.delete_batch(batch)
+                batch = []
+        if batch:
+            locked += self.delete_batch(batch)
+        if locked:
+            raise ObjectLockedError(sorted(set(locked)), self.LOCKED_DETAIL)
+
+    def delete_batch(self, keys: list[str]) -> list[str]:
+        """Delete at most ``max_delete_batch`` checked keys; returns those still protected by an
+        immutability policy (not deleted)."""
+        raise NotImplementedError
+
+
 def as_stream(data: Data) -> BinaryIO:
     return io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
 
 
 def check_key(key: str) -> str:
     """Keys are relative, '/'-separated, without empty, '.' or '..' segments."""
-    from ..errors import StoreError
-
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in key.split("/")):
         raise StoreError(f"invalid object key {key!r}")
     return key

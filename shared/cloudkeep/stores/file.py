@@ -17,12 +17,13 @@ blocking). The root itself may be a symbolic link: it is the operator's choice o
 
 from __future__ import annotations
 
+import builtins
 import errno
 import logging
 import os
 import secrets
 import stat as statmod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, ClassVar, Literal, Self
@@ -31,7 +32,7 @@ from pydantic import Field, field_validator
 
 from ..errors import ObjectExistsError, ObjectNotFoundError, StoreError, StoreUnreachableError
 from ..specs import StoreLocation, StoreModel
-from . import CHUNK, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
+from . import CHUNK, BaseStore, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class _Outside(Exception):
     """A path component is a symbolic link (or not a folder): the key is not in the store."""
 
 
-class FileStore:
+class FileStore(BaseStore):
     capabilities = StoreCapabilities(conditional_create=True, object_lock=False)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -254,7 +255,8 @@ class FileStore:
                     continue
                 yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
-    def delete(self, keys: Iterable[str]) -> None:
+    def delete_batch(self, keys: builtins.list[str]) -> builtins.list[str]:
+        """Unlink each key's file (never following a link) and the folders it leaves empty."""
         for key in keys:
             path = self._path(key)
             *folders, name = key.split("/")
@@ -278,6 +280,7 @@ class FileStore:
                 _prune_empty_dirs(fds, folders)
             finally:
                 _close(fds)
+        return []
 
 
 def _walk(fd: int, rel: str, prefix: str, found: list[ObjectInfo]) -> None:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import builtins
 import io
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import BinaryIO
 
 from ..errors import ObjectExistsError, ObjectNotFoundError
-from . import CHUNK, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
+from . import CHUNK, BaseStore, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
 
 
-class MemoryStore:
+class MemoryStore(BaseStore):
     capabilities = StoreCapabilities(conditional_create=True, object_lock=False)
 
     def __init__(self) -> None:
@@ -54,11 +55,11 @@ class MemoryStore:
         for key, (body, modified) in items:
             yield ObjectInfo(key, len(body), modified)
 
-    def delete(self, keys: Iterable[str]) -> None:
-        keys = [check_key(key) for key in keys]
+    def delete_batch(self, keys: builtins.list[str]) -> builtins.list[str]:
         with self._lock:
             for key in keys:
                 self.objects.pop(key, None)
+        return []
 
 
 def _read_all(stream: BinaryIO) -> bytes:

@@ -10,47 +10,23 @@ from __future__ import annotations
 import builtins
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, ClassVar, Literal, Self, cast
 
 from pydantic import Field
 
-from ..errors import (
-    ObjectExistsError,
-    ObjectLockedError,
-    ObjectNotFoundError,
-    StoreError,
-    StoreUnreachableError,
-)
+from ..capabilities import ExtendsRetention, LockModes, ServerSideCopy
+from ..clouds.aws import S3StoreErrors, s3_client
+from ..errors import ObjectNotFoundError, StoreError
 from ..specs import ObjectLock, Prefix, S3Bucket, StoreLocation, StoreModel, normalise_url
-from . import CHUNK, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
+from . import CHUNK, BaseStore, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
 
-UNREACHABLE_CODES = {  # S3 error codes that mean the bucket cannot be reached (also the S3 source's)
-    "NoSuchBucket",
-    "AccessDenied",
-    "AllAccessDisabled",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "InvalidToken",
-    "AuthorizationHeaderMalformed",
-    "PermanentRedirect",
-}
-_EXISTS_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
-_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
+#: The S3 client (timeouts and retries: ``clouds/aws.py``); the S3 source builds its own with it.
+make_client = s3_client
 
 
-def make_client(region: str | None, endpoint_url: str | None = None) -> Any:
-    import boto3
-
-    from ..awsconfig import client_config
-
-    config = client_config(max_pool_connections=64)  # timeouts and retries: awsconfig.py
-    return boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
-
-
-class S3Store:
+class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy):
     capabilities = StoreCapabilities(conditional_create=True, object_lock=False, max_delete_batch=1000)
 
     def __init__(
@@ -91,6 +67,10 @@ class S3Store:
     def location(self, key: str) -> tuple[str, str]:
         """The bucket and full object key of ``key`` (for server-side copies into this store)."""
         return self.bucket, self._key(key)
+
+    def copy_client(self) -> Any:
+        """The client that reaches this store's bucket (server-side copies, exports)."""
+        return self.client
 
     def _key(self, key: str) -> str:
         check_key(key)
@@ -176,25 +156,21 @@ class S3Store:
                 for obj in page.get("Contents", []):
                     yield ObjectInfo(self._rel(obj["Key"]), int(obj["Size"]), obj.get("LastModified"))
 
-    def delete(self, keys: Iterable[str]) -> None:
-        """Delete keys; with Object Lock (a versioned bucket) every version of each key, so the
-        data really goes. Objects still under retention raise ObjectLockedError at the end,
-        after everything else was deleted."""
+    LOCKED_DETAIL = "Object Lock retention has not expired"
+
+    def delete_batch(self, keys: builtins.list[str]) -> builtins.list[str]:
+        """Delete a batch of keys (:class:`BaseStore` batches ``delete`` by 1000, DeleteObjects'
+        limit); with Object Lock (a versioned bucket) every version of each key, so the data
+        really goes. Returns the keys Object Lock refused."""
+        if self.lock_mode:
+            objects = [v for key in keys for v in self._versions(key)]
+        else:
+            objects = [{"Key": self._key(key)} for key in keys]
         size = self.capabilities.max_delete_batch
-        batch: builtins.list[dict[str, str]] = []
         locked: builtins.list[str] = []
-        for key in keys:
-            if self.lock_mode:
-                batch.extend(self._versions(key))
-            else:
-                batch.append({"Key": self._key(key)})
-            while len(batch) >= size:
-                locked += self._delete_batch(batch[:size])
-                batch = batch[size:]
-        if batch:
-            locked += self._delete_batch(batch)
-        if locked:
-            raise ObjectLockedError(sorted(set(locked)), "Object Lock retention has not expired")
+        for start in range(0, len(objects), size):
+            locked += self._delete_objects(objects[start:start + size])
+        return locked
 
     def _versions(self, key: str) -> builtins.list[dict[str, str]]:
         full = self._key(key)
@@ -207,8 +183,8 @@ class S3Store:
                         out.append({"Key": full, "VersionId": v["VersionId"]})
         return out
 
-    def _delete_batch(self, batch: builtins.list[dict[str, str]]) -> builtins.list[str]:
-        """Delete one batch; returns the keys refused by Object Lock."""
+    def _delete_objects(self, batch: builtins.list[dict[str, str]]) -> builtins.list[str]:
+        """One DeleteObjects request; returns the keys refused by Object Lock."""
         with self._errors(batch[0]["Key"]):
             resp = self.client.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
@@ -258,41 +234,9 @@ class S3Store:
             )
         return True
 
-    def _errors(self, key: str) -> _S3Errors:
-        return _S3Errors(self, key)
-
-
-class _S3Errors:
-    """Turns botocore exceptions into cloudkeep errors, in one place."""
-
-    def __init__(self, store: S3Store, key: str) -> None:
-        self.store = store
-        self.key = key
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is None:
-            return
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-        where = f"{self.store.describe()}/{self.key}"
-        if isinstance(exc, ClientError):
-            err = exc.response.get("Error", {})
-            code = str(err.get("Code", ""))
-            if code in _EXISTS_CODES:
-                raise ObjectExistsError(self.key) from exc
-            if code in _MISSING_CODES:
-                raise ObjectNotFoundError(self.key) from exc
-            message = f"{code}: {err.get('Message', '')}".strip().rstrip(":")
-            if code in UNREACHABLE_CODES:
-                raise StoreUnreachableError(f"cannot reach {where}: {message}") from exc
-            raise StoreError(f"S3 error on {where}: {message}") from exc
-        if isinstance(exc, NoCredentialsError):
-            raise StoreUnreachableError(f"cannot reach {where}: no AWS credentials found") from exc
-        if isinstance(exc, BotoCoreError):
-            raise StoreUnreachableError(f"cannot reach {where}: {exc}") from exc
+    def _errors(self, key: str) -> S3StoreErrors:
+        """botocore errors on ``key`` → cloudkeep's (``clouds/aws.py``)."""
+        return S3StoreErrors(f"{self.describe()}/{key}", subject=key)
 
 
 def _read_chunk(stream: BinaryIO) -> bytes:

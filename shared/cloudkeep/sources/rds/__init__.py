@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ...capabilities import Description, NativeCheck, NativeRestore, NativeRetention
+from ...clouds.aws import client_config
 from ...errors import RestoreError, SourceError
-from .._aws import AwsErrors
+from .. import JobContext, JobPoll, NamesTargets, NativeJobSource, NativeOutcome
+from .drill import RdsDrill, primary
+from .errors import _FAILED, _MISSING, _errors
 
 if TYPE_CHECKING:
     from ...manifest import Manifest
@@ -34,14 +36,6 @@ log = logging.getLogger(__name__)
 TAG_DATASET = "cloudkeep:dataset"
 TAG_SNAPSHOT = "cloudkeep:snapshot"
 TAG_MANAGED = "cloudkeep:managed"
-TAG_DRILL = "cloudkeep:drill"
-_FAILED = {"failed", "deleted", "deleting", "incompatible-restore", "incompatible-parameters"}
-_UNREACHABLE = {"DBInstanceNotFound", "DBInstanceNotFoundFault", "DBClusterNotFoundFault",
-                "AccessDenied", "AccessDeniedException", "UnrecognizedClientException",
-                "InvalidClientTokenId", "ExpiredToken", "SignatureDoesNotMatch"}
-_MISSING = {"DBSnapshotNotFound", "DBSnapshotNotFoundFault", "DBClusterSnapshotNotFoundFault",
-            "DBInstanceNotFound", "DBInstanceNotFoundFault", "DBClusterNotFoundFault"}
-
 ClientFactory = Callable[[str, "str | None"], Any]
 
 
@@ -61,8 +55,6 @@ def _default_clients() -> ClientFactory:
             if key not in cache:
                 import boto3
 
-                from ...awsconfig import client_config
-
                 session = boto3.session.Session()
                 if role_arn:  # another account: act through a role there
                     creds = session.client("sts", region_name=region,
@@ -78,7 +70,7 @@ def _default_clients() -> ClientFactory:
     return make
 
 
-class RdsSource:
+class RdsSource(RdsDrill, NativeJobSource, NativeCheck, NativeRestore, NativeRetention, NamesTargets):
     kind = "rds"
 
     def __init__(self, region: str, *, instance: str | None = None, cluster: str | None = None,
@@ -109,7 +101,7 @@ class RdsSource:
 
     # ------------------------------------------------------------------ the Source protocol
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> Description:
         client = self.client()
         with _errors(f"describing RDS {self.target} {self.name}"):
             if self.cluster:
@@ -126,7 +118,7 @@ class RdsSource:
                 "storage_encrypted": db.get("StorageEncrypted"), "kms_key_id": db.get("KmsKeyId")}
         if self.copy_to:
             out["copy_to"] = {k: v for k, v in self.copy_to.items() if v}
-        return {k: v for k, v in out.items() if v is not None}
+        return Description({k: v for k, v in out.items() if v is not None})
 
     def plan_segments(self, described: dict[str, Any]) -> int:
         return 1
@@ -158,7 +150,7 @@ class RdsSource:
                 {"Key": TAG_MANAGED, "Value": "true"}]
 
     def start_job(self, ctx: JobContext) -> dict[str, Any]:
-        described = self.describe()
+        described = self.describe().identity
         ident = snapshot_identifier(ctx.dataset, ctx.snapshot_id)
         tags = self._tags(ctx.dataset, ctx.snapshot_id)
         client = self.client()
@@ -204,8 +196,6 @@ class RdsSource:
             return None
 
     def poll_job(self, ctx: JobContext, job: dict[str, Any]) -> JobPoll:
-        from .. import JobPoll
-
         current = job["snapshots"][-1]
         snap = self._snapshot(current)
         if snap is None:
@@ -270,8 +260,6 @@ class RdsSource:
         return out | {"arn": arn}
 
     def finish_job(self, ctx: JobContext, job: dict[str, Any]) -> NativeOutcome:
-        from .. import NativeOutcome
-
         primary = self._snapshot(job["snapshots"][0]) or {}
         at = primary.get("SnapshotCreateTime") or ctx.started_at
         described = dict(job["described"]) | {
@@ -374,7 +362,7 @@ class RdsSource:
     def restore_native(self, manifest: Manifest, target: str, *, overwrite: bool) -> dict[str, Any]:
         """Start restoring a new DB instance (or cluster) ``target`` from the primary snapshot;
         RDS makes it available some minutes later."""
-        record = _primary(manifest)
+        record = primary(manifest)
         client = self.client()
         with _errors(f"restoring RDS snapshot {record['arn']} into {target}"):
             if self.cluster:
@@ -386,83 +374,3 @@ class RdsSource:
                     DBInstanceIdentifier=target, DBSnapshotIdentifier=record["identifier"])
         return {"items": 0, "via": f"RDS restore of {record['arn']} (the {self.target} becomes "
                                    "available in a few minutes)"}
-
-    def drill(self, manifest: Manifest, *, poll_interval: float = 30.0, timeout: float = 3 * 3600.0,
-              sleep: Callable[[float], None] = time.sleep,
-              on_available: Callable[[str], None] | None = None) -> dict[str, Any]:
-        """Restore a temporary instance (or cluster) from the snapshot, wait until it is
-        available, then delete it — also when anything fails. Returns what happened, with every
-        problem."""
-        record = _primary(manifest)
-        name = f"ck-drill-{secrets.token_hex(4)}"
-        client = self.client()
-        problems: list[str] = []
-        created = False
-        started = time.monotonic()
-        status = None
-        try:
-            tags = [{"Key": TAG_DRILL, "Value": f"{manifest.dataset}@{manifest.snapshot_id}"}]
-            with _errors(f"restoring drill {self.target} {name} from {record['arn']}"):
-                if self.cluster:
-                    client.restore_db_cluster_from_snapshot(
-                        DBClusterIdentifier=name, SnapshotIdentifier=record["identifier"],
-                        Engine=manifest.source.get("engine"), Tags=tags)
-                else:
-                    client.restore_db_instance_from_db_snapshot(
-                        DBInstanceIdentifier=name, DBSnapshotIdentifier=record["identifier"],
-                        PubliclyAccessible=False, Tags=tags)
-            created = True
-            deadline = time.monotonic() + timeout
-            while True:
-                status = self._status(client, name)
-                if status == "available":
-                    break
-                if status in _FAILED or status in ("inaccessible-encryption-credentials", "storage-full"):
-                    problems.append(f"drill {self.target} {name} is {status}")
-                    break
-                if time.monotonic() + poll_interval > deadline:
-                    problems.append(f"drill {self.target} {name} not available after {timeout:.0f}s "
-                                    f"(status {status})")
-                    break
-                sleep(poll_interval)
-            if status == "available" and on_available is not None:
-                on_available(name)
-        except Exception as exc:  # noqa: BLE001 - every problem goes into the report
-            problems.append(f"drill failed: {exc}")
-        finally:
-            if created:
-                try:
-                    with _errors(f"deleting drill {self.target} {name}"):
-                        if self.cluster:
-                            client.delete_db_cluster(DBClusterIdentifier=name, SkipFinalSnapshot=True)
-                        else:
-                            client.delete_db_instance(DBInstanceIdentifier=name, SkipFinalSnapshot=True,
-                                                      DeleteAutomatedBackups=True)
-                    log.info("drill: deleted temporary %s %s", self.target, name)
-                except Exception as exc:  # noqa: BLE001
-                    problems.append(f"could not delete the drill {self.target} {name}: {exc} — "
-                                    "delete it by hand")
-        return {"ok": not problems, "restored": name, "target": self.target, "from": record["arn"],
-                "status": status, "deleted": created, "seconds": round(time.monotonic() - started, 3),
-                "problems": problems}
-
-    def _status(self, client: Any, name: str) -> str:
-        with _errors(f"reading drill {self.target} {name}"):
-            if self.cluster:
-                return str(client.describe_db_clusters(DBClusterIdentifier=name)["DBClusters"][0]["Status"])
-            return str(client.describe_db_instances(
-                DBInstanceIdentifier=name)["DBInstances"][0]["DBInstanceStatus"])
-
-
-def _primary(manifest: Manifest) -> dict[str, Any]:
-    records = (manifest.native or {}).get("snapshots") or []
-    if not records:
-        raise RestoreError(f"{manifest.dataset}@{manifest.snapshot_id} records no RDS snapshot")
-    return dict(records[0])
-
-
-class _errors(AwsErrors):
-    """Maps botocore exceptions to cloudkeep errors, in one place for this adapter."""
-
-    SERVICE = "RDS"
-    UNREACHABLE = frozenset(_UNREACHABLE)

@@ -1,0 +1,219 @@
+"""AWS plumbing shared by cloudkeep's AWS adapters: client building and the one SDK-error translator.
+
+**Clients.** Every botocore client (DynamoDB, S3 store and source, RDS, STS, KMS, SQS, SNS,
+discovery) is built with :func:`client_config`: botocore's *standard* retry mode with
+``MAX_ATTEMPTS`` attempts in all (the first and two retries, exponential backoff with jitter: at
+most 1 s, then 2 s), a ``CONNECT_TIMEOUT`` per connection attempt and a ``READ_TIMEOUT`` per
+response. So a call to an endpoint that cannot be reached fails, with exit code 3, within a
+bounded time: connection refused (the endpoint is down) — within the backoff, under ``3 s``; no
+answer at all (a black-holed address) — under ``MAX_ATTEMPTS × CONNECT_TIMEOUT + 3 s = 9 s``. A
+tick whose DynamoDB table is unreachable fails that dataset after one such call and goes on with
+the others. ``AWS_MAX_ATTEMPTS`` and ``AWS_RETRY_MODE`` in the environment override the attempts
+and the mode (botocore's own variables; e.g. more attempts for a heavily throttled table).
+
+**Errors.** :func:`fault_of` classifies a botocore exception once (an error response with its
+code and message, missing credentials, or the network); :class:`AwsErrors` is the context
+manager every AWS adapter wraps its calls in. An adapter only says which cloudkeep error a fault
+becomes (:meth:`AwsErrors.translate`); its default is the DynamoDB and RDS sources' translation,
+:class:`S3StoreErrors` the S3 store's (the S3 source, KMS and SQS override it in their modules).
+
+botocore and boto3 are imported lazily (cold starts): importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from ..errors import (
+    CloudkeepError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    SourceError,
+    SourceUnreachableError,
+    StoreError,
+    StoreUnreachableError,
+)
+
+# --- clients --------------------------------------------------------------------------------
+
+CONNECT_TIMEOUT = 2.0  # seconds per connection attempt
+READ_TIMEOUT = 60.0  # seconds to wait for a response once connected
+MAX_ATTEMPTS = 3  # attempts in all, retries included
+RETRY_MODE = "standard"
+
+
+def max_attempts() -> int:
+    """The attempts per call: ``AWS_MAX_ATTEMPTS`` when set to a positive number, else
+    :data:`MAX_ATTEMPTS`."""
+    text = os.environ.get("AWS_MAX_ATTEMPTS", "")
+    return int(text) if text.isdigit() and int(text) > 0 else MAX_ATTEMPTS
+
+
+def client_config(**overrides: Any) -> Any:
+    """A botocore ``Config`` with cloudkeep's timeouts and retry budget (``overrides`` are other
+    Config options, e.g. ``max_pool_connections``)."""
+    from botocore.config import Config
+
+    retries = {"mode": os.environ.get("AWS_RETRY_MODE", RETRY_MODE),
+               "total_max_attempts": max_attempts()}  # attempts in all, the first included
+    options: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT,
+                               "retries": retries}
+    options.update(overrides)
+    return Config(**options)
+
+
+def client(service: str, region: str | None, *, endpoint_url: str | None = None,
+           **config: Any) -> Any:
+    """A boto3 client of ``service`` with :func:`client_config` (``config``: other options)."""
+    import boto3
+
+    return boto3.client(service, region_name=region, endpoint_url=endpoint_url,
+                        config=client_config(**config))
+
+
+def s3_client(region: str | None, endpoint_url: str | None = None) -> Any:
+    """The S3 client of the S3 store and source (a large connection pool: parallel copies)."""
+    return client("s3", region, endpoint_url=endpoint_url, max_pool_connections=64)
+
+
+#: An S3 bucket name (3-63 lowercase letters, digits, '.' and '-'; also refuse "..").
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def same_endpoint(a: str | None, b: str | None) -> bool:
+    """Whether two S3 clients reach the same service (server-side copies work between them)."""
+    if a and b and ".amazonaws.com" in a and ".amazonaws.com" in b:
+        return True  # AWS: any region copies from any other
+    return (a or "").rstrip("/") == (b or "").rstrip("/")
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+#: S3 error codes that mean the bucket cannot be reached (the S3 store's and the S3 source's).
+S3_UNREACHABLE_CODES = frozenset({
+    "NoSuchBucket",
+    "AccessDenied",
+    "AllAccessDisabled",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "AuthorizationHeaderMalformed",
+    "PermanentRedirect",
+})
+#: A conditional request's precondition failed (the object exists / changed).
+S3_PRECONDITION_CODES = frozenset({"PreconditionFailed", "412"})
+#: The object is not there.
+S3_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A botocore exception, classified: an error ``response`` from the service (with its
+    ``code`` and ``message``), missing ``credentials``, or the ``network`` (any other botocore
+    error; ``message`` is its text)."""
+
+    kind: Literal["response", "credentials", "network"]
+    code: str
+    message: str
+    error: BaseException
+
+    def text(self) -> str:
+        """``Code: message`` (without a dangling colon)."""
+        return f"{self.code}: {self.message}".strip().rstrip(":")
+
+    def reason(self) -> str:
+        """Why the service could not be reached (credentials or network faults)."""
+        return "no AWS credentials found" if self.kind == "credentials" else self.message
+
+
+def fault_of(exc: BaseException) -> Fault | None:
+    """``exc`` classified, or None when it is not a botocore exception."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return Fault("response", str(err.get("Code", "")), str(err.get("Message", "")), exc)
+    if isinstance(exc, NoCredentialsError):
+        return Fault("credentials", "", str(exc), exc)
+    if isinstance(exc, BotoCoreError):
+        return Fault("network", "", str(exc), exc)
+    return None
+
+
+class AwsErrors:
+    """A context manager turning the botocore exceptions raised while ``doing`` something into
+    cloudkeep errors: an error response whose code is in ``passthrough`` propagates as it is (the
+    caller handles it), as does anything that is not a botocore exception; every other one is
+    replaced by :meth:`translate`'s answer (chained to it unless ``CHAIN`` is False).
+
+    The default translation (the DynamoDB and RDS sources'): ``<SERVICE> <Code> while <doing>:
+    <message>`` (plus a hint per code), SourceUnreachableError (exit 3) for codes in
+    :attr:`UNREACHABLE`, missing credentials and network errors, else SourceError."""
+
+    SERVICE: ClassVar[str] = "AWS"
+    UNREACHABLE: ClassVar[frozenset[str]] = frozenset()
+    CHAIN: ClassVar[bool] = True
+
+    def __init__(self, doing: str, passthrough: set[str] | None = None,
+                 hints: dict[str, str] | None = None, *, subject: str = "") -> None:
+        self.doing = doing
+        self.passthrough = passthrough or set()
+        self.hints = hints or {}
+        self.subject = subject  # what the call was about, for a translation that names it
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None or isinstance(exc, CloudkeepError):
+            return
+        fault = fault_of(exc)
+        if fault is None or (fault.kind == "response" and fault.code in self.passthrough):
+            return
+        raise self.translate(fault) from (exc if self.CHAIN else None)
+
+    def translate(self, fault: Fault) -> BaseException:
+        """The exception that replaces ``fault``: :meth:`unreachable`'s for missing credentials
+        and network errors, else :meth:`refused`'s."""
+        return self.refused(fault) if fault.kind == "response" else self.unreachable(fault)
+
+    def unreachable(self, fault: Fault) -> BaseException:
+        """Missing credentials or a network error (exit 3)."""
+        if fault.kind == "credentials":
+            return SourceUnreachableError(f"no AWS credentials found while {self.doing}")
+        return SourceUnreachableError(f"cannot reach {self.SERVICE} while {self.doing}: {fault.message}")
+
+    def refused(self, fault: Fault) -> BaseException:
+        """An error response from the service."""
+        message = f"{self.SERVICE} {fault.code} while {self.doing}: {fault.message}".rstrip(": ")
+        if fault.code in self.hints:
+            message += f" — {self.hints[fault.code]}"
+        if fault.code in self.UNREACHABLE:
+            return SourceUnreachableError(message)
+        return SourceError(message)
+
+
+class S3StoreErrors(AwsErrors):
+    """The S3 store's translation; ``doing`` is the object's place (``s3://bucket/prefix/key``)
+    and ``subject`` its store key: a failed create-only precondition is ObjectExistsError, a missing
+    object ObjectNotFoundError, an unreachable bucket StoreUnreachableError (exit 3), anything
+    else StoreError."""
+
+    EXISTS: ClassVar[frozenset[str]] = S3_PRECONDITION_CODES | {"ConditionalRequestConflict"}
+
+    def unreachable(self, fault: Fault) -> BaseException:
+        return StoreUnreachableError(f"cannot reach {self.doing}: {fault.reason()}")
+
+    def refused(self, fault: Fault) -> BaseException:
+        where = self.doing
+        if fault.code in self.EXISTS:
+            return ObjectExistsError(self.subject)
+        if fault.code in S3_MISSING_CODES:
+            return ObjectNotFoundError(self.subject)
+        if fault.code in S3_UNREACHABLE_CODES:
+            return StoreUnreachableError(f"cannot reach {where}: {fault.text()}")
+        return StoreError(f"S3 error on {where}: {fault.text()}")

@@ -1,0 +1,122 @@
+"""Restoring DynamoDB snapshot lines: the target table prepared, then parallel BatchWriteItem."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ...errors import RestoreError, SourceError
+from ...retry import Backoff
+from .codec import decode_line
+from .errors import _errors
+from .schema import create_params, key_signature, schema_of
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 25
+MAX_UNPROCESSED_ATTEMPTS = 12
+
+
+def unprocessed_backoff() -> Backoff:
+    """The retries of a batch call's unprocessed items (BatchWriteItem, BatchGetItem)."""
+    return Backoff(attempts=MAX_UNPROCESSED_ATTEMPTS, base=0.05, cap=5.0)
+
+
+def until_processed(call: Callable[[dict[str, Any]], dict[str, Any]], pending: dict[str, Any],
+                    unprocessed: str) -> bool:
+    """Call ``call(pending)`` and again with the response's ``unprocessed`` items, with backoff,
+    until none are left (True) or the attempts ran out (False)."""
+    backoff = unprocessed_backoff()
+    while True:
+        pending = call(pending).get(unprocessed) or {}
+        if not pending:
+            return True
+        if not backoff.wait():
+            return False
+
+
+def open_restore(client: Any, target: str, existing: dict[str, Any] | None,
+                 recorded: dict[str, Any], *, overwrite: bool) -> DynamoDBWriter:
+    """A writer into table ``target`` (DescribeTable's ``existing``, None: there is none): made
+    with the ``recorded`` schema when absent; else its key schema must be the snapshot's, and it
+    must be empty unless ``overwrite``."""
+    if existing is None:
+        create_table(client, target, recorded)
+    else:
+        mine = key_signature(recorded)
+        theirs = key_signature(schema_of(existing))
+        if mine != theirs:
+            raise RestoreError(
+                f"target table {target!r} exists with key schema {theirs}, but the snapshot's "
+                f"is {mine}; restore into a new table name instead"
+            )
+        with _errors(f"reading {target}"):
+            probe = client.scan(TableName=target, Limit=1, Select="COUNT")
+        non_empty = probe.get("Count", 0) > 0 or bool(probe.get("LastEvaluatedKey"))
+        if non_empty and not overwrite:
+            raise RestoreError(
+                f"target table {target!r} is not empty; refusing to write into it "
+                f"(pass --overwrite to write the snapshot's items over it)"
+            )
+    return DynamoDBWriter(client, target)
+
+
+def create_table(client: Any, target: str, recorded: dict[str, Any]) -> None:
+    """Create ``target`` with the recorded schema and wait until it exists."""
+    log.info("creating table %s", target)
+    with _errors(f"creating table {target}"):
+        client.create_table(**create_params(target, recorded))
+        client.get_waiter("table_exists").wait(
+            TableName=target, WaiterConfig={"Delay": 1, "MaxAttempts": 600}
+        )
+
+
+def drop_table(client: Any, target: str) -> bool:
+    """Delete table ``target`` and wait until it is gone; False when there was none."""
+    from botocore.exceptions import ClientError
+
+    gone = "ResourceNotFoundException"
+    try:
+        with _errors(f"deleting table {target}", passthrough={gone}):
+            client.delete_table(TableName=target)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == gone:
+            return False
+        raise
+    with _errors(f"waiting for table {target} to be deleted"):
+        client.get_waiter("table_not_exists").wait(
+            TableName=target, WaiterConfig={"Delay": 1, "MaxAttempts": 600})
+    return True
+
+
+class DynamoDBWriter:
+    """Writes items with BatchWriteItem, retrying unprocessed items with jittered backoff."""
+
+    def __init__(self, client: Any, target: str) -> None:
+        self.client = client
+        self.target = target
+
+    def write(self, lines: list[bytes]) -> int:
+        written = 0
+        for start in range(0, len(lines), BATCH_SIZE):
+            chunk = lines[start : start + BATCH_SIZE]
+            requests = [{"PutRequest": {"Item": decode_line(line)}} for line in chunk]
+            self._batch(requests)
+            written += len(chunk)
+        return written
+
+    def _batch(self, requests: list[dict[str, Any]]) -> None:
+        left: list[int] = []
+
+        def call(pending: dict[str, Any]) -> dict[str, Any]:
+            with _errors(f"writing to {self.target}"):
+                resp: dict[str, Any] = self.client.batch_write_item(RequestItems=pending)
+            left[:] = [sum(len(v) for v in (resp.get("UnprocessedItems") or {}).values())]
+            return resp
+
+        if not until_processed(call, {self.target: requests}, "UnprocessedItems"):
+            raise SourceError(
+                f"DynamoDB kept {left[0]} item(s) unprocessed after {MAX_UNPROCESSED_ATTEMPTS} "
+                f"attempts writing to {self.target} (throttled?); the restore is incomplete"
+            )
