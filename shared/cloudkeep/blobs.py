@@ -13,10 +13,9 @@ A blob belongs to no single snapshot: every snapshot's listing names the blobs i
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,7 +23,7 @@ from typing import Any
 
 from . import layout, registry
 from .catalog import scan
-from .codec import HashingReader, PartLimitError, open_part
+from .codec import HashingReader, PartLimitError, listing_records
 from .errors import CloudkeepError, LockedError, ObjectExistsError, ObjectNotFoundError, VerificationError
 from .lock import DatasetLock, FencedStore
 from .manifest import Manifest
@@ -40,30 +39,6 @@ def uses_blobs(manifest: Manifest) -> bool:
     """Whether the snapshot's source type keeps content-addressed blobs beside its parts."""
     spec = registry.source_spec(manifest.source.get("type"))
     return spec is not None and spec.USES_BLOBS
-
-
-def listing_records(store: Store, manifest: Manifest, *, tolerant: bool = False
-                    ) -> Iterator[dict[str, Any]]:
-    """The object records of a snapshot's listing, in listing (key) order, streamed part by
-    part. ``tolerant``: stop quietly at a damaged part instead of raising (used to find
-    unchanged objects: a record not found is simply copied again)."""
-    for part in manifest.parts:
-        key = layout.part_key(manifest.dataset, manifest.snapshot_id, part.name)
-        try:
-            with store.open(key) as stream:
-                # within the manifest's limits: stored_bytes, raw_bytes, line length
-                _, lines = open_part(stream, compression=manifest.codec.compression,
-                                     stored_bytes=part.stored_bytes, raw_bytes=part.raw_bytes)
-                for line in lines:
-                    record = json.loads(line)
-                    if isinstance(record, dict):
-                        yield record
-        except Exception as exc:
-            if not tolerant:
-                raise
-            log.warning("cannot read listing part %s (%s): unchanged objects after it are copied "
-                        "again", key, exc)
-            return
 
 
 def referenced(store: Store, manifests: Iterable[Manifest]) -> set[str]:

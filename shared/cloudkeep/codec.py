@@ -16,11 +16,20 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import zstandard
+
+from . import layout
+
+if TYPE_CHECKING:
+    from .manifest import Manifest
+    from .stores import Store
+
+log = logging.getLogger(__name__)
 
 COMPRESSION = "zstd"
 DEFAULT_LEVEL = 3
@@ -514,3 +523,27 @@ def manifest_tag(data_key: bytes, content: object) -> str:
     import hmac
 
     return hmac.new(manifest_mac_key(data_key), canonical_json(content), hashlib.sha256).hexdigest()
+
+
+def listing_records(store: Store, manifest: Manifest, *, tolerant: bool = False
+                    ) -> Iterator[dict[str, Any]]:
+    """The object records of a snapshot's listing, in listing (key) order, streamed part by
+    part. ``tolerant``: stop quietly at a damaged part instead of raising (used to find
+    unchanged objects: a record not found is simply copied again)."""
+    for part in manifest.parts:
+        key = layout.part_key(manifest.dataset, manifest.snapshot_id, part.name)
+        try:
+            with store.open(key) as stream:
+                # within the manifest's limits: stored_bytes, raw_bytes, line length
+                _, lines = open_part(stream, compression=manifest.codec.compression,
+                                     stored_bytes=part.stored_bytes, raw_bytes=part.raw_bytes)
+                for line in lines:
+                    record = json.loads(line)
+                    if isinstance(record, dict):
+                        yield record
+        except Exception as exc:
+            if not tolerant:
+                raise
+            log.warning("cannot read listing part %s (%s): unchanged objects after it are copied "
+                        "again", key, exc)
+            return

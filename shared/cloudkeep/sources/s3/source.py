@@ -47,7 +47,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ...blobs import listing_records
 from ...capabilities import (
     CopiesObjects,
     Description,
@@ -57,7 +56,7 @@ from ...capabilities import (
     able,
 )
 from ...clouds.aws import s3_client, same_endpoint
-from ...codec import ContentDigest, canonical_json
+from ...codec import ContentDigest, canonical_json, listing_records
 from ...errors import RestoreError, SourceError, SourceUnreachableError
 from ...redaction import redact_url
 from .. import NamesTargets
