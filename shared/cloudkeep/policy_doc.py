@@ -148,7 +148,7 @@ def reference_markdown() -> str:
     lines = [
         "# Policy reference",
         "",
-        "<!-- Generated from the pydantic models in shared/cloudkeep/policy.py by `make schema`",
+        "<!-- Generated from the pydantic models in shared/cloudkeep/policy/ and the adapters' specs by `make schema`",
         "     (python -m cloudkeep.policy_doc reference). Do not edit by hand: a test keeps it current. -->",
         "",
         "A policy is one YAML file (default `./cloudkeep.yaml`, else `$CLOUDKEEP_POLICY`; also",

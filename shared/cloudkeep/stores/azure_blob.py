@@ -19,8 +19,9 @@ blobs; deleting one then reports it as locked.
 
 from __future__ import annotations
 
+import builtins
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, ClassVar, Literal, Self, cast
 
@@ -37,10 +38,10 @@ from ..errors import (
 )
 from ..redaction import redact  # an account_url may carry a SAS token
 from ..specs import Model, Prefix, StoreLocation, StoreModel, normalise_url
-from . import CHUNK, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
+from . import CHUNK, BaseStore, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
 
 
-class AzureBlobStore(ExtendsRetention, LegalHolds):
+class AzureBlobStore(BaseStore, ExtendsRetention, LegalHolds):
     """Objects as blobs of one container (see the module's docstring)."""
 
     capabilities = StoreCapabilities(conditional_create=True, object_lock=False, max_delete_batch=256)
@@ -192,8 +193,12 @@ class AzureBlobStore(ExtendsRetention, LegalHolds):
         found.sort(key=lambda info: info.key)
         yield from found
 
-    def delete(self, keys: Iterable[str]) -> None:
-        locked = []
+    LOCKED_DETAIL = "an immutability policy protects them"
+
+    def delete_batch(self, keys: builtins.list[str]) -> builtins.list[str]:
+        """Delete one batch (BaseStore): gone already is fine; returns the keys an
+        immutability policy still protects."""
+        locked: builtins.list[str] = []
         for key in keys:
             try:
                 with self._errors(key):
@@ -202,8 +207,7 @@ class AzureBlobStore(ExtendsRetention, LegalHolds):
                 continue
             except ObjectLockedError:
                 locked.append(key)
-        if locked:
-            raise ObjectLockedError(locked, "an immutability policy protects them")
+        return locked
 
     def _errors(self, key: str, *, immutable: bool = False) -> translating:
         """Turns Azure SDK exceptions into cloudkeep errors about ``key``; ``immutable``: the call

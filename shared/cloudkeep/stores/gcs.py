@@ -14,9 +14,10 @@ fails fast with exit code 3 instead of retrying for minutes.
 
 from __future__ import annotations
 
+import builtins
 import io
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, ClassVar, Literal, Self, cast
@@ -32,7 +33,7 @@ from ..errors import (
     StoreUnreachableError,
 )
 from ..specs import Prefix, StoreLocation, StoreModel
-from . import CHUNK, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
+from . import CHUNK, BaseStore, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
 
 CONNECT_BUDGET = 8.0  # seconds of retries before the service has answered once
 RETRY_BUDGET = 120.0  # seconds of retries afterwards (the SDK's default)
@@ -53,7 +54,7 @@ def _read_full(stream: BinaryIO, size: int) -> bytes:
     return b"".join(chunks)
 
 
-class GcsStore(GcsLocation):
+class GcsStore(BaseStore, GcsLocation):
     capabilities = StoreCapabilities(conditional_create=True, object_lock=False, max_delete_batch=100)
 
     def __init__(self, bucket: str, prefix: str = "", *, project: str | None = None, client: Any = None) -> None:
@@ -179,16 +180,17 @@ class GcsStore(GcsLocation):
 
     # ---------------------------------------------------------------- deleting
 
-    def delete(self, keys: Iterable[str]) -> None:
+    def delete_batch(self, keys: builtins.list[str]) -> builtins.list[str]:
+        """Delete one batch (``max_delete_batch`` keys, BaseStore), several requests at a time;
+        GCS has no per-object lock here, so nothing is reported as protected."""
         names = [self._key(k) for k in keys]
-        if not names:
-            return
         if len(names) == 1:
             self._delete_one(names[0])
-            return
+            return []
         with ThreadPoolExecutor(max_workers=DELETE_WORKERS, thread_name_prefix="gcs-delete") as pool:
             for future in [pool.submit(self._delete_one, name) for name in names]:
                 future.result()
+        return []
 
     def _delete_one(self, name: str) -> None:
         from google.api_core import exceptions
