@@ -1,4 +1,4 @@
-"""Stores hold bytes under keys. Every implementation passes ``tests/test_store_contract.py``.
+"""Stores hold bytes under keys. Every implementation passes ``tests/contract/test_store_contract.py``.
 
 Guarantees every store gives (the contract):
 
