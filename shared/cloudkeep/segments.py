@@ -11,6 +11,7 @@ shares them.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import hashlib
 import logging
 import secrets
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from . import checkpoint, layout
+from . import checkpoint, layout, sealed
 from .capabilities import ReadsFromCursor, able
 from .checkpoint import Deadline, RunState, SegmentRecord
 from .codec import DEFAULT_LEVEL, ContentDigest, PartBuffer, PartStats, encrypt_part
@@ -142,6 +143,8 @@ class SegmentRunner:
         reader = able(self.source, ReadsFromCursor)
         if record is None or (reader is None and record.parts) or record.segment != segment:
             record = SegmentRecord(segment)
+        elif sealed.is_sealed(record.cursor):
+            record = self._opened(record)
         next_index = self._first_free_index(store, segment, record)
         seq = checkpoint.last_checkpoint_number(store, state.dataset, state.snapshot_id, segment)
         if record.parts:
@@ -246,10 +249,31 @@ class SegmentRunner:
         record.digest_value, record.digest_count = digest.value, digest.count
         return index + 1
 
+    def _opened(self, record: SegmentRecord) -> SegmentRecord:
+        """``record`` with its cursor unsealed. A cursor that does not open (no key, another
+        snapshot's, altered) cannot be trusted: the segment is read again from its beginning,
+        into new parts (parts are never reused)."""
+        if not sealed.is_sealed(record.cursor):
+            return record
+        try:
+            if self.data_key is None:
+                raise sealed.SealError("the snapshot is not encrypted")
+            cursor = sealed.unseal(self.data_key, sealed.cursor_aad(self.state.snapshot_id, record.segment),
+                                   record.cursor)
+        except sealed.SealError as exc:
+            log.warning("segment %d: its checkpoint's cursor cannot be used (%s); reading the "
+                        "segment again from its beginning", record.segment, exc)
+            return SegmentRecord(record.segment)
+        return dataclasses.replace(record, cursor=cursor)
+
     def _save(self, store: Store, record: SegmentRecord, after: int) -> int:
         """Append the segment's next checkpoint (no listing per checkpoint: the number is
         tracked). Returns its number."""
         t0 = time.monotonic()
+        if self.data_key is not None and record.cursor is not None:
+            # An encrypted snapshot's cursor is an item's key: data, stored sealed (sealed.py).
+            record = dataclasses.replace(record, cursor=sealed.seal(
+                self.data_key, sealed.cursor_aad(self.state.snapshot_id, record.segment), record.cursor))
         seq = checkpoint.save_segment(store, self.state.dataset, self.state.snapshot_id, record,
                                       after=after)
         self.checkpoint_seconds.append(time.monotonic() - t0)
