@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from . import checkpoint, layout
+from . import checkpoint, layout, sealed
 from .capabilities import CopiesObjects, Description, Incremental, LockModes, RecordsPlan, able
 from .catalog import load_manifest, snapshot_ids
 from .checkpoint import CheckpointError, RunState
@@ -114,6 +114,7 @@ def load_or_plan(start: RunStart) -> RunState:
                     "copied as they are); protect the store with SSE-KMS", dataset, source.kind)
         key_names = []
     encryption = None
+    data_key: bytes | None = None
     if key_names:
         data_key, encryption = keyring.seal(key_names, dataset, snapshot_id)
         # ... and wrapped once more for this run state alone, under a purpose-bound context:
@@ -138,6 +139,11 @@ def load_or_plan(start: RunStart) -> RunState:
     described = _describe(store, source, dataset, snapshot_id, keyring, policy)
     total = source.plan_segments(described.identity)
     planner = able(source, RecordsPlan)
+    source_state = planner.plan_state() if planner is not None else None
+    if source_state is not None and data_key is not None:
+        # A source's plan can hold item keys (Firestore's segment bounds are document names):
+        # data, stored sealed like a checkpoint's cursor (sealed.py).
+        source_state = sealed.seal(data_key, sealed.plan_aad(snapshot_id), source_state)
     options = start.options
     state = RunState(
         snapshot_id=snapshot_id, dataset=dataset, run_id=start.run_id, trigger=start.trigger,
@@ -146,7 +152,7 @@ def load_or_plan(start: RunStart) -> RunState:
         method=described.method, consistency=described.consistency,
         ignores=list(described.digest_ignores), segments=total, part_size=options.part_size,
         level=options.level, retain_until=retain_until.isoformat() if retain_until else None,
-        source_state=planner.plan_state() if planner is not None else None,
+        source_state=source_state,
         fanout=options.queue is not None, checkpoint_every=options.checkpoint_every,
         encryption=encryption,
     )
@@ -186,7 +192,7 @@ def prepare_source(store: Store, source: Source, state: RunState,
     """Make ``source`` read the plan of ``state`` (recorded by the invocation that started it)."""
     planner = able(source, RecordsPlan)
     if planner is not None:
-        planner.resume_plan(state.source_state or {}, state.segments)
+        planner.resume_plan(_plan_of(keyring, state), state.segments)
         return
     described = _describe(store, source, state.dataset, state.snapshot_id, keyring, policy)
     total = source.plan_segments(described.identity)
@@ -195,6 +201,25 @@ def prepare_source(store: Store, source: Source, state: RunState,
             f"the source now splits into {total} segments, the unfinished snapshot into "
             f"{state.segments}"
         )
+
+
+def _plan_of(keyring: Keyring | None, state: RunState) -> dict[str, Any]:
+    """The source's recorded plan, unsealed where the snapshot is encrypted. Raises
+    :class:`CheckpointError` when a sealed plan does not open (no key, another snapshot's plan,
+    altered bytes): the plan cannot be followed."""
+    plan: dict[str, Any] = state.source_state or {}
+    if not sealed.is_sealed(plan):
+        return plan
+    data_key = data_key_of(keyring, state) if keyring is not None else None
+    if data_key is None:
+        raise CheckpointError("the recorded plan is sealed and no key opens it")
+    try:
+        opened = sealed.unseal(data_key, sealed.plan_aad(state.snapshot_id), plan)
+    except sealed.SealError as exc:
+        raise CheckpointError(f"the recorded plan: {exc}") from exc
+    if not isinstance(opened, dict):
+        raise CheckpointError("the recorded plan is not an object")
+    return opened
 
 
 def previous_manifest(store: Store, dataset: str, snapshot_id: str,

@@ -28,6 +28,10 @@ def cursor_aad(snapshot_id: str, segment: int) -> bytes:
     return f"cloudkeep cursor {snapshot_id} segment {segment}".encode()
 
 
+def plan_aad(snapshot_id: str) -> bytes:
+    return f"cloudkeep plan {snapshot_id}".encode()
+
+
 def seal(data_key: bytes, aad: bytes, value: Any) -> dict[str, str]:
     """``value`` (JSON) sealed under ``data_key``, bound to ``aad``."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
