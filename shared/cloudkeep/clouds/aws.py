@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from .. import extras
 from ..errors import (
     CloudkeepError,
     ObjectExistsError,
@@ -55,7 +56,8 @@ def max_attempts() -> int:
 def client_config(**overrides: Any) -> Any:
     """A botocore ``Config`` with cloudkeep's timeouts and retry budget (``overrides`` are other
     Config options, e.g. ``max_pool_connections``)."""
-    from botocore.config import Config
+    with extras.translated():  # not installed: one line naming the extra (a CloudkeepError)
+        from botocore.config import Config
 
     retries = {"mode": os.environ.get("AWS_RETRY_MODE", RETRY_MODE),
                "total_max_attempts": max_attempts()}  # attempts in all, the first included
@@ -68,7 +70,8 @@ def client_config(**overrides: Any) -> Any:
 def client(service: str, region: str | None, *, endpoint_url: str | None = None,
            **config: Any) -> Any:
     """A boto3 client of ``service`` with :func:`client_config` (``config``: other options)."""
-    import boto3
+    with extras.translated():  # not installed: one line naming the extra (a CloudkeepError)
+        import boto3
 
     return boto3.client(service, region_name=region, endpoint_url=endpoint_url,
                         config=client_config(**config))
@@ -132,7 +135,10 @@ class Fault:
 
 def fault_of(exc: BaseException) -> Fault | None:
     """``exc`` classified, or None when it is not a botocore exception."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    except ModuleNotFoundError:
+        return None  # without botocore, nothing raised is a botocore exception
 
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
