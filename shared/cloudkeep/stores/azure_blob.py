@@ -27,6 +27,7 @@ from typing import Any, BinaryIO, ClassVar, Literal, Self, cast
 
 from pydantic import Field
 
+from .. import extras
 from ..capabilities import ExtendsRetention, LegalHolds
 from ..clouds.azure import classify, translating
 from ..errors import (
@@ -77,14 +78,16 @@ class AzureBlobStore(BaseStore, ExtendsRetention, LegalHolds):
     def client(self) -> Any:
         """The container client, created on first use."""
         if self._client is None:
-            from azure.storage.blob import BlobServiceClient
+            with extras.translated():  # not installed: one line naming the extra
+                from azure.storage.blob import BlobServiceClient
 
             options: dict[str, Any] = {"max_single_put_size": CHUNK, "max_block_size": CHUNK,
                        "retry_total": 5, "connection_timeout": 10, "read_timeout": 60}
             if self._connection_string:
                 service = BlobServiceClient.from_connection_string(self._connection_string, **options)
             else:
-                from azure.identity import DefaultAzureCredential
+                with extras.translated():
+                    from azure.identity import DefaultAzureCredential
 
                 service = BlobServiceClient(self._account_url or "", credential=DefaultAzureCredential(),
                                             **options)

@@ -24,6 +24,7 @@ from typing import Any, BinaryIO, ClassVar, Literal, Self, cast
 
 from pydantic import Field
 
+from .. import extras
 from ..capabilities import GcsLocation
 from ..clouds.gcp import GcpFailure, classify, translating
 from ..errors import (
@@ -74,7 +75,8 @@ class GcsStore(BaseStore, GcsLocation):
         with self._client_lock:
             if self._client is None:
                 with self._errors("/"):
-                    from google.cloud import storage
+                    with extras.translated():  # not installed: one line naming the extra
+                        from google.cloud import storage
 
                     self._client = storage.Client(project=self.project)
             return self._client

@@ -1,10 +1,10 @@
-"""Without the ``aws`` extra, the AWS plumbing (clouds/aws.py) raises one CloudkeepError naming
-the extra, so the core's handlers that catch CloudkeepError (an audit record it could not write,
+"""Without a cloud's extra, its client builders (clouds/aws.py, the GCS and Azure Blob stores)
+raise one CloudkeepError naming the extra, so the core's handlers that catch CloudkeepError (an audit record it could not write,
 a copy, an index) report it instead of letting a bare ModuleNotFoundError end the command, and the
 Python API (cloudkeep.services) raises what docs/python-api.md promises: a CloudkeepError with an
 exit code.
 
-boto3 and botocore are made unimportable for the test (``sys.modules[name] = None`` is how
+The SDKs are made unimportable for the test (``sys.modules[name] = None`` is how
 Python marks a module as absent); nothing of them is replaced.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +21,8 @@ from cloudkeep.clouds import aws
 from cloudkeep.errors import EXIT_USAGE, CloudkeepError
 from cloudkeep.extras import MissingExtraError
 from cloudkeep.policy import parse_policy
+from cloudkeep.stores.azure_blob import AzureBlobStore
+from cloudkeep.stores.gcs import GcsStore
 from cloudkeep.stores.s3 import S3Store
 
 ABSENT = ("boto3", "botocore", "botocore.config", "botocore.exceptions", "botocore.session")
@@ -57,7 +59,7 @@ def test_the_audit_record_is_reported_not_raised(no_aws_sdk: None, caplog: pytes
                and "cloudkeep[aws]" in r.getMessage() for r in caplog.records)
 
 
-def test_the_python_api_raises_a_cloudkeep_error(no_aws_sdk: None, tmp_path: Path) -> None:
+def test_the_python_api_raises_a_cloudkeep_error(no_aws_sdk: None) -> None:
     policy = parse_policy("""
 version: 1
 stores: {v: {type: s3, bucket: acme-backups, region: us-east-1}}
@@ -71,3 +73,23 @@ datasets:
     run = services.backup(policy, ["orders"])
     assert [(r.status, r.error) for r in run.results] == [
         ("failed", "boto3 is not installed (No module named 'boto3'): pip install 'cloudkeep[aws]'")]
+
+
+@pytest.mark.parametrize("absent,store,extra", [
+    (("google", "google.cloud", "google.cloud.storage"), lambda: GcsStore("acme-backups"), "gcp"),
+    (("azure", "azure.storage", "azure.storage.blob"),
+     lambda: AzureBlobStore("backups", account_url="https://acme.blob.core.windows.net"), "azure"),
+])
+def test_a_gcs_or_azure_store_without_its_sdk_raises_a_cloudkeep_error(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        absent: tuple[str, ...], store: Any, extra: str) -> None:
+    for name in absent:
+        monkeypatch.setitem(sys.modules, name, None)
+    made = store()
+    for call in (lambda: made.put("a/b", b"x", if_absent=True), lambda: list(made.list("a/"))):
+        with pytest.raises(MissingExtraError, match=rf"pip install 'cloudkeep\[{extra}\]'") as caught:
+            call()
+        assert caught.value.exit_code == EXIT_USAGE and "\n" not in str(caught.value)
+    with caplog.at_level(logging.WARNING, logger="cloudkeep.audit"):
+        assert audit.write(made, "backup", dataset="orders", outcome="failed") is None
+    assert any(f"cloudkeep[{extra}]" in r.getMessage() for r in caplog.records)
