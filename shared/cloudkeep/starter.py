@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from . import extras
 from .layout import DATASET_NAME_RE
 
 
@@ -157,6 +158,9 @@ def discover(env: dict[str, str] | None = None, *, aws_region: str | None = None
 
 
 def _one_line(exc: BaseException) -> str:
+    missing = extras.hint(exc)  # a cloud's SDK not installed: name the extra to install
+    if missing is not None:
+        return str(missing)
     text = " ".join(str(exc).split()) or type(exc).__name__
     return f"{type(exc).__name__}: {text[:300]}"
 

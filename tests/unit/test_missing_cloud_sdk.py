@@ -93,3 +93,11 @@ def test_a_gcs_or_azure_store_without_its_sdk_raises_a_cloudkeep_error(
     with caplog.at_level(logging.WARNING, logger="cloudkeep.audit"):
         assert audit.write(made, "backup", dataset="orders", outcome="failed") is None
     assert any(f"cloudkeep[{extra}]" in r.getMessage() for r in caplog.records)
+
+
+def test_discovery_without_the_aws_extra_names_it(no_aws_sdk: None) -> None:
+    from cloudkeep.starter import discover_aws
+
+    result = discover_aws({"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}, "us-east-1")
+    assert result.attempted and not result.proposals
+    assert result.error == "boto3 is not installed (No module named 'boto3'): pip install 'cloudkeep[aws]'"
