@@ -20,10 +20,15 @@ from __future__ import annotations
 
 import linecache
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import wraps
+from typing import ParamSpec, TypeVar
 
 from .errors import EXIT_USAGE, CloudkeepError
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 # Module prefix → (distribution that provides it, the extra that declares it; None = the core's).
 MODULES: dict[str, tuple[str, str | None]] = {
@@ -176,3 +181,16 @@ def translated() -> Iterator[None]:
         if error is None:
             raise
         raise error from exc
+
+
+def translating(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``function`` run under :func:`translated`: the use cases of :mod:`cloudkeep.services`
+    (the Python API) raise a missing SDK as :class:`MissingExtraError`, a CloudkeepError, as
+    their page promises, rather than a bare ``ModuleNotFoundError``."""
+
+    @wraps(function)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with translated():
+            return function(*args, **kwargs)
+
+    return wrapper

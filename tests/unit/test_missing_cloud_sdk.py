@@ -11,7 +11,9 @@ Python marks a module as absent); nothing of them is replaced.
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,11 +22,12 @@ from cloudkeep import audit, services
 from cloudkeep.clouds import aws
 from cloudkeep.errors import EXIT_USAGE, CloudkeepError
 from cloudkeep.extras import MissingExtraError
-from cloudkeep.policy import parse_policy
+from cloudkeep.policy import load_policy, parse_policy
 from cloudkeep.stores.azure_blob import AzureBlobStore
 from cloudkeep.stores.gcs import GcsStore
 from cloudkeep.stores.s3 import S3Store
 
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "prev-main"
 ABSENT = ("boto3", "botocore", "botocore.config", "botocore.exceptions", "botocore.session")
 
 
@@ -101,3 +104,23 @@ def test_discovery_without_the_aws_extra_names_it(no_aws_sdk: None) -> None:
     result = discover_aws({"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}, "us-east-1")
     assert result.attempted and not result.proposals
     assert result.error == "boto3 is not installed (No module named 'boto3'): pip install 'cloudkeep[aws]'"
+
+
+def test_every_use_case_raises_a_missing_sdk_as_a_cloudkeep_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The previous release's fixture snapshot of a DynamoDB table (a file store: reading it needs
+    no SDK): restoring it, or sampling it against the live table, needs boto3/botocore; without
+    them the Python API raises MissingExtraError (not the ModuleNotFoundError of whichever import
+    came first)."""
+    fixture = tmp_path / "prev-main"
+    shutil.copytree(FIXTURE, fixture, ignore=shutil.ignore_patterns("*.py", "README.md", "__pycache__"))
+    (fixture / "local.key").chmod(0o600)
+    policy = load_policy(str(fixture / "cloudkeep.yaml")).policy
+    assert services.list_snapshots(policy, "orders").rows  # the store itself needs no SDK
+    for name in ABSENT:
+        monkeypatch.setitem(sys.modules, name, None)
+    for call in (lambda: services.restore(policy, "orders@latest", "orders_restored"),
+                 lambda: services.verify(policy, "catalog@latest", level="sample")):
+        with pytest.raises(MissingExtraError, match=r"pip install 'cloudkeep\[aws\]'") as caught:
+            call()
+        assert caught.value.exit_code == EXIT_USAGE

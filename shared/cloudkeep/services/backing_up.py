@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from .. import clock, copies, fanout, runtime
+from .. import clock, copies, extras, fanout, runtime
 from ..alerts import Notifier
 from ..capabilities import InProcess, able
 from ..checkpoint import Deadline
@@ -25,6 +25,7 @@ ProgressFactory = Callable[[], Progress]
 _IN_PROCESS: Any = InProcess  # (mypy refuses a protocol class where type[C] is expected)
 
 
+@extras.translating
 def dataset_names(policy: Policy, datasets: Sequence[str] | None) -> list[str]:
     """The named datasets (every dataset of the policy if none is named); an unknown name
     raises UsageError before anything runs."""
@@ -34,6 +35,7 @@ def dataset_names(policy: Policy, datasets: Sequence[str] | None) -> list[str]:
     return names
 
 
+@extras.translating
 def backup(policy: Policy, datasets: Sequence[str] | None = None, *,
            options: RunOptions | None = None,
            progress_factory: ProgressFactory | None = None) -> BackupRun:
@@ -49,6 +51,7 @@ def backup(policy: Policy, datasets: Sequence[str] | None = None, *,
     return BackupRun(results, copy_failures=[c for r in results for c in r.copy_failures])
 
 
+@extras.translating
 def tick(policy: Policy, now: datetime | None = None, *, datasets: Sequence[str] | None = None,
          options: RunOptions | None = None, progress_factory: ProgressFactory | None = None,
          sink: MetricsSink | None = None, notifier: Notifier | None = None,
@@ -61,6 +64,7 @@ def tick(policy: Policy, now: datetime | None = None, *, datasets: Sequence[str]
                         notifier=notifier, duties=duties)
 
 
+@extras.translating
 def run(policy: Policy, datasets: Sequence[str] | None = None, *, due: bool = False,
         now: datetime | None = None, replay: bool = False, options: RunOptions | None = None,
         progress_factory: ProgressFactory | None = None) -> BackupRun:
@@ -113,6 +117,7 @@ def run_reply(done: BackupRun) -> Any:
     return data
 
 
+@extras.translating
 def copy(policy: Policy, dataset: str) -> list[dict[str, Any]]:
     """Copy ``dataset``'s committed snapshots that are not yet (verified) in each of its further
     stores; returns one entry per copy made or failed (``verified``, ``error``). Create-only."""
@@ -120,6 +125,7 @@ def copy(policy: Policy, dataset: str) -> list[dict[str, Any]]:
     return copies.catch_up(policy, store, dataset)
 
 
+@extras.translating
 def work(policy: Policy, queue: WorkQueue, *, workers: int = 4, deadline: Deadline | None = None,
          wait_seconds: float = 0.0, idle_rounds: int = 1) -> list[fanout.WorkOutcome]:
     """Take fan-out work items from ``queue`` until it stays empty (or ``deadline`` nears); the

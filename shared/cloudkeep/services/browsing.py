@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import audit, copies, holds, timeline
+from .. import audit, copies, extras, holds, timeline
 from .. import verify as verifications
 from ..catalog import resolve, scan, store_named
 from ..policy import Policy
@@ -15,6 +15,7 @@ from ..stores import Store
 from ..trust import expect_for
 
 
+@extras.translating
 def list_snapshots(policy: Policy, dataset: str | None = None, *,
                    store_name: str | None = None) -> SnapshotListing:
     """The committed snapshots of ``dataset`` (or of every dataset; in the copy store
@@ -56,6 +57,7 @@ def list_snapshots(policy: Policy, dataset: str | None = None, *,
     return listing
 
 
+@extras.translating
 def show_snapshot(policy: Policy, ref: str, *, store_name: str | None = None,
                   allow_unsigned: bool = False) -> SnapshotDetail:
     """The snapshot ``ref``: its manifest (JSON form) with its ref, capture time, store
@@ -84,6 +86,7 @@ def show_snapshot(policy: Policy, ref: str, *, store_name: str | None = None,
     return SnapshotDetail(data, problems)
 
 
+@extras.translating
 def audit_log(policy: Policy, *, since: str | None = None, dataset: str | None = None) -> AuditLog:
     """The audit records of every store the datasets (or ``dataset``) use, oldest first:
     backups, verifications, restores, prunes, holds, policy changes, with who or what

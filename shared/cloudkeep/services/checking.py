@@ -3,6 +3,7 @@ drill), recorded under ``verifications/`` and audited."""
 
 from __future__ import annotations
 
+from .. import extras
 from ..catalog import resolve
 from ..drills import run_level
 from ..policy import Policy
@@ -12,6 +13,7 @@ from ..verify import VerifyReport, record_and_audit
 LEVELS = ("integrity", "sample", "drill")
 
 
+@extras.translating
 def verify(policy: Policy, ref: str, *, level: str = "integrity", sample_items: int = 100,
            store_name: str | None = None, allow_unsigned: bool = False,
            progress: Progress | None = None, trigger: str = "manual") -> VerifyReport:

@@ -3,7 +3,7 @@ snapshot is kept by retention whatever its rules say; holds stack, each with its
 
 from __future__ import annotations
 
-from .. import audit, holds
+from .. import audit, extras, holds
 from ..catalog import resolve
 from ..holds import Hold
 from ..policy import Policy
@@ -11,6 +11,7 @@ from ..registry import store_for_dataset
 from ..results import HoldRelease, Rows
 
 
+@extras.translating
 def hold_add(policy: Policy, ref: str, reason: str) -> Hold:
     """Put the snapshot ``ref`` under a new legal hold with ``reason``; audited. Returns the
     hold (its ``hold_id`` releases it)."""
@@ -22,6 +23,7 @@ def hold_add(policy: Policy, ref: str, reason: str) -> Hold:
     return hold
 
 
+@extras.translating
 def hold_remove(policy: Policy, ref: str, hold_id: str | None = None) -> HoldRelease:
     """Release one legal hold of the snapshot ``ref`` (``hold_id`` is needed when it has
     several); the other holds stay. Audited."""
@@ -35,6 +37,7 @@ def hold_remove(policy: Policy, ref: str, hold_id: str | None = None) -> HoldRel
                        released.reason, list(rest))
 
 
+@extras.translating
 def hold_list(policy: Policy, dataset: str | None = None) -> Rows:
     """Every active legal hold (of ``dataset``, or of every dataset), one row per hold; a
     ledger that cannot be read is a problem, never hiding the others."""

@@ -7,7 +7,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import audit, trust
+from .. import audit, extras, trust
 from ..catalog import load_manifest, snapshot_ids, store_named
 from ..errors import (
     CloudkeepError,
@@ -29,6 +29,7 @@ def create_key(path: str) -> str:
     return create_key_file(path)
 
 
+@extras.translating
 def check_keys(policy: Policy) -> Rows:
     """Wrap and unwrap a test key with every key the policy defines; one row per key with
     ``ok`` and ``error`` (a key that cannot be reached is a row, not an exception)."""
@@ -48,6 +49,7 @@ def check_keys(policy: Policy) -> Rows:
     return Rows(rows)
 
 
+@extras.translating
 def endorse(policy: Policy, dataset: str, *, store_name: str | None = None,
             dry_run: bool = False) -> Rows:
     """Vouch for ``dataset``'s snapshots written unsigned (or unencrypted) before the policy

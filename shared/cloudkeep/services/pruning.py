@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 
-from .. import audit, clock
+from .. import audit, clock, extras
 from ..policy import Policy
 from ..prune import PruneReport
 from ..prune import prune as prune_dataset
@@ -15,6 +15,7 @@ from ..registry import store_for_dataset
 from .backing_up import dataset_names
 
 
+@extras.translating
 def prune(policy: Policy, datasets: Sequence[str] | None = None, now: datetime | None = None, *,
           dry_run: bool = False, replay: bool = False) -> list[PruneReport]:
     """Apply retention at ``now`` to each dataset (every dataset if none is named): keep or

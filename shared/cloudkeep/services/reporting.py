@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from .. import clock, runtime
+from .. import clock, extras, runtime
 from ..errors import CloudkeepError, UsageError
 from ..policy import Policy
 from ..redaction import redact_obj
@@ -21,6 +21,7 @@ from ..report_html import render as render_html
 from ..results import Report
 
 
+@extras.translating
 def report(policy: Policy, now: datetime | None = None, *, policy_source: str = "",
            datasets: Sequence[str] | None = None, html: str | Path | None = None) -> Report:
     """Per dataset at ``now``: newest snapshot and age against the RPO, last verification and
@@ -36,6 +37,7 @@ def report(policy: Policy, now: datetime | None = None, *, policy_source: str = 
     return Report(data)
 
 
+@extras.translating
 def plan(policy: Policy, now: datetime | None = None) -> list[runtime.DatasetPlan]:
     """Per dataset at ``now``: latest snapshot and its age against the RPO, the current slot,
     due or not, the next run, the last verification and drill, open alerts."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import audit
+from .. import audit, extras
 from ..catalog import resolve
 from ..errors import CloudkeepError
 from ..policy import Policy
@@ -13,6 +13,7 @@ from ..restore import restore as restore_snapshot
 from ..sources import check_restore_target
 
 
+@extras.translating
 def restore(policy: Policy, ref: str, into: str, *, overwrite: bool = False,
             store_name: str | None = None, allow_unsigned: bool = False,
             progress: Progress | None = None) -> RestoreResult:

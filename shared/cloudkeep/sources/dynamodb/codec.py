@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from ... import extras
 from ...clouds.aws import client_config
 
 
@@ -20,7 +21,8 @@ def make_client(region: str, pool: int = 32) -> Any:
     """A DynamoDB client whose Scan responses skip botocore's parsing (see ``_raw_scan``).
 
     Built from a botocore session: boto3 adds nothing here but import time."""
-    import botocore.session
+    with extras.translated():  # not installed: one line naming the extra (a CloudkeepError)
+        import botocore.session
 
     # timeouts and the retry budget (AWS_MAX_ATTEMPTS / AWS_RETRY_MODE override): clouds/aws.py
     config = client_config(max_pool_connections=pool)

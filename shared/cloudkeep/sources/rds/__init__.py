@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ... import extras
 from ...capabilities import Description, NativeCheck, NativeRestore, NativeRetention
 from ...clouds.aws import client_config
 from ...errors import RestoreError, SourceError
@@ -53,7 +54,8 @@ def _default_clients() -> ClientFactory:
         with lock:
             key = (region, role_arn)
             if key not in cache:
-                import boto3
+                with extras.translated():  # not installed: one line naming the extra
+                    import boto3
 
                 session = boto3.session.Session()
                 if role_arn:  # another account: act through a role there
