@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from . import clock as _clock
 from . import layout, sequences
+from .clouds.aws import client_config
 from .errors import CloudkeepError, ObjectNotFoundError
 from .redaction import redact as redact
 from .redaction import secret_values as secret_values
@@ -103,8 +104,6 @@ class SnsChannel:
     def send(self, alert: Alert) -> None:
         if self._client is None:
             import boto3
-
-            from .awsconfig import client_config
 
             self._client = boto3.client("sns", region_name=self.topic_arn.split(":")[3],
                                         config=client_config())

@@ -25,6 +25,8 @@ from typing import Any
 from . import __version__, layout, sequences
 from . import clock as _clock
 from .errors import CloudkeepError, ObjectExistsError, UsageError
+from .redaction import redact
+from .specs import parse_duration
 from .stores import Store
 
 log = logging.getLogger(__name__)
@@ -83,8 +85,6 @@ def write(store: Store, event: str, *, outcome: str, dataset: str | None = None,
         "detail": detail or {},
         "cloudkeep_version": __version__,
     }
-    from .redaction import redact
-
     # error texts in ``detail`` are meant to be secret-free; redact anyway (the log is immutable)
     body = redact(json.dumps(record, indent=2, default=str)).encode()
     name_at = at
@@ -108,8 +108,6 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
     if not text:
         return None
     now = now or _clock.now()
-    from .policy import parse_duration
-
     try:
         return now - parse_duration(text)
     except ValueError:

@@ -32,8 +32,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import extras
+from . import audit, extras, services
 from .checkpoint import Deadline
+from .engine import RunOptions, RunResult
 from .errors import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
@@ -42,9 +43,13 @@ from .errors import (
     SnapshotNotFoundError,
     UsageError,
 )
+from .fanout import WorkItem, WorkItemError, run_work_item
+from .memory import bound_malloc
 from .metrics import MetricsSink, backup_metrics
 from .policy import POLICY_ENV, Policy, load_policy
+from .queues import queue_from_env
 from .redaction import redact, redact_obj
+from .runtime import parse_now
 
 # Cold start: a handler imports this module at init, so the use cases (cloudkeep.services and
 # the core behind them) load on an entry point's first call, not here (bench/, test_imports).
@@ -70,7 +75,6 @@ class TickFailedError(CloudkeepError):
 
 
 def load(bundled: str | Path | None = None) -> Policy:
-    from .memory import bound_malloc
 
     bound_malloc()  # flat memory over long runs (see memory.py)
     location = os.environ.get(POLICY_ENV) or (str(bundled) if bundled else None)
@@ -98,8 +102,6 @@ def scheduled_tick(policy: Policy, now: datetime | None, sink: MetricsSink | Non
     With ``$CLOUDKEEP_WORK_QUEUE`` set, snapshots fan out as work items on that queue; without
     it, a snapshot nearing ``deadline`` (the function's remaining time) stops after its current
     parts and the next tick resumes it."""
-    from .engine import RunOptions
-    from .queues import queue_from_env
 
     options = RunOptions(deadline=deadline, queue=queue_from_env())
     return _scheduled(policy, now, sink, notifier, duties, options)
@@ -126,7 +128,6 @@ def scheduled_verify(policy: Policy, now: datetime | None, sink: MetricsSink | N
 
 def _scheduled(policy: Policy, now: datetime | None, sink: MetricsSink | None, notifier: Any,
                duties: tuple[str, ...], options: Any) -> dict[str, Any]:
-    from . import audit, services
 
     with audit.acting_as("schedule", **audit.function_actor()):
         outcome = services.tick(policy, now, sink=sink, notifier=notifier, options=options,
@@ -143,9 +144,6 @@ def work_item(policy: Policy, body: Any, deadline: Deadline | None = None,
     it creates objects only (the pruner function prunes). Raises when the item failed
     (the queue redelivers it, then dead-letters it); a message that is no work item is logged
     and dropped (redelivering it cannot help)."""
-    from .engine import RunResult
-    from .fanout import WorkItem, WorkItemError, run_work_item
-    from .queues import queue_from_env
 
     try:
         item = WorkItem.parse(body)
@@ -165,7 +163,6 @@ def parse_time(text: Any) -> datetime | None:
     """A trigger's ISO 8601 time, or None (then the tick uses the current time)."""
     if not isinstance(text, str) or not text:
         return None
-    from .runtime import parse_now
 
     try:
         return parse_now(text)
@@ -190,7 +187,6 @@ def invoke(policy: Policy, payload: Any) -> tuple[int, dict[str, Any]]:
     """Run the on-demand action ``payload`` names (see the module's docstring), attributed to
     the function in the audit log; returns ``(http_status, body)``. Replies never carry
     secrets."""
-    from . import audit
 
     with audit.acting_as("function", **audit.function_actor()):
         try:
@@ -219,8 +215,6 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
     action = payload.get("action")
     if action not in ACTIONS:
         raise UsageError(f"payload: unknown action {action!r} (known: {', '.join(ACTIONS)})")
-    from . import services
-    from .runtime import parse_now
 
     if action == "backup":
         names = _field(payload, "datasets", list, required=False)

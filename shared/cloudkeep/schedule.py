@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+from .layout import snapshot_id_for
+
 _RATE_RE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
 _WINDOW_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -229,8 +231,6 @@ def stagger(dataset: str, schedule: Schedule, window: Window | None, offset: tim
 def slot_snapshot_id(dataset: str, slot: datetime) -> str:
     """The snapshot id of a scheduled run: derived from (dataset, slot), so retried triggers of
     the same slot find the same id (and the committed manifest) instead of taking another."""
-    from .layout import snapshot_id_for
-
     utc = slot.astimezone(UTC)
     suffix = hashlib.sha256(f"{dataset}|{utc.isoformat()}".encode()).hexdigest()[:6]
     return snapshot_id_for(utc, suffix)

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from . import extras
+from .clouds.aws import client_config
 from .layout import DATASET_NAME_RE
 
 
@@ -70,8 +71,6 @@ def discover_aws(env: dict[str, str], region: str | None = None) -> CloudResult:
     result = CloudResult("aws", True, f"DynamoDB tables in {region}")
     try:
         import boto3
-
-        from .awsconfig import client_config
 
         client = boto3.client("dynamodb", region_name=region,
                               config=client_config(read_timeout=15))

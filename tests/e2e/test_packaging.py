@@ -244,6 +244,7 @@ def test_the_wheel_installs_the_core_alone(venvs: dict[str, Path], tmp_path: Pat
     probe = "import importlib.util as u; print([m for m in ('boto3', 'google', 'azure', 'cryptography') if u.find_spec(m)])"
     assert _run(venvs["core"] / "python", "-c", probe).strip() == "['cryptography']"  # no cloud SDK
     ok(venvs["core"], "keys", "create", "--path", tmp_path / "k.key", cwd=tmp_path)  # encryption: core
+    assert (Path(where.strip()).parent / "py.typed").is_file()  # the Python API is typed (PEP 561)
 
 
 def test_aws_extra_backs_up_verifies_and_restores_dynamodb_encrypted(

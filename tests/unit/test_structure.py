@@ -1,7 +1,8 @@
 """The structure ARCHITECTURE.md promises, checked on the source tree (issue #20).
 
 - no import cycle among ``cloudkeep`` modules (every import counts: module level, inside a
-  function, under ``TYPE_CHECKING``);
+  function, under ``TYPE_CHECKING``), and no cloudkeep import inside a function (only a cloud
+  SDK is imported lazily);
 - no module over 600 lines;
 - outside the adapters (``sources/``, ``stores/``, ``keys/``, ``queues/``, ``clouds/``) no
   ``getattr``/``hasattr`` on a source, store or spec, no comparison with an adapter's type name,
@@ -146,6 +147,23 @@ def _adapter_isinstance(tree: ast.AST) -> Iterator[str]:
                     yield f"line {node.lineno}: {ast.unparse(node)}"
 
 
+def _hidden_imports(tree: ast.AST) -> Iterator[str]:
+    """An import of a cloudkeep module inside a function (a cloud SDK may be imported lazily
+    there; cloudkeep's own modules are imported at the top, so the graph shows every edge)."""
+    def visit(node: ast.AST, inside: bool) -> Iterator[str]:
+        for child in ast.iter_child_nodes(node):
+            here = inside or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+            if here and isinstance(child, ast.ImportFrom) and (
+                    child.level or (child.module or "").split(".")[0] == "cloudkeep"):
+                yield f"line {child.lineno}: {ast.unparse(child)}"
+            elif here and isinstance(child, ast.Import) and any(
+                    a.name.split(".")[0] == "cloudkeep" for a in child.names):
+                yield f"line {child.lineno}: {ast.unparse(child)}"
+            yield from visit(child, here)
+
+    return visit(tree, False)
+
+
 def test_the_detectors_catch_planted_examples(tmp_path: Path) -> None:
     pkg = tmp_path / "cloudkeep"
     pkg.mkdir()
@@ -160,6 +178,9 @@ def test_the_detectors_catch_planted_examples(tmp_path: Path) -> None:
     assert len(list(_probes(planted))) == 2
     assert len(list(_type_comparisons(planted))) == 1
     assert len(list(_adapter_isinstance(planted))) == 1
+    hidden = ast.parse("import boto3\nfrom . import a\ndef f():\n    import boto3\n    from .b import c\n"
+                       "    import cloudkeep.x\n")
+    assert len(list(_hidden_imports(hidden))) == 2
 
 
 def test_no_import_cycle_among_cloudkeep_modules() -> None:
@@ -181,6 +202,15 @@ def test_the_core_never_probes_or_names_an_adapter() -> None:
             continue  # the one place that asks an adapter what it can do
         tree = ast.parse(path.read_text(encoding="utf-8"))
         hits = [*_probes(tree), *_type_comparisons(tree), *_adapter_isinstance(tree)]
+        if hits:
+            found[name] = hits
+    assert found == {}
+
+
+def test_no_cloudkeep_import_hides_inside_a_function() -> None:
+    found = {}
+    for name, path in _modules().items():
+        hits = list(_hidden_imports(ast.parse(path.read_text(encoding="utf-8"))))
         if hits:
             found[name] = hits
     assert found == {}

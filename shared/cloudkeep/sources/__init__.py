@@ -34,6 +34,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from ..capabilities import NativeRestore, able
+from ..cliargs import check_text
+from ..errors import UsageError
 
 if TYPE_CHECKING:
     from ..capabilities import Description
@@ -137,14 +139,10 @@ def check_restore_target(source: object, manifest: Manifest, target: str) -> Non
     UsageError ``bad --into '…': why`` (exit 2). No surrounding spaces or control characters
     anywhere; then the source's own rules (:class:`NamesTargets`); a source without rules
     refuses only an empty name."""
-    from ..cliargs import check_text
-
     check_text(target, "--into", empty=True)
     problem = (source.target_problem(target, manifest) if isinstance(source, NamesTargets)
                else ("it is empty" if not target else None))
     if problem:
-        from ..errors import UsageError
-
         raise UsageError(f"bad --into {target!r}: {problem}")
 
 
