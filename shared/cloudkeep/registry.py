@@ -21,7 +21,7 @@ from .sources.dynamodb.spec import DynamoDBSourceSpec
 from .sources.firestore.spec import FirestoreSourceSpec
 from .sources.rds.spec import RdsSourceSpec
 from .sources.s3.spec import S3SourceSpec
-from .specs import KeyModel, SourceModel, StoreModel
+from .specs import KeyModel, SourceModel, StoreModel, UrlStoreModel
 from .stores.azure_blob import AzureBlobStoreSpec
 from .stores.file import FileStoreSpec
 from .stores.gcs import GcsStoreSpec
@@ -39,8 +39,8 @@ STORES: dict[str, type[StoreModel]] = {cls.type_name(): cls for cls in (
 KEYS: dict[str, type[KeyModel]] = {cls.type_name(): cls for cls in (
     AwsKmsKeySpec, GcpKmsKeySpec, AzureKeyVaultKeySpec, LocalKeySpec)}
 
-URL_SCHEMES: dict[str, type[StoreModel]] = {
-    cls.URL_SHAPE.partition("://")[0]: cls for cls in STORES.values() if cls.URL_SHAPE}
+URL_SCHEMES: dict[str, type[UrlStoreModel]] = {
+    cls.URL_SHAPE.partition("://")[0]: cls for cls in STORES.values() if issubclass(cls, UrlStoreModel)}
 """Policy URL scheme (``s3``, ``gs``, ``az``) → the store type that reads it."""
 
 

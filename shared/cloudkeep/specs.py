@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -268,9 +269,6 @@ class StoreModel(Tagged):
     IMPLEMENTATION: ClassVar[Any]
     """The store class; ``IMPLEMENTATION.from_spec(spec)`` builds the store (its SDK loads on
     first use, not on import)."""
-    URL_SHAPE: ClassVar[str] = ""
-    """The shape of a policy URL read through this store type, e.g. ``s3://BUCKET/KEY`` (its
-    scheme, then the parts that name the store before ``KEY``)."""
 
     if TYPE_CHECKING:
         type: str
@@ -280,9 +278,9 @@ class StoreModel(Tagged):
         store: Store = self.IMPLEMENTATION.from_spec(self)
         return store
 
+    @abstractmethod
     def location(self) -> StoreLocation:
         """Where the store keeps its objects (two specs of one place compare equal)."""
-        raise NotImplementedError
 
     def locks_objects(self) -> bool:
         """Whether every object written is locked (Object Lock, blob immutability)."""
@@ -296,9 +294,18 @@ class StoreModel(Tagged):
         """Environment variables that hold this store's secrets (redacted everywhere)."""
         return []
 
+
+class UrlStoreModel(StoreModel):
+    """The spec of a store type a policy can be read through by URL (``s3://``, ``gs://``,
+    ``az://``): ``cloudkeep --policy s3://BUCKET/KEY``."""
+
+    URL_SHAPE: ClassVar[str]
+    """The shape of a policy URL read through this store type, e.g. ``s3://BUCKET/KEY`` (its
+    scheme, then the parts that name the store before ``KEY``)."""
+
     @classmethod
     def for_url(cls, parts: list[str]) -> tuple[Self, str] | None:
-        """The spec and key of a policy URL of :data:`URL_SCHEME` (its part after ``://``, split
+        """The spec and key of a policy URL of its scheme (its part after ``://``, split
         on ``/``), or None when the URL has the wrong shape (see :data:`URL_SHAPE`)."""
         named = cls.URL_SHAPE.partition("://")[2].count("/")
         if len(parts) <= named or not all(parts):
@@ -306,9 +313,9 @@ class StoreModel(Tagged):
         return cls.at_url(parts[:named]), "/".join(parts[named:])
 
     @classmethod
+    @abstractmethod
     def at_url(cls, names: list[str]) -> Self:
         """The spec of the store a policy URL names (``names``: the parts before the key)."""
-        raise NotImplementedError
 
 
 class KeyModel(Tagged):

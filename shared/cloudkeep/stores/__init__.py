@@ -18,6 +18,7 @@ declared ``capabilities.max_delete_batch`` (S3: 1000 keys per DeleteObjects).
 from __future__ import annotations
 
 import io
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -75,7 +76,7 @@ class HasTemporaries(Protocol):
     def temporaries(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
 
 
-class BaseStore:
+class BaseStore(ABC):
     """What every store shares: ``delete`` in batches of at most the declared
     ``capabilities.max_delete_batch`` keys (each key checked), handed to :meth:`delete_batch`."""
 
@@ -99,10 +100,10 @@ class BaseStore:
         if locked:
             raise ObjectLockedError(sorted(set(locked)), self.LOCKED_DETAIL)
 
+    @abstractmethod
     def delete_batch(self, keys: list[str]) -> list[str]:
         """Delete at most ``max_delete_batch`` checked keys; returns those still protected by an
         immutability policy (not deleted)."""
-        raise NotImplementedError
 
 
 def as_stream(data: Data) -> BinaryIO:

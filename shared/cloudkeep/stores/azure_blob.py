@@ -38,7 +38,7 @@ from ..errors import (
     StoreUnreachableError,
 )
 from ..redaction import redact  # an account_url may carry a SAS token
-from ..specs import Model, Prefix, StoreLocation, StoreModel, normalise_url
+from ..specs import Model, Prefix, StoreLocation, UrlStoreModel, normalise_url
 from . import CHUNK, BaseStore, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
 
 
@@ -340,7 +340,7 @@ class BlobImmutability(Model):
     mode: Literal["Unlocked", "Locked"] = "Unlocked"
 
 
-class AzureBlobStoreSpec(StoreModel):
+class AzureBlobStoreSpec(UrlStoreModel):
     """An Azure Blob Storage container. Credentials: the connection string in the environment
     variable ``connection_string_env`` if it is set, else ``account_url`` with the default Azure
     credential (managed identity, CLI login, ...). No secret is ever written in the policy."""

@@ -33,7 +33,7 @@ from ..errors import (
     StoreError,
     StoreUnreachableError,
 )
-from ..specs import Prefix, StoreLocation, StoreModel
+from ..specs import Prefix, StoreLocation, UrlStoreModel
 from . import CHUNK, BaseStore, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
 
 CONNECT_BUDGET = 8.0  # seconds of retries before the service has answered once
@@ -285,7 +285,7 @@ def _short(exc: BaseException) -> str:
 # The policy spec (s20-policy)
 
 
-class GcsStoreSpec(StoreModel):
+class GcsStoreSpec(UrlStoreModel):
     """A Google Cloud Storage bucket."""
 
     URL_SHAPE: ClassVar[str] = "gs://BUCKET/KEY"

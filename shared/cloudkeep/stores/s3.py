@@ -19,7 +19,7 @@ from pydantic import Field
 from ..capabilities import ExtendsRetention, LockModes, ServerSideCopy
 from ..clouds.aws import S3StoreErrors, s3_client
 from ..errors import ObjectNotFoundError, StoreError
-from ..specs import ObjectLock, Prefix, S3Bucket, StoreLocation, StoreModel, normalise_url
+from ..specs import ObjectLock, Prefix, S3Bucket, StoreLocation, UrlStoreModel, normalise_url
 from . import CHUNK, BaseStore, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
 
 #: The S3 client (timeouts and retries: ``clouds/aws.py``); the S3 source builds its own with it.
@@ -307,10 +307,9 @@ def _s3_service(endpoint_url: str | None) -> str:
     return normal
 
 
-class S3StoreSpec(StoreModel):
+class S3StoreSpec(UrlStoreModel):
     """An S3 bucket (or S3-compatible endpoint)."""
 
-    URL_SCHEME: ClassVar[str | None] = "s3"
     URL_SHAPE: ClassVar[str] = "s3://BUCKET/KEY"
 
     IMPLEMENTATION = S3Store
