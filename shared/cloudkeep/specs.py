@@ -261,6 +261,24 @@ class SourceModel(Tagged):
         """How a report names the item of one line."""
         return json.dumps(doc, sort_keys=True)[:80]
 
+    ITEM_KEYS: ClassVar[bool] = False
+    """Whether the type's lines are items with a key (diff, find, history, partial restore)."""
+    KEY_FORM: ClassVar[str] = ""
+    """How a user writes one key of this type (``--key``), for help and error messages."""
+
+    @classmethod
+    def item_key(cls, doc: Any, recorded: Mapping[str, Any]) -> Any:
+        """The key of the item one decoded line holds (or deletes), in the source's own form,
+        normalised so two spellings of one key compare equal; ``recorded`` is the manifest's
+        ``source``. ``None`` for a line without an item key (or a type without keys)."""
+        return None
+
+    @classmethod
+    def parse_key(cls, value: Any, recorded: Mapping[str, Any]) -> Any:
+        """A user's key (decoded JSON) in the normalised form :meth:`item_key` returns.
+        Raises ValueError naming what is wrong."""
+        raise ValueError(f"{cls.type_name()} snapshots are not addressable item by item")
+
 
 class StoreModel(Tagged):
     """The base of a store type's policy spec (at the end of ``stores/<name>.py``)."""

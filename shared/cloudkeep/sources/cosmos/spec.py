@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, StrictBool, StrictInt
@@ -50,3 +51,25 @@ class CosmosSourceSpec(SourceModel):
     def item_label(cls, doc: Any) -> str:
         item = doc.get("item") if isinstance(doc, dict) else None
         return f"id={item.get('id')!r}" if isinstance(item, dict) else "?"
+
+    ITEM_KEYS: ClassVar[bool] = True
+    KEY_FORM: ClassVar[str] = 'the id and partition key, e.g. {"id": "o1", "partition_key": "tenant-a"}'
+
+    @classmethod
+    def item_key(cls, doc: Any, recorded: Mapping[str, Any]) -> Any:
+        if not isinstance(doc, dict) or not isinstance(doc.get("partition_key"), list):
+            return None
+        item = doc.get("item")
+        item_id = doc.get("id") if doc.get("delete") is True else (
+            item.get("id") if isinstance(item, dict) else None)
+        if not isinstance(item_id, str):
+            return None
+        return {"id": item_id, "partition_key": doc["partition_key"]}
+
+    @classmethod
+    def parse_key(cls, value: Any, recorded: Mapping[str, Any]) -> Any:
+        if not isinstance(value, dict) or not isinstance(value.get("id"), str) \
+                or "partition_key" not in value or set(value) != {"id", "partition_key"}:
+            raise ValueError(f"a Cosmos DB key is {cls.KEY_FORM}")
+        pk = value["partition_key"]
+        return {"id": value["id"], "partition_key": pk if isinstance(pk, list) else [pk]}

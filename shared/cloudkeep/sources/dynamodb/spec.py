@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, StrictBool, StrictInt
@@ -37,3 +39,56 @@ class DynamoDBSourceSpec(SourceModel):
     @classmethod
     def item_label(cls, doc: Any) -> str:
         return "(a DynamoDB item)"
+
+    ITEM_KEYS: ClassVar[bool] = True
+    KEY_FORM: ClassVar[str] = 'the key attributes in DynamoDB JSON, e.g. {"pk": {"S": "user#1"}}'
+
+    @classmethod
+    def item_key(cls, doc: Any, recorded: Mapping[str, Any]) -> Any:
+        item = doc.get("Item") if isinstance(doc, dict) else None
+        names = _key_names(recorded)
+        if not isinstance(item, dict) or not names or any(n not in item for n in names):
+            return None
+        return {n: _typed(item[n]) for n in names}
+
+    @classmethod
+    def parse_key(cls, value: Any, recorded: Mapping[str, Any]) -> Any:
+        names = _key_names(recorded)
+        if not isinstance(value, dict):
+            raise ValueError(f"a DynamoDB key is a JSON object of {cls.KEY_FORM}")
+        if sorted(value) != sorted(names):
+            raise ValueError(f"a key of this table names exactly {', '.join(names)} "
+                             f"(got {', '.join(sorted(value)) or 'nothing'})")
+        out = {}
+        for name in names:
+            typed = value[name]
+            if (not isinstance(typed, dict) or len(typed) != 1
+                    or next(iter(typed)) not in ("S", "N", "B")
+                    or not isinstance(next(iter(typed.values())), str)):
+                raise ValueError(f"key attribute {name!r} is not DynamoDB JSON "
+                                 '({"S": "..."}, {"N": "..."} or {"B": "<base64>"})')
+            try:
+                out[name] = _typed(typed)
+            except ArithmeticError as e:
+                raise ValueError(f"key attribute {name!r}: {typed['N']!r} is not a number") from e
+        return out
+
+
+def _key_names(recorded: Mapping[str, Any]) -> list[str]:
+    """The table's key attribute names, partition key first (from the manifest's key_schema)."""
+    schema = recorded.get("key_schema") or []
+    order = {"HASH": 0, "RANGE": 1}
+    return [str(k["AttributeName"]) for k in sorted(
+        (k for k in schema if isinstance(k, dict) and "AttributeName" in k),
+        key=lambda k: order.get(str(k.get("KeyType")), 2))]
+
+
+def _typed(value: Any) -> Any:
+    """One key attribute value, with a number in one spelling (``1.50`` and ``1.5`` are one key)."""
+    if isinstance(value, dict) and set(value) == {"N"} and isinstance(value["N"], str):
+        number = Decimal(value["N"])
+        if not number.is_finite():
+            raise InvalidOperation(value["N"])
+        text = format(number.normalize(), "f")
+        return {"N": text[:-2] if text.endswith(".0") else text}
+    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, StrictBool, StrictInt, field_validator
@@ -64,3 +65,27 @@ class FirestoreSourceSpec(SourceModel):
     @classmethod
     def item_label(cls, doc: Any) -> str:
         return str(doc.get("name")) if isinstance(doc, dict) else "?"
+
+    ITEM_KEYS: ClassVar[bool] = True
+    KEY_FORM: ClassVar[str] = 'a document path, e.g. "users/alice" or "users/alice/orders/o1"'
+
+    @classmethod
+    def item_key(cls, doc: Any, recorded: Mapping[str, Any]) -> Any:
+        name = doc.get("name") if isinstance(doc, dict) else None
+        return _relative(name) if isinstance(name, str) else None
+
+    @classmethod
+    def parse_key(cls, value: Any, recorded: Mapping[str, Any]) -> Any:
+        if not isinstance(value, str):
+            raise ValueError(f"a Firestore key is {cls.KEY_FORM}, as a JSON string")
+        path = _relative(value)
+        parts = path.split("/")
+        if len(parts) % 2 or any(not p for p in parts):
+            raise ValueError(f"{value!r} is not a document path (collection/document[/...])")
+        return path
+
+
+def _relative(name: str) -> str:
+    """A document's path relative to the database (``projects/p/databases/d/documents/`` off)."""
+    head, sep, tail = name.partition("/documents/")
+    return tail if sep and head.startswith("projects/") else name.strip("/")

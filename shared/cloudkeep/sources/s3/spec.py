@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, StrictBool, StrictInt, field_validator
@@ -67,3 +68,17 @@ class S3SourceSpec(SourceModel):
     @classmethod
     def item_label(cls, doc: Any) -> str:
         return str(doc.get("key")) if isinstance(doc, dict) else "?"
+
+    ITEM_KEYS: ClassVar[bool] = True
+    KEY_FORM: ClassVar[str] = 'an object key, as a JSON string, e.g. "invoices/2026/11.pdf"'
+
+    @classmethod
+    def item_key(cls, doc: Any, recorded: Mapping[str, Any]) -> Any:
+        key = doc.get("key") if isinstance(doc, dict) else None
+        return key if isinstance(key, str) else None
+
+    @classmethod
+    def parse_key(cls, value: Any, recorded: Mapping[str, Any]) -> Any:
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"an S3 key is {cls.KEY_FORM}")
+        return value
