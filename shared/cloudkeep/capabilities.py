@@ -302,4 +302,29 @@ class ServerSideCopy(Protocol):
         ...
 
 
+
+# --- item by item (diff, find, history, partial restore, replay of a change log) ---------------
+
+
+@runtime_checkable
+class DeletesItems(Protocol):
+    """A restore writer that deletes items by key: a partial restore's ``--delete-missing`` and
+    the replay of a change log's removes. Keys are in the normalised form of
+    ``cloudkeep.itemkeys`` (``SourceModel.item_key``); deleting an absent item is not an error."""
+
+    def delete_keys(self, keys: list[Any]) -> int:
+        """Delete these items from the target; how many were asked (idempotent)."""
+        ...
+
+
+@runtime_checkable
+class ReadsItems(Protocol):
+    """A restore writer that reads the target's current items by key, as lines in the snapshot's
+    own encoding (a partial restore's ``--dry-run`` comparing snapshot and live item)."""
+
+    def read_items(self, keys: list[Any]) -> dict[bytes, bytes | None]:
+        """``itemkeys.key_bytes(key)`` → the live item's line (None: no such item)."""
+        ...
+
+
 read_from_start = pages_from_start  # ``read_segment`` of a Resumable source
