@@ -232,7 +232,7 @@ def _keep_chains(store: Store, dataset: str, decision: Decision,
         reasons.setdefault(sid, []).append(f"chain of {by}")
     keep = sorted(set(decision.keep) | set(needed), reverse=True)
     remove = [s for s in decision.remove if s not in needed]
-    return Decision(keep, remove, reasons)
+    return Decision(keep, remove, reasons, decision.times)
 
 
 def _keep_evidence(decision: Decision, listing: Listing) -> Decision:
@@ -255,7 +255,8 @@ def _keep_evidence(decision: Decision, listing: Listing) -> Decision:
             if claimed.snapshot_id in decision.remove:
                 keep.add(claimed.snapshot_id)
     return Decision(sorted(keep, reverse=True), [s for s in decision.remove if s not in keep],
-                    {k: v for k, v in reasons.items() if k in keep or k in decision.remove})
+                    {k: v for k, v in reasons.items() if k in keep or k in decision.remove},
+                    decision.times)
 
 
 def _remove_unless_held(policy: Policy, store: Store, dataset: str, sid: str, report: PruneReport,
