@@ -10,6 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.helpers import cli
+
 from cloudkeep import clock, holds, services
 from cloudkeep.catalog import load_manifest, snapshot_ids
 from cloudkeep.metrics import MemorySink
@@ -17,7 +19,6 @@ from cloudkeep.policy import parse_policy
 from cloudkeep.runtime import tick
 from cloudkeep.stores.file import FileStore
 from test_watchdog import T0, MemorySource
-from tests.helpers import cli
 
 POLICY = """
 version: 1

@@ -14,12 +14,12 @@ from ..runtime import parse_now
 from .app import Ctx, allow_unsigned_option, local_options, main
 from .output import (
     emit,
-    retention_table,
     encryption_text,
     fmt_seconds,
     hold_cell,
     human_bytes,
     native_summary,
+    retention_table,
     table,
     verification_cell,
 )
