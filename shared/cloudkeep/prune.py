@@ -139,6 +139,9 @@ def _prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool, store:
     unkeyed = [r for r in listing.refused if r.kind == "key-unavailable"]
     if unkeyed and not uncertain:
         uncertain = f"cannot authenticate the manifests: {unkeyed[0].message}"
+    # same capture time: the larger id (the later slot) counts as the newer one (apply keeps
+    # the given order of ties, as restic's stable sort)
+    infos = sorted(infos, key=lambda s: s.id, reverse=True)
     decision = apply(infos, rules, now, policy.timezone, uncertain=uncertain)
     if not uncertain and decision.remove and spec.source.CHAINS:
         try:
