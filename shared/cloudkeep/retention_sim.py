@@ -122,6 +122,7 @@ def parse_time(text: str, tz: ZoneInfo) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
     try:
+        value.astimezone(tz)  # its local time (periods) must exist too
         return value.astimezone(UTC)
     except OverflowError:
         raise ValueError("out of range") from None
@@ -139,9 +140,10 @@ def read_times(lines: Iterable[str], tz: ZoneInfo, where: str = "--times") -> li
             continue
         try:
             out.append((text, parse_time(text, tz)))
-        except ValueError:
-            raise UsageError(f"bad {where} line {number}: {text[:60]!r} is not an ISO 8601 time "
-                             "(e.g. 2026-03-01T10:00:00Z)") from None
+        except ValueError as exc:
+            why = ("is out of range" if "range" in str(exc) else
+                   "is not an ISO 8601 time (e.g. 2026-03-01T10:00:00Z)")
+            raise UsageError(f"bad {where} line {number}: {text[:60]!r} {why}") from None
         if len(out) > MAX_TIMES:
             raise UsageError(f"bad {where}: more than {MAX_TIMES} times")
     return out

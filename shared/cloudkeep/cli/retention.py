@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
 from .. import cliargs, services
 from ..errors import UsageError
 from ..policy import Policy
+from ..retention_sim import MAX_LINE
 from ..runtime import parse_now
 from .app import Ctx, local_options, main
 from .output import emit, printable, table
@@ -45,6 +46,8 @@ def check(ctx: Ctx, rules_text: str | None, tier: str | None, times_path: str,
     if rules_text is not None and not rules_text.strip():
         raise UsageError("bad --rules '': it is empty (e.g. --rules '{daily: 7}')")
     cliargs.check_text(times_path, "--times")
+    if (rules_text is None) == (tier is None):
+        raise UsageError("give either --rules MAPPING or --tier NAME (one of them)")
     policy: Policy | None = ctx.load() if tier is not None else None
     warnings: list[str] = []
     result = services.retention_check(policy, _lines(times_path), rules=rules_text, tier=tier,
@@ -69,11 +72,18 @@ def _lines(path: str) -> Iterator[str]:
     cannot be read is a one-line UsageError."""
     try:
         if path == "-":
-            yield from sys.stdin
+            yield from _bounded(sys.stdin)
             return
         with open(path, encoding="utf-8") as fh:
-            yield from fh
+            yield from _bounded(fh)
     except UnicodeDecodeError:
         raise UsageError(f"bad --times {path!r}: not UTF-8 text") from None
     except OSError as exc:
         raise UsageError(f"bad --times {path!r}: {exc.strerror or exc}") from None
+
+
+def _bounded(fh: TextIO) -> Iterator[str]:
+    """Lines of ``fh``, none read whole beyond the reader's limit: a longer line comes as a
+    piece of that length (which the reader refuses) — never a gigabyte held in memory."""
+    while line := fh.readline(MAX_LINE + 3):
+        yield line
