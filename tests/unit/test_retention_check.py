@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.helpers import cli
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "retention-times.txt"
