@@ -137,3 +137,21 @@ def test_a_window_in_minutes_is_warned_about(capsys: Any) -> None:
                          str(EXAMPLE), "--now", NOW, "--format", "json")
     assert code == 0 and json.loads(out)["keep"][0]["reasons"] == ["within", "newest"]
     assert "warning: within: 6m is less than a day (m is minutes; months are mo)" in err
+
+
+def test_validate_takes_the_new_rules_and_warns_about_minutes(capsys: Any, tmp_path: Path) -> None:
+    policy = tmp_path / "cloudkeep.yaml"
+    policy.write_text("""
+version: 1
+stores: {vault: {type: file, path: vault}}
+tiers:
+  keep-all: {schedule: "0 * * * *", rpo: 2h, retention: {daily: 7, yearly: unlimited}}
+  minutes: {schedule: "0 * * * *", rpo: 2h, retention: {within: 6m, within_monthly: 1y2mo3d3h}}
+datasets: {orders: {source: {type: dynamodb, table: orders, region: us-east-1}, tier: keep-all, store: vault}}
+""", encoding="utf-8")
+    code, out, err = cli(capsys, "validate", "--policy", str(policy))
+    assert code == 0, err
+    warnings = [line for line in (out + err).splitlines() if "retention" in line]
+    assert any("tiers.minutes.retention.within: within: 6m is less than a day" in w for w in warnings)
+    assert not any("keep-all.retention" in w for w in warnings)  # unlimited: nothing ages out
+    assert not any("within_monthly" in w for w in warnings)

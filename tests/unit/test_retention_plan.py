@@ -97,3 +97,34 @@ def test_report_shows_the_reasons(tmp_path: Path, capsys: Any) -> None:
     assert snapshots[ids[1]]["reasons"] == ["last"]
     assert snapshots[ids[0]]["reasons"] == ["oldest daily"]
     assert row["retention"]["keep"] == sorted(ids, reverse=True) and row["retention"]["remove"] == []
+
+
+def test_prune_breaks_ties_of_capture_time_by_the_larger_id(tmp_path: Path) -> None:
+    """Two snapshots captured at the same instant (a slot's retry): restic walks ties in the
+    order given; prune gives them larger id first, so the later slot counts as the newer one,
+    as before this release."""
+    from datetime import UTC, datetime
+
+    from cloudkeep import layout
+    from cloudkeep.manifest import Codec, Consistency, ContentDigestEntry, Manifest, Totals
+    from cloudkeep.prune import prune
+
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    policy = parse_policy(POLICY.replace("VAULT", str(vault)).replace("last: 2, daily: 10", "daily: 1"))
+    store = FileStore(vault)
+    at = datetime(2026, 3, 2, 10, tzinfo=UTC)
+    ids = []
+    for slot, suffix in ((at, "aaaaaa"), (at + timedelta(hours=1), "bbbbbb")):
+        sid = layout.snapshot_id_for(slot, suffix)
+        manifest = Manifest(
+            snapshot_id=sid, dataset="orders", run_id="r", trigger="schedule", slot=slot,
+            tier="hourly", store="vault", source={"type": "dynamodb"}, method="scan",
+            consistency=Consistency(mode="fuzzy"), started_at=at, finished_at=at, segments=1,
+            parts=[], totals=Totals(items=0, parts=0, raw_bytes=0, stored_bytes=0), codec=Codec(),
+            content_digest=ContentDigestEntry(value="0" * 64), cloudkeep_version="test")
+        store.put(layout.manifest_key("orders", sid), manifest.to_bytes())
+        ids.append(sid)
+    report = prune(policy, "orders", at + timedelta(hours=2), dry_run=True, store=store)
+    assert report.decision.reasons[ids[1]] == ["daily", "newest"]
+    assert report.decision.remove == [ids[0]]
