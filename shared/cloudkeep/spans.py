@@ -5,10 +5,11 @@ A :class:`Span` is years, months, days and a sub-day part (hours, minutes, secon
 a span from a moment is restic's ``t.AddDate(-years, -months, -days).Add(-hours)``: the date
 part is calendar arithmetic on the moment's local wall clock with Go's normalisation (a day past
 the end of a month rolls into the next month: 31 March minus one month is 3 March, not the last
-day of February), then the sub-day part is subtracted as elapsed time. The local wall clock is
-the moment's own UTC offset in the policy's time zone, held fixed — as a restic snapshot's
-timestamp carries its recording host's offset — so a day is always 24 hours (also across a DST
-change) while months and years have their calendar lengths.
+day of February), then the sub-day part is subtracted as elapsed time. The date part is
+calendar arithmetic on the wall clock of the policy's time zone — as restic's is on a host in
+that time zone (Go reads a snapshot's timestamp into the host's zone when the offsets agree) —
+so ``7d`` back from 10:00 is 10:00 seven days earlier, 167 or 169 hours across a DST change,
+and months and years have their calendar lengths.
 
 Units: ``y`` years, ``mo`` months, ``w`` weeks (7 days), ``d`` days, ``h`` hours, ``m``
 minutes, ``s`` seconds, each at most once, in any order. ``m`` is minutes, as in every other
@@ -66,14 +67,14 @@ class Span:
         """``moment`` minus this span (restic's arithmetic, module docstring), as an aware
         datetime; None when that lies before year 1 (then every snapshot is within the span)."""
         local = moment.astimezone(tz) if tz is not None else moment
-        offset = local.utcoffset() or timedelta(0)
-        fixed = local.replace(tzinfo=timezone(offset))
-        months = fixed.month - 1 - self.months
-        year = fixed.year - self.years + months // 12
+        wall = local.replace(tzinfo=None)  # the local date and clock, as Go's AddDate reads them
+        months = wall.month - 1 - self.months
+        year = wall.year - self.years + months // 12
         month = months % 12 + 1
         try:
-            first = fixed.replace(year=year, month=month, day=1)
-            return first + timedelta(days=fixed.day - 1 - self.days) - timedelta(seconds=self.seconds)
+            first = wall.replace(year=year, month=month, day=1)
+            moved = (first + timedelta(days=wall.day - 1 - self.days)).replace(tzinfo=local.tzinfo)
+            return moved.astimezone(timezone.utc) - timedelta(seconds=self.seconds)
         except (ValueError, OverflowError):
             return None  # before 0001-01-01: restic's cutoff lies before every snapshot
 

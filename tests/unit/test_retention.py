@@ -6,7 +6,7 @@ test_retention_restic.py."""
 from __future__ import annotations
 
 import random
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -52,10 +52,12 @@ def restic_reference(items: list[SnapshotInfo], rules: Rules, tz: ZoneInfo, now:
     def cutoff(span: Span) -> datetime | None:
         if latest is None:
             return None
-        local = latest.astimezone(tz)
-        fixed = local.replace(tzinfo=timezone(local.utcoffset() or timedelta(0)))
-        moved = go_add_date(fixed, -span.years, -span.months, -span.days)
-        return None if moved is None else moved - timedelta(seconds=span.seconds)
+        local = latest.astimezone(tz)  # Go: a time in the host's zone (the policy's)
+        moved = go_add_date(local.replace(tzinfo=None), -span.years, -span.months, -span.days)
+        if moved is None:
+            return None
+        return datetime.combine(moved.date(), moved.time(), tzinfo=tz).astimezone(Z) - \
+            timedelta(seconds=span.seconds)
 
     def inside(t: datetime, cut: datetime | None) -> bool:
         return cut is None or t > cut
@@ -260,10 +262,13 @@ def test_calendar_windows_use_gos_date_arithmetic() -> None:
     assert parse_span("1y2mo3d3h").before(latest) == datetime(2025, 1, 28, 7, tzinfo=Z)
     assert parse_span("2w").before(latest) == datetime(2026, 3, 17, 10, tzinfo=Z)
     assert parse_span("9999y").before(latest) is None  # before year 1: everything is inside
-    # a day is 24 hours from the latest snapshot's own UTC offset, also across a DST change
+    # days are calendar days on the policy time zone's wall clock: across the DST change two
+    # days back from 10:00 CEST is 10:00 CET, 47 hours earlier (and hours are elapsed time)
     berlin = ZoneInfo("Europe/Berlin")
     summer = datetime(2026, 3, 30, 10, tzinfo=berlin)  # CEST, the day after the change
-    assert parse_span("2d").before(summer, berlin) == summer.astimezone(Z) - timedelta(hours=48)
+    assert parse_span("2d").before(summer, berlin) == summer.astimezone(Z) - timedelta(hours=47)
+    assert parse_span("48h").before(summer, berlin) == summer.astimezone(Z) - timedelta(hours=48)
+    assert parse_span("2d").before(summer) == summer.astimezone(Z) - timedelta(hours=47)
     history = [SnapshotInfo("a", datetime(2026, 3, 3, 10, tzinfo=Z)),
                SnapshotInfo("b", datetime(2026, 3, 3, 10, 0, 1, tzinfo=Z)), SnapshotInfo("c", latest)]
     assert apply(history, Rules(within=parse_span("1mo")), latest + timedelta(hours=1)).remove == ["a"]
