@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
@@ -74,7 +74,7 @@ class Span:
         try:
             first = wall.replace(year=year, month=month, day=1)
             moved = (first + timedelta(days=wall.day - 1 - self.days)).replace(tzinfo=local.tzinfo)
-            return moved.astimezone(timezone.utc) - timedelta(seconds=self.seconds)
+            return moved.astimezone(UTC) - timedelta(seconds=self.seconds)
         except (ValueError, OverflowError):
             return None  # before 0001-01-01: restic's cutoff lies before every snapshot
 
