@@ -32,8 +32,9 @@ __all__ = ["MAX_LINE", "MAX_RULES_BYTES", "MAX_TIMES", "Simulation", "parse_rule
 
 MAX_RULES_BYTES = 64 * 1024
 """The longest ``--rules`` text read."""
-MAX_TIMES = 1_000_000
-"""The most times (snapshots) one simulation reads."""
+MAX_TIMES = 200_000
+"""The most times (snapshots) one simulation reads (hourly snapshots for 22 years; about
+200 MB and 20 s)."""
 MAX_LINE = 100
 """The longest line of a times file (an ISO 8601 time is about 35 characters)."""
 

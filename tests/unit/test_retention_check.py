@@ -155,3 +155,16 @@ datasets: {orders: {source: {type: dynamodb, table: orders, region: us-east-1}, 
     assert any("tiers.minutes.retention.within: within: 6m is less than a day" in w for w in warnings)
     assert not any("keep-all.retention" in w for w in warnings)  # unlimited: nothing ages out
     assert not any("within_monthly" in w for w in warnings)
+
+
+def test_more_times_than_the_limit_are_refused(capsys: Any, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloudkeep import retention_sim
+
+    monkeypatch.setattr(retention_sim, "MAX_TIMES", 3)
+    times = tmp_path / "t.txt"
+    times.write_text("2026-03-05T10:00:00Z\n" * 3, encoding="utf-8")
+    assert len(check(capsys, "--rules", "{last: 1}", "--times", str(times))["remove"]) == 2
+    times.write_text("2026-03-05T10:00:00Z\n" * 4, encoding="utf-8")
+    code, out, err = cli(capsys, "retention", "check", "--rules", "{last: 1}", "--times", str(times))
+    assert (code, out) == (2, "") and "more than 3 times" in err
