@@ -128,3 +128,12 @@ def test_prune_breaks_ties_of_capture_time_by_the_larger_id(tmp_path: Path) -> N
     report = prune(policy, "orders", at + timedelta(hours=2), dry_run=True, store=store)
     assert report.decision.reasons[ids[1]] == ["daily", "newest"]
     assert report.decision.remove == [ids[0]]
+
+
+def test_the_html_report_says_why_each_snapshot_is_kept(tmp_path: Path) -> None:
+    policy_file, _store, ids = _world(tmp_path, 3)
+    policy = parse_policy(policy_file.read_text(encoding="utf-8"))
+    html = tmp_path / "report.html"
+    services.report(policy, T0 + timedelta(hours=3), html=html)
+    text = html.read_text(encoding="utf-8")
+    assert f"{ids[2]}: last, daily, newest; {ids[1]}: last; {ids[0]}: oldest daily" in text
