@@ -126,12 +126,13 @@ def _prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool, store:
     uncertain = None
     problems: list[str] = []
     listing = Listing(dataset)
+    guessed = False
     try:
         # Only manifests bound to their key and store, authentic and meeting the policy count.
         listing = scan(store, dataset, expect=expect_for(policy, dataset))
         infos = snapshot_infos(store, dataset, listing, problems)
     except CloudkeepError as exc:
-        infos, uncertain = [], str(exc)
+        infos, uncertain, guessed = [], str(exc), True  # ids only: their times are unknown
         try:
             infos = [SnapshotInfo(s, datetime.now(UTC)) for s in snapshot_ids(store, dataset)]
         except CloudkeepError:
@@ -143,6 +144,8 @@ def _prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool, store:
     # the given order of ties, as restic's stable sort)
     infos = sorted(infos, key=lambda s: s.id, reverse=True)
     decision = apply(infos, rules, now, policy.timezone, uncertain=uncertain)
+    if guessed:
+        decision.times.clear()
     if not uncertain and decision.remove and spec.source.CHAINS:
         try:
             decision = _keep_chains(store, dataset, decision, listing)
