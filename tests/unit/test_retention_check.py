@@ -168,3 +168,21 @@ def test_more_times_than_the_limit_are_refused(capsys: Any, tmp_path: Path,
     times.write_text("2026-03-05T10:00:00Z\n" * 4, encoding="utf-8")
     code, out, err = cli(capsys, "retention", "check", "--rules", "{last: 1}", "--times", str(times))
     assert (code, out) == (2, "") and "more than 3 times" in err
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/retention.md"])
+def test_the_worked_example_in_the_docs_is_the_real_output(capsys: Any, page: str) -> None:
+    text = (EXAMPLE.parents[1] / page).read_text(encoding="utf-8")
+    block = text[text.index("rules: last: 2, daily: 3, yearly: 10"):]
+    block = block[:block.index("keep 7, remove 5")]
+    shown = [[c.strip() for c in line.strip("│ ").split("│")] for line in block.splitlines()
+             if line.startswith("│")]
+    from cloudkeep import services
+    from cloudkeep.runtime import parse_now
+
+    lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
+    simulation = services.retention_check(None, lines, rules="{last: 2, daily: 3, yearly: 10}",
+                                          now=parse_now(NOW))
+    real = [[e.text, "keep" if e.kept else "remove", ", ".join(e.reasons) or "—"]
+            for e in simulation.entries]
+    assert shown == real and len(real) == 12
