@@ -8,6 +8,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, StrictBool, StrictInt
 
+from ...clouds import aws
+from ...place import Place
+from ...sources import Source
 from ...specs import SourceModel
 
 
@@ -39,6 +42,14 @@ class DynamoDBSourceSpec(SourceModel):
     @classmethod
     def item_label(cls, doc: Any) -> str:
         return "(a DynamoDB item)"
+
+    PLACE_OPTIONS: ClassVar[frozenset[str]] = aws.PLACE_OPTIONS
+    WRITE_CAPACITY: ClassVar[bool] = True
+
+    def open_at(self, place: Place) -> Source:
+        """The adapter for a restore at ``place``: its region, and the credentials of its
+        profile or assumed role (``clouds.aws.access_of``)."""
+        return self.placed(place).open(access=aws.access_of(place))
 
     ITEM_KEYS: ClassVar[bool] = True
     KEY_FORM: ClassVar[str] = 'the key attributes in DynamoDB JSON, e.g. {"pk": {"S": "user#1"}}'
