@@ -78,5 +78,5 @@ def open_target(policy: Policy, manifest: Manifest, place: Place) -> Source:
     placed_spec(policy, manifest, place)
     spec = policy.dataset(manifest.dataset).source
     if not place.is_here():
-        log.info("restoring %s@%s at %s", manifest.dataset, manifest.snapshot_id, place.describe())
+        log.debug("restoring %s@%s at %s", manifest.dataset, manifest.snapshot_id, place.describe())
     return spec.open_at(place)

@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from .. import cliargs, services
-from ..place import Place
 from ..errors import EXIT_FAILED
+from ..place import Place
 from .app import Ctx, allow_unsigned_option, local_options, main, progress, usage
 from .output import emit, fmt_seconds
 

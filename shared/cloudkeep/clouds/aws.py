@@ -276,8 +276,8 @@ def botocore_session(access: Access, region: str | None) -> Any:
             return cached
         try:
             session = botocore.session.Session(profile=access.profile)
+            source = session.get_credentials()  # a missing profile fails here, not mid-restore
             if access.role_arn is not None:
-                source = session.get_credentials()
                 if source is None:
                     raise SourceUnreachableError(
                         f"no AWS credentials found to assume role {access.role_arn}"

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from ...clouds.aws import Access
 from ...capabilities import Description, Resumable, SampleCheck, read_from_start
+from ...clouds.aws import Access
 from ...codec import ContentDigest
 from ...errors import SourceError, SourceUnreachableError
 from .. import NamesTargets
