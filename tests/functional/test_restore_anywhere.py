@@ -421,3 +421,44 @@ def test_a_throttled_target_slows_the_restore_but_does_not_fail_it(
     assert result["rate"]["throttled"] >= 1 and result["rate"]["throttle_seconds"] > 0
     assert result["rate"]["max_rate"] is None
     assert len(scan_all(ddb_client, target)) == 300
+
+
+# ------------------------------------------------------------------ another Cosmos DB account
+
+
+def test_cosmos_restore_into_another_account_with_its_key_from_key_env(
+        cosmos_server: Any, cosmos_client: Any, cosmos_database: str, tmp_path: Path, capsys: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from azure.cosmos import PartitionKey
+    from fixtures_azure import cosmos_policy
+    from tools.emulators_azure import CosmosServer
+
+    container = cosmos_client.get_database_client(cosmos_database).create_container(
+        "carts", partition_key=PartitionKey(path="/tenant"))
+    for i in range(20):
+        container.upsert_item({"id": f"c{i}", "tenant": f"t{i % 3}", "total": i})
+    policy = str(cosmos_policy(tmp_path, endpoint=cosmos_server.endpoint, database=cosmos_database,
+                               container="carts"))
+    [row] = cli_json(capsys, "--policy", policy, "run", "carts")
+    ref = f"carts@{row['snapshot_id']}"
+    other = CosmosServer().start()  # another account: a server of its own
+    try:
+        monkeypatch.delenv("COSMOS_KEY")  # the source account's key is not there at all
+        monkeypatch.setenv("DR_COSMOS_KEY", other.key)
+        code, out, err = cli(capsys, "--policy", policy, "--format", "json", "restore", ref,
+                             "--into", "carts", "--endpoint", other.endpoint,
+                             "--key-env", "DR_COSMOS_KEY")
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["items"] == 20
+        assert result["place"] == {"endpoint": other.endpoint, "key_env": "DR_COSMOS_KEY"}
+        assert other.key not in out + err
+        restored = other.client().get_database_client(cosmos_database).get_container_client("carts")
+        items = sorted((d["id"], d["tenant"], d["total"]) for d in restored.read_all_items())
+        assert items == sorted((f"c{i}", f"t{i % 3}", i) for i in range(20))
+        # the variable must be set; the key itself is never an option
+        code, _, err = cli(capsys, "--policy", policy, "restore", ref, "--into", "again",
+                           "--endpoint", other.endpoint, "--key-env", "NOT_SET_ANYWHERE")
+        assert code == 2 and "--key-env NOT_SET_ANYWHERE: that environment variable is not set" in err
+    finally:
+        other.stop()
