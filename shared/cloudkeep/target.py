@@ -50,6 +50,7 @@ def placed_spec(policy: Policy, manifest: Manifest, place: Place) -> SourceModel
             f"{place_option_names(place.given())} cannot move it")
     check_residency(policy, placed, place)
     redaction.remember(os.environ.get(name, "") for name in placed.secret_envs())
+    redaction.remember([place.external_id or ""])  # not a secret, but never ours to print
     return placed
 
 

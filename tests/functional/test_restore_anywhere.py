@@ -430,8 +430,9 @@ def test_cosmos_restore_into_another_account_with_its_key_from_key_env(
         cosmos_server: Any, cosmos_client: Any, cosmos_database: str, tmp_path: Path, capsys: Any,
         monkeypatch: pytest.MonkeyPatch) -> None:
     from azure.cosmos import PartitionKey
-    from fixtures_azure import cosmos_policy
     from tools.emulators_azure import CosmosServer
+
+    from fixtures_azure import cosmos_policy
 
     container = cosmos_client.get_database_client(cosmos_database).create_container(
         "carts", partition_key=PartitionKey(path="/tenant"))

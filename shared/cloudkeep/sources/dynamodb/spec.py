@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, StrictBool, StrictInt
 
 from ...clouds import aws
-from ...place import Place
-from ...sources import Source
 from ...specs import SourceModel
+
+if TYPE_CHECKING:
+    from ...place import Place
+    from ...sources import Source
 
 
 class DynamoDBSourceSpec(SourceModel):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, StrictBool, StrictInt, field_validator
 
 from ...clouds import aws
-from ...place import Place
-from ...sources import Source
 from ...specs import S3Bucket, SourceModel
+
+if TYPE_CHECKING:
+    from ...place import Place
+    from ...sources import Source
 
 
 class S3SourceSpec(SourceModel):
