@@ -463,3 +463,27 @@ def test_cosmos_restore_into_another_account_with_its_key_from_key_env(
         assert code == 2 and "--key-env NOT_SET_ANYWHERE: that environment variable is not set" in err
     finally:
         other.stop()
+
+
+def test_assumed_role_credentials_are_refreshed_before_they_expire(
+        moto_dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restore longer than the role's session keeps writing: when the credentials' clock
+    reaches their expiry, botocore assumes the role again (moto's STS) and carries on."""
+    from datetime import timedelta
+
+    from cloudkeep.clouds import aws
+
+    access = aws.Access(role_arn=ROLE, external_id=EXTERNAL_ID)
+    client = aws.client("dynamodb", "eu-west-2", access=access)
+    session_creds = aws.botocore_session(access, "eu-west-2").get_credentials()
+    first = session_creds.get_frozen_credentials().access_key
+    table = unique("refresh")
+    seed(client, table, 3)
+    # five minutes before they expire: inside botocore's mandatory refresh window (10 minutes)
+    later = aws.credentials_clock() + timedelta(seconds=aws.ROLE_SESSION_SECONDS - 300)
+    monkeypatch.setattr(aws, "credentials_clock", lambda: later)
+    assert table in table_names(client)  # the call itself refreshed the credentials
+    second = session_creds.get_frozen_credentials().access_key
+    assert second != first
+    assert client.describe_table(TableName=table)["Table"]["TableArn"].startswith(
+        f"arn:aws:dynamodb:eu-west-2:{OTHER_ACCOUNT}:")

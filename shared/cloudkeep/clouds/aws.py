@@ -26,6 +26,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .. import extras
@@ -255,6 +256,11 @@ class Access:
         return self.profile is None and self.role_arn is None
 
 
+def credentials_clock() -> datetime:
+    """Now, for deciding when assumed-role credentials need refreshing (a test moves it)."""
+    return datetime.now(UTC)
+
+
 _SESSIONS: dict[tuple[Access, str | None], Any] = {}
 _SESSIONS_LOCK = threading.Lock()
 
@@ -262,13 +268,13 @@ _SESSIONS_LOCK = threading.Lock()
 def botocore_session(access: Access, region: str | None) -> Any:
     """A botocore session with ``access``'s credentials, one per process and access (so every
     client of a restore shares it). An assumed role's credentials are *refreshable*: botocore
-    calls AssumeRole again shortly before they expire, so a restore longer than
-    :data:`ROLE_SESSION_SECONDS` keeps writing. The role is assumed here, once, before any
-    client is used: a role that cannot be assumed fails now, as SourceUnreachableError (exit 3)
-    naming the role (never the external id)."""
+    calls :func:`assume_role` again shortly before they expire (by :func:`credentials_clock`),
+    so a restore longer than :data:`ROLE_SESSION_SECONDS` keeps writing. The role is assumed
+    here, once, before any client is used: a role that cannot be assumed fails now, as
+    SourceUnreachableError (exit 3) naming the role (never the external id)."""
     with extras.translated():
         import botocore.session
-        from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
+        from botocore.credentials import RefreshableCredentials
 
     with _SESSIONS_LOCK:
         cached = _SESSIONS.get((access, region))
@@ -282,17 +288,17 @@ def botocore_session(access: Access, region: str | None) -> Any:
                     raise SourceUnreachableError(
                         f"no AWS credentials found to assume role {access.role_arn}"
                         + (f" (profile {access.profile})" if access.profile else ""))
-                extra: dict[str, Any] = {"RoleSessionName": ROLE_SESSION_NAME,
-                                         "DurationSeconds": ROLE_SESSION_SECONDS}
-                if access.external_id is not None:
-                    extra["ExternalId"] = access.external_id
-                fetcher = AssumeRoleCredentialFetcher(
-                    client_creator=session.create_client, source_credentials=source,
-                    role_arn=access.role_arn, extra_args=extra)
-                credentials = DeferredRefreshableCredentials(
-                    refresh_using=fetcher.fetch_credentials, method="assume-role")
-                with _AssumeRoleErrors(f"assuming role {access.role_arn}"):
-                    credentials.get_frozen_credentials()  # assume it now: fail before writing
+                sts = session.create_client("sts", region_name=region, config=client_config())
+
+                def refresh() -> dict[str, Any]:
+                    return assume_role(sts, access)
+
+                first = refresh()  # assume it now: fail before anything is written
+                credentials = RefreshableCredentials(
+                    first["access_key"], first["secret_key"], first["token"],
+                    datetime.fromisoformat(first["expiry_time"].replace("Z", "+00:00")),
+                    refresh_using=refresh, method="sts-assume-role",
+                    time_fetcher=lambda: credentials_clock())
                 session._credentials = credentials  # botocore's own slot for resolved credentials
         except CloudkeepError:
             raise
@@ -305,6 +311,22 @@ def botocore_session(access: Access, region: str | None) -> Any:
             ) from None
         _SESSIONS[(access, region)] = session
         return session
+
+
+def assume_role(sts: Any, access: Access) -> dict[str, Any]:
+    """AssumeRole of ``access.role_arn`` (with its external id): botocore's credential metadata
+    (``access_key``, ``secret_key``, ``token``, ``expiry_time`` as ISO 8601 text)."""
+    assert access.role_arn is not None
+    params: dict[str, Any] = {"RoleArn": access.role_arn, "RoleSessionName": ROLE_SESSION_NAME,
+                              "DurationSeconds": ROLE_SESSION_SECONDS}
+    if access.external_id is not None:
+        params["ExternalId"] = access.external_id
+    with _AssumeRoleErrors(f"assuming role {access.role_arn}"):
+        creds = sts.assume_role(**params)["Credentials"]
+    expiry = creds["Expiration"]
+    return {"access_key": creds["AccessKeyId"], "secret_key": creds["SecretAccessKey"],
+            "token": creds["SessionToken"],
+            "expiry_time": expiry.isoformat() if isinstance(expiry, datetime) else str(expiry)}
 
 
 class _AssumeRoleErrors(AwsErrors):
