@@ -487,3 +487,29 @@ def test_assumed_role_credentials_are_refreshed_before_they_expire(
     assert second != first
     assert client.describe_table(TableName=table)["Table"]["TableArn"].startswith(
         f"arn:aws:dynamodb:eu-west-2:{OTHER_ACCOUNT}:")
+
+
+def test_invoke_restore_takes_the_same_place_and_rate(moto_dynamodb: Any, tmp_path: Path,
+                                                      capsys: Any) -> None:
+    from cloudkeep.function import invoke
+    from cloudkeep.policy import load_policy
+
+    table = unique("orders")
+    seed(moto_dynamodb, table, 12)
+    path, ref = backed_up(tmp_path, capsys, table, residency={"allowed_regions": [REGION, "us-west-2"]})
+    policy = load_policy(path).policy
+    target = unique("invoked")
+    status, body = invoke(policy, {"action": "restore", "ref": ref, "into": target,
+                                   "region": "eu-west-1"})
+    assert status == 400 and "outside residency.allowed_regions" in body["error"]
+    status, body = invoke(policy, {"action": "restore", "ref": ref, "into": target,
+                                   "max_rate": "fast"})
+    assert status == 400 and body["error"] == "payload: 'max_rate' must be a number"
+    status, body = invoke(policy, {"action": "restore", "ref": ref, "into": target,
+                                   "region": "us-west-2", "role_arn": ROLE,
+                                   "external_id": EXTERNAL_ID, "max_rate": 1000})
+    assert status == 200, body
+    assert body["items"] == 12 and body["place"]["account"] == OTHER_ACCOUNT
+    assert body["rate"]["max_rate"] == 1000
+    assert EXTERNAL_ID not in json.dumps(body)
+    assert len(scan_all(assumed("us-west-2").client("dynamodb"), target)) == 12
