@@ -302,3 +302,17 @@ def test_a_native_backup_cannot_move() -> None:
     with pytest.raises(UsageError, match="native native backup.*--region cannot move it"):
         placed_spec(loaded, manifest(1, 1, method="native"), Place(region="eu-west-1"))
     placed_spec(loaded, manifest(1, 1, method="native"), Place())  # here: fine
+
+
+def test_region_alone_cannot_relabel_the_source_account_of_cosmos_or_firestore() -> None:
+    cosmos = {"type": "cosmos", "endpoint": "https://a.documents.azure.com", "database": "d",
+              "container": "c", "region": "westeurope"}
+    with pytest.raises(UsageError, match="give it with --endpoint"):
+        placed_spec(policy(cosmos, residency=["westeurope", "eastus"]), manifest(1, 1),
+                    Place(region="eastus"))
+    firestore = {"type": "firestore", "project": "acme-prod", "region": "eur3"}
+    with pytest.raises(UsageError, match="give it with --project"):
+        placed_spec(policy(firestore, residency=["eur3", "nam5"]), manifest(1, 1), Place(region="nam5"))
+    placed = placed_spec(policy(firestore, residency=["eur3", "nam5"]), manifest(1, 1),
+                         Place(project="acme-dr", region="nam5"))
+    assert placed.model_dump()["project"] == "acme-dr" and placed.region_name() == "nam5"

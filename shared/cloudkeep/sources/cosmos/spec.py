@@ -71,6 +71,9 @@ class CosmosSourceSpec(SourceModel):
                                  "(it must hold the target account's key)")
             out["key_env"] = place.key_env
         if place.region is not None:
+            if place.endpoint is None:
+                raise UsageError("--region names the region of another Cosmos DB account: give it "
+                                 "with --endpoint (the source account's region is the policy's)")
             out["region"] = place.region
         return out
 

@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, StrictBool, StrictInt, field_validator
 
+from ...errors import UsageError
 from ...place import Place
 from ...specs import SourceModel
 
@@ -78,6 +79,9 @@ class FirestoreSourceSpec(SourceModel):
             out["project"] = place.project
             out["region"] = None  # another project's location is not the source's
         if place.region is not None:
+            if place.project is None:
+                raise UsageError("--region names the location of another project's database: "
+                                 "give it with --project (the source's location is the policy's)")
             out["region"] = place.region
         return out
 
