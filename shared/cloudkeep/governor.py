@@ -140,6 +140,26 @@ class Governor:
                 "throttled": self.throttled, "throttle_seconds": round(self.throttle_seconds, 3)}
 
 
+#: error codes and statuses that mean "too fast" in any cloud's SDK (a writer that lets its SDK's
+#: error through untranslated is still backed off, not failed)
+THROTTLE_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
+                            "RequestLimitExceeded", "SlowDown", "TooManyRequests",
+                            "TooManyRequestsException", "Throttling"})
+
+
+def throttled(exc: BaseException) -> bool:
+    """Whether ``exc`` means the target throttled the write: ThrottledError, or an SDK error
+    carrying a throttling code (botocore's ``response``) or HTTP status 429 (Azure, Google)."""
+    if isinstance(exc, ThrottledError):
+        return True
+    response = getattr(exc, "response", None)
+    error = response.get("Error") if isinstance(response, dict) else None
+    if isinstance(error, dict) and error.get("Code") in THROTTLE_CODES:
+        return True
+    status = getattr(exc, "status_code", None) or getattr(exc, "code", None)
+    return status == 429
+
+
 class GovernedWriter:
     """A restore writer through a :class:`Governor`: tokens first (when there is a rate), then
     the inner ``write``; a ThrottledError is backed off and the same items written again."""
@@ -166,7 +186,9 @@ class GovernedWriter:
         while True:
             try:
                 return self.inner.write(lines)
-            except ThrottledError as exc:
+            except Exception as exc:
+                if not throttled(exc):
+                    raise
                 backoff = backoff or self.governor.backoff()
                 before = self.governor.clock()
                 if not backoff.wait():

@@ -139,6 +139,14 @@ def test_restore_into_another_region_of_the_same_account(
     west = boto3.client("dynamodb", region_name="us-west-2")
     assert scan_all(west, target) == scan_all(moto_dynamodb, table)
     assert target not in table_names(moto_dynamodb)
+    # the Python API takes the options one by one too
+    from cloudkeep import services
+    from cloudkeep.policy import load_policy
+
+    again = unique("west_api")
+    done = services.restore(load_policy(policy).policy, ref, again, region="us-west-2")
+    assert done.items == 30 and done.place == {"region": "us-west-2"}
+    assert again in table_names(west)
 
 
 def test_a_profile_that_does_not_exist_fails_before_writing(

@@ -316,3 +316,33 @@ def test_region_alone_cannot_relabel_the_source_account_of_cosmos_or_firestore()
     placed = placed_spec(policy(firestore, residency=["eur3", "nam5"]), manifest(1, 1),
                          Place(project="acme-dr", region="nam5"))
     assert placed.model_dump()["project"] == "acme-dr" and placed.region_name() == "nam5"
+
+
+def test_an_sdk_throttling_error_let_through_is_backed_off_too() -> None:
+    from botocore.exceptions import ClientError
+
+    def throttle() -> ClientError:
+        return ClientError({"Error": {"Code": "ProvisionedThroughputExceededException",
+                                      "Message": "slow down"}}, "BatchWriteItem")
+
+    class RawWriter(Writer):
+        def write(self, lines: list[bytes]) -> int:
+            self.calls += 1
+            if self.calls <= 3:
+                raise throttle()
+            self.lines += lines
+            return len(lines)
+
+    clock = FakeClock()
+    inner = RawWriter()
+    governor = Governor(sleep=clock.sleep, clock=clock)
+    assert governor.govern(inner, manifest(5, 50)).write(lines(5)) == 5
+    assert governor.throttled == 3 and len(inner.lines) == 5
+    other = ClientError({"Error": {"Code": "ValidationException", "Message": "no"}}, "BatchWriteItem")
+
+    class Refusing(Writer):
+        def write(self, lines: list[bytes]) -> int:
+            raise other
+
+    with pytest.raises(ClientError):
+        Governor().govern(Refusing(), manifest(5, 50)).write(lines(1))
