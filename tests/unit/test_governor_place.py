@@ -346,3 +346,18 @@ def test_an_sdk_throttling_error_let_through_is_backed_off_too() -> None:
 
     with pytest.raises(ClientError):
         Governor().govern(Refusing(), manifest(5, 50)).write(lines(1))
+
+
+def test_log_progress_lines_show_items_per_second_and_an_eta(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from cloudkeep.progress import LogProgress
+
+    progress = LogProgress(interval=0)
+    with caplog.at_level(logging.INFO, logger="cloudkeep.progress"):
+        progress.start("restore orders → t", 100)
+        progress.advance(40, 4000)
+        progress.finish()
+    first, last = caplog.messages[0], caplog.messages[-1]
+    assert "restore orders → t: 40 items" in first and "items/s" in first and ", ETA " in first
+    assert "items/s" in last
