@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self, get_args
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from pydantic.functional_validators import AfterValidator, BeforeValidator
 from pydantic.json_schema import WithJsonSchema
 
@@ -264,7 +264,13 @@ class SourceModel(Tagged):
         update = self.place_fields(place)
         if not update:
             return self
-        return type(self).model_validate({**self.model_dump(), **update})
+        try:
+            return type(self).model_validate({**self.model_dump(), **update})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                                 for e in exc.errors())
+            raise UsageError(f"{place_option_names(place.given())}: not a place a "
+                             f"{self.type_name()} source can restore to ({problems})") from None
 
     def place_fields(self, place: Place) -> dict[str, Any]:
         """The policy fields ``place`` sets (default: ``region``)."""
