@@ -67,15 +67,15 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_
 @local_options
 @click.argument("ref", callback=cliargs.text, metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
 @click.option("--into", "--target", "target", callback=cliargs.target, required=True, metavar="NAME",
-              help="Target to restore into (DynamoDB: a table name in the source's region; "
-                   "S3: BUCKET[/PREFIX]).")
+              help="Target to restore into (DynamoDB: a table name, in the source's region "
+                   "unless --region; S3: BUCKET[/PREFIX]).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty target.")
 @click.option("--store", "store_name", callback=cliargs.text, metavar="STORE", help="Restore from the copy in this store.")
 @allow_unsigned_option
 # --- another place and a governed rate (issue #23 §2-3; docs/emergency-restore.md) ----------
 @click.option("--region", callback=cliargs.text, metavar="REGION",
-              help="Restore into this region (AWS: where the table or bucket is made; Firestore, "
-                   "Cosmos DB: the target's location, checked against residency).")
+              help="Restore into this region (AWS: where the table or bucket is made; with "
+                   "--project or --endpoint: that target's location). Checked against residency.")
 @click.option("--profile", callback=cliargs.text, metavar="PROFILE",
               help="AWS: the named profile whose credentials write the target.")
 @click.option("--role-arn", callback=cliargs.text, metavar="ARN",
