@@ -96,6 +96,7 @@ bench-cold-start: setup
 bench: setup $(BENCH_VENV)/.installed
 	$(BIN)/python bench/bench_cold_start.py
 	$(BIN)/python bench/bench_dynamodb.py
+	$(BIN)/python bench/bench_restore.py
 	$(BIN)/python bench/bench_s3.py
 	$(BIN)/python bench/bench_scale.py
 

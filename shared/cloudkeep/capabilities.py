@@ -327,4 +327,18 @@ class ReadsItems(Protocol):
         ...
 
 
+# --- the rate of a restore (cloudkeep.governor; s16-anywhere) ---------------------------------
+
+
+@runtime_checkable
+class ReportsWriteCapacity(Protocol):
+    """A restore writer that knows its target's provisioned write capacity (a provisioned
+    DynamoDB table): ``restore --capacity-share`` writes at a share of it."""
+
+    def write_capacity(self) -> float | None:
+        """Write capacity units per second of the target (one unit writes one item of up to
+        1 KB); None when the target has none to share (on-demand)."""
+        ...
+
+
 read_from_start = pages_from_start  # ``read_segment`` of a Resumable source

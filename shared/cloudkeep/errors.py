@@ -79,6 +79,12 @@ class SourceError(CloudkeepError):
     """Reading from or writing to a source failed."""
 
 
+class ThrottledError(SourceError):
+    """The target (or source) refused a call for being too fast (DynamoDB's
+    ProvisionedThroughputExceeded, a 429): a restore backs off and tries again
+    (``cloudkeep.governor``)."""
+
+
 class SourceUnreachableError(UnreachableError, SourceError):
     """The source could not be reached, does not exist, or refused our credentials."""
 

@@ -14,7 +14,9 @@ retries) after every dataset has had its turn.
 - backup: ``datasets`` (list, default all)
 - verify: ``ref`` (``DATASET@ID`` / ``DATASET@latest``), optional ``level`` (integrity, sample,
   drill) and ``sample`` (items, default 100)
-- restore: ``ref``, ``into``, optional ``overwrite``
+- restore: ``ref``, ``into``, optional ``overwrite``; optional ``region``, ``profile``,
+  ``role_arn``, ``external_id``, ``project``, ``endpoint``, ``key_env`` (another place) and
+  ``max_rate``, ``capacity_share`` (the rate), as the CLI's options
 - plan: optional ``now`` (ISO 8601)
 
 It returns ``(http_status, body)``; the body always has ``ok``, and ``error`` when not ok.
@@ -46,6 +48,7 @@ from .errors import (
 from .fanout import WorkItem, WorkItemError, run_work_item
 from .memory import bound_malloc
 from .metrics import MetricsSink, backup_metrics
+from .place import OPTION_NAMES, Place
 from .policy import POLICY_ENV, Policy, load_policy
 from .queues import queue_from_env
 from .redaction import redact, redact_obj
@@ -233,5 +236,19 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
         return report.as_dict()
     into = _field(payload, "into", str)
     overwrite = bool(_field(payload, "overwrite", bool, required=False))
-    restored = services.restore(policy, ref, into, overwrite=overwrite)
+    # another place and a governed rate (docs/emergency-restore.md), as the CLI's options
+    place = Place(**{name: _field(payload, name, str, required=False) for name in OPTION_NAMES})
+    restored = services.restore(policy, ref, into, overwrite=overwrite, place=place,
+                                max_rate=_rate_field(payload, "max_rate"),
+                                capacity_share=_rate_field(payload, "capacity_share"))
     return {"ok": True, **restored.as_dict()}
+
+
+def _rate_field(payload: dict[str, Any], name: str) -> float | None:
+    """An optional number of the payload (a bool is not one)."""
+    value = payload.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UsageError(f"payload: '{name}' must be a number")
+    return float(value)

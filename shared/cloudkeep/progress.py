@@ -29,6 +29,15 @@ class NullProgress:
         pass
 
 
+def eta_text(done: int, total: int | None, rate: float) -> str:
+    """``, ETA 1m05s`` while items remain and the rate is known; else empty."""
+    if not total or done >= total or rate <= 0:
+        return ""
+    seconds = int(round((total - done) / rate))
+    return f", ETA {seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else (
+        f", ETA {seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f", ETA {seconds}s")
+
+
 class LogProgress:
     """Plain log lines every ``interval`` seconds (for non-terminals: CI, functions, pipes)."""
 
@@ -38,10 +47,11 @@ class LogProgress:
         self.label = ""
         self.items = 0
         self.bytes = 0
+        self.total: int | None = None
         self._t0 = self._last = time.monotonic()
 
     def start(self, label: str, total_items: int | None) -> None:
-        self.label, self.items, self.bytes = label, 0, 0
+        self.label, self.items, self.bytes, self.total = label, 0, 0, total_items
         self._t0 = self._last = time.monotonic()
 
     def advance(self, items: int, raw_bytes: int) -> None:
@@ -55,7 +65,8 @@ class LogProgress:
 
     def _emit(self, now: float) -> None:
         rate = self.items / max(now - self._t0, 1e-9)
-        log.info("%s: %d items, %.1f MB, %.0f items/s", self.label, self.items, self.bytes / 1e6, rate)
+        log.info("%s: %d items, %.1f MB, %.0f items/s%s", self.label, self.items, self.bytes / 1e6,
+                 rate, eta_text(self.items, self.total, rate))
 
     def finish(self) -> None:
         self._emit(time.monotonic())
@@ -71,6 +82,7 @@ class RichProgress:
             MofNCompleteColumn,
             TextColumn,
             TimeElapsedColumn,
+            TimeRemainingColumn,
         )
         from rich.progress import (
             Progress as RichBar,
@@ -82,6 +94,8 @@ class RichProgress:
             MofNCompleteColumn(),
             TextColumn("items · {task.fields[mb]:.1f} MB · {task.fields[rate]:.0f} items/s"),
             TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
             console=Console(stderr=True),
             transient=True,
         )

@@ -26,6 +26,7 @@ from . import blobs, chain, layout
 from .capabilities import Closes, CopiesObjects, able
 from .codec import ContentDigest, DecryptionError, PartLimitError, TruncatedPartError, open_part
 from .errors import RestoreError
+from .governor import Governor
 from .keys import keyring_for
 from .manifest import Manifest, PartEntry
 from .policy import Policy
@@ -55,6 +56,8 @@ class RestoreResult:
     digest_ok: bool | None  # None: restored by the service itself (a native backup), unchecked
     chain: list[str] = field(default_factory=list)  # an incremental snapshot's replayed chain
     via: str | None = None  # a native restore: the service call that did it
+    place: dict[str, Any] | None = None  # a target elsewhere (cloudkeep.place), as given
+    rate: dict[str, Any] | None = None  # the governor's figures (cloudkeep.governor)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -65,7 +68,8 @@ class RestoreResult:
             "items": self.items,
             "seconds": round(self.seconds, 3),
             "content_digest_ok": self.digest_ok,
-        } | ({"chain": self.chain} if self.chain else {}) | ({"via": self.via} if self.via else {})
+        } | ({"chain": self.chain} if self.chain else {}) | ({"via": self.via} if self.via else {}) \
+          | ({"place": self.place} if self.place else {}) | ({"rate": self.rate} if self.rate else {})
 
 
 def restore(
@@ -80,11 +84,13 @@ def restore(
     workers: int = DEFAULT_WORKERS,
     keyring: Keyring | None = None,
     allow_unsigned: bool = False,
+    governor: Governor | None = None,
 ) -> RestoreResult:
     """Restore ``manifest`` (and, for an incremental snapshot, its chain) into ``target``. Every
     manifest of the chain is authenticated, checked against the policy's encryption and signing
     requirements (``cloudkeep.trust``; ``allow_unsigned`` accepts an unsigned or unencrypted one)
-    and its data key unwrapped before anything is written."""
+    and its data key unwrapped before anything is written. ``governor`` sets the rate and backs
+    off on throttling (``cloudkeep.governor``)."""
     keyring = keyring or keyring_for(policy)
     expect = expect_for(policy, manifest.dataset, allow_unsigned=allow_unsigned)
     spec = policy.dataset(manifest.dataset)
@@ -118,12 +124,13 @@ def restore(
     if copier is not None:  # the S3 source restores objects from the store's blobs
         copier.attach_store(store, manifest.dataset)
     writer = source.open_restore(target, manifest.source, overwrite=overwrite)
+    writes = governor.govern(writer, manifest) if governor is not None else writer
     t0 = time.monotonic()
     items = 0
     progress.start(f"restore {manifest.dataset} → {target}", sum(m.totals.items for m in snapshots))
     try:
         for snapshot in snapshots:
-            digest = _restore_snapshot(store, snapshot, writer, progress, workers,
+            digest = _restore_snapshot(store, snapshot, writes, progress, workers,
                                        data_keys[snapshot.snapshot_id])
             if digest.hexdigest() != snapshot.content_digest.value or digest.count != snapshot.totals.items:
                 raise RestoreError(

@@ -19,12 +19,16 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self, get_args
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from pydantic.functional_validators import AfterValidator, BeforeValidator
 from pydantic.json_schema import WithJsonSchema
 
+from .errors import UsageError
+from .place import place_option_names
+
 if TYPE_CHECKING:
     from .keys import KeyProvider
+    from .place import Place
     from .sources import Source
     from .stores import Store
 
@@ -231,11 +235,55 @@ class SourceModel(Tagged):
     if TYPE_CHECKING:
         type: str
 
-    def open(self) -> Source:
-        """The adapter this spec describes (its module and cloud SDK load now, not before)."""
+    def open(self, **options: Any) -> Source:
+        """The adapter this spec describes (its module and cloud SDK load now, not before);
+        ``options`` go to the adapter's ``from_spec`` (e.g. AWS credentials of a place)."""
         module, _, name = self.IMPLEMENTATION.partition(":")
-        adapter: Source = getattr(importlib.import_module(module), name).from_spec(self)
+        adapter: Source = getattr(importlib.import_module(module), name).from_spec(self, **options)
         return adapter
+
+    # --- restore targets elsewhere (cloudkeep.place, cloudkeep.target) ---------------------
+
+    PLACE_OPTIONS: ClassVar[frozenset[str]] = frozenset()
+    """Which options of a :class:`~cloudkeep.place.Place` a restore target of this type takes
+    (``region``, ``profile``, ``role_arn``, ``external_id``, ``project``, ``endpoint``,
+    ``key_env``)."""
+    WRITE_CAPACITY: ClassVar[bool] = False
+    """Whether its restore writers can report the target's provisioned write capacity
+    (``restore --capacity-share``)."""
+
+    def placed(self, place: Place) -> Self:
+        """This spec with ``place`` applied (the same spec when the place is empty). Raises
+        UsageError for an option the type does not take, naming the options it does."""
+        unknown = [name for name in place.given() if name not in self.PLACE_OPTIONS]
+        if unknown:
+            from_place = place_option_names(unknown)
+            takes = place_option_names(sorted(self.PLACE_OPTIONS)) or "none"
+            raise UsageError(f"{from_place} does not apply to a restore of a {self.type_name()} "
+                             f"source (it takes: {takes})")
+        update = self.place_fields(place)
+        if not update:
+            return self
+        try:
+            return type(self).model_validate({**self.model_dump(), **update})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                                 for e in exc.errors())
+            raise UsageError(f"{place_option_names(place.given())}: not a place a "
+                             f"{self.type_name()} source can restore to ({problems})") from None
+
+    def place_fields(self, place: Place) -> dict[str, Any]:
+        """The policy fields ``place`` sets (default: ``region``)."""
+        return {"region": place.region} if place.region is not None else {}
+
+    def open_at(self, place: Place) -> Source:
+        """The adapter for a restore at ``place`` (:meth:`placed`, then :meth:`open`)."""
+        return self.placed(place).open()
+
+    def region_name(self) -> str | None:
+        """The region the spec declares (``region``), or None."""
+        region = self.model_dump(include={"region"}).get("region")
+        return str(region) if region is not None else None
 
     def runs_native_jobs(self) -> bool:
         """Whether snapshots are made by native jobs of the service (read from the policy alone,

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .. import extras
 from ..errors import (
@@ -37,6 +39,9 @@ from ..errors import (
     StoreError,
     StoreUnreachableError,
 )
+
+if TYPE_CHECKING:
+    from ..place import Place
 
 # --- clients --------------------------------------------------------------------------------
 
@@ -68,18 +73,23 @@ def client_config(**overrides: Any) -> Any:
 
 
 def client(service: str, region: str | None, *, endpoint_url: str | None = None,
-           **config: Any) -> Any:
-    """A boto3 client of ``service`` with :func:`client_config` (``config``: other options)."""
+           access: Access | None = None, **config: Any) -> Any:
+    """A boto3 client of ``service`` with :func:`client_config` (``config``: other options),
+    with the credentials of ``access`` when given (a profile, an assumed role)."""
     with extras.translated():  # not installed: one line naming the extra (a CloudkeepError)
         import boto3
 
+    if access is not None and not access.is_default():
+        return boto3.Session(botocore_session=botocore_session(access, region)).client(
+            service, region_name=region, endpoint_url=endpoint_url, config=client_config(**config))
     return boto3.client(service, region_name=region, endpoint_url=endpoint_url,
                         config=client_config(**config))
 
 
-def s3_client(region: str | None, endpoint_url: str | None = None) -> Any:
+def s3_client(region: str | None, endpoint_url: str | None = None,
+              access: Access | None = None) -> Any:
     """The S3 client of the S3 store and source (a large connection pool: parallel copies)."""
-    return client("s3", region, endpoint_url=endpoint_url, max_pool_connections=64)
+    return client("s3", region, endpoint_url=endpoint_url, access=access, max_pool_connections=64)
 
 
 #: An S3 bucket name (3-63 lowercase letters, digits, '.' and '-'; also refuse "..").
@@ -223,3 +233,123 @@ class S3StoreErrors(AwsErrors):
         if fault.code in S3_UNREACHABLE_CODES:
             return StoreUnreachableError(f"cannot reach {where}: {fault.text()}")
         return StoreError(f"S3 error on {where}: {fault.text()}")
+
+
+# --- credentials of another account (restore targets elsewhere) -----------------------------
+
+#: seconds an assumed role's credentials last (AssumeRole's DurationSeconds; the role's
+#: maximum session duration may be longer, never shorter than this)
+ROLE_SESSION_SECONDS = 3600
+ROLE_SESSION_NAME = "cloudkeep-restore"
+
+
+@dataclass(frozen=True)
+class Access:
+    """Which AWS credentials a client uses: a named ``profile`` (else the default chain), and
+    optionally a role assumed from them (``role_arn``, with ``external_id``)."""
+
+    profile: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
+
+    def is_default(self) -> bool:
+        return self.profile is None and self.role_arn is None
+
+
+def credentials_clock() -> datetime:
+    """Now, for deciding when assumed-role credentials need refreshing (a test moves it)."""
+    return datetime.now(UTC)
+
+
+_SESSIONS: dict[tuple[Access, str | None], Any] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def botocore_session(access: Access, region: str | None) -> Any:
+    """A botocore session with ``access``'s credentials, one per process and access (so every
+    client of a restore shares it). An assumed role's credentials are *refreshable*: botocore
+    calls :func:`assume_role` again shortly before they expire (by :func:`credentials_clock`),
+    so a restore longer than :data:`ROLE_SESSION_SECONDS` keeps writing. The role is assumed
+    here, once, before any client is used: a role that cannot be assumed fails now, as
+    SourceUnreachableError (exit 3) naming the role (never the external id)."""
+    with extras.translated():
+        import botocore.session
+        from botocore.credentials import RefreshableCredentials
+
+    with _SESSIONS_LOCK:
+        cached = _SESSIONS.get((access, region))
+        if cached is not None:
+            return cached
+        try:
+            session = botocore.session.Session(profile=access.profile)
+            source = session.get_credentials()  # a missing profile fails here, not mid-restore
+            if access.role_arn is not None:
+                if source is None:
+                    raise SourceUnreachableError(
+                        f"no AWS credentials found to assume role {access.role_arn}"
+                        + (f" (profile {access.profile})" if access.profile else ""))
+                sts = session.create_client("sts", region_name=region, config=client_config())
+
+                def refresh() -> dict[str, Any]:
+                    return assume_role(sts, access)
+
+                first = refresh()  # assume it now: fail before anything is written
+                credentials = RefreshableCredentials(
+                    first["access_key"], first["secret_key"], first["token"],
+                    datetime.fromisoformat(first["expiry_time"].replace("Z", "+00:00")),
+                    refresh_using=refresh, method="sts-assume-role",
+                    time_fetcher=lambda: credentials_clock())
+                session._credentials = credentials  # botocore's own slot for resolved credentials
+        except CloudkeepError:
+            raise
+        except Exception as exc:  # a profile that does not exist, a broken config file
+            fault = fault_of(exc)
+            if fault is None:
+                raise
+            raise SourceUnreachableError(
+                f"cannot use AWS credentials {describe_access(access)}: {fault.reason()}"
+            ) from None
+        _SESSIONS[(access, region)] = session
+        return session
+
+
+def assume_role(sts: Any, access: Access) -> dict[str, Any]:
+    """AssumeRole of ``access.role_arn`` (with its external id): botocore's credential metadata
+    (``access_key``, ``secret_key``, ``token``, ``expiry_time`` as ISO 8601 text)."""
+    assert access.role_arn is not None
+    params: dict[str, Any] = {"RoleArn": access.role_arn, "RoleSessionName": ROLE_SESSION_NAME,
+                              "DurationSeconds": ROLE_SESSION_SECONDS}
+    if access.external_id is not None:
+        params["ExternalId"] = access.external_id
+    with _AssumeRoleErrors(f"assuming role {access.role_arn}"):
+        creds = sts.assume_role(**params)["Credentials"]
+    expiry = creds["Expiration"]
+    return {"access_key": creds["AccessKeyId"], "secret_key": creds["SecretAccessKey"],
+            "token": creds["SessionToken"],
+            "expiry_time": expiry.isoformat() if isinstance(expiry, datetime) else str(expiry)}
+
+
+class _AssumeRoleErrors(AwsErrors):
+    """AssumeRole refused (no trust, a wrong external id, bad credentials): exit 3."""
+
+    SERVICE = "STS"
+    UNREACHABLE = frozenset({"AccessDenied", "AccessDeniedException", "InvalidClientTokenId",
+                             "ExpiredToken", "RegionDisabledException", "SignatureDoesNotMatch"})
+
+
+#: the options of a restore target's place an AWS source takes (``cloudkeep.place``)
+PLACE_OPTIONS = frozenset({"region", "profile", "role_arn", "external_id"})
+
+
+def access_of(place: Place) -> Access | None:
+    """The credentials ``place`` asks for (None: the default chain)."""
+    if place.profile is None and place.role_arn is None:
+        return None
+    return Access(profile=place.profile, role_arn=place.role_arn, external_id=place.external_id)
+
+
+def describe_access(access: Access) -> str:
+    """``profile P, role R`` (never the external id)."""
+    parts = ([f"profile {access.profile}"] if access.profile else []) + (
+        [f"role {access.role_arn}"] if access.role_arn else [])
+    return ", ".join(parts) or "the default chain"

@@ -221,6 +221,9 @@ class CosmosSource(CosmosReader, Incremental, ReadsFromCursor, SampleCheck):
 
     def open_restore(self, target: str, recorded: dict[str, Any], *, overwrite: bool) -> CosmosWriter:
         check_container_id(target)
+        # another account (restore --endpoint) may not have the database yet: made, or read
+        with self.errors(f"opening database {self.database}", creating=True):
+            self.client.create_database_if_not_exists(self.database)
         existing = self.read_properties(target)
         if existing is None:
             existing = create_container(self, target, recorded)

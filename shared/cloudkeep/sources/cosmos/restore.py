@@ -8,7 +8,7 @@ import logging
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
-from ...errors import RestoreError, SourceError
+from ...errors import RestoreError, ThrottledError
 from ...retry import Backoff
 from .codec import Decoded, decode_line, partition_key_paths, sdk_partition_key
 from .errors import Throttled
@@ -121,7 +121,7 @@ class CosmosWriter:
                 return  # deleting an item that is not there: the target already says so
             except Throttled as exc:
                 if not backoff.wait(exc.retry_after):
-                    raise SourceError(
+                    raise ThrottledError(
                         f"{self.source.where}: still throttled (429) after {MAX_THROTTLED_ATTEMPTS} "
                         f"attempts writing to {self.target}; the restore is incomplete"
                     ) from exc

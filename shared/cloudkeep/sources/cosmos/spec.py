@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, StrictBool, StrictInt
 
+from ...errors import UsageError
+from ...place import Place
 from ...specs import SourceModel
 
 
@@ -51,6 +54,28 @@ class CosmosSourceSpec(SourceModel):
     def item_label(cls, doc: Any) -> str:
         item = doc.get("item") if isinstance(doc, dict) else None
         return f"id={item.get('id')!r}" if isinstance(item, dict) else "?"
+
+    PLACE_OPTIONS: ClassVar[frozenset[str]] = frozenset({"endpoint", "key_env", "region"})
+
+    def place_fields(self, place: Place) -> dict[str, Any]:
+        """``--endpoint``: another account (its region unknown unless ``--region`` says it);
+        ``--key-env``: the environment variable holding that account's key, which must be set
+        (the key itself is never an option)."""
+        out: dict[str, Any] = {}
+        if place.endpoint is not None:
+            out["endpoint"] = place.endpoint
+            out["region"] = None
+        if place.key_env is not None:
+            if not os.environ.get(place.key_env):
+                raise UsageError(f"--key-env {place.key_env}: that environment variable is not set "
+                                 "(it must hold the target account's key)")
+            out["key_env"] = place.key_env
+        if place.region is not None:
+            if place.endpoint is None:
+                raise UsageError("--region names the region of another Cosmos DB account: give it "
+                                 "with --endpoint (the source account's region is the policy's)")
+            out["region"] = place.region
+        return out
 
     ITEM_KEYS: ClassVar[bool] = True
     KEY_FORM: ClassVar[str] = 'the id and partition key, e.g. {"id": "o1", "partition_key": "tenant-a"}'

@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from ... import extras
-from ...clouds.aws import client_config
+from ...clouds.aws import Access, botocore_session, client_config
 
 
-def make_client(region: str, pool: int = 32) -> Any:
-    """A DynamoDB client whose Scan responses skip botocore's parsing (see ``_raw_scan``).
+def make_client(region: str, pool: int = 32, access: Access | None = None) -> Any:
+    """A DynamoDB client whose Scan responses skip botocore's parsing (see ``_raw_scan``), with
+    the credentials of ``access`` when given (another account: ``cloudkeep.place``).
 
     Built from a botocore session: boto3 adds nothing here but import time."""
     with extras.translated():  # not installed: one line naming the extra (a CloudkeepError)
@@ -26,7 +27,9 @@ def make_client(region: str, pool: int = 32) -> Any:
 
     # timeouts and the retry budget (AWS_MAX_ATTEMPTS / AWS_RETRY_MODE override): clouds/aws.py
     config = client_config(max_pool_connections=pool)
-    client = botocore.session.get_session().create_client("dynamodb", region_name=region, config=config)
+    session = (botocore_session(access, region) if access is not None and not access.is_default()
+               else botocore.session.get_session())
+    client = session.create_client("dynamodb", region_name=region, config=config)
     client.meta.events.register("before-parse.dynamodb.Scan", _raw_scan)
     return client
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ...clouds.aws import AwsErrors
+from ...clouds.aws import AwsErrors, Fault
+from ...errors import ThrottledError
 
 _UNREACHABLE_CODES = {
     "ResourceNotFoundException",
@@ -19,3 +20,17 @@ class _errors(AwsErrors):
 
     SERVICE = "DynamoDB"
     UNREACHABLE = frozenset(_UNREACHABLE_CODES)
+
+    def refused(self, fault: Fault) -> BaseException:
+        """Throttling (after botocore's own retries) is ThrottledError: a restore backs off."""
+        if fault.code in THROTTLE_CODES:
+            return ThrottledError(f"DynamoDB {fault.code} while {self.doing}: {fault.message}".rstrip(": "))
+        return super().refused(fault)
+
+
+#: error codes that mean "too fast": the table's or the account's throughput
+THROTTLE_CODES = frozenset({
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+})

@@ -6,7 +6,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ...errors import RestoreError, SourceError
+from ...capabilities import ReportsWriteCapacity
+from ...errors import RestoreError, ThrottledError
 from ...retry import Backoff
 from .codec import decode_line
 from .errors import _errors
@@ -90,8 +91,18 @@ def drop_table(client: Any, target: str) -> bool:
     return True
 
 
-class DynamoDBWriter:
-    """Writes items with BatchWriteItem, retrying unprocessed items with jittered backoff."""
+class DynamoDBWriter(ReportsWriteCapacity):
+    """Writes items with BatchWriteItem, retrying unprocessed items with jittered backoff; items
+    still unprocessed after that raise ThrottledError (the restore's governor backs off)."""
+
+    def write_capacity(self) -> float | None:
+        """The table's provisioned WriteCapacityUnits (None: on-demand)."""
+        with _errors(f"describing {self.target}"):
+            table = self.client.describe_table(TableName=self.target)["Table"]
+        if (table.get("BillingModeSummary") or {}).get("BillingMode") == "PAY_PER_REQUEST":
+            return None
+        units = (table.get("ProvisionedThroughput") or {}).get("WriteCapacityUnits")
+        return float(units) if units else None
 
     def __init__(self, client: Any, target: str) -> None:
         self.client = client
@@ -116,7 +127,7 @@ class DynamoDBWriter:
             return resp
 
         if not until_processed(call, {self.target: requests}, "UnprocessedItems"):
-            raise SourceError(
+            raise ThrottledError(
                 f"DynamoDB kept {left[0]} item(s) unprocessed after {MAX_UNPROCESSED_ATTEMPTS} "
                 f"attempts writing to {self.target} (throttled?); the restore is incomplete"
             )

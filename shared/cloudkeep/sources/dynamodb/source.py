@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ...capabilities import Description, Resumable, SampleCheck, read_from_start
+from ...clouds.aws import Access
 from ...codec import ContentDigest
 from ...errors import SourceError, SourceUnreachableError
 from .. import NamesTargets
@@ -68,8 +69,10 @@ class DynamoDBSource(NativeJobs, Resumable, SampleCheck, NamesTargets):
         page_size: int | None = None,
         method: str = "scan",
         client: Any = None,
+        access: Access | None = None,
     ) -> None:
         self.table = table
+        self.access = access  # another account's credentials (a restore target elsewhere)
         self.region = region
         self.method = method
         self.segments = segments
@@ -80,18 +83,18 @@ class DynamoDBSource(NativeJobs, Resumable, SampleCheck, NamesTargets):
         self._keys: list[str] | None = None  # primary key attribute names
 
     @classmethod
-    def from_spec(cls, spec: DynamoDBSourceSpec) -> DynamoDBSource:
+    def from_spec(cls, spec: DynamoDBSourceSpec, *, access: Access | None = None) -> DynamoDBSource:
         return cls(
             spec.table, spec.region, segments=spec.segments, consistent_read=spec.consistent_read,
             method=spec.method,
-            page_size=_page_size_from_env(),
+            page_size=_page_size_from_env(), access=access,
         )
 
     @property
     def client(self) -> Any:
         with self._client_lock:
             if self._client is None:
-                self._client = make_client(self.region)
+                self._client = make_client(self.region, access=self.access)
             return self._client
 
     # ---------------------------------------------------------------- reading

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, StrictBool, StrictInt
 
+from ...clouds import aws
 from ...specs import SourceModel
+
+if TYPE_CHECKING:
+    from ...place import Place
+    from ...sources import Source
 
 
 class DynamoDBSourceSpec(SourceModel):
@@ -39,6 +44,14 @@ class DynamoDBSourceSpec(SourceModel):
     @classmethod
     def item_label(cls, doc: Any) -> str:
         return "(a DynamoDB item)"
+
+    PLACE_OPTIONS: ClassVar[frozenset[str]] = aws.PLACE_OPTIONS
+    WRITE_CAPACITY: ClassVar[bool] = True
+
+    def open_at(self, place: Place) -> Source:
+        """The adapter for a restore at ``place``: its region, and the credentials of its
+        profile or assumed role (``clouds.aws.access_of``)."""
+        return self.placed(place).open(access=aws.access_of(place))
 
     ITEM_KEYS: ClassVar[bool] = True
     KEY_FORM: ClassVar[str] = 'the key attributes in DynamoDB JSON, e.g. {"pk": {"S": "user#1"}}'

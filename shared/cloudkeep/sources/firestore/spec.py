@@ -7,6 +7,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, StrictBool, StrictInt, field_validator
 
+from ...errors import UsageError
+from ...place import Place
 from ...specs import SourceModel
 
 
@@ -65,6 +67,23 @@ class FirestoreSourceSpec(SourceModel):
     @classmethod
     def item_label(cls, doc: Any) -> str:
         return str(doc.get("name")) if isinstance(doc, dict) else "?"
+
+    PLACE_OPTIONS: ClassVar[frozenset[str]] = frozenset({"project", "region"})
+
+    def place_fields(self, place: Place) -> dict[str, Any]:
+        """``--project``: the target database is in that project (the credentials are the
+        environment's, e.g. GOOGLE_APPLICATION_CREDENTIALS of an account allowed there);
+        ``--region``: the location it declares for residency."""
+        out: dict[str, Any] = {}
+        if place.project is not None:
+            out["project"] = place.project
+            out["region"] = None  # another project's location is not the source's
+        if place.region is not None:
+            if place.project is None:
+                raise UsageError("--region names the location of another project's database: "
+                                 "give it with --project (the source's location is the policy's)")
+            out["region"] = place.region
+        return out
 
     ITEM_KEYS: ClassVar[bool] = True
     KEY_FORM: ClassVar[str] = 'a document path, e.g. "users/alice" or "users/alice/orders/o1"'

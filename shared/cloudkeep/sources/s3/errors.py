@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...clouds.aws import S3_MISSING_CODES, S3_PRECONDITION_CODES, S3_UNREACHABLE_CODES, AwsErrors, Fault
-from ...errors import SourceError, SourceUnreachableError
+from ...errors import SourceError, SourceUnreachableError, ThrottledError
 
 
 class _Changed(Exception):
@@ -33,6 +33,8 @@ class _errors(AwsErrors):
             return _Vanished()
         if fault.code in S3_UNREACHABLE_CODES:
             return SourceUnreachableError(f"{what}: {fault.text()}")
+        if fault.code in ("SlowDown", "503", "RequestLimitExceeded", "Throttling"):
+            return ThrottledError(f"{what}: {fault.text()}")  # a restore backs off (governor)
         if fault.code == "InvalidObjectState":
             return SourceError(f"{what}: the object is archived ({fault.text()})")
         return SourceError(f"{what}: {fault.text()}")

@@ -55,7 +55,7 @@ from ...capabilities import (
     Summarizes,
     able,
 )
-from ...clouds.aws import s3_client, same_endpoint
+from ...clouds.aws import Access, s3_client, same_endpoint
 from ...codec import ContentDigest, canonical_json, listing_records
 from ...errors import RestoreError, SourceError, SourceUnreachableError
 from ...redaction import redact_url
@@ -97,8 +97,10 @@ class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, NamesTargets)
         endpoint_url: str | None = None,
         workers: int = 16,
         client: Any = None,
+        access: Access | None = None,
     ) -> None:
         self.bucket = bucket
+        self.access = access  # another account's credentials (a restore target elsewhere)
         self.region = region
         self.prefix = prefix
         self.include = list(include or [])
@@ -114,15 +116,16 @@ class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, NamesTargets)
         self.stats = BlobStats()
 
     @classmethod
-    def from_spec(cls, spec: S3SourceSpec) -> S3Source:
+    def from_spec(cls, spec: S3SourceSpec, *, access: Access | None = None) -> S3Source:
         return cls(spec.bucket, spec.region, prefix=spec.prefix, include=spec.include,
-                   exclude=spec.exclude, endpoint_url=spec.endpoint_url, workers=spec.workers)
+                   exclude=spec.exclude, endpoint_url=spec.endpoint_url, workers=spec.workers,
+                   access=access)
 
     @property
     def client(self) -> Any:
         with self._client_lock:
             if self._client is None:
-                self._client = s3_client(self.region, self.endpoint_url)
+                self._client = s3_client(self.region, self.endpoint_url, self.access)
             return self._client
 
     # ------------------------------------------------------------------ hooks the engine calls
@@ -147,7 +150,10 @@ class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, NamesTargets)
     # ------------------------------------------------------------------ reading
 
     def server_side(self) -> bool:
-        """Whether blobs are copied inside S3 (the store is a bucket on the same endpoint)."""
+        """Whether blobs are copied inside S3 (the store is a bucket on the same endpoint, and
+        the same credentials reach both: a target in another account is written through)."""
+        if self.access is not None and not self.access.is_default():
+            return False
         store = able(self.store, ServerSideCopy)
         return store is not None and same_endpoint(
             self.client.meta.endpoint_url, store.copy_client().meta.endpoint_url)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, StrictBool, StrictInt, field_validator
 
+from ...clouds import aws
 from ...specs import S3Bucket, SourceModel
+
+if TYPE_CHECKING:
+    from ...place import Place
+    from ...sources import Source
 
 
 class S3SourceSpec(SourceModel):
@@ -68,6 +73,13 @@ class S3SourceSpec(SourceModel):
     @classmethod
     def item_label(cls, doc: Any) -> str:
         return str(doc.get("key")) if isinstance(doc, dict) else "?"
+
+    PLACE_OPTIONS: ClassVar[frozenset[str]] = aws.PLACE_OPTIONS
+
+    def open_at(self, place: Place) -> Source:
+        """The adapter for a restore at ``place``: its region, and the credentials of its
+        profile or assumed role (``clouds.aws.access_of``)."""
+        return self.placed(place).open(access=aws.access_of(place))
 
     ITEM_KEYS: ClassVar[bool] = True
     KEY_FORM: ClassVar[str] = 'an object key, as a JSON string, e.g. "invoices/2026/11.pdf"'
