@@ -66,6 +66,12 @@ def report(ctx: Ctx, datasets: tuple[str, ...], output: str | None, now_text: st
         for r in d["datasets"]:
             for reason in r.get("attention", []):
                 click.echo(f"  {r['dataset']}: {reason}")
+            if r.get("storage"):  # s16-cold: bytes per storage class, monthly cost
+                s = r["storage"]
+                cost = "unknown" if s["monthly_cost"] is None else f"{s['monthly_cost']:.2f} {s['currency']}"
+                click.echo(f"  {r['dataset']}: storage " + ", ".join(
+                    f"{c['class']} {human_bytes(c['bytes'])}" for c in s["classes"])
+                    + f"; about {cost} a month")
         if d.get("html"):
             click.echo(f"wrote {d['html']}")
 

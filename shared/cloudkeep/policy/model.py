@@ -16,6 +16,7 @@ from pydantic.functional_validators import AfterValidator, BeforeValidator
 from .. import registry
 from ..errors import UsageError
 from ..specs import Duration, Immutability, KeyModel, Model, Offset, SourceModel, StoreModel, show
+from ..storageclass import Pricing, Transition, check_transitions
 from .schedules import Schedule, validate_window
 
 
@@ -162,6 +163,10 @@ class Tier(Model):
         default=None, description="Object Lock mode (default COMPLIANCE) and minimum days for the "
         "tier's snapshots, in stores with object_lock"
     )
+    transition: Annotated[list[Transition], AfterValidator(check_transitions)] = Field(
+        default_factory=list, max_length=3,
+        description="move the snapshots' parts to colder storage classes as they age, e.g. "
+        "[{after: 30d, to: cold}, {after: 180d, to: archive}] (docs/cold-tiers.md)")
 
     @field_validator("retention")
     @classmethod
@@ -231,6 +236,9 @@ class Policy(Model):
     signing: Signing = Field(default=None, description="every dataset's default signing of "
                              "unencrypted manifests (default: by the encryption keys, not required)")
     residency: Residency | None = None
+    pricing: Pricing | None = Field(
+        default=None, description="overrides of the price table `report` computes monthly "
+        "storage cost with (docs/cold-tiers.md)")
 
     @field_validator("version", mode="before")
     @classmethod

@@ -28,6 +28,7 @@ from .key_admin import check_keys, create_key, endorse
 from .pruning import prune
 from .reporting import plan, report, write_html
 from .restoring import restore
+from .tiering import lifecycle
 
 __all__ = [
     "LEVELS",
@@ -41,6 +42,7 @@ __all__ = [
     "hold_add",
     "hold_list",
     "hold_remove",
+    "lifecycle",
     "list_snapshots",
     "plan",
     "prune",

@@ -16,7 +16,8 @@ from typing import Any, BinaryIO, ClassVar, Literal, Self, cast
 
 from pydantic import Field
 
-from ..capabilities import ExtendsRetention, LockModes, ServerSideCopy
+from .. import layout
+from ..capabilities import ExtendsRetention, LifecycleRules, LockModes, Rehydrates, ServerSideCopy
 from ..clouds.aws import S3StoreErrors, s3_client
 from ..errors import ObjectNotFoundError, StoreError
 from ..specs import ObjectLock, Prefix, S3Bucket, StoreLocation, UrlStoreModel, normalise_url
@@ -26,7 +27,15 @@ from . import CHUNK, BaseStore, Data, ObjectInfo, StoreCapabilities, as_stream, 
 make_client = s3_client
 
 
-class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy):
+#: The object tag every part is written with: lifecycle rules move only parts (s16-cold).
+PART_TAG = ("cloudkeep-data", "part")
+#: Rule IDs of the lifecycle rules cloudkeep writes (others in the bucket are kept as they are).
+RULE_PREFIX = "cloudkeep-"
+#: Expected hours of a Standard retrieval (AWS: DEEP_ARCHIVE within 12 h, GLACIER 3-5 h).
+_RESTORE_HOURS = {"DEEP_ARCHIVE": 12.0, "GLACIER": 5.0}
+
+
+class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy, LifecycleRules, Rehydrates):
     capabilities = StoreCapabilities(conditional_create=True, object_lock=False, max_delete_batch=1000)
 
     def __init__(
@@ -87,6 +96,8 @@ class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy):
         if if_absent:
             extra["IfNoneMatch"] = "*"
         lock: dict[str, Any] = {}
+        if layout.PART_NAME_RE.match(full.rsplit("/", 1)[-1]):
+            lock["Tagging"] = f"{PART_TAG[0]}={PART_TAG[1]}"  # lifecycle rules select parts by it
         if retain_until is not None and self.lock_mode:
             lock = {"ObjectLockMode": self.lock_mode, "ObjectLockRetainUntilDate": retain_until}
         stream = as_stream(data)
@@ -154,7 +165,8 @@ class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy):
         with self._errors(prefix or "/"):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
                 for obj in page.get("Contents", []):
-                    yield ObjectInfo(self._rel(obj["Key"]), int(obj["Size"]), obj.get("LastModified"))
+                    yield ObjectInfo(self._rel(obj["Key"]), int(obj["Size"]), obj.get("LastModified"),
+                                     obj.get("StorageClass"))
 
     LOCKED_DETAIL = "Object Lock retention has not expired"
 
@@ -234,6 +246,76 @@ class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy):
             )
         return True
 
+    # --- s16-cold: storage classes by lifecycle rules, rehydration by RestoreObject ----------
+
+    def lifecycle_rules(self, plans: dict[str, builtins.list[tuple[int, str]]]) -> dict[str, Any]:
+        """The bucket's lifecycle configuration moving the parts under each prefix (relative to
+        the store) to the classes given, ``days`` after their creation; rules of the bucket that
+        cloudkeep did not write are kept (PutBucketLifecycleConfiguration replaces them all)."""
+        ours = []
+        for prefix, steps in sorted(plans.items()):
+            full = self._key(prefix.rstrip("/")) + "/"
+            ours.append({
+                "ID": (RULE_PREFIX + full.rstrip("/").replace("/", "-"))[:255],
+                "Status": "Enabled",
+                "Filter": {"And": {"Prefix": full,
+                                   "Tags": [{"Key": PART_TAG[0], "Value": PART_TAG[1]}]}},
+                "Transitions": [{"Days": days, "StorageClass": cls} for days, cls in steps],
+            })
+        others = [r for r in self.current_lifecycle().get("Rules", [])
+                  if not str(r.get("ID", "")).startswith(RULE_PREFIX)]
+        return {"Rules": others + ours}
+
+    def current_lifecycle(self) -> dict[str, Any]:
+        try:
+            with self._errors("lifecycle"):
+                resp = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
+        except Exception as exc:
+            if "NoSuchLifecycleConfiguration" in str(exc):
+                return {"Rules": []}
+            raise
+        return {"Rules": resp.get("Rules", [])}
+
+    def apply_lifecycle(self, rules: dict[str, Any]) -> None:
+        with self._errors("lifecycle"):
+            if rules.get("Rules"):
+                self.client.put_bucket_lifecycle_configuration(
+                    Bucket=self.bucket, LifecycleConfiguration=rules)
+            else:
+                self.client.delete_bucket_lifecycle(Bucket=self.bucket)
+
+    def readiness(self, key: str) -> tuple[str, str | None]:
+        """``online``, ``archived``, ``rehydrating`` or ``ready``, and the object's class."""
+        with self._errors(key):
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        cls = head.get("StorageClass") or "STANDARD"
+        if cls not in _RESTORE_HOURS:
+            return "online", cls
+        restore = str(head.get("Restore") or "")
+        if 'ongoing-request="false"' in restore:
+            return "ready", cls
+        if 'ongoing-request="true"' in restore:
+            return "rehydrating", cls
+        return "archived", cls
+
+    def rehydrate(self, key: str, *, days: int) -> None:
+        """RestoreObject (Standard retrieval): a readable copy for ``days`` days; one already
+        under way is fine."""
+        try:
+            with self._errors(key):
+                self.client.restore_object(
+                    Bucket=self.bucket, Key=self._key(key),
+                    RestoreRequest={"Days": days, "GlacierJobParameters": {"Tier": "Standard"}})
+        except Exception as exc:
+            if "RestoreAlreadyInProgress" not in str(exc):
+                raise
+
+    def is_offline(self, store_class: str) -> bool:
+        return store_class in _RESTORE_HOURS
+
+    def rehydration_hours(self, store_class: str | None) -> float:
+        return _RESTORE_HOURS.get(store_class or "", 12.0)
+
     def _errors(self, key: str) -> S3StoreErrors:
         """botocore errors on ``key`` → cloudkeep's (``clouds/aws.py``)."""
         return S3StoreErrors(f"{self.describe()}/{key}", subject=key)
@@ -311,6 +393,12 @@ class S3StoreSpec(UrlStoreModel):
     """An S3 bucket (or S3-compatible endpoint)."""
 
     URL_SHAPE: ClassVar[str] = "s3://BUCKET/KEY"
+    STORAGE_CLASSES: ClassVar[dict[str, str]] = {
+        "cool": "STANDARD_IA", "cold": "GLACIER_IR", "archive": "DEEP_ARCHIVE"}
+    DEFAULT_CLASS: ClassVar[str] = "STANDARD"
+    MIN_STORAGE_DAYS: ClassVar[dict[str, int]] = {
+        "STANDARD_IA": 30, "GLACIER_IR": 90, "GLACIER": 90, "DEEP_ARCHIVE": 180}
+    TRANSITIONS_BY: ClassVar[str] = "lifecycle"
 
     IMPLEMENTATION = S3Store
 
