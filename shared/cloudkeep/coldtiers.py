@@ -215,7 +215,7 @@ def warnings(policy: Policy, interval_of: Callable[[str], timedelta]
                                 f"{format_duration(leaves - step.after)} there (early-deletion "
                                 "charge): move them later"))
                 for rule, horizon in horizons:
-                    if step.after <= horizon < paid_until and (leaves is None or horizon < leaves):
+                    if step.after < horizon < paid_until and (leaves is None or horizon < leaves):
                         out.append(("early-deletion", f"tiers.{tier_name}.retention",
                                     f"snapshots kept only by {rule} are deleted at about "
                                     f"{format_duration(horizon)} old, "
