@@ -8,6 +8,7 @@ are streamed as a multipart upload, one chunk in memory at a time.
 from __future__ import annotations
 
 import builtins
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -33,6 +34,10 @@ PART_TAG = ("cloudkeep-data", "part")
 RULE_PREFIX = "cloudkeep-"
 #: Expected hours of a Standard retrieval (AWS: DEEP_ARCHIVE within 12 h, GLACIER 3-5 h).
 _RESTORE_HOURS = {"DEEP_ARCHIVE": 12.0, "GLACIER": 5.0}
+#: Error codes of a PutObject refused for its tag (IAM without s3:PutObjectTagging; services
+#: without object tags): retried untagged.
+_TAGGING_REFUSED = frozenset({"AccessDenied", "NotImplemented", "InvalidTag", "InvalidArgument"})
+log = logging.getLogger(__name__)
 
 
 class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy, LifecycleRules, Rehydrates):
@@ -54,6 +59,7 @@ class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy, LifecycleR
         self._endpoint_url = endpoint_url
         self._client = client
         self.lock_mode = lock_mode  # Object Lock mode for new objects; None: no retention
+        self._tag_parts = True  # False once the store refused an object tag (s16-cold)
         self.capabilities = StoreCapabilities(
             conditional_create=True, object_lock=lock_mode is not None, max_delete_batch=1000
         )
@@ -96,7 +102,7 @@ class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy, LifecycleR
         if if_absent:
             extra["IfNoneMatch"] = "*"
         lock: dict[str, Any] = {}
-        if layout.PART_NAME_RE.match(full.rsplit("/", 1)[-1]):
+        if self._tag_parts and layout.PART_NAME_RE.match(full.rsplit("/", 1)[-1]):
             lock["Tagging"] = f"{PART_TAG[0]}={PART_TAG[1]}"  # lifecycle rules select parts by it
         if retain_until is not None and self.lock_mode:
             lock = {"ObjectLockMode": self.lock_mode, "ObjectLockRetainUntilDate": retain_until}
@@ -104,7 +110,8 @@ class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy, LifecycleR
         first = _read_chunk(stream)
         with self._errors(key):
             if len(first) < CHUNK:
-                self.client.put_object(Bucket=self.bucket, Key=full, Body=first, **extra, **lock)
+                self._tagged(self.client.put_object, Bucket=self.bucket, Key=full, Body=first,
+                             **extra, **lock)
                 return ObjectInfo(key, len(first), datetime.now(UTC))
             return self._multipart(key, full, first, stream, extra, lock)
 
@@ -112,7 +119,8 @@ class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy, LifecycleR
         self, key: str, full: str, first: bytes, stream: BinaryIO, extra: dict[str, Any],
         lock: dict[str, Any],
     ) -> ObjectInfo:
-        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=full, **lock)["UploadId"]
+        upload_id = self._tagged(self.client.create_multipart_upload, Bucket=self.bucket, Key=full,
+                                 **lock)["UploadId"]
         parts = []
         size = 0
         try:
@@ -140,6 +148,26 @@ class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy, LifecycleR
                 pass
             raise
         return ObjectInfo(key, size, datetime.now(UTC))
+
+    def _tagged(self, call: Any, **kwargs: Any) -> Any:
+        """``call(**kwargs)``; when it carries the part tag and the store refuses tagging (a role
+        without s3:PutObjectTagging, an S3-compatible service without tags), again without it —
+        nothing was created by the refused request — and no more tags from this store: the
+        backup goes on, only cold-tier lifecycle rules will not select these parts (logged)."""
+        if "Tagging" not in kwargs:
+            return call(**kwargs)
+        try:
+            return call(**kwargs)
+        except Exception as exc:
+            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+            if code not in _TAGGING_REFUSED:
+                raise
+            self._tag_parts = False
+            log.warning("%s refuses object tags (%s): parts are written untagged, so cold-tier "
+                        "lifecycle rules will not move them (docs/cold-tiers.md)",
+                        self.describe(), code)
+            kwargs.pop("Tagging")
+            return call(**kwargs)
 
     def open(self, key: str) -> BinaryIO:
         with self._errors(key):
