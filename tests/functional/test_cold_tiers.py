@@ -222,3 +222,40 @@ def test_azure_pruner_moves_parts_by_age_and_a_rehydrated_snapshot_stays_online(
     # ... and archives it again once the rehydration is older than the grace period
     assert prune_one(policy, "orders", wall + timedelta(days=8), None)["transitioned"] == len(parts)
     assert {tiers()[p] for p in parts} == {"Archive"}
+
+
+def test_gcs_lifecycle_rules_select_parts_by_suffix(tmp_path: Path, table: str, gcs_bucket: str,
+                                                    capsys: Any) -> None:
+    """fake-gcs-server accepts a bucket patch but keeps no lifecycle rules and no classes: the
+    rules are checked as built (and --apply as accepted), not as applied."""
+    policy = _policy(tmp_path, table, f"{{type: gcs, bucket: {gcs_bucket}, prefix: ck}}",
+                     transition="[{after: 30d, to: cold}, {after: 400d, to: archive}]")
+    [entry] = cli_json(capsys, "--policy", policy, "lifecycle")
+    assert (entry["by"], entry["applied"], entry["datasets"]) == ("lifecycle", False, ["orders"])
+    assert entry["rules"] == [
+        {"action": {"type": "SetStorageClass", "storageClass": cls},
+         "condition": {"age": days, "matchesPrefix": ["ck/orders/snapshots/"],
+                       "matchesSuffix": [".ndjson.zst", ".ndjson.zst.enc"]}}
+        for days, cls in ((30, "COLDLINE"), (400, "ARCHIVE"))]
+    assert cli_json(capsys, "--policy", policy, "lifecycle", "--apply")[0]["applied"] is True
+    shown = _backup(capsys, policy)
+    [row] = cli_json(capsys, "--policy", policy, "report")["datasets"]
+    [standard] = row["storage"]["classes"]
+    assert standard["class"] == "STANDARD" and standard["bytes"] >= shown["totals"]["stored_bytes"]
+
+
+def test_file_store_has_no_classes_and_costs_nothing(tmp_path: Path, table: str, capsys: Any) -> None:
+    policy = _policy(tmp_path, table, f"{{type: file, path: {tmp_path / 'vault'}}}",
+                     transition="[{after: 30d, to: archive}]")
+    code, out, err = cli(capsys, "--policy", policy, "validate")
+    assert code == 0 and "has no storage classes" in out + err
+    _backup(capsys, policy)
+    [row] = cli_json(capsys, "--policy", policy, "report")["datasets"]
+    assert [(c["class"], c["monthly_cost"]) for c in row["storage"]["classes"]] == [("local", 0.0)]
+    assert row["storage"]["monthly_cost"] == 0.0
+    [entry] = cli_json(capsys, "--policy", policy, "lifecycle")
+    assert entry["by"] == "none" and "rules" not in entry
+    code, _, err = cli(capsys, "--policy", policy, "lifecycle", "nosuch")
+    assert code == 2 and "unknown store 'nosuch'" in err and "Traceback" not in err
+    # an archive-less store: restore simply restores
+    assert cli(capsys, "--policy", policy, "restore", "orders@latest", "--into", unique("r"))[0] == 0
