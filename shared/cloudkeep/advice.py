@@ -11,7 +11,7 @@
 - ``retention-below-lock``: a tier's retention keeps snapshots for less time than its
   ``immutability.days`` lock: prune cannot delete them before the lock runs out (they stay,
   and are paid for, that long).
-- ``store-has-no-classes`` and ``early-deletion``: cold tiers (``cloudkeep.coldtiers``): a
+- ``store-has-no-classes``, ``early-deletion`` and ``lifecycle-refuses``: cold tiers (``cloudkeep.coldtiers``): a
   tier's ``transition`` where the store has no classes; retention or the next transition moving
   parts on before their class's minimum storage duration (docs/cold-tiers.md).
 - ``store-cannot-lock``: a tier asks for ``immutability`` but a dataset of it is stored where

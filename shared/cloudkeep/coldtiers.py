@@ -207,6 +207,11 @@ def warnings(policy: Policy, interval_of: Callable[[str], timedelta]
                 paid_until = step.after + minimum
                 leaves = tier.transition[i + 1].after if i + 1 < len(tier.transition) else None
                 path = f"tiers.{tier_name}.transition[{i}]"
+                if spec.LIFECYCLE_MIN_DAYS.get(cls, 0) > step.after.days:
+                    out.append(("lifecycle-refuses", path,
+                                f"{store_type} lifecycle rules move objects to {cls} only after at "
+                                f"least {spec.LIFECYCLE_MIN_DAYS[cls]} days: "
+                                f"`cloudkeep lifecycle --apply` will be refused; move them later"))
                 if leaves is not None and leaves < paid_until and (path, store_type) not in seen:
                     seen.add((path, store_type))
                     out.append(("early-deletion", path,

@@ -106,12 +106,13 @@ def ensure_readable(store: Store, manifests: Sequence[Manifest], *, purpose: str
             record = _record(store, manifest, "started", purpose, pending, hours=hours)
         else:
             record = previous
-        expected = str(record.get("expected_ready_at") or "")
+        # a record read back from the store is shown as text only (never trusted as a type)
+        expected = str(record.get("expected_ready_at") or "?")[:16].replace("T", " ")
+        started_at = str(record.get("started_at") or "?")[:16].replace("T", " ")
         waiting.append(
             f"{manifest.dataset}@{manifest.snapshot_id}: {len(pending)} of "
             f"{len(manifest.parts)} part(s) in {_classes(pending)} are being rehydrated "
-            f"(started {record.get('started_at', '?')[:16].replace('T', ' ')} UTC), expected "
-            f"ready in about {hours:g} h (by {expected[:16].replace('T', ' ')} UTC)")
+            f"(started {started_at} UTC), expected ready in about {hours:g} h (by {expected} UTC)")
     if waiting:
         raise RehydrationPendingError(
             f"cannot {purpose} yet: " + "; ".join(waiting)

@@ -291,6 +291,8 @@ class StoreModel(Tagged):
     """The class of an object written without one (the price table's row for it)."""
     MIN_STORAGE_DAYS: ClassVar[dict[str, int]] = {}
     """Store class → the days an object is billed for at least (deleted earlier: still billed)."""
+    LIFECYCLE_MIN_DAYS: ClassVar[dict[str, int]] = {}
+    """Store class → the earliest day the store's lifecycle rules may move an object there."""
     TRANSITIONS_BY: ClassVar[str] = "none"
     """Who moves parts: "lifecycle" (the store's own rules, `cloudkeep lifecycle`), "prune"
     (the pruner, on its schedule) or "none"."""

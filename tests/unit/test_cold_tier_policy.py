@@ -40,7 +40,7 @@ def _policy(*, transition: Any = None, retention: Any = None, store: Any = None,
 
 def _codes(text: str) -> list[tuple[str, str]]:
     return [(w.code, w.path) for w in advice.warnings(parse_policy(text), NOW)
-            if w.code in ("early-deletion", "store-has-no-classes")]
+            if w.code in ("early-deletion", "store-has-no-classes", "lifecycle-refuses")]
 
 
 @pytest.mark.parametrize(("transition", "needle"), [
@@ -103,6 +103,13 @@ def test_early_deletion_warnings() -> None:
     assert _codes(_policy(transition=[{"after": "60d", "to": "archive"}], retention={"daily": 30})) == []
 
 
+def test_s3_standard_ia_before_30_days_is_warned_about() -> None:
+    assert ("lifecycle-refuses", "tiers.gold.transition[0]") in _codes(_policy(
+        transition=[{"after": "7d", "to": "cool"}], retention={"yearly": 3}))
+    assert _codes(_policy(transition=[{"after": "7d", "to": "cold"}], retention={"yearly": 3})) == []
+    assert _codes(_policy(transition=[{"after": "30d", "to": "cool"}], retention={"yearly": 3})) == []
+
+
 def test_a_store_without_classes_is_warned_about() -> None:
     assert _codes(_policy(transition=[{"after": "30d", "to": "cold"}], retention={"yearly": 3},
                           store={"type": "file", "path": "/tmp/v"})) == [
@@ -141,6 +148,7 @@ def test_price_table_and_overrides() -> None:
     ({"storage_gb_month": {"s3": {"STANDARD": "cheap"}}}, "pricing.storage_gb_month.s3.STANDARD"),
     ({"currency": "dollars"}, "pricing.currency"),
     ({"storage": {}}, "unknown key 'storage'"),
+    ({"storage_gb_month": {"s4": {"STANDARD": 1}}}, "unknown store type 's4'"),
 ])
 def test_bad_pricing_is_refused(value: Any, needle: str) -> None:
     with pytest.raises(PolicyError) as caught:

@@ -259,6 +259,15 @@ class Policy(Model):
             ) from None
         return value
 
+    @field_validator("pricing")
+    @classmethod
+    def _pricing_store_types(cls, value: Pricing | None) -> Pricing | None:
+        for store_type in (value.storage_gb_month if value is not None else {}):
+            if store_type not in STORE_TYPES:
+                raise ValueError(f"storage_gb_month: unknown store type {store_type!r} "
+                                 f"(known: {', '.join(STORE_TYPES)})")
+        return value
+
     def dataset(self, name: str) -> Dataset:
         try:
             return self.datasets[name]

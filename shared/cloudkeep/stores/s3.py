@@ -426,6 +426,7 @@ class S3StoreSpec(UrlStoreModel):
     DEFAULT_CLASS: ClassVar[str] = "STANDARD"
     MIN_STORAGE_DAYS: ClassVar[dict[str, int]] = {
         "STANDARD_IA": 30, "GLACIER_IR": 90, "GLACIER": 90, "DEEP_ARCHIVE": 180}
+    LIFECYCLE_MIN_DAYS: ClassVar[dict[str, int]] = {"STANDARD_IA": 30}
     TRANSITIONS_BY: ClassVar[str] = "lifecycle"
 
     IMPLEMENTATION = S3Store
