@@ -259,3 +259,48 @@ def test_file_store_has_no_classes_and_costs_nothing(tmp_path: Path, table: str,
     assert code == 2 and "unknown store 'nosuch'" in err and "Traceback" not in err
     # an archive-less store: restore simply restores
     assert cli(capsys, "--policy", policy, "restore", "orders@latest", "--into", unique("r"))[0] == 0
+
+
+def _moto_restores_take_one_look(moto_server: Any, on: bool) -> None:
+    """moto's state manager: with ``manual`` progression (times 1), an object's restore is
+    reported in progress at the first HEAD after RestoreObject and done at the next one; unset,
+    restores finish at once (moto's default)."""
+    import urllib.request
+
+    action = "set-transition" if on else "unset-transition"
+    body = {"model_name": "s3::keyrestore"}
+    if on:
+        body["transition"] = {"progression": "manual", "times": 1}  # type: ignore[assignment]
+    req = urllib.request.Request(f"{moto_server.endpoint}/moto-api/state-manager/{action}",
+                                 method="POST", data=json.dumps(body).encode())
+    urllib.request.urlopen(req, timeout=10).read()
+
+
+def test_s3_a_restore_still_under_way_keeps_waiting_then_finishes(
+        tmp_path: Path, table: str, s3_bucket: str, capsys: Any, ddb_client: Any,
+        moto_server: Any) -> None:
+    policy = _policy(tmp_path, table, f"{{type: s3, bucket: {s3_bucket}, prefix: ck, region: {REGION}}}",
+                     transition="[{after: 180d, to: archive}]")
+    shown = _backup(capsys, policy)
+    sid = shown["snapshot_id"]
+    _archive_parts(s3_bucket, "ck", sid, [p["name"] for p in shown["parts"]])
+    target = unique("restored")
+    records = f"ck/{layout.rehydration_records_prefix('orders', sid)}"
+    _moto_restores_take_one_look(moto_server, True)
+    try:
+        code, _, err = cli(capsys, "--policy", policy, "restore", f"orders@{sid}", "--into", target)
+        assert code == 1 and "being rehydrated" in err  # started
+        code, _, again = cli(capsys, "--policy", policy, "restore", f"orders@{sid}", "--into", target)
+        assert code == 1 and "being rehydrated" in again  # still under way: nothing asked twice
+        # the same start time: the record of the first invocation is the one reported
+        assert err.split("(started ")[1][:16] == again.split("(started ")[1][:16]
+        assert len(_s3().list_objects_v2(Bucket=s3_bucket, Prefix=records)["Contents"]) == 1
+        assert target not in ddb_client.list_tables()["TableNames"]
+        code, _, err = cli(capsys, "--policy", policy, "restore", f"orders@{sid}", "--into", target)
+        assert code == 0, err
+    finally:
+        _moto_restores_take_one_look(moto_server, False)
+    assert len(scan_all(ddb_client, target)) == 120
+    states = [json.loads(_s3().get_object(Bucket=s3_bucket, Key=o["Key"])["Body"].read())["state"]
+              for o in _s3().list_objects_v2(Bucket=s3_bucket, Prefix=records)["Contents"]]
+    assert states == ["started", "ready"]
