@@ -46,6 +46,15 @@ def storage_price(store_type: str, store_class: str, overrides: Pricing | None =
     return None if value is None else float(value)
 
 
+def summary_text(storage: dict[str, Any], human_bytes: Any) -> str:
+    """One line of a report's ``storage`` entry: ``STANDARD 1.2 MiB, DEEP_ARCHIVE 3.0 GiB; about
+    0.01 USD a month`` (``human_bytes`` formats sizes)."""
+    cost = storage.get("monthly_cost")
+    money = "unknown" if cost is None else f"{float(cost):.2f} {storage.get('currency', '')}".rstrip()
+    classes = ", ".join(f"{c['class']} {human_bytes(c['bytes'])}" for c in storage.get("classes", []))
+    return f"{classes or 'nothing stored'}; about {money} a month"
+
+
 def monthly_storage(store_type: str, bytes_by_class: dict[str, int],
                     overrides: Pricing | None = None) -> dict[str, Any]:
     """``{"currency", "monthly_cost", "classes": [{"class", "bytes", "monthly_cost"}]}``: the

@@ -133,6 +133,9 @@ def test_s3_restore_of_an_archived_snapshot_rehydrates_then_restores_later(
     assert classes["DEEP_ARCHIVE"]["monthly_cost"] == pytest.approx(
         classes["DEEP_ARCHIVE"]["bytes"] / (1 << 30) * 1000.0, rel=1e-3)
     assert row["storage"]["currency"] == "USD" and row["storage"]["monthly_cost"] > 0
+    code, out, _ = cli(capsys, "--policy", policy, "report", "--output", str(tmp_path / "r.html"))
+    assert "orders: storage DEEP_ARCHIVE" in out and "USD a month" in out
+    assert "DEEP_ARCHIVE" in (tmp_path / "r.html").read_text() and "storage classes" in (tmp_path / "r.html").read_text()
 
     target = unique("restored")
     code, out, err = cli(capsys, "--policy", policy, "restore", f"orders@{sid}", "--into", target)

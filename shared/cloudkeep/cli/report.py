@@ -10,6 +10,7 @@ import click
 from .. import cliargs, services
 from ..errors import EXIT_FAILED
 from ..policy import load_policy, resolve_policy_path
+from ..pricing import summary_text
 from ..report import age_text, check_state, drill_text, human_seconds
 from ..runtime import parse_now
 from .app import Ctx, local_options, main
@@ -67,11 +68,7 @@ def report(ctx: Ctx, datasets: tuple[str, ...], output: str | None, now_text: st
             for reason in r.get("attention", []):
                 click.echo(f"  {r['dataset']}: {reason}")
             if r.get("storage"):  # s16-cold: bytes per storage class, monthly cost
-                s = r["storage"]
-                cost = "unknown" if s["monthly_cost"] is None else f"{s['monthly_cost']:.2f} {s['currency']}"
-                click.echo(f"  {r['dataset']}: storage " + ", ".join(
-                    f"{c['class']} {human_bytes(c['bytes'])}" for c in s["classes"])
-                    + f"; about {cost} a month")
+                click.echo(f"  {r['dataset']}: storage {summary_text(r['storage'], human_bytes)}")
         if d.get("html"):
             click.echo(f"wrote {d['html']}")
 
