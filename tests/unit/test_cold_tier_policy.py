@@ -161,3 +161,32 @@ def test_pricing_override_parses() -> None:
                                                      "storage_gb_month": {"gcs": {"ARCHIVE": 0.002}}}}))
     assert policy.pricing is not None and policy.pricing.currency == "EUR"
     assert pricing.storage_price("gcs", "ARCHIVE", policy.pricing) == 0.002
+
+
+def test_s3_parts_go_untagged_when_the_store_refuses_tags() -> None:
+    """A role without s3:PutObjectTagging (or a service without tags) refuses the tagged
+    request — nothing is created — so the part is written again without the tag and the store
+    stops tagging; other errors are not retried. (moto does not check PutObjectTagging on a
+    tagged PutObject, so the refusal is built here as botocore reports it.)"""
+    from botocore.exceptions import ClientError
+
+    from cloudkeep.stores.s3 import S3Store
+
+    calls: list[dict[str, Any]] = []
+
+    def refusing(code: str) -> Any:
+        def call(**kwargs: Any) -> dict[str, str]:
+            calls.append(kwargs)
+            if "Tagging" in kwargs:
+                raise ClientError({"Error": {"Code": code, "Message": "no"}}, "PutObject")
+            return {"ok": "yes"}
+        return call
+
+    store = S3Store("vault-one")
+    assert store._tagged(refusing("AccessDenied"), Key="k", Tagging="cloudkeep-data=part") == {"ok": "yes"}
+    assert calls == [{"Key": "k", "Tagging": "cloudkeep-data=part"}, {"Key": "k"}]
+    assert store._tag_parts is False
+    other = S3Store("vault-two")
+    with pytest.raises(ClientError):
+        other._tagged(refusing("NoSuchBucket"), Key="k", Tagging="cloudkeep-data=part")
+    assert other._tag_parts is True
