@@ -62,6 +62,7 @@ resource "azurerm_role_definition" "prune" {
   name        = "cloudkeep-prune-${var.vault_account}"
   scope       = azurerm_resource_group.cloudkeep.id
   description = "cloudkeep pruner: the only role that deletes blobs and versions (immutability still applies)"
+  # blobs/write also lets it set parts' access tiers (cold tiers: Set Blob Tier, no rewrite)
   permissions {
     actions = ["Microsoft.Storage/storageAccounts/blobServices/containers/read"]
     data_actions = ["${local.blob}/read", "${local.blob}/write", "${local.blob}/add/action",
@@ -74,6 +75,7 @@ resource "azurerm_role_definition" "restore" {
   name        = "cloudkeep-restore-${var.vault_account}"
   scope       = azurerm_resource_group.cloudkeep.id
   description = "cloudkeep restores and verifications: read blobs, write verification and audit records"
+  # blobs/write also lets it rehydrate archived parts (Set Blob Tier back to Cold)
   permissions {
     actions      = ["Microsoft.Storage/storageAccounts/blobServices/containers/read"]
     data_actions = ["${local.blob}/read", "${local.blob}/write", "${local.blob}/add/action"]

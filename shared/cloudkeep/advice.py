@@ -11,6 +11,9 @@
 - ``retention-below-lock``: a tier's retention keeps snapshots for less time than its
   ``immutability.days`` lock: prune cannot delete them before the lock runs out (they stay,
   and are paid for, that long).
+- ``store-has-no-classes``, ``early-deletion`` and ``lifecycle-refuses``: cold tiers (``cloudkeep.coldtiers``): a
+  tier's ``transition`` where the store has no classes; retention or the next transition moving
+  parts on before their class's minimum storage duration (docs/cold-tiers.md).
 - ``store-cannot-lock``: a tier asks for ``immutability`` but a dataset of it is stored where
   cloudkeep cannot lock objects (a store without ``object_lock``; GCS, Azure and file stores: lock
   the bucket or container itself — docs/threat-model.md).
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from . import coldtiers
 from .policy import Policy, format_duration
 from .retention import WITHIN_RULES
 from .schedule import Schedule
@@ -142,6 +146,8 @@ def warnings(policy: Policy, now: datetime | None = None) -> list[PolicyWarning]
                 "locks no objects: use an s3 store with object_lock (a bucket with Object Lock), "
                 "or lock the bucket / container itself (GCS retention lock, Azure locked "
                 "immutability)"))
+    out += [PolicyWarning(*w) for w in coldtiers.warnings(  # s16-cold: cold tiers
+        policy, lambda t: Schedule.parse(policy.tiers[t].schedule, policy.timezone).typical_interval(now))]
     policy_on = _encryption_on(getattr(policy, "encryption", None))
     keys_of = getattr(policy, "encryption_keys", None)  # the policy's own answer, where it has one
     for name, dataset in sorted(policy.datasets.items()):

@@ -342,3 +342,43 @@ class ReportsWriteCapacity(Protocol):
 
 
 read_from_start = pages_from_start  # ``read_segment`` of a Resumable source
+
+
+# --- s16-cold: storage classes and rehydration (cloudkeep.storageclass, docs/cold-tiers.md) ----
+
+
+@runtime_checkable
+class SetsStorageClass(Protocol):
+    """A store whose pruner moves objects to another storage class in place, without rewriting
+    them (Azure Set Blob Tier)."""
+
+    def set_storage_class(self, key: str, store_class: str) -> None: ...
+
+
+@runtime_checkable
+class LifecycleRules(Protocol):
+    """A store that moves objects between classes by the cloud's own lifecycle rules (S3, GCS):
+    ``lifecycle_rules`` is the configuration for ``{prefix: [(days, store class), ...]}``,
+    ``apply_lifecycle`` installs it (an administrator's act), ``current_lifecycle`` reads it."""
+
+    def lifecycle_rules(self, plans: dict[str, list[tuple[int, str]]]) -> Any: ...
+
+    def apply_lifecycle(self, rules: Any) -> None: ...
+
+    def current_lifecycle(self) -> Any: ...
+
+
+@runtime_checkable
+class Rehydrates(Protocol):
+    """A store with offline classes: ``readiness(key)`` is ``online`` (readable now), ``archived``
+    (offline, no rehydration asked), ``rehydrating`` or ``ready`` (a readable copy exists);
+    ``rehydrate(key, days=...)`` asks for one (S3 RestoreObject for ``days``, Azure Set Blob
+    Tier back to an online tier); ``rehydration_hours(store_class)`` is the documented wait."""
+
+    def readiness(self, key: str) -> tuple[str, str | None]: ...
+
+    def rehydrate(self, key: str, *, days: int) -> None: ...
+
+    def rehydration_hours(self, store_class: str | None) -> float: ...
+
+    def is_offline(self, store_class: str) -> bool: ...

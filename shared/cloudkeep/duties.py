@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from . import audit, clock, copies, logctx, runs, verify_slots
+from . import audit, clock, coldtiers, copies, logctx, runs, verify_slots
 from .catalog import latest
 from .drills import run_level
 from .errors import CloudkeepError, KeyUnavailableError
@@ -184,6 +184,22 @@ def after_backup(policy: Policy, result: RunResult, store: Store | None = None, 
             log.error("dataset %s: prune failed: %s", result.dataset, exc)
 
 
+def _transition(policy: Policy, name: str, store: Store, now: datetime) -> int:
+    """Cold tiers: parts the pruner moved to colder classes (s16-cold; logged, never raised)."""
+    try:
+        moved = coldtiers.transition(policy, name, store, now)
+    except CloudkeepError as exc:
+        log.error("dataset %s: storage class transitions failed: %s", name, exc)
+        return 0
+    if moved["moved"]:
+        try:
+            audit.write(store, "transition", outcome="moved", dataset=name, at=now,
+                        detail={"snapshots": moved["snapshots"]})
+        except CloudkeepError as exc:
+            log.warning("dataset %s: no audit record of the transitions: %s", name, exc)
+    return int(moved["moved"])
+
+
 def prune_one(policy: Policy, name: str, now: datetime,
                store_for: Callable[[str], Store] | None) -> dict[str, Any]:
     """The prune duty of one dataset (the pruner's own schedule): retention applied, audited.
@@ -205,6 +221,7 @@ def prune_one(policy: Policy, name: str, now: datetime,
                             detail={"removed": report.removed})
             except CloudkeepError as exc:
                 log.warning("dataset %s: no audit record of the prune: %s", name, exc)
-        return {"dataset": name, "failed": False, "removed": report.removed,
+        moved = _transition(policy, name, store, now)
+        return {"dataset": name, "failed": False, "removed": report.removed, "transitioned": moved,
                 "locked": [entry["snapshot_id"] for entry in report.locked],
                 "orphans_removed": report.orphans, "errors": report.errors}

@@ -30,6 +30,7 @@ Keys are relative to the store's root (a store applies its own ``prefix``)::
     _audit/<yyyy>/<mm>/<dd>/<timestamp>-<event>.json      audit log, create-only
     _audit/policy/<seq>.json                             digest of the last policy the tick saw
     <dataset>/blobs/<sha256[:2]>/<sha256>               S3 source: object content, by its sha256
+    <dataset>/rehydrations/<snapshot_id>/<seq>.json     rehydration of archived parts (s16-cold)
 
 The backup path (runs, ticks, fan-out workers, copies) only ever *creates* objects. State that
 changes — a lock, a checkpoint, a job record, the alert state, the policy digest — is an
@@ -449,3 +450,19 @@ def parse_manifest_key(dataset: str, key: str) -> str | None:
         return None
     snapshot_id = key[len(head) : -len(MANIFEST_NAME) - 1]
     return snapshot_id if SNAPSHOT_ID_RE.match(snapshot_id) else None
+
+
+# --- s16-cold: rehydration records (docs/cold-tiers.md) ---------------------------------------
+
+
+def rehydrations_prefix(dataset: str) -> str:
+    return f"{dataset}/rehydrations/"
+
+
+def rehydration_records_prefix(dataset: str, snapshot_id: str) -> str:
+    """The record of a snapshot's rehydration from an archive class (started → ready): an
+    append-only sequence (``sequence_key``), newest is current; written by verify and restore
+    (create-only), kept when the snapshot is pruned (small), never read to decide a deletion."""
+    if not SNAPSHOT_ID_RE.match(snapshot_id):
+        raise ValueError(f"not a snapshot id: {snapshot_id!r}")
+    return f"{dataset}/rehydrations/{snapshot_id}/"

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import __version__, holds, layout, runs, timeline, verify_slots
+from . import __version__, coldtiers, holds, layout, runs, timeline, verify_slots
 from .alerts import open_alerts
 from .catalog import scan
 from .errors import CloudkeepError, ObjectNotFoundError
@@ -158,6 +158,11 @@ def dataset_report(policy: Policy, name: str, now: datetime, store: Store | None
         runs=len(history),
         rpo_breaches=rpo_breaches([r.captured_at for r in history], tier.rpo, now),
     )
+    try:  # s16-cold: bytes per storage class and the monthly cost (cloudkeep.pricing)
+        out["storage"] = coldtiers.storage_by_class(policy, name, store, spec.store)
+    except CloudkeepError as exc:
+        log.warning("dataset %s: cannot list storage classes: %s", name, exc)
+        out["storage"] = None
     out["status"], out["attention"] = _status(out)
     return out
 

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 
+from .pricing import summary_text
 from .report import age_text, check_state, drill_text, human_bytes, human_seconds
 
 REPORT_MARK = "<title>cloudkeep report</title>"  # what marks a file as a cloudkeep report
@@ -122,6 +123,7 @@ def _dataset_section(r: dict[str, Any], now: datetime) -> str:
         ("last restore drill", _drill(r["last_drill"])),
         ("snapshots", f"{r['snapshot_count']} stored, {human_bytes(r['stored_bytes'])} "
                       f"({human_bytes(r['raw_bytes'])} uncompressed)"),
+        ("storage classes", summary_text(r["storage"], human_bytes) if r.get("storage") else "unknown"),
         ("retention now", f"keeps {len(retention['keep'])}, would remove {len(retention['remove'])}"
                           + (f": {', '.join(retention['remove'][:5])}" if retention["remove"] else "")
                           + (" …" if len(retention["remove"]) > 5 else "")),

@@ -332,6 +332,18 @@ class StoreModel(Tagged):
     """The base of a store type's policy spec (at the end of ``stores/<name>.py``)."""
 
     HAS_REGION: ClassVar[bool] = True
+    # s16-cold: storage classes (cloudkeep.storageclass, docs/cold-tiers.md)
+    STORAGE_CLASSES: ClassVar[dict[str, str]] = {}
+    """cloudkeep's classes (cool, cold, archive) → the store's own; empty: it has no classes."""
+    DEFAULT_CLASS: ClassVar[str] = "default"
+    """The class of an object written without one (the price table's row for it)."""
+    MIN_STORAGE_DAYS: ClassVar[dict[str, int]] = {}
+    """Store class → the days an object is billed for at least (deleted earlier: still billed)."""
+    LIFECYCLE_MIN_DAYS: ClassVar[dict[str, int]] = {}
+    """Store class → the earliest day the store's lifecycle rules may move an object there."""
+    TRANSITIONS_BY: ClassVar[str] = "none"
+    """Who moves parts: "lifecycle" (the store's own rules, `cloudkeep lifecycle`), "prune"
+    (the pruner, on its schedule) or "none"."""
     IMPLEMENTATION: ClassVar[Any]
     """The store class; ``IMPLEMENTATION.from_spec(spec)`` builds the store (its SDK loads on
     first use, not on import)."""

@@ -547,7 +547,7 @@ BAD_POLICIES: dict[str, Bad] = {
     # unknown keys, each named, with what is allowed there
     "unknown-key-top-level": bad(
         "version: 1\n", "version: 1\nowner: platform-team\n",
-        ("owner:", "owner: unknown key 'owner' (allowed: alerts, datasets, encryption, keys, residency, signing, stores, tiers, timezone, version)")),
+        ("owner:", "owner: unknown key 'owner' (allowed: alerts, datasets, encryption, keys, pricing, residency, signing, stores, tiers, timezone, version)")),
     "unknown-key-in-s3-store": bad(
         "    region: eu-west-1\n  local:", "    regoin: eu-west-1\n  local:",
         ("regoin", "stores.vault.regoin: unknown key 'regoin' "
@@ -562,7 +562,7 @@ BAD_POLICIES: dict[str, Bad] = {
                            "(allowed: consistent_read, method, region, segments, table, type)")),
     "unknown-key-in-tier": bad(
         '    schedule: "0 2 * * *"', '    schedule: "0 2 * * *"\n    owner: ops',
-        ("owner:", "tiers.standard.owner: unknown key 'owner' (allowed: copy_to, encryption, immutability, min_copies, retention, rpo, rto, schedule, signing, verify, window)")),
+        ("owner:", "tiers.standard.owner: unknown key 'owner' (allowed: copy_to, encryption, immutability, min_copies, retention, rpo, rto, schedule, signing, transition, verify, window)")),
     "unknown-key-in-retention": bad(
         "      weekly: 4", "      weekly: 4\n      forever: 1",
         ("forever: 1", "tiers.standard.retention.forever: unknown key 'forever' "
@@ -817,7 +817,7 @@ MANY_EXPECTED = [
     f"{FILE}:29: datasets.orders.store: unknown store 'nowhere' (known: tape, vault)",
     f"{FILE}:30: datasets.carts.store: required key is missing",
     f"{FILE}:31: datasets.carts.source: unknown source type 'mongo' (known: dynamodb, firestore, cosmos, s3, rds)",
-    f"{FILE}:33: owner: unknown key 'owner' (allowed: alerts, datasets, encryption, keys, residency, signing, stores, tiers, timezone, version)",
+    f"{FILE}:33: owner: unknown key 'owner' (allowed: alerts, datasets, encryption, keys, pricing, residency, signing, stores, tiers, timezone, version)",
 ]
 
 

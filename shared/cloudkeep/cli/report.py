@@ -10,6 +10,7 @@ import click
 from .. import cliargs, services
 from ..errors import EXIT_FAILED
 from ..policy import load_policy, resolve_policy_path
+from ..pricing import summary_text
 from ..report import age_text, check_state, drill_text, human_seconds
 from ..runtime import parse_now
 from .app import Ctx, local_options, main
@@ -66,6 +67,8 @@ def report(ctx: Ctx, datasets: tuple[str, ...], output: str | None, now_text: st
         for r in d["datasets"]:
             for reason in r.get("attention", []):
                 click.echo(f"  {r['dataset']}: {reason}")
+            if r.get("storage"):  # s16-cold: bytes per storage class, monthly cost
+                click.echo(f"  {r['dataset']}: storage {summary_text(r['storage'], human_bytes)}")
         if d.get("html"):
             click.echo(f"wrote {d['html']}")
 

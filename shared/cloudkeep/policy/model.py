@@ -18,6 +18,7 @@ from .. import registry
 from ..errors import UsageError
 from ..spans import RetentionSpan
 from ..specs import Duration, Immutability, KeyModel, Model, Offset, SourceModel, StoreModel, show
+from ..storageclass import Pricing, Transition, check_transitions
 from .schedules import Schedule, validate_window
 
 
@@ -230,6 +231,10 @@ class Tier(Model):
         default=None, description="Object Lock mode (default COMPLIANCE) and minimum days for the "
         "tier's snapshots, in stores with object_lock"
     )
+    transition: Annotated[list[Transition], AfterValidator(check_transitions)] = Field(
+        default_factory=list, max_length=3,
+        description="move the snapshots' parts to colder storage classes as they age, e.g. "
+        "[{after: 30d, to: cold}, {after: 180d, to: archive}] (docs/cold-tiers.md)")
 
     @field_validator("retention")
     @classmethod
@@ -297,6 +302,9 @@ class Policy(Model):
     signing: Signing = Field(default=None, description="every dataset's default signing of "
                              "unencrypted manifests (default: by the encryption keys, not required)")
     residency: Residency | None = None
+    pricing: Pricing | None = Field(
+        default=None, description="overrides of the price table `report` computes monthly "
+        "storage cost with (docs/cold-tiers.md)")
 
     @field_validator("version", mode="before")
     @classmethod
@@ -315,6 +323,15 @@ class Policy(Model):
             raise ValueError(
                 f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)"
             ) from None
+        return value
+
+    @field_validator("pricing")
+    @classmethod
+    def _pricing_store_types(cls, value: Pricing | None) -> Pricing | None:
+        for store_type in (value.storage_gb_month if value is not None else {}):
+            if store_type not in STORE_TYPES:
+                raise ValueError(f"storage_gb_month: unknown store type {store_type!r} "
+                                 f"(known: {', '.join(STORE_TYPES)})")
         return value
 
     def dataset(self, name: str) -> Dataset:

@@ -29,6 +29,7 @@ from .pruning import prune
 from .reporting import plan, report, write_html
 from .restoring import restore
 from .retaining import retention_check, retention_plan
+from .tiering import lifecycle
 
 __all__ = [
     "LEVELS",
@@ -42,6 +43,7 @@ __all__ = [
     "hold_add",
     "hold_list",
     "hold_remove",
+    "lifecycle",
     "list_snapshots",
     "plan",
     "prune",

@@ -3,7 +3,7 @@ drill), recorded under ``verifications/`` and audited."""
 
 from __future__ import annotations
 
-from .. import extras
+from .. import extras, rehydrate
 from ..catalog import resolve
 from ..drills import run_level
 from ..policy import Policy
@@ -24,6 +24,8 @@ def verify(policy: Policy, ref: str, *, level: str = "integrity", sample_items: 
     unencrypted one where the policy requires signatures or encryption."""
     # the manifest's tag is checked (and reported) by verify itself
     store, manifest = resolve(policy, ref, store_name=store_name, authenticate=False)
+    # archived parts: start their rehydration (recorded), finish in a later invocation
+    rehydrate.ensure_readable(store, [manifest], purpose="verify")
     report = run_level(policy, store, manifest, level, sample_items=sample_items,
                        progress=progress, trigger=trigger, allow_unsigned=allow_unsigned)
     record_and_audit(store, report)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import audit, extras
+from .. import audit, chain, extras, rehydrate
 from ..catalog import resolve
 from ..errors import CloudkeepError, UsageError
 from ..governor import Governor
@@ -44,9 +44,15 @@ def restore(policy: Policy, ref: str, into: str, *, overwrite: bool = False,
     source = open_target(policy, manifest, place)
     check_restore_target(source, manifest, into)  # exit 2 before anything is read or written
     try:
+        if manifest.parts:  # archived parts: start their rehydration, finish in a later run
+            rehydrate.ensure_readable(store, chain.load_chain(store, manifest), purpose="restore")
         result = restore_snapshot(policy, store, manifest, into, overwrite=overwrite,
                                   progress=progress, source=source,
                                   allow_unsigned=allow_unsigned, governor=governor)
+    except rehydrate.RehydrationPendingError as exc:
+        audit.write(store, "restore", outcome="rehydrating", dataset=manifest.dataset,
+                    snapshot_id=manifest.snapshot_id, detail={"target": into, "wait": str(exc)})
+        raise
     except CloudkeepError as exc:
         audit.write(store, "restore", outcome="failed", dataset=manifest.dataset,
                     snapshot_id=manifest.snapshot_id, detail={"target": into, "error": str(exc)}

@@ -36,6 +36,7 @@ class ObjectInfo:
     key: str
     size: int
     modified: datetime | None = None
+    storage_class: str | None = None  # the store's own class when the listing says (s16-cold)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import Any, BinaryIO, ClassVar, Literal, Self, cast
 from pydantic import Field
 
 from .. import extras
-from ..capabilities import ExtendsRetention, LegalHolds
+from ..capabilities import ExtendsRetention, LegalHolds, Rehydrates, SetsStorageClass
 from ..clouds.azure import classify, translating
 from ..errors import (
     ObjectExistsError,
@@ -41,8 +41,11 @@ from ..redaction import redact  # an account_url may carry a SAS token
 from ..specs import Model, Prefix, StoreLocation, UrlStoreModel, normalise_url
 from . import CHUNK, BaseStore, Data, ObjectInfo, StoreCapabilities, as_stream, check_key
 
+#: Expected hours of a Standard-priority rehydration from Archive (Azure: up to 15 hours).
+ARCHIVE_REHYDRATION_HOURS = 15.0
 
-class AzureBlobStore(BaseStore, ExtendsRetention, LegalHolds):
+
+class AzureBlobStore(BaseStore, ExtendsRetention, LegalHolds, SetsStorageClass, Rehydrates):
     """Objects as blobs of one container (see the module's docstring)."""
 
     capabilities = StoreCapabilities(conditional_create=True, object_lock=False, max_delete_batch=256)
@@ -191,7 +194,7 @@ class AzureBlobStore(BaseStore, ExtendsRetention, LegalHolds):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         root = f"{self.prefix}/" if self.prefix else ""
         with self._errors(prefix or "/"):
-            found = [ObjectInfo(self._rel(b.name), int(b.size), b.last_modified)
+            found = [ObjectInfo(self._rel(b.name), int(b.size), b.last_modified, b.blob_tier)
                      for b in self.client.list_blobs(name_starts_with=root + prefix)]
         found.sort(key=lambda info: info.key)
         yield from found
@@ -211,6 +214,38 @@ class AzureBlobStore(BaseStore, ExtendsRetention, LegalHolds):
             except ObjectLockedError:
                 locked.append(key)
         return locked
+
+    # --- s16-cold: tiers set by the pruner, rehydration by Set Blob Tier -----------------------
+
+    def set_storage_class(self, key: str, store_class: str) -> None:
+        """Set Blob Tier (Hot, Cool, Cold, Archive): the blob is not rewritten."""
+        with self._errors(key):
+            self.client.get_blob_client(self._key(key)).set_standard_blob_tier(store_class)
+
+    def readiness(self, key: str) -> tuple[str, str | None]:
+        """``online`` (Hot, Cool, Cold), ``archived`` or ``rehydrating`` (Archive), and the tier."""
+        with self._errors(key):
+            props = self.client.get_blob_client(self._key(key)).get_blob_properties()
+        tier = props.blob_tier
+        if tier != "Archive":
+            return "online", tier
+        if str(props.archive_status or "").startswith("rehydrate-pending"):
+            return "rehydrating", tier
+        return "archived", tier
+
+    def rehydrate(self, key: str, *, days: int) -> None:
+        """Set Blob Tier to Cold at Standard priority: the blob leaves the archive for good
+        (``days`` does not apply; the pruner archives it again once the rehydration record is
+        older than the policy's rehydration days)."""
+        with self._errors(key):
+            self.client.get_blob_client(self._key(key)).set_standard_blob_tier(
+                "Cold", rehydrate_priority="Standard")
+
+    def is_offline(self, store_class: str) -> bool:
+        return store_class == "Archive"
+
+    def rehydration_hours(self, store_class: str | None) -> float:
+        return ARCHIVE_REHYDRATION_HOURS
 
     def _errors(self, key: str, *, immutable: bool = False) -> translating:
         """Turns Azure SDK exceptions into cloudkeep errors about ``key``; ``immutable``: the call
@@ -346,6 +381,10 @@ class AzureBlobStoreSpec(UrlStoreModel):
     credential (managed identity, CLI login, ...). No secret is ever written in the policy."""
 
     URL_SHAPE: ClassVar[str] = "az://ACCOUNT/CONTAINER/KEY"
+    STORAGE_CLASSES: ClassVar[dict[str, str]] = {"cool": "Cool", "cold": "Cold", "archive": "Archive"}
+    DEFAULT_CLASS: ClassVar[str] = "Hot"
+    MIN_STORAGE_DAYS: ClassVar[dict[str, int]] = {"Cool": 30, "Cold": 90, "Archive": 180}
+    TRANSITIONS_BY: ClassVar[str] = "prune"
 
     IMPLEMENTATION = AzureBlobStore
 

@@ -352,6 +352,7 @@ class FileStoreSpec(StoreModel):
     """A folder on local disk (or a mounted volume). Relative paths are relative to the policy."""
 
     HAS_REGION: ClassVar[bool] = False
+    DEFAULT_CLASS: ClassVar[str] = "local"
 
     type: Literal["file"]
     path: str = Field(min_length=1)

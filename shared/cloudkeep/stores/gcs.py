@@ -24,8 +24,8 @@ from typing import Any, BinaryIO, ClassVar, Literal, Self, cast
 
 from pydantic import Field
 
-from .. import extras
-from ..capabilities import GcsLocation
+from .. import extras, layout
+from ..capabilities import GcsLocation, LifecycleRules
 from ..clouds.gcp import GcpFailure, classify, translating
 from ..errors import (
     ObjectExistsError,
@@ -55,7 +55,11 @@ def _read_full(stream: BinaryIO, size: int) -> bytes:
     return b"".join(chunks)
 
 
-class GcsStore(BaseStore, GcsLocation):
+#: Name suffixes of parts: cloudkeep's lifecycle rules move only objects ending so (s16-cold).
+PART_SUFFIXES = [layout.PART_SUFFIX, layout.PART_SUFFIX + layout.ENCRYPTED_SUFFIX]
+
+
+class GcsStore(BaseStore, GcsLocation, LifecycleRules):
     capabilities = StoreCapabilities(conditional_create=True, object_lock=False, max_delete_batch=100)
 
     def __init__(self, bucket: str, prefix: str = "", *, project: str | None = None, client: Any = None) -> None:
@@ -178,7 +182,8 @@ class GcsStore(BaseStore, GcsLocation):
                                            timeout=TIMEOUT)
             for blob in blobs:
                 self._answered = True
-                yield ObjectInfo(self._rel(blob.name), int(blob.size or 0), blob.updated)
+                yield ObjectInfo(self._rel(blob.name), int(blob.size or 0), blob.updated,
+                                 blob.storage_class)
 
     # ---------------------------------------------------------------- deleting
 
@@ -203,6 +208,32 @@ class GcsStore(BaseStore, GcsLocation):
             except exceptions.NotFound:
                 pass  # already gone (or the bucket is): not an error
         self._answered = True
+
+    # --- s16-cold: storage classes by the bucket's lifecycle rules ----------------------------
+
+    def lifecycle_rules(self, plans: dict[str, builtins.list[tuple[int, str]]]
+                        ) -> builtins.list[dict[str, Any]]:
+        """The bucket's lifecycle rules moving the parts (by name suffix) under each prefix to
+        the classes given, ``age`` days after creation; rules cloudkeep did not write (any other
+        ``matchesSuffix``) are kept as they are."""
+        ours = [{"action": {"type": "SetStorageClass", "storageClass": cls},
+                 "condition": {"age": days, "matchesPrefix": [self._key(prefix.rstrip("/")) + "/"],
+                               "matchesSuffix": list(PART_SUFFIXES)}}
+                for prefix, steps in sorted(plans.items()) for days, cls in steps]
+        others = [r for r in self.current_lifecycle()
+                  if r.get("condition", {}).get("matchesSuffix") != PART_SUFFIXES]
+        return others + ours
+
+    def current_lifecycle(self) -> builtins.list[dict[str, Any]]:
+        with self._errors("lifecycle", "list"):
+            bucket = self.client.get_bucket(self.bucket_name)
+            return [dict(rule) for rule in bucket.lifecycle_rules]
+
+    def apply_lifecycle(self, rules: builtins.list[dict[str, Any]]) -> None:
+        with self._errors("lifecycle", "write"):
+            bucket = self.client.get_bucket(self.bucket_name)
+            bucket.lifecycle_rules = rules
+            bucket.patch()
 
     def _errors(self, key: str, op: str = "read") -> translating:
         """Turns google-cloud-storage exceptions into cloudkeep errors about ``key``; ``op``:
@@ -289,6 +320,11 @@ class GcsStoreSpec(UrlStoreModel):
     """A Google Cloud Storage bucket."""
 
     URL_SHAPE: ClassVar[str] = "gs://BUCKET/KEY"
+    STORAGE_CLASSES: ClassVar[dict[str, str]] = {
+        "cool": "NEARLINE", "cold": "COLDLINE", "archive": "ARCHIVE"}
+    DEFAULT_CLASS: ClassVar[str] = "STANDARD"
+    MIN_STORAGE_DAYS: ClassVar[dict[str, int]] = {"NEARLINE": 30, "COLDLINE": 90, "ARCHIVE": 365}
+    TRANSITIONS_BY: ClassVar[str] = "lifecycle"
 
     IMPLEMENTATION = GcsStore
 

@@ -8,6 +8,7 @@ are streamed as a multipart upload, one chunk in memory at a time.
 from __future__ import annotations
 
 import builtins
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -16,7 +17,8 @@ from typing import Any, BinaryIO, ClassVar, Literal, Self, cast
 
 from pydantic import Field
 
-from ..capabilities import ExtendsRetention, LockModes, ServerSideCopy
+from .. import layout
+from ..capabilities import ExtendsRetention, LifecycleRules, LockModes, Rehydrates, ServerSideCopy
 from ..clouds.aws import S3StoreErrors, s3_client
 from ..errors import ObjectNotFoundError, StoreError
 from ..specs import ObjectLock, Prefix, S3Bucket, StoreLocation, UrlStoreModel, normalise_url
@@ -26,7 +28,19 @@ from . import CHUNK, BaseStore, Data, ObjectInfo, StoreCapabilities, as_stream, 
 make_client = s3_client
 
 
-class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy):
+#: The object tag every part is written with: lifecycle rules move only parts (s16-cold).
+PART_TAG = ("cloudkeep-data", "part")
+#: Rule IDs of the lifecycle rules cloudkeep writes (others in the bucket are kept as they are).
+RULE_PREFIX = "cloudkeep-"
+#: Expected hours of a Standard retrieval (AWS: DEEP_ARCHIVE within 12 h, GLACIER 3-5 h).
+_RESTORE_HOURS = {"DEEP_ARCHIVE": 12.0, "GLACIER": 5.0}
+#: Error codes of a PutObject refused for its tag (IAM without s3:PutObjectTagging; services
+#: without object tags): retried untagged.
+_TAGGING_REFUSED = frozenset({"AccessDenied", "NotImplemented", "InvalidTag", "InvalidArgument"})
+log = logging.getLogger(__name__)
+
+
+class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy, LifecycleRules, Rehydrates):
     capabilities = StoreCapabilities(conditional_create=True, object_lock=False, max_delete_batch=1000)
 
     def __init__(
@@ -45,6 +59,7 @@ class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy):
         self._endpoint_url = endpoint_url
         self._client = client
         self.lock_mode = lock_mode  # Object Lock mode for new objects; None: no retention
+        self._tag_parts = True  # False once the store refused an object tag (s16-cold)
         self.capabilities = StoreCapabilities(
             conditional_create=True, object_lock=lock_mode is not None, max_delete_batch=1000
         )
@@ -87,13 +102,16 @@ class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy):
         if if_absent:
             extra["IfNoneMatch"] = "*"
         lock: dict[str, Any] = {}
+        if self._tag_parts and layout.PART_NAME_RE.match(full.rsplit("/", 1)[-1]):
+            lock["Tagging"] = f"{PART_TAG[0]}={PART_TAG[1]}"  # lifecycle rules select parts by it
         if retain_until is not None and self.lock_mode:
             lock = {"ObjectLockMode": self.lock_mode, "ObjectLockRetainUntilDate": retain_until}
         stream = as_stream(data)
         first = _read_chunk(stream)
         with self._errors(key):
             if len(first) < CHUNK:
-                self.client.put_object(Bucket=self.bucket, Key=full, Body=first, **extra, **lock)
+                self._tagged(self.client.put_object, Bucket=self.bucket, Key=full, Body=first,
+                             **extra, **lock)
                 return ObjectInfo(key, len(first), datetime.now(UTC))
             return self._multipart(key, full, first, stream, extra, lock)
 
@@ -101,7 +119,8 @@ class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy):
         self, key: str, full: str, first: bytes, stream: BinaryIO, extra: dict[str, Any],
         lock: dict[str, Any],
     ) -> ObjectInfo:
-        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=full, **lock)["UploadId"]
+        upload_id = self._tagged(self.client.create_multipart_upload, Bucket=self.bucket, Key=full,
+                                 **lock)["UploadId"]
         parts = []
         size = 0
         try:
@@ -130,6 +149,26 @@ class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy):
             raise
         return ObjectInfo(key, size, datetime.now(UTC))
 
+    def _tagged(self, call: Any, **kwargs: Any) -> Any:
+        """``call(**kwargs)``; when it carries the part tag and the store refuses tagging (a role
+        without s3:PutObjectTagging, an S3-compatible service without tags), again without it —
+        nothing was created by the refused request — and no more tags from this store: the
+        backup goes on, only cold-tier lifecycle rules will not select these parts (logged)."""
+        if "Tagging" not in kwargs:
+            return call(**kwargs)
+        try:
+            return call(**kwargs)
+        except Exception as exc:
+            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+            if code not in _TAGGING_REFUSED:
+                raise
+            self._tag_parts = False
+            log.warning("%s refuses object tags (%s): parts are written untagged, so cold-tier "
+                        "lifecycle rules will not move them (docs/cold-tiers.md)",
+                        self.describe(), code)
+            kwargs.pop("Tagging")
+            return call(**kwargs)
+
     def open(self, key: str) -> BinaryIO:
         with self._errors(key):
             body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
@@ -154,7 +193,8 @@ class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy):
         with self._errors(prefix or "/"):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
                 for obj in page.get("Contents", []):
-                    yield ObjectInfo(self._rel(obj["Key"]), int(obj["Size"]), obj.get("LastModified"))
+                    yield ObjectInfo(self._rel(obj["Key"]), int(obj["Size"]), obj.get("LastModified"),
+                                     obj.get("StorageClass"))
 
     LOCKED_DETAIL = "Object Lock retention has not expired"
 
@@ -234,6 +274,76 @@ class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy):
             )
         return True
 
+    # --- s16-cold: storage classes by lifecycle rules, rehydration by RestoreObject ----------
+
+    def lifecycle_rules(self, plans: dict[str, builtins.list[tuple[int, str]]]) -> dict[str, Any]:
+        """The bucket's lifecycle configuration moving the parts under each prefix (relative to
+        the store) to the classes given, ``days`` after their creation; rules of the bucket that
+        cloudkeep did not write are kept (PutBucketLifecycleConfiguration replaces them all)."""
+        ours = []
+        for prefix, steps in sorted(plans.items()):
+            full = self._key(prefix.rstrip("/")) + "/"
+            ours.append({
+                "ID": (RULE_PREFIX + full.rstrip("/").replace("/", "-"))[:255],
+                "Status": "Enabled",
+                "Filter": {"And": {"Prefix": full,
+                                   "Tags": [{"Key": PART_TAG[0], "Value": PART_TAG[1]}]}},
+                "Transitions": [{"Days": days, "StorageClass": cls} for days, cls in steps],
+            })
+        others = [r for r in self.current_lifecycle().get("Rules", [])
+                  if not str(r.get("ID", "")).startswith(RULE_PREFIX)]
+        return {"Rules": others + ours}
+
+    def current_lifecycle(self) -> dict[str, Any]:
+        try:
+            with self._errors("lifecycle"):
+                resp = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
+        except Exception as exc:
+            if "NoSuchLifecycleConfiguration" in str(exc):
+                return {"Rules": []}
+            raise
+        return {"Rules": resp.get("Rules", [])}
+
+    def apply_lifecycle(self, rules: dict[str, Any]) -> None:
+        with self._errors("lifecycle"):
+            if rules.get("Rules"):
+                self.client.put_bucket_lifecycle_configuration(
+                    Bucket=self.bucket, LifecycleConfiguration=rules)
+            else:
+                self.client.delete_bucket_lifecycle(Bucket=self.bucket)
+
+    def readiness(self, key: str) -> tuple[str, str | None]:
+        """``online``, ``archived``, ``rehydrating`` or ``ready``, and the object's class."""
+        with self._errors(key):
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        cls = head.get("StorageClass") or "STANDARD"
+        if cls not in _RESTORE_HOURS:
+            return "online", cls
+        restore = str(head.get("Restore") or "")
+        if 'ongoing-request="false"' in restore:
+            return "ready", cls
+        if 'ongoing-request="true"' in restore:
+            return "rehydrating", cls
+        return "archived", cls
+
+    def rehydrate(self, key: str, *, days: int) -> None:
+        """RestoreObject (Standard retrieval): a readable copy for ``days`` days; one already
+        under way is fine."""
+        try:
+            with self._errors(key):
+                self.client.restore_object(
+                    Bucket=self.bucket, Key=self._key(key),
+                    RestoreRequest={"Days": days, "GlacierJobParameters": {"Tier": "Standard"}})
+        except Exception as exc:
+            if "RestoreAlreadyInProgress" not in str(exc):
+                raise
+
+    def is_offline(self, store_class: str) -> bool:
+        return store_class in _RESTORE_HOURS
+
+    def rehydration_hours(self, store_class: str | None) -> float:
+        return _RESTORE_HOURS.get(store_class or "", 12.0)
+
     def _errors(self, key: str) -> S3StoreErrors:
         """botocore errors on ``key`` → cloudkeep's (``clouds/aws.py``)."""
         return S3StoreErrors(f"{self.describe()}/{key}", subject=key)
@@ -311,6 +421,13 @@ class S3StoreSpec(UrlStoreModel):
     """An S3 bucket (or S3-compatible endpoint)."""
 
     URL_SHAPE: ClassVar[str] = "s3://BUCKET/KEY"
+    STORAGE_CLASSES: ClassVar[dict[str, str]] = {
+        "cool": "STANDARD_IA", "cold": "GLACIER_IR", "archive": "DEEP_ARCHIVE"}
+    DEFAULT_CLASS: ClassVar[str] = "STANDARD"
+    MIN_STORAGE_DAYS: ClassVar[dict[str, int]] = {
+        "STANDARD_IA": 30, "GLACIER_IR": 90, "GLACIER": 90, "DEEP_ARCHIVE": 180}
+    LIFECYCLE_MIN_DAYS: ClassVar[dict[str, int]] = {"STANDARD_IA": 30}
+    TRANSITIONS_BY: ClassVar[str] = "lifecycle"
 
     IMPLEMENTATION = S3Store
 
