@@ -21,6 +21,7 @@ Back up, verify and restore from a script::
 from __future__ import annotations
 
 from .backing_up import backup, copy, dataset_names, run, run_reply, tick, work
+from .capturing import capture, history, recovery_window, restore_at
 from .browsing import audit_log, list_snapshots, show_snapshot
 from .checking import LEVELS, verify
 from .holding import hold_add, hold_list, hold_remove
@@ -33,19 +34,23 @@ __all__ = [
     "LEVELS",
     "audit_log",
     "backup",
+    "capture",
     "check_keys",
     "copy",
     "create_key",
     "dataset_names",
     "endorse",
+    "history",
     "hold_add",
     "hold_list",
     "hold_remove",
     "list_snapshots",
     "plan",
     "prune",
+    "recovery_window",
     "report",
     "restore",
+    "restore_at",
     "run",
     "run_reply",
     "show_snapshot",
