@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from conftest import unique, write_policy
-from helpers import cli, cli_json, scan_all
 
 from cloudkeep import layout
 from cloudkeep.stores.file import FileStore
+from conftest import unique, write_policy
+from helpers import cli, cli_json, scan_all
 
 
 def make_streamed_table(client: Any, name: str) -> None:

@@ -21,8 +21,8 @@ Back up, verify and restore from a script::
 from __future__ import annotations
 
 from .backing_up import backup, copy, dataset_names, run, run_reply, tick, work
-from .capturing import capture, history, recovery_window, restore_at
 from .browsing import audit_log, list_snapshots, show_snapshot
+from .capturing import capture, history, recovery_window, restore_at
 from .checking import LEVELS, verify
 from .holding import hold_add, hold_list, hold_remove
 from .key_admin import check_keys, create_key, endorse
