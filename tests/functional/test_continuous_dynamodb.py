@@ -155,4 +155,24 @@ def test_a_lost_stream_position_is_a_gap_an_alert_and_a_refused_moment(
                        iso(datetime.now(UTC) - timedelta(milliseconds=200)), "--into", f"{table}-x")
     assert code == 2 and "inside a gap" in err, err
     listed = cli_json(capsys, "--policy", policy, "list", "orders")
-    assert listed  # the window and its gaps are shown by list (checked in its own test)
+    window = listed[0]["continuous"]
+    assert window["open_gaps"] == 1 and "trimmed" in window["gaps"][0]["reason"]
+    assert window["start"] is not None and window["end"] is not None
+    planned = cli_json(capsys, "--policy", policy, "plan")
+    assert planned[0]["continuous"]["open_gaps"] == 1
+    reported = cli_json(capsys, "--policy", policy, "report")
+    assert reported["datasets"][0]["continuous"]["gaps"][0]["open"] is True
+    code, out, _ = cli(capsys, "--policy", policy, "list", "orders")
+    assert code == 0 and "orders: continuous: recoverable" in out and "1 open" in out
+    # the next base snapshot closes the gap: a moment after it restores again
+    assert cli(capsys, "--policy", policy, "run", "orders")[0] == 0
+    put(ddb_client, table, "c", "v2")
+    done = cli_json(capsys, "--policy", policy, "capture", "orders", "--once")
+    assert done["gaps"] == []
+    window = cli_json(capsys, "--policy", policy, "list", "orders")[0]["continuous"]
+    assert window["open_gaps"] == 0 and window["gaps"][0]["closed_by"] is not None
+    cli_json(capsys, "--policy", policy, "restore", "orders", "--at", done["caught_up"],
+             "--into", f"{table}-after")
+    assert scan_all(ddb_client, f"{table}-after") == scan_all(ddb_client, table)
+    state = json.loads(store.get(sorted(i.key for i in store.list(layout.alert_states_prefix("orders")))[-1]))
+    assert state["open"] == []  # the gap alert is closed once no gap is open

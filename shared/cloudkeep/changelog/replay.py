@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ..capabilities import DeletesItems, able
 from ..changes import Change
 from ..itemkeys import key_bytes, key_of
 from ..sources import RestoreWriter
@@ -66,7 +67,14 @@ class Replay:
         return False
 
     def write(self, writer: RestoreWriter, chunk: int = 500) -> int:
-        """Write the final lines (after the base snapshot); how many were written."""
+        """Write the final lines (after the base snapshot); how many were written. A writer
+        that deletes (``DeletesItems``: an ``--overwrite`` into a target that may hold them)
+        also deletes the items removed in the span."""
+        deleter = able(writer, DeletesItems)
+        if deleter is not None:
+            removed = [c.key for _, c in self.final.values() if c.line is None]
+            for start in range(0, len(removed), chunk):
+                deleter.delete_keys(removed[start:start + chunk])
         batch: list[bytes] = []
         written = 0
         for line in self.lines():

@@ -22,6 +22,9 @@ from typing import Any
 
 from .. import catalog
 from ..changes import utc
+from ..errors import CloudkeepError
+from ..policy import Policy
+from ..registry import store_for_dataset
 from ..stores import Store
 from ..timeline import Captured
 from .format import format_time
@@ -126,3 +129,38 @@ def _time(text: str) -> datetime | None:
         return utc(datetime.fromisoformat(text.replace("Z", "+00:00"))) if text else None
     except ValueError:
         return None
+
+
+def summary(policy: Policy, dataset: str, store: Store | None = None) -> dict[str, Any] | None:
+    """What ``list``, ``plan`` and ``report`` show of a continuously captured dataset (None for
+    one that is not): its recoverable window, gaps and settings; a store error is recorded in
+    ``error``, not raised."""
+    settings = policy.continuous(dataset)
+    if settings is None:
+        return None
+    out: dict[str, Any] = {
+        "flush_interval_seconds": int(settings.flush_interval.total_seconds()),
+        "window_seconds": None if settings.window is None else int(settings.window.total_seconds()),
+    }
+    try:
+        store = store if store is not None else store_for_dataset(policy, dataset)
+        return compute(store, dataset).as_dict() | out | {"error": None}
+    except CloudkeepError as exc:
+        return {"dataset": dataset, "start": None, "end": None, "gaps": [], "open_gaps": 0,
+                "error": str(exc)} | out
+
+
+def describe(summary_: dict[str, Any]) -> str:
+    """One line for a table: ``window START → END, N gaps (M open)``."""
+    if summary_.get("error"):
+        return f"continuous: {summary_['error']}"
+    start, end = str(summary_.get("start") or ""), str(summary_.get("end") or "")
+    span = "no recoverable window yet" if not start else f"recoverable {start[:19]}Z → {end[:19]}Z"
+    gaps = summary_.get("gaps") or []
+    text = f"continuous: {span}"
+    if gaps:
+        text += f"; {len(gaps)} gap(s), {summary_.get('open_gaps', 0)} open"
+        for gap in gaps:
+            text += (f"; gap {gap['start'][:19]} → {(gap['closed_at'] or gap['end'] or 'open')[:19]}"
+                     f" ({gap['reason']})")
+    return text

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from .backing_up import backup, copy, dataset_names, run, run_reply, tick, work
 from .browsing import audit_log, list_snapshots, show_snapshot
-from .capturing import capture, history, recovery_window, restore_at
+from .capturing import capture, describe_window, history, recovery_window, restore_at
 from .checking import LEVELS, verify
 from .holding import hold_add, hold_list, hold_remove
 from .key_admin import check_keys, create_key, endorse
@@ -39,6 +39,7 @@ __all__ = [
     "copy",
     "create_key",
     "dataset_names",
+    "describe_window",
     "endorse",
     "history",
     "hold_add",

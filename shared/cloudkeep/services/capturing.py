@@ -86,3 +86,8 @@ def history(policy: Policy, dataset: str, key_text: str, *, since: str | None = 
 def recovery_window(policy: Policy, dataset: str) -> _window.Window:
     """``dataset``'s recoverable window and gaps (from its own store)."""
     return _window.compute(catalog.store_named(policy, dataset, None), dataset)
+
+
+def describe_window(summary: dict[str, Any]) -> str:
+    """One line of a continuous dataset's window and gaps, for a table."""
+    return _window.describe(summary)
