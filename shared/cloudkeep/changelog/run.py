@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import alerts
-from ..capabilities import CapturesChanges, able
+from ..capabilities import CapturesChanges, CopiesObjects, able
 from ..errors import UsageError
 from ..policy import Policy
 from ..registry import open_source, store_for_dataset
@@ -73,10 +73,14 @@ def capture(policy: Policy, dataset: str, *, once: bool = False,
             store: Store | None = None, source: Source | None = None,
             stop: threading.Event | None = None) -> CaptureResult:
     """Capture ``dataset``'s changes (see the module docstring)."""
+    source = source or open_source(policy.dataset(dataset).source)
     stream = capturing_source(policy, dataset, source)
     settings = policy.continuous(dataset)
     assert settings is not None
     store = store if store is not None else store_for_dataset(policy, dataset)
+    copier = able(source, CopiesObjects)
+    if copier is not None:  # the S3 source copies each version's content into the blobs
+        copier.attach_store(store, dataset)
     clock = clock or _ProcessClock()
     deadline = None if budget is None else time.monotonic() + budget.total_seconds()
     stream_id = stream.change_stream_id()
