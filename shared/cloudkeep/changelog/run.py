@@ -121,17 +121,22 @@ def _drain(policy: Policy, dataset: str, stream: CapturesChanges, stream_id: str
             result.bytes += done.bytes
             if done.lag is not None:
                 result.lag_seconds = round(done.lag.total_seconds(), 3)
+        logged = dict(state.logged or {})
+        for change in batch.changes:
+            if change.sequence > logged.get(change.shard, ""):
+                logged[change.shard] = change.sequence
         since = state.since or batch.since
         until = state.complete_until
         if batch.caught_up is not None:
             until = batch.caught_up if until is None else max(until, batch.caught_up)
             result.caught_up = until
         moved = (batch.position != state.position or until != state.complete_until
-                 or since != state.since)
+                 or since != state.since or logged != (state.logged or {}))
         if moved:
-            entry = positions.Position(stream_id, batch.position, since, until, state.number)
+            entry = positions.Position(stream_id, batch.position, since, until, state.number,
+                                       logged)
             number = positions.append(store, dataset, entry, clock.now())
-            state = positions.Position(stream_id, batch.position, since, until, number)
+            state = positions.Position(stream_id, batch.position, since, until, number, logged)
     if result.caught_up is not None and result.lag_seconds is None:
         result.lag_seconds = 0.0
 
