@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from fixtures_azure import cosmos_policy
-from helpers import cli, cli_json
-from test_continuous_dynamodb import next_second
-from test_cosmos import create_container, items
 
 from cloudkeep.changelog.run import capture
 from cloudkeep.policy import load_policy
 from cloudkeep.sources.cosmos import CosmosSource
 from cloudkeep.sources.cosmos.changefeed import Change
+from fixtures_azure import cosmos_policy
+from helpers import cli, cli_json
+from test_continuous_dynamodb import next_second
+from test_cosmos import create_container, items
 
 
 class LsnFeed:
