@@ -111,3 +111,17 @@ def test_change_feed_capture_restores_a_moment_and_lists_history(
     gone = cli_json(capsys, "--policy", policy_path, "history", "carts", "--key",
                     json.dumps({"id": "n1", "partition_key": ["p9"]}))
     assert [v["event"] for v in gone] == ["insert", "remove"]
+
+
+def test_a_feed_without_deletes_is_refused_with_the_reason(
+        cosmos_server: Any, cosmos_client: Any, cosmos_database: str, tmp_path: Path,
+        capsys: Any) -> None:
+    create_container(cosmos_client, cosmos_database, "plain")
+    path = cosmos_policy(tmp_path, endpoint=cosmos_server.endpoint, database=cosmos_database,
+                         container="plain")
+    doc = yaml.safe_load(path.read_text())
+    doc["datasets"]["carts"]["continuous"] = True
+    path.write_text(yaml.safe_dump(doc))
+    code, _, err = cli(capsys, "--policy", str(path), "capture", "carts", "--once")
+    assert code == 1 and "all-versions-and-deletes" in err
+    assert err.count("\n") == 1  # one line, no traceback

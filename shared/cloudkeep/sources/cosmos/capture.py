@@ -8,8 +8,8 @@ older than the feed's retention (all-versions-and-deletes mode) is a gap, restar
 
 Each change's time is its ``crts`` (or ``_ts``: whole seconds), never earlier than the previous
 read that drained the feed; its sequence is its ``lsn`` (ordered within its feed range).
-In latest-version mode a delete is not in the feed, and of several updates between two reads
-only the last is (docs/continuous.md).
+The feed must be in all-versions-and-deletes mode (a container with a change feed retention):
+the latest-version feed lists no deletes, so capture refuses it (docs/continuous.md).
 """
 
 from __future__ import annotations
@@ -86,6 +86,12 @@ class FeedCapture:
              deadline: float | None) -> Iterator[ChangeBatch]:
         source = self.source
         feed = source.change_feed
+        retention = feed.retention()
+        if retention is None:
+            raise SourceError(f"{source.where}: the container's change feed has no "
+                              "all-versions-and-deletes mode (no changeFeedPolicy retention; it "
+                              "needs continuous backup on the account): continuous capture needs "
+                              "it — the latest-version feed lists no deletes")
         rid = str(source.container_properties().get("_rid") or source.where)
         started = now()
         state = json.loads(json.dumps(position)) if position else {}
@@ -106,7 +112,6 @@ class FeedCapture:
                                       f"feed range {_range_id(r)} has no continuation"))
                 state["ranges"].append({"range": r, "token": feed.start(r),
                                         "read_at": started.isoformat()})
-        retention = feed.retention()
         floor = _time(state.get("drained_at"))
         paths = source.paths()
         for entry in state["ranges"]:
