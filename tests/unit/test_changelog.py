@@ -251,3 +251,21 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Any, capsys: Any) -> None:
         code, out, err = cli(capsys, "--policy", policy, *args)
         assert code == 2, (args, out, err)
         assert needle in err and "Traceback" not in err, (args, err)
+
+
+def test_an_event_driven_producer_marks_its_log_complete(monkeypatch: Any) -> None:
+    from cloudkeep.changelog import mark_complete
+    from cloudkeep.changelog.window import compute
+
+    policy = parse_policy(POLICY)
+    store = MemoryStore()
+    ingest(policy, "a", [change(1, "a", at=T0 + timedelta(minutes=5))], store=store)
+    win = compute(store, "a")
+    assert win.since == T0 + timedelta(minutes=5) and win.complete_until == win.since
+    import cloudkeep.changelog as package
+
+    monkeypatch.setattr(package, "store_for_dataset", lambda _p, _d: store)  # the policy's store
+    mark_complete(policy, "a", "arn:stream", T0 + timedelta(minutes=9), since=T0)
+    mark_complete(policy, "a", "arn:stream", T0 + timedelta(minutes=7))  # older: the max stays
+    win = compute(store, "a")
+    assert win.since == T0 and win.complete_until == T0 + timedelta(minutes=9)
