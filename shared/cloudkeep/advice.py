@@ -14,6 +14,8 @@
 - ``store-has-no-classes``, ``early-deletion`` and ``lifecycle-refuses``: cold tiers (``cloudkeep.coldtiers``): a
   tier's ``transition`` where the store has no classes; retention or the next transition moving
   parts on before their class's minimum storage duration (docs/cold-tiers.md).
+- ``continuous-setup``: a dataset is captured continuously (``continuous:``): what its source
+  needs for it (a stream, versioning, triggers — the source type's ``continuous_requirements()``).
 - ``store-cannot-lock``: a tier asks for ``immutability`` but a dataset of it is stored where
   cloudkeep cannot lock objects (a store without ``object_lock``; GCS, Azure and file stores: lock
   the bucket or container itself — docs/threat-model.md).
@@ -148,6 +150,12 @@ def warnings(policy: Policy, now: datetime | None = None) -> list[PolicyWarning]
                 "immutability)"))
     out += [PolicyWarning(*w) for w in coldtiers.warnings(  # s16-cold: cold tiers
         policy, lambda t: Schedule.parse(policy.tiers[t].schedule, policy.timezone).typical_interval(now))]
+    for name, dataset in sorted(policy.datasets.items()):
+        if policy.continuous(name) is not None:
+            needs = type(dataset.source).continuous_requirements()
+            if needs:
+                out.append(PolicyWarning("continuous-setup", f"datasets.{name}.continuous",
+                                         f"continuous capture needs {needs}"))
     policy_on = _encryption_on(getattr(policy, "encryption", None))
     keys_of = getattr(policy, "encryption_keys", None)  # the policy's own answer, where it has one
     for name, dataset in sorted(policy.datasets.items()):

@@ -20,6 +20,7 @@ from typing import Any
 from . import __version__, coldtiers, holds, layout, runs, timeline, verify_slots
 from .alerts import open_alerts
 from .catalog import scan
+from .changelog import window
 from .errors import CloudkeepError, ObjectNotFoundError
 from .policy import Policy, format_duration
 from .prune import prune
@@ -163,6 +164,7 @@ def dataset_report(policy: Policy, name: str, now: datetime, store: Store | None
     except CloudkeepError as exc:
         log.warning("dataset %s: cannot list storage classes: %s", name, exc)
         out["storage"] = None
+    out["continuous"] = window.summary(policy, name)  # s16-capture: window and gaps
     out["status"], out["attention"] = _status(out)
     return out
 

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .. import cliargs, services
-from ..errors import EXIT_FAILED
+from ..errors import EXIT_FAILED, UsageError
 from ..place import Place
 from .app import Ctx, allow_unsigned_option, local_options, main, progress, usage
 from .output import emit, fmt_seconds
@@ -26,12 +26,26 @@ from .output import emit, fmt_seconds
 @click.option("--sample", "sample_items", type=click.IntRange(min=1), default=100, show_default=True,
               metavar="N", help="With --level sample: how many items to compare.")
 @click.option("--store", "store_name", callback=cliargs.text, metavar="STORE", help="Verify the copy in this store.")
+@click.option("--log", "log_of", callback=cliargs.text, metavar="DATASET",
+              help="Verify DATASET's change log (continuous capture): every segment's checksum "
+                   "and order, no holes.")
 @allow_unsigned_option
 @click.pass_obj
 def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_items: int,
-           store_name: str | None, allow_unsigned: bool) -> None:
+           store_name: str | None, log_of: str | None, allow_unsigned: bool) -> None:
     """Check a snapshot at the given level; the report is stored under verifications/; exit 1
-    on any problem."""
+    on any problem. With --log, check a dataset's change log instead."""
+    if log_of is not None:
+        if ref or latest_of:
+            usage("verify --log DATASET takes no snapshot reference")
+        checked = services.verify_log(ctx.load(), log_of, store_name=store_name)
+        emit(ctx, checked.as_dict(), lambda d: click.echo(
+            f"{d['dataset']} change log: {'OK' if d['ok'] else 'FAILED'} ({d['segments']} "
+            f"segments, {d['changes']} changes, {d['unreferenced_segments']} unreferenced)"
+            + "".join(f"\n  {p}" for p in d["problems"])))
+        if not checked.ok:
+            sys.exit(EXIT_FAILED)
+        return
     if bool(ref) == bool(latest_of):
         usage("verify needs exactly one of DATASET@SNAPSHOT_ID or --latest DATASET")
     report = services.verify(ctx.load(), ref or f"{latest_of}@latest", level=level,
@@ -65,12 +79,15 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_
 
 @main.command()
 @local_options
-@click.argument("ref", callback=cliargs.text, metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
+@click.argument("ref", callback=cliargs.text, metavar="DATASET@SNAPSHOT_ID|DATASET@latest|DATASET --at ISO8601")
 @click.option("--into", "--target", "target", callback=cliargs.target, required=True, metavar="NAME",
               help="Target to restore into (DynamoDB: a table name, in the source's region "
                    "unless --region; S3: BUCKET[/PREFIX]).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty target.")
 @click.option("--store", "store_name", callback=cliargs.text, metavar="STORE", help="Restore from the copy in this store.")
+@click.option("--at", "at", callback=cliargs.text, metavar="ISO8601",
+              help="Restore DATASET as it was at this moment (continuous capture: a base "
+                   "snapshot plus the change log); exit 2 outside the window or inside a gap.")
 @allow_unsigned_option
 # --- another place and a governed rate (issue #23 §2-3; docs/emergency-restore.md) ----------
 @click.option("--region", callback=cliargs.text, metavar="REGION",
@@ -97,16 +114,29 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_
                                     "write capacity (e.g. 0.5).")
 @click.pass_obj
 def restore(ctx: Ctx, ref: str, target: str, overwrite: bool, store_name: str | None,
-            allow_unsigned: bool, region: str | None, profile: str | None,
+            at: str | None, allow_unsigned: bool, region: str | None, profile: str | None,
             role_arn: str | None, external_id: str | None, project: str | None,
             endpoint: str | None, key_env: str | None, max_rate: float | None,
             capacity_share: float | None) -> None:
     """Restore a snapshot into a target; refuses a non-empty target without --overwrite, and a
     manifest that cannot be trusted (forged, replayed, tampered, downgraded). The target may be
     in another region, account or project (--region, --profile, --role-arn, --project,
-    --endpoint); the policy's residency is checked before anything is written."""
+    --endpoint); the policy's residency is checked before anything is written. With --at, REF
+    is a DATASET restored as it was at that moment."""
     place = Place(region=region, profile=profile, role_arn=role_arn, external_id=external_id,
                   project=project, endpoint=endpoint, key_env=key_env)
+    if at is not None:
+        if not place.is_here() or max_rate is not None or capacity_share is not None:
+            raise UsageError("bad --at: a restore to a moment writes into the source's own "
+                             "account and region at full rate (no --region, --profile, "
+                             "--role-arn, --project, --endpoint, --max-rate, --capacity-share)")
+        done = services.restore_at(ctx.load(), ref, at, target, overwrite=overwrite,
+                                   store_name=store_name, allow_unsigned=allow_unsigned,
+                                   progress=progress())
+        emit(ctx, done.as_dict(), lambda d: click.echo(
+            f"restored {d['dataset']} at {d['at']} into {d['target']}: {d['items']} items "
+            f"(base {d['base']}, {d['replay']['changes_read']} logged changes replayed)"))
+        return
     result = services.restore(ctx.load(), ref, target, overwrite=overwrite, store_name=store_name,
                               allow_unsigned=allow_unsigned, progress=progress(),
                               place=place, max_rate=max_rate, capacity_share=capacity_share)

@@ -61,6 +61,8 @@ def plan(ctx: Ctx, now_text: str | None, with_retention: bool) -> None:
         for r in data:
             if "retention" in r:
                 retention_table(r["dataset"], r["retention"])
+            if r.get("continuous"):
+                click.echo(f"{r['dataset']}: {services.describe_window(r['continuous'])}")
 
     emit(ctx, rows, render)
 
@@ -100,6 +102,8 @@ def list_(ctx: Ctx, dataset: str | None, store_name: str | None) -> None:
         for refusal in refused:  # shown, but never as a snapshot
             click.echo(f"{refusal.dataset}@{refusal.snapshot_id} ({refusal.kind.upper()}): "
                        "not listed, left in the store as evidence")
+        for name, summary in sorted(listing.windows.items()):
+            click.echo(f"{name}: {services.describe_window(summary)}")
 
     emit(ctx, rows, render)
     for problem in listing.problems:

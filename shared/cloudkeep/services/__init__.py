@@ -22,6 +22,14 @@ from __future__ import annotations
 
 from .backing_up import backup, copy, dataset_names, run, run_reply, tick, work
 from .browsing import audit_log, list_snapshots, show_snapshot
+from .capturing import (
+    capture,
+    describe_window,
+    history,
+    recovery_window,
+    restore_at,
+    verify_log,
+)
 from .checking import LEVELS, verify
 from .holding import hold_add, hold_list, hold_remove
 from .key_admin import check_keys, create_key, endorse
@@ -35,11 +43,14 @@ __all__ = [
     "LEVELS",
     "audit_log",
     "backup",
+    "capture",
     "check_keys",
     "copy",
     "create_key",
     "dataset_names",
+    "describe_window",
     "endorse",
+    "history",
     "hold_add",
     "hold_list",
     "hold_remove",
@@ -47,8 +58,10 @@ __all__ = [
     "list_snapshots",
     "plan",
     "prune",
+    "recovery_window",
     "report",
     "restore",
+    "restore_at",
     "retention_check",
     "retention_plan",
     "run",
@@ -56,6 +69,7 @@ __all__ = [
     "show_snapshot",
     "tick",
     "verify",
+    "verify_log",
     "work",
     "write_html",
 ]
