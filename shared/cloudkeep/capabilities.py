@@ -327,4 +327,15 @@ class ReadsItems(Protocol):
         ...
 
 
+@runtime_checkable
+class ReadsTarget(Protocol):
+    """A source whose restore target can be read item by item without creating or changing
+    anything (a partial restore's ``--dry-run``)."""
+
+    def target_reader(self, target: str, recorded: dict[str, Any]) -> ReadsItems | None:
+        """A reader of the target's items by key; None when the target does not exist (then
+        every item would be new). Closed with ``Closes`` when it has that ability."""
+        ...
+
+
 read_from_start = pages_from_start  # ``read_segment`` of a Resumable source

@@ -14,7 +14,9 @@ retries) after every dataset has had its turn.
 - backup: ``datasets`` (list, default all)
 - verify: ``ref`` (``DATASET@ID`` / ``DATASET@latest``), optional ``level`` (integrity, sample,
   drill) and ``sample`` (items, default 100)
-- restore: ``ref``, ``into``, optional ``overwrite``
+- restore: ``ref``, ``into``, optional ``overwrite``; a partial restore (docs/partial-restore.md)
+  with ``keys`` (list of keys in the source's own form) or ``keys_file``, ``where``, ``dry_run``,
+  ``delete_missing``
 - plan: optional ``now`` (ISO 8601)
 
 It returns ``(http_status, body)``; the body always has ``ok``, and ``error`` when not ok.
@@ -26,6 +28,7 @@ Every entry point calls the use cases of :mod:`cloudkeep.services`, as the CLI d
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from datetime import datetime
@@ -50,6 +53,7 @@ from .policy import POLICY_ENV, Policy, load_policy
 from .queues import queue_from_env
 from .redaction import redact, redact_obj
 from .runtime import parse_now
+from .services.restoring import SelectionRequest
 
 # Cold start: a handler imports this module at init, so the use cases (cloudkeep.services and
 # the core behind them) load on an entry point's first call, not here (bench/, test_imports).
@@ -233,5 +237,25 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
         return report.as_dict()
     into = _field(payload, "into", str)
     overwrite = bool(_field(payload, "overwrite", bool, required=False))
-    restored = services.restore(policy, ref, into, overwrite=overwrite)
+    restored = services.restore(
+        policy, ref, into, overwrite=overwrite, selection=_selection(payload),
+        dry_run=bool(_field(payload, "dry_run", bool, required=False)),
+        delete_missing=bool(_field(payload, "delete_missing", bool, required=False)))
     return {"ok": True, **restored.as_dict()}
+
+
+def _selection(payload: dict[str, Any]) -> SelectionRequest:
+    """A restore payload's partial selection: ``keys`` (a list; ``key``: one or a list), each
+    key JSON text or the JSON value itself; ``keys_file`` (a path the function can read);
+    ``where`` (an expression)."""
+    given: list[Any] = []
+    for name in ("keys", "key"):
+        value = payload.get(name)
+        if value is None:
+            continue
+        if name == "keys" and not isinstance(value, list):
+            raise UsageError("payload: 'keys' must be a list of keys")
+        given.extend(value if isinstance(value, list) else [value])
+    keys = tuple(k if isinstance(k, str) else json.dumps(k) for k in given)
+    return SelectionRequest(keys_file=_field(payload, "keys_file", str, required=False),
+                            keys=keys, where=_field(payload, "where", str, required=False))

@@ -279,6 +279,13 @@ class SourceModel(Tagged):
         Raises ValueError naming what is wrong."""
         raise ValueError(f"{cls.type_name()} snapshots are not addressable item by item")
 
+    @classmethod
+    def item_fields(cls, doc: Any, recorded: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The attributes of the item one decoded line holds, as plain JSON-like values (numbers
+        as ``Decimal``) for ``restore --where`` (``cloudkeep.where``); None for a line that
+        deletes an item (or a type without items)."""
+        return None
+
 
 class StoreModel(Tagged):
     """The base of a store type's policy spec (at the end of ``stores/<name>.py``)."""

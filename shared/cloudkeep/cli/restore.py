@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -9,6 +10,7 @@ import click
 
 from .. import cliargs, services
 from ..errors import EXIT_FAILED
+from ..services.restoring import PartialResult, SelectionRequest
 from .app import Ctx, allow_unsigned_option, local_options, main, progress, usage
 from .output import emit, fmt_seconds
 
@@ -70,15 +72,56 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_
                    "S3: BUCKET[/PREFIX]).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty target.")
 @click.option("--store", "store_name", callback=cliargs.text, metavar="STORE", help="Restore from the copy in this store.")
+# partial restore (#22; docs/partial-restore.md)
+@click.option("--keys", "keys_file", callback=cliargs.input_file, metavar="FILE",
+              help="Restore only the items with these keys: one key per line, in the source's "
+                   "own form (JSON).")
+@click.option("--key", "keys", multiple=True, metavar="JSON",
+              help="Restore only the item with this key (repeatable), e.g. "
+                   "'{\"pk\": {\"S\": \"user#1\"}}'.")
+@click.option("--where", "where", metavar="EXPR",
+              help="Restore only the items matching EXPR, e.g. 'status = \"open\" and total > 10'.")
+@click.option("--dry-run", is_flag=True,
+              help="Write nothing; say what would change (item by item with --format json).")
+@click.option("--delete-missing", is_flag=True,
+              help="Delete from the target the keys asked for that the snapshot does not hold.")
 @allow_unsigned_option
 @click.pass_obj
 def restore(ctx: Ctx, ref: str, target: str, overwrite: bool, store_name: str | None,
-            allow_unsigned: bool) -> None:
+            keys_file: str | None, keys: tuple[str, ...], where: str | None, dry_run: bool,
+            delete_missing: bool, allow_unsigned: bool) -> None:
     """Restore a snapshot into a target; refuses a non-empty target without --overwrite, and a
-    manifest that cannot be trusted (forged, replayed, tampered, downgraded)."""
+    manifest that cannot be trusted (forged, replayed, tampered, downgraded). With --keys,
+    --key or --where only the selected items are restored (into the live dataset too, with
+    --overwrite); every other item of the target stays as it is."""
+    selection = SelectionRequest(keys_file=keys_file, keys=keys, where=where)
     result = services.restore(ctx.load(), ref, target, overwrite=overwrite, store_name=store_name,
-                              allow_unsigned=allow_unsigned, progress=progress())
+                              allow_unsigned=allow_unsigned, progress=progress(),
+                              selection=selection, dry_run=dry_run, delete_missing=delete_missing)
+    if isinstance(result, PartialResult):
+        emit(ctx, result.as_dict(), _render_partial)
+        return
     emit(ctx, result.as_dict(), lambda d: click.echo(
         f"restored {d['ref']} into {d['target']}: {d['items']} items in {d['seconds']}s "
         + (f"(via {d['via']})" if d.get("via") else "(content digest matches the manifest)")
     ))
+
+
+SHOWN = 50  # items a text answer lists (--format json lists them all)
+
+
+def _render_partial(d: dict[str, Any]) -> None:
+    if d["dry_run"]:
+        click.echo(f"dry run of {d['ref']} into {d['target']} (nothing written): {d['selected']} "
+                   f"items selected: {d['new']} new, {d['changed']} changed, {d['unchanged']} "
+                   f"unchanged; {d['missing']} missing from the snapshot"
+                   + (f", {d['deleted']} would be deleted" if d["deleted"] else ""))
+    else:
+        click.echo(f"restored {d['put']} selected items of {d['ref']} into {d['target']} in "
+                   f"{d['seconds']}s (every part checked); {d['missing']} missing from the "
+                   f"snapshot" + (f", {d['deleted']} deleted from the target" if d["deleted"] else ""))
+    for item in d["items"][:SHOWN]:
+        what = item.get("change") or ("live" if item.get("live") else "not live")
+        click.echo(f"  {item['action']:<7} {json.dumps(item['key'], ensure_ascii=False)} ({what})")
+    if len(d["items"]) > SHOWN:
+        click.echo(f"  ... and {len(d['items']) - SHOWN} more (--format json lists them all)")

@@ -73,3 +73,11 @@ class CosmosSourceSpec(SourceModel):
             raise ValueError(f"a Cosmos DB key is {cls.KEY_FORM}")
         pk = value["partition_key"]
         return {"id": value["id"], "partition_key": pk if isinstance(pk, list) else [pk]}
+
+    @classmethod
+    def item_fields(cls, doc: Any, recorded: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The item's properties as Cosmos DB holds them (nested JSON); None for a deletion."""
+        if not isinstance(doc, dict) or doc.get("delete") is True:
+            return None
+        item = doc.get("item")
+        return item if isinstance(item, dict) else None

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from ...capabilities import Description, Resumable, SampleCheck, read_from_start
+from ...capabilities import Description, ReadsTarget, Resumable, SampleCheck, read_from_start
 from ...codec import ContentDigest
 from ...errors import SourceError, SourceUnreachableError
 from .. import NamesTargets
@@ -55,7 +55,7 @@ def _page_size_from_env() -> int | None:
         raise SourceError(f"${PAGE_SIZE_ENV}: {text!r} is not a positive whole number") from None
     return value
 
-class DynamoDBSource(NativeJobs, Resumable, SampleCheck, NamesTargets):
+class DynamoDBSource(NativeJobs, Resumable, SampleCheck, ReadsTarget, NamesTargets):
     kind = "dynamodb"
 
     def __init__(
@@ -193,6 +193,10 @@ class DynamoDBSource(NativeJobs, Resumable, SampleCheck, NamesTargets):
         self, target: str, recorded: dict[str, Any], *, overwrite: bool
     ) -> DynamoDBWriter:
         return open_restore(self.client, target, self._describe(target), recorded, overwrite=overwrite)
+
+    def target_reader(self, target: str, recorded: dict[str, Any]) -> DynamoDBWriter | None:
+        """Reads table ``target`` by key (None: no such table); writes nothing."""
+        return DynamoDBWriter(self.client, target) if self._describe(target) is not None else None
 
     # ---------------------------------------------------------------- drills and samples
 
