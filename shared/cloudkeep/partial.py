@@ -159,7 +159,10 @@ def restore_partial(
                            selection.summary(),
                            chain=[m.snapshot_id for m in snapshots] if len(snapshots) > 1 else [])
     with tempfile.TemporaryFile() as spool:
-        found = _select(store, snapshots, selection, data_keys, spool, result, progress)
+        try:
+            found = _select(store, snapshots, selection, data_keys, spool, result, progress)
+        except RestoreError as exc:
+            raise RestoreError(f"{exc}; nothing was written") from exc
         missing = [k for kb, k in (selection.keys or {}).items() if kb not in found]
         result.missing = len(missing)
         spool.seek(0)
@@ -225,7 +228,7 @@ def _select(store: Store, snapshots: list[Manifest], selection: Selection,
                 raise RestoreError(
                     f"refusing to restore from {snapshot.dataset}@{snapshot.snapshot_id}: its "
                     f"items do not match its content digest ({digest.count} items read, "
-                    f"manifest says {snapshot.totals.items}); nothing was written")
+                    f"manifest says {snapshot.totals.items})")
     finally:
         progress.finish()
     return found
@@ -247,9 +250,9 @@ def _lines(store: Store, manifest: Manifest, data_key: bytes | None,
                 hashing.drain()
                 hashing.check_size()
             except (TruncatedPartError, DecryptionError, PartLimitError, zstandard.ZstdError) as exc:
-                raise RestoreError(f"part {part.name} is damaged: {exc}; nothing was written") from exc
+                raise RestoreError(f"part {part.name} is damaged: {exc}") from exc
             if hashing.sha256.hexdigest() != part.sha256:
-                raise RestoreError(f"part {part.name} failed its sha256 check; nothing was written")
+                raise RestoreError(f"part {part.name} failed its sha256 check")
         result.parts_read += 1
 
 

@@ -227,3 +227,24 @@ def test_bad_selections_are_one_line_usage_errors_before_anything_is_written(
     assert code == 2, (out, err)
     assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert dump(ddb_client, table) == before
+
+
+def test_a_damaged_part_restores_nothing_even_when_the_selected_items_are_elsewhere(
+        ddb_client: Any, live: Any, capsys: Any, tmp_path: Path) -> None:
+    policy, table = live
+    assert run(capsys, policy, "run", "orders")[0] == 0
+    parts = sorted((tmp_path / "vault").rglob("*.zst*")) or sorted(
+        p for p in (tmp_path / "vault").rglob("*") if p.is_file() and "/parts/" in str(p))
+    assert parts, list((tmp_path / "vault").rglob("*"))
+    damaged = parts[-1]
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    ddb_client.put_item(TableName=table, Item=key(3) | {"name": {"S": "CORRUPT"}})
+    before = dump(ddb_client, table)
+    for extra in ([], ["--dry-run"]):
+        code, out, err = run(capsys, policy, "restore", "orders@latest", "--into", table,
+                             "--overwrite", "--key", json.dumps(key(3)), *extra)
+        assert code == 1, (out, err)
+        assert "sha256" in err and "nothing was written" in err and "Traceback" not in err, err
+        assert dump(ddb_client, table) == before
