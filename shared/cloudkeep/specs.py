@@ -279,6 +279,12 @@ class SourceModel(Tagged):
         Raises ValueError naming what is wrong."""
         raise ValueError(f"{cls.type_name()} snapshots are not addressable item by item")
 
+    @classmethod
+    def deletes_item(cls, doc: Any) -> bool:
+        """Whether one decoded line says its item was deleted (an incremental snapshot's
+        deletion line) rather than holding it."""
+        return False
+
 
 class StoreModel(Tagged):
     """The base of a store type's policy spec (at the end of ``stores/<name>.py``)."""
