@@ -9,9 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cosmos import SPECIAL_IDS, ScriptedFeed, create_container, snapshot_at
-from test_s3_source import new_bucket, snapshot
-from test_s3_source import write_policy as s3_policy
 
 from cloudkeep.engine import backup
 from cloudkeep.policy import load_policy
@@ -19,6 +16,9 @@ from cloudkeep.sources.cosmos import CosmosSource
 from fixtures_azure import cosmos_policy
 from fixtures_gcp import FirestoreRest, gcp_policy
 from helpers import cli, cli_json
+from test_cosmos import SPECIAL_IDS, ScriptedFeed, create_container, snapshot_at
+from test_s3_source import new_bucket, snapshot
+from test_s3_source import write_policy as s3_policy
 
 pytestmark = [pytest.mark.emulator,
               pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
