@@ -35,7 +35,7 @@ from .stores import Store
 
 log = logging.getLogger(__name__)
 
-BUCKET_ITEMS = 20_000
+BUCKET_ITEMS = 4_096
 """Lines per side a bucket is sized for (memory per bucket: a few hundred bytes per line)."""
 MAX_FANOUT = 256
 """Most buckets one partitioning pass opens per side (more lines: buckets are split again)."""
