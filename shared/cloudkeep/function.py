@@ -18,6 +18,8 @@ retries) after every dataset has had its turn.
   with ``keys`` (list of keys in the source's own form) or ``keys_file``, ``where``, ``dry_run``,
   ``delete_missing``
 - plan: optional ``now`` (ISO 8601)
+- diff: ``ref_a``, ``ref_b``, optional ``keys`` (bool: list the keys, at most 10,000)
+- find: ``dataset``, ``key`` (the key as JSON text, or as a JSON value)
 
 It returns ``(http_status, body)``; the body always has ``ok``, and ``error`` when not ok.
 Statuses: 200 ok, 400 bad request or policy, 404 no such snapshot, 409 locked, 422 the
@@ -175,7 +177,8 @@ def parse_time(text: Any) -> datetime | None:
         return None
 
 
-ACTIONS = ("backup", "verify", "restore", "plan")
+ACTIONS = ("backup", "verify", "restore", "plan", "diff", "find")
+DIFF_ITEMS_MAX = 10_000  # keys a diff reply lists at most (``items_truncated`` says when more)
 
 
 def status_of(exc: CloudkeepError) -> int:
@@ -228,6 +231,8 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
         now = parse_now(_field(payload, "now", str, required=False))
         return {"ok": True, "now": now.isoformat(),
                 "datasets": [p.as_dict() for p in services.plan(policy, now)]}
+    if action in ("diff", "find"):
+        return _item_action(policy, action, payload)
     ref = _field(payload, "ref", str)
     if action == "verify":
         report = services.verify(policy, ref,
@@ -259,3 +264,18 @@ def _selection(payload: dict[str, Any]) -> SelectionRequest:
     keys = tuple(k if isinstance(k, str) else json.dumps(k) for k in given)
     return SelectionRequest(keys_file=_field(payload, "keys_file", str, required=False),
                             keys=keys, where=_field(payload, "where", str, required=False))
+
+
+def _item_action(policy: Policy, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """``diff`` and ``find`` (docs/item-recovery.md)."""
+    if action == "diff":
+        with services.diff(policy, _field(payload, "ref_a", str), _field(payload, "ref_b", str),
+                           keys=bool(_field(payload, "keys", bool, required=False))) as result:
+            return {"ok": True, **result.as_dict(limit=DIFF_ITEMS_MAX)}
+    key = payload.get("key")
+    if key is None:
+        raise UsageError("payload: 'key' is required for action 'find'")
+    text = key if isinstance(key, str) else json.dumps(key)
+    found = services.find(policy, _field(payload, "dataset", str), text)
+    return {"ok": not found.problems, "snapshots": found.as_list(),
+            **({"problems": found.problems} if found.problems else {})}

@@ -286,6 +286,12 @@ class SourceModel(Tagged):
         deletes an item (or a type without items)."""
         return None
 
+    @classmethod
+    def deletes_item(cls, doc: Any) -> bool:
+        """Whether one decoded line says its item was deleted (an incremental snapshot's
+        deletion line) rather than holding it."""
+        return False
+
 
 class StoreModel(Tagged):
     """The base of a store type's policy spec (at the end of ``stores/<name>.py``)."""

@@ -24,6 +24,7 @@ from .backing_up import backup, copy, dataset_names, run, run_reply, tick, work
 from .browsing import audit_log, list_snapshots, show_snapshot
 from .checking import LEVELS, verify
 from .holding import hold_add, hold_list, hold_remove
+from .items import diff, find
 from .key_admin import check_keys, create_key, endorse
 from .pruning import prune
 from .reporting import plan, report, write_html
@@ -37,7 +38,9 @@ __all__ = [
     "copy",
     "create_key",
     "dataset_names",
+    "diff",
     "endorse",
+    "find",
     "hold_add",
     "hold_list",
     "hold_remove",

@@ -67,6 +67,10 @@ class CosmosSourceSpec(SourceModel):
         return {"id": item_id, "partition_key": doc["partition_key"]}
 
     @classmethod
+    def deletes_item(cls, doc: Any) -> bool:
+        return isinstance(doc, dict) and doc.get("delete") is True
+
+    @classmethod
     def parse_key(cls, value: Any, recorded: Mapping[str, Any]) -> Any:
         if not isinstance(value, dict) or not isinstance(value.get("id"), str) \
                 or "partition_key" not in value or set(value) != {"id", "partition_key"}:
