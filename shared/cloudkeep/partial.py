@@ -10,8 +10,10 @@ Two phases, so that nothing is written from a snapshot that does not check out:
    authenticated, checked against the policy's trust requirements and prechecked (every part
    there with its recorded size) before anything is read. Then the chain is read newest first,
    every part spooled and its sha256 checked before its lines are looked at (encrypted parts
-   are authenticated chunk by chunk); the content digest of every snapshot is recomputed and
-   compared. An item's state is the newest the chain holds (a key seen in a newer snapshot is
+   are authenticated chunk by chunk); a snapshot read whole has its content digest recomputed
+   and compared. With a key list, only the parts whose key index (``keyindex.candidate_parts``)
+   may hold one of the keys are read (a snapshot without an index, or with an index that fails
+   its check, is read whole). An item's state is the newest the chain holds (a key seen in a newer snapshot is
    skipped in older ones; only the keys of the incremental snapshots are remembered, the full
    snapshot is read last). The items selected — their key among the keys asked, if any, and
    matching the where-expression, if any — are spooled to a local temporary file (never held in
@@ -39,13 +41,13 @@ from typing import IO, TYPE_CHECKING, Any
 
 import zstandard
 
-from . import chain, layout
+from . import chain, keyindex, layout
 from .capabilities import Closes, CopiesObjects, DeletesItems, ReadsItems, ReadsTarget, able
 from .codec import ContentDigest, DecryptionError, PartLimitError, TruncatedPartError, open_part
 from .errors import RestoreError, UsageError
 from .itemkeys import key_bytes, key_of
 from .keys import keyring_for
-from .manifest import Manifest
+from .manifest import Manifest, PartEntry
 from .policy import Policy
 from .progress import NullProgress, Progress
 from .registry import open_source
@@ -86,6 +88,7 @@ class PartialResult:
     seconds: float = 0.0
     chain: list[str] = field(default_factory=list)
     parts_read: int = 0
+    parts_skipped: int = 0  # parts the key index says cannot hold a selected key
 
     def listed(self, record: dict[str, Any]) -> None:
         if len(self.items) < MAX_LISTED:
@@ -109,7 +112,8 @@ class PartialResult:
             out |= {"new": self.new, "changed": self.changed, "unchanged": self.unchanged}
         out |= {"deleted": self.deleted, "missing": self.missing, "items": self.items,
                 "items_truncated": self.items_truncated, "seconds": round(self.seconds, 3),
-                "content_digest_ok": True, "parts_read": self.parts_read}
+                "content_digest_ok": True if not self.parts_skipped else None,
+                "parts_read": self.parts_read, "parts_skipped": self.parts_skipped}
         return out | ({"chain": self.chain} if self.chain else {})
 
 
@@ -195,7 +199,12 @@ def _select(store: Store, snapshots: list[Manifest], selection: Selection,
         for position, snapshot in enumerate(reversed(snapshots)):
             oldest = position == len(snapshots) - 1
             digest = ContentDigest(ignores=snapshot.content_digest.ignores)
-            for line in _lines(store, snapshot, data_keys[snapshot.snapshot_id], result):
+            parts = list(snapshot.parts)
+            if selection.keys is not None:  # only the parts that may hold a selected key
+                parts = keyindex.candidate_parts(store, snapshot, list(selection.keys.values()),
+                                                 data_key=data_keys[snapshot.snapshot_id])
+                result.parts_skipped += len(snapshot.parts) - len(parts)
+            for line in _lines(store, snapshot, parts, data_keys[snapshot.snapshot_id], result):
                 digest.add_line(line)
                 progress.advance(1, len(line))
                 try:
@@ -223,8 +232,9 @@ def _select(store: Store, snapshots: list[Manifest], selection: Selection,
                     continue
                 spool.write(_LEN.pack(len(kb)) + kb + _LEN.pack(len(line)) + line)
                 result.selected += 1
-            if digest.hexdigest() != snapshot.content_digest.value \
-                    or digest.count != snapshot.totals.items:
+            if len(parts) == len(snapshot.parts) and (
+                    digest.hexdigest() != snapshot.content_digest.value
+                    or digest.count != snapshot.totals.items):
                 raise RestoreError(
                     f"refusing to restore from {snapshot.dataset}@{snapshot.snapshot_id}: its "
                     f"items do not match its content digest ({digest.count} items read, "
@@ -234,11 +244,11 @@ def _select(store: Store, snapshots: list[Manifest], selection: Selection,
     return found
 
 
-def _lines(store: Store, manifest: Manifest, data_key: bytes | None,
+def _lines(store: Store, manifest: Manifest, parts: list[PartEntry], data_key: bytes | None,
            result: PartialResult) -> Iterator[bytes]:
-    """Every line of every part of ``manifest``, each part's sha256 and size checked before
+    """Every line of these parts of ``manifest``, each part's sha256 and size checked before
     its first line is given (``restore._checked_part``)."""
-    for part in manifest.parts:
+    for part in parts:
         key = layout.part_key(manifest.dataset, manifest.snapshot_id, part.name)
         with _checked_part(store, key, part) as stream:
             try:

@@ -229,22 +229,40 @@ def test_bad_selections_are_one_line_usage_errors_before_anything_is_written(
     assert dump(ddb_client, table) == before
 
 
-def test_a_damaged_part_restores_nothing_even_when_the_selected_items_are_elsewhere(
+def test_a_damaged_part_restores_nothing(
         ddb_client: Any, live: Any, capsys: Any, tmp_path: Path) -> None:
     policy, table = live
     assert run(capsys, policy, "run", "orders")[0] == 0
-    parts = sorted((tmp_path / "vault").rglob("*.zst*")) or sorted(
-        p for p in (tmp_path / "vault").rglob("*") if p.is_file() and "/parts/" in str(p))
+    parts = sorted((tmp_path / "vault").rglob("part-*.ndjson.zst.enc"))
     assert parts, list((tmp_path / "vault").rglob("*"))
-    damaged = parts[-1]
-    data = bytearray(damaged.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    damaged.write_bytes(bytes(data))
+    for damaged in parts:  # whichever part the key index points at is damaged
+        data = bytearray(damaged.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        damaged.write_bytes(bytes(data))
     ddb_client.put_item(TableName=table, Item=key(3) | {"name": {"S": "CORRUPT"}})
     before = dump(ddb_client, table)
-    for extra in ([], ["--dry-run"]):
+    for extra in (["--key", json.dumps(key(3))], ["--key", json.dumps(key(3)), "--dry-run"],
+                  ["--where", 'name = "nothing"']):
         code, out, err = run(capsys, policy, "restore", "orders@latest", "--into", table,
-                             "--overwrite", "--key", json.dumps(key(3)), *extra)
+                             "--overwrite", *extra)
         assert code == 1, (out, err)
         assert "sha256" in err and "nothing was written" in err and "Traceback" not in err, err
         assert dump(ddb_client, table) == before
+
+
+def test_the_key_index_skips_parts_that_cannot_hold_the_keys(
+        ddb_client: Any, live: Any, capsys: Any, tmp_path: Path) -> None:
+    policy, table = live
+    assert run(capsys, policy, "run", "orders")[0] == 0
+    parts = len(list((tmp_path / "vault").rglob("part-*.ndjson.zst.enc")))
+    assert parts >= 2
+    ddb_client.put_item(TableName=table, Item=key(9) | {"name": {"S": "CORRUPT"}})
+    done = cli_json(capsys, "--policy", str(policy), "restore", "orders@latest", "--into", table,
+                    "--overwrite", "--key", json.dumps(key(9)))
+    assert (done["put"], done["parts_read"], done["parts_skipped"]) == (1, 1, parts - 1)
+    assert done["content_digest_ok"] is None  # not every part was read: each one read was checked
+    assert get(ddb_client, 9) == item(9)
+    whole = cli_json(capsys, "--policy", str(policy), "restore", "orders@latest", "--into", table,
+                     "--overwrite", "--where", "total = 90", "--dry-run")
+    assert (whole["selected"], whole["unchanged"], whole["parts_read"]) == (1, 1, parts)
+    assert whole["content_digest_ok"] is True
