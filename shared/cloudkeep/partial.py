@@ -148,8 +148,7 @@ def restore_partial(
             f"{manifest.source.get('type')} source; the policy's dataset is now {source.kind}")
     keyring.authenticate(manifest)
     check_policy(store, manifest, expect, keyring)
-    if manifest.codec.framing != "ndjson" or (manifest.native and not manifest.parts
-                                               and manifest.totals.items):
+    if manifest.codec.framing != "ndjson" or (manifest.native is not None and not manifest.parts):
         raise RestoreError(f"{manifest.dataset}@{manifest.snapshot_id} was made by the service "
                            "itself (a native backup): it cannot be restored item by item")
     snapshots = chain.load_chain(store, manifest)

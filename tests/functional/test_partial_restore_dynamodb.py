@@ -162,6 +162,17 @@ def test_missing_keys_are_reported_and_deleted_only_with_delete_missing(
     plan = cli_json(capsys, "--policy", str(policy), *args, "--dry-run", "--delete-missing")
     assert plan["deleted"] == 1 and get(ddb_client, 100) is not None
 
+    code, out, _ = run(capsys, policy, *args, "--dry-run")  # the text answer, item by item
+    assert code == 0 and "missing from the snapshot" in out and "nothing written" in out
+    assert '  missing {"pk": {"S": "user#100"}, "sk": {"N": "1"}} (in the target)' in out
+    assert '  put     {"pk": {"S": "user#005"}, "sk": {"N": "2"}} (new)' in out
+    # a dry run into a table that does not exist: every item new, and no table made
+    other = unique("nothere")
+    plan = cli_json(capsys, "--policy", str(policy), "restore", "orders@latest", "--into", other,
+                    "--key", json.dumps(key(5)), "--key", json.dumps(key(200)), "--dry-run")
+    assert (plan["new"], plan["missing"]) == (1, 1)
+    assert other not in ddb_client.list_tables()["TableNames"]
+
     done = cli_json(capsys, "--policy", str(policy), *args)
     assert (done["put"], done["missing"], done["deleted"]) == (1, 2, 0)
     assert get(ddb_client, 5) == item(5) and get(ddb_client, 100) is not None

@@ -121,7 +121,9 @@ def _render_partial(d: dict[str, Any]) -> None:
                    f"{d['seconds']}s (every part checked); {d['missing']} missing from the "
                    f"snapshot" + (f", {d['deleted']} deleted from the target" if d["deleted"] else ""))
     for item in d["items"][:SHOWN]:
-        what = item.get("change") or ("live" if item.get("live") else "not live")
-        click.echo(f"  {item['action']:<7} {json.dumps(item['key'], ensure_ascii=False)} ({what})")
+        what = item.get("change") or {True: "in the target", False: "not in the target"}.get(
+            item.get("live"), "")
+        click.echo(f"  {item['action']:<7} {json.dumps(item['key'], ensure_ascii=False)}"
+                   + (f" ({what})" if what else ""))
     if len(d["items"]) > SHOWN:
         click.echo(f"  ... and {len(d['items']) - SHOWN} more (--format json lists them all)")
