@@ -44,7 +44,7 @@ import zstandard
 from . import chain, keyindex, layout
 from .capabilities import Closes, CopiesObjects, DeletesItems, ReadsItems, ReadsTarget, able
 from .codec import ContentDigest, DecryptionError, PartLimitError, TruncatedPartError, open_part
-from .errors import RestoreError, UsageError
+from .errors import CloudkeepError, RestoreError, UsageError
 from .itemkeys import key_bytes, key_of
 from .keys import keyring_for
 from .manifest import Manifest, PartEntry
@@ -353,6 +353,11 @@ def _apply(source: Source, manifest: Manifest, target: str, spool: IO[bytes], mi
         except RestoreError as exc:
             raise RestoreError(f"{exc}; target {target!r} holds {result.put} of the "
                                f"{result.selected} selected items") from exc
+        except CloudkeepError:
+            log.error("partial restore into %s stopped: %d of the %d selected items written, "
+                      "%d missing keys deleted", target, result.put, result.selected,
+                      result.deleted)
+            raise
     finally:
         progress.finish()
         closing = able(writer, Closes)

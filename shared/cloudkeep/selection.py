@@ -110,6 +110,9 @@ def _read_keys_file(recorded: Mapping[str, Any], path: str) -> tuple[dict[bytes,
     error naming ``FILE:LINE``."""
     file = Path(path)
     try:
+        if not file.is_file():
+            raise UsageError(f"bad --keys {path}: not a file" if file.exists()
+                             else f"bad --keys {path}: no such file")
         size = file.stat().st_size
         if size > MAX_KEYS_FILE_BYTES:
             raise UsageError(f"bad --keys {path}: {size} bytes, more than the "
@@ -131,7 +134,7 @@ def _read_keys_file(recorded: Mapping[str, Any], path: str) -> tuple[dict[bytes,
                 raise UsageError(f"bad key in {path}:{number}: a key is at most "
                                  f"{MAX_KEY_TEXT} characters")
             try:
-                text = raw.decode("utf-8").strip()
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8").strip()
             except UnicodeDecodeError:
                 raise UsageError(f"bad key in {path}:{number}: not UTF-8 text") from None
             if not text or text.startswith("#"):

@@ -66,6 +66,7 @@ def test_where_semantics(text: str, expected: bool) -> None:
     ("not " * 40 + "a = 1", "nested deeper than 32"),
     ("(" * 40 + "a = 1" + ")" * 40, "nested deeper than 32"),
     ("a = " + "1" * MAX_CHARS, f"at most {MAX_CHARS} characters"),
+    ("a = 1e999999999999999999999", "bad number"),
 ])
 def test_bad_expressions_are_one_line_usage_errors(text: str, words: str) -> None:
     with pytest.raises(UsageError, match="^bad --where: ") as e:
@@ -109,8 +110,12 @@ def test_keys_file_lines_comments_duplicates_and_errors(tmp_path: Path) -> None:
     path.write_bytes(b'{"pk": {"S": "\xff"}}\n')
     with pytest.raises(UsageError, match=":1: not UTF-8"):
         Selection.build(SelectionRequest(keys_file=str(path)), DDB)
-    with pytest.raises(UsageError, match="^bad --keys .*nothing"):
+    with pytest.raises(UsageError, match="^bad --keys .*nothing: no such file$"):
         Selection.build(SelectionRequest(keys_file=str(tmp_path / "nothing")), DDB)
+    with pytest.raises(UsageError, match="not a file$"):
+        Selection.build(SelectionRequest(keys_file=str(tmp_path)), DDB)
+    path.write_bytes(b'\xef\xbb\xbf{"pk": {"S": "a"}}\r\n')  # a BOM, CRLF: as editors save them
+    assert len(Selection.build(SelectionRequest(keys_file=str(path)), DDB).keys or {}) == 1
     with pytest.raises(UsageError, match="not both"):
         Selection.build(SelectionRequest(keys_file=str(path), keys=('{"pk": {"S": "a"}}',)), DDB)
     with pytest.raises(UsageError, match="not addressable item by item"):
