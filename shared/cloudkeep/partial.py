@@ -89,6 +89,7 @@ class PartialResult:
     chain: list[str] = field(default_factory=list)
     parts_read: int = 0
     parts_skipped: int = 0  # parts the key index says cannot hold a selected key
+    needs_overwrite: bool = False  # dry run: the target holds some of the items compared
 
     def listed(self, record: dict[str, Any]) -> None:
         if len(self.items) < MAX_LISTED:
@@ -109,7 +110,8 @@ class PartialResult:
             "put": self.put,
         }
         if self.dry_run:
-            out |= {"new": self.new, "changed": self.changed, "unchanged": self.unchanged}
+            out |= {"new": self.new, "changed": self.changed, "unchanged": self.unchanged,
+                    "needs_overwrite": self.needs_overwrite}
         out |= {"deleted": self.deleted, "missing": self.missing, "items": self.items,
                 "items_truncated": self.items_truncated, "seconds": round(self.seconds, 3),
                 "content_digest_ok": True if not self.parts_skipped else None,
@@ -301,6 +303,7 @@ def _compare(source: Source, manifest: Manifest, target: str, spool: IO[bytes],
             live = reader.read_items(keys) if reader is not None else {}
             for (kb, line), key in zip(batch, keys, strict=True):
                 now = live.get(kb)
+                result.needs_overwrite |= now is not None
                 state = ("new" if now is None else "unchanged"
                          if _comparable(now, ignores) == _comparable(line, ignores) else "changed")
                 setattr(result, state, int(getattr(result, state)) + 1)
@@ -311,6 +314,7 @@ def _compare(source: Source, manifest: Manifest, target: str, spool: IO[bytes],
             live = reader.read_items(keys) if reader is not None else {}
             for key in keys:
                 present = live.get(key_bytes(key)) is not None
+                result.needs_overwrite |= present
                 if present and delete_missing:
                     result.deleted += 1
                     result.listed({"key": key, "action": "delete", "live": True})

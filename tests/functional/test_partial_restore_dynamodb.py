@@ -104,7 +104,7 @@ def test_three_corrupted_items_are_repaired_and_two_changed_since_are_untouched(
     plan = cli_json(capsys, "--policy", str(policy), "restore", ref, "--into", table,
                     "--keys", str(keys), "--overwrite", "--dry-run")
     assert dump(ddb_client, table) == before, "--dry-run wrote something"
-    assert plan["dry_run"] is True and plan["partial"] is True
+    assert plan["dry_run"] is True and plan["partial"] is True and plan["needs_overwrite"] is True
     assert (plan["selected"], plan["put"], plan["changed"], plan["new"], plan["unchanged"],
             plan["missing"], plan["deleted"]) == (3, 3, 3, 0, 0, 0, 0)
     assert sorted(json.dumps(i["key"], sort_keys=True) for i in plan["items"]) == sorted(
@@ -170,7 +170,7 @@ def test_missing_keys_are_reported_and_deleted_only_with_delete_missing(
     other = unique("nothere")
     plan = cli_json(capsys, "--policy", str(policy), "restore", "orders@latest", "--into", other,
                     "--key", json.dumps(key(5)), "--key", json.dumps(key(200)), "--dry-run")
-    assert (plan["new"], plan["missing"]) == (1, 1)
+    assert (plan["new"], plan["missing"], plan["needs_overwrite"]) == (1, 1, False)
     assert other not in ddb_client.list_tables()["TableNames"]
 
     done = cli_json(capsys, "--policy", str(policy), *args)

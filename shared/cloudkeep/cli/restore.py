@@ -115,7 +115,9 @@ def _render_partial(d: dict[str, Any]) -> None:
         click.echo(f"dry run of {d['ref']} into {d['target']} (nothing written): {d['selected']} "
                    f"items selected: {d['new']} new, {d['changed']} changed, {d['unchanged']} "
                    f"unchanged; {d['missing']} missing from the snapshot"
-                   + (f", {d['deleted']} would be deleted" if d["deleted"] else ""))
+                   + (f", {d['deleted']} would be deleted" if d["deleted"] else "")
+                   + ("; the target holds some of them: the restore needs --overwrite"
+                      if d.get("needs_overwrite") else ""))
     else:
         click.echo(f"restored {d['put']} selected items of {d['ref']} into {d['target']} in "
                    f"{d['seconds']}s (every part checked); {d['missing']} missing from the "
