@@ -329,7 +329,12 @@ def _compare(source: Source, manifest: Manifest, target: str, spool: IO[bytes],
 def _apply(source: Source, manifest: Manifest, target: str, spool: IO[bytes], missing: list[Any],
            delete_missing: bool, overwrite: bool, result: PartialResult,
            progress: Progress) -> None:
-    """Write the selected items; delete the missing keys the target holds (``--delete-missing``)."""
+    """Write the selected items; delete the missing keys the target holds (``--delete-missing``).
+    Nothing selected and nothing to delete: the target is not even opened (nor created)."""
+    if not result.selected and not (delete_missing and missing):
+        for key in missing:
+            result.listed({"key": key, "action": "missing", "live": None})
+        return
     writer = source.open_restore(target, manifest.source, overwrite=overwrite)
     deleter = able(writer, DeletesItems)
     if delete_missing and missing and deleter is None:

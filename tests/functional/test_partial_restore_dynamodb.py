@@ -172,6 +172,10 @@ def test_missing_keys_are_reported_and_deleted_only_with_delete_missing(
                     "--key", json.dumps(key(5)), "--key", json.dumps(key(200)), "--dry-run")
     assert (plan["new"], plan["missing"], plan["needs_overwrite"]) == (1, 1, False)
     assert other not in ddb_client.list_tables()["TableNames"]
+    none = cli_json(capsys, "--policy", str(policy), "restore", "orders@latest", "--into", other,
+                    "--where", 'name = "no such name"')
+    assert (none["selected"], none["put"]) == (0, 0)
+    assert other not in ddb_client.list_tables()["TableNames"], "nothing selected: nothing made"
 
     done = cli_json(capsys, "--policy", str(policy), *args)
     assert (done["put"], done["missing"], done["deleted"]) == (1, 2, 0)
