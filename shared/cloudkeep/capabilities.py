@@ -353,6 +353,16 @@ class CapturesChanges(Protocol):
         """Batches of changes after ``position`` (None: from the oldest the stream keeps), each
         with the position after it; stops once caught up (the last batch says ``caught_up``) or
         when ``time.monotonic()`` passes ``deadline``."""
+
+
+@runtime_checkable
+class ReadsTarget(Protocol):
+    """A source whose restore target can be read item by item without creating or changing
+    anything (a partial restore's ``--dry-run``)."""
+
+    def target_reader(self, target: str, recorded: dict[str, Any]) -> ReadsItems | None:
+        """A reader of the target's items by key; None when the target does not exist (then
+        every item would be new). Closed with ``Closes`` when it has that ability."""
         ...
 
 

@@ -97,6 +97,7 @@ class PartStats:
     raw_bytes: int
     stored_bytes: int
     sha256: str
+    key_index: str | None = None  # sha256 of the part's key index object (cloudkeep.keyindex)
 
 
 @dataclass

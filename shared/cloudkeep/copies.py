@@ -28,7 +28,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import blobs, layout
+from . import blobs, keyindex, layout
 from . import clock as _clock
 from .catalog import load_manifest, snapshot_ids
 from .codec import HashingReader
@@ -86,6 +86,7 @@ def copy_snapshot(
             raise VerificationError(
                 f"part {part.name} of {ds}@{sid} in {target.describe()} failed its sha256 check"
             )
+    keyindex.copy_indexes(source, target, manifest, retain_until=retain_until)
     if blobs.uses_blobs(manifest):  # the objects' content, before the manifest
         blobs.copy_blobs(source, target, manifest, retain_until=retain_until)
     try:

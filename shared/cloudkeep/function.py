@@ -16,8 +16,12 @@ retries) after every dataset has had its turn.
   drill) and ``sample`` (items, default 100)
 - restore: ``ref``, ``into``, optional ``overwrite``; optional ``region``, ``profile``,
   ``role_arn``, ``external_id``, ``project``, ``endpoint``, ``key_env`` (another place) and
-  ``max_rate``, ``capacity_share`` (the rate), as the CLI's options
+  ``max_rate``, ``capacity_share`` (the rate), as the CLI's options; a partial restore
+  (docs/partial-restore.md) with ``keys`` (list of keys in the source's own form) or
+  ``keys_file``, ``where``, ``dry_run``, ``delete_missing``
 - plan: optional ``now`` (ISO 8601)
+- diff: ``ref_a``, ``ref_b``, optional ``keys`` (bool: list the keys, at most 10,000)
+- find: ``dataset``, ``key`` (the key as JSON text, or as a JSON value)
 
 It returns ``(http_status, body)``; the body always has ``ok``, and ``error`` when not ok.
 Statuses: 200 ok, 400 bad request or policy, 404 no such snapshot, 409 locked, 422 the
@@ -28,6 +32,7 @@ Every entry point calls the use cases of :mod:`cloudkeep.services`, as the CLI d
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from datetime import datetime
@@ -53,6 +58,7 @@ from .policy import POLICY_ENV, Policy, load_policy
 from .queues import queue_from_env
 from .redaction import redact, redact_obj
 from .runtime import parse_now
+from .services.restoring import SelectionRequest
 
 # Cold start: a handler imports this module at init, so the use cases (cloudkeep.services and
 # the core behind them) load on an entry point's first call, not here (bench/, test_imports).
@@ -174,7 +180,8 @@ def parse_time(text: Any) -> datetime | None:
         return None
 
 
-ACTIONS = ("backup", "verify", "restore", "plan")
+ACTIONS = ("backup", "verify", "restore", "plan", "diff", "find")
+DIFF_ITEMS_MAX = 10_000  # keys a diff reply lists at most (``items_truncated`` says when more)
 
 
 def status_of(exc: CloudkeepError) -> int:
@@ -227,6 +234,8 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
         now = parse_now(_field(payload, "now", str, required=False))
         return {"ok": True, "now": now.isoformat(),
                 "datasets": [p.as_dict() for p in services.plan(policy, now)]}
+    if action in ("diff", "find"):
+        return _item_action(policy, action, payload)
     ref = _field(payload, "ref", str)
     if action == "verify":
         report = services.verify(policy, ref,
@@ -238,9 +247,12 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
     overwrite = bool(_field(payload, "overwrite", bool, required=False))
     # another place and a governed rate (docs/emergency-restore.md), as the CLI's options
     place = Place(**{name: _field(payload, name, str, required=False) for name in OPTION_NAMES})
-    restored = services.restore(policy, ref, into, overwrite=overwrite, place=place,
-                                max_rate=_rate_field(payload, "max_rate"),
-                                capacity_share=_rate_field(payload, "capacity_share"))
+    restored = services.restore(
+        policy, ref, into, overwrite=overwrite, place=place,
+        max_rate=_rate_field(payload, "max_rate"),
+        capacity_share=_rate_field(payload, "capacity_share"), selection=_selection(payload),
+        dry_run=bool(_field(payload, "dry_run", bool, required=False)),
+        delete_missing=bool(_field(payload, "delete_missing", bool, required=False)))
     return {"ok": True, **restored.as_dict()}
 
 
@@ -252,3 +264,35 @@ def _rate_field(payload: dict[str, Any], name: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise UsageError(f"payload: '{name}' must be a number")
     return float(value)
+
+
+def _selection(payload: dict[str, Any]) -> SelectionRequest:
+    """A restore payload's partial selection: ``keys`` (a list; ``key``: one or a list), each
+    key JSON text or the JSON value itself; ``keys_file`` (a path the function can read);
+    ``where`` (an expression)."""
+    given: list[Any] = []
+    for name in ("keys", "key"):
+        value = payload.get(name)
+        if value is None:
+            continue
+        if name == "keys" and not isinstance(value, list):
+            raise UsageError("payload: 'keys' must be a list of keys")
+        given.extend(value if isinstance(value, list) else [value])
+    keys = tuple(k if isinstance(k, str) else json.dumps(k) for k in given)
+    return SelectionRequest(keys_file=_field(payload, "keys_file", str, required=False),
+                            keys=keys, where=_field(payload, "where", str, required=False))
+
+
+def _item_action(policy: Policy, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """``diff`` and ``find`` (docs/item-recovery.md)."""
+    if action == "diff":
+        with services.diff(policy, _field(payload, "ref_a", str), _field(payload, "ref_b", str),
+                           keys=bool(_field(payload, "keys", bool, required=False))) as result:
+            return {"ok": True, **result.as_dict(limit=DIFF_ITEMS_MAX)}
+    key = payload.get("key")
+    if key is None:
+        raise UsageError("payload: 'key' is required for action 'find'")
+    text = key if isinstance(key, str) else json.dumps(key)
+    found = services.find(policy, _field(payload, "dataset", str), text)
+    return {"ok": not found.problems, "snapshots": found.as_list(),
+            **({"problems": found.problems} if found.problems else {})}

@@ -3,6 +3,8 @@
 Keys are relative to the store's root (a store applies its own ``prefix``)::
 
     <dataset>/snapshots/<snapshot_id>/part-<segment>-<n>.ndjson.zst[.enc]  (.enc: encrypted)
+    <dataset>/snapshots/<snapshot_id>/part-<segment>-<n>.ndjson.zst[.enc].keys  the part's key
+                                                          index (create-only; sha256 in the manifest)
     <dataset>/snapshots/<snapshot_id>/manifest.json       written last, create-only
     <dataset>/snapshots/<snapshot_id>/endorsement.json    tag of a manifest written unsigned
                                                           (cloudkeep keys endorse; create-only)
@@ -540,3 +542,25 @@ def changelog_gap_key(dataset: str, start: datetime, gap_id: str) -> str:
 def changelog_positions_prefix(dataset: str, stream: str) -> str:
     """Where ``capture`` continues reading one stream: an append-only sequence."""
     return f"{changelog_prefix(dataset)}positions/{changelog_token(stream)}/"
+
+
+# --- s16-diff: per-part key indexes (cloudkeep.keyindex) ---------------------------------------
+
+KEY_INDEX_SUFFIX = ".keys"
+
+
+def key_index_name(part_name: str) -> str:
+    """The file name of a part's key index (next to the part: ``<part name>.keys``)."""
+    return f"{part_name}{KEY_INDEX_SUFFIX}"
+
+
+def key_index_key(dataset: str, snapshot_id: str, part_name: str) -> str:
+    return f"{snapshot_prefix(dataset, snapshot_id)}{key_index_name(part_name)}"
+
+
+def parse_key_index_name(name: str) -> str | None:
+    """The part's name if ``name`` is a part's key index file name, else None."""
+    if not name.endswith(KEY_INDEX_SUFFIX):
+        return None
+    part = name[: -len(KEY_INDEX_SUFFIX)]
+    return part if PART_NAME_RE.match(part) else None

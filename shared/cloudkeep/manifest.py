@@ -27,6 +27,11 @@ class PartEntry(_Model):
     raw_bytes: int = Field(ge=0, description="size of the uncompressed NDJSON")
     stored_bytes: int = Field(ge=0, description="size of the object in the store")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the stored bytes")
+    key_index: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$",
+        description="sha256 of the part's key index (`<name>.keys`: the sorted 8-byte hashes of "
+        "the keys of its items; keyed by the data key when encrypted); null: no index, readers "
+        "read the part")
 
 
 class Totals(_Model):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from . import checkpoint, layout, sealed
+from . import checkpoint, keyindex, layout, sealed
 from .capabilities import ReadsFromCursor, able
 from .checkpoint import Deadline, RunState, SegmentRecord
 from .codec import DEFAULT_LEVEL, ContentDigest, PartBuffer, PartStats, encrypt_part
@@ -157,7 +157,7 @@ class SegmentRunner:
         else:
             pages = ((page, None) for page in self.source.read_segment(segment, state.segments))
         digest = record.digest(state.ignores)
-        buffer = self._buffer()
+        buffer, keys = self._buffer(), self._key_index()
         since_checkpoint = 0
         slowest = 0.0
         t_part = time.monotonic()
@@ -173,10 +173,11 @@ class SegmentRunner:
             for start in range(0, len(lines), _SLICE):
                 chunk = lines[start : start + _SLICE]
                 self._add(buffer, chunk)
+                keys.add_lines(chunk)
                 if buffer.raw_bytes < part_size:
                     continue
-                next_index = self._flush(store, buffer, record, digest, next_index)
-                buffer = self._buffer()
+                next_index = self._flush(store, buffer, record, digest, next_index, keys)
+                buffer, keys = self._buffer(), self._key_index()
                 now = time.monotonic()
                 slowest, t_part = max(slowest, now - t_part), now
                 since_checkpoint += 1
@@ -194,7 +195,7 @@ class SegmentRunner:
                              segment, len(record.parts))
                     return record
         if buffer.items:
-            self._flush(store, buffer, record, digest, next_index)
+            self._flush(store, buffer, record, digest, next_index, keys)
         record.done, record.cursor = True, None
         final = checkpoint.finish_segment(store, state.dataset, state.snapshot_id, record)
         if final is not record:
@@ -216,15 +217,21 @@ class SegmentRunner:
     def _buffer(self) -> PartBuffer:
         return PartBuffer(level=self.state.level, digest=ContentDigest(ignores=self.state.ignores))
 
+    def _key_index(self) -> keyindex.IndexBuilder:
+        """The key index of the next part (keyed by the data key when encrypted)."""
+        return keyindex.IndexBuilder(self.state.described, self.data_key)
+
     def _add(self, buffer: PartBuffer, chunk: list[bytes]) -> None:
         before = buffer.raw_bytes
         buffer.add_lines(chunk)
         self.progress.advance(len(chunk), buffer.raw_bytes - before)
 
     def _flush(self, store: Store, buffer: PartBuffer, record: SegmentRecord,
-               digest: ContentDigest, index: int) -> int:
+               digest: ContentDigest, index: int,
+               keys: keyindex.IndexBuilder | None = None) -> int:
         """Write the buffer as the segment's part at ``index`` or, if that name is taken, at the
-        next free index (create-only: a part name is written once). Returns the next index."""
+        next free index (create-only: a part name is written once), then its key index
+        (create-only, next to it; recorded in the part's entry). Returns the next index."""
         state = self.state
         raw = buffer.finish()
         segment = record.segment
@@ -241,9 +248,12 @@ class SegmentRunner:
                 log.info("segment %d: part %s is taken; writing the next index", segment, name)
                 index += 1
         self._wrote.set()
+        index_sha = keyindex.write_index(store, state.dataset, state.snapshot_id, name,
+                                         keys.finish() if keys is not None else None,
+                                         retain_until=state.retain_until_time)
         record.parts.append(
             PartStats(name, segment, index, buffer.items, buffer.raw_bytes, len(body),
-                      hashlib.sha256(body).hexdigest())
+                      hashlib.sha256(body).hexdigest(), key_index=index_sha)
         )
         digest.merge(buffer.digest)
         record.digest_value, record.digest_count = digest.value, digest.count

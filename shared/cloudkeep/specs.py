@@ -337,6 +337,19 @@ class SourceModel(Tagged):
         type cannot be captured continuously)."""
         return cls.CONTINUOUS
 
+    @classmethod
+    def item_fields(cls, doc: Any, recorded: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The attributes of the item one decoded line holds, as plain JSON-like values (numbers
+        as ``Decimal``) for ``restore --where`` (``cloudkeep.where``); None for a line that
+        deletes an item (or a type without items)."""
+        return None
+
+    @classmethod
+    def deletes_item(cls, doc: Any) -> bool:
+        """Whether one decoded line says its item was deleted (an incremental snapshot's
+        deletion line) rather than holding it."""
+        return False
+
 
 class StoreModel(Tagged):
     """The base of a store type's policy spec (at the end of ``stores/<name>.py``)."""

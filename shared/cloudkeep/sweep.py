@@ -108,11 +108,13 @@ def _unreferenced(store: Store, dataset: str, sid: str, infos: list[ObjectInfo],
         return None
     head = layout.snapshot_prefix(dataset, sid)
     used = {p.name for p in manifest.parts}
+    indexed = {layout.key_index_name(p.name) for p in manifest.parts if p.key_index is not None}
     out = []
     for info in infos:
         name = info.key[len(head):]
         if name.startswith(layout.CHECKPOINTS_DIR + "/") or (
-                layout.parse_part_name(name) is not None and name not in used):
+                layout.parse_part_name(name) is not None and name not in used) or (
+                layout.parse_key_index_name(name) is not None and name not in indexed):
             out.append(info.key)
     return out + temporaries(store, head)
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import zstandard
 
-from . import __version__, audit, blobs, chain, layout, registry
+from . import __version__, audit, blobs, chain, keyindex, layout, registry
 from . import clock as _clock
 from .codec import (
     ContentDigest,
@@ -188,6 +188,9 @@ def verify_integrity(store: Store, manifest: Manifest, *, workers: int = 8,
 
     def check(part: PartEntry) -> _PartResult:
         result = _check_part(store, manifest, part, checker, data_key)
+        index_problem = keyindex.check(store, manifest, part)
+        if index_problem is not None:  # a part's key index is covered by the manifest too
+            result.problems.append(Problem(part.name, "key index", index_problem))
         bar.advance(result.items, part.raw_bytes)
         return result
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cloudkeep.capabilities import Closes, DeletesItems, ReadsItems, able
+from cloudkeep.capabilities import Closes, DeletesItems, ReadsItems, ReadsTarget, able
 from cloudkeep.itemkeys import key_bytes, key_of, parse_key
 from cloudkeep.manifest import Manifest
 from cloudkeep.restore import restore
@@ -126,3 +126,31 @@ def test_dynamodb_keys_with_a_number_and_binary_in_any_spelling(ddb_client: Any)
         assert writer.read_items([keys[1]]) == {key_bytes(keys[1]): None}
     finally:
         ddb_client.delete_table(TableName=table)
+
+
+@pytest.mark.parametrize("rig", params(ITEM_BY_ITEM), indirect=True)
+def test_a_target_is_read_without_being_made(rig: Rig) -> None:
+    """``ReadsTarget``: the live dataset reads as the snapshot's items; a target that does not
+    exist reads as nothing (None, or every item absent) and is not created by reading it."""
+    manifest = committed(rig.backup())
+    source = rig.source()
+    targets = able(source, ReadsTarget)
+    assert targets is not None
+    lines = stored_lines(rig.store, manifest)[:3]
+    keys = [key_of(manifest.source, json.loads(line)) for line in lines]
+    reader = targets.target_reader(rig.live, manifest.source)
+    assert reader is not None
+    live = reader.read_items(keys)
+    assert [comparable(manifest, live[key_bytes(k)]) for k in keys] == \
+        [comparable(manifest, line) for line in lines]
+    absent = source.scratch_target(secrets.token_hex(4))
+    other = targets.target_reader(absent, manifest.source)
+    if other is not None:  # Firestore: a collection exists as long as it holds documents
+        assert set(other.read_items(keys).values()) == {None}
+        assert source.scan_digest(absent)[0] == 0
+    else:  # reading it made nothing
+        assert targets.target_reader(absent, manifest.source) is None
+    for opened in (reader, other):
+        closing = able(opened, Closes)
+        if closing is not None:
+            closing.close()

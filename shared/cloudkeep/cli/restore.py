@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -10,6 +11,7 @@ import click
 from .. import cliargs, services
 from ..errors import EXIT_FAILED, UsageError
 from ..place import Place
+from ..services.restoring import PartialResult, SelectionRequest
 from .app import Ctx, allow_unsigned_option, local_options, main, progress, usage
 from .output import emit, fmt_seconds
 
@@ -88,6 +90,19 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_
 @click.option("--at", "at", callback=cliargs.text, metavar="ISO8601",
               help="Restore DATASET as it was at this moment (continuous capture: a base "
                    "snapshot plus the change log); exit 2 outside the window or inside a gap.")
+# partial restore (#22; docs/partial-restore.md)
+@click.option("--keys", "keys_file", callback=cliargs.input_file, metavar="FILE",
+              help="Restore only the items with these keys: one key per line, in the source's "
+                   "own form (JSON).")
+@click.option("--key", "keys", multiple=True, metavar="JSON",
+              help="Restore only the item with this key (repeatable), e.g. "
+                   "'{\"pk\": {\"S\": \"user#1\"}}'.")
+@click.option("--where", "where", metavar="EXPR",
+              help="Restore only the items matching EXPR, e.g. 'status = \"open\" and total > 10'.")
+@click.option("--dry-run", is_flag=True,
+              help="Write nothing; say what would change (item by item with --format json).")
+@click.option("--delete-missing", is_flag=True,
+              help="Delete from the target the keys asked for that the snapshot does not hold.")
 @allow_unsigned_option
 # --- another place and a governed rate (issue #23 §2-3; docs/emergency-restore.md) ----------
 @click.option("--region", callback=cliargs.text, metavar="REGION",
@@ -114,22 +129,29 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_
                                     "write capacity (e.g. 0.5).")
 @click.pass_obj
 def restore(ctx: Ctx, ref: str, target: str, overwrite: bool, store_name: str | None,
-            at: str | None, allow_unsigned: bool, region: str | None, profile: str | None,
-            role_arn: str | None, external_id: str | None, project: str | None,
-            endpoint: str | None, key_env: str | None, max_rate: float | None,
-            capacity_share: float | None) -> None:
+            at: str | None, keys_file: str | None, keys: tuple[str, ...], where: str | None,
+            dry_run: bool, delete_missing: bool, allow_unsigned: bool, region: str | None,
+            profile: str | None, role_arn: str | None, external_id: str | None,
+            project: str | None, endpoint: str | None, key_env: str | None,
+            max_rate: float | None, capacity_share: float | None) -> None:
     """Restore a snapshot into a target; refuses a non-empty target without --overwrite, and a
-    manifest that cannot be trusted (forged, replayed, tampered, downgraded). The target may be
-    in another region, account or project (--region, --profile, --role-arn, --project,
-    --endpoint); the policy's residency is checked before anything is written. With --at, REF
-    is a DATASET restored as it was at that moment."""
+    manifest that cannot be trusted (forged, replayed, tampered, downgraded). With --keys,
+    --key or --where only the selected items are restored (into the live dataset too, with
+    --overwrite); every other item of the target stays as it is. The target may be in another
+    region, account or project (--region, --profile, --role-arn, --project, --endpoint); the
+    policy's residency is checked before anything is written. With --at, REF is a DATASET
+    restored as it was at that moment."""
     place = Place(region=region, profile=profile, role_arn=role_arn, external_id=external_id,
                   project=project, endpoint=endpoint, key_env=key_env)
+    selection = SelectionRequest(keys_file=keys_file, keys=keys, where=where)
     if at is not None:
         if not place.is_here() or max_rate is not None or capacity_share is not None:
             raise UsageError("bad --at: a restore to a moment writes into the source's own "
                              "account and region at full rate (no --region, --profile, "
                              "--role-arn, --project, --endpoint, --max-rate, --capacity-share)")
+        if not selection.empty or dry_run or delete_missing:
+            raise UsageError("bad --at: a restore to a moment restores the whole dataset (no "
+                             "--keys, --key, --where, --dry-run, --delete-missing)")
         done = services.restore_at(ctx.load(), ref, at, target, overwrite=overwrite,
                                    store_name=store_name, allow_unsigned=allow_unsigned,
                                    progress=progress())
@@ -139,7 +161,11 @@ def restore(ctx: Ctx, ref: str, target: str, overwrite: bool, store_name: str | 
         return
     result = services.restore(ctx.load(), ref, target, overwrite=overwrite, store_name=store_name,
                               allow_unsigned=allow_unsigned, progress=progress(),
-                              place=place, max_rate=max_rate, capacity_share=capacity_share)
+                              place=place, max_rate=max_rate, capacity_share=capacity_share,
+                              selection=selection, dry_run=dry_run, delete_missing=delete_missing)
+    if isinstance(result, PartialResult):
+        emit(ctx, result.as_dict(), _render_partial)
+        return
     emit(ctx, result.as_dict(), lambda d: click.echo(
         f"restored {d['ref']} into {d['target']}: {d['items']} items in {d['seconds']}s "
         + (f"(via {d['via']})" if d.get("via") else "(content digest matches the manifest)")
@@ -164,3 +190,27 @@ def _place_and_rate(d: dict[str, Any]) -> str:
         out += (f"; the target throttled {rate['throttled']} write(s), backed off "
                 f"{rate['throttle_seconds']:g}s")
     return out
+
+
+SHOWN = 50  # items a text answer lists (--format json lists them all)
+
+
+def _render_partial(d: dict[str, Any]) -> None:
+    if d["dry_run"]:
+        click.echo(f"dry run of {d['ref']} into {d['target']} (nothing written): {d['selected']} "
+                   f"items selected: {d['new']} new, {d['changed']} changed, {d['unchanged']} "
+                   f"unchanged; {d['missing']} missing from the snapshot"
+                   + (f", {d['deleted']} would be deleted" if d["deleted"] else "")
+                   + ("; the target holds some of them: the restore needs --overwrite"
+                      if d.get("needs_overwrite") else ""))
+    else:
+        click.echo(f"restored {d['put']} selected items of {d['ref']} into {d['target']} in "
+                   f"{d['seconds']}s (every part checked); {d['missing']} missing from the "
+                   f"snapshot" + (f", {d['deleted']} deleted from the target" if d["deleted"] else ""))
+    for item in d["items"][:SHOWN]:
+        what = item.get("change") or {True: "in the target", False: "not in the target"}.get(
+            item.get("live"), "")
+        click.echo(f"  {item['action']:<7} {json.dumps(item['key'], ensure_ascii=False)}"
+                   + (f" ({what})" if what else ""))
+    if len(d["items"]) > SHOWN:
+        click.echo(f"  ... and {len(d['items']) - SHOWN} more (--format json lists them all)")

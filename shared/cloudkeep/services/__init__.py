@@ -32,6 +32,7 @@ from .capturing import (
 )
 from .checking import LEVELS, verify
 from .holding import hold_add, hold_list, hold_remove
+from .items import diff, find
 from .key_admin import check_keys, create_key, endorse
 from .pruning import prune
 from .reporting import plan, report, write_html
@@ -49,7 +50,9 @@ __all__ = [
     "create_key",
     "dataset_names",
     "describe_window",
+    "diff",
     "endorse",
+    "find",
     "history",
     "hold_add",
     "hold_list",

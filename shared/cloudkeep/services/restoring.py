@@ -1,16 +1,21 @@
-"""Use cases that read a snapshot back: :func:`restore` into a target."""
+"""Use cases that read a snapshot back: :func:`restore` into a target (the whole snapshot, or
+the items a :class:`SelectionRequest` selects: a :class:`PartialResult`)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from .. import audit, chain, extras, rehydrate
 from ..catalog import resolve
 from ..errors import CloudkeepError, UsageError
 from ..governor import Governor
+from ..partial import PartialResult, restore_partial
 from ..place import OPTION_NAMES, Place
 from ..policy import Policy
 from ..progress import Progress
 from ..restore import RestoreResult
 from ..restore import restore as restore_snapshot
+from ..selection import Selection, SelectionRequest
 from ..sources import check_restore_target
 from ..target import open_target, placed_spec
 
@@ -20,7 +25,9 @@ def restore(policy: Policy, ref: str, into: str, *, overwrite: bool = False,
             store_name: str | None = None, allow_unsigned: bool = False,
             progress: Progress | None = None, place: Place | None = None,
             max_rate: float | None = None, capacity_share: float | None = None,
-            **place_options: str | None) -> RestoreResult:
+            selection: SelectionRequest | None = None, dry_run: bool = False,
+            delete_missing: bool = False,
+            **place_options: str | None) -> RestoreResult | PartialResult:
     """Restore the snapshot ``ref`` (``DATASET@SNAPSHOT_ID`` or ``DATASET@latest``; from the
     copy store ``store_name`` if given) into the target ``into``. Refuses a bad target name
     (UsageError) before anything is read or written, a non-empty target unless ``overwrite``,
@@ -33,9 +40,22 @@ def restore(policy: Policy, ref: str, into: str, *, overwrite: bool = False,
     option or the target's region is outside the policy's residency. ``max_rate`` (items/s)
     and ``capacity_share`` (of a provisioned target's write capacity) govern the rate; a
     throttled target is backed off, not failed (``cloudkeep.governor``). The place's options may
-    also be given one by one (``region=``, ``role_arn=``, ...: ``cloudkeep.place.OPTION_NAMES``)."""
+    also be given one by one (``region=``, ``role_arn=``, ...: ``cloudkeep.place.OPTION_NAMES``).
+
+    A ``selection`` (``--keys FILE`` / ``--key JSON`` / ``--where EXPR``), ``dry_run`` or
+    ``delete_missing`` makes it a partial restore (``cloudkeep.partial``): only the selected
+    items are written, ``dry_run`` writes nothing and returns what would change item by item;
+    the audit record carries the selection (key count, keys digest, where-expression)."""
     place = _place_of(place, place_options)
     governor = Governor(max_rate=max_rate, capacity_share=capacity_share)  # checks them: exit 2
+    selection = selection or SelectionRequest()
+    partial = not selection.empty or dry_run or delete_missing
+    if delete_missing and selection.keys_file is None and not selection.keys:
+        raise UsageError("--delete-missing needs the keys of the items (--keys FILE or --key JSON)")
+    if partial and (max_rate is not None or capacity_share is not None):
+        raise UsageError("--max-rate and --capacity-share govern a whole-snapshot restore; a "
+                         "partial restore or --dry-run writes only the selected items")
+    selection.check()  # exit 2 before anything is read
     store, manifest = resolve(policy, ref, store_name=store_name, allow_unsigned=allow_unsigned)
     spec = placed_spec(policy, manifest, place)  # exit 2 before anything is read or written
     if capacity_share is not None and not spec.WRITE_CAPACITY:
@@ -43,6 +63,30 @@ def restore(policy: Policy, ref: str, into: str, *, overwrite: bool = False,
                          f"{spec.type_name()} target; use --max-rate")
     source = open_target(policy, manifest, place)
     check_restore_target(source, manifest, into)  # exit 2 before anything is read or written
+    where_to = {"place": place.describe()} if not place.is_here() else {}
+    if partial:
+        chosen = Selection.build(selection, manifest.source)
+        detail: dict[str, Any] = {"target": into, "partial": True, "dry_run": dry_run,
+                                  "selection": chosen.summary()} | where_to
+        try:
+            if manifest.parts:  # archived parts: start their rehydration, finish in a later run
+                rehydrate.ensure_readable(store, chain.load_chain(store, manifest), purpose="restore")
+            done = restore_partial(policy, store, manifest, into, chosen, overwrite=overwrite,
+                                   dry_run=dry_run, delete_missing=delete_missing,
+                                   source=source, progress=progress,
+                                   allow_unsigned=allow_unsigned)
+        except rehydrate.RehydrationPendingError as exc:
+            audit.write(store, "restore", outcome="rehydrating", dataset=manifest.dataset,
+                        snapshot_id=manifest.snapshot_id, detail=detail | {"wait": str(exc)})
+            raise
+        except CloudkeepError as exc:
+            audit.write(store, "restore", outcome="failed", dataset=manifest.dataset,
+                        snapshot_id=manifest.snapshot_id, detail=detail | {"error": str(exc)})
+            raise
+        summary = {k: v for k, v in done.as_dict().items() if k not in ("items",)}
+        audit.write(store, "restore", outcome="ok", dataset=manifest.dataset,
+                    snapshot_id=manifest.snapshot_id, detail=detail | summary)
+        return done
     try:
         if manifest.parts:  # archived parts: start their rehydration, finish in a later run
             rehydrate.ensure_readable(store, chain.load_chain(store, manifest), purpose="restore")
@@ -56,7 +100,7 @@ def restore(policy: Policy, ref: str, into: str, *, overwrite: bool = False,
     except CloudkeepError as exc:
         audit.write(store, "restore", outcome="failed", dataset=manifest.dataset,
                     snapshot_id=manifest.snapshot_id, detail={"target": into, "error": str(exc)}
-                    | ({"place": place.describe()} if not place.is_here() else {}))
+                    | where_to)
         raise
     result.place = place.describe() or None
     result.rate = governor.as_dict() if (governor.rate or governor.throttled or governor.basis) else None
@@ -74,3 +118,6 @@ def _place_of(place: Place | None, options: dict[str, str | None]) -> Place:
     if place is not None and given:
         raise UsageError("give the target's place either as place= or option by option, not both")
     return place or Place(**given)
+
+
+__all__ = ["PartialResult", "SelectionRequest", "restore"]

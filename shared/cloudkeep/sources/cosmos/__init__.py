@@ -49,7 +49,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ... import clock as _clock
-from ...capabilities import CapturesChanges, Description, Incremental, ReadsFromCursor, SampleCheck
+from ...capabilities import (
+    CapturesChanges,
+    Description,
+    Incremental,
+    ReadsFromCursor,
+    ReadsTarget,
+    SampleCheck,
+)
 from ...clouds.azure import retry_after_seconds
 from ...codec import ContentDigest
 from ...errors import CloudkeepError, RestoreError, SourceError
@@ -90,7 +97,7 @@ log = logging.getLogger(__name__)
 DIGEST_IGNORES = ("_cloudkeep",)
 
 
-class CosmosSource(CosmosReader, Incremental, ReadsFromCursor, SampleCheck, CapturesChanges):
+class CosmosSource(CosmosReader, Incremental, ReadsFromCursor, SampleCheck, ReadsTarget, CapturesChanges):
     """A Cosmos DB (NoSQL API) container: read by feed range (full snapshots) or from the change
     feed (incremental ones), restored by a pool of writers."""
 
@@ -259,6 +266,13 @@ class CosmosSource(CosmosReader, Incremental, ReadsFromCursor, SampleCheck, Capt
         container = self.container_of(self.client, target)
         container = self.container_of(self.client, target)
         return CosmosWriter(self, container, target, self.write_workers)
+
+    def target_reader(self, target: str, recorded: dict[str, Any]) -> CosmosWriter | None:
+        """Reads container ``target`` by key (None: no such container); writes nothing."""
+        check_container_id(target)
+        if self.read_properties(target) is None:
+            return None
+        return CosmosWriter(self, self.container_of(self.client, target), target, self.write_workers)
 
     # ---------------------------------------------------------------- drills and samples
 

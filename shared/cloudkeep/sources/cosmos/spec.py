@@ -97,9 +97,21 @@ class CosmosSourceSpec(SourceModel):
         return {"id": item_id, "partition_key": doc["partition_key"]}
 
     @classmethod
+    def deletes_item(cls, doc: Any) -> bool:
+        return isinstance(doc, dict) and doc.get("delete") is True
+
+    @classmethod
     def parse_key(cls, value: Any, recorded: Mapping[str, Any]) -> Any:
         if not isinstance(value, dict) or not isinstance(value.get("id"), str) \
                 or "partition_key" not in value or set(value) != {"id", "partition_key"}:
             raise ValueError(f"a Cosmos DB key is {cls.KEY_FORM}")
         pk = value["partition_key"]
         return {"id": value["id"], "partition_key": pk if isinstance(pk, list) else [pk]}
+
+    @classmethod
+    def item_fields(cls, doc: Any, recorded: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The item's properties as Cosmos DB holds them (nested JSON); None for a deletion."""
+        if not isinstance(doc, dict) or doc.get("delete") is True:
+            return None
+        item = doc.get("item")
+        return item if isinstance(item, dict) else None

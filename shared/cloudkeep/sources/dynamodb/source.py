@@ -17,7 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ...capabilities import CapturesChanges, Description, Resumable, SampleCheck, read_from_start
+from ...capabilities import (
+    CapturesChanges,
+    Description,
+    ReadsTarget,
+    Resumable,
+    SampleCheck,
+    read_from_start,
+)
 from ...clouds.aws import Access
 from ...codec import ContentDigest
 from ...errors import SourceError, SourceUnreachableError
@@ -59,7 +66,7 @@ def _page_size_from_env() -> int | None:
         raise SourceError(f"${PAGE_SIZE_ENV}: {text!r} is not a positive whole number") from None
     return value
 
-class DynamoDBSource(NativeJobs, Resumable, SampleCheck, NamesTargets, CapturesChanges):
+class DynamoDBSource(NativeJobs, Resumable, SampleCheck, ReadsTarget, NamesTargets, CapturesChanges):
     kind = "dynamodb"
 
     def __init__(
@@ -211,6 +218,10 @@ class DynamoDBSource(NativeJobs, Resumable, SampleCheck, NamesTargets, CapturesC
         self, target: str, recorded: dict[str, Any], *, overwrite: bool
     ) -> DynamoDBWriter:
         return open_restore(self.client, target, self._describe(target), recorded, overwrite=overwrite)
+
+    def target_reader(self, target: str, recorded: dict[str, Any]) -> DynamoDBWriter | None:
+        """Reads table ``target`` by key (None: no such table); writes nothing."""
+        return DynamoDBWriter(self.client, target) if self._describe(target) is not None else None
 
     # ---------------------------------------------------------------- drills and samples
 

@@ -91,6 +91,38 @@ class DynamoDBSourceSpec(SourceModel):
                 raise ValueError(f"key attribute {name!r}: {typed['N']!r} is not a number") from e
         return out
 
+    @classmethod
+    def item_fields(cls, doc: Any, recorded: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The item's attributes: S → text, N → number, B → base64 text, BOOL, NULL → null,
+        M → map, L → list, SS/NS/BS → lists."""
+        item = doc.get("Item") if isinstance(doc, dict) else None
+        return {k: _plain(v) for k, v in item.items()} if isinstance(item, dict) else None
+
+
+def _plain(value: Any) -> Any:
+    """One DynamoDB JSON attribute value as a plain value."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return None
+    ((kind, inner),) = value.items()
+    if kind == "N":
+        return _number(inner)
+    if kind == "NS":
+        return [_number(v) for v in inner]
+    if kind == "NULL":
+        return None
+    if kind == "M":
+        return {k: _plain(v) for k, v in inner.items()}
+    if kind == "L":
+        return [_plain(v) for v in inner]
+    return inner  # S, B (base64 text), BOOL, SS, BS
+
+
+def _number(text: Any) -> Any:
+    try:
+        return Decimal(str(text))
+    except InvalidOperation:
+        return None
+
 
 def _key_names(recorded: Mapping[str, Any]) -> list[str]:
     """The table's key attribute names, partition key first (from the manifest's key_schema)."""

@@ -50,7 +50,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ...capabilities import Description, ReadsFromCursor, Resumable, SampleCheck
+from ...capabilities import Description, ReadsFromCursor, ReadsTarget, Resumable, SampleCheck
 from ...codec import ContentDigest
 from ...errors import RestoreError, SourceError
 from .codec import (
@@ -87,7 +87,8 @@ DIGEST_IGNORES = ("update_time",)
 METHOD = "query"
 
 
-class FirestoreSource(SegmentReader, FirestoreExportJobs, Resumable, ReadsFromCursor, SampleCheck):
+class FirestoreSource(SegmentReader, FirestoreExportJobs, Resumable, ReadsFromCursor, SampleCheck,
+                      ReadsTarget):
     """Firestore documents read by queries at one read time (``method: scan``), or Firestore's
     managed export driven as a native job (``method: export``, see ``cloudkeep.sources.firestore.export``)."""
 
@@ -194,6 +195,20 @@ class FirestoreSource(SegmentReader, FirestoreExportJobs, Resumable, ReadsFromCu
             refs = reference_mapper(source_root, self.root, {c: target + c for c in collections})
             back = reference_mapper(self.root, source_root, {target + c: c for c in collections})
         return FirestoreWriter(self, target, refs, back)
+
+    def target_reader(self, target: str, recorded: dict[str, Any]) -> FirestoreWriter | None:
+        """Reads the documents under the prefix ``target`` by path; writes nothing (a
+        collection exists as long as it holds documents: never None)."""
+        if self._for(target) is not self:
+            return self._for(target).target_reader(target, recorded)
+        check_prefix(target, [str(c) for c in recorded.get("collections") or []])
+        back = None
+        if self.rewrite_references and target:
+            source_root = (f"projects/{recorded.get('project', self.project)}/databases/"
+                           f"{recorded.get('database', DEFAULT_DATABASE)}/documents")
+            back = reference_mapper(self.root, source_root,
+                                    {target + str(c): str(c) for c in recorded.get("collections") or []})
+        return FirestoreWriter(self, target, None, back)
 
     # ---------------------------------------------------------------- drills and samples
 

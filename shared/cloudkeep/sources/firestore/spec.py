@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, StrictBool, StrictInt, field_validator
@@ -105,6 +106,36 @@ class FirestoreSourceSpec(SourceModel):
         if len(parts) % 2 or any(not p for p in parts):
             raise ValueError(f"{value!r} is not a document path (collection/document[/...])")
         return path
+
+    @classmethod
+    def item_fields(cls, doc: Any, recorded: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The document's fields (integers and doubles as numbers, timestamps, bytes and
+        references as text, maps, arrays, null), plus ``__name__``: its path."""
+        fields = doc.get("fields") if isinstance(doc, dict) else None
+        name = doc.get("name") if isinstance(doc, dict) else None
+        if not isinstance(fields, dict) or not isinstance(name, str):
+            return None
+        return {k: _plain(v) for k, v in fields.items()} | {"__name__": _relative(name)}
+
+
+def _plain(value: Any) -> Any:
+    """One Firestore REST Value as a plain value."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return None
+    ((kind, inner),) = value.items()
+    if kind in ("integerValue", "doubleValue"):
+        try:
+            number = Decimal(str(inner))
+        except InvalidOperation:
+            return None
+        return number if number.is_finite() else None
+    if kind == "mapValue":
+        return {k: _plain(v) for k, v in ((inner or {}).get("fields") or {}).items()}
+    if kind == "arrayValue":
+        return [_plain(v) for v in (inner or {}).get("values") or []]
+    if kind == "nullValue":
+        return None
+    return inner  # stringValue, booleanValue, timestampValue, bytesValue, referenceValue, geoPointValue
 
 
 def _relative(name: str) -> str:

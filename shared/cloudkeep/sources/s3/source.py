@@ -52,6 +52,7 @@ from ...capabilities import (
     CopiesObjects,
     Description,
     Incremental,
+    ReadsTarget,
     ServerSideCopy,
     Summarizes,
     able,
@@ -86,7 +87,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, NamesTargets, CapturesChanges):
+class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, ReadsTarget, NamesTargets,
+               CapturesChanges):
     kind = "s3"
 
     def __init__(
@@ -344,6 +346,17 @@ class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, NamesTargets,
 
     def open_restore(self, target: str, recorded: dict[str, Any], *, overwrite: bool) -> S3Writer:
         return prepare_target(self, target, overwrite=overwrite)
+
+    def target_reader(self, target: str, recorded: dict[str, Any]) -> S3Writer | None:
+        """Reads the objects of ``BUCKET[/PREFIX]`` by key (None: no such bucket); writes
+        nothing."""
+        bucket, prefix = split_target(target)
+        try:
+            with _errors(f"reading bucket {bucket}"):
+                self.client.head_bucket(Bucket=bucket)
+        except _Vanished:
+            return None
+        return S3Writer(self, target, bucket, prefix)
 
     # ---------------------------------------------------------------- drills
 

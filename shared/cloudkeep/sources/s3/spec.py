@@ -98,3 +98,11 @@ class S3SourceSpec(SourceModel):
         if not isinstance(value, str) or not value:
             raise ValueError(f"an S3 key is {cls.KEY_FORM}")
         return value
+
+    @classmethod
+    def item_fields(cls, doc: Any, recorded: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The object's listing record: ``key``, ``size``, ``content_type``, ``storage_class``,
+        ``last_modified``, ``sha256``, ``metadata.NAME``, ``tags.NAME``, ``headers.NAME``."""
+        if not isinstance(doc, dict) or not isinstance(doc.get("key"), str):
+            return None
+        return {k: v for k, v in doc.items() if k not in ("etag", "version")}
