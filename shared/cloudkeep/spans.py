@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
@@ -73,8 +73,8 @@ class Span:
         month = months % 12 + 1
         try:
             first = wall.replace(year=year, month=month, day=1)
-            moved = (first + timedelta(days=wall.day - 1 - self.days)).replace(tzinfo=local.tzinfo)
-            return moved.astimezone(UTC) - timedelta(seconds=self.seconds)
+            moved = first + timedelta(days=wall.day - 1 - self.days)
+            return _go_date(moved, local.tzinfo) - timedelta(seconds=self.seconds)
         except (ValueError, OverflowError):
             return None  # before 0001-01-01: restic's cutoff lies before every snapshot
 
@@ -95,6 +95,20 @@ class Span:
         """True for a span shorter than a day that is not whole hours — ``6m`` (six minutes in
         cloudkeep, six months in restic): worth a warning where retention is configured."""
         return not (self.years or self.months or self.days) and self.seconds % 3600 != 0
+
+
+def _go_date(wall: datetime, zone: tzinfo | None) -> datetime:
+    """The instant (UTC) of the wall clock ``wall`` in ``zone`` as Go's ``time.Date`` picks it:
+    the offset at the wall clock read as UTC, or, when that offset does not hold at the instant
+    it gives, the offset at that instant. So a wall clock in a DST gap or in a repeated hour
+    lands where restic's cutoff does (Python's fold=0 differs by an hour in half the cases)."""
+    as_utc = wall.replace(tzinfo=UTC)
+    if zone is None:
+        return as_utc
+    offset = as_utc.astimezone(zone).utcoffset() or timedelta(0)
+    if offset:
+        offset = (as_utc - offset).astimezone(zone).utcoffset() or timedelta(0)
+    return as_utc - offset
 
 
 def parse_span(text: object) -> Span:
