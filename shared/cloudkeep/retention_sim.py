@@ -130,13 +130,13 @@ def parse_time(text: str, tz: ZoneInfo) -> datetime:
 
 
 def read_times(lines: Iterable[str], tz: ZoneInfo, where: str = "--times") -> list[tuple[str, datetime]]:
-    """The times of ``lines`` (blank lines and ``#`` comments skipped), each with its text, in
-    input order; a line that is not a time is a one-line UsageError naming it."""
+    """The times of ``lines`` (blank lines and ``#`` comments skipped; a byte order mark before
+    the first line ignored), each with its text, in input order; a line that is not a time is a one-line UsageError naming it."""
     out: list[tuple[str, datetime]] = []
     for number, raw in enumerate(lines, 1):
         if len(raw) > MAX_LINE + 2:
             raise UsageError(f"bad {where} line {number}: longer than {MAX_LINE} characters")
-        text = raw.strip()
+        text = (raw.removeprefix("\ufeff") if number == 1 else raw).strip()  # a UTF-8 BOM
         if not text or text.startswith("#"):
             continue
         try:

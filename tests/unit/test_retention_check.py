@@ -124,6 +124,18 @@ def test_bad_times_are_one_line_and_exit_2(capsys: Any, tmp_path: Path, content:
     assert words in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_a_byte_order_mark_and_crlf_are_not_part_of_the_first_time(capsys: Any, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # a file saved by Windows Notepad or PowerShell's Out-File: UTF-8 with a BOM, CRLF lines
+    times = tmp_path / "t.txt"
+    times.write_bytes(b"\xef\xbb\xbf2026-03-04T10:00:00Z\r\n2026-03-05T10:00:00Z\r\n")
+    expected = {"keep": [{"time": "2026-03-05T10:00:00Z", "reasons": ["daily", "newest"]},
+                         {"time": "2026-03-04T10:00:00Z", "reasons": ["daily"]}], "remove": []}
+    assert check(capsys, "--rules", "{daily: 2}", "--times", str(times), "--now", NOW) == expected
+    monkeypatch.setattr(sys, "stdin", io.StringIO(times.read_bytes().decode("utf-8")))
+    assert check(capsys, "--rules", "{daily: 2}", "--times", "-", "--now", NOW) == expected
+
+
 def test_unreadable_times_file(capsys: Any, tmp_path: Path) -> None:
     (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00\n")
     for path, words in ((tmp_path / "missing.txt", "No such file"), (tmp_path, "Is a directory"),
