@@ -7,8 +7,9 @@ and ``newer than now``. Holds, verifications and copies belong to real snapshots
 --retention``, ``report`` and ``prune --dry-run`` show them); a tier's ``min_copies`` is not
 applied here.
 
-Every reader has limits: :data:`MAX_RULES_BYTES` of rules, :data:`MAX_TIMES` lines of at most
-:data:`MAX_LINE` characters.
+Every reader has limits: :data:`MAX_RULES_BYTES` of rules, :data:`MAX_TIMES` times in at most
+:data:`MAX_LINES` lines (blank lines and comments included) of at most :data:`MAX_LINE`
+characters.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .policy.model import RETENTION_NEEDS_A_RULE
 from .policy.yamlload import parse_yaml
 from .retention import RULES, Rules, SnapshotInfo, apply
 
-__all__ = ["MAX_LINE", "MAX_RULES_BYTES", "MAX_TIMES", "Simulation", "parse_rules", "parse_time",
+__all__ = ["MAX_LINE", "MAX_LINES", "MAX_RULES_BYTES", "MAX_TIMES", "Simulation", "parse_rules", "parse_time",
            "read_times", "simulate", "tier_rules", "warnings_of"]
 
 MAX_RULES_BYTES = 64 * 1024
@@ -35,6 +36,9 @@ MAX_RULES_BYTES = 64 * 1024
 MAX_TIMES = 200_000
 """The most times (snapshots) one simulation reads (hourly snapshots for 22 years; about
 200 MB and 20 s)."""
+MAX_LINES = 1_000_000
+"""The most lines one simulation reads, blank lines and ``#`` comments included (so an endless
+stream of blank lines on standard input ends too)."""
 MAX_LINE = 100
 """The longest line of a times file (an ISO 8601 time is about 35 characters)."""
 
@@ -134,6 +138,8 @@ def read_times(lines: Iterable[str], tz: ZoneInfo, where: str = "--times") -> li
     the first line ignored), each with its text, in input order; a line that is not a time is a one-line UsageError naming it."""
     out: list[tuple[str, datetime]] = []
     for number, raw in enumerate(lines, 1):
+        if number > MAX_LINES:
+            raise UsageError(f"bad {where}: more than {MAX_LINES} lines")
         if len(raw) > MAX_LINE + 2:
             raise UsageError(f"bad {where} line {number}: longer than {MAX_LINE} characters")
         text = (raw.removeprefix("\ufeff") if number == 1 else raw).strip()  # a UTF-8 BOM

@@ -182,6 +182,19 @@ def test_more_times_than_the_limit_are_refused(capsys: Any, tmp_path: Path,
     assert (code, out) == (2, "") and "more than 3 times" in err
 
 
+def test_an_endless_stream_of_blank_lines_or_comments_is_refused(capsys: Any, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloudkeep import retention_sim
+
+    monkeypatch.setattr(retention_sim, "MAX_LINES", 5)
+    times = tmp_path / "t.txt"
+    times.write_text("# a comment\n\n# another\n\n2026-03-05T10:00:00Z\n", encoding="utf-8")
+    assert len(check(capsys, "--rules", "{last: 1}", "--times", str(times))["keep"]) == 1
+    times.write_text("\n" * 5 + "# comment\n2026-03-05T10:00:00Z\n", encoding="utf-8")
+    code, out, err = cli(capsys, "retention", "check", "--rules", "{last: 1}", "--times", str(times))
+    assert (code, out) == (2, "") and "more than 5 lines" in err, err
+
+
 @pytest.mark.parametrize("page", ["README.md", "docs/retention.md"])
 def test_the_worked_example_in_the_docs_is_the_real_output(capsys: Any, page: str) -> None:
     text = (EXAMPLE.parents[1] / page).read_text(encoding="utf-8")
