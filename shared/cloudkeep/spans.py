@@ -9,7 +9,8 @@ day of February), then the sub-day part is subtracted as elapsed time. The date 
 calendar arithmetic on the wall clock of the policy's time zone — as restic's is on a host in
 that time zone (Go reads a snapshot's timestamp into the host's zone when the offsets agree) —
 so ``7d`` back from 10:00 is 10:00 seven days earlier, 167 or 169 hours across a DST change,
-and months and years have their calendar lengths.
+and months and years have their calendar lengths. A wall clock that falls in a DST gap or
+in a repeated hour is placed where Go's ``time.Date`` places it.
 
 Units: ``y`` years, ``mo`` months, ``w`` weeks (7 days), ``d`` days, ``h`` hours, ``m``
 minutes, ``s`` seconds, each at most once, in any order. ``m`` is minutes, as in every other
