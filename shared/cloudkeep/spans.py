@@ -95,7 +95,8 @@ class Span:
     def looks_like_months(self) -> bool:
         """True for a span shorter than a day that is not whole hours — ``6m`` (six minutes in
         cloudkeep, six months in restic): worth a warning where retention is configured."""
-        return not (self.years or self.months or self.days) and self.seconds % 3600 != 0
+        return not (self.years or self.months or self.days) and self.seconds < 86_400 \
+            and self.seconds % 3600 != 0
 
 
 def _go_date(wall: datetime, zone: tzinfo | None) -> datetime:

@@ -151,6 +151,13 @@ def test_a_window_in_minutes_is_warned_about(capsys: Any) -> None:
     assert "warning: within: 6m is less than a day (m is minutes; months are mo)" in err
 
 
+def test_a_window_of_a_day_or_more_in_hours_and_minutes_is_not_called_less_than_a_day(capsys: Any) -> None:
+    for rules in ("{within: 36h30m}", "{within_daily: 1530m}", "{within: 1d30m}"):
+        code, _, err = cli(capsys, "retention", "check", "--rules", rules, "--times", str(EXAMPLE),
+                           "--now", NOW, "--format", "json")
+        assert code == 0 and "warning" not in err, (rules, err)
+
+
 def test_validate_takes_the_new_rules_and_warns_about_minutes(capsys: Any, tmp_path: Path) -> None:
     policy = tmp_path / "cloudkeep.yaml"
     policy.write_text("""
