@@ -107,9 +107,12 @@ def _go_date(wall: datetime, zone: tzinfo | None) -> datetime:
     as_utc = wall.replace(tzinfo=UTC)
     if zone is None:
         return as_utc
-    offset = as_utc.astimezone(zone).utcoffset() or timedelta(0)
-    if offset:
-        offset = (as_utc - offset).astimezone(zone).utcoffset() or timedelta(0)
+    try:
+        offset = as_utc.astimezone(zone).utcoffset() or timedelta(0)
+        if offset:
+            offset = (as_utc - offset).astimezone(zone).utcoffset() or timedelta(0)
+    except OverflowError:  # at the end of year 9999: no DST question there
+        return wall.replace(tzinfo=zone).astimezone(UTC)
     return as_utc - offset
 
 

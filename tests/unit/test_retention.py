@@ -307,6 +307,13 @@ def test_a_window_ending_in_a_dst_gap_or_overlap_ends_where_gos_date_puts_it(
     assert decision.remove == ["at"] and "within" in decision.reasons["after"]
 
 
+def test_a_window_at_the_end_of_year_9999_east_of_utc() -> None:
+    kiritimati = ZoneInfo("Pacific/Kiritimati")  # UTC+14: the wall clock, read as UTC, overflows
+    latest = datetime(9999, 12, 31, 9, tzinfo=Z)
+    assert parse_span("1h").before(latest, kiritimati) == datetime(9999, 12, 31, 8, tzinfo=Z)
+    assert parse_span("1d").before(latest, kiritimati) == datetime(9999, 12, 30, 9, tzinfo=Z)
+
+
 def test_within_buckets_keep_the_newest_of_each_period_inside_the_window() -> None:
     times = [datetime(2026, 1, 1, tzinfo=Z) + timedelta(hours=6 * h) for h in range(4 * 40)]
     history = snaps(times)
