@@ -116,7 +116,7 @@ def warnings_of(rules: Rules) -> list[str]:
     for name in RULES:
         span = getattr(rules, name)
         if name.startswith("within") and span is not None and span.looks_like_months():
-            out.append(f"{name}: {span} is less than a day (m is minutes; months are mo)")
+            out.append(f"{name}: {span} {span.why_months()} (m is minutes; months are mo)")
     return out
 
 

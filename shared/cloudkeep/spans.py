@@ -93,10 +93,22 @@ class Span:
         return "".join(out) or "0s"
 
     def looks_like_months(self) -> bool:
-        """True for a span shorter than a day that is not whole hours — ``6m`` (six minutes in
-        cloudkeep, six months in restic): worth a warning where retention is configured."""
-        return not (self.years or self.months or self.days) and self.seconds < 86_400 \
-            and self.seconds % 3600 != 0
+        """True for a span whose minutes were probably meant as restic's months (``m``): one
+        shorter than a day that is not whole hours (``6m``: six minutes in cloudkeep, six months
+        in restic), or years or months plus minutes and no hours (restic's ``1y6m``, which is
+        one year and six minutes here) — worth a warning where retention is configured."""
+        if self.seconds % 3600 == 0:
+            return False
+        if self.years or self.months:
+            return self.seconds < 3600
+        return not self.days and self.seconds < 86_400
+
+    def why_months(self) -> str:
+        """What :meth:`looks_like_months` saw, in words: ``is less than a day`` or ``has only
+        6 minutes besides years and months``."""
+        if self.years or self.months:
+            return f"has only {self.seconds // 60} minutes besides years and months"
+        return "is less than a day"
 
 
 def _go_date(wall: datetime, zone: tzinfo | None) -> datetime:

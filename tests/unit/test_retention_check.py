@@ -151,6 +151,20 @@ def test_a_window_in_minutes_is_warned_about(capsys: Any) -> None:
     assert "warning: within: 6m is less than a day (m is minutes; months are mo)" in err
 
 
+def test_restics_years_and_months_written_with_m_are_warned_about(capsys: Any) -> None:
+    # restic's --keep-within 1y6m is a year and six months; here m is minutes
+    code, out, err = cli(capsys, "retention", "check", "--rules", "{within: 1y6m, within_daily: 2mo3m}",
+                         "--times", str(EXAMPLE), "--now", NOW, "--format", "json")
+    assert code == 0 and json.loads(out)["keep"], err
+    assert "warning: within: 1y6m has only 6 minutes besides years and months (m is minutes; " \
+           "months are mo)" in err
+    assert "warning: within_daily: 2mo3m has only 3 minutes besides years and months" in err
+    for rules in ("{within: 1y2h30m}", "{within: 1y6mo}", "{within: 7d30m}"):  # hours, or no m
+        code, _, err = cli(capsys, "retention", "check", "--rules", rules, "--times", str(EXAMPLE),
+                           "--now", NOW, "--format", "json")
+        assert code == 0 and "warning" not in err, (rules, err)
+
+
 def test_a_window_of_a_day_or_more_in_hours_and_minutes_is_not_called_less_than_a_day(capsys: Any) -> None:
     for rules in ("{within: 36h30m}", "{within_daily: 1530m}", "{within: 1d30m}"):
         code, _, err = cli(capsys, "retention", "check", "--rules", rules, "--times", str(EXAMPLE),
@@ -166,6 +180,7 @@ stores: {vault: {type: file, path: vault}}
 tiers:
   keep-all: {schedule: "0 * * * *", rpo: 2h, retention: {daily: 7, yearly: unlimited}}
   minutes: {schedule: "0 * * * *", rpo: 2h, retention: {within: 6m, within_monthly: 1y2mo3d3h}}
+  restic-m: {schedule: "0 * * * *", rpo: 2h, retention: {daily: 7, within_weekly: 1y6m}}
 datasets: {orders: {source: {type: dynamodb, table: orders, region: us-east-1}, tier: keep-all, store: vault}}
 """, encoding="utf-8")
     code, out, err = cli(capsys, "validate", "--policy", str(policy))
@@ -174,6 +189,8 @@ datasets: {orders: {source: {type: dynamodb, table: orders, region: us-east-1}, 
     assert any("tiers.minutes.retention.within: within: 6m is less than a day" in w for w in warnings)
     assert not any("keep-all.retention" in w for w in warnings)  # unlimited: nothing ages out
     assert not any("within_monthly" in w for w in warnings)
+    assert any("tiers.restic-m.retention.within_weekly: within_weekly: 1y6m has only 6 minutes "
+               "besides years and months" in w for w in warnings), warnings
 
 
 def test_more_times_than_the_limit_are_refused(capsys: Any, tmp_path: Path,
