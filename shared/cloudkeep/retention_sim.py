@@ -27,6 +27,7 @@ from .policy import Policy, Retention
 from .policy.model import RETENTION_NEEDS_A_RULE
 from .policy.yamlload import parse_yaml
 from .retention import RULES, Rules, SnapshotInfo, apply
+from .spans import wall_instant
 
 __all__ = ["MAX_LINE", "MAX_LINES", "MAX_RULES_BYTES", "MAX_TIMES", "Simulation", "parse_rules", "parse_time",
            "read_times", "simulate", "tier_rules", "warnings_of"]
@@ -122,11 +123,12 @@ def warnings_of(rules: Rules) -> list[str]:
 
 def parse_time(text: str, tz: ZoneInfo) -> datetime:
     """An ISO 8601 time (``2026-03-01T10:00:00Z``, ``2026-03-01 10:00:00+01:00``); one without
-    an offset is wall time in ``tz``. Raises ValueError."""
+    an offset is wall time in ``tz`` (one in a DST gap or repeated hour placed as Go's
+    ``time.ParseInLocation`` — restic's ``backup --time`` — places it). Raises ValueError."""
     value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=tz)
     try:
+        if value.tzinfo is None:
+            value = wall_instant(value, tz)
         value.astimezone(tz)  # its local time (periods) must exist too
         return value.astimezone(UTC)
     except OverflowError:
@@ -135,7 +137,8 @@ def parse_time(text: str, tz: ZoneInfo) -> datetime:
 
 def read_times(lines: Iterable[str], tz: ZoneInfo, where: str = "--times") -> list[tuple[str, datetime]]:
     """The times of ``lines`` (blank lines and ``#`` comments skipped; a byte order mark before
-    the first line ignored), each with its text, in input order; a line that is not a time is a one-line UsageError naming it."""
+    the first line ignored), each with its text, in input order; a line that is not a time is a
+    one-line UsageError naming it."""
     out: list[tuple[str, datetime]] = []
     for number, raw in enumerate(lines, 1):
         if number > MAX_LINES:

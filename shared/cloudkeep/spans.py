@@ -32,7 +32,7 @@ from pydantic.functional_serializers import PlainSerializer
 from pydantic.functional_validators import BeforeValidator
 from pydantic.json_schema import WithJsonSchema
 
-__all__ = ["SPAN_PATTERN", "RetentionSpan", "Span", "parse_span"]
+__all__ = ["SPAN_PATTERN", "RetentionSpan", "Span", "parse_span", "wall_instant"]
 
 _PART = re.compile(r"(\d{1,9})(y|mo|w|d|h|m|s)")
 SPAN_PATTERN = r"^\s*(\d+(y|mo|w|d|h|m|s))+\s*$"
@@ -75,7 +75,7 @@ class Span:
         try:
             first = wall.replace(year=year, month=month, day=1)
             moved = first + timedelta(days=wall.day - 1 - self.days)
-            return _go_date(moved, local.tzinfo) - timedelta(seconds=self.seconds)
+            return wall_instant(moved, local.tzinfo) - timedelta(seconds=self.seconds)
         except (ValueError, OverflowError):
             return None  # before 0001-01-01: restic's cutoff lies before every snapshot
 
@@ -111,7 +111,7 @@ class Span:
         return "is less than a day"
 
 
-def _go_date(wall: datetime, zone: tzinfo | None) -> datetime:
+def wall_instant(wall: datetime, zone: tzinfo | None) -> datetime:
     """The instant (UTC) of the wall clock ``wall`` in ``zone`` as Go's ``time.Date`` picks it:
     the offset at the wall clock read as UTC, or, when that offset does not hold at the instant
     it gives, the offset at that instant. So a wall clock in a DST gap or in a repeated hour

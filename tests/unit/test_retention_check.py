@@ -136,6 +136,18 @@ def test_a_byte_order_mark_and_crlf_are_not_part_of_the_first_time(capsys: Any, 
     assert check(capsys, "--rules", "{daily: 2}", "--times", "-", "--now", NOW) == expected
 
 
+def test_a_wall_time_in_a_dst_gap_is_placed_as_restic_places_it(capsys: Any, tmp_path: Path) -> None:
+    # restic backup --time "2026-03-08 02:30:00" in New York (a wall clock that does not exist:
+    # the clocks jump from 02:00 to 03:00) is 06:30Z, as Go's ParseInLocation places it: older
+    # than 07:00Z, so last: 1 keeps 07:00Z (fold=0 would make it 07:30Z, the newest)
+    times = tmp_path / "t.txt"
+    times.write_text("2026-03-08T02:30:00\n2026-03-08T07:00:00Z\n", encoding="utf-8")
+    result = check(capsys, "--rules", "{last: 1}", "--times", str(times), "--timezone",
+                   "America/New_York", "--now", "2026-03-09T00:00:00Z")
+    assert result == {"keep": [{"time": "2026-03-08T07:00:00Z", "reasons": ["last", "newest"]}],
+                      "remove": [{"time": "2026-03-08T02:30:00"}]}
+
+
 def test_unreadable_times_file(capsys: Any, tmp_path: Path) -> None:
     (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00\n")
     for path, words in ((tmp_path / "missing.txt", "No such file"), (tmp_path, "Is a directory"),
