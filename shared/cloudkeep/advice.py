@@ -121,7 +121,7 @@ def warnings(policy: Policy, now: datetime | None = None) -> list[PolicyWarning]
             if isinstance(window, Span) and window.looks_like_months():
                 out.append(PolicyWarning(
                     "retention-window-minutes", f"{where}.retention.{rule}",
-                    f"{rule}: {window} is less than a day — m is minutes in cloudkeep; months "
+                    f"{rule}: {window} {window.why_months()} — m is minutes in cloudkeep; months "
                     "(restic's m) are written mo, e.g. 6mo"))
         lock = getattr(tier, "immutability", None)
         if lock is not None and lock.days and span < timedelta(days=lock.days):

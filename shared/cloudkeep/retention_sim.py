@@ -7,8 +7,9 @@ and ``newer than now``. Holds, verifications and copies belong to real snapshots
 --retention``, ``report`` and ``prune --dry-run`` show them); a tier's ``min_copies`` is not
 applied here.
 
-Every reader has limits: :data:`MAX_RULES_BYTES` of rules, :data:`MAX_TIMES` lines of at most
-:data:`MAX_LINE` characters.
+Every reader has limits: :data:`MAX_RULES_BYTES` of rules, :data:`MAX_TIMES` times in at most
+:data:`MAX_LINES` lines (blank lines and comments included) of at most :data:`MAX_LINE`
+characters.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from .policy import Policy, Retention
 from .policy.model import RETENTION_NEEDS_A_RULE
 from .policy.yamlload import parse_yaml
 from .retention import RULES, Rules, SnapshotInfo, apply
+from .spans import wall_instant
 
-__all__ = ["MAX_LINE", "MAX_RULES_BYTES", "MAX_TIMES", "Simulation", "parse_rules", "parse_time",
+__all__ = ["MAX_LINE", "MAX_LINES", "MAX_RULES_BYTES", "MAX_TIMES", "Simulation", "parse_rules", "parse_time",
            "read_times", "simulate", "tier_rules", "warnings_of"]
 
 MAX_RULES_BYTES = 64 * 1024
@@ -35,6 +37,9 @@ MAX_RULES_BYTES = 64 * 1024
 MAX_TIMES = 200_000
 """The most times (snapshots) one simulation reads (hourly snapshots for 22 years; about
 200 MB and 20 s)."""
+MAX_LINES = 1_000_000
+"""The most lines one simulation reads, blank lines and ``#`` comments included (so an endless
+stream of blank lines on standard input ends too)."""
 MAX_LINE = 100
 """The longest line of a times file (an ISO 8601 time is about 35 characters)."""
 
@@ -112,17 +117,18 @@ def warnings_of(rules: Rules) -> list[str]:
     for name in RULES:
         span = getattr(rules, name)
         if name.startswith("within") and span is not None and span.looks_like_months():
-            out.append(f"{name}: {span} is less than a day (m is minutes; months are mo)")
+            out.append(f"{name}: {span} {span.why_months()} (m is minutes; months are mo)")
     return out
 
 
 def parse_time(text: str, tz: ZoneInfo) -> datetime:
     """An ISO 8601 time (``2026-03-01T10:00:00Z``, ``2026-03-01 10:00:00+01:00``); one without
-    an offset is wall time in ``tz``. Raises ValueError."""
+    an offset is wall time in ``tz`` (one in a DST gap or repeated hour placed as Go's
+    ``time.ParseInLocation`` — restic's ``backup --time`` — places it). Raises ValueError."""
     value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=tz)
     try:
+        if value.tzinfo is None:
+            value = wall_instant(value, tz)
         value.astimezone(tz)  # its local time (periods) must exist too
         return value.astimezone(UTC)
     except OverflowError:
@@ -130,13 +136,16 @@ def parse_time(text: str, tz: ZoneInfo) -> datetime:
 
 
 def read_times(lines: Iterable[str], tz: ZoneInfo, where: str = "--times") -> list[tuple[str, datetime]]:
-    """The times of ``lines`` (blank lines and ``#`` comments skipped), each with its text, in
-    input order; a line that is not a time is a one-line UsageError naming it."""
+    """The times of ``lines`` (blank lines and ``#`` comments skipped; a byte order mark before
+    the first line ignored), each with its text, in input order; a line that is not a time is a
+    one-line UsageError naming it."""
     out: list[tuple[str, datetime]] = []
     for number, raw in enumerate(lines, 1):
+        if number > MAX_LINES:
+            raise UsageError(f"bad {where}: more than {MAX_LINES} lines")
         if len(raw) > MAX_LINE + 2:
             raise UsageError(f"bad {where} line {number}: longer than {MAX_LINE} characters")
-        text = raw.strip()
+        text = (raw.removeprefix("\ufeff") if number == 1 else raw).strip()  # a UTF-8 BOM
         if not text or text.startswith("#"):
             continue
         try:

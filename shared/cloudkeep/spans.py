@@ -9,7 +9,8 @@ day of February), then the sub-day part is subtracted as elapsed time. The date 
 calendar arithmetic on the wall clock of the policy's time zone — as restic's is on a host in
 that time zone (Go reads a snapshot's timestamp into the host's zone when the offsets agree) —
 so ``7d`` back from 10:00 is 10:00 seven days earlier, 167 or 169 hours across a DST change,
-and months and years have their calendar lengths.
+and months and years have their calendar lengths. A wall clock that falls in a DST gap or
+in a repeated hour is placed where Go's ``time.Date`` places it.
 
 Units: ``y`` years, ``mo`` months, ``w`` weeks (7 days), ``d`` days, ``h`` hours, ``m``
 minutes, ``s`` seconds, each at most once, in any order. ``m`` is minutes, as in every other
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
@@ -31,7 +32,7 @@ from pydantic.functional_serializers import PlainSerializer
 from pydantic.functional_validators import BeforeValidator
 from pydantic.json_schema import WithJsonSchema
 
-__all__ = ["SPAN_PATTERN", "RetentionSpan", "Span", "parse_span"]
+__all__ = ["SPAN_PATTERN", "RetentionSpan", "Span", "parse_span", "wall_instant"]
 
 _PART = re.compile(r"(\d{1,9})(y|mo|w|d|h|m|s)")
 SPAN_PATTERN = r"^\s*(\d+(y|mo|w|d|h|m|s))+\s*$"
@@ -73,8 +74,8 @@ class Span:
         month = months % 12 + 1
         try:
             first = wall.replace(year=year, month=month, day=1)
-            moved = (first + timedelta(days=wall.day - 1 - self.days)).replace(tzinfo=local.tzinfo)
-            return moved.astimezone(UTC) - timedelta(seconds=self.seconds)
+            moved = first + timedelta(days=wall.day - 1 - self.days)
+            return wall_instant(moved, local.tzinfo) - timedelta(seconds=self.seconds)
         except (ValueError, OverflowError):
             return None  # before 0001-01-01: restic's cutoff lies before every snapshot
 
@@ -92,9 +93,39 @@ class Span:
         return "".join(out) or "0s"
 
     def looks_like_months(self) -> bool:
-        """True for a span shorter than a day that is not whole hours — ``6m`` (six minutes in
-        cloudkeep, six months in restic): worth a warning where retention is configured."""
-        return not (self.years or self.months or self.days) and self.seconds % 3600 != 0
+        """True for a span whose minutes were probably meant as restic's months (``m``): one
+        shorter than a day that is not whole hours (``6m``: six minutes in cloudkeep, six months
+        in restic), or years or months plus minutes and no hours (restic's ``1y6m``, which is
+        one year and six minutes here) — worth a warning where retention is configured."""
+        if self.seconds % 3600 == 0:
+            return False
+        if self.years or self.months:
+            return self.seconds < 3600
+        return not self.days and self.seconds < 86_400
+
+    def why_months(self) -> str:
+        """What :meth:`looks_like_months` saw, in words: ``is less than a day`` or ``has only
+        6 minutes besides years and months``."""
+        if self.years or self.months:
+            return f"has only {self.seconds // 60} minutes besides years and months"
+        return "is less than a day"
+
+
+def wall_instant(wall: datetime, zone: tzinfo | None) -> datetime:
+    """The instant (UTC) of the wall clock ``wall`` in ``zone`` as Go's ``time.Date`` picks it:
+    the offset at the wall clock read as UTC, or, when that offset does not hold at the instant
+    it gives, the offset at that instant. So a wall clock in a DST gap or in a repeated hour
+    lands where restic's cutoff does (Python's fold=0 differs by an hour in half the cases)."""
+    as_utc = wall.replace(tzinfo=UTC)
+    if zone is None:
+        return as_utc
+    try:
+        offset = as_utc.astimezone(zone).utcoffset() or timedelta(0)
+        if offset:
+            offset = (as_utc - offset).astimezone(zone).utcoffset() or timedelta(0)
+    except OverflowError:  # at the end of year 9999: no DST question there
+        return wall.replace(tzinfo=zone).astimezone(UTC)
+    return as_utc - offset
 
 
 def parse_span(text: object) -> Span:

@@ -40,6 +40,17 @@ def go_add_date(t: datetime, years: int, months: int, days: int) -> datetime | N
     return datetime.combine(date(y, m, 1), t.timetz()) + timedelta(days=d - 1)
 
 
+def go_date(wall: datetime, tz: ZoneInfo) -> datetime:
+    """Go's time.Date(wall..., tz) as UTC: look up the offset at the wall clock read as UTC; if
+    that offset is wrong for the instant it gives, take the offset at that instant instead (so
+    a wall clock in a DST gap or overlap lands where Go puts it, not where fold=0 does)."""
+    as_utc = wall.replace(tzinfo=Z)
+    offset = as_utc.astimezone(tz).utcoffset() or timedelta(0)
+    if offset:
+        offset = (as_utc - offset).astimezone(tz).utcoffset() or timedelta(0)
+    return as_utc - offset
+
+
 def restic_reference(items: list[SnapshotInfo], rules: Rules, tz: ZoneInfo, now: datetime) -> set[str]:
     """restic's ApplyPolicy (internal/data/snapshot_policy.go, restic >= 0.16), ported
     independently, line by line: walk the snapshots newest first; each bucket rule keeps a
@@ -56,8 +67,7 @@ def restic_reference(items: list[SnapshotInfo], rules: Rules, tz: ZoneInfo, now:
         moved = go_add_date(local.replace(tzinfo=None), -span.years, -span.months, -span.days)
         if moved is None:
             return None
-        return datetime.combine(moved.date(), moved.time(), tzinfo=tz).astimezone(Z) - \
-            timedelta(seconds=span.seconds)
+        return go_date(moved, tz) - timedelta(seconds=span.seconds)
 
     def inside(t: datetime, cut: datetime | None) -> bool:
         return cut is None or t > cut
@@ -272,6 +282,36 @@ def test_calendar_windows_use_gos_date_arithmetic() -> None:
     history = [SnapshotInfo("a", datetime(2026, 3, 3, 10, tzinfo=Z)),
                SnapshotInfo("b", datetime(2026, 3, 3, 10, 0, 1, tzinfo=Z)), SnapshotInfo("c", latest)]
     assert apply(history, Rules(within=parse_span("1mo")), latest + timedelta(hours=1)).remove == ["a"]
+
+
+@pytest.mark.parametrize(("zone", "latest", "cut"), [
+    # 7 days back from 02:30 EDT is 02:30 on the DST-start day, a wall clock that does not
+    # exist: Go's Date puts it at 06:30Z (01:30 EST), not 07:30Z (Python's fold=0)
+    ("America/New_York", datetime(2026, 3, 15, 6, 30, tzinfo=Z), datetime(2026, 3, 8, 6, 30, tzinfo=Z)),
+    # 7 days back from 02:30 CET is 02:30 on the fall-back day, which happens twice: Go's Date
+    # takes the second (CET, 01:30Z), not the first (CEST, 00:30Z)
+    ("Europe/Paris", datetime(2026, 11, 1, 1, 30, tzinfo=Z), datetime(2026, 10, 25, 1, 30, tzinfo=Z)),
+    # and the other two cases, where Go agrees with fold=0
+    ("Europe/Paris", datetime(2026, 4, 5, 0, 30, tzinfo=Z), datetime(2026, 3, 29, 1, 30, tzinfo=Z)),
+    ("America/New_York", datetime(2026, 11, 8, 6, 30, tzinfo=Z), datetime(2026, 11, 1, 5, 30, tzinfo=Z)),
+])
+def test_a_window_ending_in_a_dst_gap_or_overlap_ends_where_gos_date_puts_it(
+        zone: str, latest: datetime, cut: datetime) -> None:
+    tz = ZoneInfo(zone)
+    assert parse_span("7d").before(latest, tz) == cut
+    assert go_date(go_add_date(latest.astimezone(tz).replace(tzinfo=None), 0, 0, -7), tz) == cut  # type: ignore[arg-type]
+    # the snapshot a minute after the cut is inside, the one at the cut is not (strict)
+    history = [SnapshotInfo("at", cut), SnapshotInfo("after", cut + timedelta(minutes=1)),
+               SnapshotInfo("latest", latest)]
+    decision = apply(history, Rules(within=parse_span("7d")), latest + timedelta(hours=1), zone)
+    assert decision.remove == ["at"] and "within" in decision.reasons["after"]
+
+
+def test_a_window_at_the_end_of_year_9999_east_of_utc() -> None:
+    kiritimati = ZoneInfo("Pacific/Kiritimati")  # UTC+14: the wall clock, read as UTC, overflows
+    latest = datetime(9999, 12, 31, 9, tzinfo=Z)
+    assert parse_span("1h").before(latest, kiritimati) == datetime(9999, 12, 31, 8, tzinfo=Z)
+    assert parse_span("1d").before(latest, kiritimati) == datetime(9999, 12, 30, 9, tzinfo=Z)
 
 
 def test_within_buckets_keep_the_newest_of_each_period_inside_the_window() -> None:

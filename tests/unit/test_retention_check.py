@@ -124,6 +124,30 @@ def test_bad_times_are_one_line_and_exit_2(capsys: Any, tmp_path: Path, content:
     assert words in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_a_byte_order_mark_and_crlf_are_not_part_of_the_first_time(capsys: Any, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # a file saved by Windows Notepad or PowerShell's Out-File: UTF-8 with a BOM, CRLF lines
+    times = tmp_path / "t.txt"
+    times.write_bytes(b"\xef\xbb\xbf2026-03-04T10:00:00Z\r\n2026-03-05T10:00:00Z\r\n")
+    expected = {"keep": [{"time": "2026-03-05T10:00:00Z", "reasons": ["daily", "newest"]},
+                         {"time": "2026-03-04T10:00:00Z", "reasons": ["daily"]}], "remove": []}
+    assert check(capsys, "--rules", "{daily: 2}", "--times", str(times), "--now", NOW) == expected
+    monkeypatch.setattr(sys, "stdin", io.StringIO(times.read_bytes().decode("utf-8")))
+    assert check(capsys, "--rules", "{daily: 2}", "--times", "-", "--now", NOW) == expected
+
+
+def test_a_wall_time_in_a_dst_gap_is_placed_as_restic_places_it(capsys: Any, tmp_path: Path) -> None:
+    # restic backup --time "2026-03-08 02:30:00" in New York (a wall clock that does not exist:
+    # the clocks jump from 02:00 to 03:00) is 06:30Z, as Go's ParseInLocation places it: older
+    # than 07:00Z, so last: 1 keeps 07:00Z (fold=0 would make it 07:30Z, the newest)
+    times = tmp_path / "t.txt"
+    times.write_text("2026-03-08T02:30:00\n2026-03-08T07:00:00Z\n", encoding="utf-8")
+    result = check(capsys, "--rules", "{last: 1}", "--times", str(times), "--timezone",
+                   "America/New_York", "--now", "2026-03-09T00:00:00Z")
+    assert result == {"keep": [{"time": "2026-03-08T07:00:00Z", "reasons": ["last", "newest"]}],
+                      "remove": [{"time": "2026-03-08T02:30:00"}]}
+
+
 def test_unreadable_times_file(capsys: Any, tmp_path: Path) -> None:
     (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00\n")
     for path, words in ((tmp_path / "missing.txt", "No such file"), (tmp_path, "Is a directory"),
@@ -139,6 +163,27 @@ def test_a_window_in_minutes_is_warned_about(capsys: Any) -> None:
     assert "warning: within: 6m is less than a day (m is minutes; months are mo)" in err
 
 
+def test_restics_years_and_months_written_with_m_are_warned_about(capsys: Any) -> None:
+    # restic's --keep-within 1y6m is a year and six months; here m is minutes
+    code, out, err = cli(capsys, "retention", "check", "--rules", "{within: 1y6m, within_daily: 2mo3m}",
+                         "--times", str(EXAMPLE), "--now", NOW, "--format", "json")
+    assert code == 0 and json.loads(out)["keep"], err
+    assert "warning: within: 1y6m has only 6 minutes besides years and months (m is minutes; " \
+           "months are mo)" in err
+    assert "warning: within_daily: 2mo3m has only 3 minutes besides years and months" in err
+    for rules in ("{within: 1y2h30m}", "{within: 1y6mo}", "{within: 7d30m}"):  # hours, or no m
+        code, _, err = cli(capsys, "retention", "check", "--rules", rules, "--times", str(EXAMPLE),
+                           "--now", NOW, "--format", "json")
+        assert code == 0 and "warning" not in err, (rules, err)
+
+
+def test_a_window_of_a_day_or_more_in_hours_and_minutes_is_not_called_less_than_a_day(capsys: Any) -> None:
+    for rules in ("{within: 36h30m}", "{within_daily: 1530m}", "{within: 1d30m}"):
+        code, _, err = cli(capsys, "retention", "check", "--rules", rules, "--times", str(EXAMPLE),
+                           "--now", NOW, "--format", "json")
+        assert code == 0 and "warning" not in err, (rules, err)
+
+
 def test_validate_takes_the_new_rules_and_warns_about_minutes(capsys: Any, tmp_path: Path) -> None:
     policy = tmp_path / "cloudkeep.yaml"
     policy.write_text("""
@@ -147,6 +192,7 @@ stores: {vault: {type: file, path: vault}}
 tiers:
   keep-all: {schedule: "0 * * * *", rpo: 2h, retention: {daily: 7, yearly: unlimited}}
   minutes: {schedule: "0 * * * *", rpo: 2h, retention: {within: 6m, within_monthly: 1y2mo3d3h}}
+  restic-m: {schedule: "0 * * * *", rpo: 2h, retention: {daily: 7, within_weekly: 1y6m}}
 datasets: {orders: {source: {type: dynamodb, table: orders, region: us-east-1}, tier: keep-all, store: vault}}
 """, encoding="utf-8")
     code, out, err = cli(capsys, "validate", "--policy", str(policy))
@@ -155,6 +201,8 @@ datasets: {orders: {source: {type: dynamodb, table: orders, region: us-east-1}, 
     assert any("tiers.minutes.retention.within: within: 6m is less than a day" in w for w in warnings)
     assert not any("keep-all.retention" in w for w in warnings)  # unlimited: nothing ages out
     assert not any("within_monthly" in w for w in warnings)
+    assert any("tiers.restic-m.retention.within_weekly: within_weekly: 1y6m has only 6 minutes "
+               "besides years and months" in w for w in warnings), warnings
 
 
 def test_more_times_than_the_limit_are_refused(capsys: Any, tmp_path: Path,
@@ -168,6 +216,19 @@ def test_more_times_than_the_limit_are_refused(capsys: Any, tmp_path: Path,
     times.write_text("2026-03-05T10:00:00Z\n" * 4, encoding="utf-8")
     code, out, err = cli(capsys, "retention", "check", "--rules", "{last: 1}", "--times", str(times))
     assert (code, out) == (2, "") and "more than 3 times" in err
+
+
+def test_an_endless_stream_of_blank_lines_or_comments_is_refused(capsys: Any, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloudkeep import retention_sim
+
+    monkeypatch.setattr(retention_sim, "MAX_LINES", 5)
+    times = tmp_path / "t.txt"
+    times.write_text("# a comment\n\n# another\n\n2026-03-05T10:00:00Z\n", encoding="utf-8")
+    assert len(check(capsys, "--rules", "{last: 1}", "--times", str(times))["keep"]) == 1
+    times.write_text("\n" * 5 + "# comment\n2026-03-05T10:00:00Z\n", encoding="utf-8")
+    code, out, err = cli(capsys, "retention", "check", "--rules", "{last: 1}", "--times", str(times))
+    assert (code, out) == (2, "") and "more than 5 lines" in err, err
 
 
 @pytest.mark.parametrize("page", ["README.md", "docs/retention.md"])

@@ -87,6 +87,19 @@ def test_plan_retention_lists_every_snapshot_with_its_reasons(tmp_path: Path, ca
     assert "orders: retention last: 2, daily: 10" in out and "oldest daily" in out
 
 
+def test_a_hold_reason_from_the_store_cannot_drive_the_terminal(tmp_path: Path, capsys: Any) -> None:
+    # whoever can write the store writes a hold whose reason carries escape codes: plan
+    # --retention and prune --dry-run print it as text, never as a control sequence
+    policy_file, store, ids = _world(tmp_path, 3)
+    holds.add(store, load_manifest(store, "orders", ids[0]), "case\x1b[2J\x1b[1A 42\rforged")
+    now = (T0 + timedelta(hours=3)).isoformat()
+    for args in (["plan", "--retention"], ["prune", "--dry-run"]):
+        code, out, err = cli(capsys, *args, "--policy", str(policy_file), "--now", now)
+        assert code == 0, err
+        assert "\x1b" not in out and "\r" not in out, (args, out)
+        assert "\\x1b[2J" in out, (args, out)
+
+
 def test_report_shows_the_reasons(tmp_path: Path, capsys: Any) -> None:
     policy_file, _store, ids = _world(tmp_path, 3)
     policy = parse_policy(policy_file.read_text(encoding="utf-8"))
