@@ -129,13 +129,13 @@ class Entry:
 
 def entries(spec: type[SourceModel], manifest: Manifest, lines: Iterator[bytes]) -> Iterator[Entry]:
     """Each line as an item operation; a line without a key is a SnapshotReadError."""
-    recorded = manifest.source
+    keyer = spec.item_keyer(manifest.source)
     for n, line in enumerate(lines, 1):
         try:
             doc = json.loads(line)
         except ValueError:
             doc = None
-        key = spec.item_key(doc, recorded) if doc is not None else None
+        key = keyer(doc) if doc is not None else None
         if key is None:
             raise SnapshotReadError(f"{manifest.dataset}@{manifest.snapshot_id}: line {n} of a "
                                     "part names no item key")
