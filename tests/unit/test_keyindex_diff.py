@@ -239,3 +239,16 @@ def test_invoke_diff_and_find(tmp_path: Path) -> None:
     assert [f["snapshot_id"] for f in found["snapshots"]] == [two.snapshot_id, one.snapshot_id]
     status, reply = function.invoke(policy, {"action": "find", "dataset": "a", "key": "{bad"})
     assert status == 400 and "not valid JSON" in reply["error"]
+
+
+def test_snapshots_held_by_the_service_cannot_be_read_item_by_item() -> None:
+    store, source = MemoryStore(), DynamoShaped()
+    source.fill(5)
+    manifest = take(store, source)
+    policy = policy_for()
+    native = manifest.model_copy(update={"parts": [], "native": {"backup_arn": "arn:x"}})
+    with pytest.raises(itemdiff.SnapshotReadError, match="native backup"):
+        trusted_chain(store, native, expect_for(policy, "a"), keyring_for(policy))
+    opaque = manifest.model_copy(update={"codec": manifest.codec.model_copy(update={"framing": "opaque"})})
+    with pytest.raises(itemdiff.SnapshotReadError, match="export format"):
+        trusted_chain(store, opaque, expect_for(policy, "a"), keyring_for(policy))
