@@ -280,16 +280,16 @@ class SourceModel(Tagged):
         raise ValueError(f"{cls.type_name()} snapshots are not addressable item by item")
 
     @classmethod
-    def item_keyer(cls, recorded: Mapping[str, Any]) -> Callable[[Any], Any]:
-        """:meth:`item_key` with ``recorded`` bound, for many lines of one snapshot (a type may
-        prepare once what every line needs, e.g. the key attribute names)."""
-        return lambda doc: cls.item_key(doc, recorded)
-
-    @classmethod
     def deletes_item(cls, doc: Any) -> bool:
         """Whether one decoded line says its item was deleted (an incremental snapshot's
         deletion line) rather than holding it."""
         return False
+
+    @classmethod
+    def item_keyer(cls, recorded: Mapping[str, Any]) -> Callable[[Any], Any]:
+        """:meth:`item_key` with ``recorded`` bound, for many lines of one snapshot (a type may
+        prepare once what every line needs, e.g. the key attribute names)."""
+        return lambda doc: cls.item_key(doc, recorded)
 
 
 class StoreModel(Tagged):
