@@ -252,3 +252,19 @@ def test_snapshots_held_by_the_service_cannot_be_read_item_by_item() -> None:
     opaque = manifest.model_copy(update={"codec": manifest.codec.model_copy(update={"framing": "opaque"})})
     with pytest.raises(itemdiff.SnapshotReadError, match="export format"):
         trusted_chain(store, opaque, expect_for(policy, "a"), keyring_for(policy))
+
+
+def test_no_room_for_temporary_files_is_one_clear_error(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    store, source = MemoryStore(), DynamoShaped()
+    source.fill(5)
+    manifest = take(store, source)
+    policy = policy_for()
+    chain = trusted_chain(store, manifest, expect_for(policy, "a"), keyring_for(policy))
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    monkeypatch.setattr(tempfile, "tempdir", str(not_a_folder))
+    with pytest.raises(itemdiff.DiffSpaceError, match="temporary files in .*file"):
+        itemdiff.diff(store, chain, store, chain)
