@@ -275,5 +275,5 @@ def copy_indexes(source: Store, target: Store, manifest: Manifest, *,
             target.put(key, body, if_absent=True, retain_until=retain_until)
         except ObjectExistsError:
             pass
-        except KeyIndexError as exc:
+        except (KeyIndexError, ObjectNotFoundError) as exc:
             log.warning("%s@%s: %s; not copied", manifest.dataset, manifest.snapshot_id, exc)
