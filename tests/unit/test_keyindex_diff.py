@@ -268,3 +268,19 @@ def test_no_room_for_temporary_files_is_one_clear_error(tmp_path: Path,
     monkeypatch.setattr(tempfile, "tempdir", str(not_a_folder))
     with pytest.raises(itemdiff.DiffSpaceError, match="temporary files in .*file"):
         itemdiff.diff(store, chain, store, chain)
+
+
+def test_a_copy_goes_on_without_an_index_the_source_lost(tmp_path: Path) -> None:
+    policy = policy_for(tmp_path / "vault")
+    store = open_store(policy.stores["mem"])
+    source = DynamoShaped()
+    source.fill(40)
+    manifest = take(store, source, policy)
+    lost = manifest.parts[0]
+    index = tmp_path / "vault" / layout.key_index_key("a", manifest.snapshot_id, lost.name)
+    index.unlink()
+    copy = open_store(policy.stores["other"])
+    copy_snapshot(policy, store, manifest, "other", target=copy)  # the data is what matters
+    report = verify_integrity(copy, manifest)
+    assert [(p.part, p.check) for p in report.problems] == [(lost.name, "key index")]
+    assert keyindex.candidate_parts(copy, manifest, [key("k00001")]) == manifest.parts
