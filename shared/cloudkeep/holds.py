@@ -334,8 +334,6 @@ def _storage_hold(store: Store, manifest: Manifest, hold: bool) -> None:
     if holding is None or not store.capabilities.object_lock:
         return
     keys = [layout.part_key(manifest.dataset, manifest.snapshot_id, p.name) for p in manifest.parts]
-    keys += [layout.key_index_key(manifest.dataset, manifest.snapshot_id, p.name)
-             for p in manifest.parts if p.key_index is not None]
     for key in [*keys, layout.manifest_key(manifest.dataset, manifest.snapshot_id)]:
         holding.set_legal_hold(key, hold)
 

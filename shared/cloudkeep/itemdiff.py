@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from .codec import ContentDigest, digest_form
-from .errors import UsageError
+from .errors import CloudkeepError, UsageError
 from .itemkeys import key_bytes
 from .itemread import SnapshotReadError, Trusted, entries, part_lines, spec_of
 from .stores import Store
@@ -41,6 +41,10 @@ MAX_FANOUT = 256
 """Most buckets one partitioning pass opens per side (more lines: buckets are split again)."""
 _HEAD = struct.Struct(">IIB")  # key length, line length, op (0 holds, 1 deleted)
 _MAX_DEPTH = 8
+
+
+class DiffSpaceError(CloudkeepError):
+    """The diff's temporary files could not be written (a full or read-only $TMPDIR)."""
 
 
 @dataclass
@@ -118,7 +122,10 @@ def diff(store_a: Store, a: Trusted, store_b: Store, b: Trusted, *, keys: bool =
     form = digest_form(ignores)
     total = max(a.items_upper_bound, b.items_upper_bound)
     fanout = max(1, min(MAX_FANOUT, -(-total // max(1, bucket_items))))
-    work = tempfile.mkdtemp(prefix="cloudkeep-diff-")
+    try:
+        work = tempfile.mkdtemp(prefix="cloudkeep-diff-")
+    except OSError as exc:
+        raise DiffSpaceError(f"diff needs temporary files in {tempfile.gettempdir()}: {exc}") from exc
     try:
         files_a = _partition(_records(store_a, a, spec), os.path.join(work, "a"), fanout, 0)
         files_b = _partition(_records(store_b, b, spec), os.path.join(work, "b"), fanout, 0)
@@ -126,6 +133,10 @@ def diff(store_a: Store, a: Trusted, store_b: Store, b: Trusted, *, keys: bool =
             result._spool = tempfile.TemporaryFile()
         for bucket_a, bucket_b in zip(files_a, files_b, strict=True):
             _compare(bucket_a, bucket_b, 1, bucket_items, form, result)
+    except OSError as exc:  # e.g. no space left for the temporary files
+        result.close()
+        raise DiffSpaceError(f"diff needs temporary files in {tempfile.gettempdir()} (about the "
+                             f"uncompressed size of both snapshots): {exc}") from exc
     except BaseException:
         result.close()
         raise

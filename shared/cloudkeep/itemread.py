@@ -20,7 +20,7 @@ import zstandard
 
 from . import chain, layout
 from .codec import DecryptionError, PartLimitError, TruncatedPartError, open_part
-from .errors import CloudkeepError
+from .errors import CloudkeepError, UsageError
 from .keys import Keyring
 from .manifest import Manifest, PartEntry
 from .registry import source_spec
@@ -57,6 +57,9 @@ def trusted_chain(store: Store, manifest: Manifest, expect: Expect, keyring: Key
     if manifest.codec.framing != "ndjson":
         raise SnapshotReadError(f"{manifest.dataset}@{manifest.snapshot_id} holds files in the "
                                 "service's own export format: it cannot be read item by item")
+    if manifest.native is not None and not manifest.parts:
+        raise SnapshotReadError(f"{manifest.dataset}@{manifest.snapshot_id} is held by the "
+                                "service itself (a native backup): it cannot be read item by item")
     links = chain.load_chain(store, manifest)
     keys = cache if cache is not None else {}
     for link in links:
@@ -67,10 +70,10 @@ def trusted_chain(store: Store, manifest: Manifest, expect: Expect, keyring: Key
 
 
 def spec_of(manifest: Manifest) -> type[SourceModel]:
-    """The source spec of a snapshot whose items have keys (SnapshotReadError otherwise)."""
+    """The source spec of a snapshot whose items have keys (UsageError otherwise)."""
     spec = source_spec(manifest.source.get("type"))
     if spec is None or not spec.ITEM_KEYS:
-        raise SnapshotReadError(f"{manifest.dataset}@{manifest.snapshot_id}: "
+        raise UsageError(f"{manifest.dataset}@{manifest.snapshot_id}: "
                                 f"{manifest.source.get('type')} snapshots are not addressable "
                                 "item by item")
     return spec
@@ -108,6 +111,8 @@ def part_lines(store: Store, manifest: Manifest, part: PartEntry,
         count = 0
         try:
             for line in lines:
+                if not line:
+                    continue  # a service's export file may hold blank lines (not items)
                 count += 1
                 yield line
             hashing.drain()
@@ -129,13 +134,13 @@ class Entry:
 
 def entries(spec: type[SourceModel], manifest: Manifest, lines: Iterator[bytes]) -> Iterator[Entry]:
     """Each line as an item operation; a line without a key is a SnapshotReadError."""
-    recorded = manifest.source
+    keyer = spec.item_keyer(manifest.source)
     for n, line in enumerate(lines, 1):
         try:
             doc = json.loads(line)
         except ValueError:
             doc = None
-        key = spec.item_key(doc, recorded) if doc is not None else None
+        key = keyer(doc) if doc is not None else None
         if key is None:
             raise SnapshotReadError(f"{manifest.dataset}@{manifest.snapshot_id}: line {n} of a "
                                     "part names no item key")

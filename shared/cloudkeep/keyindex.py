@@ -60,6 +60,10 @@ def index_mac_key(data_key: bytes) -> bytes:
     return hmac.new(data_key, _INDEX_KEY_LABEL, hashlib.sha256).digest()
 
 
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+_DECODE = json.JSONDecoder().decode
+
+
 class Hasher:
     """The index hash of a normalised key: plain (``itemkeys.key_hash``) or keyed."""
 
@@ -75,6 +79,16 @@ class Hasher:
             return key_hash(key)
         return hmac.new(self._mac, key_bytes(key), hashlib.sha256).digest()[:KEY_HASH_BYTES]
 
+    def number(self, key: Any) -> int:
+        """The hash as the unsigned integer an index stores (the same as ``self(key)``; the
+        canonical encoding inlined: this runs once per item on the backup path)."""
+        data = _ENCODE(key).encode("utf-8")  # == itemkeys.key_bytes(key)
+        if self._mac is None:
+            digest = hashlib.sha256(data).digest()
+        else:
+            digest = hmac.new(self._mac, data, hashlib.sha256).digest()
+        return int.from_bytes(digest[:KEY_HASH_BYTES], "big")
+
 
 class IndexBuilder:
     """Collects the key hashes of one part's lines as they are added (8 bytes per item).
@@ -85,23 +99,23 @@ class IndexBuilder:
 
     def __init__(self, recorded: Mapping[str, Any], data_key: bytes | None) -> None:
         spec = source_spec(recorded.get("type"))
-        self._spec = spec if spec is not None and spec.ITEM_KEYS else None
-        self._recorded = recorded
+        self._keyer = spec.item_keyer(recorded) if spec is not None and spec.ITEM_KEYS else None
         self._hasher = Hasher(data_key)
-        self._hashes: array[int] | None = array("Q") if self._spec is not None else None
+        self._hashes: array[int] | None = array("Q") if self._keyer is not None else None
 
     def add_lines(self, lines: Iterable[bytes]) -> None:
-        if self._hashes is None or self._spec is None:
+        hashes, keyer, number = self._hashes, self._keyer, self._hasher.number
+        if hashes is None or keyer is None:
             return
         for line in lines:
             try:
-                key = self._spec.item_key(json.loads(line), self._recorded)
-            except ValueError:
+                key = keyer(_DECODE(line.decode("utf-8")))
+            except ValueError:  # UnicodeDecodeError too
                 key = None
             if key is None:
                 self._hashes = None  # this part goes without an index
                 return
-            self._hashes.append(int.from_bytes(self._hasher(key), "big"))
+            hashes.append(number(key))
 
     def finish(self) -> bytes | None:
         """The index object's bytes (None: this part has no index)."""
@@ -261,5 +275,5 @@ def copy_indexes(source: Store, target: Store, manifest: Manifest, *,
             target.put(key, body, if_absent=True, retain_until=retain_until)
         except ObjectExistsError:
             pass
-        except KeyIndexError as exc:
+        except (KeyIndexError, ObjectNotFoundError) as exc:
             log.warning("%s@%s: %s; not copied", manifest.dataset, manifest.snapshot_id, exc)

@@ -350,6 +350,12 @@ class SourceModel(Tagged):
         deletion line) rather than holding it."""
         return False
 
+    @classmethod
+    def item_keyer(cls, recorded: Mapping[str, Any]) -> Callable[[Any], Any]:
+        """:meth:`item_key` with ``recorded`` bound, for many lines of one snapshot (a type may
+        prepare once what every line needs, e.g. the key attribute names)."""
+        return lambda doc: cls.item_key(doc, recorded)
+
 
 class StoreModel(Tagged):
     """The base of a store type's policy spec (at the end of ``stores/<name>.py``)."""

@@ -128,7 +128,8 @@ def test_kill_9_in_run_prune_and_copies_loses_nothing_and_leaves_no_orphan(
         for manifest in list_manifests(store, "orders"):
             folder = root / "orders" / "snapshots" / manifest.snapshot_id
             assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) \
-                == sorted(["manifest.json"] + [p.name for p in manifest.parts]), \
+                == sorted(["manifest.json"] + [p.name for p in manifest.parts]
+                          + [layout.key_index_name(p.name) for p in manifest.parts if p.key_index]), \
                 f"orphans in {folder}: no unreferenced part, checkpoint or temporary remains"
         # (A process killed between creating a folder and its first file may leave an empty
         # folder: not an object in any store, and nothing to remove.)

@@ -272,8 +272,10 @@ def encrypted_policy(tmp_path: Path, table: str) -> Path:
 def assert_sealed(vault: Path, snapshot_id: str) -> None:
     """Every part is encrypted (no plaintext of the table in the store) under one data key: the
     manifest authenticates and every part decrypts (verify), whichever invocation wrote it."""
-    parts = [p for p in vault.rglob("part-*") if snapshot_id in str(p)]
+    parts = [p for p in vault.rglob("part-*") if snapshot_id in str(p) and not p.name.endswith(".keys")]
     assert parts and all(p.name.endswith(".ndjson.zst.enc") for p in parts)
+    indexes = [p for p in vault.rglob("part-*.keys") if snapshot_id in str(p)]  # keyed hashes only
+    assert len(indexes) == len(parts) and all(p.name.endswith(".ndjson.zst.enc.keys") for p in indexes)
     run_state = [p for p in vault.rglob("run.json")]
     assert run_state == [], "prune removes the run state (with the wrapped key) once committed"
 

@@ -167,7 +167,10 @@ def test_a_run_frozen_past_its_lease_writes_nothing_after_another_run_committed(
     assert code == 0, out + err
     (manifest,) = list_manifests(FileStore(vault), "orders")
     folder = vault / "orders" / "snapshots" / frozen_sid
-    assert {p.name for p in folder.iterdir()} == {"manifest.json"} | {p.name for p in manifest.parts}
+    # (each part with its key index; the frozen run's orphan parts and indexes are gone)
+    assert all(p.key_index for p in manifest.parts)
+    assert {p.name for p in folder.iterdir()} == {"manifest.json"} | {p.name for p in manifest.parts} \
+        | {layout.key_index_name(p.name) for p in manifest.parts}
     restores_exactly(capsys, policy_path, ddb_client, table, f"orders@{frozen_sid}")
 
 

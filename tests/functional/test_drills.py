@@ -112,7 +112,7 @@ def test_a_tampered_snapshot_fails_its_drill_and_the_scratch_table_is_deleted(
 
 def test_a_damaged_part_fails_the_drill_before_anything_is_written(
         backed_up: dict[str, Any], capsys: Any, ddb_client: Any) -> None:
-    part = sorted(backed_up["dir"].glob("part-*"))[0]
+    part = sorted(backed_up["dir"].glob("part-*.zst"))[0]
     part.chmod(0o644)
     part.write_bytes(part.read_bytes()[:-10])
     code, out, _ = cli(capsys, "--policy", backed_up["policy"], "verify", "--latest", "orders",

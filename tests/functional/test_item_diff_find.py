@@ -204,6 +204,12 @@ def test_encrypted_snapshots_diff_and_find(ddb_client: Any, tmp_path: Path, caps
     assert [f["snapshot_id"] for f in found] == [second, first]
     code, out_text, err = cli(capsys, *p, "verify", f"orders@{second}")
     assert code == 0, out_text + err
+    # without the key nothing is searched (never an empty answer): exit 3, one line
+    (tmp_path / "one.key").rename(tmp_path / "elsewhere.key")
+    for args in (("find", "orders", "--key", key_json(3)),
+                 ("diff", f"orders@{first}", f"orders@{second}")):
+        code, out_text, err = cli(capsys, *p, *args)
+        assert code == 3 and out_text == "" and err.startswith("error: "), (args, out_text, err)
 
 
 def test_diff_on_s3_store_and_bad_input(ddb_client: Any, tmp_path: Path, capsys: Any,

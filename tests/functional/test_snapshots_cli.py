@@ -43,7 +43,7 @@ def test_list_json_has_the_documented_fields(backed_up: dict[str, Any]) -> None:
         assert key in row, key
     assert row["dataset"] == "orders"
     assert row["items"] == 400
-    assert row["bytes_stored"] == sum(p.stat().st_size for p in backed_up["dir"].glob("part-*"))
+    assert row["bytes_stored"] == sum(p.stat().st_size for p in backed_up["dir"].glob("part-*.zst"))
     assert row["started_at"] <= row["finished_at"]
 
 
@@ -97,7 +97,7 @@ def test_verify_detects_a_missing_part(backed_up: dict[str, Any], capsys: Any) -
 
 
 def test_verify_reports_every_damaged_part(backed_up: dict[str, Any], capsys: Any) -> None:
-    parts = sorted(backed_up["dir"].glob("part-*"))
+    parts = sorted(backed_up["dir"].glob("part-*.zst"))
     assert len(parts) >= 2
     parts[0].unlink()
     parts[1].write_bytes(b"not zstd at all")

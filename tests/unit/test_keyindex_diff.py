@@ -239,3 +239,48 @@ def test_invoke_diff_and_find(tmp_path: Path) -> None:
     assert [f["snapshot_id"] for f in found["snapshots"]] == [two.snapshot_id, one.snapshot_id]
     status, reply = function.invoke(policy, {"action": "find", "dataset": "a", "key": "{bad"})
     assert status == 400 and "not valid JSON" in reply["error"]
+
+
+def test_snapshots_held_by_the_service_cannot_be_read_item_by_item() -> None:
+    store, source = MemoryStore(), DynamoShaped()
+    source.fill(5)
+    manifest = take(store, source)
+    policy = policy_for()
+    native = manifest.model_copy(update={"parts": [], "native": {"backup_arn": "arn:x"}})
+    with pytest.raises(itemdiff.SnapshotReadError, match="native backup"):
+        trusted_chain(store, native, expect_for(policy, "a"), keyring_for(policy))
+    opaque = manifest.model_copy(update={"codec": manifest.codec.model_copy(update={"framing": "opaque"})})
+    with pytest.raises(itemdiff.SnapshotReadError, match="export format"):
+        trusted_chain(store, opaque, expect_for(policy, "a"), keyring_for(policy))
+
+
+def test_no_room_for_temporary_files_is_one_clear_error(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    store, source = MemoryStore(), DynamoShaped()
+    source.fill(5)
+    manifest = take(store, source)
+    policy = policy_for()
+    chain = trusted_chain(store, manifest, expect_for(policy, "a"), keyring_for(policy))
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    monkeypatch.setattr(tempfile, "tempdir", str(not_a_folder))
+    with pytest.raises(itemdiff.DiffSpaceError, match="temporary files in .*file"):
+        itemdiff.diff(store, chain, store, chain)
+
+
+def test_a_copy_goes_on_without_an_index_the_source_lost(tmp_path: Path) -> None:
+    policy = policy_for(tmp_path / "vault")
+    store = open_store(policy.stores["mem"])
+    source = DynamoShaped()
+    source.fill(40)
+    manifest = take(store, source, policy)
+    lost = manifest.parts[0]
+    index = tmp_path / "vault" / layout.key_index_key("a", manifest.snapshot_id, lost.name)
+    index.unlink()
+    copy = open_store(policy.stores["other"])
+    copy_snapshot(policy, store, manifest, "other", target=copy)  # the data is what matters
+    report = verify_integrity(copy, manifest)
+    assert [(p.part, p.check) for p in report.problems] == [(lost.name, "key index")]
+    assert keyindex.candidate_parts(copy, manifest, [key("k00001")]) == manifest.parts

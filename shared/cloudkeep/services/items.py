@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .. import extras
 from ..catalog import parse_ref, resolve, scan, store_named
-from ..errors import UsageError
+from ..errors import KeyUnavailableError, UsageError
 from ..itemdiff import DiffResult
 from ..itemdiff import diff as diff_snapshots
 from ..itemfind import FindResult
@@ -56,6 +56,9 @@ def find(policy: Policy, dataset: str, key: str, *, store_name: str | None = Non
     store = store_named(policy, dataset, store_name)
     expect = expect_for(policy, dataset, store_name, allow_unsigned=allow_unsigned)
     listing = scan(store, dataset, expect=expect)
+    for refusal in listing.refused:
+        if refusal.kind == "key-unavailable":  # searching without the keys would hide items
+            raise KeyUnavailableError(refusal.message)
     result = find_item(store, dataset, listing.manifests, key, expect=expect,
                        keyring=keyring_for(policy))
     result.problems[:0] = [refusal.message for refusal in listing.refused]

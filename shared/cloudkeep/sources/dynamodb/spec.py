@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -63,11 +63,19 @@ class DynamoDBSourceSpec(SourceModel):
 
     @classmethod
     def item_key(cls, doc: Any, recorded: Mapping[str, Any]) -> Any:
-        item = doc.get("Item") if isinstance(doc, dict) else None
+        return cls.item_keyer(recorded)(doc)
+
+    @classmethod
+    def item_keyer(cls, recorded: Mapping[str, Any]) -> Callable[[Any], Any]:
         names = _key_names(recorded)
-        if not isinstance(item, dict) or not names or any(n not in item for n in names):
-            return None
-        return {n: _typed(item[n]) for n in names}
+
+        def key(doc: Any) -> Any:
+            item = doc.get("Item") if isinstance(doc, dict) else None
+            if not isinstance(item, dict) or not names or any(n not in item for n in names):
+                return None
+            return {n: _typed(item[n]) for n in names}
+
+        return key
 
     @classmethod
     def parse_key(cls, value: Any, recorded: Mapping[str, Any]) -> Any:
