@@ -70,15 +70,49 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_
                    "S3: BUCKET[/PREFIX]).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty target.")
 @click.option("--store", "store_name", callback=cliargs.text, metavar="STORE", help="Restore from the copy in this store.")
+@click.option("--settings", "settings", type=click.Choice(["all", "data", "none"]), default="all",
+              show_default=True,
+              help="Which recorded settings to apply to the target after its items: all; data "
+                   "(only those that shape the data: TTL, encryption, indexing policy, unique "
+                   "keys, versioning, lifecycle, Object Lock, ...); none.")
+@click.option("--dry-run", is_flag=True,
+              help="Write nothing: show what the restore would do, with the settings it would apply.")
 @allow_unsigned_option
 @click.pass_obj
 def restore(ctx: Ctx, ref: str, target: str, overwrite: bool, store_name: str | None,
-            allow_unsigned: bool) -> None:
+            allow_unsigned: bool, settings: str, dry_run: bool) -> None:
     """Restore a snapshot into a target; refuses a non-empty target without --overwrite, and a
-    manifest that cannot be trusted (forged, replayed, tampered, downgraded)."""
+    manifest that cannot be trusted (forged, replayed, tampered, downgraded). Then applies the
+    snapshot's recorded settings (--settings); every setting that could not be applied is listed."""
     result = services.restore(ctx.load(), ref, target, overwrite=overwrite, store_name=store_name,
-                              allow_unsigned=allow_unsigned, progress=progress())
-    emit(ctx, result.as_dict(), lambda d: click.echo(
-        f"restored {d['ref']} into {d['target']}: {d['items']} items in {d['seconds']}s "
-        + (f"(via {d['via']})" if d.get("via") else "(content digest matches the manifest)")
-    ))
+                              allow_unsigned=allow_unsigned, progress=progress(),
+                              settings=settings, dry_run=dry_run)
+
+    def render(d: dict[str, Any]) -> None:
+        if d.get("dry_run"):
+            click.echo(f"dry run: would restore {d['ref']} into {d['target']}: {d['items']} items "
+                       "(nothing written)")
+        else:
+            click.echo(f"restored {d['ref']} into {d['target']}: {d['items']} items in {d['seconds']}s "
+                       + (f"(via {d['via']})" if d.get("via") else "(content digest matches the manifest)"))
+        for line in settings_lines(d.get("settings")):
+            click.echo(line)
+
+    emit(ctx, result.as_dict(), render)
+
+
+def settings_lines(data: dict[str, Any] | None) -> list[str]:
+    """A restore's ``settings`` outcome as lines for a person: what was (or would be) applied,
+    what was left out, and each setting not applied with its reason."""
+    if not data:
+        return []
+    if not data.get("recorded"):
+        return [f"settings: {data.get('note') or 'none recorded in this snapshot'}"]
+    dry = "to_apply" in data
+    names = data.get("to_apply" if dry else "applied") or []
+    out = [f"settings ({data.get('mode')}): {'would apply' if dry else 'applied'} "
+           f"{', '.join(names) or 'none'}"]
+    if data.get("skipped"):
+        out.append(f"settings left out by --settings {data.get('mode')}: {', '.join(data['skipped'])}")
+    out += [f"setting NOT applied: {e['setting']}: {e['reason']}" for e in data.get("not_applied") or []]
+    return out
