@@ -28,6 +28,8 @@ from .capabilities import RestoresSettings, able
 MODES = ("all", "data", "none")
 DEFAULT_MODE = "all"
 UNREADABLE = "unreadable: "
+NOT_HERE = "not applicable here: "  # a reason that is the target's kind, not a failure
+NOT_READ = "the backup could not read it"
 
 
 @dataclass
@@ -41,6 +43,13 @@ class SettingsOutcome:
     skipped: list[str] = field(default_factory=list)
     dry_run: bool = False
     note: str | None = None
+
+    def failed(self) -> list[tuple[str, str]]:
+        """The settings that were to be applied but were refused or not kept by the target
+        (not those the backup could not read, nor those that do not apply to this kind of
+        target, e.g. bucket settings on a prefix)."""
+        return [(name, why) for name, why in self.not_applied
+                if not why.startswith((NOT_READ, NOT_HERE))]
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -81,7 +90,7 @@ def _split(source: object, recorded: Mapping[str, Any], mode: str
         if name not in keep:
             skipped.append(name)
         elif isinstance(value, str) and value.startswith(UNREADABLE):
-            unreadable.append((name, f"the backup could not read it ({value[len(UNREADABLE):]})"))
+            unreadable.append((name, f"{NOT_READ} ({value[len(UNREADABLE):]})"))
         else:
             selected[name] = value
     return settings, selected, skipped, unreadable

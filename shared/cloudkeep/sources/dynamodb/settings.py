@@ -186,12 +186,16 @@ def _scaling(aas: Any, name: str, gsis: list[str]) -> dict[str, Any]:
         for page in aas.get_paginator("describe_scalable_targets").paginate(
                 ServiceNamespace="dynamodb", ResourceIds=[resource]):
             for t in page.get("ScalableTargets", []):
+                if t.get("ResourceId") != resource:  # only this resource's (moto matches loosely)
+                    continue
                 targets.append({"resource": _relative(t["ResourceId"], name),
                                 "dimension": t["ScalableDimension"],
                                 "min": int(t["MinCapacity"]), "max": int(t["MaxCapacity"])})
         for page in aas.get_paginator("describe_scaling_policies").paginate(
                 ServiceNamespace="dynamodb", ResourceId=resource):
             for p in page.get("ScalingPolicies", []):
+                if p.get("ResourceId") != resource:
+                    continue
                 entry: dict[str, Any] = {"name": p["PolicyName"],
                                          "resource": _relative(p["ResourceId"], name),
                                          "dimension": p["ScalableDimension"], "type": p["PolicyType"]}
@@ -469,6 +473,8 @@ def release(dynamodb: Any, target: str, region: str) -> None:
                 found = aas.describe_scalable_targets(ServiceNamespace="dynamodb",
                                                       ResourceIds=[resource])
                 for t in found.get("ScalableTargets", []):
+                    if t.get("ResourceId") != resource:
+                        continue
                     aas.deregister_scalable_target(ServiceNamespace="dynamodb", ResourceId=resource,
                                                    ScalableDimension=t["ScalableDimension"])
     except (ClientError, BotoCoreError, CloudkeepError) as exc:

@@ -42,7 +42,7 @@ import fnmatch
 import hashlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -51,6 +51,7 @@ from ...capabilities import (
     CopiesObjects,
     Description,
     Incremental,
+    RestoresSettings,
     ServerSideCopy,
     Summarizes,
     able,
@@ -74,6 +75,10 @@ from .listing import (
     split_target,
 )
 from .restore import S3Writer, drop_prefix, prepare_target
+from .settings import DATA_SETTINGS, creates_locked
+from .settings import apply as apply_settings
+from .settings import capture as capture_settings
+from .settings import read as read_settings
 
 if TYPE_CHECKING:
     from ...manifest import Manifest
@@ -83,7 +88,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, NamesTargets):
+class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, NamesTargets, RestoresSettings):
     kind = "s3"
 
     def __init__(
@@ -169,6 +174,7 @@ class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, NamesTargets)
             "exclude": self.exclude,
             "versions": False,
             "versioning": versioning or "Disabled",
+            "settings": capture_settings(self.client, self.bucket),
         }
         if self.endpoint_url:  # recorded in the manifest: never with credentials
             out["endpoint_url"] = redact_url(self.endpoint_url)
@@ -324,7 +330,25 @@ class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, NamesTargets)
     # ------------------------------------------------------------------ restore
 
     def open_restore(self, target: str, recorded: dict[str, Any], *, overwrite: bool) -> S3Writer:
-        return prepare_target(self, target, overwrite=overwrite)
+        return prepare_target(self, target, overwrite=overwrite, locked=creates_locked(recorded))
+
+    # ---------------------------------------------------------------- settings
+
+    def recorded_settings(self, recorded: Mapping[str, Any]) -> dict[str, Any] | None:
+        settings = recorded.get("settings")
+        return dict(settings) if isinstance(settings, dict) else None
+
+    def data_settings(self) -> frozenset[str]:
+        return DATA_SETTINGS
+
+    def apply_settings(self, target: str, settings: Mapping[str, Any],
+                       recorded: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+        bucket, prefix = split_target(target)
+        return apply_settings(self.client, bucket, prefix, settings,
+                              str(recorded.get("bucket") or self.bucket))
+
+    def read_settings(self, target: str, recorded: Mapping[str, Any]) -> dict[str, Any]:
+        return read_settings(self.client, split_target(target)[0])
 
     # ---------------------------------------------------------------- drills
 
