@@ -372,6 +372,7 @@ def test_a_cosmos_container_restores_its_indexing_policy_ttl_and_unique_keys(
         cosmos_server: Any, cosmos_client: Any, cosmos_database: str, tmp_path: Path,
         capsys: Any) -> None:
     from azure.cosmos import PartitionKey
+
     from fixtures_azure import cosmos_policy
 
     database = cosmos_client.get_database_client(cosmos_database)

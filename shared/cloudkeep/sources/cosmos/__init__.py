@@ -43,8 +43,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from contextlib import suppress
 from collections.abc import Mapping
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from ... import clock as _clock
@@ -54,6 +54,7 @@ from ...codec import ContentDigest
 from ...errors import CloudkeepError, RestoreError, SourceError
 from ...redaction import redact_url
 from ...restore_settings import NOT_HERE
+from . import settings as container_settings
 from .changefeed import PAGE_SIZE, Change, ChangeFeed, IncrementalPlan, SdkChangeFeed, plan_incremental
 from .codec import (
     SYSTEM_PROPERTIES,
@@ -71,7 +72,6 @@ from .codec import (
 from .errors import map_error
 from .reader import CosmosReader
 from .restore import WRITE_WORKERS, CosmosWriter, check_container_id, container_problem, create_container
-from . import settings as container_settings
 
 if TYPE_CHECKING:
     from ...manifest import Manifest

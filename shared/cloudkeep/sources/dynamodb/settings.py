@@ -204,8 +204,10 @@ def _scaling(aas: Any, name: str, gsis: list[str]) -> dict[str, Any]:
                     if p.get(key):
                         entry[key] = p[key]
                 policies.append(entry)
-    key = lambda e: (e["resource"], e["dimension"], e.get("name", ""))  # noqa: E731
-    return {"targets": sorted(targets, key=key), "policies": sorted(policies, key=key)}
+    def order(entry: dict[str, Any]) -> tuple[str, str, str]:
+        return str(entry["resource"]), str(entry["dimension"]), str(entry.get("name", ""))
+
+    return {"targets": sorted(targets, key=order), "policies": sorted(policies, key=order)}
 
 
 def read(dynamodb: Any, target: str, region: str, recorded: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,11 +25,10 @@ from .errors import _errors
 from .native import NativeJobs
 from .restore import DynamoDBWriter, drop_table, open_restore, until_processed
 from .schema import schema_of
-from .settings import DATA_SETTINGS
+from .settings import DATA_SETTINGS, release
 from .settings import apply as apply_settings
 from .settings import capture as capture_settings
 from .settings import read as read_settings
-from .settings import release
 
 if TYPE_CHECKING:
     from ...manifest import Manifest

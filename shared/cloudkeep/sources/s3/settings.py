@@ -77,7 +77,8 @@ def capture(client: Any, bucket: str) -> dict[str, Any]:
             out[name] = _read_one(client, bucket, name)
         except (ClientError, BotoCoreError) as exc:
             out[name] = unreadable(_reason(exc))
-    return json.loads(json.dumps(out, default=str))  # dates as text, as the manifest holds them
+    as_text: dict[str, Any] = json.loads(json.dumps(out, default=str))  # dates as text
+    return as_text
 
 
 def creates_locked(recorded: Mapping[str, Any]) -> bool:
