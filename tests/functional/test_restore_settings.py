@@ -415,3 +415,25 @@ def test_a_cosmos_container_restores_its_indexing_policy_ttl_and_unique_keys(
     assert "unique_keys" in reasons and "fixed when a container is created" in reasons["unique_keys"]
     assert "default_ttl" in other["settings"]["applied"]
     assert database.get_container_client("carts-other").read().get("defaultTtl") == 3600
+
+
+def test_firestore_on_the_emulator_records_and_lists_what_its_admin_api_lacks(
+        gcp_project: str, tmp_path: Path, capsys: Any) -> None:
+    from fixtures_gcp import gcp_policy
+    from google.cloud import firestore
+
+    client = firestore.Client(project=gcp_project)
+    for i in range(3):
+        client.collection("users").document(f"u{i}").set({"n": i})
+    policy = gcp_policy(tmp_path, project=gcp_project, collections=["users"])
+    assert cli_json(capsys, "--policy", str(policy), "run", "profiles")[0]["status"] == "committed"
+    recorded = cli_json(capsys, "--policy", str(policy), "show", "profiles@latest")["source"]["settings"]
+    assert set(recorded) == {"indexes", "ttl_fields"}
+    assert all(str(v).startswith("unreadable: ") and "emulator" in str(v) for v in recorded.values())
+
+    data = cli_json(capsys, "--policy", str(policy), "restore", "profiles@latest", "--into", "copy_")
+    assert data["items"] == 3
+    assert sorted(e["setting"] for e in data["settings"]["not_applied"]) == ["indexes", "ttl_fields"]
+    code, out, _ = cli(capsys, "--policy", str(policy), "restore", "profiles@latest", "--into",
+                       "again_")
+    assert code == 0 and "setting NOT applied: indexes: the backup could not read it" in out
