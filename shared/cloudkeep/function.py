@@ -14,7 +14,8 @@ retries) after every dataset has had its turn.
 - backup: ``datasets`` (list, default all)
 - verify: ``ref`` (``DATASET@ID`` / ``DATASET@latest``), optional ``level`` (integrity, sample,
   drill) and ``sample`` (items, default 100)
-- restore: ``ref``, ``into``, optional ``overwrite``
+- restore: ``ref``, ``into``, optional ``overwrite``, ``settings`` (``all``, ``data``, ``none``;
+  default ``all``) and ``dry_run``
 - plan: optional ``now`` (ISO 8601)
 
 It returns ``(http_status, body)``; the body always has ``ok``, and ``error`` when not ok.
@@ -233,5 +234,7 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
         return report.as_dict()
     into = _field(payload, "into", str)
     overwrite = bool(_field(payload, "overwrite", bool, required=False))
-    restored = services.restore(policy, ref, into, overwrite=overwrite)
+    restored = services.restore(policy, ref, into, overwrite=overwrite,
+                                settings=_field(payload, "settings", str, required=False) or "all",
+                                dry_run=bool(_field(payload, "dry_run", bool, required=False)))
     return {"ok": True, **restored.as_dict()}

@@ -419,8 +419,9 @@ def test_a_cosmos_container_restores_its_indexing_policy_ttl_and_unique_keys(
 
 def test_firestore_on_the_emulator_records_and_lists_what_its_admin_api_lacks(
         gcp_project: str, tmp_path: Path, capsys: Any) -> None:
-    from fixtures_gcp import gcp_policy
     from google.cloud import firestore
+
+    from fixtures_gcp import gcp_policy
 
     client = firestore.Client(project=gcp_project)
     for i in range(3):
