@@ -111,7 +111,8 @@ def restore(
     if native is not None:
         log.info("restored %s@%s into %s via %s", manifest.dataset, manifest.snapshot_id, target,
                  native.get("via"))
-        applied = restore_settings.apply(source, manifest.source, target, settings)
+        applied = restore_settings.apply(source, manifest.source, target, settings,
+                                         authenticated=manifest.authentication is not None)
         return RestoreResult(manifest.dataset, manifest.snapshot_id, target, int(native.get("items") or 0),
                              time.monotonic() - t0, None, via=str(native.get("via")), settings=applied)
     # An incremental snapshot is restored by replaying its chain: the full snapshot it starts
@@ -126,7 +127,8 @@ def restore(
     if copier is not None:  # the S3 source restores objects from the store's blobs
         copier.attach_store(store, manifest.dataset)
     writer = source.open_restore(
-        target, restore_settings.recorded_for_restore(source, manifest.source, settings),
+        target, restore_settings.recorded_for_restore(
+            source, manifest.source, settings, authenticated=manifest.authentication is not None),
         overwrite=overwrite)
     t0 = time.monotonic()
     items = 0
@@ -149,7 +151,8 @@ def restore(
         closing = able(writer, Closes)
         if closing is not None:
             closing.close()
-    applied = restore_settings.apply(source, manifest.source, target, settings)
+    applied = restore_settings.apply(source, manifest.source, target, settings,
+                                     authenticated=manifest.authentication is not None)
     seconds = time.monotonic() - t0
     log.info("restored %s@%s into %s: %d items in %.2fs%s", manifest.dataset, manifest.snapshot_id,
              target, items, seconds,

@@ -30,6 +30,11 @@ DEFAULT_MODE = "all"
 UNREADABLE = "unreadable: "
 NOT_HERE = "not applicable here: "  # a reason that is the target's kind, not a failure
 NOT_READ = "the backup could not read it"
+#: Settings that grant access: applied only from an authenticated (signed or encrypted) manifest,
+#: so a forged unsigned manifest (accepted with --allow-unsigned) cannot open a restored table.
+SENSITIVE = frozenset({"resource_policy"})
+UNSIGNED = ("applied only from a signed or encrypted snapshot, and this manifest is not "
+            "authenticated: it grants access; apply it by hand if you trust it")
 
 
 @dataclass
@@ -71,10 +76,10 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def _split(source: object, recorded: Mapping[str, Any], mode: str
+def _split(source: object, recorded: Mapping[str, Any], mode: str, *, authenticated: bool = True
            ) -> tuple[dict[str, Any] | None, dict[str, Any], list[str], list[tuple[str, str]]]:
     """(all recorded settings or None, the selected readable ones, the skipped names, the
-    unreadable ones with their reasons)."""
+    unreadable — or, from an unauthenticated manifest, sensitive — ones with their reasons)."""
     applier = able(source, RestoresSettings)
     if applier is None:
         return None, {}, [], []
@@ -91,16 +96,19 @@ def _split(source: object, recorded: Mapping[str, Any], mode: str
             skipped.append(name)
         elif isinstance(value, str) and value.startswith(UNREADABLE):
             unreadable.append((name, f"{NOT_READ} ({value[len(UNREADABLE):]})"))
+        elif name in SENSITIVE and value is not None and not authenticated:
+            unreadable.append((name, UNSIGNED))
         else:
             selected[name] = value
     return settings, selected, skipped, unreadable
 
 
-def recorded_for_restore(source: object, recorded: Mapping[str, Any], mode: str) -> dict[str, Any]:
+def recorded_for_restore(source: object, recorded: Mapping[str, Any], mode: str, *,
+                         authenticated: bool = True) -> dict[str, Any]:
     """The ``recorded`` source description a restore target is created from: its ``settings``
     narrowed to the readable settings ``mode`` selects (so a container or bucket created with its
     settings gets only those). Unchanged for a source that records no settings."""
-    settings, selected, _, _ = _split(source, recorded, mode)
+    settings, selected, _, _ = _split(source, recorded, mode, authenticated=authenticated)
     if settings is None:
         return dict(recorded)
     return dict(recorded) | {"settings": selected}
@@ -113,19 +121,24 @@ def _none_recorded(mode: str, source: object, *, dry_run: bool) -> SettingsOutco
     return SettingsOutcome(mode, False, dry_run=dry_run, note=note)
 
 
-def plan(source: object, recorded: Mapping[str, Any], mode: str) -> SettingsOutcome:
+def plan(source: object, recorded: Mapping[str, Any], mode: str, *,
+         authenticated: bool = True) -> SettingsOutcome:
     """What a restore with ``--settings mode`` would apply (``--dry-run``). Writes nothing."""
-    settings, selected, skipped, unreadable = _split(source, recorded, mode)
+    settings, selected, skipped, unreadable = _split(source, recorded, mode,
+                                                     authenticated=authenticated)
     if settings is None:
         return _none_recorded(mode, source, dry_run=True)
     return SettingsOutcome(mode, True, applied=sorted(selected), not_applied=unreadable,
                            skipped=sorted(skipped), dry_run=True)
 
 
-def apply(source: object, recorded: Mapping[str, Any], target: str, mode: str) -> SettingsOutcome:
+def apply(source: object, recorded: Mapping[str, Any], target: str, mode: str, *,
+          authenticated: bool = True) -> SettingsOutcome:
     """Apply the settings ``mode`` selects to the restored ``target`` (after its data); every
-    recorded setting is accounted for in the outcome."""
-    settings, selected, skipped, unreadable = _split(source, recorded, mode)
+    recorded setting is accounted for in the outcome. From a manifest that is not
+    ``authenticated``, settings that grant access (:data:`SENSITIVE`) are listed, not applied."""
+    settings, selected, skipped, unreadable = _split(source, recorded, mode,
+                                                     authenticated=authenticated)
     applier = able(source, RestoresSettings)
     if settings is None or applier is None:
         return _none_recorded(mode, source, dry_run=False)

@@ -85,6 +85,20 @@ def _make_rich_table(client: Any, name: str) -> str:
     return str(arn)
 
 
+def signed_policy(tmp_path: Path, table: str) -> Path:
+    """``write_policy``'s policy with signed manifests (a local key): a resource policy is
+    restored only from an authenticated manifest."""
+    from cloudkeep.keys.local import create_key_file
+
+    path = write_policy(tmp_path, table=table)
+    doc = yaml.safe_load(path.read_text())
+    create_key_file(tmp_path / "one.key")
+    doc["keys"] = {"one": {"provider": "local", "path": str(tmp_path / "one.key")}}
+    doc["signing"] = {"keys": ["one"]}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
 def _settings_by_sdk(client: Any, name: str) -> dict[str, Any]:
     """A table's settings read with plain boto3 calls, independently of cloudkeep's reader; the
     auto-scaling resources relative to the table so two tables compare."""
@@ -129,7 +143,7 @@ def test_a_restored_table_has_the_source_tables_settings_field_by_field(
         moto_ddb: Any, tmp_path: Path, capsys: Any) -> None:
     table = unique("settings_src")
     _make_rich_table(moto_ddb, table)
-    policy = write_policy(tmp_path, table=table)
+    policy = signed_policy(tmp_path, table)
     assert cli_json(capsys, "--policy", str(policy), "run", "orders")[0]["status"] == "committed"
 
     show = cli_json(capsys, "--policy", str(policy), "show", "orders@latest")
@@ -200,7 +214,10 @@ def test_settings_none_and_data_and_dry_run(moto_ddb: Any, tmp_path: Path, capsy
                     "--dry-run")
     assert plan["dry_run"] is True
     assert "ttl" in plan["settings"]["to_apply"] and "deletion_protection" in plan["settings"]["to_apply"]
-    assert [e["setting"] for e in plan["settings"]["not_applied"]] == ["contributor_insights"]
+    # an unsigned manifest: the resource policy (it grants access) is listed, not applied
+    assert sorted(e["setting"] for e in plan["settings"]["not_applied"]) == [
+        "contributor_insights", "resource_policy"]
+    assert "resource_policy" not in plan["settings"]["to_apply"]
     assert ghost not in moto_ddb.list_tables()["TableNames"], "a dry run writes nothing"
     code, out, _ = cli(capsys, "--policy", str(policy), "restore", "orders@latest", "--into", ghost,
                        "--dry-run")
@@ -224,7 +241,7 @@ def test_a_drill_restores_settings_and_fails_naming_a_mismatch(
         moto_ddb: Any, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     table = unique("settings_drill")
     _make_rich_table(moto_ddb, table)
-    policy = write_policy(tmp_path, table=table)
+    policy = signed_policy(tmp_path, table)
     cli_json(capsys, "--policy", str(policy), "run", "orders")
     before = set(moto_ddb.list_tables()["TableNames"])
 

@@ -36,7 +36,9 @@ def restore(policy: Policy, ref: str, into: str, *, overwrite: bool = False,
     if dry_run:
         return RestoreResult(manifest.dataset, manifest.snapshot_id, into, manifest.totals.items,
                              0.0, None, dry_run=True,
-                             settings=restore_settings.plan(source, manifest.source, settings))
+                             settings=restore_settings.plan(
+                                 source, manifest.source, settings,
+                                 authenticated=manifest.authentication is not None))
     try:
         result = restore_snapshot(policy, store, manifest, into, overwrite=overwrite,
                                   progress=progress, source=source,

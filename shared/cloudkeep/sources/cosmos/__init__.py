@@ -265,6 +265,10 @@ class CosmosSource(CosmosReader, Incremental, ReadsFromCursor, SampleCheck, Rest
         replace = {k: settings[k] for k in ("indexing_policy", "default_ttl")
                    if k in settings and diff.get(k) is not None}
         out: dict[str, str | None] = {}
+        if replace and not partition_key_paths(live.get("partition_key") or {}):
+            out.update({k: f"{k} could not be applied: the target reports no partition key"
+                        for k in replace})
+            replace = {}
         if replace:
             from azure.cosmos import PartitionKey
 
@@ -280,6 +284,8 @@ class CosmosSource(CosmosReader, Incremental, ReadsFromCursor, SampleCheck, Rest
                         default_ttl=settings.get("default_ttl"))
             except CloudkeepError as exc:
                 out.update({k: f"{k} could not be applied: {exc}" for k in replace})
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a damaged record
+                out.update({k: f"the manifest's record of {k} is not usable ({exc})" for k in replace})
         throughput = settings.get("throughput")
         if isinstance(throughput, dict) and diff.get("throughput") is not None and \
                 throughput.get("scope") == "container":
@@ -308,6 +314,8 @@ class CosmosSource(CosmosReader, Incremental, ReadsFromCursor, SampleCheck, Rest
                 self.container_of(self.client, target).replace_throughput(value)
         except CloudkeepError as exc:
             return f"throughput could not be applied: {str(exc).splitlines()[0][:200]}"
+        except (KeyError, TypeError, ValueError) as exc:
+            return f"the manifest's record of throughput is not usable ({exc})"
         return None
 
     def read_settings(self, target: str, recorded: Mapping[str, Any]) -> dict[str, Any]:

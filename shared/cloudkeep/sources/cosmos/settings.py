@@ -70,13 +70,14 @@ def create_kwargs(settings: Mapping[str, Any]) -> dict[str, Any]:
     from azure.cosmos import ThroughputProperties
 
     out: dict[str, Any] = {}
-    if settings.get("indexing_policy"):
+    if isinstance(settings.get("indexing_policy"), dict) and settings["indexing_policy"]:
         out["indexing_policy"] = settings["indexing_policy"]
-    if settings.get("default_ttl") is not None:
+    if isinstance(settings.get("default_ttl"), int) and not isinstance(settings["default_ttl"], bool):
         out["default_ttl"] = settings["default_ttl"]
-    if (settings.get("unique_keys") or {}).get("uniqueKeys"):
-        out["unique_key_policy"] = settings["unique_keys"]
-    if settings.get("conflict_resolution"):
+    unique = settings.get("unique_keys")
+    if isinstance(unique, dict) and isinstance(unique.get("uniqueKeys"), list) and unique["uniqueKeys"]:
+        out["unique_key_policy"] = unique
+    if isinstance(settings.get("conflict_resolution"), dict) and settings["conflict_resolution"]:
         out["conflict_resolution_policy"] = settings["conflict_resolution"]
     throughput = settings.get("throughput")
     if isinstance(throughput, dict) and throughput.get("scope") == "container":

@@ -297,6 +297,8 @@ def apply(dynamodb: Any, target: str, region: str, settings: Mapping[str, Any],
                 wait_active(dynamodb, target)
         except (ClientError, BotoCoreError, CloudkeepError) as exc:
             why = f"{name} could not be applied: {_reason(exc)}"
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a damaged record
+            why = f"the manifest's record of {name} is not usable ({type(exc).__name__}: {exc})"
         out.append((name, why))
     # what the target reports now: a setting the service accepted but did not keep is not applied
     live = _guard(lambda: read(dynamodb, target, region, recorded))

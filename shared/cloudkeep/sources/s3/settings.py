@@ -109,6 +109,8 @@ def apply(client: Any, bucket: str, prefix: str, settings: Mapping[str, Any],
             why = _apply_one(client, bucket, name, value)
         except (ClientError, BotoCoreError, CloudkeepError) as exc:
             why = f"{name} could not be applied: {_reason(exc)}"
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a damaged record
+            why = f"the manifest's record of {name} is not usable ({type(exc).__name__}: {exc})"
         if why is None:
             try:
                 have = _read_one(client, bucket, name)
