@@ -455,3 +455,29 @@ def test_firestore_on_the_emulator_records_and_lists_what_its_admin_api_lacks(
     code, out, _ = cli(capsys, "--policy", str(policy), "restore", "profiles@latest", "--into",
                        "again_")
     assert code == 0 and "setting NOT applied: indexes: the backup could not read it" in out
+
+
+def test_a_damaged_settings_record_is_listed_not_fatal(ddb_client: Any) -> None:
+    from cloudkeep.restore_settings import apply
+    from cloudkeep.sources.dynamodb import DynamoDBSource
+
+    target = unique("settings_damaged")
+    ddb_client.create_table(
+        TableName=target, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST")
+    source = DynamoDBSource("anything", REGION, client=ddb_client)
+    recorded = {"type": "dynamodb", "settings": {
+        "ttl": {"enabled": True},                      # no attribute
+        "tags": ["not", "a", "mapping"],
+        "stream": "garbage",
+        "deletion_protection": False,
+        "made_up_setting": {"x": 1},
+    }}
+    outcome = apply(source, recorded, target, "all")
+    reasons = dict(outcome.not_applied)
+    assert set(reasons) == {"ttl", "tags", "stream", "made_up_setting"}
+    assert "not usable" in reasons["ttl"] and "does not know" in reasons["made_up_setting"]
+    assert outcome.applied == ["deletion_protection"]
+    assert ddb_client.describe_time_to_live(TableName=target)["TimeToLiveDescription"][
+        "TimeToLiveStatus"] == "DISABLED"
