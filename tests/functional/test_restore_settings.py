@@ -250,6 +250,10 @@ def test_a_drill_restores_settings_and_fails_naming_a_mismatch(
     assert report["cleaned_up"] is True
     assert set(moto_ddb.list_tables()["TableNames"]) == before, "the protected scratch table is gone"
     assert "ttl" in report["settings"]["applied"]
+    # the report's last drill names the settings its restore did not apply
+    rows = cli_json(capsys, "--policy", str(policy), "report")
+    rows = rows["datasets"] if isinstance(rows, dict) else rows
+    assert rows[0]["last_drill"]["settings_not_applied"] == ["contributor_insights"]
 
     # a target that keeps another TTL attribute than the one applied: the drill names it
     from cloudkeep.sources.dynamodb import settings as ddb_settings
