@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .capabilities import RestoresSettings, able
+from .errors import CloudkeepError
 
 MODES = ("all", "data", "none")
 DEFAULT_MODE = "all"
@@ -144,7 +145,12 @@ def apply(source: object, recorded: Mapping[str, Any], target: str, mode: str, *
         return _none_recorded(mode, source, dry_run=False)
     outcome = SettingsOutcome(mode, True, not_applied=list(unreadable), skipped=sorted(skipped))
     if selected:
-        for name, why in applier.apply_settings(target, selected, recorded):
+        try:
+            results = applier.apply_settings(target, selected, recorded)
+        except CloudkeepError as exc:  # the items are in: a failed settings step is reported
+            results = [(name, f"not applied: {' '.join(str(exc).split())[:300]}")
+                       for name in selected]
+        for name, why in results:
             if why is None:
                 outcome.applied.append(name)
             else:
