@@ -481,5 +481,8 @@ def release(dynamodb: Any, target: str, region: str) -> None:
                         continue
                     aas.deregister_scalable_target(ServiceNamespace="dynamodb", ResourceId=resource,
                                                    ScalableDimension=t["ScalableDimension"])
-    except (ClientError, BotoCoreError, CloudkeepError) as exc:
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            log.warning("releasing scratch table %s: %s", target, _reason(exc))
+    except (BotoCoreError, CloudkeepError) as exc:
         log.warning("releasing scratch table %s: %s", target, _reason(exc))
