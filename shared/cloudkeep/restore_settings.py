@@ -55,7 +55,7 @@ class SettingsOutcome:
         (not those the backup could not read, nor those that do not apply to this kind of
         target, e.g. bucket settings on a prefix)."""
         return [(name, why) for name, why in self.not_applied
-                if not why.startswith((NOT_READ, NOT_HERE))]
+                if not why.startswith((NOT_READ, NOT_HERE, UNSIGNED))]
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
