@@ -148,6 +148,7 @@ def test_a_restored_table_has_the_source_tables_settings_field_by_field(
 
     show = cli_json(capsys, "--policy", str(policy), "show", "orders@latest")
     recorded = show["source"]["settings"]
+    assert show["settings"] == recorded
     assert recorded["ttl"] == {"enabled": True, "attribute": "expires_at"}
     assert recorded["stream"] == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
     assert recorded["tags"] == {"cost-center": "42", "team": "payments"}
@@ -178,6 +179,8 @@ def test_a_restored_table_has_the_source_tables_settings_field_by_field(
     assert all(g["IndexStatus"] == "ACTIVE" for g in table_state["GlobalSecondaryIndexes"])
     _unprotect(moto_ddb, target)
 
+    code, out, _ = cli(capsys, "--policy", str(policy), "show", "orders@latest")
+    assert code == 0 and "(unreadable: contributor_insights)" in out and "deletion_protection" in out
     # the text output lists what was not applied, with the reason
     code, out, err = cli(capsys, "--policy", str(policy), "restore", "orders@latest", "--into",
                          unique("settings_txt"))
