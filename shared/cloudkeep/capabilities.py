@@ -357,3 +357,15 @@ class RestoresSettings(Protocol):
     def read_settings(self, target: str, recorded: Mapping[str, Any]) -> dict[str, Any]:
         """The live settings of ``target``, in the form ``recorded_settings`` gives."""
         ...
+
+
+@runtime_checkable
+class RefusesSettingsTargets(Protocol):
+    """A source some of whose settings do not apply to some targets (S3: bucket settings on a
+    ``BUCKET/PREFIX`` target); ``restore --dry-run`` lists them as a restore would."""
+
+    def settings_not_applicable(self, target: str, names: list[str],
+                                recorded: Mapping[str, Any]) -> dict[str, str]:
+        """Of ``names``, those that would not be applied to ``target``, with why. Reads and
+        writes nothing."""
+        ...

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .capabilities import RestoresSettings, able
+from .capabilities import RefusesSettingsTargets, RestoresSettings, able
 from .errors import CloudkeepError
 
 MODES = ("all", "data", "none")
@@ -122,14 +122,19 @@ def _none_recorded(mode: str, source: object, *, dry_run: bool) -> SettingsOutco
     return SettingsOutcome(mode, False, dry_run=dry_run, note=note)
 
 
-def plan(source: object, recorded: Mapping[str, Any], mode: str, *,
+def plan(source: object, recorded: Mapping[str, Any], mode: str, *, target: str = "",
          authenticated: bool = True) -> SettingsOutcome:
-    """What a restore with ``--settings mode`` would apply (``--dry-run``). Writes nothing."""
+    """What a restore into ``target`` with ``--settings mode`` would apply (``--dry-run``).
+    Reads and writes nothing."""
     settings, selected, skipped, unreadable = _split(source, recorded, mode,
                                                      authenticated=authenticated)
     if settings is None:
         return _none_recorded(mode, source, dry_run=True)
-    return SettingsOutcome(mode, True, applied=sorted(selected), not_applied=unreadable,
+    refuses = able(source, RefusesSettingsTargets)
+    not_here = (refuses.settings_not_applicable(target, sorted(selected), recorded)
+                if refuses is not None else {})
+    return SettingsOutcome(mode, True, applied=sorted(n for n in selected if n not in not_here),
+                           not_applied=unreadable + sorted(not_here.items()),
                            skipped=sorted(skipped), dry_run=True)
 
 

@@ -383,6 +383,14 @@ def test_an_s3_restore_gets_the_buckets_versioning_lifecycle_and_tags(
     reasons = {e["setting"]: e["reason"] for e in data["settings"]["not_applied"]}
     assert set(reasons) >= {"versioning", "lifecycle", "tags"} and "prefix" in reasons["lifecycle"]
     assert s3.get_bucket_versioning(Bucket=shared).get("Status") is None
+    # and a dry run says so beforehand, as the restore would
+    plan = cli_json(capsys, "--policy", str(policy), "restore", "site@latest", "--into",
+                    f"{shared}/again", "--dry-run")
+    assert plan["settings"]["to_apply"] == []
+    assert {e["setting"] for e in plan["settings"]["not_applied"]} >= {"versioning", "lifecycle", "tags"}
+    whole = cli_json(capsys, "--policy", str(policy), "restore", "site@latest", "--into",
+                     f"settings-new-{unique('b').split('_')[1]}", "--dry-run")
+    assert {"versioning", "lifecycle", "tags"} <= set(whole["settings"]["to_apply"])
 
 
 INDEXING = {

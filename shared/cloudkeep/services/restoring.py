@@ -37,7 +37,7 @@ def restore(policy: Policy, ref: str, into: str, *, overwrite: bool = False,
         return RestoreResult(manifest.dataset, manifest.snapshot_id, into, manifest.totals.items,
                              0.0, None, dry_run=True,
                              settings=restore_settings.plan(
-                                 source, manifest.source, settings,
+                                 source, manifest.source, settings, target=into,
                                  authenticated=manifest.authentication is not None))
     try:
         result = restore_snapshot(policy, store, manifest, into, overwrite=overwrite,

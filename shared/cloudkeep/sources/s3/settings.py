@@ -97,11 +97,9 @@ def apply(client: Any, bucket: str, prefix: str, settings: Mapping[str, Any],
     from botocore.exceptions import BotoCoreError, ClientError
 
     names = [n for n in ORDER if n in settings] + sorted(set(settings) - set(ORDER))
-    if prefix or bucket == source_bucket:
-        where = (f"the target is the prefix {prefix!r} of bucket {bucket!r}" if prefix
-                 else f"the target is the source bucket {bucket!r}")
-        return [(n, f"{NOT_HERE}{where}; bucket settings would change the whole bucket")
-                for n in names]
+    why_not = not_applicable(bucket, prefix, source_bucket)
+    if why_not:
+        return [(n, why_not) for n in names]
     out: list[tuple[str, str | None]] = []
     for name in names:
         value = settings[name]
@@ -123,6 +121,15 @@ def apply(client: Any, bucket: str, prefix: str, settings: Mapping[str, Any],
             log.warning("restore into s3://%s: setting %s not applied: %s", bucket, name, why)
         out.append((name, why))
     return out
+
+
+def not_applicable(bucket: str, prefix: str, source_bucket: str | None) -> str | None:
+    """Why bucket settings are not applied to target ``bucket``/``prefix`` (None: they are)."""
+    if prefix or bucket == source_bucket:
+        where = (f"the target is the prefix {prefix!r} of bucket {bucket!r}" if prefix
+                 else f"the target is the source bucket {bucket!r}")
+        return f"{NOT_HERE}{where}; bucket settings would change the whole bucket"
+    return None
 
 
 def _apply_one(client: Any, bucket: str, name: str, value: Any) -> str | None:

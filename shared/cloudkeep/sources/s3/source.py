@@ -51,6 +51,7 @@ from ...capabilities import (
     CopiesObjects,
     Description,
     Incremental,
+    RefusesSettingsTargets,
     RestoresSettings,
     ServerSideCopy,
     Summarizes,
@@ -75,7 +76,7 @@ from .listing import (
     split_target,
 )
 from .restore import S3Writer, drop_prefix, prepare_target
-from .settings import DATA_SETTINGS, creates_locked
+from .settings import DATA_SETTINGS, creates_locked, not_applicable
 from .settings import apply as apply_settings
 from .settings import capture as capture_settings
 from .settings import read as read_settings
@@ -88,7 +89,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, NamesTargets, RestoresSettings):
+class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, NamesTargets, RestoresSettings,
+               RefusesSettingsTargets):
     kind = "s3"
 
     def __init__(
@@ -349,6 +351,15 @@ class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, NamesTargets,
 
     def read_settings(self, target: str, recorded: Mapping[str, Any]) -> dict[str, Any]:
         return read_settings(self.client, split_target(target)[0])
+
+    def settings_not_applicable(self, target: str, names: list[str],
+                                recorded: Mapping[str, Any]) -> dict[str, str]:
+        try:
+            bucket, prefix = split_target(target)
+        except RestoreError:
+            return {}
+        why = not_applicable(bucket, prefix, str(recorded.get("bucket") or self.bucket))
+        return {name: why for name in names} if why else {}
 
     # ---------------------------------------------------------------- drills
 
