@@ -88,6 +88,26 @@ resource "google_project_iam_custom_role" "firestore_import" {
   permissions = ["datastore.databases.import", "datastore.databases.getMetadata", "datastore.operations.get", "datastore.operations.list"]
 }
 
+# Restores re-create the recorded composite indexes and TTL policies of the restored collection
+# groups (docs/restore-settings.md), in the drill and restore databases only. (Reading them at
+# backup time is in roles/datastore.viewer: datastore.indexes.list.)
+resource "google_project_iam_custom_role" "firestore_settings" {
+  role_id     = "cloudkeepFirestoreSettings"
+  title       = "cloudkeep Firestore indexes and TTL policies (drill and restore databases only)"
+  permissions = ["datastore.indexes.create", "datastore.indexes.update", "datastore.indexes.get", "datastore.indexes.list", "datastore.operations.get"]
+}
+
+resource "google_project_iam_member" "firestore_settings" {
+  for_each = toset(concat(["serviceAccount:${google_service_account.restore.email}"], local.union_member))
+  project  = var.project
+  role     = google_project_iam_custom_role.firestore_settings.id
+  member   = each.value
+  condition {
+    title      = "cloudkeep-drill-and-restore-databases"
+    expression = local.firestore_writable_condition
+  }
+}
+
 resource "google_project_iam_member" "firestore_restore" {
   for_each = toset(concat(["serviceAccount:${google_service_account.restore.email}"], local.union_member))
   project  = var.project

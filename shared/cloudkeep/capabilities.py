@@ -407,3 +407,44 @@ class Rehydrates(Protocol):
     def rehydration_hours(self, store_class: str | None) -> float: ...
 
     def is_offline(self, store_class: str) -> bool: ...
+
+
+# --- s16-settings: a source's settings captured into the manifest and restored ----------------
+
+
+@runtime_checkable
+class RestoresSettings(Protocol):
+    """A source whose settings (TTL, streams, tags, indexing policy, lifecycle, ...) are recorded
+    in the manifest (``source["settings"]``: name → value, or ``"unreadable: <reason>"``) and
+    applied to a restore target (``cloudkeep.restore_settings``)."""
+
+    def recorded_settings(self, recorded: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The settings a manifest's ``source`` records (None: none recorded, an old manifest)."""
+        ...
+
+    def data_settings(self) -> frozenset[str]:
+        """The names of the settings that shape the data itself (``--settings data``)."""
+        ...
+
+    def apply_settings(self, target: str, settings: Mapping[str, Any],
+                       recorded: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+        """Apply ``settings`` to the restored ``target`` in the source's order, waiting until it
+        is usable again; per setting ``(name, None)`` when the target now has it, else
+        ``(name, why it could not be applied)``. Never raises for one setting."""
+        ...
+
+    def read_settings(self, target: str, recorded: Mapping[str, Any]) -> dict[str, Any]:
+        """The live settings of ``target``, in the form ``recorded_settings`` gives."""
+        ...
+
+
+@runtime_checkable
+class RefusesSettingsTargets(Protocol):
+    """A source some of whose settings do not apply to some targets (S3: bucket settings on a
+    ``BUCKET/PREFIX`` target); ``restore --dry-run`` lists them as a restore would."""
+
+    def settings_not_applicable(self, target: str, names: list[str],
+                                recorded: Mapping[str, Any]) -> dict[str, str]:
+        """Of ``names``, those that would not be applied to ``target``, with why. Reads and
+        writes nothing."""
+        ...

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import zstandard
 
 from . import clock as _clock
-from . import layout
+from . import layout, restore_settings
 from .capabilities import Drillable, NativeCheck, SampleCheck, ScratchTargets, able
 from .codec import DecryptionError, PartLimitError, TruncatedPartError, open_part
 from .errors import CloudkeepError, ObjectNotFoundError, UsageError
@@ -126,6 +126,14 @@ def verify_drill(policy: Any, store: Store, manifest: Manifest, *, source: Any =
                 if digest != manifest.content_digest.value:
                     report.problems.append(Problem(None, "content digest", "the digest of the "
                                                    "restored items differs from the manifest's"))
+            if result.settings is not None:  # the settings restored must be the manifest's
+                report.settings = result.settings.as_dict()
+                for name, why in result.settings.failed():
+                    report.problems.append(Problem(None, "settings", f"setting {name} was not "
+                                                   f"restored: {why}"))
+                for mismatch in restore_settings.compare(source, manifest.source, target,
+                                                         result.settings):
+                    report.problems.append(Problem(None, "settings", f"setting {mismatch}"))
     except CloudkeepError as exc:
         report.problems.append(Problem(None, "drill", str(exc)))
     finally:

@@ -16,7 +16,8 @@ retries) after every dataset has had its turn.
   drill) and ``sample`` (items, default 100)
 - restore: ``ref``, ``into``, optional ``overwrite``; optional ``region``, ``profile``,
   ``role_arn``, ``external_id``, ``project``, ``endpoint``, ``key_env`` (another place) and
-  ``max_rate``, ``capacity_share`` (the rate), as the CLI's options; a partial restore
+  ``max_rate``, ``capacity_share`` (the rate), ``settings`` (``all``, ``data``, ``none``; default
+  ``all``), as the CLI's options; a partial restore
   (docs/partial-restore.md) with ``keys`` (list of keys in the source's own form) or
   ``keys_file``, ``where``, ``dry_run``, ``delete_missing``
 - plan: optional ``now`` (ISO 8601)
@@ -252,7 +253,8 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
         max_rate=_rate_field(payload, "max_rate"),
         capacity_share=_rate_field(payload, "capacity_share"), selection=_selection(payload),
         dry_run=bool(_field(payload, "dry_run", bool, required=False)),
-        delete_missing=bool(_field(payload, "delete_missing", bool, required=False)))
+        delete_missing=bool(_field(payload, "delete_missing", bool, required=False)),
+        settings=_field(payload, "settings", str, required=False) or "all")
     return {"ok": True, **restored.as_dict()}
 
 

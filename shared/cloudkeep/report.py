@@ -213,6 +213,7 @@ def read_verifications(store: Store, dataset: str) -> list[dict[str, Any]]:
             "problems": len(problems) if isinstance(problems, list) else int(bool(problems)),
             "restore_seconds": data.get("restore_seconds"),
             "rto_met": data.get("rto_met"),
+            **_settings_not_applied(data),
         }
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -239,8 +240,18 @@ def _remembered_verifications(store: Store, dataset: str, now: datetime) -> dict
             "problems": len(problems) if isinstance(problems, list) else int(bool(problems)),
             "restore_seconds": data.get("restore_seconds"),
             "rto_met": data.get("rto_met"),
+            **_settings_not_applied(data),
         }
     return out
+
+
+def _settings_not_applied(data: dict[str, Any]) -> dict[str, Any]:
+    """A drill record's settings that its restore did not apply (s16-settings), by name."""
+    settings = data.get("settings")
+    if not isinstance(settings, dict) or not isinstance(settings.get("not_applied"), list):
+        return {}
+    return {"settings_not_applied": [str(e.get("setting")) for e in settings["not_applied"]
+                                     if isinstance(e, dict)]}
 
 
 def _time(text: str) -> datetime:

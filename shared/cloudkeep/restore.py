@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import zstandard
 
-from . import blobs, chain, layout
+from . import blobs, chain, layout, restore_settings
 from .capabilities import Closes, CopiesObjects, able
 from .codec import ContentDigest, DecryptionError, PartLimitError, TruncatedPartError, open_part
 from .errors import RestoreError
@@ -59,6 +59,8 @@ class RestoreResult:
     via: str | None = None  # a native restore: the service call that did it
     place: dict[str, Any] | None = None  # a target elsewhere (cloudkeep.place), as given
     rate: dict[str, Any] | None = None  # the governor's figures (cloudkeep.governor)
+    settings: restore_settings.SettingsOutcome | None = None  # s16-settings
+    dry_run: bool = False  # nothing was written: what a restore would do
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,7 +72,9 @@ class RestoreResult:
             "seconds": round(self.seconds, 3),
             "content_digest_ok": self.digest_ok,
         } | ({"chain": self.chain} if self.chain else {}) | ({"via": self.via} if self.via else {}) \
-          | ({"place": self.place} if self.place else {}) | ({"rate": self.rate} if self.rate else {})
+          | ({"place": self.place} if self.place else {}) | ({"rate": self.rate} if self.rate else {}) \
+          | ({"settings": self.settings.as_dict()} if self.settings is not None else {}) \
+          | ({"dry_run": True} if self.dry_run else {})
 
 
 def restore(
@@ -87,6 +91,7 @@ def restore(
     allow_unsigned: bool = False,
     governor: Governor | None = None,
     replay: Replay | None = None,
+    settings: str = restore_settings.DEFAULT_MODE,
 ) -> RestoreResult:
     """Restore ``manifest`` (and, for an incremental snapshot, its chain) into ``target``. Every
     manifest of the chain is authenticated, checked against the policy's encryption and signing
@@ -94,7 +99,9 @@ def restore(
     and its data key unwrapped before anything is written. ``governor`` sets the rate and backs
     off on throttling (``cloudkeep.governor``). With ``replay`` (a point-in-time
     restore, ``cloudkeep.changelog``), the items the change log changed are written in their
-    final state instead of the snapshot's."""
+    final state instead of the snapshot's. Once the items are in, the recorded
+    settings ``settings`` selects (``all``, ``data``, ``none``) are applied; the result lists
+    each applied, not applied (with why) and left out (``cloudkeep.restore_settings``)."""
     keyring = keyring or keyring_for(policy)
     expect = expect_for(policy, manifest.dataset, allow_unsigned=allow_unsigned)
     spec = policy.dataset(manifest.dataset)
@@ -115,8 +122,10 @@ def restore(
     if native is not None:
         log.info("restored %s@%s into %s via %s", manifest.dataset, manifest.snapshot_id, target,
                  native.get("via"))
+        applied = restore_settings.apply(source, manifest.source, target, settings,
+                                         authenticated=manifest.authentication is not None)
         return RestoreResult(manifest.dataset, manifest.snapshot_id, target, int(native.get("items") or 0),
-                             time.monotonic() - t0, None, via=str(native.get("via")))
+                             time.monotonic() - t0, None, via=str(native.get("via")), settings=applied)
     # An incremental snapshot is restored by replaying its chain: the full snapshot it starts
     # from, then every incremental one up to it, in order (cloudkeep.chain).
     snapshots = chain.load_chain(store, manifest)
@@ -128,7 +137,10 @@ def restore(
     copier = able(source, CopiesObjects)
     if copier is not None:  # the S3 source restores objects from the store's blobs
         copier.attach_store(store, manifest.dataset)
-    writer = source.open_restore(target, manifest.source, overwrite=overwrite)
+    writer = source.open_restore(
+        target, restore_settings.recorded_for_restore(
+            source, manifest.source, settings, authenticated=manifest.authentication is not None),
+        overwrite=overwrite)
     writes = governor.govern(writer, manifest) if governor is not None else writer
     t0 = time.monotonic()
     items = 0
@@ -153,12 +165,15 @@ def restore(
         closing = able(writer, Closes)
         if closing is not None:
             closing.close()
+    applied = restore_settings.apply(source, manifest.source, target, settings,
+                                     authenticated=manifest.authentication is not None)
     seconds = time.monotonic() - t0
     log.info("restored %s@%s into %s: %d items in %.2fs%s", manifest.dataset, manifest.snapshot_id,
              target, items, seconds,
              f" (a chain of {len(snapshots)} snapshots)" if len(snapshots) > 1 else "")
     return RestoreResult(manifest.dataset, manifest.snapshot_id, target, items, seconds, True,
-                         chain=[m.snapshot_id for m in snapshots] if len(snapshots) > 1 else [])
+                         chain=[m.snapshot_id for m in snapshots] if len(snapshots) > 1 else [],
+                         settings=applied)
 
 
 def _restore_snapshot(store: Store, manifest: Manifest, writer: RestoreWriter, progress: Progress,

@@ -92,6 +92,7 @@ class VerifyReport:
     sample: dict[str, int] | None = None  # sample: requested, compared, matched, changed, ...
     slot: datetime | None = None  # a scheduled verification: the schedule slot it ran for
     details: dict[str, Any] | None = None  # a drill's outcome (what was restored, how long)
+    settings: dict[str, Any] | None = None  # drill: the settings restored (s16-settings)
 
     @property
     def ok(self) -> bool:
@@ -115,6 +116,8 @@ class VerifyReport:
             if self.rto is not None:
                 extra["rto_seconds"] = int(self.rto.total_seconds())
                 extra["rto_met"] = self.rto_met
+            if self.settings is not None:
+                extra["settings"] = self.settings
         if self.sample is not None:
             extra["sample"] = self.sample
         if self.slot is not None:

@@ -219,7 +219,9 @@ def test_roles_name_only_the_parameterised_tables_and_the_vault(template: dict[s
     for role in ("BackupRole", "PrunerRole", "RestoreRole", "InvokeRole"):
         for statement in role_statements(template, role, conds):
             actions = as_list(statement["Action"])
-            if actions in (["dynamodb:ListBackups"], ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]):
+            if actions in (["dynamodb:ListBackups"], ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+                           ["application-autoscaling:DescribeScalableTargets",
+                            "application-autoscaling:DescribeScalingPolicies"]):
                 continue  # no resource-level permissions for these
             resource = statement["Resource"]
             assert resource != "*" and "*" not in as_list(resource), (role, statement)
@@ -237,6 +239,15 @@ def test_roles_name_only_the_parameterised_tables_and_the_vault(template: dict[s
         "StringEquals": {"aws:ResourceTag/cloudkeep:managed": "true"}}
     assert backup["RdsCopyWithKmsKeys"]["Condition"] == {"StringLike": {"kms:ViaService": "rds.*.amazonaws.com"}}
     assert backup["DynamoDBExportWritesIntoTheVault"]["Resource"] == {"Fn::Sub": "${VaultBucket.Arn}/*/export/*"}
+    # s16-settings: the backup role reads a table's settings, never changes them; the restore
+    # role changes them on restore and drill tables only
+    assert backup["ReadTheTableSettings"]["Resource"] == [table]
+    for action in ("dynamodb:UpdateTable", "dynamodb:UpdateTimeToLive", "dynamodb:TagResource",
+                   "dynamodb:PutResourcePolicy", "application-autoscaling:RegisterScalableTarget"):
+        assert not allowed(list(backup.values()), action, 'table/orders"'), action  # the table itself
+    assert all("table/restored-*" in r["Fn::Sub"] for r in restore["RestoreTableSettings"]["Resource"])
+    assert all("table/orders-cloudkeep-drill-*" in r["Fn::Sub"]
+               for r in restore["DrillTableSettings"]["Resource"])
 
 
 # ---- Google Cloud and Azure: the Terraform, parsed

@@ -100,9 +100,16 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_
 @click.option("--where", "where", metavar="EXPR",
               help="Restore only the items matching EXPR, e.g. 'status = \"open\" and total > 10'.")
 @click.option("--dry-run", is_flag=True,
-              help="Write nothing; say what would change (item by item with --format json).")
+              help="Write nothing: with a selection, what would change item by item (--format "
+                   "json lists them all); else what the restore would do, with the settings it "
+                   "would apply.")
 @click.option("--delete-missing", is_flag=True,
               help="Delete from the target the keys asked for that the snapshot does not hold.")
+@click.option("--settings", "settings", type=click.Choice(["all", "data", "none"]), default="all",
+              show_default=True,
+              help="Which recorded settings to apply to the target after its items: all; data "
+                   "(only those that shape the data: TTL, encryption, indexing policy, unique "
+                   "keys, versioning, lifecycle, Object Lock, ...); none.")
 @allow_unsigned_option
 # --- another place and a governed rate (issue #23 §2-3; docs/emergency-restore.md) ----------
 @click.option("--region", callback=cliargs.text, metavar="REGION",
@@ -130,7 +137,8 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_
 @click.pass_obj
 def restore(ctx: Ctx, ref: str, target: str, overwrite: bool, store_name: str | None,
             at: str | None, keys_file: str | None, keys: tuple[str, ...], where: str | None,
-            dry_run: bool, delete_missing: bool, allow_unsigned: bool, region: str | None,
+            dry_run: bool, delete_missing: bool, settings: str, allow_unsigned: bool,
+            region: str | None,
             profile: str | None, role_arn: str | None, external_id: str | None,
             project: str | None, endpoint: str | None, key_env: str | None,
             max_rate: float | None, capacity_share: float | None) -> None:
@@ -162,15 +170,24 @@ def restore(ctx: Ctx, ref: str, target: str, overwrite: bool, store_name: str | 
     result = services.restore(ctx.load(), ref, target, overwrite=overwrite, store_name=store_name,
                               allow_unsigned=allow_unsigned, progress=progress(),
                               place=place, max_rate=max_rate, capacity_share=capacity_share,
-                              selection=selection, dry_run=dry_run, delete_missing=delete_missing)
+                              selection=selection, dry_run=dry_run, delete_missing=delete_missing,
+                              settings=settings)
     if isinstance(result, PartialResult):
         emit(ctx, result.as_dict(), _render_partial)
         return
-    emit(ctx, result.as_dict(), lambda d: click.echo(
-        f"restored {d['ref']} into {d['target']}: {d['items']} items in {d['seconds']}s "
-        + (f"(via {d['via']})" if d.get("via") else "(content digest matches the manifest)")
-        + _place_and_rate(d)
-    ))
+
+    def render(d: dict[str, Any]) -> None:
+        if d.get("dry_run"):
+            click.echo(f"dry run: would restore {d['ref']} into {d['target']}: {d['items']} items "
+                       "(nothing written)" + _place_and_rate(d))
+        else:
+            click.echo(f"restored {d['ref']} into {d['target']}: {d['items']} items in {d['seconds']}s "
+                       + (f"(via {d['via']})" if d.get("via") else "(content digest matches the manifest)")
+                       + _place_and_rate(d))
+        for line in settings_lines(d.get("settings")):
+            click.echo(line)
+
+    emit(ctx, result.as_dict(), render)
 
 
 def _place_and_rate(d: dict[str, Any]) -> str:
@@ -214,3 +231,20 @@ def _render_partial(d: dict[str, Any]) -> None:
                    + (f" ({what})" if what else ""))
     if len(d["items"]) > SHOWN:
         click.echo(f"  ... and {len(d['items']) - SHOWN} more (--format json lists them all)")
+
+
+def settings_lines(data: dict[str, Any] | None) -> list[str]:
+    """A restore's ``settings`` outcome as lines for a person: what was (or would be) applied,
+    what was left out, and each setting not applied with its reason."""
+    if not data:
+        return []
+    if not data.get("recorded"):
+        return [f"settings: {data.get('note') or 'none recorded in this snapshot'}"]
+    dry = "to_apply" in data
+    names = data.get("to_apply" if dry else "applied") or []
+    out = [f"settings ({data.get('mode')}): {'would apply' if dry else 'applied'} "
+           f"{', '.join(names) or 'none'}"]
+    if data.get("skipped"):
+        out.append(f"settings left out by --settings {data.get('mode')}: {', '.join(data['skipped'])}")
+    out += [f"setting NOT applied: {e['setting']}: {e['reason']}" for e in data.get("not_applied") or []]
+    return out

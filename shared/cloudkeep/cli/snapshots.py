@@ -154,6 +154,7 @@ def show(ctx: Ctx, ref: str, store_name: str | None, allow_unsigned: bool) -> No
             ("authenticated", "yes (manifest tag checked)" if d.get("authentication")
              else "no (neither encrypted nor signed)"),
             ("content digest", d["content_digest"]["value"]),
+            ("settings", settings_summary(d.get("settings"))),
             *([("native", native_summary(d["native"]))] if d.get("native") else []),
             ("cloudkeep", d["cloudkeep_version"]),
             *([("legal holds", "none")] if not d["holds"] else
@@ -203,3 +204,12 @@ def audit_(ctx: Ctx, since_text: str | None, dataset_filter: str | None) -> None
                 for r in data])
 
     emit(ctx, rows, render)
+
+
+def settings_summary(settings: Any) -> str:
+    """A manifest's recorded settings in one line: their names, the unreadable ones apart."""
+    if not isinstance(settings, dict):
+        return "none recorded"
+    unreadable = sorted(k for k, v in settings.items() if isinstance(v, str) and v.startswith("unreadable: "))
+    readable = sorted(k for k in settings if k not in unreadable)
+    return (", ".join(readable) or "none") + (f" (unreadable: {', '.join(unreadable)})" if unreadable else "")

@@ -86,6 +86,8 @@ def show_snapshot(policy: Policy, ref: str, *, store_name: str | None = None,
                           for r in verifications.records_of(store, manifest.dataset,
                                                             manifest.snapshot_id)],
         "problems": problems,
+        # s16-settings: the source's recorded settings (also under source.settings); null: none
+        "settings": manifest.source.get("settings"),
     }
     checked = data["verifications"]
     data["last_verification"] = checked[-1] if checked else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import audit, chain, extras, rehydrate
+from .. import audit, chain, extras, rehydrate, restore_settings
 from ..catalog import resolve
 from ..errors import CloudkeepError, UsageError
 from ..governor import Governor
@@ -26,14 +26,16 @@ def restore(policy: Policy, ref: str, into: str, *, overwrite: bool = False,
             progress: Progress | None = None, place: Place | None = None,
             max_rate: float | None = None, capacity_share: float | None = None,
             selection: SelectionRequest | None = None, dry_run: bool = False,
-            delete_missing: bool = False,
+            delete_missing: bool = False, settings: str = restore_settings.DEFAULT_MODE,
             **place_options: str | None) -> RestoreResult | PartialResult:
     """Restore the snapshot ``ref`` (``DATASET@SNAPSHOT_ID`` or ``DATASET@latest``; from the
     copy store ``store_name`` if given) into the target ``into``. Refuses a bad target name
     (UsageError) before anything is read or written, a non-empty target unless ``overwrite``,
     and a manifest that cannot be trusted (forged, replayed, tampered, downgraded). The
     restored content's digest is checked against the manifest; the outcome, ok or failed, is
-    audited.
+    audited. The recorded settings ``settings`` selects (``all``, ``data``, ``none``) are applied
+    after the items; with ``dry_run`` (and no selection) nothing is written and the result lists
+    the settings that would be applied (``settings.to_apply``) and those that could not be.
 
     ``place`` restores into another region, account, project or endpoint (``cloudkeep.place``):
     refused (UsageError) before anything is written when the source type does not take an
@@ -44,17 +46,22 @@ def restore(policy: Policy, ref: str, into: str, *, overwrite: bool = False,
 
     A ``selection`` (``--keys FILE`` / ``--key JSON`` / ``--where EXPR``), ``dry_run`` or
     ``delete_missing`` makes it a partial restore (``cloudkeep.partial``): only the selected
-    items are written, ``dry_run`` writes nothing and returns what would change item by item;
-    the audit record carries the selection (key count, keys digest, where-expression)."""
+    items are written (the target's settings are left as they are), ``dry_run`` writes nothing
+    and returns what would change item by item; the audit record carries the selection (key
+    count, keys digest, where-expression)."""
+    try:
+        restore_settings.check_mode(settings)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     place = _place_of(place, place_options)
     governor = Governor(max_rate=max_rate, capacity_share=capacity_share)  # checks them: exit 2
     selection = selection or SelectionRequest()
-    partial = not selection.empty or dry_run or delete_missing
+    partial = not selection.empty or delete_missing
     if delete_missing and selection.keys_file is None and not selection.keys:
         raise UsageError("--delete-missing needs the keys of the items (--keys FILE or --key JSON)")
     if partial and (max_rate is not None or capacity_share is not None):
         raise UsageError("--max-rate and --capacity-share govern a whole-snapshot restore; a "
-                         "partial restore or --dry-run writes only the selected items")
+                         "partial restore writes only the selected items")
     selection.check()  # exit 2 before anything is read
     store, manifest = resolve(policy, ref, store_name=store_name, allow_unsigned=allow_unsigned)
     spec = placed_spec(policy, manifest, place)  # exit 2 before anything is read or written
@@ -87,12 +94,19 @@ def restore(policy: Policy, ref: str, into: str, *, overwrite: bool = False,
         audit.write(store, "restore", outcome="ok", dataset=manifest.dataset,
                     snapshot_id=manifest.snapshot_id, detail=detail | summary)
         return done
+    if dry_run:  # a whole-snapshot dry run: what would be restored, with its settings
+        return RestoreResult(manifest.dataset, manifest.snapshot_id, into, manifest.totals.items,
+                             0.0, None, dry_run=True, place=place.describe() or None,
+                             settings=restore_settings.plan(
+                                 source, manifest.source, settings, target=into,
+                                 authenticated=manifest.authentication is not None))
     try:
         if manifest.parts:  # archived parts: start their rehydration, finish in a later run
             rehydrate.ensure_readable(store, chain.load_chain(store, manifest), purpose="restore")
         result = restore_snapshot(policy, store, manifest, into, overwrite=overwrite,
                                   progress=progress, source=source,
-                                  allow_unsigned=allow_unsigned, governor=governor)
+                                  allow_unsigned=allow_unsigned, governor=governor,
+                                  settings=settings)
     except rehydrate.RehydrationPendingError as exc:
         audit.write(store, "restore", outcome="rehydrating", dataset=manifest.dataset,
                     snapshot_id=manifest.snapshot_id, detail={"target": into, "wait": str(exc)})

@@ -43,7 +43,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -55,12 +55,15 @@ from ...capabilities import (
     Incremental,
     ReadsFromCursor,
     ReadsTarget,
+    RestoresSettings,
     SampleCheck,
 )
 from ...clouds.azure import retry_after_seconds
 from ...codec import ContentDigest
 from ...errors import CloudkeepError, RestoreError, SourceError
 from ...redaction import redact_url
+from ...restore_settings import NOT_HERE
+from . import settings as container_settings
 from .capture import FeedCapture
 from .changefeed import PAGE_SIZE, Change, ChangeFeed, IncrementalPlan, SdkChangeFeed, plan_incremental
 from .codec import (
@@ -97,7 +100,8 @@ log = logging.getLogger(__name__)
 DIGEST_IGNORES = ("_cloudkeep",)
 
 
-class CosmosSource(CosmosReader, Incremental, ReadsFromCursor, SampleCheck, ReadsTarget, CapturesChanges):
+class CosmosSource(CosmosReader, Incremental, ReadsFromCursor, SampleCheck, ReadsTarget, CapturesChanges,
+                   RestoresSettings):
     """A Cosmos DB (NoSQL API) container: read by feed range (full snapshots) or from the change
     feed (incremental ones), restored by a pool of writers."""
 
@@ -168,6 +172,8 @@ class CosmosSource(CosmosReader, Incremental, ReadsFromCursor, SampleCheck, Read
             if props.get(key):
                 out[name] = props[key]
         out.update(self._throughput())
+        out["settings"] = container_settings.from_properties(props) | {
+            "throughput": container_settings.throughput_setting(out)}
         method = "query"
         if self.incremental:
             out["incremental"] = self._describe_incremental(out)
@@ -273,6 +279,86 @@ class CosmosSource(CosmosReader, Incremental, ReadsFromCursor, SampleCheck, Read
         if self.read_properties(target) is None:
             return None
         return CosmosWriter(self, self.container_of(self.client, target), target, self.write_workers)
+
+    # ---------------------------------------------------------------- settings
+
+    def recorded_settings(self, recorded: Mapping[str, Any]) -> dict[str, Any] | None:
+        return container_settings.recorded_settings(recorded)
+
+    def data_settings(self) -> frozenset[str]:
+        return container_settings.DATA_SETTINGS
+
+    def apply_settings(self, target: str, settings: Mapping[str, Any],
+                       recorded: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+        """The container was created with ``settings``; an existing one (``--overwrite``) gets
+        its indexing policy, default TTL and throughput replaced; then each is checked."""
+        live = self.read_settings(target, recorded)
+        diff = container_settings.differences(settings, live)
+        replace = {k: settings[k] for k in ("indexing_policy", "default_ttl")
+                   if k in settings and diff.get(k) is not None}
+        out: dict[str, str | None] = {}
+        if replace and not partition_key_paths(live.get("partition_key") or {}):
+            out.update({k: f"{k} could not be applied: the target reports no partition key"
+                        for k in replace})
+            replace = {}
+        if replace:
+            from azure.cosmos import PartitionKey
+
+            pk = live.get("partition_key") or {}
+            paths = partition_key_paths(pk)
+            try:
+                with self.errors(f"replacing the settings of container {target}"):
+                    self.client.get_database_client(self.database).replace_container(
+                        target, partition_key=PartitionKey(
+                            path=paths if len(paths) > 1 else paths[0], kind=pk.get("kind", "Hash"),
+                            version=pk.get("version", 2)),
+                        indexing_policy=settings.get("indexing_policy") or live.get("indexing_policy"),
+                        default_ttl=settings.get("default_ttl"))
+            except CloudkeepError as exc:
+                out.update({k: f"{k} could not be applied: {exc}" for k in replace})
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a damaged record
+                out.update({k: f"the manifest's record of {k} is not usable ({exc})" for k in replace})
+        throughput = settings.get("throughput")
+        if isinstance(throughput, dict) and diff.get("throughput") is not None and \
+                throughput.get("scope") == "container":
+            out["throughput"] = self._replace_throughput(target, throughput)
+        live = self.read_settings(target, recorded)
+        for name, why in container_settings.differences(settings, live).items():
+            if name in out and out[name] is not None:
+                continue
+            if why is not None and name in container_settings.FIXED:
+                why = (f"{name} is fixed when a container is created and the existing target "
+                       f"differs: {why}")
+            out[name] = why
+        for name in settings:
+            out.setdefault(name, f"{NOT_HERE}the target does not report it")
+        order = list(container_settings.ORDER) + sorted(set(settings) - set(container_settings.ORDER))
+        return [(name, out[name]) for name in order if name in out]
+
+    def _replace_throughput(self, target: str, throughput: Mapping[str, Any]) -> str | None:
+        from azure.cosmos import ThroughputProperties
+
+        value: Any = (ThroughputProperties(auto_scale_max_throughput=throughput["autoscale_max_throughput"])
+                      if throughput.get("autoscale_max_throughput")
+                      else throughput.get("manual_throughput"))
+        try:
+            with self.errors(f"replacing the throughput of container {target}"):
+                self.container_of(self.client, target).replace_throughput(value)
+        except CloudkeepError as exc:
+            return f"throughput could not be applied: {str(exc).splitlines()[0][:200]}"
+        except (KeyError, TypeError, ValueError) as exc:
+            return f"the manifest's record of throughput is not usable ({exc})"
+        return None
+
+    def read_settings(self, target: str, recorded: Mapping[str, Any]) -> dict[str, Any]:
+        props = self.read_properties(target) or {}
+        out = container_settings.from_properties(props)
+        other = CosmosSource(self.endpoint, self.database, target, key=self._key,
+                             verify_tls=self.verify_tls, page_size=self.page_size, client=self.client)
+        found = other._throughput()
+        if found.get("throughput"):
+            out["throughput"] = found["throughput"]
+        return out
 
     # ---------------------------------------------------------------- drills and samples
 

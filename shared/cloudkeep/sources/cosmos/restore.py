@@ -21,6 +21,7 @@ from .codec import (
     sdk_partition_key,
 )
 from .errors import Throttled
+from .settings import create_kwargs, recorded_settings
 
 if TYPE_CHECKING:
     from .reader import CosmosReader
@@ -47,7 +48,7 @@ def check_container_id(name: str) -> None:
 
 def create_container(source: CosmosReader, target: str, recorded: dict[str, Any]) -> dict[str, Any]:
     """Create container ``target`` with the settings the snapshot recorded; its properties."""
-    from azure.cosmos import PartitionKey, ThroughputProperties
+    from azure.cosmos import PartitionKey
     from azure.cosmos.exceptions import CosmosResourceExistsError
 
     pk = recorded.get("partition_key") or {}
@@ -58,23 +59,10 @@ def create_container(source: CosmosReader, target: str, recorded: dict[str, Any]
         "partition_key": PartitionKey(path=paths if len(paths) > 1 else paths[0],
                                       kind=pk.get("kind", "Hash"), version=pk.get("version", 2)),
     }
-    if recorded.get("indexing_policy"):
-        kwargs["indexing_policy"] = recorded["indexing_policy"]
-    if recorded.get("default_ttl") is not None:
-        kwargs["default_ttl"] = recorded["default_ttl"]
-    if (recorded.get("unique_key_policy") or {}).get("uniqueKeys"):
-        kwargs["unique_key_policy"] = recorded["unique_key_policy"]
-    if recorded.get("conflict_resolution_policy"):
-        kwargs["conflict_resolution_policy"] = recorded["conflict_resolution_policy"]
+    # s16-settings: the settings selected by --settings (all of them for an old manifest)
+    kwargs.update(create_kwargs(recorded_settings(recorded)))
     if recorded.get("computed_properties"):
         kwargs["computed_properties"] = recorded["computed_properties"]
-    throughput = recorded.get("throughput") or {}
-    if throughput.get("scope") == "container":
-        if throughput.get("autoscale_max_throughput"):
-            kwargs["offer_throughput"] = ThroughputProperties(
-                auto_scale_max_throughput=throughput["autoscale_max_throughput"])
-        elif throughput.get("manual_throughput"):
-            kwargs["offer_throughput"] = throughput["manual_throughput"]
     log.info("creating container %s in %s", target, source.database)
     try:
         with source.errors(f"creating container {target}",

@@ -14,6 +14,7 @@ from ...retry import Backoff
 from .codec import decode_line, encode_item, key_from_wire
 from .errors import _errors
 from .schema import create_params, key_signature, schema_of
+from .settings import creation_settings
 from .spec import _typed as normal_number
 
 log = logging.getLogger(__name__)
@@ -68,10 +69,26 @@ def open_restore(client: Any, target: str, existing: dict[str, Any] | None,
 
 
 def create_table(client: Any, target: str, recorded: dict[str, Any]) -> None:
-    """Create ``target`` with the recorded schema and wait until it exists."""
+    """Create ``target`` with the recorded schema and wait until it exists. The recorded settings
+    CreateTable takes (encryption, on-demand limits) are given to it; if the target refuses them
+    (a KMS key this account cannot use), the table is made without them and the settings step
+    after the data tries again and reports it."""
+    from botocore.exceptions import ClientError
+
     log.info("creating table %s", target)
+    params = create_params(target, recorded)
+    extra = creation_settings(recorded)
+    refused = {"ValidationException", "AccessDeniedException", "KMSAccessDeniedException",
+               "InvalidKeyUsageException", "NotFoundException", "DisabledException"}
+    try:
+        with _errors(f"creating table {target}", passthrough=refused if extra else set()):
+            client.create_table(**params, **extra)
+    except ClientError as exc:
+        log.warning("creating table %s with its recorded %s failed (%s); creating it without",
+                    target, ", ".join(extra), exc.response.get("Error", {}).get("Code"))
+        with _errors(f"creating table {target}"):
+            client.create_table(**params)
     with _errors(f"creating table {target}"):
-        client.create_table(**create_params(target, recorded))
         client.get_waiter("table_exists").wait(
             TableName=target, WaiterConfig={"Delay": 1, "MaxAttempts": 600}
         )

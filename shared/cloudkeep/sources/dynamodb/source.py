@@ -12,7 +12,7 @@ import math
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from ...capabilities import (
     CapturesChanges,
     Description,
     ReadsTarget,
+    RestoresSettings,
     Resumable,
     SampleCheck,
     read_from_start,
@@ -35,6 +36,10 @@ from .errors import _errors
 from .native import NativeJobs
 from .restore import DynamoDBWriter, drop_table, open_restore, until_processed
 from .schema import schema_of
+from .settings import DATA_SETTINGS, release
+from .settings import apply as apply_settings
+from .settings import capture as capture_settings
+from .settings import read as read_settings
 
 if TYPE_CHECKING:
     from ...changes import ChangeBatch
@@ -66,7 +71,8 @@ def _page_size_from_env() -> int | None:
         raise SourceError(f"${PAGE_SIZE_ENV}: {text!r} is not a positive whole number") from None
     return value
 
-class DynamoDBSource(NativeJobs, Resumable, SampleCheck, ReadsTarget, NamesTargets, CapturesChanges):
+class DynamoDBSource(NativeJobs, Resumable, SampleCheck, ReadsTarget, NamesTargets, CapturesChanges,
+                     RestoresSettings):
     kind = "dynamodb"
 
     def __init__(
@@ -110,13 +116,16 @@ class DynamoDBSource(NativeJobs, Resumable, SampleCheck, ReadsTarget, NamesTarge
     # ---------------------------------------------------------------- reading
 
     def describe(self) -> Description:
-        """The table's schema (a scan is fuzzy: no consistency time)."""
+        """The table's schema and settings (a scan is fuzzy: no consistency time). A setting the
+        backup identity may not read is recorded as ``unreadable: <reason>``."""
         table = self._describe(self.table)
         if table is None:
             raise SourceUnreachableError(
                 f"DynamoDB table {self.table!r} not found in region {self.region}"
             )
-        return Description(schema_of(table) | {"type": "dynamodb", "region": self.region})
+        return Description(schema_of(table) | {
+            "type": "dynamodb", "region": self.region,
+            "settings": capture_settings(self.client, table, self.region)})
 
     # ---------------------------------------------------------------- change capture
 
@@ -199,7 +208,10 @@ class DynamoDBSource(NativeJobs, Resumable, SampleCheck, ReadsTarget, NamesTarge
     def scan_digest(self, target: str) -> tuple[int, str]:
         digest = ContentDigest()
         other = DynamoDBSource(target, self.region, client=self.client)
-        total = other.plan_segments(other.describe().identity)
+        table = other._describe(target)
+        if table is None:
+            raise SourceUnreachableError(f"DynamoDB table {target!r} not found in region {self.region}")
+        total = other.plan_segments(schema_of(table))
         def one(segment: int) -> ContentDigest:
             part = ContentDigest()
             for lines in other.read_segment(segment, total):
@@ -223,6 +235,24 @@ class DynamoDBSource(NativeJobs, Resumable, SampleCheck, ReadsTarget, NamesTarge
         """Reads table ``target`` by key (None: no such table); writes nothing."""
         return DynamoDBWriter(self.client, target) if self._describe(target) is not None else None
 
+    # ---------------------------------------------------------------- settings
+
+    def recorded_settings(self, recorded: Mapping[str, Any]) -> dict[str, Any] | None:
+        settings = recorded.get("settings")
+        return dict(settings) if isinstance(settings, dict) else None
+
+    def data_settings(self) -> frozenset[str]:
+        return DATA_SETTINGS
+
+    def apply_settings(self, target: str, settings: Mapping[str, Any],
+                       recorded: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+        with _errors(f"applying settings to {target}"):
+            return apply_settings(self.client, target, self.region, settings, recorded)
+
+    def read_settings(self, target: str, recorded: Mapping[str, Any]) -> dict[str, Any]:
+        with _errors(f"reading the settings of {target}"):
+            return read_settings(self.client, target, self.region, recorded)
+
     # ---------------------------------------------------------------- drills and samples
 
     def target_problem(self, target: str, manifest: Manifest) -> str | None:
@@ -239,6 +269,7 @@ class DynamoDBSource(NativeJobs, Resumable, SampleCheck, ReadsTarget, NamesTarge
         """Delete a drill's scratch table (gone already is fine)."""
         if target == self.table:
             raise SourceError(f"refusing to delete the source table {target!r}")
+        release(self.client, target, self.region)  # deletion protection, auto-scaling targets
         if drop_table(self.client, target):
             log.info("deleted scratch table %s", target)
 

@@ -46,13 +46,21 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ...capabilities import Description, ReadsFromCursor, ReadsTarget, Resumable, SampleCheck
+from ...capabilities import (
+    Description,
+    ReadsFromCursor,
+    ReadsTarget,
+    RestoresSettings,
+    Resumable,
+    SampleCheck,
+)
 from ...codec import ContentDigest
 from ...errors import RestoreError, SourceError
+from . import settings as db_settings
 from .codec import (
     EPOCH,
     check_collection_id,
@@ -88,7 +96,7 @@ METHOD = "query"
 
 
 class FirestoreSource(SegmentReader, FirestoreExportJobs, Resumable, ReadsFromCursor, SampleCheck,
-                      ReadsTarget):
+                      ReadsTarget, RestoresSettings):
     """Firestore documents read by queries at one read time (``method: scan``), or Firestore's
     managed export driven as a native job (``method: export``, see ``cloudkeep.sources.firestore.export``)."""
 
@@ -145,6 +153,7 @@ class FirestoreSource(SegmentReader, FirestoreExportJobs, Resumable, ReadsFromCu
                 "recursive": self.recursive,
                 "read_time": format_timestamp(*read_time),
                 "item_count_estimate": sum(known) if len(known) == len(collections) else None,
+                "settings": db_settings.capture(self.project, self.database),
             },
             method=METHOD,
             consistency={"mode": "point-in-time", "time": moment.isoformat()},
@@ -209,6 +218,24 @@ class FirestoreSource(SegmentReader, FirestoreExportJobs, Resumable, ReadsFromCu
             back = reference_mapper(self.root, source_root,
                                     {target + str(c): str(c) for c in recorded.get("collections") or []})
         return FirestoreWriter(self, target, None, back)
+
+    # ---------------------------------------------------------------- settings
+
+    def recorded_settings(self, recorded: Mapping[str, Any]) -> dict[str, Any] | None:
+        settings = recorded.get("settings")
+        return dict(settings) if isinstance(settings, dict) else None
+
+    def data_settings(self) -> frozenset[str]:
+        return db_settings.DATA_SETTINGS
+
+    def apply_settings(self, target: str, settings: Mapping[str, Any],
+                       recorded: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+        where = self._for(target)
+        return db_settings.apply(where.project, where.database, target, settings)
+
+    def read_settings(self, target: str, recorded: Mapping[str, Any]) -> dict[str, Any]:
+        where = self._for(target)
+        return db_settings.read(where.project, where.database, target)
 
     # ---------------------------------------------------------------- drills and samples
 

@@ -39,9 +39,10 @@ class S3Origin(Protocol):
     def server_side(self) -> bool: ...
 
 
-def prepare_target(source: S3Origin, target: str, *, overwrite: bool) -> S3Writer:
-    """A writer into ``BUCKET[/PREFIX]`` (the bucket made when absent), refusing a non-empty
-    target unless ``overwrite``."""
+def prepare_target(source: S3Origin, target: str, *, overwrite: bool, locked: bool = False) -> S3Writer:
+    """A writer into ``BUCKET[/PREFIX]`` (the bucket made when absent — with Object Lock enabled
+    when ``locked``: the snapshot's recorded settings have it), refusing a non-empty target
+    unless ``overwrite``."""
     if source.store is None:
         raise RestoreError("the S3 source needs the snapshot's store to restore (attach_store)")
     bucket, prefix = split_target(target)
@@ -56,6 +57,8 @@ def prepare_target(source: S3Origin, target: str, *, overwrite: bool) -> S3Write
         params: dict[str, Any] = {"Bucket": bucket}
         if source.region != "us-east-1":
             params["CreateBucketConfiguration"] = {"LocationConstraint": source.region}
+        if locked and not prefix:
+            params["ObjectLockEnabledForBucket"] = True
         with _errors(f"creating bucket {bucket}"):
             client.create_bucket(**params)
     with _errors(f"listing bucket {bucket}"):

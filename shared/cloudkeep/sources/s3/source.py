@@ -42,7 +42,7 @@ import fnmatch
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -53,6 +53,8 @@ from ...capabilities import (
     Description,
     Incremental,
     ReadsTarget,
+    RefusesSettingsTargets,
+    RestoresSettings,
     ServerSideCopy,
     Summarizes,
     able,
@@ -76,6 +78,10 @@ from .listing import (
     split_target,
 )
 from .restore import S3Writer, drop_prefix, prepare_target
+from .settings import DATA_SETTINGS, creates_locked, not_applicable
+from .settings import apply as apply_settings
+from .settings import capture as capture_settings
+from .settings import read as read_settings
 from .versions import VersionReader
 
 if TYPE_CHECKING:
@@ -88,7 +94,7 @@ log = logging.getLogger(__name__)
 
 
 class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, ReadsTarget, NamesTargets,
-               CapturesChanges):
+               CapturesChanges, RestoresSettings, RefusesSettingsTargets):
     kind = "s3"
 
     def __init__(
@@ -180,6 +186,7 @@ class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, ReadsTarget, 
             "exclude": self.exclude,
             "versions": False,
             "versioning": versioning or "Disabled",
+            "settings": capture_settings(self.client, self.bucket),
         }
         if self.endpoint_url:  # recorded in the manifest: never with credentials
             out["endpoint_url"] = redact_url(self.endpoint_url)
@@ -345,7 +352,34 @@ class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, ReadsTarget, 
     # ------------------------------------------------------------------ restore
 
     def open_restore(self, target: str, recorded: dict[str, Any], *, overwrite: bool) -> S3Writer:
-        return prepare_target(self, target, overwrite=overwrite)
+        return prepare_target(self, target, overwrite=overwrite, locked=creates_locked(recorded))
+
+    # ---------------------------------------------------------------- settings
+
+    def recorded_settings(self, recorded: Mapping[str, Any]) -> dict[str, Any] | None:
+        settings = recorded.get("settings")
+        return dict(settings) if isinstance(settings, dict) else None
+
+    def data_settings(self) -> frozenset[str]:
+        return DATA_SETTINGS
+
+    def apply_settings(self, target: str, settings: Mapping[str, Any],
+                       recorded: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+        bucket, prefix = split_target(target)
+        return apply_settings(self.client, bucket, prefix, settings,
+                              str(recorded.get("bucket") or self.bucket))
+
+    def read_settings(self, target: str, recorded: Mapping[str, Any]) -> dict[str, Any]:
+        return read_settings(self.client, split_target(target)[0])
+
+    def settings_not_applicable(self, target: str, names: list[str],
+                                recorded: Mapping[str, Any]) -> dict[str, str]:
+        try:
+            bucket, prefix = split_target(target)
+        except RestoreError:
+            return {}
+        why = not_applicable(bucket, prefix, str(recorded.get("bucket") or self.bucket))
+        return {name: why for name in names} if why else {}
 
     def target_reader(self, target: str, recorded: dict[str, Any]) -> S3Writer | None:
         """Reads the objects of ``BUCKET[/PREFIX]`` by key (None: no such bucket); writes
