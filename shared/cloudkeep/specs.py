@@ -279,6 +279,26 @@ class SourceModel(Tagged):
         Raises ValueError naming what is wrong."""
         raise ValueError(f"{cls.type_name()} snapshots are not addressable item by item")
 
+    # --- continuous capture (issue #21; branch s16-capturefn)
+
+    def continuous_needs(self) -> str | None:
+        """What the source itself must have for ``continuous: true`` (a stream, versioning, a
+        trigger), as the sentence ``validate`` prints; None when this type's changes cannot be
+        captured (``validate`` then refuses ``continuous``)."""
+        return None
+
+    def event_origin(self) -> str | None:
+        """Where this source's change events come from, as the event handlers spell it
+        (``dynamodb:<region>:<table>``, ``s3:<bucket>``, ``firestore:projects/<p>/databases/<d>``,
+        ``cosmos:<database>/<container>``): a handler ingests an event into every continuous
+        dataset whose source has the event's origin. None: no event-driven capture."""
+        return None
+
+    def captures_key(self, key: Any) -> bool:
+        """Whether a change of the item ``key`` (normalised) belongs in this dataset's change log:
+        whether a snapshot of this source reads that item (collections, prefixes, globs)."""
+        return True
+
 
 class StoreModel(Tagged):
     """The base of a store type's policy spec (at the end of ``stores/<name>.py``)."""

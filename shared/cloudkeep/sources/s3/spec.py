@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
@@ -56,6 +57,30 @@ class S3SourceSpec(SourceModel):
 
     def encrypts_parts(self) -> bool:
         return False  # the objects are copied as they are
+
+    def continuous_needs(self) -> str | None:
+        return (f"bucket {self.bucket} needs versioning enabled (every version is kept until "
+                "capture copies it) and event notifications of s3:ObjectCreated:* and "
+                "s3:ObjectRemoved:* to the captureObjects Lambda (serverless.yml captureBuckets), "
+                "or `cloudkeep capture` reading object versions")
+
+    def event_origin(self) -> str | None:
+        return f"s3:{self.bucket}"
+
+    def captures_key(self, key: Any) -> bool:
+        """An object a backup copies: under ``prefix``, matching an ``include`` glob (if any) and
+        no ``exclude`` glob, not a restore drill's scratch object (as S3Source.wanted)."""
+        if not isinstance(key, str) or not key.startswith(self.prefix) \
+                or key.startswith("cloudkeep-drill-"):
+            return False
+        rel = key[len(self.prefix):]
+
+        def matches(pattern: str) -> bool:
+            return fnmatch.fnmatchcase(rel, pattern) or fnmatch.fnmatchcase(key, pattern)
+
+        if self.include and not any(matches(p) for p in self.include):
+            return False
+        return not any(matches(p) for p in self.exclude)
 
     @classmethod
     def check_line(cls, doc: Any) -> str | None:
