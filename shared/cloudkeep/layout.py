@@ -48,6 +48,7 @@ are stale: prune removes them.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime
 
@@ -449,3 +450,76 @@ def parse_manifest_key(dataset: str, key: str) -> str | None:
         return None
     snapshot_id = key[len(head) : -len(MANIFEST_NAME) - 1]
     return snapshot_id if SNAPSHOT_ID_RE.match(snapshot_id) else None
+
+
+# --- change log (continuous capture, issue #21; branch s16-capture) -------------------------
+#
+#   <dataset>/changelog/index/<yyyy>/<mm>/<dd>/<first time>-<shard tag>-<first seq>-<last seq>.json
+#        a committed segment: its record (written create-only, LAST — a segment without one
+#        does not exist); the name is deterministic from the batch, so a batch delivered twice
+#        finds its record and is not written again
+#   <dataset>/changelog/segments/<yyyy>/<mm>/<dd>/<entry name>-<attempt>.ndjson.zst[.enc]
+#        the segment's changes (one per line), immutable; a retried write takes the next attempt
+#   <dataset>/changelog/gaps/<start time>-<id>.json      a gap in the log (create-only)
+#   <dataset>/changelog/positions/<stream tag>/<seq>.json  where `capture` continues: an
+#        append-only sequence (``sequence_key``), the newest entry is current
+
+CHANGELOG_DIR = "changelog"
+_SAFE_TOKEN_RE = re.compile(r"^[0-9A-Za-z._-]{1,64}$")
+CHANGELOG_TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
+
+
+def changelog_prefix(dataset: str) -> str:
+    return f"{dataset}/{CHANGELOG_DIR}/"
+
+
+def changelog_index_prefix(dataset: str) -> str:
+    return f"{changelog_prefix(dataset)}index/"
+
+
+def changelog_day(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y/%m/%d/")
+
+
+def changelog_index_day_prefix(dataset: str, day: datetime) -> str:
+    return f"{changelog_index_prefix(dataset)}{changelog_day(day)}"
+
+
+def changelog_token(text: str) -> str:
+    """A shard or sequence as it appears in a key: itself when short and plain, else a hash."""
+    if _SAFE_TOKEN_RE.match(text):
+        return text
+    return "h" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def changelog_entry_name(first_time: datetime, shard: str, first_seq: str, last_seq: str) -> str:
+    tag = hashlib.sha256(shard.encode()).hexdigest()[:16]
+    return (f"{first_time.astimezone(UTC).strftime(CHANGELOG_TIME_FORMAT)}-{tag}-"
+            f"{changelog_token(first_seq)}-{changelog_token(last_seq)}")
+
+
+def changelog_entry_key(dataset: str, first_time: datetime, name: str) -> str:
+    return f"{changelog_index_day_prefix(dataset, first_time)}{name}.json"
+
+
+def changelog_segment_key(dataset: str, first_time: datetime, name: str, attempt: int, *,
+                          encrypted: bool = False) -> str:
+    return (f"{changelog_prefix(dataset)}segments/{changelog_day(first_time)}{name}-{attempt:03d}"
+            f"{PART_SUFFIX}{ENCRYPTED_SUFFIX if encrypted else ''}")
+
+
+def changelog_segments_prefix(dataset: str) -> str:
+    return f"{changelog_prefix(dataset)}segments/"
+
+
+def changelog_gaps_prefix(dataset: str) -> str:
+    return f"{changelog_prefix(dataset)}gaps/"
+
+
+def changelog_gap_key(dataset: str, start: datetime, gap_id: str) -> str:
+    return f"{changelog_gaps_prefix(dataset)}{start.astimezone(UTC).strftime(CHANGELOG_TIME_FORMAT)}-{gap_id}.json"
+
+
+def changelog_positions_prefix(dataset: str, stream: str) -> str:
+    """Where ``capture`` continues reading one stream: an append-only sequence."""
+    return f"{changelog_prefix(dataset)}positions/{changelog_token(stream)}/"
