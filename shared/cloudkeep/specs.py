@@ -279,17 +279,11 @@ class SourceModel(Tagged):
         Raises ValueError naming what is wrong."""
         raise ValueError(f"{cls.type_name()} snapshots are not addressable item by item")
 
-    # --- continuous capture (issue #21; branch s16-capturefn)
-
-    def continuous_needs(self) -> str | None:
-        """What the source itself must have for ``continuous: true`` (a stream, versioning, a
-        trigger), as the sentence ``validate`` prints; None when this type's changes cannot be
-        captured (``validate`` then refuses ``continuous``)."""
-        return None
+    # --- event-driven continuous capture (issue #21; branch s16-capturefn)
 
     def event_origin(self) -> str | None:
         """Where this source's change events come from, as the event handlers spell it
-        (``dynamodb:<region>:<table>``, ``s3:<bucket>``, ``firestore:projects/<p>/databases/<d>``,
+        (``dynamodb:<table>``, ``s3:<bucket>``, ``firestore:projects/<p>/databases/<d>``,
         ``cosmos:<database>/<container>``): a handler ingests an event into every continuous
         dataset whose source has the event's origin. None: no event-driven capture."""
         return None

@@ -75,12 +75,12 @@ def _gap(policy: Policy, dataset: str, start: datetime, end: datetime | None, re
 
 
 def _stream_origin(arn: str) -> str | None:
-    """``dynamodb:<region>:<table>`` of a stream (or table) ARN."""
+    """``dynamodb:<table>`` of a stream (or table) ARN (the region is the mapping's own)."""
     parts = arn.split(":", 5)
     if len(parts) != 6 or parts[2] != "dynamodb" or not parts[5].startswith("table/"):
         return None
     table = parts[5][len("table/"):].split("/", 1)[0]
-    return f"dynamodb:{parts[3]}:{table}"
+    return f"dynamodb:{table}"
 
 
 def capture_dynamodb_stream(policy: Policy, event: Mapping[str, Any], *,

@@ -36,12 +36,6 @@ class CosmosSourceSpec(SourceModel):
     def secret_envs(self) -> list[str]:
         return [self.key_env] if self.key_env else []
 
-    def continuous_needs(self) -> str | None:
-        return (f"container {self.container} needs its change feed read: the Cosmos DB trigger "
-                "of the cloudkeep capture function (infra/azure, capture_cosmos, with a lease "
-                "container) or `cloudkeep capture`; deletes are captured only from a change feed "
-                "in all-versions-and-deletes mode (continuous backup on the account)")
-
     def event_origin(self) -> str | None:
         return f"cosmos:{self.database}/{self.container}"
 

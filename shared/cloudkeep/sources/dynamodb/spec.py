@@ -30,15 +30,8 @@ class DynamoDBSourceSpec(SourceModel):
     def runs_native_jobs(self) -> bool:
         return self.method in ("export", "native")
 
-    def continuous_needs(self) -> str | None:
-        return (f"table {self.table} needs a DynamoDB stream with view type NEW_AND_OLD_IMAGES "
-                "(aws dynamodb update-table --stream-specification StreamEnabled=true,"
-                "StreamViewType=NEW_AND_OLD_IMAGES), read by `cloudkeep capture` or by the "
-                "captureStream Lambda (serverless.yml captureStreams); the stream keeps 24 h, so "
-                "capture must run at least that often or a gap is recorded")
-
     def event_origin(self) -> str | None:
-        return f"dynamodb:{self.region}:{self.table}"
+        return f"dynamodb:{self.table}"  # a stream mapping is in its table's region
 
     @classmethod
     def check_line(cls, doc: Any) -> str | None:

@@ -55,12 +55,6 @@ class FirestoreSourceSpec(SourceModel):
     def runs_native_jobs(self) -> bool:
         return self.method == "export"
 
-    def continuous_needs(self) -> str | None:
-        return (f"database {self.database} of project {self.project} needs a document trigger: "
-                "the cloudkeep-capture Cloud Function on google.cloud.firestore.document.v1.written "
-                "(infra/gcp, capture_firestore = true); `cloudkeep capture` cannot read Firestore "
-                "changes, only the trigger delivers them")
-
     def event_origin(self) -> str | None:
         return f"firestore:projects/{self.project}/databases/{self.database}"
 

@@ -58,12 +58,6 @@ class S3SourceSpec(SourceModel):
     def encrypts_parts(self) -> bool:
         return False  # the objects are copied as they are
 
-    def continuous_needs(self) -> str | None:
-        return (f"bucket {self.bucket} needs versioning enabled (every version is kept until "
-                "capture copies it) and event notifications of s3:ObjectCreated:* and "
-                "s3:ObjectRemoved:* to the captureObjects Lambda (serverless.yml captureBuckets), "
-                "or `cloudkeep capture` reading object versions")
-
     def event_origin(self) -> str | None:
         return f"s3:{self.bucket}"
 
