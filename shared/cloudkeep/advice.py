@@ -11,6 +11,8 @@
 - ``retention-below-lock``: a tier's retention keeps snapshots for less time than its
   ``immutability.days`` lock: prune cannot delete them before the lock runs out (they stay,
   and are paid for, that long).
+- ``continuous-setup``: a dataset is captured continuously (``continuous:``): what its source
+  needs for it (a stream, versioning, triggers — the source type's ``continuous_requirements()``).
 - ``store-cannot-lock``: a tier asks for ``immutability`` but a dataset of it is stored where
   cloudkeep cannot lock objects (a store without ``object_lock``; GCS, Azure and file stores: lock
   the bucket or container itself — docs/threat-model.md).
@@ -125,6 +127,12 @@ def warnings(policy: Policy, now: datetime | None = None) -> list[PolicyWarning]
                 "locks no objects: use an s3 store with object_lock (a bucket with Object Lock), "
                 "or lock the bucket / container itself (GCS retention lock, Azure locked "
                 "immutability)"))
+    for name, dataset in sorted(policy.datasets.items()):
+        if policy.continuous(name) is not None:
+            needs = type(dataset.source).continuous_requirements()
+            if needs:
+                out.append(PolicyWarning("continuous-setup", f"datasets.{name}.continuous",
+                                         f"continuous capture needs {needs}"))
     policy_on = _encryption_on(getattr(policy, "encryption", None))
     keys_of = getattr(policy, "encryption_keys", None)  # the policy's own answer, where it has one
     for name, dataset in sorted(policy.datasets.items()):

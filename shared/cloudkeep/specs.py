@@ -279,6 +279,16 @@ class SourceModel(Tagged):
         Raises ValueError naming what is wrong."""
         raise ValueError(f"{cls.type_name()} snapshots are not addressable item by item")
 
+    CONTINUOUS: ClassVar[str | None] = None
+    """What the source needs for continuous capture (``continuous:``; docs/continuous.md);
+    None: its changes cannot be captured."""
+
+    @classmethod
+    def continuous_requirements(cls) -> str | None:
+        """What ``validate`` says a continuously captured dataset of this type needs (None: the
+        type cannot be captured continuously)."""
+        return cls.CONTINUOUS
+
     # --- event-driven continuous capture (issue #21; branch s16-capturefn)
 
     def event_origin(self) -> str | None:

@@ -37,6 +37,7 @@ def cross_check(data: dict[str, Any]) -> Found:
             yield (("datasets", str(name), "store"), f"unknown store {store!r} (known: {known})")
         yield from _check_copies(("datasets", str(name)), spec.get("copy_to"), stores, store)
         yield from _check_export_store(str(name), spec.get("source"), stores, store)
+        yield from _check_continuous(str(name), spec, tiers)
         yield from _check_encryption(("datasets", str(name)), spec.get("encryption"), data.get("keys"))
         yield from _check_encryption(("datasets", str(name)), spec.get("signing"), data.get("keys"),
                                      "signing")
@@ -51,6 +52,23 @@ def cross_check(data: dict[str, Any]) -> Found:
     yield from _check_encryption((), data.get("encryption"), data.get("keys"))
     yield from _check_encryption((), data.get("signing"), data.get("keys"), "signing")
     yield from _check_residency(data)
+
+
+def _check_continuous(name: str, spec: dict[str, Any], tiers: Any) -> Found:
+    """A continuously captured dataset (its own ``continuous`` or its tier's) needs a source
+    type whose changes can be captured (s16-capture)."""
+    wanted = spec.get("continuous")
+    where = ("datasets", name, "continuous")
+    if wanted is None and isinstance(tiers, dict):
+        tier = tiers.get(spec.get("tier"))
+        wanted = tier.get("continuous") if isinstance(tier, dict) else None
+        where = ("datasets", name, "tier")
+    source = spec.get("source")
+    kind = source.get("type") if isinstance(source, dict) else None
+    model = registry.source_spec(kind)
+    if wanted not in (None, False) and model is not None and model.continuous_requirements() is None:
+        yield (where, f"{kind} sources cannot be captured continuously (continuous: false on "
+               "this dataset, or a tier without continuous)")
 
 
 def _check_copies(where: tuple[str, ...], copies: Any, stores: Any,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Iterable
+from datetime import timedelta
 from functools import reduce
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -139,6 +140,35 @@ class VerifySchedule(Model):
                                     description="items a scheduled sample re-reads")
 
 
+class ContinuousSpec(Model):
+    """Continuous capture (``continuous: true``, or these settings): every change between
+    snapshots is kept in the dataset's change log (docs/continuous.md)."""
+
+    flush_interval: Duration = Field(
+        default=timedelta(seconds=60), description="longest a change waits before its log segment is written "
+        "(how far behind the log may be; at most 1h)")
+    window: Duration | None = Field(
+        default=None, description="how long point-in-time restore reaches back (default: as long "
+        "as the tier's retention keeps snapshots)")
+
+    @field_validator("flush_interval")
+    @classmethod
+    def _flush_bound(cls, value: Any) -> Any:
+        if value.total_seconds() < 1 or value.total_seconds() > 3600:
+            raise ValueError("flush_interval is between 1s and 1h")
+        return value
+
+
+def _continuous_value(value: Any) -> Any:
+    """``continuous: true`` → the default settings; ``false``: an explicit opt-out."""
+    if value is True:
+        return {}
+    return value
+
+
+Continuous = Annotated[ContinuousSpec | Literal[False] | None, BeforeValidator(_continuous_value)]
+
+
 class Tier(Model):
     """How often a dataset is backed up, how stale it may get, and how long snapshots live."""
 
@@ -162,6 +192,8 @@ class Tier(Model):
         default=None, description="Object Lock mode (default COMPLIANCE) and minimum days for the "
         "tier's snapshots, in stores with object_lock"
     )
+    continuous: Continuous = Field(default=None, description="continuous capture for the tier's "
+                                   "datasets: true or settings (docs/continuous.md)")
 
     @field_validator("retention")
     @classmethod
@@ -187,6 +219,8 @@ class Dataset(Model):
     )
     encryption: Encryption = _overrides("the tier's and the policy's encryption")
     signing: Signing = _overrides("the tier's and the policy's signing")
+    continuous: Continuous = Field(default=None, description="continuous capture: true or "
+                                   "settings (overrides the tier's; false: none)")
 
 
 class SnsAlerts(Model):
@@ -287,6 +321,15 @@ class Policy(Model):
             if encryption is not None and encryption.keys:
                 return list(encryption.keys)
         return []
+
+    def continuous(self, name: str) -> ContinuousSpec | None:
+        """``name``'s continuous-capture settings, or None when it is not captured continuously
+        (the dataset's setting wins over its tier's)."""
+        spec = self.dataset(name)
+        for setting in (spec.continuous, self.tiers[spec.tier].continuous):
+            if setting is not None:
+                return setting or None
+        return None
 
     def signing_required(self, name: str) -> bool:
         """Whether every manifest of ``name`` must carry a valid tag (or endorsement): only when

@@ -55,6 +55,11 @@ class CosmosSourceSpec(SourceModel):
         item = doc.get("item") if isinstance(doc, dict) else None
         return f"id={item.get('id')!r}" if isinstance(item, dict) else "?"
 
+    CONTINUOUS: ClassVar[str | None] = (
+        "the container's change feed (read with the account key; deletes and every intermediate "
+        "version are seen only in all-versions-and-deletes mode, which needs continuous backup on "
+        "the account — in latest-version mode a delete is not captured); `cloudkeep capture` or "
+        "the Cosmos DB trigger handler")
     ITEM_KEYS: ClassVar[bool] = True
     KEY_FORM: ClassVar[str] = 'the id and partition key, e.g. {"id": "o1", "partition_key": "tenant-a"}'
 

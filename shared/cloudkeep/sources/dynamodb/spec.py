@@ -43,6 +43,11 @@ class DynamoDBSourceSpec(SourceModel):
     def item_label(cls, doc: Any) -> str:
         return "(a DynamoDB item)"
 
+    CONTINUOUS: ClassVar[str | None] = (
+        "a DynamoDB stream on the table with view type NEW_AND_OLD_IMAGES (or NEW_IMAGE); the "
+        "backup role reads it (dynamodb:DescribeTable, DescribeStream, GetShardIterator, "
+        "GetRecords); `cloudkeep capture` or the stream's Lambda handler must run at least every "
+        "24 hours (a stream keeps records 24 hours)")
     ITEM_KEYS: ClassVar[bool] = True
     KEY_FORM: ClassVar[str] = 'the key attributes in DynamoDB JSON, e.g. {"pk": {"S": "user#1"}}'
 

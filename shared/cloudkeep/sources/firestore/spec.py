@@ -81,6 +81,9 @@ class FirestoreSourceSpec(SourceModel):
     def item_label(cls, doc: Any) -> str:
         return str(doc.get("name")) if isinstance(doc, dict) else "?"
 
+    CONTINUOUS: ClassVar[str | None] = (
+        "document triggers: a Cloud Function on google.cloud.firestore.document.v1.written for the "
+        "database (old and new value); the handler's service account writes the store")
     ITEM_KEYS: ClassVar[bool] = True
     KEY_FORM: ClassVar[str] = 'a document path, e.g. "users/alice" or "users/alice/orders/o1"'
 

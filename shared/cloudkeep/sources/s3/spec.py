@@ -88,6 +88,10 @@ class S3SourceSpec(SourceModel):
     def item_label(cls, doc: Any) -> str:
         return str(doc.get("key")) if isinstance(doc, dict) else "?"
 
+    CONTINUOUS: ClassVar[str | None] = (
+        "versioning on the bucket (`cloudkeep capture` lists object versions newer than its last "
+        "position; s3:ListBucketVersions, s3:GetObjectVersion) and, for the event-driven handler, "
+        "event notifications (s3:ObjectCreated:*, s3:ObjectRemoved:*) to its Lambda")
     ITEM_KEYS: ClassVar[bool] = True
     KEY_FORM: ClassVar[str] = 'an object key, as a JSON string, e.g. "invoices/2026/11.pdf"'
 
