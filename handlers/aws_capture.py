@@ -72,7 +72,7 @@ def failures(event: dict[str, Any], context: Any) -> dict[str, Any]:
             gaps = core.capture.capture_stream_failure(policy, message, sink=core.EmfSink(),
                                                        only=_only())
             logger.warning("recorded change-log gaps", extra={"gaps": gaps})
-        except Exception:
+        except Exception:  # noqa: BLE001 - reported back: SQS retries it, then dead-letters it
             logger.exception("failure record %s not recorded", record.get("messageId"))
             failed.append({"itemIdentifier": record.get("messageId")})
     return {"batchItemFailures": failed}

@@ -49,7 +49,7 @@ def continuous_datasets(policy: Policy, origin: str, only: Iterable[str] | None 
     ``only``, a deployment's ``CLOUDKEEP_CAPTURE_DATASETS``, when given)."""
     wanted = set(only) if only else None
     return sorted(name for name, ds in policy.datasets.items()
-                  if policy.continuous(name) and ds.source.event_origin() == origin
+                  if policy.continuous(name) is not None and ds.source.event_origin() == origin
                   and (wanted is None or name in wanted))
 
 
@@ -151,7 +151,8 @@ def capture_stream_failure(policy: Policy, message: Mapping[str, Any], *,
                                            .replace("Z", "+00:00")))
     except ValueError:
         raise UsageError("the failure record has no approximateArrivalOfFirstRecord") from None
-    context = message.get("requestContext") if isinstance(message.get("requestContext"), Mapping) else {}
+    raw = message.get("requestContext")
+    context: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
     reason = (f"stream batch lost after retries ({context.get('condition', 'failed')}): shard "
               f"{info.get('shardId')}, sequence numbers {info.get('startSequenceNumber')} to "
               f"{info.get('endSequenceNumber')}, {info.get('batchSize')} record(s)")

@@ -73,11 +73,11 @@ def to_change(data: Any, event_time: str) -> DocumentChange:
     """The change one raw ``DocumentEventData`` protobuf describes. ``event_time``: the
     CloudEvent's ``time`` (the commit time of a delete, which leaves no document to read it
     from). Raises ValueError for an event that describes no write."""
-    new = data.value if data.HasField("value") and data.value.name else None
-    old = data.old_value if data.HasField("old_value") and data.old_value.name else None
+    new: Any = data.value if data.HasField("value") and data.value.name else None
+    old: Any = data.old_value if data.HasField("old_value") and data.old_value.name else None
     if new is None and old is None:
         raise ValueError("a document event with neither value nor old_value")
-    database, path = split_name((new or old).name)
+    database, path = split_name((new if new is not None else old).name)
     if new is not None:
         if new.update_time.seconds or new.update_time.nanos:
             seconds, nanos = new.update_time.seconds, new.update_time.nanos
@@ -112,7 +112,7 @@ def decode(payload: bytes | str | dict[str, Any], content_type: str | None,
         return message.pb(message.deserialize(bytes(payload)))
     except ValueError:
         raise
-    except Exception as exc:  # protobuf's DecodeError and json_format's ParseError
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError, json_format's ParseError
         raise ValueError(f"not a Firestore DocumentEventData ({kind or 'no content type'}): "
                          f"{str(exc)[:200]}") from None
 

@@ -91,7 +91,8 @@ class S3SourceSpec(SourceModel):
     CONTINUOUS: ClassVar[str | None] = (
         "versioning on the bucket (`cloudkeep capture` lists object versions newer than its last "
         "position; s3:ListBucketVersions, s3:GetObjectVersion) and, for the event-driven handler, "
-        "event notifications (s3:ObjectCreated:*, s3:ObjectRemoved:*) to its Lambda")
+        "event notifications (object created and removed) sent to Amazon EventBridge "
+        "(serverless.yml captureBuckets routes them to the captureObjects Lambda)")
     ITEM_KEYS: ClassVar[bool] = True
     KEY_FORM: ClassVar[str] = 'an object key, as a JSON string, e.g. "invoices/2026/11.pdf"'
 
