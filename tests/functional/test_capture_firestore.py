@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 import yaml
-from capturelog import latest_versions, logged_changes
 from tools.emulators import free_port
 
-from cloudkeep.codec import canonical_json, listing_records
+from capturelog import latest_versions, logged_changes
 from cloudkeep.catalog import latest
+from cloudkeep.codec import canonical_json, listing_records
 from cloudkeep.policy import load_policy
 from cloudkeep.registry import store_for_dataset
 from conftest import ROOT
