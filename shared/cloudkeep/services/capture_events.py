@@ -35,6 +35,7 @@ from ..metrics import MetricsSink, capture_metrics, gap_metrics
 from ..policy import Policy
 from ..registry import store_for_dataset
 from ..sources.cosmos import events as cosmos_events
+from ..sources.dynamodb.events import stream_origin
 from ..sources.dynamodb.stream import StreamRecordError, from_stream_record
 from ..sources.firestore import events as firestore_events
 from ..sources.s3 import events as s3_events
@@ -74,15 +75,6 @@ def _gap(policy: Policy, dataset: str, start: datetime, end: datetime | None, re
 # ---------------------------------------------------------------- DynamoDB Streams
 
 
-def _stream_origin(arn: str) -> str | None:
-    """``dynamodb:<table>`` of a stream (or table) ARN (the region is the mapping's own)."""
-    parts = arn.split(":", 5)
-    if len(parts) != 6 or parts[2] != "dynamodb" or not parts[5].startswith("table/"):
-        return None
-    table = parts[5][len("table/"):].split("/", 1)[0]
-    return f"dynamodb:{table}"
-
-
 def capture_dynamodb_stream(policy: Policy, event: Mapping[str, Any], *,
                             sink: MetricsSink | None = None, clock: Any = None,
                             only: Iterable[str] | None = None) -> dict[str, Any]:
@@ -100,7 +92,7 @@ def capture_dynamodb_stream(policy: Policy, event: Mapping[str, Any], *,
     skipped = 0
     for index, record in enumerate(records):
         arn = str(record.get("eventSourceARN") or "") if isinstance(record, Mapping) else ""
-        origin = _stream_origin(arn)
+        origin = stream_origin(arn)
         names = continuous_datasets(policy, origin, only) if origin else []
         if not names:
             skipped += 1
@@ -143,7 +135,7 @@ def capture_stream_failure(policy: Policy, message: Mapping[str, Any], *,
     info = message.get("DDBStreamBatchInfo")
     if not isinstance(info, Mapping):
         raise UsageError("not a DynamoDB stream failure record (no DDBStreamBatchInfo)")
-    origin = _stream_origin(str(info.get("streamArn") or ""))
+    origin = stream_origin(str(info.get("streamArn") or ""))
     if origin is None:
         raise UsageError("the failure record names no DynamoDB stream (streamArn)")
     try:
