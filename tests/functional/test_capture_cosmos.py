@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from capturelog import latest_versions, logged_changes
 
+from capturelog import latest_versions, logged_changes
 from cloudkeep.catalog import latest
 from cloudkeep.codec import listing_records
 from cloudkeep.policy import load_policy
