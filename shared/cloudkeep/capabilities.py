@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
 
 if TYPE_CHECKING:
+    from .changes import ChangeBatch
     from .manifest import Manifest
     from .stores import Store
 
@@ -324,6 +325,23 @@ class ReadsItems(Protocol):
 
     def read_items(self, keys: list[Any]) -> dict[bytes, bytes | None]:
         """``itemkeys.key_bytes(key)`` → the live item's line (None: no such item)."""
+        ...
+
+
+@runtime_checkable
+class CapturesChanges(Protocol):
+    """A source whose changes ``cloudkeep capture`` reads from the service's change stream
+    (DynamoDB Streams, S3 object versions, the Cosmos DB change feed; s16-capture)."""
+
+    def change_stream_id(self) -> str:
+        """The stream read (its positions are kept per stream: a new stream starts afresh)."""
+        ...
+
+    def read_changes(self, position: dict[str, Any] | None, *, now: Callable[[], datetime],
+                     deadline: float | None) -> Iterator[ChangeBatch]:
+        """Batches of changes after ``position`` (None: from the oldest the stream keeps), each
+        with the position after it; stops once caught up (the last batch says ``caught_up``) or
+        when ``time.monotonic()`` passes ``deadline``."""
         ...
 
 

@@ -7,7 +7,7 @@ DB change, a Firestore document event) build :class:`Change` values without impo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,3 +60,28 @@ def pad_sequence(number: int | str) -> str:
 def utc(at: datetime) -> datetime:
     """``at`` in UTC (a naive time is taken as UTC)."""
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class StreamGap:
+    """Changes a source's stream may have lost: from ``start`` to ``end`` (None: until the next
+    base snapshot), and why."""
+
+    start: datetime
+    end: datetime | None
+    reason: str
+
+
+@dataclass
+class ChangeBatch:
+    """What one read of a source's change stream gives ``capture``: changes (in each shard's
+    order), the position reading continues from after them (JSON, opaque to the core), gaps
+    found, and — once the read has drained the stream — ``caught_up``: the time up to which the
+    stream had been read completely. ``since`` (first read only): from when the stream's changes
+    are complete (the stream's start, or its trim horizon)."""
+
+    changes: list[Change]
+    position: dict[str, Any]
+    gaps: list[StreamGap] = field(default_factory=list)
+    caught_up: datetime | None = None
+    since: datetime | None = None

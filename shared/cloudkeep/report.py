@@ -20,6 +20,7 @@ from typing import Any
 from . import __version__, holds, layout, runs, timeline, verify_slots
 from .alerts import open_alerts
 from .catalog import scan
+from .changelog import window
 from .errors import CloudkeepError, ObjectNotFoundError
 from .policy import Policy, format_duration
 from .prune import prune
@@ -155,6 +156,7 @@ def dataset_report(policy: Policy, name: str, now: datetime, store: Store | None
         runs=len(history),
         rpo_breaches=rpo_breaches([r.captured_at for r in history], tier.rpo, now),
     )
+    out["continuous"] = window.summary(policy, name)  # s16-capture: window and gaps
     out["status"], out["attention"] = _status(out)
     return out
 

@@ -36,6 +36,7 @@ from .stores import Store
 from .trust import check_policy, expect_for
 
 if TYPE_CHECKING:
+    from .changelog.replay import Replay
     from .keys import Keyring
 
 SPOOL_CHUNK = 1 << 20  # bytes read at a time while a part is checked
@@ -80,11 +81,14 @@ def restore(
     workers: int = DEFAULT_WORKERS,
     keyring: Keyring | None = None,
     allow_unsigned: bool = False,
+    replay: Replay | None = None,
 ) -> RestoreResult:
     """Restore ``manifest`` (and, for an incremental snapshot, its chain) into ``target``. Every
     manifest of the chain is authenticated, checked against the policy's encryption and signing
     requirements (``cloudkeep.trust``; ``allow_unsigned`` accepts an unsigned or unencrypted one)
-    and its data key unwrapped before anything is written."""
+    and its data key unwrapped before anything is written. With ``replay`` (a point-in-time
+    restore, ``cloudkeep.changelog``), the items the change log changed are written in their
+    final state instead of the snapshot's."""
     keyring = keyring or keyring_for(policy)
     expect = expect_for(policy, manifest.dataset, allow_unsigned=allow_unsigned)
     spec = policy.dataset(manifest.dataset)
@@ -100,7 +104,8 @@ def restore(
     # A snapshot made by a native job may be restored by the service itself
     # (RestoreTableFromBackup, a Firestore import); an export's parts restore as usual.
     t0 = time.monotonic()
-    native = restore_native(source, manifest, target, overwrite=overwrite)
+    native = None if replay is not None else restore_native(source, manifest, target,
+                                                             overwrite=overwrite)
     if native is not None:
         log.info("restored %s@%s into %s via %s", manifest.dataset, manifest.snapshot_id, target,
                  native.get("via"))
@@ -124,7 +129,7 @@ def restore(
     try:
         for snapshot in snapshots:
             digest = _restore_snapshot(store, snapshot, writer, progress, workers,
-                                       data_keys[snapshot.snapshot_id])
+                                       data_keys[snapshot.snapshot_id], replay)
             if digest.hexdigest() != snapshot.content_digest.value or digest.count != snapshot.totals.items:
                 raise RestoreError(
                     f"the items restored into {target!r} do not match the content digest of "
@@ -132,6 +137,8 @@ def restore(
                     f"manifest says {snapshot.totals.items})"
                 )
             items += digest.count
+        if replay is not None:  # the change log's final lines (s16-capture)
+            items += replay.write(writer) - replay.replaced
     except RestoreError as exc:
         raise RestoreError(f"{exc}; target {target!r} holds a partial restore") from exc
     finally:
@@ -148,13 +155,14 @@ def restore(
 
 
 def _restore_snapshot(store: Store, manifest: Manifest, writer: RestoreWriter, progress: Progress,
-                      workers: int, data_key: bytes | None = None) -> ContentDigest:
+                      workers: int, data_key: bytes | None = None,
+                      replay: Replay | None = None) -> ContentDigest:
     """Write every part of one snapshot (parts in parallel); the digest of the lines read."""
     digest = ContentDigest()
     digest_lock = threading.Lock()
 
     def one(part: PartEntry) -> None:
-        part_digest = _restore_part(store, manifest, part, writer, progress, data_key)
+        part_digest = _restore_part(store, manifest, part, writer, progress, data_key, replay)
         with digest_lock:
             digest.merge(part_digest)
 
@@ -185,7 +193,7 @@ def _precheck(store: Store, manifest: Manifest) -> None:
 
 def _restore_part(
     store: Store, manifest: Manifest, part: PartEntry, writer: RestoreWriter, progress: Progress,
-    data_key: bytes | None = None,
+    data_key: bytes | None = None, replay: Replay | None = None,
 ) -> ContentDigest:
     digest = ContentDigest(ignores=manifest.content_digest.ignores)
     key = layout.part_key(manifest.dataset, manifest.snapshot_id, part.name)
@@ -200,7 +208,8 @@ def _restore_part(
         try:
             for line in lines:
                 digest.add_line(line)
-                batch.append(line)
+                if replay is None or replay.keep(line):
+                    batch.append(line)
                 if len(batch) >= WRITE_CHUNK:
                     writer.write(batch)
                     progress.advance(len(batch), sum(len(x) for x in batch))

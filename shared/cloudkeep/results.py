@@ -50,6 +50,7 @@ class SnapshotListing:
     rows: list[dict[str, Any]]
     refused: list[Any] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    windows: dict[str, dict[str, Any]] = field(default_factory=dict)  # continuous datasets
 
     @property
     def tampering(self) -> bool:

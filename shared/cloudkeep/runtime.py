@@ -100,6 +100,7 @@ class DatasetPlan:
     last_drill: dict[str, Any] | None = None
     rto: timedelta | None = None
     alerts: list[dict[str, Any]] | None = None
+    continuous: dict[str, Any] | None = None  # s16-capture: window and gaps, filled by plan()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -126,6 +127,7 @@ class DatasetPlan:
             "last_verification": self.last_verification,
             "last_drill": self.last_drill,
             "alerts": self.alerts or [],
+            "continuous": self.continuous,
         }
 
 

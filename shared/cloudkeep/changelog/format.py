@@ -23,7 +23,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..changes import EVENTS, Change, utc
@@ -34,6 +34,8 @@ FORMAT = 1
 MAX_ENTRY_BYTES = 4 * 1024 * 1024
 MAX_SEGMENT_CHANGES = 10_000
 MAX_SEGMENT_RAW = 32 * 1024 * 1024
+MAX_SEGMENT_SPAN = timedelta(hours=1)
+"""Event time one segment covers at most (so a time's segments are found near it)."""
 
 
 def format_time(at: datetime) -> str:
@@ -191,15 +193,19 @@ def split(changes: Sequence[Change]) -> Iterator[list[Change]]:
     ordered = sorted(changes, key=lambda c: c.sequence)
     chunk: list[Change] = []
     size = 0
+    opened: datetime | None = None
     previous: str | None = None
     for change in ordered:
         if change.sequence == previous:
             continue  # delivered twice within the batch
         previous = change.sequence
         length = len(change.line or b"") + len(key_bytes(change.key)) + 200
-        if chunk and (len(chunk) >= MAX_SEGMENT_CHANGES or size + length > MAX_SEGMENT_RAW):
+        if chunk and (len(chunk) >= MAX_SEGMENT_CHANGES or size + length > MAX_SEGMENT_RAW
+                      or (opened is not None and abs(change.time - opened) > MAX_SEGMENT_SPAN)):
             yield chunk
             chunk, size = [], 0
+        if not chunk:
+            opened = change.time
         chunk.append(change)
         size += length
     if chunk:

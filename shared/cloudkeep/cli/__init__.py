@@ -22,14 +22,14 @@ import click
 from .. import extras
 from ..errors import EXIT_FAILED, EXIT_USAGE, CloudkeepError
 from ..redaction import redact
-from . import hold, keys, policy, report, restore, run, snapshots
+from . import capture, hold, keys, policy, report, restore, run, snapshots
 from .app import main
 from .output import color_enabled, human_bytes, printable
 
 log = logging.getLogger("cloudkeep")
 
 __all__ = ["color_enabled", "entrypoint", "human_bytes", "main", "printable", "run_cli"]
-COMMAND_MODULES = (hold, keys, policy, report, restore, run, snapshots)  # each registers its commands
+COMMAND_MODULES = (capture, hold, keys, policy, report, restore, run, snapshots)  # each registers its commands
 
 
 def entrypoint(argv: Sequence[str] | None = None) -> int:

@@ -64,18 +64,30 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_
 
 @main.command()
 @local_options
-@click.argument("ref", callback=cliargs.text, metavar="DATASET@SNAPSHOT_ID|DATASET@latest")
+@click.argument("ref", callback=cliargs.text, metavar="DATASET@SNAPSHOT_ID|DATASET@latest|DATASET --at ISO8601")
 @click.option("--into", "--target", "target", callback=cliargs.target, required=True, metavar="NAME",
               help="Target to restore into (DynamoDB: a table name in the source's region; "
                    "S3: BUCKET[/PREFIX]).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty target.")
 @click.option("--store", "store_name", callback=cliargs.text, metavar="STORE", help="Restore from the copy in this store.")
+@click.option("--at", "at", callback=cliargs.text, metavar="ISO8601",
+              help="Restore DATASET as it was at this moment (continuous capture: a base "
+                   "snapshot plus the change log); exit 2 outside the window or inside a gap.")
 @allow_unsigned_option
 @click.pass_obj
 def restore(ctx: Ctx, ref: str, target: str, overwrite: bool, store_name: str | None,
-            allow_unsigned: bool) -> None:
+            at: str | None, allow_unsigned: bool) -> None:
     """Restore a snapshot into a target; refuses a non-empty target without --overwrite, and a
-    manifest that cannot be trusted (forged, replayed, tampered, downgraded)."""
+    manifest that cannot be trusted (forged, replayed, tampered, downgraded). With --at, REF is a
+    DATASET restored as it was at that moment."""
+    if at is not None:
+        done = services.restore_at(ctx.load(), ref, at, target, overwrite=overwrite,
+                                   store_name=store_name, allow_unsigned=allow_unsigned,
+                                   progress=progress())
+        emit(ctx, done.as_dict(), lambda d: click.echo(
+            f"restored {d['dataset']} at {d['at']} into {d['target']}: {d['items']} items "
+            f"(base {d['base']}, {d['replay']['changes_read']} logged changes replayed)"))
+        return
     result = services.restore(ctx.load(), ref, target, overwrite=overwrite, store_name=store_name,
                               allow_unsigned=allow_unsigned, progress=progress())
     emit(ctx, result.as_dict(), lambda d: click.echo(

@@ -48,6 +48,9 @@ def plan(ctx: Ctx, now_text: str | None) -> None:
               verification_cell(r.get("last_drill")),
               ", ".join(a["kind"] for a in r.get("alerts") or []) or "—"] for r in data],
         )
+        for r in data:
+            if r.get("continuous"):
+                click.echo(f"{r['dataset']}: {services.describe_window(r['continuous'])}")
 
     emit(ctx, rows, render)
 
@@ -87,6 +90,8 @@ def list_(ctx: Ctx, dataset: str | None, store_name: str | None) -> None:
         for refusal in refused:  # shown, but never as a snapshot
             click.echo(f"{refusal.dataset}@{refusal.snapshot_id} ({refusal.kind.upper()}): "
                        "not listed, left in the store as evidence")
+        for name, summary in sorted(listing.windows.items()):
+            click.echo(f"{name}: {services.describe_window(summary)}")
 
     emit(ctx, rows, render)
     for problem in listing.problems:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from .backing_up import backup, copy, dataset_names, run, run_reply, tick, work
 from .browsing import audit_log, list_snapshots, show_snapshot
+from .capturing import capture, describe_window, history, recovery_window, restore_at
 from .checking import LEVELS, verify
 from .holding import hold_add, hold_list, hold_remove
 from .key_admin import check_keys, create_key, endorse
@@ -33,19 +34,24 @@ __all__ = [
     "LEVELS",
     "audit_log",
     "backup",
+    "capture",
     "check_keys",
     "copy",
     "create_key",
     "dataset_names",
+    "describe_window",
     "endorse",
+    "history",
     "hold_add",
     "hold_list",
     "hold_remove",
     "list_snapshots",
     "plan",
     "prune",
+    "recovery_window",
     "report",
     "restore",
+    "restore_at",
     "run",
     "run_reply",
     "show_snapshot",

@@ -8,6 +8,7 @@ from typing import Any
 from .. import audit, copies, extras, holds, timeline
 from .. import verify as verifications
 from ..catalog import resolve, scan, store_named
+from ..changelog import window
 from ..policy import Policy
 from ..registry import open_store
 from ..results import AuditLog, SnapshotDetail, SnapshotListing
@@ -54,6 +55,13 @@ def list_snapshots(policy: Policy, dataset: str | None = None, *,
                 row["problems"] = mine
             listing.rows.append(row)
         listing.problems.extend(record_problems)
+        if store_name is None:  # continuous capture: the window and gaps (s16-capture)
+            summary = window.summary(policy, name, store)
+            if summary is not None:
+                listing.windows[name] = summary
+                for row in listing.rows:
+                    if row.get("dataset") == name:
+                        row["continuous"] = summary
     return listing
 
 

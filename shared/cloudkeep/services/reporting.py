@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .. import clock, extras, runtime
+from ..changelog import window
 from ..errors import CloudkeepError, UsageError
 from ..policy import Policy
 from ..redaction import redact_obj
@@ -41,7 +42,10 @@ def report(policy: Policy, now: datetime | None = None, *, policy_source: str = 
 def plan(policy: Policy, now: datetime | None = None) -> list[runtime.DatasetPlan]:
     """Per dataset at ``now``: latest snapshot and its age against the RPO, the current slot,
     due or not, the next run, the last verification and drill, open alerts."""
-    return runtime.plan(policy, now or clock.now())
+    plans = runtime.plan(policy, now or clock.now())
+    for entry in plans:  # continuous capture: the recoverable window and gaps (s16-capture)
+        entry.continuous = window.summary(policy, entry.dataset)
+    return plans
 
 
 def write_html(path: Path, text: str) -> None:

@@ -8,9 +8,18 @@ import logging
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
+from ...capabilities import DeletesItems, ReadsItems
+from ...codec import canonical_json
 from ...errors import RestoreError, SourceError
 from ...retry import Backoff
-from .codec import Decoded, decode_line, partition_key_paths, sdk_partition_key
+from .codec import (
+    Decoded,
+    decode_line,
+    encode_item,
+    partition_key_paths,
+    partition_key_value,
+    sdk_partition_key,
+)
 from .errors import Throttled
 
 if TYPE_CHECKING:
@@ -79,8 +88,9 @@ def create_container(source: CosmosReader, target: str, recorded: dict[str, Any]
         return props
 
 
-class CosmosWriter:
-    """Upserts (and, for incremental snapshots, deletes) items with a pool of threads."""
+class CosmosWriter(DeletesItems, ReadsItems):
+    """Upserts (and, for incremental snapshots, deletes) items with a pool of threads; deletes
+    and reads items by key (``{"id", "partition_key": [...]}``)."""
 
     def __init__(self, source: CosmosReader, container: Any, target: str, workers: int) -> None:
         self.source = source
@@ -90,7 +100,33 @@ class CosmosWriter:
 
     def write(self, lines: list[bytes]) -> int:
         ops = [decode_line(line) for line in lines]  # a bad line fails before anything is sent
-        futures = [self._pool.submit(self._apply, op) for op in ops]
+        self._run([self._pool.submit(self._apply, op) for op in ops])
+        return len(ops)
+
+    def delete_keys(self, keys: list[Any]) -> int:
+        """Delete the items with these keys (id within partition key); an absent one is no error."""
+        ops = [Decoded(*_key_parts(k), None) for k in {canonical_json(k): k for k in keys}.values()]
+        self._run([self._pool.submit(self._apply, op) for op in ops])
+        return len(keys)
+
+    def read_items(self, keys: list[Any]) -> dict[bytes, bytes | None]:
+        """``canonical_json(key)`` → the live item as a snapshot line, None where the container
+        holds no item with that id in that partition (a query by id scoped to the partition)."""
+        wanted = {canonical_json(k): k for k in keys}
+        paths = self.source.paths()
+        futures = {kb: self._pool.submit(self._read, *_key_parts(k), paths) for kb, k in wanted.items()}
+        self._run(list(futures.values()))
+        return {kb: future.result() for kb, future in futures.items()}
+
+    def _read(self, item_id: str, partition_key: list[Any], paths: list[str]) -> bytes | None:
+        with self.source.errors(f"reading item {item_id!r} of {self.target}"):
+            rows = [dict(r) for r in self.container.query_items(
+                "SELECT * FROM c WHERE c.id = @id", parameters=[{"name": "@id", "value": item_id}],
+                partition_key=sdk_partition_key(partition_key), enable_cross_partition_query=True)]
+        rows = [r for r in rows if partition_key_value(r, paths) == partition_key]
+        return encode_item(rows[0], paths) if rows else None
+
+    def _run(self, futures: list[Any]) -> None:
         _, pending = wait(futures, return_when=FIRST_EXCEPTION)
         for future in pending:
             future.cancel()
@@ -99,7 +135,6 @@ class CosmosWriter:
             error = None if future.cancelled() else future.exception()
             if error is not None:
                 raise error
-        return len(ops)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -125,3 +160,11 @@ class CosmosWriter:
                         f"{self.source.where}: still throttled (429) after {MAX_THROTTLED_ATTEMPTS} "
                         f"attempts writing to {self.target}; the restore is incomplete"
                     ) from exc
+
+
+def _key_parts(key: Any) -> tuple[str, list[Any]]:
+    """(id, partition key values) of a normalised key; ValueError for anything else."""
+    if not isinstance(key, dict) or not isinstance(key.get("id"), str) \
+            or not isinstance(key.get("partition_key"), list):
+        raise ValueError(f"not a Cosmos DB item key: {key!r}")
+    return key["id"], key["partition_key"]

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from ...capabilities import DeletesItems, ReadsItems
+from ...codec import canonical_json
 from ...errors import RestoreError, SourceError
 from ...retry import Backoff
-from .codec import decode_line
+from .codec import decode_line, encode_item, key_from_wire
 from .errors import _errors
 from .schema import create_params, key_signature, schema_of
+from .spec import _typed as normal_number
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 25
+GET_BATCH = 100  # BatchGetItem reads at most 100 keys a request
 MAX_UNPROCESSED_ATTEMPTS = 12
 
 
@@ -90,8 +95,9 @@ def drop_table(client: Any, target: str) -> bool:
     return True
 
 
-class DynamoDBWriter:
-    """Writes items with BatchWriteItem, retrying unprocessed items with jittered backoff."""
+class DynamoDBWriter(DeletesItems, ReadsItems):
+    """Writes (and deletes) items with BatchWriteItem, retrying unprocessed items with jittered
+    backoff; reads items back by key with BatchGetItem (consistent reads)."""
 
     def __init__(self, client: Any, target: str) -> None:
         self.client = client
@@ -105,6 +111,41 @@ class DynamoDBWriter:
             self._batch(requests)
             written += len(chunk)
         return written
+
+    def delete_keys(self, keys: list[Any]) -> int:
+        """Delete the items with these normalised keys (``cloudkeep.itemkeys``; DynamoDB JSON of
+        the key attributes, binary as base64); an absent item is no error."""
+        unique = list({canonical_json(k): k for k in keys}.values())  # one request per key
+        for start in range(0, len(unique), BATCH_SIZE):
+            self._batch([{"DeleteRequest": {"Key": key_from_wire(k)}}
+                         for k in unique[start : start + BATCH_SIZE]])
+        return len(keys)
+
+    def read_items(self, keys: list[Any]) -> dict[bytes, bytes | None]:
+        """``canonical_json(key)`` → the live item as a snapshot line (``encode_item``), None
+        where the table holds no item with that key."""
+        wanted = {canonical_json(k): k for k in keys}
+        out: dict[bytes, bytes | None] = dict.fromkeys(wanted)
+        pending_keys = list(wanted.values())
+        for start in range(0, len(pending_keys), GET_BATCH):
+            chunk = pending_keys[start : start + GET_BATCH]
+            names = list(chunk[0])
+
+            def call(pending: dict[str, Any], names: list[str] = names) -> dict[str, Any]:
+                with _errors(f"reading items of {self.target}"):
+                    response: dict[str, Any] = self.client.batch_get_item(RequestItems=pending)
+                for item in response.get("Responses", {}).get(self.target, []):
+                    line = encode_item(item)
+                    wire = json.loads(line)["Item"]
+                    key = {n: normal_number(wire[n]) for n in names if n in wire}
+                    out[canonical_json(key)] = line
+                return response
+
+            request = {self.target: {"Keys": [key_from_wire(k) for k in chunk], "ConsistentRead": True}}
+            if not until_processed(call, request, "UnprocessedKeys"):
+                raise SourceError(f"DynamoDB kept reads of {self.target} unprocessed after "
+                                  f"{MAX_UNPROCESSED_ATTEMPTS} attempts (throttled?)")
+        return {k: v for k, v in out.items() if k in wanted}
 
     def _batch(self, requests: list[dict[str, Any]]) -> None:
         left: list[int] = []
@@ -120,3 +161,4 @@ class DynamoDBWriter:
                 f"DynamoDB kept {left[0]} item(s) unprocessed after {MAX_UNPROCESSED_ATTEMPTS} "
                 f"attempts writing to {self.target} (throttled?); the restore is incomplete"
             )
+

@@ -14,12 +14,14 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ...capabilities import Description, Resumable, SampleCheck, read_from_start
+from ...capabilities import CapturesChanges, Description, Resumable, SampleCheck, read_from_start
 from ...codec import ContentDigest
 from ...errors import SourceError, SourceUnreachableError
 from .. import NamesTargets
+from .capture import StreamReader
 from .codec import decode_line, encode_item, key_from_wire, key_id, key_to_wire, make_client
 from .errors import _errors
 from .native import NativeJobs
@@ -27,6 +29,7 @@ from .restore import DynamoDBWriter, drop_table, open_restore, until_processed
 from .schema import schema_of
 
 if TYPE_CHECKING:
+    from ...changes import ChangeBatch
     from ...manifest import Manifest
     from .spec import DynamoDBSourceSpec
 
@@ -55,7 +58,7 @@ def _page_size_from_env() -> int | None:
         raise SourceError(f"${PAGE_SIZE_ENV}: {text!r} is not a positive whole number") from None
     return value
 
-class DynamoDBSource(NativeJobs, Resumable, SampleCheck, NamesTargets):
+class DynamoDBSource(NativeJobs, Resumable, SampleCheck, NamesTargets, CapturesChanges):
     kind = "dynamodb"
 
     def __init__(
@@ -104,6 +107,18 @@ class DynamoDBSource(NativeJobs, Resumable, SampleCheck, NamesTargets):
                 f"DynamoDB table {self.table!r} not found in region {self.region}"
             )
         return Description(schema_of(table) | {"type": "dynamodb", "region": self.region})
+
+    # ---------------------------------------------------------------- change capture
+
+    def change_stream_id(self) -> str:
+        return f"dynamodb-{self.region}-{self.table}"
+
+    def read_changes(self, position: dict[str, Any] | None, *, now: Callable[[], datetime],
+                     deadline: float | None) -> Iterator[ChangeBatch]:
+        """The table's stream after ``position`` (``capture.StreamReader``)."""
+        recorded = {"type": "dynamodb", "key_schema": self.describe().identity["key_schema"]}
+        return StreamReader(self.table, self.region, self.client, recorded).read(
+            position, now=now, deadline=deadline)
 
     def plan_segments(self, described: dict[str, Any]) -> int:
         """The policy's ``segments``, else one per 256 MiB of table, at least 4, at most 64."""

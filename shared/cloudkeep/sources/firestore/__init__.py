@@ -187,12 +187,13 @@ class FirestoreSource(SegmentReader, FirestoreExportJobs, Resumable, ReadsFromCu
                 f"target collection(s) {shown} in {self.where()} already hold documents; refusing "
                 f"to write into them (pass --overwrite to write the snapshot's documents over them)"
             )
-        refs = None
+        refs = back = None
         if self.rewrite_references:
             source_root = (f"projects/{recorded.get('project', self.project)}/databases/"
                            f"{recorded.get('database', DEFAULT_DATABASE)}/documents")
             refs = reference_mapper(source_root, self.root, {c: target + c for c in collections})
-        return FirestoreWriter(self, target, refs)
+            back = reference_mapper(self.root, source_root, {target + c: c for c in collections})
+        return FirestoreWriter(self, target, refs, back)
 
     # ---------------------------------------------------------------- drills and samples
 

@@ -9,10 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ... import layout
-from ...capabilities import ServerSideCopy, able
-from ...codec import HashingReader, PartLimitError
+from ...capabilities import DeletesItems, ReadsItems, ServerSideCopy, able
+from ...codec import HashingReader, PartLimitError, canonical_json
 from ...errors import ObjectNotFoundError, RestoreError
 from .errors import _Changed, _errors, _Vanished
+from .items import delete_objects, live_record
 from .listing import ARCHIVE_CLASSES, HEADERS, SMALL, etag_of, split_target
 from .servercopy import server_copy
 
@@ -84,10 +85,11 @@ def drop_prefix(client: Any, bucket: str, prefix: str) -> int:
             deleted += len(keys[i:i + 1000])
 
 
-class S3Writer:
+class S3Writer(DeletesItems, ReadsItems):
     """Writes listed objects into ``BUCKET[/PREFIX]`` from the store's blobs: content, metadata,
     content type, headers, tags and storage class. Server-side when the store is a bucket on the
-    same endpoint; otherwise streamed, with each object's sha256 checked."""
+    same endpoint; otherwise streamed, with each object's sha256 checked. Deletes objects and
+    reads them back (as listing records) by the snapshot's object key."""
 
     def __init__(self, source: S3Origin, target: str, bucket: str, prefix: str) -> None:
         self.source = source
@@ -99,6 +101,19 @@ class S3Writer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+    def delete_keys(self, keys: list[Any]) -> int:
+        """Delete the target's objects for these snapshot keys (under the target's prefix)."""
+        delete_objects(self.source.client, self.bucket, self.prefix, [str(k) for k in keys])
+        return len(keys)
+
+    def read_items(self, keys: list[Any]) -> dict[bytes, bytes | None]:
+        """``canonical_json(key)`` → the target's object as a listing line, None where absent."""
+        wanted = {canonical_json(k): str(k) for k in keys}
+        client = self.source.client
+        futures = {kb: self._pool.submit(live_record, client, self.bucket, self.prefix, key)
+                   for kb, key in wanted.items()}
+        return {kb: future.result() for kb, future in futures.items()}
 
     def write(self, lines: list[bytes]) -> int:
         records = [json.loads(line) for line in lines]
