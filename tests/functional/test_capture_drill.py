@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import yaml
-from test_capture_firestore import event_data, raw_document
 
 from cloudkeep.catalog import latest
 from cloudkeep.changelog.format import format_time
@@ -19,6 +18,7 @@ from cloudkeep.policy import load_policy
 from cloudkeep.registry import store_for_dataset
 from cloudkeep.services.capture_events import capture_firestore_event
 from helpers import cli, cli_json
+from test_capture_firestore import event_data, raw_document
 
 pytestmark = pytest.mark.emulator
 
