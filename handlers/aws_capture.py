@@ -9,7 +9,7 @@ sources, create objects in the vault — never delete or overwrite):
 - ``objects``: S3 event notifications (``captureBuckets``): object versions created or removed.
 
 Thin on purpose, as ``aws_lambda``: parse the event, load the policy, call
-``cloudkeep.services.capture_events``, shape the reply. Only AWS SDKs are ever imported here; the
+``cloudkeep.services.capture_aws``, shape the reply. Only AWS SDKs are ever imported here; the
 core loads on the first invocation. ``CLOUDKEEP_CAPTURE_DATASETS`` (comma-separated) limits
 capture to those datasets; by default every continuous dataset of the event's table or bucket.
 """
@@ -30,9 +30,9 @@ def _core() -> SimpleNamespace:
     """The core, imported on the first invocation (not at cold-start import time)."""
     from cloudkeep import function
     from cloudkeep.metrics import EmfSink
-    from cloudkeep.services import capture_events
+    from cloudkeep.services import capture_aws
 
-    return SimpleNamespace(function=function, capture=capture_events, EmfSink=EmfSink)
+    return SimpleNamespace(function=function, capture=capture_aws, EmfSink=EmfSink)
 
 
 def _only() -> list[str] | None:

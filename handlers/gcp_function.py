@@ -23,7 +23,7 @@ from cloudkeep.checkpoint import Deadline
 from cloudkeep.function import invoke as handle
 from cloudkeep.logctx import install_json_logging
 from cloudkeep.metrics import LogSink
-from cloudkeep.services import capture_events
+from cloudkeep.services import capture_gcp
 
 BUNDLED_POLICY = Path(__file__).resolve().parent.parent / "cloudkeep.yaml"
 # The worker function's timeout (infra/gcp sets it; Cloud Functions does not tell the code).
@@ -77,7 +77,7 @@ def capture(cloud_event: Any) -> None:
     idempotent). ``CLOUDKEEP_CAPTURE_DATASETS`` (comma-separated) limits the datasets."""
     policy = function.load(BUNDLED_POLICY)
     only = [n.strip() for n in os.environ.get("CLOUDKEEP_CAPTURE_DATASETS", "").split(",") if n.strip()]
-    reply = capture_events.capture_firestore_event(
+    reply = capture_gcp.capture_firestore_event(
         policy, cloud_event.data, cloud_event.get("datacontenttype"), cloud_event["time"],
         sink=LogSink(), only=only or None)
     print(json.dumps({"severity": "INFO", "message": "captured", "reply": reply}, default=str))

@@ -33,7 +33,7 @@ from cloudkeep.checkpoint import Deadline  # noqa: E402
 from cloudkeep.function import invoke as handle  # noqa: E402
 from cloudkeep.logctx import install_json_logging  # noqa: E402
 from cloudkeep.metrics import LogSink  # noqa: E402
-from cloudkeep.services import capture_events  # noqa: E402
+from cloudkeep.services import capture_azure  # noqa: E402
 
 BUNDLED_POLICY = _HERE / "cloudkeep.yaml"
 DEFAULT_TICK = "0 */15 * * * *"
@@ -121,6 +121,6 @@ def capture(documents: func.DocumentList) -> None:
     (comma-separated) limits the datasets."""
     policy = function.load(BUNDLED_POLICY)
     only = [n.strip() for n in os.environ.get("CLOUDKEEP_CAPTURE_DATASETS", "").split(",") if n.strip()]
-    capture_events.capture_cosmos_documents(
+    capture_azure.capture_cosmos_documents(
         policy, CAPTURE_DATABASE, CAPTURE_CONTAINER, [doc.to_json() for doc in documents],
         sink=LogSink(), only=only or None)

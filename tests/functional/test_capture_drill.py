@@ -16,7 +16,7 @@ from cloudkeep.catalog import latest
 from cloudkeep.changelog.format import format_time
 from cloudkeep.policy import load_policy
 from cloudkeep.registry import store_for_dataset
-from cloudkeep.services.capture_events import capture_firestore_event
+from cloudkeep.services.capture_gcp import capture_firestore_event
 from helpers import cli, cli_json
 from test_capture_firestore import event_data, raw_document
 
