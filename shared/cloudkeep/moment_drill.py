@@ -31,7 +31,7 @@ from . import catalog, chain
 from . import clock as _clock
 from .capabilities import ScratchTargets, able
 from .changelog import window as _window
-from .changelog.at import parse_moment, restore_at
+from .changelog.at import OutsideWindowError, parse_moment, restore_at
 from .changelog.format import format_time
 from .changelog.replay import Replay
 from .errors import CloudkeepError, UsageError
@@ -101,9 +101,13 @@ def drill_moment(policy: Policy, dataset: str, *, at: str | None = None,
         report.items = result.restore.items
         report.snapshot_id = result.base
         details |= {"base": result.base, "replay": result.replay}
+    except OutsideWindowError:
+        _drop(scratch, target, report)
+        raise  # a moment the user named outside the window: bad usage (exit 2)
     except CloudkeepError as exc:
         report.problems.append(Problem(None, "restore", str(exc)))
-    finally:
+        report.cleaned_up = _drop(scratch, target, report)
+    else:
         report.cleaned_up = _drop(scratch, target, report)
     checkpoint = _later_point_in_time(policy, store, dataset, win, moment)
     if checkpoint is not None:

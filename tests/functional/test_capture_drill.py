@@ -77,6 +77,12 @@ def test_drill_restores_a_moment_and_checks_the_log_against_a_later_snapshot(
     moment = datetime.fromisoformat(random_one["drill"]["moment"].replace("Z", "+00:00"))
     assert base.started_at - timedelta(seconds=1) <= moment
 
+    code, _, err = cli(capsys, "--policy", str(policy_path), "verify", "--latest", "profiles",
+                       "--level", "drill", "--at", "2020-01-01T00:00:00Z")
+    assert code == 2 and "before the start of the recoverable window" in err
+    code, _, err = cli(capsys, "--policy", str(policy_path), "verify", "--latest", "profiles",
+                       "--at", "random")
+    assert code == 2 and "--level drill" in err
     # a change the database never saw, logged between the base and the later snapshot
     forged = raw_document(gcp_project, "users/carol")
     forged.fields["v"].integer_value = 99

@@ -127,6 +127,11 @@ def test_object_events_capture_versions_into_blobs_and_the_log(
                   {"Records": [events[6]]}, {"Event": "s3:TestEvent", "Bucket": bucket}]
     for delivery in deliveries:
         aws_capture.objects(delivery, LambdaContext())
+    # the first draft deleted for good: the object (its second draft) stays
+    s3.delete_object(Bucket=bucket, Key="docs/report.txt", VersionId=v1["VersionId"])
+    reply = aws_capture.objects({"Records": [notes.record("ObjectRemoved:Delete", "docs/report.txt",
+                                                          v1["VersionId"])]}, LambdaContext())
+    assert reply["versions_deleted"] == 1 and reply["captured"] == {}
 
     store = store_for_dataset(load_policy(str(path)).policy, "files")
     changes = logged_changes(store, "files")

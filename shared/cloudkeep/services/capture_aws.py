@@ -41,7 +41,11 @@ def capture_dynamodb_stream(policy: Policy, event: Mapping[str, Any], *,
     problem = ""
     skipped = 0
     for index, record in enumerate(records):
-        arn = str(record.get("eventSourceARN") or "") if isinstance(record, Mapping) else ""
+        if not isinstance(record, Mapping) or not isinstance(record.get("eventSourceARN"), str):
+            failed_at, problem = index, f"record {index} is not a stream record (no eventSourceARN)"
+            log.error("%s", problem)
+            break
+        arn = str(record["eventSourceARN"])
         origin = stream_origin(arn)
         names = continuous_datasets(policy, origin, only) if origin else []
         if not names:
@@ -68,8 +72,8 @@ def capture_dynamodb_stream(policy: Policy, event: Mapping[str, Any], *,
             failed_at = first if failed_at is None else min(failed_at, first)
     failures = []
     if failed_at is not None:
-        sequence = (records[failed_at].get("dynamodb") or {}).get("SequenceNumber") \
-            if isinstance(records[failed_at], Mapping) else None
+        body = records[failed_at].get("dynamodb") if isinstance(records[failed_at], Mapping) else None
+        sequence = body.get("SequenceNumber") if isinstance(body, Mapping) else None
         failures.append({"itemIdentifier": str(sequence or "")})
     return {"batchItemFailures": failures, "captured": captured, "skipped": skipped,
             **({"error": problem} if problem else {})}
@@ -111,7 +115,9 @@ def capture_s3_events(policy: Policy, event: Mapping[str, Any], *,
     """S3 object events into the change log of every continuous dataset of the bucket that backs
     up the object's key. Created versions are copied into the dataset's blobs first (so a logged
     line never points at a missing blob); a version deleted before it could be read is skipped
-    (its removal event follows). Raises when a version cannot be copied or the log not written,
+    (its removal event follows). A removal is logged when it hides the object (a delete marker,
+    or a delete that leaves no current version); deleting an older version for good leaves the
+    item as it was. Raises when a version cannot be copied or the log not written,
     so the platform retries the whole notification (writes are idempotent)."""
     try:
         objects = list(s3_events.parse_events(event))
@@ -119,17 +125,22 @@ def capture_s3_events(policy: Policy, event: Mapping[str, Any], *,
         raise UsageError(f"bad S3 event: {exc}") from None
     batches: dict[str, list[Change]] = {}
     sources: dict[str, Any] = {}
-    vanished = 0
+    vanished = kept = 0
     for obj in objects:
         for name in continuous_datasets(policy, f"s3:{obj.bucket}", only):
             spec = policy.dataset(name).source
             if not spec.captures_key(obj.key):
                 continue
+            if name not in sources:
+                source: Any = spec.open()
+                source.attach_store(store_for_dataset(policy, name), name)
+                sources[name] = source
+            if not obj.created and not obj.marker and s3_events.still_there(sources[name], obj.key):
+                # one version deleted for good, but the object still has a current version
+                # (its creation was logged): the item did not go away
+                kept += 1
+                continue
             if obj.created:
-                if name not in sources:
-                    source: Any = spec.open()
-                    source.attach_store(store_for_dataset(policy, name), name)
-                    sources[name] = source
                 record = s3_events.capture_version(sources[name], obj.key, obj.version)
                 if record is None:
                     vanished += 1
@@ -141,4 +152,5 @@ def capture_s3_events(policy: Policy, event: Mapping[str, Any], *,
             batches.setdefault(name, []).append(change)
     captured = {name: ingest_batch(policy, name, changes, sink, clock).as_dict()
                 for name, changes in batches.items()}
-    return {"captured": captured, "events": len(objects), "vanished": vanished}
+    return {"captured": captured, "events": len(objects), "vanished": vanished,
+            "versions_deleted": kept}

@@ -44,6 +44,7 @@ class ObjectEvent:
     sequencer: str
     time: datetime
     name: str  # the event's own name, for logs
+    marker: bool = False  # a removal that created a delete marker (the object is hidden)
 
     @property
     def sequence(self) -> str:
@@ -95,9 +96,10 @@ def parse_events(event: Mapping[str, Any]) -> Iterator[ObjectEvent]:
         bucket = (detail.get("bucket") or {}).get("name") if isinstance(detail.get("bucket"), Mapping) else None
         if not isinstance(bucket, str) or not isinstance(obj, Mapping):
             raise BadEventError("an S3 event without a bucket or object")
+        marker = detail.get("deletion-type") == "Delete Marker Created"
         yield ObjectEvent(bucket, _key(obj.get("key"), encoded=False), kind == "Object Created",
                           obj.get("version-id") or None, _sequencer(obj.get("sequencer")),
-                          _time(event.get("time")), str(kind))
+                          _time(event.get("time")), str(kind), marker)
         return
     records = event.get("Records")
     if not isinstance(records, list):
@@ -119,7 +121,8 @@ def parse_events(event: Mapping[str, Any]) -> Iterator[ObjectEvent]:
             raise BadEventError("a record without its bucket or object")
         yield ObjectEvent(bucket, _key(obj.get("key"), encoded=True), created,
                           obj.get("versionId") or None, _sequencer(obj.get("sequencer")),
-                          _time(record.get("eventTime")), name)
+                          _time(record.get("eventTime")), name,
+                          name == "ObjectRemoved:DeleteMarkerCreated")
 
 
 def capture_version(source: S3Source, key: str, version: str | None) -> dict[str, Any] | None:
@@ -156,3 +159,14 @@ def capture_version(source: S3Source, key: str, version: str | None) -> dict[str
         return source._record(key, resp, sha, storage_class)
     except _Vanished:
         return None
+
+
+def still_there(source: S3Source, key: str) -> bool:
+    """Whether ``key`` has a current version (HeadObject): after a version was deleted for good,
+    an older or newer version may still be the object."""
+    try:
+        with _errors(f"reading s3://{source.bucket}/{key}"):
+            source.client.head_object(Bucket=source.bucket, Key=key)
+        return True
+    except _Vanished:
+        return False
