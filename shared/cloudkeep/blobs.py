@@ -23,6 +23,7 @@ from typing import Any
 
 from . import layout, registry
 from .catalog import scan
+from .changelog import prune as changelog_prune
 from .codec import HashingReader, PartLimitError, listing_records
 from .errors import CloudkeepError, LockedError, ObjectExistsError, ObjectNotFoundError, VerificationError
 from .lock import DatasetLock, FencedStore
@@ -193,6 +194,11 @@ def _collect(store: Store, dataset: str, now: datetime, keep_ids: Iterable[str] 
         manifests = [m for m in manifests if m.snapshot_id in keep]
     manifests += [r.manifest for r in listing.refused if r.manifest is not None]
     used = referenced(store, manifests)
+    logged = changelog_prune.log_blobs(store, dataset)  # the change log's too (s16-capture)
+    if logged is None:
+        report.skipped = "a change-log index entry cannot be read, so the blobs it references are unknown"
+        return
+    used |= logged
     report.referenced = len(used)
     doomed: list[str] = []
     for info in store.list(layout.blobs_prefix(dataset)):

@@ -35,6 +35,7 @@ from typing import Any
 from . import blobs, catalog, chain, copies, holds, layout, runs, timeline
 from .capabilities import DeletesNative, ExtendsRetention, SweepsNative, able
 from .catalog import Listing, list_manifests, load_manifest, scan, snapshot_ids
+from .changelog import prune as changelog_prune
 from .errors import CloudkeepError, LockedError, ObjectLockedError, ObjectNotFoundError
 from .jobs import pending_jobs
 from .lock import Fence, FencedStore, Lease, unwrap
@@ -147,6 +148,8 @@ def _prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool, store:
             uncertain = f"cannot read the incremental chains: {exc}"
             decision = apply(infos, rules, now, policy.timezone, uncertain=uncertain)
     decision = _keep_evidence(decision, listing)
+    if not uncertain:  # continuous capture: the point-in-time window's base (s16-capture)
+        decision = changelog_prune.keep_base(policy, dataset, decision, infos, now)
     report = PruneReport(dataset, dry_run, decision)
     report.problems.extend(problems)
     for refusal in listing.refused:
@@ -185,6 +188,10 @@ def _prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool, store:
         else:
             natives.sweep(store, dataset, committed | pending, now - ORPHAN_GRACE, report)
     if not uncertain:
+        kept = [i for i in infos if i.id in set(report.decision.keep)]
+        for kind, count in changelog_prune.collect(store, dataset, kept, now).items():
+            if count:  # the change log the window no longer needs (s16-capture)
+                report.collected[kind] = count
         _collect_blobs(policy, store, dataset, now, report, fence=fence)
         _compact_hold_ledgers(store, dataset, report)
     log.info("prune %s: kept %d, removed %d, locked %d, orphans %d", dataset, len(decision.keep),

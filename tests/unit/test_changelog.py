@@ -118,3 +118,99 @@ def test_change_rejects_inconsistent_values() -> None:
     with pytest.raises(ValueError):
         Change(key={"pk": 1}, event="insert", time=T0.replace(tzinfo=None), shard="s",
                sequence="1", line=b"{}")
+
+
+# ------------------------------------------------------------------ window, replay, prune
+
+
+from cloudkeep.changelog import positions  # noqa: E402
+from cloudkeep.changelog import prune as log_prune  # noqa: E402
+from cloudkeep.changelog.gaps import Gap  # noqa: E402
+from cloudkeep.changelog.reader import LogError, changes_between, entries  # noqa: E402
+from cloudkeep.changelog.replay import Replay  # noqa: E402
+from cloudkeep.changelog.window import ClosedGap, Window  # noqa: E402
+from cloudkeep.retention import Decision, SnapshotInfo  # noqa: E402
+from cloudkeep.timeline import Captured  # noqa: E402
+
+
+def change(n: int, pk: str, *, at: datetime, event: str = "MODIFY", value: str = "v") -> Change:
+    return from_stream_record(record(event, n, pk, value=value, when=at.timestamp()), RECORDED,
+                              shard="shard-1")
+
+
+def test_the_window_locates_a_base_and_refuses_gaps_and_outside_moments() -> None:
+    bases = [Captured("20261207T100000Z-aaaa", T0), Captured("20261207T140000Z-bbbb", T0 + timedelta(hours=4))]
+    gap = Gap(T0 + timedelta(hours=2), None, "expired iterator", "", "k")
+    win = Window("a", since=T0 - timedelta(hours=1), complete_until=T0 + timedelta(hours=6),
+                 bases=bases, gaps=[ClosedGap(gap, T0 + timedelta(hours=4), bases[1].snapshot_id)])
+    assert win.locate(T0 + timedelta(hours=1))[0] == bases[0]
+    base, why = win.locate(T0 + timedelta(hours=3))
+    assert base is None and why is not None and "inside a gap" in why and "expired iterator" in why
+    assert win.locate(T0 + timedelta(hours=5))[0] == bases[1]  # the snapshot closed the gap
+    base, why = win.locate(T0 - timedelta(minutes=1))
+    assert base is None and why is not None and "before the start" in why
+    base, why = win.locate(T0 + timedelta(hours=7))
+    assert base is None and why is not None and "after the end" in why
+    open_gap = Window("a", since=T0, complete_until=T0 + timedelta(hours=6), bases=bases[:1],
+                      gaps=[ClosedGap(gap, None, None)])
+    base, why = open_gap.locate(T0 + timedelta(hours=5))
+    assert base is None and why is not None and "still open" in why
+
+
+def test_replay_keeps_each_items_last_change_however_batches_arrive() -> None:
+    policy = parse_policy(POLICY)
+    store = MemoryStore()
+    a1 = change(1, "a", at=T0 + timedelta(seconds=1), value="1")
+    b2 = change(2, "b", at=T0 + timedelta(seconds=2), event="INSERT")
+    a3 = change(3, "a", at=T0 + timedelta(seconds=3), value="3")
+    b4 = change(4, "b", at=T0 + timedelta(seconds=4), event="REMOVE")
+    a5 = change(5, "a", at=T0 + timedelta(seconds=5), value="5")
+    # delivered out of order, overlapping and twice (a bisected, retried Lambda batch)
+    for batch in ([a3, b4, a5], [a1, b2], [a1, b2, a3], [a3, b4, a5]):
+        ingest(policy, "a", batch, store=store)
+    replay = Replay(store, "a", T0, T0 + timedelta(seconds=4), keyring=None, recorded=RECORDED)
+    final = {json.dumps(c.key, sort_keys=True): c for _, c in replay.final.values()}
+    assert final[json.dumps(a3.key, sort_keys=True)].line == a3.line
+    assert final[json.dumps(b4.key, sort_keys=True)].event == "remove"
+    assert list(replay.lines()) == [a3.line]
+    later = Replay(store, "a", T0, T0 + timedelta(seconds=9), keyring=None, recorded=RECORDED)
+    assert list(later.lines()) == [a5.line]
+    # a key the index proves absent is not read at all; a forged entry is refused loudly
+    assert [c.sequence for c in changes_between(store, "a", T0, T0 + timedelta(minutes=1),
+                                                key=a1.key)] != []
+    entry = entries(store, "a")[0]
+    forged = json.loads(store.get(entry.key))
+    forged["changes"] -= 1
+    store.objects[entry.key] = (json.dumps(forged).encode(), store.objects[entry.key][1])
+    with pytest.raises(LogError):
+        list(changes_between(store, "a", T0, T0 + timedelta(minutes=1)))
+
+
+def test_prune_keeps_the_windows_base_and_removes_the_log_it_no_longer_needs() -> None:
+    policy = parse_policy(POLICY.replace("retention: {last: 3}}}",
+                                         "retention: {last: 3}, continuous: {window: 2h}}}"))
+    infos = [SnapshotInfo("s1", T0), SnapshotInfo("s2", T0 + timedelta(hours=3)),
+             SnapshotInfo("s3", T0 + timedelta(hours=5))]
+    decision = Decision(keep=["s3", "s2"], remove=["s1"], reasons={})
+    now = T0 + timedelta(hours=6)
+    assert log_prune.keep_base(policy, "a", decision, infos, now).remove == ["s1"]
+    kept = log_prune.keep_base(policy, "a", Decision(keep=["s3"], remove=["s2", "s1"], reasons={}),
+                               infos, now)
+    assert kept.keep == ["s3", "s2"] and kept.remove == ["s1"]  # s2: the base at now - 2h
+    assert "continuous" in kept.reasons["s2"][0]
+
+    store = MemoryStore()
+    old = [change(1, "a", at=T0 + timedelta(minutes=10))]
+    new = [change(2, "a", at=T0 + timedelta(hours=4))]
+    ingest(policy, "a", old, store=store)
+    ingest(policy, "a", new, store=store)
+    positions.append(store, "a", positions.Position("s", None, T0, now), now)
+    positions.append(store, "a", positions.Position("s", None, T0, now, 0), now)
+    stale = layout.changelog_segment_key("a", T0, "orphan", 0)
+    store.objects[stale] = (b"x", datetime.now(UTC) - timedelta(days=2))
+    fresh = layout.changelog_segment_key("a", T0, "orphan2", 0)
+    store.objects[fresh] = (b"x", datetime.now(UTC))
+    counts = log_prune.collect(store, "a", [i for i in infos if i.id in kept.keep], now)
+    assert counts["changelog_entries"] == 1 and counts["changelog_segments"] == 2
+    assert [e.first_time for e in entries(store, "a")] == [new[0].time]
+    assert fresh in store.objects and stale not in store.objects

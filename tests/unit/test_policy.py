@@ -560,14 +560,14 @@ BAD_POLICIES: dict[str, Bad] = {
                            "(allowed: consistent_read, method, region, segments, table, type)")),
     "unknown-key-in-tier": bad(
         '    schedule: "0 2 * * *"', '    schedule: "0 2 * * *"\n    owner: ops',
-        ("owner:", "tiers.standard.owner: unknown key 'owner' (allowed: copy_to, encryption, immutability, min_copies, retention, rpo, rto, schedule, signing, verify, window)")),
+        ("owner:", "tiers.standard.owner: unknown key 'owner' (allowed: continuous, copy_to, encryption, immutability, min_copies, retention, rpo, rto, schedule, signing, verify, window)")),
     "unknown-key-in-retention": bad(
         "      weekly: 4", "      weekly: 4\n      forever: 1",
         ("forever: 1", "tiers.standard.retention.forever: unknown key 'forever' "
                        "(allowed: daily, hourly, last, monthly, weekly, within, yearly)")),
     "unknown-key-in-dataset": bad(
         "    store: vault", "    store: vault\n    owner: bob",
-        ("owner: bob", "datasets.orders.owner: unknown key 'owner' (allowed: copy_to, encryption, offset, signing, source, store, tier)")),
+        ("owner: bob", "datasets.orders.owner: unknown key 'owner' (allowed: continuous, copy_to, encryption, offset, signing, source, store, tier)")),
     # missing keys
     "missing-rpo": bad(
         "    rpo: 26h\n", "",

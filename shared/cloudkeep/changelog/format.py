@@ -106,6 +106,7 @@ class Entry:
     encryption: dict[str, Any] | None
     key_hashes: frozenset[str] | None  # None: not recorded (encrypted datasets)
     written_at: str
+    blobs: tuple[str, ...] = ()  # S3 source: the blobs (sha256) its changes' lines reference
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +119,7 @@ class Entry:
             "encryption": self.encryption,
             "keys": None if self.key_hashes is None else sorted(self.key_hashes),
             "written_at": self.written_at,
+            "blobs": list(self.blobs),
         }
 
     def may_hold(self, key: Any) -> bool:
@@ -153,6 +155,9 @@ def parse_entry(data: bytes, key: str, segments_prefix: str) -> Entry:
     encryption = doc.get("encryption")
     if encryption is not None and not isinstance(encryption, dict):
         raise ValueError("bad encryption")
+    blobs = doc.get("blobs") or []
+    if not isinstance(blobs, list) or not all(isinstance(b, str) and len(b) == 64 for b in blobs):
+        raise ValueError("bad blobs")
     first, last = parse_time(doc.get("first_time")), parse_time(doc.get("last_time"))
     if last < first or texts["last_seq"] < texts["first_seq"]:
         raise ValueError("the entry's range runs backwards")
@@ -161,7 +166,7 @@ def parse_entry(data: bytes, key: str, segments_prefix: str) -> Entry:
                  last_time=last, encryption=encryption,
                  key_hashes=None if keys is None else frozenset(keys),
                  sha256=texts["sha256"], lines_sha256=texts["lines_sha256"],
-                 written_at=str(doc.get("written_at", "")), **ints)
+                 written_at=str(doc.get("written_at", "")), blobs=tuple(blobs), **ints)
 
 
 @dataclass

@@ -135,10 +135,25 @@ def _write_segment(policy: Policy, dataset: str, store: Store, chunk: list[Chang
                   last_time=max(c.time for c in chunk), changes=len(chunk),
                   raw_bytes=built.raw_bytes, stored_bytes=len(body), sha256=hashlib.sha256(body).hexdigest(),
                   lines_sha256=built.lines_sha256, encryption=encryption,
-                  key_hashes=None if names else built.key_hashes, written_at=now.isoformat())
+                  key_hashes=None if names else built.key_hashes, written_at=now.isoformat(),
+                  blobs=_blobs(policy, dataset, chunk))
     try:
         store.put(entry_key, json.dumps(entry.as_dict(), indent=1).encode(), if_absent=True)
     except ObjectExistsError:
         log.info("%s: written meanwhile by another delivery of the same batch", entry_key)
         return None
     return entry
+
+
+def _blobs(policy: Policy, dataset: str, chunk: list[Change]) -> tuple[str, ...]:
+    """The blobs the changes' lines reference (a source whose content lives in blobs: S3), so
+    prune keeps them while the log needs them."""
+    if not type(policy.dataset(dataset).source).USES_BLOBS:
+        return ()
+    found = set()
+    for change in chunk:
+        if change.line is not None:
+            sha = json.loads(change.line).get("sha256")
+            if isinstance(sha, str) and len(sha) == 64:
+                found.add(sha)
+    return tuple(sorted(found))

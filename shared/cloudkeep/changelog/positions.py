@@ -32,9 +32,11 @@ class Position:
     since: datetime | None
     complete_until: datetime | None
     number: int = -1
+    logged: dict[str, str] | None = None  # shard → the highest sequence ingested (verify: holes)
 
     def as_dict(self, recorded_at: datetime) -> dict[str, Any]:
         return {"format": 1, "stream": self.stream, "position": self.position,
+                "logged": self.logged or {},
                 "since": None if self.since is None else format_time(self.since),
                 "complete_until": None if self.complete_until is None else format_time(self.complete_until),
                 "recorded_at": format_time(recorded_at)}
@@ -50,9 +52,13 @@ def _parse(data: bytes, key: str) -> Position:
     if position is not None and not isinstance(position, dict):
         raise ValueError("bad position")
     since, until = doc.get("since"), doc.get("complete_until")
+    logged = doc.get("logged") or {}
+    if not isinstance(logged, dict) or not all(isinstance(v, str) for v in logged.values()):
+        raise ValueError("bad logged")
     return Position(stream=doc["stream"], position=position,
                     since=None if since is None else parse_time(since),
-                    complete_until=None if until is None else parse_time(until))
+                    complete_until=None if until is None else parse_time(until),
+                    logged={str(k): v for k, v in logged.items()})
 
 
 def current(store: Store, dataset: str, stream: str) -> Position | None:
@@ -61,7 +67,7 @@ def current(store: Store, dataset: str, stream: str) -> Position | None:
     if found is None:
         return None
     n, pos = found
-    return Position(pos.stream, pos.position, pos.since, pos.complete_until, n)
+    return Position(pos.stream, pos.position, pos.since, pos.complete_until, n, pos.logged)
 
 
 def append(store: Store, dataset: str, position: Position, recorded_at: datetime) -> int:

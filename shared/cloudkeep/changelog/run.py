@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import alerts
-from ..capabilities import CapturesChanges, able
+from ..capabilities import CapturesChanges, CopiesObjects, able
 from ..errors import UsageError
 from ..policy import Policy
 from ..registry import open_source, store_for_dataset
@@ -73,10 +73,14 @@ def capture(policy: Policy, dataset: str, *, once: bool = False,
             store: Store | None = None, source: Source | None = None,
             stop: threading.Event | None = None) -> CaptureResult:
     """Capture ``dataset``'s changes (see the module docstring)."""
+    source = source or open_source(policy.dataset(dataset).source)
     stream = capturing_source(policy, dataset, source)
     settings = policy.continuous(dataset)
     assert settings is not None
     store = store if store is not None else store_for_dataset(policy, dataset)
+    copier = able(source, CopiesObjects)
+    if copier is not None:  # the S3 source copies each version's content into the blobs
+        copier.attach_store(store, dataset)
     clock = clock or _ProcessClock()
     deadline = None if budget is None else time.monotonic() + budget.total_seconds()
     stream_id = stream.change_stream_id()
@@ -117,17 +121,22 @@ def _drain(policy: Policy, dataset: str, stream: CapturesChanges, stream_id: str
             result.bytes += done.bytes
             if done.lag is not None:
                 result.lag_seconds = round(done.lag.total_seconds(), 3)
+        logged = dict(state.logged or {})
+        for change in batch.changes:
+            if change.sequence > logged.get(change.shard, ""):
+                logged[change.shard] = change.sequence
         since = state.since or batch.since
         until = state.complete_until
         if batch.caught_up is not None:
             until = batch.caught_up if until is None else max(until, batch.caught_up)
             result.caught_up = until
         moved = (batch.position != state.position or until != state.complete_until
-                 or since != state.since)
+                 or since != state.since or logged != (state.logged or {}))
         if moved:
-            entry = positions.Position(stream_id, batch.position, since, until, state.number)
+            entry = positions.Position(stream_id, batch.position, since, until, state.number,
+                                       logged)
             number = positions.append(store, dataset, entry, clock.now())
-            state = positions.Position(stream_id, batch.position, since, until, number)
+            state = positions.Position(stream_id, batch.position, since, until, number, logged)
     if result.caught_up is not None and result.lag_seconds is None:
         result.lag_seconds = 0.0
 

@@ -26,15 +26,29 @@ from .output import emit, fmt_seconds
 @click.option("--sample", "sample_items", type=click.IntRange(min=1), default=100, show_default=True,
               metavar="N", help="With --level sample: how many items to compare.")
 @click.option("--store", "store_name", callback=cliargs.text, metavar="STORE", help="Verify the copy in this store.")
+@click.option("--log", "log_of", callback=cliargs.text, metavar="DATASET",
+              help="Verify DATASET's change log (continuous capture): every segment's checksum "
+                   "and order, no holes.")
 @click.option("--at", "at", callback=cliargs.text, metavar="random|ISO8601",
               help="With --level drill on a continuous dataset: restore this moment of its window "
                    "(random: any moment outside gaps) and compare a later point-in-time snapshot.")
 @allow_unsigned_option
 @click.pass_obj
 def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_items: int,
-           store_name: str | None, at: str | None, allow_unsigned: bool) -> None:
+           store_name: str | None, log_of: str | None, at: str | None, allow_unsigned: bool) -> None:
     """Check a snapshot at the given level; the report is stored under verifications/; exit 1
-    on any problem."""
+    on any problem. With --log, check a dataset's change log instead."""
+    if log_of is not None:
+        if ref or latest_of:
+            usage("verify --log DATASET takes no snapshot reference")
+        checked = services.verify_log(ctx.load(), log_of, store_name=store_name)
+        emit(ctx, checked.as_dict(), lambda d: click.echo(
+            f"{d['dataset']} change log: {'OK' if d['ok'] else 'FAILED'} ({d['segments']} "
+            f"segments, {d['changes']} changes, {d['unreferenced_segments']} unreferenced)"
+            + "".join(f"\n  {p}" for p in d["problems"])))
+        if not checked.ok:
+            sys.exit(EXIT_FAILED)
+        return
     if bool(ref) == bool(latest_of):
         usage("verify needs exactly one of DATASET@SNAPSHOT_ID or --latest DATASET")
     if at is not None and (level != "drill" or store_name):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Iterable
-from datetime import timedelta
 from functools import reduce
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -145,7 +144,7 @@ class ContinuousSpec(Model):
     snapshots is kept in the dataset's change log (docs/continuous.md)."""
 
     flush_interval: Duration = Field(
-        default=timedelta(seconds=60), description="longest a change waits before its log segment is written "
+        default="60s", validate_default=True, description="longest a change waits before its log segment is written "
         "(how far behind the log may be; at most 1h)")
     window: Duration | None = Field(
         default=None, description="how long point-in-time restore reaches back (default: as long "

@@ -22,7 +22,14 @@ from __future__ import annotations
 
 from .backing_up import backup, copy, dataset_names, run, run_reply, tick, work
 from .browsing import audit_log, list_snapshots, show_snapshot
-from .capturing import capture, describe_window, history, recovery_window, restore_at
+from .capturing import (
+    capture,
+    describe_window,
+    history,
+    recovery_window,
+    restore_at,
+    verify_log,
+)
 from .checking import LEVELS, verify
 from .holding import hold_add, hold_list, hold_remove
 from .key_admin import check_keys, create_key, endorse
@@ -57,6 +64,7 @@ __all__ = [
     "show_snapshot",
     "tick",
     "verify",
+    "verify_log",
     "work",
     "write_html",
 ]

@@ -11,6 +11,7 @@ from ..capabilities import Description
 from ..changelog import at as _at
 from ..changelog import history as _history
 from ..changelog import run as _run
+from ..changelog import verify as _verify
 from ..changelog import window as _window
 from ..changelog.ingest import Clock
 from ..errors import CloudkeepError, UsageError
@@ -91,3 +92,10 @@ def recovery_window(policy: Policy, dataset: str) -> _window.Window:
 def describe_window(summary: dict[str, Any]) -> str:
     """One line of a continuous dataset's window and gaps, for a table."""
     return _window.describe(summary)
+
+
+@extras.translating
+def verify_log(policy: Policy, dataset: str, *, store_name: str | None = None) -> _verify.LogReport:
+    """Check ``dataset``'s change log: every segment whole and in order, no holes."""
+    store = catalog.store_named(policy, dataset, store_name)
+    return _verify.verify_log(store, dataset, keyring_for(policy))

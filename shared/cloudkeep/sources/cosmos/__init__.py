@@ -43,15 +43,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable, Iterator
 from contextlib import suppress
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ... import clock as _clock
-from ...capabilities import Description, Incremental, ReadsFromCursor, SampleCheck
+from ...capabilities import CapturesChanges, Description, Incremental, ReadsFromCursor, SampleCheck
 from ...clouds.azure import retry_after_seconds
 from ...codec import ContentDigest
 from ...errors import CloudkeepError, RestoreError, SourceError
 from ...redaction import redact_url
+from .capture import FeedCapture
 from .changefeed import PAGE_SIZE, Change, ChangeFeed, IncrementalPlan, SdkChangeFeed, plan_incremental
 from .codec import (
     SYSTEM_PROPERTIES,
@@ -71,6 +74,7 @@ from .reader import CosmosReader
 from .restore import WRITE_WORKERS, CosmosWriter, check_container_id, container_problem, create_container
 
 if TYPE_CHECKING:
+    from ...changes import ChangeBatch
     from ...manifest import Manifest
     from .spec import CosmosSourceSpec
 
@@ -86,7 +90,7 @@ log = logging.getLogger(__name__)
 DIGEST_IGNORES = ("_cloudkeep",)
 
 
-class CosmosSource(CosmosReader, Incremental, ReadsFromCursor, SampleCheck):
+class CosmosSource(CosmosReader, Incremental, ReadsFromCursor, SampleCheck, CapturesChanges):
     """A Cosmos DB (NoSQL API) container: read by feed range (full snapshots) or from the change
     feed (incremental ones), restored by a pool of writers."""
 
@@ -121,6 +125,16 @@ class CosmosSource(CosmosReader, Incremental, ReadsFromCursor, SampleCheck):
         return cls(spec.endpoint, spec.database, spec.container, key=os.environ.get(spec.key_env) or None,
                    verify_tls=spec.verify_tls, incremental=spec.incremental,
                    full_every=spec.full_every, credential_hint=spec.key_env)
+
+    # ---------------------------------------------------------------- change capture
+
+    def change_stream_id(self) -> str:
+        return f"cosmos-{self.database}-{self.container}"
+
+    def read_changes(self, position: dict[str, Any] | None, *, now: Callable[[], datetime],
+                     deadline: float | None) -> Iterator[ChangeBatch]:
+        """The change feed after ``position`` (``capture.FeedCapture``)."""
+        return FeedCapture(self).read(position, now=now, deadline=deadline)
 
     # ---------------------------------------------------------------- describing
 

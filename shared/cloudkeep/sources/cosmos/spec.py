@@ -56,10 +56,10 @@ class CosmosSourceSpec(SourceModel):
         return f"id={item.get('id')!r}" if isinstance(item, dict) else "?"
 
     CONTINUOUS: ClassVar[str | None] = (
-        "the container's change feed (read with the account key; deletes and every intermediate "
-        "version are seen only in all-versions-and-deletes mode, which needs continuous backup on "
-        "the account — in latest-version mode a delete is not captured); `cloudkeep capture` or "
-        "the Cosmos DB trigger handler")
+        "the container's change feed in all-versions-and-deletes mode (continuous backup on the "
+        "account and a change feed retention on the container: the latest-version feed lists no "
+        "deletes); `cloudkeep capture` reads it with the account key, or the Cosmos DB trigger "
+        "handler")
     ITEM_KEYS: ClassVar[bool] = True
     KEY_FORM: ClassVar[str] = 'the id and partition key, e.g. {"id": "o1", "partition_key": "tenant-a"}'
 

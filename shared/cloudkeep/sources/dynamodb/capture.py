@@ -170,7 +170,7 @@ class StreamReader:
             parent = shard.get("ParentShardId")
             if parent in marks and not marks[parent].get("done"):
                 continue  # cannot happen in lineage order unless the parent stopped early
-            for batch in self._read_shard(arn, sid, mark, state, gaps, started):
+            for batch in self._read_shard(arn, sid, mark, state, gaps, started, deadline):
                 yield batch
                 gaps = []
             if deadline is not None and time.monotonic() > deadline and not mark.get("done"):
@@ -180,7 +180,8 @@ class StreamReader:
         yield ChangeBatch([], copy.deepcopy(state), gaps, caught_up=started, since=since)
 
     def _read_shard(self, arn: str, sid: str, mark: dict[str, Any], state: dict[str, Any],
-                    gaps: list[StreamGap], started: datetime) -> Iterator[ChangeBatch]:
+                    gaps: list[StreamGap], started: datetime,
+                    deadline: float | None = None) -> Iterator[ChangeBatch]:
         iterator = self._open(arn, sid, mark, gaps, started)
         while iterator:
             try:
@@ -213,7 +214,7 @@ class StreamReader:
             if records or iterator is None or gaps:
                 yield ChangeBatch(changes, copy.deepcopy(state), list(gaps))
                 gaps.clear()
-            if not records:
+            if not records or (deadline is not None and time.monotonic() > deadline):
                 return
 
     def _bounded(self, change: Change) -> Change:

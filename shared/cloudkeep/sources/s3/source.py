@@ -42,12 +42,13 @@ import fnmatch
 import hashlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ...capabilities import (
+    CapturesChanges,
     CopiesObjects,
     Description,
     Incremental,
@@ -74,8 +75,10 @@ from .listing import (
     split_target,
 )
 from .restore import S3Writer, drop_prefix, prepare_target
+from .versions import VersionReader
 
 if TYPE_CHECKING:
+    from ...changes import ChangeBatch
     from ...manifest import Manifest
     from ...stores import Store
     from .spec import S3SourceSpec
@@ -83,7 +86,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, NamesTargets):
+class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, NamesTargets, CapturesChanges):
     kind = "s3"
 
     def __init__(
@@ -320,6 +323,16 @@ class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, NamesTargets)
                 digest.update(chunk)
                 self.stats.add(hashed_bytes=len(chunk))
         return digest.hexdigest()
+
+    # ------------------------------------------------------------------ change capture
+
+    def change_stream_id(self) -> str:
+        return f"s3-{self.bucket}-{hashlib.sha256(self.prefix.encode()).hexdigest()[:8]}"
+
+    def read_changes(self, position: dict[str, Any] | None, *, now: Callable[[], datetime],
+                     deadline: float | None) -> Iterator[ChangeBatch]:
+        """Object versions newer than ``position`` (``versions.VersionReader``)."""
+        return VersionReader(self).read(position, now=now, deadline=deadline)
 
     # ------------------------------------------------------------------ restore
 
