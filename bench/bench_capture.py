@@ -191,8 +191,9 @@ def restore_at_vs_snapshot(endpoint: str) -> dict[str, float]:
         list(pool.map(lambda start: put_batch(ddb, table, [
             {"pk": {"S": f"k{(start + i) % HOT}"}, "v": {"N": str(start + i)},
              "pad": {"S": "z" * 300}} for i in range(25)]), range(0, CHANGES, 25)))
-    run([*base, "capture", "orders", "--once"], env)  # the log is complete up to now
+    # every change is written: the moment just before this capture, which completes the log
     at = (datetime.now(UTC) - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    run([*base, "capture", "orders", "--once"], env)
     run([*base, "run", "orders"], env)  # the final state, as a snapshot
     at_seconds = run([*base, "restore", "orders", "--at", at, "--into", f"{table}-at"], env)
     snap_seconds = run([*base, "restore", "orders@latest", "--target", f"{table}-snap"], env)
