@@ -147,6 +147,8 @@ def test_object_events_capture_versions_into_blobs_and_the_log(
     assert final[json.dumps("gone.txt")].event == "remove"
     assert json.loads(final[json.dumps("docs/report.txt")].line)["sha256"] == hashlib.sha256(b"second draft\n").hexdigest()
 
+    code, out, err = cli(capsys, "--policy", str(path), "verify", "--log", "files")
+    assert code == 0, out + err  # the handler's segments: checksums, order, no holes
     # the lines are what a snapshot of the bucket writes
     code, _, err = cli(capsys, "--policy", str(path), "run", "files")
     assert code == 0, err
