@@ -4,7 +4,7 @@
    1,000 changes a second (BatchWriteItem) into a table with a NEW_AND_OLD_IMAGES stream; a
    consumer reads the stream with GetRecords as Lambda's event source mapping does, shapes each
    batch as a Lambda event and hands it to the capture handler's use case
-   (``services.capture_events.capture_dynamodb_stream``: convert, ingest into the change log in a
+   (``services.capture_aws.capture_dynamodb_stream``: convert, ingest into the change log in a
    file store). Each item carries its write time, so the lag of every change — written by the
    table to committed in the log — is measured exactly (DynamoDB Local stamps stream records to
    the minute only). The target is a lag of at most 60 s.
@@ -93,7 +93,7 @@ def wait_next_minute() -> None:
 def throughput_and_lag(endpoint: str) -> dict[str, float]:
     """Part 1: paced writes, a polling consumer, the handler's use case."""
     from cloudkeep.policy import load_policy
-    from cloudkeep.services.capture_events import capture_dynamodb_stream
+    from cloudkeep.services.capture_aws import capture_dynamodb_stream
 
     work = BENCH / "lag"
     shutil.rmtree(work, ignore_errors=True)
