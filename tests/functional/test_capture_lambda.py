@@ -178,9 +178,10 @@ def test_lambda_batches_twice_and_out_of_order_restore_at_any_moment(
                          datetime.fromtimestamp(newest, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                          "--into", f"{name}-early")
     assert code == 2 and "after the end of the recoverable window" in err
+    # every change is made: the whole second before this capture, which completes the log
+    now = (datetime.now(UTC) - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     code, _, err = cli(capsys, "--policy", str(path), "capture", "orders", "--once")
     assert code == 0, err
-    now = (datetime.now(UTC) - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")  # a whole second back
     code, _, err = cli(capsys, "--policy", str(path), "restore", "orders", "--at", now,
                        "--into", f"{name}-now")
     assert code == 0, err
@@ -234,9 +235,9 @@ def test_a_poison_record_is_retried_then_recorded_as_a_gap(
     assert aws_capture.failures(sqs, LambdaContext()) == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
     gaps = list_gaps(store, "orders")
     assert len(gaps) == 1 and gaps[0].end is None and "RetryAttemptsExhausted" in gaps[0].reason
+    at = (datetime.now(UTC) - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     code, _, err = cli(capsys, "--policy", str(path), "capture", "orders", "--once")
     assert code == 0, err  # the log is complete up to now, but for the gap
-    at = (datetime.now(UTC) - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     code, _, err = cli(capsys, "--policy", str(path), "restore", "orders", "--at", at,
                        "--into", f"{name}-gap")
     assert code == 2 and "inside a gap in the change log" in err and "RetryAttemptsExhausted" in err
