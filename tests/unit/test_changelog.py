@@ -214,3 +214,58 @@ def test_prune_keeps_the_windows_base_and_removes_the_log_it_no_longer_needs() -
     assert counts["changelog_entries"] == 1 and counts["changelog_segments"] == 2
     assert [e.first_time for e in entries(store, "a")] == [new[0].time]
     assert fresh in store.objects and stale not in store.objects
+
+
+def test_a_segment_left_by_a_crash_before_its_entry_is_not_reused() -> None:
+    policy = parse_policy(POLICY)
+    store = MemoryStore()
+    batch = [change(1, "a", at=T0), change(2, "b", at=T0)]
+    name = layout.changelog_entry_name(T0, "shard-1", batch[0].sequence, batch[1].sequence)
+    crashed = layout.changelog_segment_key("a", T0, name, 0)
+    store.put(crashed, b"half-written", if_absent=True)
+    done = ingest(policy, "a", batch, store=store)
+    assert done.written == 2
+    [entry] = entries(store, "a")
+    assert entry.segment == layout.changelog_segment_key("a", T0, name, 1)
+    assert store.get(crashed) == b"half-written"  # never overwritten (prune removes it later)
+    assert [c.sequence for c in changes_between(store, "a", T0, T0)] == [c.sequence for c in batch]
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Any, capsys: Any) -> None:
+    from helpers import cli
+
+    path = tmp_path / "cloudkeep.yaml"
+    path.write_text(POLICY.replace("/unused", str(tmp_path / "vault")).replace(
+        "tier: t, store: mem}", "tier: t, store: mem}\n  c: {source: {type: dynamodb, table: ccc, "
+        "region: us-east-1}, tier: t, store: mem, continuous: true}"))
+    policy = str(path)
+    for args, needle in [
+        (["capture", "a", "--once"], "not captured continuously"),
+        (["capture", "c", "--budget", "soon"], "--budget"),
+        (["restore", "c", "--at", "yesterday", "--into", "x1"], "not an ISO 8601 time"),
+        (["restore", "c", "--at", "2026-12-07T10:00:00Z", "--into", "x1"], "no change log yet"),
+        (["restore", "c@latest", "--at", "2026-12-07T10:00:00Z", "--into", "x1"], "DATASET"),
+        (["history", "c", "--key", "{nope"], "--key"),
+        (["verify", "--log", "c", "--latest", "c"], "takes no snapshot"),
+    ]:
+        code, out, err = cli(capsys, "--policy", policy, *args)
+        assert code == 2, (args, out, err)
+        assert needle in err and "Traceback" not in err, (args, err)
+
+
+def test_an_event_driven_producer_marks_its_log_complete(monkeypatch: Any) -> None:
+    from cloudkeep.changelog import mark_complete
+    from cloudkeep.changelog.window import compute
+
+    policy = parse_policy(POLICY)
+    store = MemoryStore()
+    ingest(policy, "a", [change(1, "a", at=T0 + timedelta(minutes=5))], store=store)
+    win = compute(store, "a")
+    assert win.since == T0 + timedelta(minutes=5) and win.complete_until == win.since
+    import cloudkeep.changelog as package
+
+    monkeypatch.setattr(package, "store_for_dataset", lambda _p, _d: store)  # the policy's store
+    mark_complete(policy, "a", "arn:stream", T0 + timedelta(minutes=9), since=T0)
+    mark_complete(policy, "a", "arn:stream", T0 + timedelta(minutes=7))  # older: the max stays
+    win = compute(store, "a")
+    assert win.since == T0 and win.complete_until == T0 + timedelta(minutes=9)

@@ -103,11 +103,11 @@ def compute(store: Store, dataset: str) -> Window:
     until_values = [p.complete_until for p in streams if p.complete_until is not None]
     since = max(since_values) if since_values else None
     until = min(until_values) if until_values else None
-    if not streams:
+    if not streams or since is None or until is None:
         logged = entries(store, dataset)
         if logged:
-            since = min(e.first_time for e in logged)
-            until = max(e.last_time for e in logged)
+            since = since or min(e.first_time for e in logged)
+            until = until or max(e.last_time for e in logged)
     snapshots = catalog.committed(store, dataset)
     bases = [s for s in snapshots if since is not None and s.captured_at >= since]
     gaps = []

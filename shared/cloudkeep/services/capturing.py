@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -67,6 +68,11 @@ def history(policy: Policy, dataset: str, key_text: str, *, since: str | None = 
             store_name: str | None = None, allow_unsigned: bool = False) -> list[dict[str, Any]]:
     """Every version of the item ``key_text`` (JSON in the source's own form), oldest first:
     ``[{"time", "event", "item", "source"}]``."""
+    if key_text.strip()[:1] in ("{", "["):  # bad JSON is bad usage, whatever the source says
+        try:
+            json.loads(key_text)
+        except ValueError:
+            raise UsageError(f"bad --key: {key_text[:80]!r} is not valid JSON") from None
     store = catalog.store_named(policy, dataset, store_name)
     newest = catalog.newest(store, dataset)
     recorded: dict[str, Any]
