@@ -178,8 +178,10 @@ def test_lambda_batches_twice_and_out_of_order_restore_at_any_moment(
                          datetime.fromtimestamp(newest, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                          "--into", f"{name}-early")
     assert code == 2 and "after the end of the recoverable window" in err
-    # every change is made: the whole second before this capture, which completes the log
-    now = (datetime.now(UTC) - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # every change is made: a whole second before this capture, which completes the log, and not
+    # before the newest change's (minute) stamp
+    now = max(datetime.now(UTC) - timedelta(seconds=1),
+              datetime.fromtimestamp(newest, UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     code, _, err = cli(capsys, "--policy", str(path), "capture", "orders", "--once")
     assert code == 0, err
     code, _, err = cli(capsys, "--policy", str(path), "restore", "orders", "--at", now,
