@@ -100,6 +100,7 @@ bench: setup $(BENCH_VENV)/.installed
 	$(BIN)/python bench/bench_s3.py
 	$(BIN)/python bench/bench_scale.py
 	$(BIN)/python bench/bench_diff.py
+	$(BIN)/python bench/bench_capture.py
 
 schema: setup
 	$(BIN)/python -m cloudkeep.manifest > schemas/manifest.schema.json

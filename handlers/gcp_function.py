@@ -1,6 +1,7 @@
 """Google Cloud Functions (2nd gen) entry points: ``tick``, ``prune`` and ``verify`` (Pub/Sub
 CloudEvents from their own Cloud Scheduler jobs; each function runs as its own service account:
-infra/gcp), ``work`` (fan-out work items) and ``invoke`` (HTTP, on-demand actions).
+infra/gcp), ``work`` (fan-out work items), ``invoke`` (HTTP, on-demand actions) and ``capture``
+(continuous capture: Firestore ``document.written`` events, run by the backup account).
 
 Thin on purpose: parse the event, load the policy, call cloudkeep, shape the reply. Logs are
 JSON lines with ``severity`` (Cloud Logging parses them); metrics are log lines ready for
@@ -22,6 +23,7 @@ from cloudkeep.checkpoint import Deadline
 from cloudkeep.function import invoke as handle
 from cloudkeep.logctx import install_json_logging
 from cloudkeep.metrics import LogSink
+from cloudkeep.services import capture_gcp
 
 BUNDLED_POLICY = Path(__file__).resolve().parent.parent / "cloudkeep.yaml"
 # The worker function's timeout (infra/gcp sets it; Cloud Functions does not tell the code).
@@ -65,6 +67,20 @@ def work(cloud_event: Any) -> None:
     deadline = Deadline.after(WORK_TIMEOUT_SECONDS, reserve=60.0)
     reply = function.work_item(policy, data, deadline, LogSink())
     print(json.dumps({"severity": "INFO", "message": "work item done", "reply": reply}, default=str))
+
+
+@functions_framework.cloud_event
+def capture(cloud_event: Any) -> None:
+    """A Firestore ``google.cloud.firestore.document.v1.written`` event (Eventarc; protobuf or
+    JSON ``DocumentEventData``) → the change log of every continuous dataset that backs up the
+    document. Raises when it could not be written, so Eventarc retries it (writes are
+    idempotent). ``CLOUDKEEP_CAPTURE_DATASETS`` (comma-separated) limits the datasets."""
+    policy = function.load(BUNDLED_POLICY)
+    only = [n.strip() for n in os.environ.get("CLOUDKEEP_CAPTURE_DATASETS", "").split(",") if n.strip()]
+    reply = capture_gcp.capture_firestore_event(
+        policy, cloud_event.data, cloud_event.get("datacontenttype"), cloud_event["time"],
+        sink=LogSink(), only=only or None)
+    print(json.dumps({"severity": "INFO", "message": "captured", "reply": reply}, default=str))
 
 
 @functions_framework.http

@@ -1,10 +1,13 @@
 """Azure Functions (Python v2 programming model): a timer trigger for the tick, a queue trigger
 for fan-out work items, timer triggers for the pruner and the scheduled verifications, and an
-HTTP trigger (function-level auth) for on-demand actions.
+HTTP trigger (function-level auth) for on-demand actions, and — continuous capture — a Cosmos DB
+trigger (``capture``) on the container named by ``CLOUDKEEP_COSMOS_DATABASE`` and
+``CLOUDKEEP_COSMOS_CONTAINER`` (connection ``CLOUDKEEP_COSMOS``, leases in
+``CLOUDKEEP_COSMOS_LEASES``), registered only when those settings are there.
 
 One identity per Function App (an app's functions share its identities), so infra/azure deploys
 one app per role and the app setting ``CLOUDKEEP_ROLE`` says which functions this app has:
-``backup`` (tick, work), ``prune`` (prune), ``restore`` (verify, invoke) or ``all`` (default:
+``backup`` (tick, work, capture), ``prune`` (prune), ``restore`` (verify, invoke) or ``all`` (default:
 every function, for one app holding the union of the roles). Timer schedules (NCRONTAB) come
 from ``CLOUDKEEP_TICK`` (default every 15 minutes), ``CLOUDKEEP_PRUNE_SCHEDULE`` and
 ``CLOUDKEEP_VERIFY_SCHEDULE``. Thin on purpose: parse, load the policy, call cloudkeep, reply.
@@ -30,16 +33,21 @@ from cloudkeep.checkpoint import Deadline  # noqa: E402
 from cloudkeep.function import invoke as handle  # noqa: E402
 from cloudkeep.logctx import install_json_logging  # noqa: E402
 from cloudkeep.metrics import LogSink  # noqa: E402
+from cloudkeep.services import capture_azure  # noqa: E402
 
 BUNDLED_POLICY = _HERE / "cloudkeep.yaml"
 DEFAULT_TICK = "0 */15 * * * *"
 DEFAULT_PRUNE = "0 30 * * * *"  # hourly, off the tick's quarter hours
 DEFAULT_VERIFY = "0 */15 * * * *"  # the tiers' verify schedules decide what is due
-ROLE_FUNCTIONS = {"backup": {"tick", "work"}, "prune": {"prune"}, "restore": {"verify", "invoke"}}
+ROLE_FUNCTIONS = {"backup": {"tick", "work", "capture"}, "prune": {"prune"}, "restore": {"verify", "invoke"}}
 ROLE = os.environ.get("CLOUDKEEP_ROLE", "all")
 if ROLE != "all" and ROLE not in ROLE_FUNCTIONS:
     raise RuntimeError(f"CLOUDKEEP_ROLE={ROLE!r}: use one of all, {', '.join(ROLE_FUNCTIONS)}")
 ENABLED = set().union(*ROLE_FUNCTIONS.values()) if ROLE == "all" else ROLE_FUNCTIONS[ROLE]
+CAPTURE_DATABASE = os.environ.get("CLOUDKEEP_COSMOS_DATABASE", "")
+CAPTURE_CONTAINER = os.environ.get("CLOUDKEEP_COSMOS_CONTAINER", "")
+if not (CAPTURE_DATABASE and CAPTURE_CONTAINER):
+    ENABLED = ENABLED - {"capture"}  # no container to capture: no trigger to register
 # The function timeout (host.json functionTimeout); the worker hands the rest on before it.
 WORK_TIMEOUT_SECONDS = float(os.environ.get("CLOUDKEEP_WORK_TIMEOUT", "540"))
 
@@ -100,3 +108,19 @@ def invoke(req: func.HttpRequest) -> func.HttpResponse:
     status, body = handle(function.load(BUNDLED_POLICY), payload)
     return func.HttpResponse(json.dumps(body, default=str), status_code=status,
                              mimetype="application/json")
+
+
+@_enabled("capture", app.cosmos_db_trigger(
+    arg_name="documents", connection="CLOUDKEEP_COSMOS", database_name="%CLOUDKEEP_COSMOS_DATABASE%",
+    container_name="%CLOUDKEEP_COSMOS_CONTAINER%", lease_container_name="%CLOUDKEEP_COSMOS_LEASES%",
+    create_lease_container_if_not_exists=False, max_items_per_invocation=1000))
+def capture(documents: func.DocumentList) -> None:
+    """A batch of changed documents from the container's change feed → the change log of every
+    continuous dataset of that container. Raises when it could not be written: the host retries
+    the batch (its retry policy) before moving the lease on. ``CLOUDKEEP_CAPTURE_DATASETS``
+    (comma-separated) limits the datasets."""
+    policy = function.load(BUNDLED_POLICY)
+    only = [n.strip() for n in os.environ.get("CLOUDKEEP_CAPTURE_DATASETS", "").split(",") if n.strip()]
+    capture_azure.capture_cosmos_documents(
+        policy, CAPTURE_DATABASE, CAPTURE_CONTAINER, [doc.to_json() for doc in documents],
+        sink=LogSink(), only=only or None)

@@ -295,6 +295,33 @@ resource "azurerm_cosmosdb_sql_role_assignment" "restore_writer" {
   scope               = "${data.azurerm_cosmosdb_account.source.id}/dbs/${var.cosmos_restore_database}"
 }
 
+# Continuous capture (issue #21; capture_cosmos_database / capture_cosmos_container): the backup
+# app's Cosmos DB trigger reads the container's change feed as the backup identity (the reader
+# role above) and keeps its position in a lease container — the one thing in the account it may
+# write (Built-in Data Contributor on that container alone). The changes go to the vault,
+# create-only, like every backup write.
+locals {
+  capture_cosmos = var.capture_cosmos_database != "" && var.capture_cosmos_container != ""
+}
+
+resource "azurerm_cosmosdb_sql_container" "leases" {
+  count               = local.capture_cosmos ? 1 : 0
+  name                = var.capture_lease_container
+  resource_group_name = var.cosmos_resource_group
+  account_name        = var.cosmos_account
+  database_name       = var.capture_cosmos_database
+  partition_key_paths = ["/id"]
+}
+
+resource "azurerm_cosmosdb_sql_role_assignment" "capture_leases" {
+  count               = local.capture_cosmos ? 1 : 0
+  resource_group_name = var.cosmos_resource_group
+  account_name        = var.cosmos_account
+  role_definition_id  = "${data.azurerm_cosmosdb_account.source.id}/sqlRoleDefinitions/00000000-0000-0000-0000-000000000002"
+  principal_id        = local.principal.backup
+  scope               = "${data.azurerm_cosmosdb_account.source.id}/dbs/${var.capture_cosmos_database}/colls/${var.capture_lease_container}"
+}
+
 resource "azurerm_log_analytics_workspace" "cloudkeep" {
   name                = "cloudkeep"
   location            = azurerm_resource_group.cloudkeep.location
@@ -394,6 +421,13 @@ resource "azurerm_linux_function_app" "role" {
     # The work queue lives in the host's storage account (AzureWebJobsStorage).
     CLOUDKEEP_WORK_QUEUE      = "azure_queue:${azurerm_storage_queue.work.name}"
     CLOUDKEEP_WORK_QUEUE_NAME = azurerm_storage_queue.work.name
+    # Continuous capture: the backup app's Cosmos DB trigger (empty elsewhere: no trigger).
+    CLOUDKEEP_COSMOS_DATABASE         = each.key == "backup" && local.capture_cosmos ? var.capture_cosmos_database : ""
+    CLOUDKEEP_COSMOS_CONTAINER        = each.key == "backup" && local.capture_cosmos ? var.capture_cosmos_container : ""
+    CLOUDKEEP_COSMOS_LEASES           = var.capture_lease_container
+    CLOUDKEEP_COSMOS__accountEndpoint = data.azurerm_cosmosdb_account.source.endpoint
+    CLOUDKEEP_COSMOS__credential      = "managedidentity"
+    CLOUDKEEP_COSMOS__clientId        = azurerm_user_assigned_identity.role[each.key].client_id
   }
 }
 

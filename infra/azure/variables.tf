@@ -122,3 +122,21 @@ variable "cosmos_restore_database" {
   type        = string
   default     = ""
 }
+
+variable "capture_cosmos_database" {
+  description = "Continuous capture (issue #21): the Cosmos DB database of the container whose change feed the backup app's Cosmos DB trigger captures (empty: no capture)"
+  type        = string
+  default     = ""
+}
+
+variable "capture_cosmos_container" {
+  description = "The container whose changes are captured (with capture_cosmos_database)"
+  type        = string
+  default     = ""
+}
+
+variable "capture_lease_container" {
+  description = "The trigger's lease container (created in capture_cosmos_database; partition key /id)"
+  type        = string
+  default     = "cloudkeep-leases"
+}

@@ -584,6 +584,7 @@ resource "google_logging_metric" "signals" {
   for_each = {
     rpo_breached        = "RpoBreached"
     verification_failed = "VerificationFailed"
+    capture_gaps        = "CaptureGaps"
   }
   name   = "cloudkeep/${each.key}"
   filter = "resource.type=\"cloud_run_revision\" AND jsonPayload.metric=\"${each.value}\" AND jsonPayload.value>0"
@@ -609,6 +610,7 @@ resource "google_logging_metric" "seconds" {
   for_each = {
     snapshot_age_seconds  = "SnapshotAgeSeconds"
     restore_drill_seconds = "RestoreDrillSeconds"
+    capture_lag_seconds   = "CaptureLagSeconds"
   }
   name            = "cloudkeep/${each.key}"
   filter          = "resource.type=\"cloud_run_revision\" AND jsonPayload.metric=\"${each.value}\""
@@ -641,7 +643,11 @@ resource "google_logging_metric" "seconds" {
 
 resource "google_monitoring_alert_policy" "signals" {
   for_each     = google_logging_metric.signals
-  display_name = "cloudkeep: ${each.key == "rpo_breached" ? "a dataset is past its RPO" : "a verification failed"}"
+  display_name = "cloudkeep: ${lookup({
+    rpo_breached        = "a dataset is past its RPO"
+    verification_failed = "a verification failed"
+    capture_gaps        = "the change log has a gap (continuous capture)"
+  }, each.key, each.key)}"
   combiner     = "OR"
   conditions {
     display_name = "${each.key} > 0"
@@ -679,4 +685,70 @@ resource "google_monitoring_alert_policy" "tick_not_reporting" {
     }
   }
   notification_channels = [google_monitoring_notification_channel.email.id]
+}
+
+# Continuous capture (issue #21; capture_firestore): every write of a document of the database
+# reaches cloudkeep-capture as a google.cloud.firestore.document.v1.written CloudEvent (Eventarc,
+# DocumentEventData with old and new value), which appends it to the change log of the
+# continuous datasets of that database. It runs as the backup account — read Firestore, create
+# objects in the vault, never delete or overwrite — which Eventarc also uses to deliver the
+# events (eventarc.eventReceiver, and run.invoker on this one function only).
+resource "google_cloudfunctions2_function" "capture" {
+  count    = var.capture_firestore ? 1 : 0
+  name     = "cloudkeep-capture"
+  location = var.region
+
+  build_config {
+    runtime     = "python312"
+    entry_point = "capture"
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    timeout_seconds                = 120
+    available_memory               = "512Mi"
+    max_instance_count             = 20
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision = true
+    service_account_email          = google_service_account.backup.email
+    environment_variables = {
+      CLOUDKEEP_POLICY = local.policy_url
+    }
+  }
+
+  event_trigger {
+    trigger_region        = var.capture_trigger_region
+    event_type            = "google.cloud.firestore.document.v1.written"
+    retry_policy          = "RETRY_POLICY_RETRY"
+    service_account_email = google_service_account.backup.email
+    event_filters {
+      attribute = "database"
+      value     = var.capture_firestore_database
+    }
+    event_filters {
+      attribute = "document"
+      value     = var.capture_document_pattern
+      operator  = "match-path-pattern"
+    }
+  }
+}
+
+resource "google_project_iam_member" "capture_event_receiver" {
+  count   = var.capture_firestore ? 1 : 0
+  project = var.project
+  role    = "roles/eventarc.eventReceiver"
+  member  = "serviceAccount:${google_service_account.backup.email}"
+}
+
+resource "google_cloud_run_service_iam_member" "capture_invoker" {
+  count    = var.capture_firestore ? 1 : 0
+  location = var.region
+  service  = google_cloudfunctions2_function.capture[0].name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.backup.email}"
 }

@@ -95,3 +95,27 @@ variable "workers" {
   type        = number
   default     = 8
 }
+
+variable "capture_firestore" {
+  description = "Continuous capture (issue #21): deploy cloudkeep-capture on the Firestore database's google.cloud.firestore.document.v1.written events (Eventarc), run by the backup account"
+  type        = bool
+  default     = false
+}
+
+variable "capture_firestore_database" {
+  description = "The Firestore database whose document writes are captured"
+  type        = string
+  default     = "(default)"
+}
+
+variable "capture_document_pattern" {
+  description = "Which documents trigger capture (Eventarc path pattern; the policy's collections filter further)"
+  type        = string
+  default     = "{document=**}"
+}
+
+variable "capture_trigger_region" {
+  description = "Region of the Eventarc trigger: the Firestore database's location (e.g. eur3, nam5, europe-west1)"
+  type        = string
+  default     = "eur3"
+}

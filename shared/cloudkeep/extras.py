@@ -54,6 +54,7 @@ MODULES: dict[str, tuple[str, str | None]] = {
     "google.cloud.pubsub": ("google-cloud-pubsub", "gcp"),
     "google.cloud.pubsub_v1": ("google-cloud-pubsub", "gcp"),
     "google.cloud.storage": ("google-cloud-storage", "gcp"),
+    "google.events": ("google-events", "gcp"),  # Firestore document events (continuous capture)
     "google.protobuf": ("protobuf", "gcp"),
     "requests": ("requests", "gcp"),  # (Cosmos DB's transport too: see _extra_from_traceback)
     # Azure

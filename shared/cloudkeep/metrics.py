@@ -6,6 +6,9 @@ backup; ``SnapshotAgeSeconds`` (seconds) and ``RpoBreached`` (0 or 1) per datase
 (the freshness watchdog); ``VerificationFailed`` (0 or 1) per verification
 and ``RestoreDrillSeconds`` (seconds) per restore drill; for the
 S3 source also ``BlobBytesCopied`` (bytes of object content copied) and ``ObjectsReused`` (count).
+Continuous capture (issue #21), per ingested batch: ``CaptureLagSeconds`` (seconds from the newest
+change's event time to its being written: the measured RPO), ``ChangesCaptured`` (count, new
+to the log), ``BytesCaptured`` (bytes stored); ``CaptureGaps`` (count) per recorded gap.
 """
 
 from __future__ import annotations
@@ -76,9 +79,30 @@ def verification_metrics(report: Any) -> list[Metric]:
     return out
 
 
+def capture_metrics(policy: Policy, dataset: str, result: Any) -> list[Metric]:
+    """The metrics of one batch appended to a change log (a
+    :class:`~cloudkeep.changelog.IngestResult`); no lag for an empty batch."""
+    spec = policy.datasets.get(dataset)
+    dims = {"dataset": dataset, "tier": spec.tier if spec else "unknown"}
+    out = [Metric("ChangesCaptured", result.written, "Count", dims),
+           Metric("BytesCaptured", result.bytes, "Bytes", dims)]
+    if result.lag is not None:
+        out.insert(0, Metric("CaptureLagSeconds", round(result.lag.total_seconds(), 3), "Seconds", dims))
+    return out
+
+
+def gap_metrics(policy: Policy, dataset: str) -> list[Metric]:
+    """``CaptureGaps`` for one recorded gap of a change log."""
+    spec = policy.datasets.get(dataset)
+    return [Metric("CaptureGaps", 1, "Count",
+                   {"dataset": dataset, "tier": spec.tier if spec else "unknown"})]
+
+
 METRIC_NAMES = ("BackupSucceeded", "BackupFailed", "ItemsBackedUp", "BytesStored",
                 "BackupDurationSeconds", "SnapshotAgeSeconds", "RpoBreached", "VerificationFailed",
                 "RestoreDrillSeconds")
+CAPTURE_METRIC_NAMES = ("CaptureLagSeconds", "ChangesCaptured", "BytesCaptured", "CaptureGaps")
+"""Emitted by the capture functions and ``cloudkeep capture``, not by a tick."""
 
 
 @dataclass

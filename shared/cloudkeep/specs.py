@@ -356,6 +356,20 @@ class SourceModel(Tagged):
         prepare once what every line needs, e.g. the key attribute names)."""
         return lambda doc: cls.item_key(doc, recorded)
 
+    # --- event-driven continuous capture (issue #21; branch s16-capturefn)
+
+    def event_origin(self) -> str | None:
+        """Where this source's change events come from, as the event handlers spell it
+        (``dynamodb:<table>``, ``s3:<bucket>``, ``firestore:projects/<p>/databases/<d>``,
+        ``cosmos:<database>/<container>``): a handler ingests an event into every continuous
+        dataset whose source has the event's origin. None: no event-driven capture."""
+        return None
+
+    def captures_key(self, key: Any) -> bool:
+        """Whether a change of the item ``key`` (normalised) belongs in this dataset's change log:
+        whether a snapshot of this source reads that item (collections, prefixes, globs)."""
+        return True
+
 
 class StoreModel(Tagged):
     """The base of a store type's policy spec (at the end of ``stores/<name>.py``)."""

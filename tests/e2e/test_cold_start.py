@@ -48,3 +48,15 @@ def test_the_first_invocation_loads_the_core_and_still_no_other_cloud() -> None:
     for other in ("google.cloud.firestore", "google.cloud.storage", "google.api_core", "grpc", "azure.core",
                   "aws_xray_sdk"):
         assert not loaded(names, other), f"the handler's core loads {other}"
+
+
+def test_the_capture_handler_loads_its_core_only_on_the_first_invocation() -> None:
+    names = modules("import handlers.aws_capture")
+    for heavy in ("cloudkeep.changelog", "cloudkeep.services", "cloudkeep.policy", "pydantic",
+                  "google.events", "aws_xray_sdk"):
+        assert not loaded(names, heavy), f"importing the capture handler loads {heavy}"
+    names = modules("import handlers.aws_capture as h; h._core()")
+    assert loaded(names, "cloudkeep.services.capture_aws") and loaded(names, "cloudkeep.changelog")
+    for other in ("google.cloud.firestore", "google.events", "google.api_core", "grpc", "azure.core",
+                  "azure.cosmos", "cloudkeep.sources.firestore.events", "cloudkeep.sources.cosmos.events"):
+        assert not loaded(names, other), f"the capture handler's core loads {other}"

@@ -219,7 +219,8 @@ def test_roles_name_only_the_parameterised_tables_and_the_vault(template: dict[s
     for role in ("BackupRole", "PrunerRole", "RestoreRole", "InvokeRole"):
         for statement in role_statements(template, role, conds):
             actions = as_list(statement["Action"])
-            if actions in (["dynamodb:ListBackups"], ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+            if actions in (["dynamodb:ListBackups"], ["dynamodb:ListStreams"],
+                           ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
                            ["application-autoscaling:DescribeScalableTargets",
                             "application-autoscaling:DescribeScalingPolicies"]):
                 continue  # no resource-level permissions for these

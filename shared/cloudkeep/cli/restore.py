@@ -11,6 +11,7 @@ import click
 from .. import cliargs, services
 from ..errors import EXIT_FAILED, UsageError
 from ..place import Place
+from ..services import capture_drills
 from ..services.restoring import PartialResult, SelectionRequest
 from .app import Ctx, allow_unsigned_option, local_options, main, progress, usage
 from .output import emit, fmt_seconds
@@ -31,10 +32,13 @@ from .output import emit, fmt_seconds
 @click.option("--log", "log_of", callback=cliargs.text, metavar="DATASET",
               help="Verify DATASET's change log (continuous capture): every segment's checksum "
                    "and order, no holes.")
+@click.option("--at", "at", callback=cliargs.text, metavar="random|ISO8601",
+              help="With --level drill on a continuous dataset: restore this moment of its window "
+                   "(random: any moment outside gaps) and compare a later point-in-time snapshot.")
 @allow_unsigned_option
 @click.pass_obj
 def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_items: int,
-           store_name: str | None, log_of: str | None, allow_unsigned: bool) -> None:
+           store_name: str | None, log_of: str | None, at: str | None, allow_unsigned: bool) -> None:
     """Check a snapshot at the given level; the report is stored under verifications/; exit 1
     on any problem. With --log, check a dataset's change log instead."""
     if log_of is not None:
@@ -50,9 +54,15 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_
         return
     if bool(ref) == bool(latest_of):
         usage("verify needs exactly one of DATASET@SNAPSHOT_ID or --latest DATASET")
-    report = services.verify(ctx.load(), ref or f"{latest_of}@latest", level=level,
-                             sample_items=sample_items, store_name=store_name,
-                             allow_unsigned=allow_unsigned, progress=progress(quiet_logs=True))
+    if at is not None and (level != "drill" or store_name):
+        usage("--at drills a moment: use it with --level drill (and without --store)")
+    if at is not None:
+        report = capture_drills.drill_moment(ctx.load(), (latest_of or str(ref)).split("@")[0],
+                                             at=at)
+    else:
+        report = services.verify(ctx.load(), ref or f"{latest_of}@latest", level=level,
+                                 sample_items=sample_items, store_name=store_name,
+                                 allow_unsigned=allow_unsigned, progress=progress(quiet_logs=True))
     data = report.as_dict()
 
     def render(d: dict[str, Any]) -> None:

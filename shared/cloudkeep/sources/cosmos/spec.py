@@ -39,6 +39,9 @@ class CosmosSourceSpec(SourceModel):
     def secret_envs(self) -> list[str]:
         return [self.key_env] if self.key_env else []
 
+    def event_origin(self) -> str | None:
+        return f"cosmos:{self.database}/{self.container}"
+
     @classmethod
     def check_line(cls, doc: Any) -> str | None:
         if not isinstance(doc, dict) or not isinstance(doc.get("partition_key"), list):

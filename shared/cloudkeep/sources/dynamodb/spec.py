@@ -35,6 +35,9 @@ class DynamoDBSourceSpec(SourceModel):
     def runs_native_jobs(self) -> bool:
         return self.method in ("export", "native")
 
+    def event_origin(self) -> str | None:
+        return f"dynamodb:{self.table}"  # a stream mapping is in its table's region
+
     @classmethod
     def check_line(cls, doc: Any) -> str | None:
         if not isinstance(doc, dict) or not isinstance(doc.get("Item"), dict):

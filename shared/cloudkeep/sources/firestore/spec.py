@@ -58,6 +58,21 @@ class FirestoreSourceSpec(SourceModel):
     def runs_native_jobs(self) -> bool:
         return self.method == "export"
 
+    def event_origin(self) -> str | None:
+        return f"firestore:projects/{self.project}/databases/{self.database}"
+
+    def captures_key(self, key: Any) -> bool:
+        """A document a backup reads: in ``collections`` (or any root collection but a drill's
+        scratch one), below it only when ``recursive``."""
+        if not isinstance(key, str):
+            return False
+        parts = key.split("/")
+        if len(parts) < 2 or len(parts) % 2 or parts[0].startswith("cloudkeep_drill_"):
+            return False
+        if self.collections is not None and parts[0] not in self.collections:
+            return False
+        return self.recursive or len(parts) == 2
+
     @classmethod
     def check_line(cls, doc: Any) -> str | None:
         if (not isinstance(doc, dict) or not isinstance(doc.get("name"), str)

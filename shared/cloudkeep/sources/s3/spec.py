@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -62,6 +63,24 @@ class S3SourceSpec(SourceModel):
     def encrypts_parts(self) -> bool:
         return False  # the objects are copied as they are
 
+    def event_origin(self) -> str | None:
+        return f"s3:{self.bucket}"
+
+    def captures_key(self, key: Any) -> bool:
+        """An object a backup copies: under ``prefix``, matching an ``include`` glob (if any) and
+        no ``exclude`` glob, not a restore drill's scratch object (as S3Source.wanted)."""
+        if not isinstance(key, str) or not key.startswith(self.prefix) \
+                or key.startswith("cloudkeep-drill-"):
+            return False
+        rel = key[len(self.prefix):]
+
+        def matches(pattern: str) -> bool:
+            return fnmatch.fnmatchcase(rel, pattern) or fnmatch.fnmatchcase(key, pattern)
+
+        if self.include and not any(matches(p) for p in self.include):
+            return False
+        return not any(matches(p) for p in self.exclude)
+
     @classmethod
     def check_line(cls, doc: Any) -> str | None:
         if (not isinstance(doc, dict) or not isinstance(doc.get("key"), str)
@@ -84,7 +103,8 @@ class S3SourceSpec(SourceModel):
     CONTINUOUS: ClassVar[str | None] = (
         "versioning on the bucket (`cloudkeep capture` lists object versions newer than its last "
         "position; s3:ListBucketVersions, s3:GetObjectVersion) and, for the event-driven handler, "
-        "event notifications (s3:ObjectCreated:*, s3:ObjectRemoved:*) to its Lambda")
+        "event notifications (object created and removed) sent to Amazon EventBridge "
+        "(serverless.yml captureBuckets routes them to the captureObjects Lambda)")
     ITEM_KEYS: ClassVar[bool] = True
     KEY_FORM: ClassVar[str] = 'an object key, as a JSON string, e.g. "invoices/2026/11.pdf"'
 
