@@ -27,7 +27,10 @@ from typing import Any
 
 from . import coldtiers
 from .policy import Policy, format_duration
+from .retention import WITHIN_RULES
 from .schedule import Schedule
+from .spans import Span
+from .specs import MAX_DURATION
 
 CRITICAL_RPO = timedelta(hours=1)
 _PERIOD = {"hourly": timedelta(hours=1), "daily": timedelta(days=1), "weekly": timedelta(weeks=1),
@@ -52,15 +55,22 @@ def retention_span(retention: Any, interval: timedelta) -> timedelta:
     ``last N`` covers N intervals, ``daily N`` N days (or N intervals if runs are rarer), etc."""
     spans = [timedelta(0)]
     last = getattr(retention, "last", None)
+    if last == "unlimited":
+        return MAX_DURATION  # nothing ages out
     if last:
         spans.append(interval * last)
     for name, period in _PERIOD.items():
         count = getattr(retention, name, None)
+        if count == "unlimited":
+            return MAX_DURATION
         if count:
             spans.append(max(period, interval) * count)
-    within = getattr(retention, "within", None)
-    if isinstance(within, timedelta):
-        spans.append(within)
+    for name in ("within", *WITHIN_RULES):
+        within = getattr(retention, name, None)
+        if isinstance(within, timedelta):
+            spans.append(within)
+        elif isinstance(within, Span):
+            spans.append(min(within.approximate(), MAX_DURATION))
     return max(spans)
 
 
@@ -104,6 +114,13 @@ def warnings(policy: Policy, now: datetime | None = None) -> list[PolicyWarning]
                 "retention-below-rpo", f"{where}.retention",
                 f"retention keeps snapshots for at most about {format_duration(span)}, less than "
                 f"the RPO {format_duration(tier.rpo)}: keep more (e.g. daily: 7)"))
+        for rule in ("within", *WITHIN_RULES):
+            window = getattr(tier.retention, rule, None)
+            if isinstance(window, Span) and window.looks_like_months():
+                out.append(PolicyWarning(
+                    "retention-window-minutes", f"{where}.retention.{rule}",
+                    f"{rule}: {window} is less than a day — m is minutes in cloudkeep; months "
+                    "(restic's m) are written mo, e.g. 6mo"))
         lock = getattr(tier, "immutability", None)
         if lock is not None and lock.days and span < timedelta(days=lock.days):
             out.append(PolicyWarning(

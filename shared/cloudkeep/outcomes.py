@@ -79,10 +79,15 @@ class PruneReport:
     refused: list[dict[str, Any]] = field(default_factory=list)  # manifests not trusted (kept)
 
     def as_dict(self) -> dict[str, Any]:
-        rows = [{"snapshot_id": s, "action": "keep", "reasons": self.decision.reasons.get(s, [])}
-                for s in self.decision.keep]
-        rows += [{"snapshot_id": s, "action": "remove", "reasons": ["no rule keeps it"]}
-                 for s in self.decision.remove]
+        times = self.decision.times  # the time retention judged each by (its capture time)
+
+        def row(sid: str, action: str, reasons: list[str]) -> dict[str, Any]:
+            at = times.get(sid)
+            return {"snapshot_id": sid, "action": action, "reasons": reasons,
+                    "time": at.isoformat() if at is not None else None}
+
+        rows = [row(s, "keep", self.decision.reasons.get(s, [])) for s in self.decision.keep]
+        rows += [row(s, "remove", ["no rule keeps it"]) for s in self.decision.remove]
         rows.sort(key=lambda r: str(r["snapshot_id"]), reverse=True)
         return {
             "dataset": self.dataset,

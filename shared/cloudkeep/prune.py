@@ -126,12 +126,13 @@ def _prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool, store:
     uncertain = None
     problems: list[str] = []
     listing = Listing(dataset)
+    guessed = False
     try:
         # Only manifests bound to their key and store, authentic and meeting the policy count.
         listing = scan(store, dataset, expect=expect_for(policy, dataset))
         infos = snapshot_infos(store, dataset, listing, problems)
     except CloudkeepError as exc:
-        infos, uncertain = [], str(exc)
+        infos, uncertain, guessed = [], str(exc), True  # ids only: their times are unknown
         try:
             infos = [SnapshotInfo(s, datetime.now(UTC)) for s in snapshot_ids(store, dataset)]
         except CloudkeepError:
@@ -139,7 +140,12 @@ def _prune(policy: Policy, dataset: str, now: datetime, *, dry_run: bool, store:
     unkeyed = [r for r in listing.refused if r.kind == "key-unavailable"]
     if unkeyed and not uncertain:
         uncertain = f"cannot authenticate the manifests: {unkeyed[0].message}"
+    # same capture time: the larger id (the later slot) counts as the newer one (apply keeps
+    # the given order of ties, as restic's stable sort)
+    infos = sorted(infos, key=lambda s: s.id, reverse=True)
     decision = apply(infos, rules, now, policy.timezone, uncertain=uncertain)
+    if guessed:
+        decision.times.clear()
     if not uncertain and decision.remove and spec.source.CHAINS:
         try:
             decision = _keep_chains(store, dataset, decision, listing)
@@ -232,7 +238,7 @@ def _keep_chains(store: Store, dataset: str, decision: Decision,
         reasons.setdefault(sid, []).append(f"chain of {by}")
     keep = sorted(set(decision.keep) | set(needed), reverse=True)
     remove = [s for s in decision.remove if s not in needed]
-    return Decision(keep, remove, reasons)
+    return Decision(keep, remove, reasons, decision.times)
 
 
 def _keep_evidence(decision: Decision, listing: Listing) -> Decision:
@@ -255,7 +261,8 @@ def _keep_evidence(decision: Decision, listing: Listing) -> Decision:
             if claimed.snapshot_id in decision.remove:
                 keep.add(claimed.snapshot_id)
     return Decision(sorted(keep, reverse=True), [s for s in decision.remove if s not in keep],
-                    {k: v for k, v in reasons.items() if k in keep or k in decision.remove})
+                    {k: v for k, v in reasons.items() if k in keep or k in decision.remove},
+                    decision.times)
 
 
 def _remove_unless_held(policy: Policy, store: Store, dataset: str, sid: str, report: PruneReport,

@@ -145,6 +145,9 @@ def dataset_report(policy: Policy, name: str, now: datetime, store: Store | None
             "keep": [s["snapshot_id"] for s in retention["snapshots"] if s["action"] == "keep"],
             "remove": [s["snapshot_id"] for s in retention["snapshots"] if s["action"] == "remove"],
             "errors": retention["errors"],
+            # every snapshot with its action and reasons, newest first (as plan --retention)
+            "snapshots": [{k: s.get(k) for k in ("snapshot_id", "time", "action", "reasons")}
+                          for s in retention["snapshots"]],
         },
         holds=[h.as_dict() for sid in sorted(held) for h in held[sid]],
         problems=problems,

@@ -94,6 +94,13 @@ def _summary_table(rows: list[dict[str, Any]]) -> str:
     return head + "".join(body) + "</table>"
 
 
+def _kept_because(rows: list[dict[str, Any]], most: int = 8) -> str:
+    """The newest kept snapshots with the retention reasons that keep each (plan --retention)."""
+    kept = [f"{s['snapshot_id']}: {', '.join(s.get('reasons') or [])}" for s in rows
+            if s.get("action") == "keep"]
+    return "; ".join(kept[:most]) + (" …" if len(kept) > most else "") or "—"
+
+
 def _dataset_section(r: dict[str, Any], now: datetime) -> str:
     name = escape(r["dataset"])
     out = [f'<section class="dataset" id="ds-{name}" data-dataset="{name}">',
@@ -120,6 +127,7 @@ def _dataset_section(r: dict[str, Any], now: datetime) -> str:
         ("retention now", f"keeps {len(retention['keep'])}, would remove {len(retention['remove'])}"
                           + (f": {', '.join(retention['remove'][:5])}" if retention["remove"] else "")
                           + (" …" if len(retention["remove"]) > 5 else "")),
+        ("kept because", _kept_because(retention.get("snapshots") or [])),
         ("legal holds", ", ".join(f"{h['snapshot_id']} ({h.get('reason', '')})" for h in r["holds"])
                         or "none"),
         ("alerts open", "; ".join(f"{a.get('kind', '?')} since {a.get('since', '?')}: "

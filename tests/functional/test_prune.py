@@ -60,7 +60,9 @@ def test_dry_run_reports_and_deletes_nothing() -> None:
     assert store.objects == before
     rows = {r["snapshot_id"]: r for r in report.as_dict()["snapshots"]}
     assert rows[ids[3]]["reasons"] == ["last", "newest"]
-    assert rows[ids[0]] == {"snapshot_id": ids[0], "action": "remove", "reasons": ["no rule keeps it"]}
+    assert rows[ids[0]] == {"snapshot_id": ids[0], "action": "remove", "reasons": ["no rule keeps it"],
+                            "time": rows[ids[0]]["time"]}
+    assert rows[ids[0]]["time"] < rows[ids[1]]["time"] < rows[ids[3]]["time"]  # capture times
 
 
 def test_prune_removes_manifest_first_then_parts() -> None:
@@ -331,7 +333,7 @@ datasets: {orders: {source: {type: dynamodb, table: orders, region: us-east-1}, 
     rules = Rules(last=5, hourly=48, daily=14, weekly=6, monthly=3)
     from zoneinfo import ZoneInfo
 
-    assert kept == restic_reference(infos, rules, ZoneInfo("Europe/Berlin"))
+    assert kept == restic_reference(infos, rules, ZoneInfo("Europe/Berlin"), now)
     assert len(report["snapshots"]) == len(infos) and report["removed"] == []
     newest = max(kept)
     reasons = {r["snapshot_id"]: r["reasons"] for r in report["snapshots"]}

@@ -81,7 +81,7 @@ def test_completion_completes_commands_and_options() -> None:
     env = {**os.environ, "_CLOUDKEEP_COMPLETE": "bash_complete", "COMP_WORDS": "cloudkeep re",
            "COMP_CWORD": "1"}
     out = subprocess.run([CLOUDKEEP], env=env, capture_output=True, text=True, timeout=60).stdout
-    assert out.split() == ["plain,report", "plain,restore"]
+    assert out.split() == ["plain,report", "plain,restore", "plain,retention"]
     env.update(COMP_WORDS="cloudkeep report --", COMP_CWORD="2")
     out = subprocess.run([CLOUDKEEP], env=env, capture_output=True, text=True, timeout=60).stdout
     assert "plain,--output" in out.split() and "plain,--format" in out.split()

@@ -186,6 +186,8 @@ def test_full_policy_parses(tmp_path: Path) -> None:
     assert critical.rpo == timedelta(minutes=90)
     assert critical.retention.model_dump() == {
         "last": 3, "hourly": 24, "daily": 14, "weekly": 8, "monthly": 12, "yearly": 2, "within": None,
+        "within_hourly": None, "within_daily": None, "within_weekly": None, "within_monthly": None,
+        "within_yearly": None,
     }
     assert policy.tiers["standard"].schedule == "rate(1 day)"
     assert policy.tiers["standard"].rpo == timedelta(hours=26)
@@ -564,7 +566,8 @@ BAD_POLICIES: dict[str, Bad] = {
     "unknown-key-in-retention": bad(
         "      weekly: 4", "      weekly: 4\n      forever: 1",
         ("forever: 1", "tiers.standard.retention.forever: unknown key 'forever' "
-                       "(allowed: daily, hourly, last, monthly, weekly, within, yearly)")),
+                       "(allowed: daily, hourly, last, monthly, weekly, within, within_daily, "
+                       "within_hourly, within_monthly, within_weekly, within_yearly, yearly)")),
     "unknown-key-in-dataset": bad(
         "    store: vault", "    store: vault\n    owner: bob",
         ("owner: bob", "datasets.orders.owner: unknown key 'owner' (allowed: copy_to, encryption, offset, signing, source, store, tier)")),

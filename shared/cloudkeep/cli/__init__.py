@@ -6,7 +6,8 @@ could not be reached. Errors are one clear message on stderr; tracebacks only wi
 Each command parses its arguments, calls one use case of :mod:`cloudkeep.services` and prints
 (:mod:`.output`); the commands live by group: :mod:`.run` (run, work, prune), :mod:`.snapshots`
 (plan, list, show, audit), :mod:`.restore` (verify, restore), :mod:`.report`, :mod:`.hold`,
-:mod:`.keys`, :mod:`.policy` (validate, init, schema, completion); :mod:`.app` is the group.
+:mod:`.keys`, :mod:`.retention` (retention check), :mod:`.policy` (validate, init, schema,
+completion); :mod:`.app` is the group.
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ import click
 from .. import extras
 from ..errors import EXIT_FAILED, EXIT_USAGE, CloudkeepError
 from ..redaction import redact
-from . import coldtiers, hold, keys, policy, report, restore, run, snapshots
+from . import coldtiers, hold, keys, policy, report, restore, retention, run, snapshots
 from .app import main
 from .output import color_enabled, human_bytes, printable
 
 log = logging.getLogger("cloudkeep")
 
 __all__ = ["color_enabled", "entrypoint", "human_bytes", "main", "printable", "run_cli"]
-COMMAND_MODULES = (coldtiers, hold, keys, policy, report, restore, run, snapshots)  # each registers its commands
+COMMAND_MODULES = (coldtiers, hold, keys, policy, report, restore, retention, run,
+                   snapshots)  # each registers its commands
 
 
 def entrypoint(argv: Sequence[str] | None = None) -> int:

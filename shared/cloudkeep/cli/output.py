@@ -161,3 +161,15 @@ def encryption_text(encryption: dict[str, Any] | None) -> str:
     return f"{encryption['algorithm']}, data key wrapped by {keys}"
 
 
+
+
+def retention_table(dataset: str, retention: dict[str, Any]) -> None:
+    """What retention would do with a dataset's snapshots (``plan --retention``): each snapshot,
+    newest first, kept with its reasons or removed."""
+    click.echo(f"\n{dataset}: retention {retention['rules']}")
+    table(["snapshot", "captured", "action", "reasons"],
+          [[s["snapshot_id"], (s.get("time") or "")[:19].replace("T", " "), s["action"],
+            ", ".join(s["reasons"]) if s["action"] == "keep" else "—"]
+           for s in retention["snapshots"]], whole=["snapshot"])
+    for error in retention["errors"]:
+        click.echo(f"warning: {dataset}: {error}", err=True)

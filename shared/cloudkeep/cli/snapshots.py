@@ -19,6 +19,7 @@ from .output import (
     hold_cell,
     human_bytes,
     native_summary,
+    retention_table,
     table,
     verification_cell,
 )
@@ -27,11 +28,20 @@ from .output import (
 @main.command()
 @local_options
 @click.option("--now", "now_text", callback=cliargs.text, metavar="ISO8601", help="Pretend it is this time.")
+@click.option("--retention", "with_retention", is_flag=True,
+              help="Also show what retention would keep and remove now, with every reason.")
 @click.pass_obj
-def plan(ctx: Ctx, now_text: str | None) -> None:
-    """Per dataset: latest snapshot and age vs RPO, current slot, due or not, next run."""
+def plan(ctx: Ctx, now_text: str | None, with_retention: bool) -> None:
+    """Per dataset: latest snapshot and age vs RPO, current slot, due or not, next run (with
+    --retention: every snapshot retention would keep, with its reasons, or remove)."""
     policy = ctx.load()
-    rows = [p.as_dict() for p in services.plan(policy, parse_now(now_text))]
+    now = parse_now(now_text)
+    rows = [p.as_dict() for p in services.plan(policy, now)]
+    if with_retention:
+        decided = {r["dataset"]: r for r in services.retention_plan(policy, now=now)}
+        for row in rows:
+            found = decided[row["dataset"]]
+            row["retention"] = {k: found[k] for k in ("rules", "snapshots", "errors")}
 
     def render(data: list[dict[str, Any]]) -> None:
         def ago(seconds: int | None) -> str:
@@ -48,6 +58,9 @@ def plan(ctx: Ctx, now_text: str | None) -> None:
               verification_cell(r.get("last_drill")),
               ", ".join(a["kind"] for a in r.get("alerts") or []) or "—"] for r in data],
         )
+        for r in data:
+            if "retention" in r:
+                retention_table(r["dataset"], r["retention"])
 
     emit(ctx, rows, render)
 

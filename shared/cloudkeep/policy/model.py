@@ -12,9 +12,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, StrictBool, StrictInt, field_validator
 from pydantic.functional_validators import AfterValidator, BeforeValidator
+from pydantic.json_schema import WithJsonSchema
 
 from .. import registry
 from ..errors import UsageError
+from ..spans import RetentionSpan
 from ..specs import Duration, Immutability, KeyModel, Model, Offset, SourceModel, StoreModel, show
 from ..storageclass import Pricing, Transition, check_transitions
 from .schedules import Schedule, validate_window
@@ -114,19 +116,85 @@ class Residency(Model):
     allowed_regions: list[str] = Field(min_length=1)
 
 
-class Retention(Model):
-    """How many snapshots to keep per period (restic ``forget`` semantics)."""
+def _count_value(most: int) -> Any:
+    """A count rule's value: an integer 0..``most``, or ``unlimited`` (restic's -1)."""
 
+    def check(value: object) -> object:
+        if value == "unlimited" and isinstance(value, str):
+            return value
+        if type(value) is not int:
+            raise ValueError(f"expected a whole number, got {show(value)} (or unlimited)")
+        if value < 0:
+            raise ValueError(f"must be at least 0, got {value} (negative counts are not allowed: "
+                             "write unlimited to keep every period)")
+        if value > most:
+            raise ValueError(f"must be at most {most}, got {value} (or unlimited)")
+        return value
+
+    return check
+
+
+def _count(most: int) -> Any:
+    return Annotated[int | Literal["unlimited"], BeforeValidator(_count_value(most)), WithJsonSchema(
+        {"anyOf": [{"type": "integer", "minimum": 0, "maximum": most}, {"const": "unlimited"}]})]
+
+
+def _per(period: str) -> Any:
+    return Field(default=None, description=f"keep the newest snapshot of each of the N most recent "
+                 f"{period}s that have one, and the oldest snapshot while N is not used up "
+                 f"(unlimited: every {period})")
+
+
+if TYPE_CHECKING:
+    LastCount = int | Literal["unlimited"]
+    HourlyCount = int | Literal["unlimited"]
+    DailyCount = int | Literal["unlimited"]
+    WeeklyCount = int | Literal["unlimited"]
+    MonthlyCount = int | Literal["unlimited"]
+    YearlyCount = int | Literal["unlimited"]
+else:
     # Counts are bounded (about 1000 years each): dates computed from them stay representable.
-    last: StrictInt | None = Field(default=None, ge=0, le=1_000_000)
-    hourly: StrictInt | None = Field(default=None, ge=0, le=8_760_000)
-    daily: StrictInt | None = Field(default=None, ge=0, le=365_000)
-    weekly: StrictInt | None = Field(default=None, ge=0, le=52_000)
-    monthly: StrictInt | None = Field(default=None, ge=0, le=12_000)
-    yearly: StrictInt | None = Field(default=None, ge=0, le=1000)
-    within: Duration | None = Field(
-        default=None, description="keep every snapshot taken within this long of the newest one"
+    LastCount = _count(1_000_000)
+    HourlyCount = _count(8_760_000)
+    DailyCount = _count(365_000)
+    WeeklyCount = _count(52_000)
+    MonthlyCount = _count(12_000)
+    YearlyCount = _count(1000)
+
+
+def _window(what: str) -> Any:
+    return Field(default=None, description=f"keep {what} within this long of the latest snapshot "
+                 "(calendar units: e.g. 7d, 36h, 6mo, 1y2mo3d3h)")
+
+
+class Retention(Model):
+    """Which snapshots to keep: exactly restic's ``forget`` rules (docs/retention.md)."""
+
+    last: LastCount | None = Field(default=None, description="keep the N newest snapshots "
+                                   "(unlimited: every one)")
+    hourly: HourlyCount | None = _per("hour")
+    daily: DailyCount | None = _per("day")
+    weekly: WeeklyCount | None = _per("ISO week")
+    monthly: MonthlyCount | None = _per("month")
+    yearly: YearlyCount | None = _per("year")
+    within: RetentionSpan | None = Field(
+        default=None, description="keep every snapshot taken within this long of the latest one "
+        "(strictly newer than the latest minus this; calendar units: e.g. 7d, 36h, 6mo, 1y2mo3d3h)"
     )
+    within_hourly: RetentionSpan | None = _window("the newest snapshot of each hour")
+    within_daily: RetentionSpan | None = _window("the newest snapshot of each day")
+    within_weekly: RetentionSpan | None = _window("the newest snapshot of each ISO week")
+    within_monthly: RetentionSpan | None = _window("the newest snapshot of each month")
+    within_yearly: RetentionSpan | None = _window("the newest snapshot of each year")
+
+    def has_rule(self) -> bool:
+        """True when some rule can keep a snapshot (a count above zero, unlimited, a window)."""
+        return any(getattr(self, name) for name in type(self).model_fields)
+
+
+RETENTION_NEEDS_A_RULE = ("give at least one rule above zero (last, hourly, daily, weekly, monthly, "
+                          "yearly, within, within_hourly, within_daily, within_weekly, "
+                          "within_monthly, within_yearly)")
 
 
 class VerifySchedule(Model):
@@ -171,10 +239,8 @@ class Tier(Model):
     @field_validator("retention")
     @classmethod
     def _some_rule(cls, value: Retention) -> Retention:
-        if not any(getattr(value, name) for name in Retention.model_fields):
-            raise ValueError(
-                "give at least one rule above zero (last, hourly, daily, weekly, monthly, yearly)"
-            )
+        if not value.has_rule():
+            raise ValueError(RETENTION_NEEDS_A_RULE)
         return value
 
 

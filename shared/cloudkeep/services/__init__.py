@@ -28,6 +28,7 @@ from .key_admin import check_keys, create_key, endorse
 from .pruning import prune
 from .reporting import plan, report, write_html
 from .restoring import restore
+from .retaining import retention_check, retention_plan
 from .tiering import lifecycle
 
 __all__ = [
@@ -48,6 +49,8 @@ __all__ = [
     "prune",
     "report",
     "restore",
+    "retention_check",
+    "retention_plan",
     "run",
     "run_reply",
     "show_snapshot",
