@@ -147,7 +147,8 @@ def warnings(policy: Policy, now: datetime | None = None) -> list[PolicyWarning]
                 "or lock the bucket / container itself (GCS retention lock, Azure locked "
                 "immutability)"))
     out += [PolicyWarning(*w) for w in coldtiers.warnings(  # s16-cold: cold tiers
-        policy, lambda t: Schedule.parse(policy.tiers[t].schedule, policy.timezone).typical_interval(now))]
+        policy, lambda t: Schedule.parse(policy.tiers[t].schedule, policy.timezone).typical_interval(now),
+        retention_span)]
     policy_on = _encryption_on(getattr(policy, "encryption", None))
     keys_of = getattr(policy, "encryption_keys", None)  # the policy's own answer, where it has one
     for name, dataset in sorted(policy.datasets.items()):

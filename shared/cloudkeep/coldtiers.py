@@ -23,6 +23,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from . import layout, pricing, rehydrate, timeline
@@ -39,8 +40,8 @@ log = logging.getLogger(__name__)
 REARCHIVE_AFTER = timedelta(days=rehydrate.DAYS)
 """A rehydrated snapshot stays online this long after its rehydration started."""
 
-_PERIOD = {"hourly": timedelta(hours=1), "daily": timedelta(days=1), "weekly": timedelta(weeks=1),
-           "monthly": timedelta(days=30), "yearly": timedelta(days=365)}
+SpanOf = Callable[[Any, timedelta], timedelta]
+"""How far back retention rules reach at a run interval (``advice.retention_span``)."""
 
 
 def _spec_class(policy: Policy, store_name: str) -> Any:
@@ -155,21 +156,21 @@ def storage_by_class(policy: Policy, name: str, store: Store, store_name: str | 
 # --- validate: minimum storage durations --------------------------------------------------------
 
 
-def _horizons(retention: Any, interval: timedelta) -> Iterable[tuple[str, timedelta]]:
-    """``(rule, about how old a snapshot kept only by that rule gets)`` for each rule set."""
+def _horizons(retention: Any, interval: timedelta, span_of: SpanOf
+              ) -> Iterable[tuple[str, timedelta]]:
+    """``(rule, about how old a snapshot kept only by that rule gets)`` for each rule set: every
+    form a rule takes (a count, a duration or calendar span such as ``1y2mo``), through the same
+    reach the other advice uses (``span_of``: ``advice.retention_span`` of that rule alone). An
+    ``unlimited`` rule deletes nothing by age: no horizon."""
     for field, value in retention:
-        if value is None or value is False or isinstance(value, str):
-            continue  # unset, or unlimited
-        if isinstance(value, timedelta):
-            yield f"{field}: {format_duration(value)}", value
-        elif isinstance(value, int) and value > 0:
-            if field == "last":
-                yield f"last: {value}", interval * value
-            elif field in _PERIOD:
-                yield f"{field}: {value}", max(_PERIOD[field], interval) * value
+        if value is None or value is False or value == 0 or value == "unlimited":
+            continue
+        horizon = span_of(SimpleNamespace(**{field: value}), interval)
+        if timedelta(0) < horizon:
+            yield f"{field}: {value}", horizon
 
 
-def warnings(policy: Policy, interval_of: Callable[[str], timedelta]
+def warnings(policy: Policy, interval_of: Callable[[str], timedelta], span_of: SpanOf
              ) -> list[tuple[str, str, str]]:
     """``(code, path, message)`` of the cold-tier risks (``advice`` prints them):
 
@@ -196,7 +197,7 @@ def warnings(policy: Policy, interval_of: Callable[[str], timedelta]
             continue
         types = sorted({policy.stores[s].type for n, d in policy.datasets.items() if d.tier == tier_name
                         for s in stores_of(policy, n) if s in policy.stores})
-        horizons = list(_horizons(tier.retention, interval_of(tier_name)))
+        horizons = list(_horizons(tier.retention, interval_of(tier_name), span_of))
         for store_type in types:
             spec = store_spec(store_type)
             if spec is None or not spec.STORAGE_CLASSES:
