@@ -187,7 +187,7 @@ def test_prices_in_another_currency_are_never_mixed_with_the_tables() -> None:
 
 @pytest.mark.parametrize(("value", "needle"), [
     ({"storage_gb_month": {"s3": {"STANDARD": -1}}}, "from 0 to 1000000"),
-    ({"storage_gb_month": {"s3": {"STANDARD": "cheap"}}}, "pricing.storage_gb_month.s3.STANDARD"),
+    ({"storage_gb_month": {"s3": {"STANDARD": "cheap"}}}, "pricing.storage_gb_month: s3.STANDARD: a price must be a number"),
     ({"currency": "dollars"}, "pricing.currency"),
     ({"storage": {}}, "unknown key 'storage'"),
     ({"storage_gb_month": {"s4": {"STANDARD": 1}}}, "unknown store type 's4'"),
@@ -232,3 +232,23 @@ def test_s3_parts_go_untagged_when_the_store_refuses_tags() -> None:
     with pytest.raises(ClientError):
         other._tagged(refusing("NoSuchBucket"), Key="k", Tagging="cloudkeep-data=part")
     assert other._tag_parts is True
+
+
+@pytest.mark.parametrize(("prices", "needle"), [
+    ({"s3": {"STANDARD": True}}, "s3.STANDARD: a price must be a number"),
+    ({"s3": {"STANDARD": "0.1"}}, "s3.STANDARD: a price must be a number"),
+    ({"s3": {"standard": 0.1}}, "storage class 'standard' is spelled 'STANDARD'"),
+    ({"azure_blob": {"hot": 0.1}}, "storage class 'hot' is spelled 'Hot'"),
+])
+def test_prices_that_would_silently_price_nothing_or_the_wrong_thing_are_refused(
+        tmp_path: Path, capsys: Any, prices: Any, needle: str) -> None:
+    path = tmp_path / "cloudkeep.yaml"
+    path.write_text(_policy(transition=[{"after": "30d", "to": "cold"}],
+                            extra={"pricing": {"storage_gb_month": prices}}))
+    code, out, err = cli(capsys, "--policy", str(path), "validate")
+    assert code == 2 and needle in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if needle in line]) == 1
+    # a class the table does not know (yet) may still be priced
+    path.write_text(_policy(transition=[{"after": "30d", "to": "cold"}],
+                            extra={"pricing": {"storage_gb_month": {"s3": {"EXPRESS_ONEZONE": 0.16}}}}))
+    assert cli(capsys, "--policy", str(path), "validate")[0] == 0
