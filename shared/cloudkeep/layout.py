@@ -466,3 +466,10 @@ def rehydration_records_prefix(dataset: str, snapshot_id: str) -> str:
     if not SNAPSHOT_ID_RE.match(snapshot_id):
         raise ValueError(f"not a snapshot id: {snapshot_id!r}")
     return f"{dataset}/rehydrations/{snapshot_id}/"
+
+
+def is_snapshots_prefix(rel: str) -> bool:
+    """Whether ``rel`` (relative to a store) is some dataset's ``snapshots_prefix``: how a store
+    tells its own lifecycle rules from those of another store sharing the bucket."""
+    head, sep, tail = rel.partition("/")
+    return bool(head) and sep == "/" and tail == "snapshots/"

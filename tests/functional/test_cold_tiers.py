@@ -415,3 +415,17 @@ def test_s3_verify_of_a_forged_archived_manifest_starts_no_rehydration(
     assert "Restore" not in head
     assert "Contents" not in s3.list_objects_v2(
         Bucket=s3_bucket, Prefix=f"ck/{layout.rehydration_records_prefix('orders', sid)}")
+
+
+def test_s3_lifecycle_apply_keeps_the_rules_of_another_store_in_the_same_bucket(
+        tmp_path: Path, table: str, s3_bucket: str, capsys: Any) -> None:
+    vault = f"{{type: s3, bucket: {s3_bucket}, prefix: ck, region: {REGION}}}"
+    offsite = f"{{type: s3, bucket: {s3_bucket}, prefix: off, region: {REGION}}}"
+    path = _policy(tmp_path, table, vault, transition="[{after: 180d, to: archive}]",
+                   stores_extra=f", offsite: {offsite}")
+    Path(path).write_text(Path(path).read_text().replace("store: vault}", "store: vault, copy_to: [offsite]}"))
+    for store in ("vault", "offsite", "vault"):  # each store's --apply, in any order, again
+        [applied] = cli_json(capsys, "--policy", path, "lifecycle", "--apply", store)
+        assert applied["applied"] is True
+    rules = sorted(r["ID"] for r in _s3().get_bucket_lifecycle_configuration(Bucket=s3_bucket)["Rules"])
+    assert rules == ["cloudkeep-ck-orders-snapshots", "cloudkeep-off-orders-snapshots"]
