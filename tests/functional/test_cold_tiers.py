@@ -325,8 +325,9 @@ def test_s3_scheduled_verification_of_an_archived_snapshot_waits_then_runs_in_a_
     _archive_parts(s3_bucket, "ck", sid, [p["name"] for p in shown["parts"]])
     policy = load_policy(path).policy
     store = open_store(policy.stores["vault"])
-    now = parse_now(shown["started_at"]) + timedelta(hours=1, minutes=5)
-    slot = now.replace(minute=0, second=0, microsecond=0)
+    slot = (parse_now(shown["started_at"]) + timedelta(hours=2)).replace(minute=0, second=0,
+                                                                          microsecond=0)
+    now = slot + timedelta(minutes=5)  # every tick below is within this slot
     _moto_restores_take_one_look(moto_server, True)
     try:
         # the first tick asks for the rehydration and records it; nothing counts as verified
@@ -366,7 +367,7 @@ def test_s3_copy_of_an_archived_snapshot_waits_for_the_rehydration_not_a_failure
     text = Path(path).read_text().replace(
         "store: vault}", "store: vault, copy_to: [offsite]}").replace(
         f"stores: {{vault: {vault}}}",
-        f"stores: {{vault: {vault}, offsite: {{type: s3, bucket: {s3_bucket}, prefix: off, region: {REGION}}}}}")
+        f"stores: {{vault: {vault}, offsite: {{type: s3, bucket: {s3_bucket}, prefix: spare, region: {REGION}}}}}")
     Path(path).write_text(text)
     policy = load_policy(path).policy
     store = open_store(policy.stores["vault"])
@@ -420,7 +421,7 @@ def test_s3_verify_of_a_forged_archived_manifest_starts_no_rehydration(
 def test_s3_lifecycle_apply_keeps_the_rules_of_another_store_in_the_same_bucket(
         tmp_path: Path, table: str, s3_bucket: str, capsys: Any) -> None:
     vault = f"{{type: s3, bucket: {s3_bucket}, prefix: ck, region: {REGION}}}"
-    offsite = f"{{type: s3, bucket: {s3_bucket}, prefix: off, region: {REGION}}}"
+    offsite = f"{{type: s3, bucket: {s3_bucket}, prefix: spare, region: {REGION}}}"
     path = _policy(tmp_path, table, vault, transition="[{after: 180d, to: archive}]",
                    stores_extra=f", offsite: {offsite}")
     Path(path).write_text(Path(path).read_text().replace("store: vault}", "store: vault, copy_to: [offsite]}"))
@@ -428,4 +429,4 @@ def test_s3_lifecycle_apply_keeps_the_rules_of_another_store_in_the_same_bucket(
         [applied] = cli_json(capsys, "--policy", path, "lifecycle", "--apply", store)
         assert applied["applied"] is True
     rules = sorted(r["ID"] for r in _s3().get_bucket_lifecycle_configuration(Bucket=s3_bucket)["Rules"])
-    assert rules == ["cloudkeep-ck-orders-snapshots", "cloudkeep-off-orders-snapshots"]
+    assert rules == ["cloudkeep-ck-orders-snapshots", "cloudkeep-spare-orders-snapshots"]
