@@ -29,6 +29,7 @@ from typing import Any
 from . import layout, pricing, rehydrate, timeline
 from .capabilities import SetsStorageClass, able
 from .catalog import scan
+from .errors import CloudkeepError
 from .policy import Policy, format_duration
 from .registry import store_spec
 from .storageclass import CLASSES, class_at, colder
@@ -90,12 +91,13 @@ def transition(policy: Policy, name: str, store: Store, now: datetime, *,
     """Move the parts of ``name``'s committed, trusted snapshots in ``store`` to the class their
     age calls for (never warmer; only parts, listed in their manifests). A store that does not
     set classes itself (lifecycle rules, or none) is left alone. Returns ``{"moved": parts,
-    "snapshots": [{"snapshot_id", "to", "parts"}]}``."""
+    "snapshots": [{"snapshot_id", "to", "parts"}], "errors": [part refused]}`` (a part the store
+    refuses to move is logged and left; the others still move)."""
     store_name = store_name or policy.dataset(name).store
     tier = policy.tiers[policy.dataset(name).tier]
     spec = _spec_class(policy, store_name)
     setter = able(store, SetsStorageClass)
-    out: dict[str, Any] = {"dataset": name, "moved": 0, "snapshots": []}
+    out: dict[str, Any] = {"dataset": name, "moved": 0, "snapshots": [], "errors": []}
     if not tier.transition or setter is None or spec.TRANSITIONS_BY != "prune":
         return out
     listing = scan(store, name, expect=expect_for(policy, name))
@@ -115,12 +117,21 @@ def transition(policy: Policy, name: str, store: Store, now: datetime, *,
                 and colder(target, reverse.get(present[k] or "", None))]
         if not todo:
             continue
-        if not dry_run:
-            for key in todo:
+        moved = 0
+        for key in todo:
+            if dry_run:
+                moved += 1
+                continue
+            try:  # one part refused (a hold, a transient error) does not stop the others
                 setter.set_storage_class(key, spec.STORAGE_CLASSES[target])
-        out["moved"] += len(todo)
-        out["snapshots"].append({"snapshot_id": manifest.snapshot_id, "to": target,
-                                 "store_class": spec.STORAGE_CLASSES[target], "parts": len(todo)})
+                moved += 1
+            except CloudkeepError as exc:
+                log.warning("dataset %s: %s not moved to %s: %s", name, key, target, exc)
+                out["errors"].append(f"{key}: {exc}")
+        out["moved"] += moved
+        if moved:
+            out["snapshots"].append({"snapshot_id": manifest.snapshot_id, "to": target,
+                                     "store_class": spec.STORAGE_CLASSES[target], "parts": moved})
     if out["moved"]:
         log.info("dataset %s: %d part(s) moved to colder classes", name, out["moved"])
     return out
