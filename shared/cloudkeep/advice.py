@@ -149,7 +149,8 @@ def warnings(policy: Policy, now: datetime | None = None) -> list[PolicyWarning]
                 "or lock the bucket / container itself (GCS retention lock, Azure locked "
                 "immutability)"))
     out += [PolicyWarning(*w) for w in coldtiers.warnings(  # s16-cold: cold tiers
-        policy, lambda t: Schedule.parse(policy.tiers[t].schedule, policy.timezone).typical_interval(now))]
+        policy, lambda t: Schedule.parse(policy.tiers[t].schedule, policy.timezone).typical_interval(now),
+        retention_span)]
     for name, dataset in sorted(policy.datasets.items()):
         if policy.continuous(name) is not None:
             needs = type(dataset.source).continuous_requirements()

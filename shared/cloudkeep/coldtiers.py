@@ -23,11 +23,13 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from . import layout, pricing, rehydrate, timeline
 from .capabilities import SetsStorageClass, able
 from .catalog import scan
+from .errors import CloudkeepError
 from .policy import Policy, format_duration
 from .registry import store_spec
 from .storageclass import CLASSES, class_at, colder
@@ -39,8 +41,8 @@ log = logging.getLogger(__name__)
 REARCHIVE_AFTER = timedelta(days=rehydrate.DAYS)
 """A rehydrated snapshot stays online this long after its rehydration started."""
 
-_PERIOD = {"hourly": timedelta(hours=1), "daily": timedelta(days=1), "weekly": timedelta(weeks=1),
-           "monthly": timedelta(days=30), "yearly": timedelta(days=365)}
+SpanOf = Callable[[Any, timedelta], timedelta]
+"""How far back retention rules reach at a run interval (``advice.retention_span``)."""
 
 
 def _spec_class(policy: Policy, store_name: str) -> Any:
@@ -89,12 +91,13 @@ def transition(policy: Policy, name: str, store: Store, now: datetime, *,
     """Move the parts of ``name``'s committed, trusted snapshots in ``store`` to the class their
     age calls for (never warmer; only parts, listed in their manifests). A store that does not
     set classes itself (lifecycle rules, or none) is left alone. Returns ``{"moved": parts,
-    "snapshots": [{"snapshot_id", "to", "parts"}]}``."""
+    "snapshots": [{"snapshot_id", "to", "parts"}], "errors": [part refused]}`` (a part the store
+    refuses to move is logged and left; the others still move)."""
     store_name = store_name or policy.dataset(name).store
     tier = policy.tiers[policy.dataset(name).tier]
     spec = _spec_class(policy, store_name)
     setter = able(store, SetsStorageClass)
-    out: dict[str, Any] = {"dataset": name, "moved": 0, "snapshots": []}
+    out: dict[str, Any] = {"dataset": name, "moved": 0, "snapshots": [], "errors": []}
     if not tier.transition or setter is None or spec.TRANSITIONS_BY != "prune":
         return out
     listing = scan(store, name, expect=expect_for(policy, name))
@@ -114,12 +117,21 @@ def transition(policy: Policy, name: str, store: Store, now: datetime, *,
                 and colder(target, reverse.get(present[k] or "", None))]
         if not todo:
             continue
-        if not dry_run:
-            for key in todo:
+        moved = 0
+        for key in todo:
+            if dry_run:
+                moved += 1
+                continue
+            try:  # one part refused (a hold, a transient error) does not stop the others
                 setter.set_storage_class(key, spec.STORAGE_CLASSES[target])
-        out["moved"] += len(todo)
-        out["snapshots"].append({"snapshot_id": manifest.snapshot_id, "to": target,
-                                 "store_class": spec.STORAGE_CLASSES[target], "parts": len(todo)})
+                moved += 1
+            except CloudkeepError as exc:
+                log.warning("dataset %s: %s not moved to %s: %s", name, key, target, exc)
+                out["errors"].append(f"{key}: {exc}")
+        out["moved"] += moved
+        if moved:
+            out["snapshots"].append({"snapshot_id": manifest.snapshot_id, "to": target,
+                                     "store_class": spec.STORAGE_CLASSES[target], "parts": moved})
     if out["moved"]:
         log.info("dataset %s: %d part(s) moved to colder classes", name, out["moved"])
     return out
@@ -155,21 +167,21 @@ def storage_by_class(policy: Policy, name: str, store: Store, store_name: str | 
 # --- validate: minimum storage durations --------------------------------------------------------
 
 
-def _horizons(retention: Any, interval: timedelta) -> Iterable[tuple[str, timedelta]]:
-    """``(rule, about how old a snapshot kept only by that rule gets)`` for each rule set."""
+def _horizons(retention: Any, interval: timedelta, span_of: SpanOf
+              ) -> Iterable[tuple[str, timedelta]]:
+    """``(rule, about how old a snapshot kept only by that rule gets)`` for each rule set: every
+    form a rule takes (a count, a duration or calendar span such as ``1y2mo``), through the same
+    reach the other advice uses (``span_of``: ``advice.retention_span`` of that rule alone). An
+    ``unlimited`` rule deletes nothing by age: no horizon."""
     for field, value in retention:
-        if value is None or value is False or isinstance(value, str):
-            continue  # unset, or unlimited
-        if isinstance(value, timedelta):
-            yield f"{field}: {format_duration(value)}", value
-        elif isinstance(value, int) and value > 0:
-            if field == "last":
-                yield f"last: {value}", interval * value
-            elif field in _PERIOD:
-                yield f"{field}: {value}", max(_PERIOD[field], interval) * value
+        if value is None or value is False or value == 0 or value == "unlimited":
+            continue
+        horizon = span_of(SimpleNamespace(**{field: value}), interval)
+        if timedelta(0) < horizon:
+            yield f"{field}: {value}", horizon
 
 
-def warnings(policy: Policy, interval_of: Callable[[str], timedelta]
+def warnings(policy: Policy, interval_of: Callable[[str], timedelta], span_of: SpanOf
              ) -> list[tuple[str, str, str]]:
     """``(code, path, message)`` of the cold-tier risks (``advice`` prints them):
 
@@ -196,7 +208,7 @@ def warnings(policy: Policy, interval_of: Callable[[str], timedelta]
             continue
         types = sorted({policy.stores[s].type for n, d in policy.datasets.items() if d.tier == tier_name
                         for s in stores_of(policy, n) if s in policy.stores})
-        horizons = list(_horizons(tier.retention, interval_of(tier_name)))
+        horizons = list(_horizons(tier.retention, interval_of(tier_name), span_of))
         for store_type in types:
             spec = store_spec(store_type)
             if spec is None or not spec.STORAGE_CLASSES:

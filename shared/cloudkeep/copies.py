@@ -28,7 +28,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import blobs, keyindex, layout
+from . import blobs, keyindex, layout, rehydrate
 from . import clock as _clock
 from .catalog import load_manifest, snapshot_ids
 from .codec import HashingReader
@@ -168,6 +168,11 @@ def _copy_under_lock(policy: Policy, source: Store, dataset: str, manifests: lis
             for name in targets(policy, dataset):
                 if name in have:
                     continue
+                waiting = _rehydrating(policy, source, manifest)
+                if waiting:  # archived parts: asked back (recorded); a later catch-up copies
+                    out.append({"snapshot_id": manifest.snapshot_id, "store": name,
+                                "verified": False, "rehydrating": waiting})
+                    continue
                 try:
                     record = copy_snapshot(policy, source, manifest, name,
                                            retain_until=retain_until, fence=lock)
@@ -184,6 +189,24 @@ def _copy_under_lock(policy: Policy, source: Store, dataset: str, manifests: lis
     finally:
         lock.release()
     return out
+
+
+def _rehydrating(policy: Policy, source: Store, manifest: Manifest) -> str | None:
+    """Cold tiers (s16-cold): None when every part of ``manifest`` can be read now; otherwise
+    the rehydration of its archived parts is started or found (and recorded) and the wait is
+    returned (the copy is not a failure: a later catch-up copies it once they are back). A
+    manifest that fails its checks starts nothing (its copy then fails as before)."""
+    if not manifest.parts or not rehydrate.authentic(policy, source, manifest, without_key=True):
+        return None
+    try:
+        rehydrate.ensure_readable(source, [manifest], purpose="copy")
+    except rehydrate.RehydrationPendingError as exc:
+        log.info("dataset %s: copy of %s waits for a rehydration: %s", manifest.dataset,
+                 manifest.snapshot_id, exc)
+        return str(exc)
+    except CloudkeepError as exc:  # the copy itself will say what is wrong
+        log.warning("dataset %s: cannot check for archived parts: %s", manifest.dataset, exc)
+    return None
 
 
 def _recorded(store: Store, dataset: str) -> dict[str, set[str]]:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from . import audit, clock, coldtiers, copies, logctx, runs, verify_slots
+from . import audit, chain, clock, coldtiers, copies, logctx, rehydrate, runs, verify_slots
 from .catalog import latest
 from .drills import run_level
 from .errors import CloudkeepError, KeyUnavailableError
@@ -112,6 +112,8 @@ def due_verifications(policy: Policy, name: str, now: datetime, store: Store,
                                                               "started_at", "ok")}
             except ValueError:
                 pass
+        if satisfied is None and not _readable(policy, store, newest, level):
+            continue  # archived: rehydration started (recorded); a later tick runs the slot
         try:
             mine = verify_slots.claim(store, name, level, slot, snapshot_id=newest.snapshot_id,
                                       run_id=run_id, satisfied_by=satisfied)
@@ -137,6 +139,25 @@ def due_verifications(policy: Policy, name: str, now: datetime, store: Store,
         verify_slots.record_outcome(store, report, slot, key)
         reports.append(report)
     return reports
+
+
+def _readable(policy: Policy, store: Store, manifest: Manifest, level: str) -> bool:
+    """Cold tiers (s16-cold): whether every part a scheduled ``level`` reads (the snapshot's
+    chain) can be read now. If some are archived, their rehydration is started or found (and
+    recorded) and False is returned: the slot stays unclaimed, so a later tick runs it once the
+    parts are back — like a native job, never a failed verification. A manifest that fails its
+    trust checks starts nothing (it is verified as it is, and fails)."""
+    if not manifest.parts or not rehydrate.authentic(policy, store, manifest):
+        return True
+    try:
+        rehydrate.ensure_readable(store, chain.load_chain(store, manifest), purpose="verify")
+    except rehydrate.RehydrationPendingError as exc:
+        log.info("dataset %s: scheduled %s waits for a rehydration: %s", manifest.dataset,
+                 level, exc)
+        return False
+    except CloudkeepError as exc:  # the check itself failed: the verification will say why
+        log.warning("dataset %s: cannot check for archived parts: %s", manifest.dataset, exc)
+    return True
 
 
 def audit_backup(policy: Policy, result: RunResult, store: Store | None = None,

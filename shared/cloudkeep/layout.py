@@ -564,3 +564,10 @@ def parse_key_index_name(name: str) -> str | None:
         return None
     part = name[: -len(KEY_INDEX_SUFFIX)]
     return part if PART_NAME_RE.match(part) else None
+
+
+def is_snapshots_prefix(rel: str) -> bool:
+    """Whether ``rel`` (relative to a store) is some dataset's ``snapshots_prefix``: how a store
+    tells its own lifecycle rules from those of another store sharing the bucket."""
+    head, sep, tail = rel.partition("/")
+    return bool(head) and sep == "/" and tail == "snapshots/"

@@ -37,11 +37,15 @@ def currency(overrides: Pricing | None = None) -> str:
 def storage_price(store_type: str, store_class: str, overrides: Pricing | None = None
                   ) -> float | None:
     """Price of one GB-month of ``store_class`` in a ``store_type`` store: the policy's
-    override, else the table's, else None (unknown)."""
+    override, else the table's, else None (unknown). When the override names a currency other
+    than the table's, the table's prices are not in it: a price not overridden is then unknown
+    (never mixed into a total in the wrong currency)."""
     if overrides is not None:
         given = overrides.storage_gb_month.get(store_type, {}).get(store_class)
         if given is not None:
             return float(given)
+        if overrides.currency and overrides.currency != str(table().get("currency", "USD")):
+            return None
     value = table().get("storage_gb_month", {}).get(store_type, {}).get(store_class)
     return None if value is None else float(value)
 

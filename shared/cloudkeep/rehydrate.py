@@ -26,12 +26,13 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from . import clock, layout, sequences
+from . import clock, layout, sequences, trust
 from .capabilities import Rehydrates, able
-from .errors import CloudkeepError
+from .errors import CloudkeepError, KeyUnavailableError
 
 if TYPE_CHECKING:
     from .manifest import Manifest
+    from .policy import Policy
     from .stores import Store
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,55 @@ def latest(store: Store, dataset: str, snapshot_id: str) -> dict[str, Any] | Non
     """The newest rehydration record of a snapshot (None: never rehydrated)."""
     found = sequences.newest(store, layout.rehydration_records_prefix(dataset, snapshot_id), _parse)
     return found[1] if found else None
+
+
+def authentic(policy: Policy, store: Store, manifest: Manifest, *, store_name: str | None = None,
+              allow_unsigned: bool = False, without_key: bool = False) -> bool:
+    """Whether ``manifest`` passes every trust check a restore makes (binding, tag, policy), so
+    that asking the cloud for its parts (which costs) is asked only for a genuine snapshot: a
+    forged or replayed manifest never starts a rehydration. ``without_key``: where the caller's
+    identity cannot unwrap data keys (the backup role's copies), a manifest bound to its dataset,
+    id and store is enough (its parts are the snapshot's own objects)."""
+    expect = trust.expect_for(policy, manifest.dataset, store_name, allow_unsigned=allow_unsigned)
+    try:
+        trust.check(store, manifest, manifest.dataset, manifest.snapshot_id, expect)
+    except KeyUnavailableError:
+        if not without_key:
+            return False
+        try:
+            trust.check(store, manifest, manifest.dataset, manifest.snapshot_id,
+                        expect.without_keyring())
+        except CloudkeepError:
+            return False
+    except CloudkeepError as exc:
+        log.warning("%s@%s: no rehydration for a manifest that fails its checks: %s",
+                    manifest.dataset, manifest.snapshot_id, exc)
+        return False
+    return True
+
+
+def pending(store: Store, dataset: str) -> list[dict[str, Any]]:
+    """The rehydrations of ``dataset`` under way (newest record ``started``), as shown by
+    ``report``: ``{snapshot_id, purpose, started_at, expected_ready_at}`` (one listing; an
+    unreadable record is skipped — records only inform)."""
+    newest: dict[str, str] = {}
+    prefix = layout.rehydrations_prefix(dataset)
+    for info in store.list(prefix):
+        sid = info.key[len(prefix):].split("/", 1)[0]
+        if sid and info.key > newest.get(sid, ""):
+            newest[sid] = info.key
+    out = []
+    for sid, key in sorted(newest.items()):
+        try:
+            record = _parse(store.get(key), key)
+        except (CloudkeepError, ValueError) as exc:
+            log.warning("skipping rehydration record %s: %s", key, exc)
+            continue
+        if record.get("state") == "started":
+            out.append({"snapshot_id": sid, "purpose": str(record.get("purpose") or ""),
+                        "started_at": str(record.get("started_at") or ""),
+                        "expected_ready_at": str(record.get("expected_ready_at") or "")})
+    return out
 
 
 def offline_parts(store: Store, manifest: Manifest) -> list[tuple[str, str, str | None]]:

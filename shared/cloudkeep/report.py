@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import __version__, coldtiers, holds, layout, runs, timeline, verify_slots
+from . import __version__, coldtiers, holds, layout, rehydrate, runs, timeline, verify_slots
 from .alerts import open_alerts
 from .catalog import scan
 from .changelog import window
@@ -165,6 +165,11 @@ def dataset_report(policy: Policy, name: str, now: datetime, store: Store | None
         log.warning("dataset %s: cannot list storage classes: %s", name, exc)
         out["storage"] = None
     out["continuous"] = window.summary(policy, name)  # s16-capture: window and gaps
+    try:  # s16-cold: archived snapshots being rehydrated (a verification or copy waits for them)
+        out["rehydrating"] = rehydrate.pending(store, name)
+    except CloudkeepError as exc:
+        log.warning("dataset %s: cannot read the rehydration records: %s", name, exc)
+        out["rehydrating"] = []
     out["status"], out["attention"] = _status(out)
     return out
 

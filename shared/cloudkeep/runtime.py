@@ -414,7 +414,7 @@ def _copy_duty(policy: Policy, name: str, outcome: RunResult | None, store: Stor
     result.copies.extend({"dataset": name} | e for e in entries)
     if copies.failures(entries):
         return {"copy_failed": copies.failure_text(entries)}
-    if any(e.get("deferred") for e in entries):
+    if any(e.get("deferred") or e.get("rehydrating") for e in entries):
         return {}
     return {"copy_failed": None}
 

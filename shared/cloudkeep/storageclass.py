@@ -26,7 +26,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .specs import Duration, Model, format_duration
 
@@ -89,6 +89,18 @@ class Pricing(Model):
         default_factory=dict,
         description="store type → storage class → price of one GB-month, e.g. "
         "{s3: {STANDARD: 0.021, DEEP_ARCHIVE: 0.0018}}")
+
+    @field_validator("storage_gb_month", mode="before")
+    @classmethod
+    def _numbers(cls, value: object) -> object:
+        """Prices are numbers as written: ``true`` or ``"0.1"`` are refused, not coerced."""
+        if isinstance(value, dict):
+            for store_type, prices in value.items():
+                for name, price in (prices.items() if isinstance(prices, dict) else ()):
+                    if isinstance(price, bool) or not isinstance(price, int | float):
+                        raise ValueError(f"{store_type}.{name}: a price must be a number from 0 "
+                                         f"to 1000000, got {price!r}")
+        return value
 
     @model_validator(mode="after")
     def _sane(self) -> Pricing:

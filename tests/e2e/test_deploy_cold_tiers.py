@@ -1,6 +1,6 @@
 """Cold tiers in the AWS deployment's roles (the packaged template; `make deploy-check`): the
-backup role may tag the parts it creates and nothing more, only the restore side may ask S3 for a
-rehydration and record it, and no function may change the vault's lifecycle rules (an
+backup role may tag the parts it creates, only the restore side (and the backup side's copies of an
+archived snapshot) may ask S3 for a rehydration and record it, and no function may change the vault's lifecycle rules (an
 administrator applies them with `cloudkeep lifecycle --apply`)."""
 
 from __future__ import annotations
@@ -37,13 +37,17 @@ def test_only_the_restore_side_rehydrates_and_records_it(template: dict[str, Any
     restorers = {f for f in functions(template)
                  if allowed(role_statements(template, role_of(template, f), conds),
                             "s3:RestoreObject", "VaultBucket")}
-    assert restorers and all(role_of(template, f) in ("RestoreRole", "InvokeRole") for f in restorers)
-    [restore] = allowed(role_statements(template, "RestoreRole", conds), "s3:RestoreObject", "VaultBucket")
-    assert restore["Resource"] == {"Fn::Sub": "${VaultBucket.Arn}/*/snapshots/*"}
+    assert restorers and all(role_of(template, f) in ("RestoreRole", "InvokeRole", "BackupRole")
+                             for f in restorers)
+    # the restore side (restores, scheduled verifications) and the backup side's copies of an
+    # archived snapshot ask for a rehydration of snapshot parts only; the pruner never does
+    for role in ("RestoreRole", "BackupRole"):
+        [restore] = allowed(role_statements(template, role, conds), "s3:RestoreObject", "VaultBucket")
+        assert restore["Action"] == ["s3:RestoreObject"]
+        assert restore["Resource"] == {"Fn::Sub": "${VaultBucket.Arn}/*/snapshots/*"}
     records = json.dumps(allowed(role_statements(template, "RestoreRole", conds), "s3:PutObject", "VaultBucket"))
     assert "/*/rehydrations/*" in records
-    for role in ("BackupRole", "PrunerRole"):
-        assert not allowed(role_statements(template, role, conds), "s3:RestoreObject", "VaultBucket")
+    assert not allowed(role_statements(template, "PrunerRole", conds), "s3:RestoreObject", "VaultBucket")
 
 
 def test_no_function_changes_the_vaults_lifecycle(template: dict[str, Any]) -> None:

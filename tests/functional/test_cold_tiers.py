@@ -37,17 +37,19 @@ def table(ddb_resource: Any) -> str:
     return name
 
 
-def _policy(tmp_path: Path, table: str, store: str, *, transition: str, extra: str = "") -> str:
+def _policy(tmp_path: Path, table: str, store: str, *, transition: str, extra: str = "",
+            tier_extra: str = "", stores_extra: str = "") -> str:
     path = tmp_path / "cloudkeep.yaml"
     path.write_text(f"""
 version: 1
-stores: {{vault: {store}}}
+stores: {{vault: {store}{stores_extra}}}
 tiers:
   t:
     schedule: "0 * * * *"
     rpo: 2h
     retention: {{last: 5}}
     transition: {transition}
+    {tier_extra}
 datasets: {{orders: {{source: {{type: dynamodb, table: {table}, region: {REGION}}}, tier: t, store: vault}}}}
 {extra}
 """)
@@ -307,3 +309,124 @@ def test_s3_a_restore_still_under_way_keeps_waiting_then_finishes(
     states = [json.loads(_s3().get_object(Bucket=s3_bucket, Key=o["Key"])["Body"].read())["state"]
               for o in _s3().list_objects_v2(Bucket=s3_bucket, Prefix=records)["Contents"]]
     assert states == ["started", "ready"]
+
+
+def test_s3_scheduled_verification_of_an_archived_snapshot_waits_then_runs_in_a_later_tick(
+        tmp_path: Path, table: str, s3_bucket: str, capsys: Any, moto_server: Any) -> None:
+    from cloudkeep import verify_slots
+    from cloudkeep.duties import due_verifications
+    from cloudkeep.registry import open_store
+
+    path = _policy(tmp_path, table, f"{{type: s3, bucket: {s3_bucket}, prefix: ck, region: {REGION}}}",
+                   transition="[{after: 180d, to: archive}]",
+                   tier_extra='verify: {sample: "0 * * * *", sample_items: 5}')
+    shown = _backup(capsys, path)
+    sid = shown["snapshot_id"]
+    _archive_parts(s3_bucket, "ck", sid, [p["name"] for p in shown["parts"]])
+    policy = load_policy(path).policy
+    store = open_store(policy.stores["vault"])
+    slot = (parse_now(shown["started_at"]) + timedelta(hours=2)).replace(minute=0, second=0,
+                                                                          microsecond=0)
+    now = slot + timedelta(minutes=5)  # every tick below is within this slot
+    _moto_restores_take_one_look(moto_server, True)
+    try:
+        # the first tick asks for the rehydration and records it; nothing counts as verified
+        # or failed, and the slot stays free for a later tick
+        assert due_verifications(policy, "orders", now, store) == []
+        assert not verify_slots.claimed(store, "orders", "sample", slot)
+        head = _s3().head_object(Bucket=s3_bucket,
+                                 Key=f"ck/{layout.part_key('orders', sid, shown['parts'][0]['name'])}")
+        assert "ongoing-request" in head.get("Restore", "")
+        [row] = cli_json(capsys, "--policy", path, "report", "--now", now.isoformat())["datasets"]
+        assert [(r["snapshot_id"], r["purpose"]) for r in row["rehydrating"]] == [(sid, "verify")]
+        assert row["last_verification"] is None
+        # still under way: the next tick waits again (RestoreObject asked once)
+        assert due_verifications(policy, "orders", now + timedelta(minutes=5), store) == []
+        # back: the tick runs the slot's sample like any other, and it passes
+        [report] = due_verifications(policy, "orders", now + timedelta(minutes=10), store)
+        assert report.ok and report.level == "sample" and report.snapshot_id == sid
+        assert verify_slots.claimed(store, "orders", "sample", slot)
+    finally:
+        _moto_restores_take_one_look(moto_server, False)
+    [row] = cli_json(capsys, "--policy", path, "report", "--now",
+                     (now + timedelta(minutes=11)).isoformat())["datasets"]
+    assert row["rehydrating"] == []  # the record's newest entry is `ready`
+
+
+def test_s3_copy_of_an_archived_snapshot_waits_for_the_rehydration_not_a_failure(
+        tmp_path: Path, table: str, s3_bucket: str, capsys: Any, moto_server: Any) -> None:
+    from cloudkeep import copies
+    from cloudkeep.registry import open_store
+
+    vault = f"{{type: s3, bucket: {s3_bucket}, prefix: ck, region: {REGION}}}"
+    path = _policy(tmp_path, table, vault, transition="[{after: 180d, to: archive}]")
+    shown = _backup(capsys, path)
+    sid = shown["snapshot_id"]
+    _archive_parts(s3_bucket, "ck", sid, [p["name"] for p in shown["parts"]])
+    # a copy store added later: the catch-up must copy an archived snapshot
+    text = Path(path).read_text().replace(
+        "store: vault}", "store: vault, copy_to: [offsite]}").replace(
+        f"stores: {{vault: {vault}}}",
+        f"stores: {{vault: {vault}, offsite: {{type: s3, bucket: {s3_bucket}, prefix: spare, region: {REGION}}}}}")
+    Path(path).write_text(text)
+    policy = load_policy(path).policy
+    store = open_store(policy.stores["vault"])
+    _moto_restores_take_one_look(moto_server, True)
+    try:
+        [entry] = copies.catch_up(policy, store, "orders")
+        assert entry["snapshot_id"] == sid and not entry["verified"]
+        assert "being rehydrated" in entry["rehydrating"] and not copies.failures([entry])
+        latest_record = json.loads(_s3().get_object(Bucket=s3_bucket, Key=sorted(
+            o["Key"] for o in _s3().list_objects_v2(
+                Bucket=s3_bucket, Prefix=f"ck/{layout.rehydration_records_prefix('orders', sid)}")["Contents"]
+        )[-1])["Body"].read())
+        assert (latest_record["state"], latest_record["purpose"]) == ("started", "copy")
+        [entry] = copies.catch_up(policy, store, "orders")  # still under way
+        assert "rehydrating" in entry and not copies.failures([entry])
+        [entry] = copies.catch_up(policy, store, "orders")  # back: copied and verified
+        assert entry["verified"] is True and "error" not in entry, entry
+    finally:
+        _moto_restores_take_one_look(moto_server, False)
+
+
+def test_s3_verify_of_a_forged_archived_manifest_starts_no_rehydration(
+        tmp_path: Path, table: str, s3_bucket: str, capsys: Any) -> None:
+    from cloudkeep.keys.local import create_key_file
+
+    create_key_file(tmp_path / "one.key")
+    path = _policy(tmp_path, table, f"{{type: s3, bucket: {s3_bucket}, prefix: ck, region: {REGION}}}",
+                   transition="[{after: 180d, to: archive}]",
+                   extra="keys: {one: {provider: local, path: one.key}}\nsigning: {keys: [one]}")
+    shown = _backup(capsys, path)
+    sid = shown["snapshot_id"]
+    parts = [p["name"] for p in shown["parts"]]
+    _archive_parts(s3_bucket, "ck", sid, parts)
+    s3 = _s3()
+    # an attacker with write access to the bucket rewrites the manifest (its tag no longer fits)
+    key = f"ck/{layout.manifest_key('orders', sid)}"
+    doc = json.loads(s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read())
+    doc["started_at"] = doc["started_at"].replace(doc["started_at"][:4], "2001")
+    s3.put_object(Bucket=s3_bucket, Key=key, Body=json.dumps(doc).encode())
+
+    code, out, err = cli(capsys, "--policy", path, "verify", f"orders@{sid}")
+    assert code == 1 and "Traceback" not in err and "being rehydrated" not in out + err
+    assert "authentication" in out + err
+    # no retrieval was asked (no charge) and no rehydration recorded
+    head = s3.head_object(Bucket=s3_bucket, Key=f"ck/{layout.part_key('orders', sid, parts[0])}")
+    assert "Restore" not in head
+    assert "Contents" not in s3.list_objects_v2(
+        Bucket=s3_bucket, Prefix=f"ck/{layout.rehydration_records_prefix('orders', sid)}")
+
+
+def test_s3_lifecycle_apply_keeps_the_rules_of_another_store_in_the_same_bucket(
+        tmp_path: Path, table: str, s3_bucket: str, capsys: Any) -> None:
+    vault = f"{{type: s3, bucket: {s3_bucket}, prefix: ck, region: {REGION}}}"
+    offsite = f"{{type: s3, bucket: {s3_bucket}, prefix: spare, region: {REGION}}}"
+    path = _policy(tmp_path, table, vault, transition="[{after: 180d, to: archive}]",
+                   stores_extra=f", offsite: {offsite}")
+    Path(path).write_text(Path(path).read_text().replace("store: vault}", "store: vault, copy_to: [offsite]}"))
+    for store in ("vault", "offsite", "vault"):  # each store's --apply, in any order, again
+        [applied] = cli_json(capsys, "--policy", path, "lifecycle", "--apply", store)
+        assert applied["applied"] is True
+    rules = sorted(r["ID"] for r in _s3().get_bucket_lifecycle_configuration(Bucket=s3_bucket)["Rules"])
+    assert rules == ["cloudkeep-ck-orders-snapshots", "cloudkeep-spare-orders-snapshots"]

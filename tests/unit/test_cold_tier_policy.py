@@ -103,6 +103,31 @@ def test_early_deletion_warnings() -> None:
     assert _codes(_policy(transition=[{"after": "60d", "to": "archive"}], retention={"daily": 30})) == []
 
 
+@pytest.mark.parametrize(("retention", "deleted_at"), [
+    ({"within": "2mo"}, "62d"),              # a calendar span (months, at most 31 days)
+    ({"within": "45d"}, "45d"),
+    ({"within_daily": "1mo15d"}, "46d"),     # a window rule with calendar units
+    ({"within_weekly": "6w"}, "42d"),
+    ({"last": 40}, "40d"),                   # daily runs: 40 of them
+    ({"weekly": 6}, "42d"),
+])
+def test_early_deletion_warns_for_every_retention_form(retention: Any, deleted_at: str) -> None:
+    """Archived at 30d into DEEP_ARCHIVE (180 days minimum), deleted at 40–60 days: warned,
+    whatever form the rule takes; the message says when they are deleted."""
+    text = _policy(transition=[{"after": "30d", "to": "archive"}], retention=retention)
+    assert _codes(text) == [("early-deletion", "tiers.gold.retention")]
+    [warning] = [w for w in advice.warnings(parse_policy(text), NOW) if w.code == "early-deletion"]
+    assert f"deleted at about {deleted_at} old" in warning.message
+
+
+@pytest.mark.parametrize("retention", [
+    {"last": "unlimited"}, {"daily": "unlimited"}, {"within": "1y"}, {"within_monthly": "2y"},
+    {"yearly": 3},
+])
+def test_no_early_deletion_for_rules_that_keep_past_the_minimum(retention: Any) -> None:
+    assert _codes(_policy(transition=[{"after": "30d", "to": "archive"}], retention=retention)) == []
+
+
 def test_s3_standard_ia_before_30_days_is_warned_about() -> None:
     assert ("lifecycle-refuses", "tiers.gold.transition[0]") in _codes(_policy(
         transition=[{"after": "7d", "to": "cool"}], retention={"yearly": 3}))
@@ -131,13 +156,30 @@ def test_price_table_and_overrides() -> None:
     assert pricing.storage_price("s3", "STANDARD") == pytest.approx(0.023)
     assert pricing.storage_price("azure_blob", "Archive") == pytest.approx(0.00099)
     assert pricing.storage_price("s3", "NO_SUCH_CLASS") is None
-    over = Pricing(currency="EUR", storage_gb_month={"s3": {"STANDARD": 0.5}})
+    over = Pricing(storage_gb_month={"s3": {"STANDARD": 0.5}})  # the table's currency
     assert pricing.storage_price("s3", "STANDARD", over) == 0.5
     assert pricing.storage_price("s3", "DEEP_ARCHIVE", over) == pytest.approx(0.00099)  # from the table
     cost = pricing.monthly_storage("s3", {"STANDARD": 2 << 30, "DEEP_ARCHIVE": 1 << 30}, over)
-    assert cost["currency"] == "EUR"
+    assert cost["currency"] == "USD"
     assert cost["monthly_cost"] == pytest.approx(1.0 + 0.00099)
     assert [c["class"] for c in cost["classes"]] == ["DEEP_ARCHIVE", "STANDARD"]
+
+
+def test_prices_in_another_currency_are_never_mixed_with_the_tables() -> None:
+    """An override in EUR: a class it does not price has no price in EUR (the table's is in
+    USD), so the total is unknown rather than a sum of euros and dollars."""
+    over = Pricing(currency="EUR", storage_gb_month={"s3": {"STANDARD": 0.5}})
+    assert pricing.storage_price("s3", "STANDARD", over) == 0.5
+    assert pricing.storage_price("s3", "DEEP_ARCHIVE", over) is None
+    cost = pricing.monthly_storage("s3", {"STANDARD": 2 << 30, "DEEP_ARCHIVE": 1 << 30}, over)
+    assert cost["currency"] == "EUR" and cost["monthly_cost"] is None
+    assert {c["class"]: c["monthly_cost"] for c in cost["classes"]} == {
+        "STANDARD": 1.0, "DEEP_ARCHIVE": None}
+    # every class priced in EUR: a total in EUR
+    full = Pricing(currency="EUR", storage_gb_month={"s3": {"STANDARD": 0.5, "DEEP_ARCHIVE": 0.01}})
+    assert pricing.monthly_storage("s3", {"STANDARD": 1 << 30, "DEEP_ARCHIVE": 1 << 30}, full)[
+        "monthly_cost"] == pytest.approx(0.51)
+    assert "about unknown a month" in pricing.summary_text(cost, str)
     unknown = pricing.monthly_storage("gcs", {"STANDARD": 1, "MYSTERY": 1})
     assert unknown["monthly_cost"] is None  # never guessed
     assert pricing.monthly_storage("file", {"local": 5 << 30})["monthly_cost"] == 0.0
@@ -145,7 +187,7 @@ def test_price_table_and_overrides() -> None:
 
 @pytest.mark.parametrize(("value", "needle"), [
     ({"storage_gb_month": {"s3": {"STANDARD": -1}}}, "from 0 to 1000000"),
-    ({"storage_gb_month": {"s3": {"STANDARD": "cheap"}}}, "pricing.storage_gb_month.s3.STANDARD"),
+    ({"storage_gb_month": {"s3": {"STANDARD": "cheap"}}}, "pricing.storage_gb_month: s3.STANDARD: a price must be a number"),
     ({"currency": "dollars"}, "pricing.currency"),
     ({"storage": {}}, "unknown key 'storage'"),
     ({"storage_gb_month": {"s4": {"STANDARD": 1}}}, "unknown store type 's4'"),
@@ -190,3 +232,23 @@ def test_s3_parts_go_untagged_when_the_store_refuses_tags() -> None:
     with pytest.raises(ClientError):
         other._tagged(refusing("NoSuchBucket"), Key="k", Tagging="cloudkeep-data=part")
     assert other._tag_parts is True
+
+
+@pytest.mark.parametrize(("prices", "needle"), [
+    ({"s3": {"STANDARD": True}}, "s3.STANDARD: a price must be a number"),
+    ({"s3": {"STANDARD": "0.1"}}, "s3.STANDARD: a price must be a number"),
+    ({"s3": {"standard": 0.1}}, "storage class 'standard' is spelled 'STANDARD'"),
+    ({"azure_blob": {"hot": 0.1}}, "storage class 'hot' is spelled 'Hot'"),
+])
+def test_prices_that_would_silently_price_nothing_or_the_wrong_thing_are_refused(
+        tmp_path: Path, capsys: Any, prices: Any, needle: str) -> None:
+    path = tmp_path / "cloudkeep.yaml"
+    path.write_text(_policy(transition=[{"after": "30d", "to": "cold"}],
+                            extra={"pricing": {"storage_gb_month": prices}}))
+    code, out, err = cli(capsys, "--policy", str(path), "validate")
+    assert code == 2 and needle in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if needle in line]) == 1
+    # a class the table does not know (yet) may still be priced
+    path.write_text(_policy(transition=[{"after": "30d", "to": "cold"}],
+                            extra={"pricing": {"storage_gb_month": {"s3": {"EXPRESS_ONEZONE": 0.16}}}}))
+    assert cli(capsys, "--policy", str(path), "validate")[0] == 0

@@ -30,7 +30,8 @@ from .output import color_enabled, human_bytes, printable
 log = logging.getLogger("cloudkeep")
 
 __all__ = ["color_enabled", "entrypoint", "human_bytes", "main", "printable", "run_cli"]
-COMMAND_MODULES = (capture, coldtiers, hold, items, keys, policy, report, restore, retention, run, snapshots)  # each registers its commands
+COMMAND_MODULES = (capture, coldtiers, hold, items, keys, policy, report, restore, retention, run,
+                   snapshots)  # each registers its commands
 
 
 def entrypoint(argv: Sequence[str] | None = None) -> int:

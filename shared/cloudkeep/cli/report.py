@@ -69,6 +69,9 @@ def report(ctx: Ctx, datasets: tuple[str, ...], output: str | None, now_text: st
                 click.echo(f"  {r['dataset']}: {reason}")
             if r.get("storage"):  # s16-cold: bytes per storage class, monthly cost
                 click.echo(f"  {r['dataset']}: storage {summary_text(r['storage'], human_bytes)}")
+            for wait in r.get("rehydrating") or []:  # s16-cold: a verification/copy waits
+                click.echo(f"  {r['dataset']}: rehydrating {wait['snapshot_id']} for a "
+                           f"{wait['purpose']} (expected ready by {wait['expected_ready_at'][:16]})")
         if d.get("html"):
             click.echo(f"wrote {d['html']}")
 

@@ -14,7 +14,7 @@ from pydantic import Field, StrictBool, StrictInt, field_validator
 from pydantic.functional_validators import AfterValidator, BeforeValidator
 from pydantic.json_schema import WithJsonSchema
 
-from .. import registry
+from .. import pricing, registry
 from ..errors import UsageError
 from ..spans import RetentionSpan
 from ..specs import Duration, Immutability, KeyModel, Model, Offset, SourceModel, StoreModel, show
@@ -165,6 +165,15 @@ else:
 def _window(what: str) -> Any:
     return Field(default=None, description=f"keep {what} within this long of the latest snapshot "
                  "(calendar units: e.g. 7d, 36h, 6mo, 1y2mo3d3h)")
+
+
+def _store_classes(store_type: str) -> set[str]:
+    """The storage classes cloudkeep knows of a store type (its spec's and the price table's)."""
+    spec = registry.store_spec(store_type)
+    known = set(pricing.table().get("storage_gb_month", {}).get(store_type, {}))
+    if spec is not None:
+        known |= {*spec.STORAGE_CLASSES.values(), spec.DEFAULT_CLASS, *spec.MIN_STORAGE_DAYS}
+    return known
 
 
 class Retention(Model):
@@ -365,6 +374,13 @@ class Policy(Model):
             if store_type not in STORE_TYPES:
                 raise ValueError(f"storage_gb_month: unknown store type {store_type!r} "
                                  f"(known: {', '.join(STORE_TYPES)})")
+            assert value is not None
+            known = _store_classes(store_type)
+            for name in value.storage_gb_month[store_type]:
+                spelled = [k for k in known if k.casefold() == name.casefold() and k != name]
+                if spelled:  # `standard` would price nothing: the listing says STANDARD
+                    raise ValueError(f"storage_gb_month.{store_type}: storage class {name!r} is "
+                                     f"spelled {spelled[0]!r}")
         return value
 
     def dataset(self, name: str) -> Dataset:

@@ -24,8 +24,12 @@ def verify(policy: Policy, ref: str, *, level: str = "integrity", sample_items: 
     unencrypted one where the policy requires signatures or encryption."""
     # the manifest's tag is checked (and reported) by verify itself
     store, manifest = resolve(policy, ref, store_name=store_name, authenticate=False)
-    # archived parts: start their rehydration (recorded), finish in a later invocation
-    rehydrate.ensure_readable(store, [manifest], purpose="verify")
+    # archived parts: start their rehydration (recorded), finish in a later invocation; only
+    # for a manifest that passes the trust checks (a forged one must not cause retrieval
+    # charges: it is verified as it is, and its problems reported)
+    if rehydrate.authentic(policy, store, manifest, store_name=store_name,
+                           allow_unsigned=allow_unsigned):
+        rehydrate.ensure_readable(store, [manifest], purpose="verify")
     report = run_level(policy, store, manifest, level, sample_items=sample_items,
                        progress=progress, trigger=trigger, allow_unsigned=allow_unsigned)
     record_and_audit(store, report)

@@ -220,9 +220,20 @@ class GcsStore(BaseStore, GcsLocation, LifecycleRules):
                  "condition": {"age": days, "matchesPrefix": [self._key(prefix.rstrip("/")) + "/"],
                                "matchesSuffix": list(PART_SUFFIXES)}}
                 for prefix, steps in sorted(plans.items()) for days, cls in steps]
-        others = [r for r in self.current_lifecycle()
-                  if r.get("condition", {}).get("matchesSuffix") != PART_SUFFIXES]
+        others = [r for r in self.current_lifecycle() if not self._own_rule(r)]
         return others + ours
+
+    def _own_rule(self, rule: dict[str, Any]) -> bool:
+        """Whether ``rule`` is one cloudkeep wrote for THIS store (parts' suffixes, and a
+        dataset's ``snapshots/`` right under this store's prefix): another store's rules in the
+        same bucket (another prefix) are kept."""
+        condition = rule.get("condition") or {}
+        prefixes = condition.get("matchesPrefix")
+        base = f"{self.prefix}/" if self.prefix else ""
+        return (condition.get("matchesSuffix") == PART_SUFFIXES and isinstance(prefixes, list)
+                and len(prefixes) == 1 and isinstance(prefixes[0], str)
+                and prefixes[0].startswith(base)
+                and layout.is_snapshots_prefix(prefixes[0][len(base):]))
 
     def current_lifecycle(self) -> builtins.list[dict[str, Any]]:
         with self._errors("lifecycle", "list"):

@@ -290,9 +290,19 @@ class S3Store(BaseStore, LockModes, ExtendsRetention, ServerSideCopy, LifecycleR
                                    "Tags": [{"Key": PART_TAG[0], "Value": PART_TAG[1]}]}},
                 "Transitions": [{"Days": days, "StorageClass": cls} for days, cls in steps],
             })
-        others = [r for r in self.current_lifecycle().get("Rules", [])
-                  if not str(r.get("ID", "")).startswith(RULE_PREFIX)]
+        others = [r for r in self.current_lifecycle().get("Rules", []) if not self._own_rule(r)]
         return {"Rules": others + ours}
+
+    def _own_rule(self, rule: dict[str, Any]) -> bool:
+        """Whether ``rule`` is one cloudkeep wrote for THIS store (its ID, and a filter on a
+        dataset's ``snapshots/`` right under this store's prefix): the rules of another store in
+        the same bucket (another prefix) are someone else's and kept."""
+        if not str(rule.get("ID", "")).startswith(RULE_PREFIX):
+            return False
+        prefix = ((rule.get("Filter") or {}).get("And") or {}).get("Prefix")
+        base = f"{self.prefix}/" if self.prefix else ""
+        return (isinstance(prefix, str) and prefix.startswith(base)
+                and layout.is_snapshots_prefix(prefix[len(base):]))
 
     def current_lifecycle(self) -> dict[str, Any]:
         try:
