@@ -51,6 +51,7 @@ from ...capabilities import (
     CopiesObjects,
     Description,
     Incremental,
+    LocatesTargets,
     ServerSideCopy,
     Summarizes,
     able,
@@ -83,7 +84,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, NamesTargets):
+class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, NamesTargets, LocatesTargets):
     kind = "s3"
 
     def __init__(
@@ -328,6 +329,21 @@ class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, NamesTargets)
         return digest.hexdigest()
 
     # ------------------------------------------------------------------ restore
+
+    def target_region(self, target: str) -> str | None:
+        """The region of the target's bucket if it exists (S3's ``x-amz-bucket-region``; a
+        bucket keeps its region whatever client reaches it), else None. Reads only."""
+        from botocore.exceptions import ClientError
+
+        bucket, _ = split_target(target)
+        try:
+            with _errors(f"reading bucket {bucket}", passthrough={"NoSuchBucket", "404", "NotFound"}):
+                resp = self.client.head_bucket(Bucket=bucket)
+        except ClientError:
+            return None
+        headers = (resp.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+        region = resp.get("BucketRegion") or headers.get("x-amz-bucket-region")
+        return str(region) if region else self.region
 
     def open_restore(self, target: str, recorded: dict[str, Any], *, overwrite: bool) -> S3Writer:
         return prepare_target(self, target, overwrite=overwrite)
