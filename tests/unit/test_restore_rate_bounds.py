@@ -39,3 +39,23 @@ def test_cli_refuses_a_tiny_rate_in_one_line(tmp_path: Path, capsys: Any) -> Non
     assert err.strip().splitlines() == [
         "error: bad --max-rate 1e-300: at least 0.001 items per second"]
     assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize(("field", "value"), [("max_rate", 10**400), ("capacity_share", -10**400),
+                                              ("max_rate", float("nan")), ("max_rate", 1e-300)])
+def test_invoke_refuses_an_out_of_range_rate_as_bad_usage(
+        tmp_path: Path, field: str, value: Any) -> None:
+    from cloudkeep.function import invoke
+    from cloudkeep.policy import load_policy
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        "version: 1\n"
+        f"stores:\n  vault: {{type: file, path: '{tmp_path / 'store'}'}}\n"
+        "tiers:\n  t: {schedule: '0 0 * * *', rpo: 2d, retention: {last: 3}}\n"
+        "datasets:\n  orders:\n    source: {type: dynamodb, table: orders, region: us-east-1}\n"
+        "    tier: t\n    store: vault\n")
+    status, body = invoke(load_policy(str(path)), {"action": "restore", "ref": "orders@latest",
+                                                   "into": "orders2", field: value})
+    assert status == 400 and body["ok"] is False
+    assert field.replace("_", "-") in body["error"] or f"'{field}'" in body["error"]
