@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, fields
+from urllib.parse import urlsplit
 
 from .errors import UsageError
 
@@ -39,6 +40,8 @@ def place_option_names(names: list[str]) -> str:
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
 REGION_RE = re.compile(r"^[a-z][a-z0-9-]{0,48}[a-z0-9]$")  # eu-west-1, westeurope, nam5
 EXTERNAL_ID_RE = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+#: the hosts a plain http:// --endpoint may name (an emulator on this machine)
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 #: options whose malformed value is not repeated in the error (it may be the secret itself: the
 #: key given to --key-env instead of its variable's name, an external id)
 UNECHOED = frozenset({"external_id", "key_env"})
@@ -112,5 +115,9 @@ def check_place(place: Place) -> None:
     if place.endpoint is not None and not re.match(r"^https?://[^\s/?#@]+(/[^\s?#@]*)?$", place.endpoint):
         raise UsageError(f"bad --endpoint {place.endpoint!r}: an https:// URL without credentials, "
                          "query or fragment")
+    if place.endpoint is not None and place.endpoint.lower().startswith("http://") and (
+            (urlsplit(place.endpoint).hostname or "") not in LOOPBACK_HOSTS):
+        raise UsageError(f"bad --endpoint {place.endpoint!r}: plain http:// only to this machine "
+                         "(an emulator); the data would cross the network unencrypted (use https://)")
     if place.project is not None and not PROJECT_RE.match(place.project):
         raise UsageError(f"bad --project {place.project!r}: not a Google Cloud project id")

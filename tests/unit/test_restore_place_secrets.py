@@ -60,3 +60,16 @@ def test_cli_refuses_a_malformed_secret_option_in_one_line_without_it(
     assert COSMOS_KEY not in out + err and EXTERNAL_ID not in out + err
     assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("endpoint", ["http://acme-dr.documents.azure.com:443/",
+                                      "http://10.0.0.7:8081/"])
+def test_a_plain_http_endpoint_elsewhere_is_refused(endpoint: str) -> None:
+    with pytest.raises(UsageError, match=r"bad --endpoint .*plain http:// only to this machine"):
+        Place(endpoint=endpoint)
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:8081/", "http://localhost:8081",
+                                      "https://acme-dr.documents.azure.com:443/"])
+def test_an_emulator_on_this_machine_or_https_is_accepted(endpoint: str) -> None:
+    assert Place(endpoint=endpoint).endpoint == endpoint
