@@ -58,3 +58,26 @@ def test_an_existing_bucket_in_a_region_outside_residency_is_refused_unwritten(
                     "--into", f"{inside}/restored")["items"] == 5
     fresh = f"new-{unique('b').replace('_', '-')}"
     assert cli_json(capsys, "--policy", str(path), "restore", ref, "--into", fresh)["items"] == 5
+
+
+def test_credentials_that_cannot_be_used_fail_before_the_restore_starts(
+        moto_server: Any, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A profile that does not exist is refused (exit 3) before the restore begins: no target,
+    and not even a "failed" audit record in the store — nothing was attempted."""
+    import boto3
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
+    from test_restore_anywhere import backed_up, seed, table_names
+
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    table = unique("orders")
+    seed(ddb, table, 5)
+    policy, ref = backed_up(tmp_path, capsys, table)
+    before = sorted(str(p) for p in (tmp_path / "vault").rglob("*"))
+    target = unique("x")
+    code, out, err = cli(capsys, "--policy", policy, "restore", ref, "--into", target,
+                         "--profile", "no-such-profile-here")
+    assert code == 3, out + err
+    assert "no-such-profile-here" in err and len(err.strip().splitlines()) == 1
+    assert target not in table_names(ddb)
+    assert sorted(str(p) for p in (tmp_path / "vault").rglob("*")) == before  # no audit record
