@@ -366,6 +366,18 @@ class ReadsTarget(Protocol):
         ...
 
 
+@runtime_checkable
+class LocatesTargets(Protocol):
+    """A source whose restore target may already exist somewhere else than the region it is
+    opened in (an S3 bucket is global: an existing bucket keeps its own region). Residency is
+    checked against that region before anything is written (``cloudkeep.target``)."""
+
+    def target_region(self, target: str) -> str | None:
+        """The region of the existing target ``target`` (None: it does not exist yet and will be
+        made in the source's region). Reads only."""
+        ...
+
+
 read_from_start = pages_from_start  # ``read_segment`` of a Resumable source
 
 

@@ -36,18 +36,20 @@ def describe(param: click.Parameter | None) -> str:
     return (param.name or "value").upper()  # an argument: REF, DATASET (not its long metavar)
 
 
-def check_text(value: str, what: str, *, empty: bool = False) -> str:
-    """``value`` unchanged if it is a usable name (see the module docstring); else UsageError."""
+def check_text(value: str, what: str, *, empty: bool = False, echo: bool = True) -> str:
+    """``value`` unchanged if it is a usable name (see the module docstring); else UsageError
+    (quoting ``value`` unless ``echo`` is false: it may be a secret)."""
     if value == "":
         if empty:
             return value
         raise UsageError(f"bad {what} '': it is empty")
+    shown = f" {value!r}" if echo else ""
     if not value.strip():
-        raise UsageError(f"bad {what} {value!r}: it is blank")
+        raise UsageError(f"bad {what}{shown}: it is blank")
     if value != value.strip():
-        raise UsageError(f"bad {what} {value!r}: it starts or ends with spaces")
+        raise UsageError(f"bad {what}{shown}: it starts or ends with spaces")
     if any(unicodedata.category(c) in ("Cc", "Cf") for c in value):
-        raise UsageError(f"bad {what} {value!r}: it holds control characters")
+        raise UsageError(f"bad {what}{shown}: it holds control characters")
     return value
 
 
@@ -82,6 +84,12 @@ def _each(value: Any, check: Any) -> Any:
 def text(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """Callback for name-like options and arguments (also ``nargs=-1``)."""
     return _each(value, lambda v: check_text(v, describe(param)))
+
+
+def unechoed_text(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Callback for an option whose value may be (or be mistaken for) a secret: checked like
+    :func:`text`, never repeated in the error (``restore --external-id``, ``--key-env``)."""
+    return _each(value, lambda v: check_text(v, describe(param), echo=False))
 
 
 def target(ctx: click.Context, param: click.Parameter, value: Any) -> Any:

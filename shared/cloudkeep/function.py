@@ -265,7 +265,10 @@ def _rate_field(payload: dict[str, Any], name: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise UsageError(f"payload: '{name}' must be a number")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond any float (JSON allows 10**400)
+        raise UsageError(f"payload: '{name}' is out of range") from None
 
 
 def _selection(payload: dict[str, Any]) -> SelectionRequest:

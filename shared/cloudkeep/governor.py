@@ -37,6 +37,7 @@ THROTTLE_BUDGET = 900.0  # seconds without any progress after which a throttled 
 THROTTLE_BASE = 0.2  # seconds: the first backoff
 THROTTLE_CAP = 20.0  # seconds: the longest single backoff
 UNIT_BYTES = 1024  # one DynamoDB write unit writes an item of up to 1 KB
+MIN_RATE = 0.001  # items/s: the lowest --max-rate (one item every 1,000 s)
 MAX_CHUNK = 25  # items taken from the bucket at a time (one BatchWriteItem)
 
 
@@ -88,6 +89,9 @@ class Governor:
     def __post_init__(self) -> None:
         if self.max_rate is not None and not (self.max_rate > 0 and math.isfinite(self.max_rate)):
             raise UsageError(f"bad --max-rate {self.max_rate!r}: a positive number of items per second")
+        if self.max_rate is not None and self.max_rate < MIN_RATE:
+            # a rate so low that one item's wait cannot even be slept (OverflowError) or lasts days
+            raise UsageError(f"bad --max-rate {self.max_rate!r}: at least {MIN_RATE:g} items per second")
         if self.capacity_share is not None and not (0 < self.capacity_share <= 1):
             raise UsageError(f"bad --capacity-share {self.capacity_share!r}: a share of the target's "
                              "write capacity, greater than 0 and at most 1 (e.g. 0.5)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, fields
+from urllib.parse import urlsplit
 
 from .errors import UsageError
 
@@ -39,6 +40,11 @@ def place_option_names(names: list[str]) -> str:
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
 REGION_RE = re.compile(r"^[a-z][a-z0-9-]{0,48}[a-z0-9]$")  # eu-west-1, westeurope, nam5
 EXTERNAL_ID_RE = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+#: the hosts a plain http:// --endpoint may name (an emulator on this machine)
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+#: options whose malformed value is not repeated in the error (it may be the secret itself: the
+#: key given to --key-env instead of its variable's name, an external id)
+UNECHOED = frozenset({"external_id", "key_env"})
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[a-z][a-z0-9-]*$")
 
@@ -89,7 +95,8 @@ def check_place(place: Place) -> None:
         value = getattr(place, name)
         if not isinstance(value, str) or not value or value != value.strip() or any(
                 ord(c) < 32 or ord(c) == 127 for c in value):
-            raise UsageError(f"bad {OPTION_NAMES[name]} {value!r}: empty, surrounding spaces or "
+            shown = "" if name in UNECHOED else f" {value!r}"
+            raise UsageError(f"bad {OPTION_NAMES[name]}{shown}: empty, surrounding spaces or "
                              "control characters")
     if place.region is not None and not REGION_RE.match(place.region):
         raise UsageError(f"bad --region {place.region!r}: not a region name (e.g. eu-west-1)")
@@ -102,10 +109,15 @@ def check_place(place: Place) -> None:
         if not EXTERNAL_ID_RE.match(place.external_id):
             raise UsageError("bad --external-id: 2-1224 characters of letters, digits and +=,.@:/-")
     if place.key_env is not None and not ENV_NAME_RE.match(place.key_env):
-        raise UsageError(f"bad --key-env {place.key_env!r}: the NAME of an environment variable "
-                         "holding the key (never the key itself)")
+        # never echoed: a value that is no variable name may well be the key itself
+        raise UsageError("bad --key-env: the NAME of an environment variable holding the key "
+                         "(letters, digits and _), never the key itself")
     if place.endpoint is not None and not re.match(r"^https?://[^\s/?#@]+(/[^\s?#@]*)?$", place.endpoint):
         raise UsageError(f"bad --endpoint {place.endpoint!r}: an https:// URL without credentials, "
                          "query or fragment")
+    if place.endpoint is not None and place.endpoint.lower().startswith("http://") and (
+            (urlsplit(place.endpoint).hostname or "") not in LOOPBACK_HOSTS):
+        raise UsageError(f"bad --endpoint {place.endpoint!r}: plain http:// only to this machine "
+                         "(an emulator); the data would cross the network unencrypted (use https://)")
     if place.project is not None and not PROJECT_RE.match(place.project):
         raise UsageError(f"bad --project {place.project!r}: not a Google Cloud project id")

@@ -23,6 +23,7 @@ import os
 from typing import TYPE_CHECKING
 
 from . import redaction
+from .capabilities import LocatesTargets, able
 from .errors import UsageError
 from .manifest import Manifest
 from .place import Place, place_option_names
@@ -81,3 +82,19 @@ def open_target(policy: Policy, manifest: Manifest, place: Place) -> Source:
     if not place.is_here():
         log.debug("restoring %s@%s at %s", manifest.dataset, manifest.snapshot_id, place.describe())
     return spec.open_at(place)
+
+
+def check_target_location(policy: Policy, source: Source, into: str) -> None:
+    """With ``residency.allowed_regions``, refuse a target that already exists in a region outside
+    it (an S3 bucket keeps its own region, whatever ``--region`` says): UsageError, exit 2,
+    before anything is written. Reads the target's location only when residency is set."""
+    residency = policy.residency
+    locates = able(source, LocatesTargets)
+    if residency is None or locates is None:
+        return
+    region = locates.target_region(into)
+    allowed = list(residency.allowed_regions)
+    if region is not None and region not in allowed:
+        raise UsageError(
+            f"refusing to restore into {into!r}: it exists in region {region!r}, outside "
+            f"residency.allowed_regions ({', '.join(allowed)}); nothing was written")

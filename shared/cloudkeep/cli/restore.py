@@ -130,13 +130,13 @@ def verify(ctx: Ctx, ref: str | None, latest_of: str | None, level: str, sample_
 @click.option("--role-arn", callback=cliargs.text, metavar="ARN",
               help="AWS: assume this role (another account) to write the target; credentials "
                    "are refreshed for long restores.")
-@click.option("--external-id", callback=cliargs.text, metavar="ID",
+@click.option("--external-id", callback=cliargs.unechoed_text, metavar="ID",
               help="AWS: the external id the role's trust policy requires (with --role-arn).")
 @click.option("--project", callback=cliargs.text, metavar="PROJECT",
               help="Firestore: restore into this Google Cloud project.")
 @click.option("--endpoint", callback=cliargs.text, metavar="URL",
               help="Cosmos DB: restore into the account at this endpoint.")
-@click.option("--key-env", callback=cliargs.text, metavar="NAME",
+@click.option("--key-env", callback=cliargs.unechoed_text, metavar="NAME",
               help="Cosmos DB: the environment variable holding that account's key (never the "
                    "key itself).")
 @click.option("--max-rate", type=click.FloatRange(min=0, min_open=True), metavar="ITEMS_PER_S",

@@ -17,7 +17,7 @@ from ..restore import RestoreResult
 from ..restore import restore as restore_snapshot
 from ..selection import Selection, SelectionRequest
 from ..sources import check_restore_target
-from ..target import open_target, placed_spec
+from ..target import check_target_location, open_target, placed_spec
 
 
 @extras.translating
@@ -70,6 +70,7 @@ def restore(policy: Policy, ref: str, into: str, *, overwrite: bool = False,
                          f"{spec.type_name()} target; use --max-rate")
     source = open_target(policy, manifest, place)
     check_restore_target(source, manifest, into)  # exit 2 before anything is read or written
+    check_target_location(policy, source, into)  # an existing target elsewhere: exit 2, unwritten
     where_to = {"place": place.describe()} if not place.is_here() else {}
     if partial:
         chosen = Selection.build(selection, manifest.source)

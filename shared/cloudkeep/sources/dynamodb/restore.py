@@ -118,13 +118,19 @@ class DynamoDBWriter(DeletesItems, ReadsItems, ReportsWriteCapacity):
     backs off); reads items back by key with BatchGetItem (consistent reads)."""
 
     def write_capacity(self) -> float | None:
-        """The table's provisioned WriteCapacityUnits (None: on-demand)."""
+        """The table's provisioned WriteCapacityUnits, or the lowest of its global secondary
+        indexes' when lower (every item written to the table is written to each index too, so
+        the smallest one is what the restore shares with the application); None: on-demand."""
         with _errors(f"describing {self.target}"):
             table = self.client.describe_table(TableName=self.target)["Table"]
         if (table.get("BillingModeSummary") or {}).get("BillingMode") == "PAY_PER_REQUEST":
             return None
         units = (table.get("ProvisionedThroughput") or {}).get("WriteCapacityUnits")
-        return float(units) if units else None
+        if not units:
+            return None
+        indexes = [(index.get("ProvisionedThroughput") or {}).get("WriteCapacityUnits")
+                   for index in table.get("GlobalSecondaryIndexes") or []]
+        return float(min([units, *(u for u in indexes if u)]))
 
     def __init__(self, client: Any, target: str) -> None:
         self.client = client

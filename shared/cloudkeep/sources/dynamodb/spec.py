@@ -53,8 +53,12 @@ class DynamoDBSourceSpec(SourceModel):
 
     def open_at(self, place: Place) -> Source:
         """The adapter for a restore at ``place``: its region, and the credentials of its
-        profile or assumed role (``clouds.aws.access_of``)."""
-        return self.placed(place).open(access=aws.access_of(place))
+        profile or assumed role (``clouds.aws.access_of``), resolved now — a profile that does not
+        exist or a role that cannot be assumed fails here (exit 3), before the restore starts."""
+        placed, access = self.placed(place), aws.access_of(place)
+        if access is not None:
+            aws.botocore_session(access, placed.region)  # cached: the adapter's clients share it
+        return placed.open(access=access)
 
     CONTINUOUS: ClassVar[str | None] = (
         "a DynamoDB stream on the table with view type NEW_AND_OLD_IMAGES (or NEW_IMAGE); the "

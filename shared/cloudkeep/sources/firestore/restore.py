@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...capabilities import DeletesItems, ReadsItems
 from ...codec import canonical_json
-from ...errors import RestoreError
+from ...errors import RestoreError, ThrottledError
 from ...retry import Backoff
 from .codec import encode_document, fill_value
 from .reader import CALL_TIMEOUT, Types
@@ -22,6 +22,7 @@ WRITE_BATCH = 500  # BatchWrite accepts up to 500 writes ...
 WRITE_BATCH_BYTES = 8 * 1024 * 1024  # ... in a request of at most 10 MiB
 MAX_WRITE_ATTEMPTS = 8
 _RETRYABLE_WRITE_CODES = {4, 8, 10, 13, 14}  # DEADLINE_EXCEEDED RESOURCE_EXHAUSTED ABORTED INTERNAL UNAVAILABLE
+RESOURCE_EXHAUSTED = 8  # too fast: ThrottledError, which a restore's governor backs off
 
 
 class FirestoreWriter(DeletesItems, ReadsItems):
@@ -127,7 +128,7 @@ class FirestoreWriter(DeletesItems, ReadsItems):
         while True:
             request = t.firestore.BatchWriteRequest.pb()(database=self.source.database_path)
             request.writes.extend(pending)
-            response = self.source._call(f"writing to {self.target}", self._sender(t, request))
+            response = self._send(t, request)
             failed = [(w, s) for w, s in zip(pending, response.status, strict=False) if s.code]
             refused = [(w, s) for w, s in failed if s.code not in _RETRYABLE_WRITE_CODES]
             if refused:
@@ -140,10 +141,26 @@ class FirestoreWriter(DeletesItems, ReadsItems):
                 return
             pending = [w for w, _ in failed]
             if not backoff.wait():
+                if any(status.code == RESOURCE_EXHAUSTED for _, status in failed):
+                    raise ThrottledError(
+                        f"Firestore kept {len(pending)} write(s) to {self.target} throttled "
+                        f"(RESOURCE_EXHAUSTED) after {MAX_WRITE_ATTEMPTS} attempts")
                 raise RestoreError(
                     f"Firestore kept {len(pending)} write(s) failing after {MAX_WRITE_ATTEMPTS} "
                     f"attempts (contention or quota?)"
                 )
+
+    def _send(self, t: Types, request: Any) -> Any:
+        """One BatchWrite (the reader's retries of transient errors); a call still refused as
+        RESOURCE_EXHAUSTED (429) after them is ThrottledError, not "cannot reach"."""
+        from google.api_core.exceptions import ResourceExhausted
+
+        try:
+            return self.source._call(f"writing to {self.target}", self._sender(t, request),
+                                     passthrough=(ResourceExhausted,))
+        except ResourceExhausted as exc:
+            raise ThrottledError(f"Firestore throttled writing to {self.target} "
+                                 f"(RESOURCE_EXHAUSTED): {exc.message}") from None
 
     def _sender(self, t: Types, request: Any) -> Callable[[], Any]:
         def send() -> Any:

@@ -52,6 +52,7 @@ from ...capabilities import (
     CopiesObjects,
     Description,
     Incremental,
+    LocatesTargets,
     ReadsTarget,
     RefusesSettingsTargets,
     RestoresSettings,
@@ -94,7 +95,7 @@ log = logging.getLogger(__name__)
 
 
 class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, ReadsTarget, NamesTargets,
-               CapturesChanges, RestoresSettings, RefusesSettingsTargets):
+               CapturesChanges, RestoresSettings, RefusesSettingsTargets, LocatesTargets):
     kind = "s3"
 
     def __init__(
@@ -350,6 +351,21 @@ class S3Source(BlobCopier, CopiesObjects, Incremental, Summarizes, ReadsTarget, 
         return VersionReader(self).read(position, now=now, deadline=deadline)
 
     # ------------------------------------------------------------------ restore
+
+    def target_region(self, target: str) -> str | None:
+        """The region of the target's bucket if it exists (S3's ``x-amz-bucket-region``; a
+        bucket keeps its region whatever client reaches it), else None. Reads only."""
+        from botocore.exceptions import ClientError
+
+        bucket, _ = split_target(target)
+        try:
+            with _errors(f"reading bucket {bucket}", passthrough={"NoSuchBucket", "404", "NotFound"}):
+                resp = self.client.head_bucket(Bucket=bucket)
+        except ClientError:
+            return None
+        headers = (resp.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+        region = resp.get("BucketRegion") or headers.get("x-amz-bucket-region")
+        return str(region) if region else self.region
 
     def open_restore(self, target: str, recorded: dict[str, Any], *, overwrite: bool) -> S3Writer:
         return prepare_target(self, target, overwrite=overwrite, locked=creates_locked(recorded))
