@@ -1,0 +1,78 @@
+"""The change log against a forged or damaged store and bad input (issue #21, review)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cloudkeep import layout
+from cloudkeep.changelog import ingest, positions
+from cloudkeep.changelog import prune as log_prune
+from cloudkeep.changelog.at import parse_moment
+from cloudkeep.changelog.format import parse_time
+from cloudkeep.changelog.reader import entries
+from cloudkeep.errors import UsageError
+from cloudkeep.policy import parse_policy
+from cloudkeep.retention import SnapshotInfo
+from cloudkeep.stores.memory import MemoryStore
+from test_changelog import POLICY, T0, change
+
+
+def _logged() -> tuple[MemoryStore, list[SnapshotInfo], datetime]:
+    policy = parse_policy(POLICY)
+    store = MemoryStore()
+    ingest(policy, "a", [change(1, "a", at=T0 + timedelta(minutes=10))], store=store)
+    ingest(policy, "a", [change(2, "a", at=T0 + timedelta(hours=4))], store=store)
+    now = T0 + timedelta(hours=6)
+    positions.append(store, "a", positions.Position("s", None, T0, now), now)
+    kept = [SnapshotInfo("s2", T0 + timedelta(hours=3))]
+    return store, kept, now
+
+
+def test_a_forged_old_entry_never_makes_prune_delete_a_needed_segment() -> None:
+    store, kept, now = _logged()
+    needed = [e for e in entries(store, "a") if e.first_time > T0 + timedelta(hours=1)][0]
+    forged = json.loads(store.get(needed.key))
+    forged["first_time"] = forged["last_time"] = "2026-12-07T12:05:00.000000Z"
+    forged["name"] = "forged"
+    key = layout.changelog_entry_key("a", T0 + timedelta(minutes=5), "forged")
+    store.put(key, json.dumps(forged).encode(), if_absent=True)
+    log_prune.collect(store, "a", kept, now)
+    assert key not in store.objects  # the forged entry is old: it goes
+    assert needed.segment in store.objects  # the segment it named is still needed
+    assert [e.key for e in entries(store, "a")] == [needed.key]
+
+
+def test_an_unreadable_entry_keeps_every_segment_prune_cannot_account_for() -> None:
+    store, kept, now = _logged()
+    needed = [e for e in entries(store, "a") if e.first_time > T0 + timedelta(hours=1)][0]
+    data, _ = store.objects[needed.key]
+    store.objects[needed.key] = (b"{damaged", datetime.now(UTC))
+    # its segment is more than a day old: an orphan, were the entry not merely unreadable
+    segment_data, _ = store.objects[needed.segment]
+    store.objects[needed.segment] = (segment_data, datetime.now(UTC) - timedelta(days=3))
+    log_prune.collect(store, "a", kept, now)
+    assert needed.segment in store.objects
+    store.objects[needed.key] = (data, datetime.now(UTC))
+    assert [e.key for e in entries(store, "a")] == [needed.key]
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00+01:00", "",
+                                  "2026-13-01T00:00:00Z"])
+def test_an_at_out_of_range_is_a_usage_error(text: str) -> None:
+    with pytest.raises(UsageError, match="--at"):
+        parse_moment(text)
+
+
+def test_at_with_an_offset_is_the_same_moment_in_utc() -> None:
+    at, end = parse_moment("2026-12-07T14:06:59+02:00")
+    assert at == datetime(2026, 12, 7, 12, 6, 59, tzinfo=UTC)
+    assert end == at + timedelta(microseconds=999_999)
+    assert parse_moment("2026-12-07T12:06:59.250Z")[1] == at + timedelta(milliseconds=250)
+
+
+def test_a_forged_time_out_of_range_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        parse_time("0001-01-01T00:00:00+01:00")
