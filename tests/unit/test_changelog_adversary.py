@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -76,3 +77,20 @@ def test_at_with_an_offset_is_the_same_moment_in_utc() -> None:
 def test_a_forged_time_out_of_range_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         parse_time("0001-01-01T00:00:00+01:00")
+
+
+def test_the_html_report_shows_the_point_in_time_window_and_its_gaps(tmp_path: Any) -> None:
+    from cloudkeep import report, report_html
+    from cloudkeep.changelog import record_gap
+    from cloudkeep.registry import store_for_dataset
+
+    policy = parse_policy(POLICY.replace("/unused", str(tmp_path / "vault")).replace(
+        "store: mem}", "store: mem, continuous: true}"))
+    store = store_for_dataset(policy, "a")
+    ingest(policy, "a", [change(1, "a", at=T0 + timedelta(minutes=1))], store=store)
+    record_gap(policy, "a", start=T0 + timedelta(minutes=2), end=None, reason="iterator <expired>",
+               store=store)
+    now = T0 + timedelta(hours=1)
+    html = report_html.render(report.build(policy, now))
+    assert "point-in-time" in html and "no recoverable window yet" in html
+    assert "1 gap(s), 1 open" in html and "iterator &lt;expired&gt;" in html
