@@ -94,3 +94,19 @@ def test_the_html_report_shows_the_point_in_time_window_and_its_gaps(tmp_path: A
     html = report_html.render(report.build(policy, now))
     assert "point-in-time" in html and "no recoverable window yet" in html
     assert "1 gap(s), 1 open" in html and "iterator &lt;expired&gt;" in html
+
+
+def test_s3_versions_of_one_key_in_the_same_second_replay_in_write_order() -> None:
+    from cloudkeep.sources.s3.versions import VersionReader
+
+    same = T0
+    # as ListObjectVersions lists them: newest first; the ids sort the other way round
+    listed = [{"Key": "k", "VersionId": "a-newest", "IsLatest": True, "_marker": False},
+              {"Key": "k", "VersionId": "m-middle", "IsLatest": False, "_marker": False},
+              {"Key": "k", "VersionId": "z-oldest", "IsLatest": False, "_marker": False}]
+    entries_ = [e | {"_at": same, "_vid": e["VersionId"], "_pos": n} for n, e in enumerate(listed)]
+    ordered = VersionReader._ordered(list(reversed(entries_)))
+    assert [e["_vid"] for e in ordered] == ["z-oldest", "m-middle", "a-newest"]
+    assert [e["_first"] for e in ordered] == [True, False, False]
+    sequences = [e["_seq"] for e in ordered]
+    assert sequences == sorted(sequences) and len(set(sequences)) == 3
