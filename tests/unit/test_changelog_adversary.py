@@ -110,3 +110,26 @@ def test_s3_versions_of_one_key_in_the_same_second_replay_in_write_order() -> No
     assert [e["_first"] for e in ordered] == [True, False, False]
     sequences = [e["_seq"] for e in ordered]
     assert sequences == sorted(sequences) and len(set(sequences)) == 3
+
+
+def test_replay_refuses_a_span_larger_than_its_memory_bound(monkeypatch: Any) -> None:
+    from cloudkeep.changelog import replay
+    from test_changelog import RECORDED
+
+    policy = parse_policy(POLICY)
+    store = MemoryStore()
+    batch = [change(n, f"item-{n}", at=T0 + timedelta(seconds=n), value="x" * 100)
+             for n in range(1, 40)]
+    ingest(policy, "a", batch, store=store)
+    whole = replay.Replay(store, "a", T0, T0 + timedelta(minutes=1), keyring=None, recorded=RECORDED)
+    assert len(whole.final) == 39
+    monkeypatch.setattr(replay, "MAX_REPLAY_BYTES", 2000)
+    with pytest.raises(replay.ReplayTooLargeError, match="nearer the moment"):
+        replay.Replay(store, "a", T0, T0 + timedelta(minutes=1), keyring=None, recorded=RECORDED)
+    # the same item changed many times holds one entry: within the bound
+    again = [change(n, "hot", at=T0 + timedelta(hours=1, seconds=n), value="y" * 100)
+             for n in range(100, 160)]
+    ingest(policy, "a", again, store=store)
+    hot = replay.Replay(store, "a", T0 + timedelta(hours=1), T0 + timedelta(hours=2), keyring=None,
+                        recorded=RECORDED)
+    assert len(hot.final) == 1
