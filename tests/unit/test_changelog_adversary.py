@@ -133,3 +133,17 @@ def test_replay_refuses_a_span_larger_than_its_memory_bound(monkeypatch: Any) ->
     hot = replay.Replay(store, "a", T0 + timedelta(hours=1), T0 + timedelta(hours=2), keyring=None,
                         recorded=RECORDED)
     assert len(hot.final) == 1
+
+
+def test_sequences_of_different_lengths_sort_as_numbers_and_overlong_ones_are_refused() -> None:
+    from cloudkeep.changelog.dynamodb import StreamRecordError, from_stream_record
+    from test_changelog import RECORDED, record
+
+    short = from_stream_record(record("MODIFY", 9, "a", when=T0.timestamp()), RECORDED)
+    long = from_stream_record(record("MODIFY", 10**20, "a", when=T0.timestamp()), RECORDED)
+    assert short.sequence < long.sequence and len(short.sequence) == len(long.sequence) == 40
+    for bad in [str(10**40), "١٢"]:  # 41 digits; Arabic-Indic digits
+        body = record("MODIFY", 1, "a")
+        body["dynamodb"]["SequenceNumber"] = bad
+        with pytest.raises(StreamRecordError, match="sequence"):
+            from_stream_record(body, RECORDED)
