@@ -52,8 +52,11 @@ class Change:
 def pad_sequence(number: int | str) -> str:
     """A numeric sequence zero-padded to :data:`SEQUENCE_WIDTH` digits (sorts as text)."""
     text = str(number).strip()
-    if not text.isdigit():
+    if not text.isdigit() or not text.isascii():
         raise ValueError(f"not a numeric sequence: {text[:60]!r}")
+    text = text.lstrip("0") or "0"
+    if len(text) > SEQUENCE_WIDTH:  # it would sort before shorter, smaller ones
+        raise ValueError(f"a numeric sequence has at most {SEQUENCE_WIDTH} digits: {text[:60]!r}")
     return text.rjust(SEQUENCE_WIDTH, "0")
 
 

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 
+from .changelog.window import describe as describe_window
 from .pricing import summary_text
 from .report import age_text, check_state, drill_text, human_bytes, human_seconds
 
@@ -133,6 +134,8 @@ def _dataset_section(r: dict[str, Any], now: datetime) -> str:
         ("alerts open", "; ".join(f"{a.get('kind', '?')} since {a.get('since', '?')}: "
                                   f"{a.get('message', '')}" for a in r["alerts_open"]) or "0"),
     ]
+    if r.get("continuous"):  # continuous capture: the recoverable window and its gaps (#21)
+        facts.append(("point-in-time", describe_window(r["continuous"]).removeprefix("continuous: ")))
     out.append("<dl>" + "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in facts)
                + "</dl>")
     out.append("<h3>timeline: snapshots, verifications, RPO breaches</h3>")

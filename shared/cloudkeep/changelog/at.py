@@ -40,12 +40,13 @@ def parse_moment(text: str, *, where: str = "--at") -> tuple[datetime, datetime]
     """The moment a user gave (ISO 8601; no zone: UTC) and the last instant it covers (the end
     of its second when it has no fraction)."""
     try:
-        at = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        at = utc(datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00")))
+        end = at + timedelta(seconds=1) - timedelta(microseconds=1) if at.microsecond == 0 else at
     except ValueError:
         raise UsageError(f"bad {where}: {text[:60]!r} is not an ISO 8601 time "
                          "(e.g. 2026-12-07T14:06:59Z)") from None
-    at = utc(at)
-    end = at + timedelta(seconds=1) - timedelta(microseconds=1) if at.microsecond == 0 else at
+    except OverflowError:  # year 1 with a positive offset, the last second of year 9999
+        raise UsageError(f"bad {where}: {text[:60]!r} is out of range") from None
     return at, end
 
 

@@ -46,7 +46,10 @@ def format_time(at: datetime) -> str:
 def parse_time(text: Any) -> datetime:
     if not isinstance(text, str) or len(text) > 40:
         raise ValueError(f"not a time: {str(text)[:40]!r}")
-    return utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    try:
+        return utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except OverflowError:  # a forged time: year 1 with a positive offset
+        raise ValueError(f"time out of range: {text!r}") from None
 
 
 def _head(change: Change) -> bytes:

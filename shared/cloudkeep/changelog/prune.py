@@ -79,19 +79,25 @@ def collect(store: Store, dataset: str, kept: list[SnapshotInfo], now: datetime
     doomed_entries: list[str] = []
     doomed_segments: list[str] = []
     cutoff = (min(i.time for i in kept) - SLACK) if kept else None
+    unreadable = False
     prefix = layout.changelog_index_prefix(dataset)
     for info in store.list(prefix):
         try:
             entry = parse_entry(store.get(info.key), info.key,
                                 layout.changelog_segments_prefix(dataset))
         except (ValueError, CloudkeepError):
-            continue  # unreadable: left alone (verify reports it)
+            unreadable = True  # left alone (verify reports it); its segment is unknown
+            continue
         if cutoff is not None and entry.last_time < cutoff:
             doomed_entries.append(entry.key)
             doomed_segments.append(entry.segment)
         else:
             referenced.add(entry.segment)
+    # an old (or forged) entry naming a segment a needed entry also names: the segment stays
+    doomed_segments = [s for s in dict.fromkeys(doomed_segments) if s not in referenced]
     for info in store.list(layout.changelog_segments_prefix(dataset)):
+        if unreadable:
+            break  # which segments are orphans is unknown while an entry cannot be read
         if info.key in referenced or info.key in doomed_segments:
             continue
         if info.modified is not None and now - info.modified >= ORPHAN_GRACE:

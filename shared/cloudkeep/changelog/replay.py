@@ -9,7 +9,9 @@ a source may stamp its changes to the second (DynamoDB) or the minute (DynamoDB 
 change made just after the base started can carry an earlier time; replaying a change the
 snapshot already holds is harmless — puts and removes are idempotent and the last one wins.
 
-Memory holds one entry per item changed in the replayed span (its key and final line).
+Memory holds one entry per item changed in the replayed span (its key and final line), at most
+:data:`MAX_REPLAY_BYTES` of them: a longer span is refused (:class:`ReplayTooLargeError`) before
+anything is written — restore from a base snapshot nearer the moment.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..capabilities import DeletesItems, able
 from ..changes import Change
+from ..errors import RestoreError
 from ..itemkeys import key_bytes, key_of
 from ..sources import RestoreWriter
 from ..stores import Store
@@ -34,6 +37,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SLACK = timedelta(seconds=60)
+MAX_REPLAY_BYTES = 1 << 30
+"""Keys and final lines replay holds in memory at most (about; per-entry overhead aside)."""
+
+
+class ReplayTooLargeError(RestoreError):
+    """The items changed between the base snapshot and the moment do not fit in replay's memory."""
 
 
 class Replay:
@@ -47,12 +56,20 @@ class Replay:
         self.changes = 0
         self.replaced = 0  # base lines left out (their item changed); thread-safe
         self._lock = threading.Lock()
+        held_bytes = 0
         for change in changes_between(store, dataset, start - SLACK, end, keyring=keyring):
             self.changes += 1
             order = (change.time, change.sequence)
             kb = key_bytes(change.key)
             held = self.final.get(kb)
             if held is None or held[0] < order:
+                held_bytes += len(change.line or b"") - (
+                    len(held[1].line or b"") if held is not None else -len(kb) - 100)
+                if held_bytes > MAX_REPLAY_BYTES:
+                    raise ReplayTooLargeError(
+                        f"{dataset}: the items changed from {start:%Y-%m-%dT%H:%M:%SZ} to "
+                        f"{end:%Y-%m-%dT%H:%M:%SZ} exceed replay's {MAX_REPLAY_BYTES >> 20} MiB "
+                        "in memory; restore from a base snapshot nearer the moment")
                 self.final[kb] = (order, change)
 
     def keep(self, line: bytes) -> bool:

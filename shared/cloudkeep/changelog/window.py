@@ -127,7 +127,7 @@ def compute(store: Store, dataset: str) -> Window:
 def _time(text: str) -> datetime | None:
     try:
         return utc(datetime.fromisoformat(text.replace("Z", "+00:00"))) if text else None
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 

@@ -61,9 +61,12 @@ def _parse(text: str) -> datetime:
     return utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
 
 
-def _sequence(at: datetime, key: str, version: str) -> str:
+def _sequence(at: datetime, key: str, version: str, rank: int = 0) -> str:
+    """A version's sequence: its time, its rank among the key's versions of that same time
+    (oldest 0: S3 stamps LastModified to the second, so two writes of one key in one second tie),
+    and a tag of the version id."""
     tag = hashlib.sha256(f"{key}\0{version}".encode()).hexdigest()[:16]
-    return f"{utc(at).strftime('%Y%m%dT%H%M%S%fZ')}-{tag}"
+    return f"{utc(at).strftime('%Y%m%dT%H%M%S%fZ')}-{rank:04d}-{tag}"
 
 
 class VersionReader:
@@ -78,6 +81,7 @@ class VersionReader:
         src = self.source
         paginator = src.client.get_paginator("list_object_versions")
         held: list[dict[str, Any]] = []
+        listed = 0  # listing order: a key's versions come newest first
         with _errors(f"listing the object versions of bucket {src.bucket}"):
             for page in paginator.paginate(Bucket=src.bucket, Prefix=src.prefix):
                 entries = ([v | {"_marker": False} for v in page.get("Versions", [])]
@@ -87,21 +91,27 @@ class VersionReader:
                     if held and held[0]["Key"] != entry["Key"]:
                         yield self._ordered(held)
                         held = []
+                    listed += 1
                     if src.wanted(entry["Key"]):
-                        held.append(entry | {"_at": utc(entry["LastModified"]),
+                        held.append(entry | {"_at": utc(entry["LastModified"]), "_pos": listed,
                                              "_vid": str(entry.get("VersionId") or "null")})
         if held:
             yield self._ordered(held)
 
     @staticmethod
     def _ordered(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One key's entries oldest first, each marked ``_first`` when it starts a life of the
-        object (its first version, or the first after a delete marker)."""
-        entries.sort(key=lambda e: (e["_at"], not e.get("IsLatest", False)))
+        """One key's entries oldest first (same-second ones in reverse listing order: S3 lists a
+        key's versions newest first), each marked ``_first`` when it starts a life of the object
+        (its first version, or the first after a delete marker) and given its ``_seq``."""
+        entries.sort(key=lambda e: (e["_at"], bool(e.get("IsLatest", False)), -e.get("_pos", 0)))
         previous_removed = True
+        rank, previous_at = 0, None
         for entry in entries:
             entry["_first"] = previous_removed and not entry["_marker"]
             previous_removed = entry["_marker"]
+            rank = rank + 1 if entry["_at"] == previous_at else 0
+            previous_at = entry["_at"]
+            entry["_seq"] = _sequence(entry["_at"], entry["Key"], entry["_vid"], rank)
         return entries
 
     def read(self, position: dict[str, Any] | None, *, now: Callable[[], datetime],
@@ -150,7 +160,7 @@ class VersionReader:
     def _change(self, v: dict[str, Any]) -> Change | None:
         src = self.source
         key, vid, at, first = v["Key"], v["_vid"], v["_at"], v["_first"]
-        seq = _sequence(at, key, vid)
+        seq = v.get("_seq") or _sequence(at, key, vid)
         if v["_marker"]:
             return Change(key=key, event="remove", time=at, shard=src.bucket, sequence=seq,
                           line=None)
