@@ -15,8 +15,8 @@ retries) after every dataset has had its turn.
 - verify: ``ref`` (``DATASET@ID`` / ``DATASET@latest``), optional ``level`` (integrity, sample,
   drill) and ``sample`` (items, default 100)
 - restore: ``ref``, ``into``, optional ``overwrite``; a partial restore (docs/partial-restore.md)
-  with ``keys`` (list of keys in the source's own form) or ``keys_file``, ``where``, ``dry_run``,
-  ``delete_missing``
+  with ``keys`` (list of keys in the source's own form; ``keys_file`` is refused), ``where``,
+  ``dry_run``, ``delete_missing``
 - plan: optional ``now`` (ISO 8601)
 - diff: ``ref_a``, ``ref_b``, optional ``keys`` (bool: list the keys, at most 10,000)
 - find: ``dataset``, ``key`` (the key as JSON text, or as a JSON value)
@@ -251,8 +251,12 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
 
 def _selection(payload: dict[str, Any]) -> SelectionRequest:
     """A restore payload's partial selection: ``keys`` (a list; ``key``: one or a list), each
-    key JSON text or the JSON value itself; ``keys_file`` (a path the function can read);
-    ``where`` (an expression)."""
+    key JSON text or the JSON value itself; ``where`` (an expression). ``keys_file`` is refused
+    (400): it would name a file of the function's own host (``/proc/self/environ`` holds its
+    credentials), whose lines a reply lists back as missing keys."""
+    if payload.get("keys_file") is not None:
+        raise UsageError("payload: 'keys_file' is not accepted by the function (it would read a "
+                         "file of the function's host); give the keys as a list in 'keys'")
     given: list[Any] = []
     for name in ("keys", "key"):
         value = payload.get(name)
@@ -262,8 +266,7 @@ def _selection(payload: dict[str, Any]) -> SelectionRequest:
             raise UsageError("payload: 'keys' must be a list of keys")
         given.extend(value if isinstance(value, list) else [value])
     keys = tuple(k if isinstance(k, str) else json.dumps(k) for k in given)
-    return SelectionRequest(keys_file=_field(payload, "keys_file", str, required=False),
-                            keys=keys, where=_field(payload, "where", str, required=False))
+    return SelectionRequest(keys=keys, where=_field(payload, "where", str, required=False))
 
 
 def _item_action(policy: Policy, action: str, payload: dict[str, Any]) -> dict[str, Any]:

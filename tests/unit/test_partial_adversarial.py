@@ -1,0 +1,39 @@
+"""Partial restore under attack: a where-expression on a value that has no order, and an
+``invoke`` payload naming a file of the function's own host."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from cloudkeep import function
+from cloudkeep.policy import parse_policy
+from cloudkeep.where import parse
+
+
+@pytest.mark.parametrize("text", ["a < 1", "a = 1", "a != 1", "a >= 0", "not (a > 1)"])
+def test_a_nan_number_in_an_item_matches_no_comparison_and_raises_nothing(text: str) -> None:
+    for nan in (Decimal("NaN"), Decimal("sNaN"), Decimal("-NaN")):
+        # not (a > 1) is the negation of a false test: true, like an attribute of another kind
+        assert parse(text).matches({"a": nan}) is text.startswith("not")
+    assert parse("a exists").matches({"a": Decimal("NaN")})
+
+
+def test_invoke_refuses_a_keys_file_of_the_functions_own_host(tmp_path: Path) -> None:
+    policy = parse_policy(f"""
+version: 1
+stores: {{mem: {{type: file, path: {tmp_path}/vault}}}}
+tiers: {{t: {{schedule: "0 * * * *", rpo: 2h, retention: {{last: 3}}}}}}
+datasets:
+  a: {{source: {{type: s3, bucket: bucket-a, region: us-east-1}}, tier: t, store: mem}}
+""")
+    secret = tmp_path / "environ"
+    secret.write_text("AWS_SECRET_ACCESS_KEY=do-not-echo\n")
+    for extra in ({"keys_file": str(secret)}, {"keys_file": "/proc/self/environ", "keys": []}):
+        status, body = function.invoke(policy, {"action": "restore", "ref": "a@latest",
+                                                "into": "bucket-b", "dry_run": True, **extra})
+        assert status == 400, body
+        assert "'keys_file' is not accepted" in body["error"]
+        assert "do-not-echo" not in str(body)
