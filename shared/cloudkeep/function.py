@@ -178,6 +178,9 @@ def parse_time(text: Any) -> datetime | None:
 
 
 ACTIONS = ("backup", "verify", "restore", "plan", "diff", "find")
+RESTORE_FIELDS = ("action", "ref", "into", "overwrite", "keys", "key", "keys_file", "where",
+                  "dry_run", "delete_missing")
+"""The fields a restore payload may have; any other is refused (400), not ignored."""
 DIFF_ITEMS_MAX = 10_000  # keys a diff reply lists at most (``items_truncated`` says when more)
 
 
@@ -240,6 +243,10 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
                                  sample_items=_field(payload, "sample", int, required=False) or 100,
                                  trigger="function")
         return report.as_dict()
+    unknown = sorted(str(k) for k in payload if k not in RESTORE_FIELDS)
+    if unknown:  # a misspelt "dry_run" or "where" must not become a whole --overwrite restore
+        raise UsageError(f"payload: unknown field(s) for action 'restore': {', '.join(unknown)} "
+                         f"(known: {', '.join(RESTORE_FIELDS)})")
     into = _field(payload, "into", str)
     overwrite = bool(_field(payload, "overwrite", bool, required=False))
     restored = services.restore(

@@ -37,3 +37,22 @@ datasets:
         assert status == 400, body
         assert "'keys_file' is not accepted" in body["error"]
         assert "do-not-echo" not in str(body)
+
+
+@pytest.mark.parametrize("typo", ["dry-run", "dryRun", "filter", "Keys", "delete-missing"])
+def test_invoke_refuses_a_misspelt_restore_field_rather_than_restore_everything(
+        tmp_path: Path, typo: str) -> None:
+    """A misspelt ``dry_run`` or selection, ignored, would turn the request into a whole
+    restore over the live dataset (``overwrite``): it is a 400 naming the field."""
+    policy = parse_policy(f"""
+version: 1
+stores: {{mem: {{type: file, path: {tmp_path}/vault}}}}
+tiers: {{t: {{schedule: "0 * * * *", rpo: 2h, retention: {{last: 3}}}}}}
+datasets:
+  a: {{source: {{type: s3, bucket: bucket-a, region: us-east-1}}, tier: t, store: mem}}
+""")
+    status, body = function.invoke(policy, {"action": "restore", "ref": "a@latest",
+                                            "into": "bucket-a", "overwrite": True, typo: True})
+    assert status == 400, body
+    assert f"unknown field(s) for action 'restore': {typo}" in body["error"]
+    assert not list((tmp_path / "vault").rglob("*")), "a refused request wrote something"
