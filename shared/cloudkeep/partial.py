@@ -288,6 +288,20 @@ def _comparable(line: bytes | None, ignores: list[str]) -> Any:
     return {k: v for k, v in doc.items() if k not in ignores} if isinstance(doc, dict) else doc
 
 
+def _holds(recorded: dict[str, Any], line: bytes | None, key: Any) -> bool:
+    """Whether the target's ``line`` (``ReadsItems``) is the item of exactly ``key``: the key
+    the live item has, normalised, is the one asked for. A target that finds an item under
+    another spelling of a key (Cosmos DB: partition key ``1.0`` for ``1``) does not make it a
+    missing key to delete — the snapshot may hold that item under its own spelling."""
+    if line is None:
+        return False
+    try:
+        held = key_of(recorded, json.loads(line))
+    except ValueError:
+        return False
+    return held is not None and key_bytes(held) == key_bytes(key)
+
+
 def _compare(source: Source, manifest: Manifest, target: str, spool: IO[bytes],
              missing: list[Any], delete_missing: bool, result: PartialResult) -> None:
     """The dry run: each selected item against the target's, each missing key looked up."""
@@ -313,7 +327,7 @@ def _compare(source: Source, manifest: Manifest, target: str, spool: IO[bytes],
             keys = missing[start : start + BATCH]
             live = reader.read_items(keys) if reader is not None else {}
             for key in keys:
-                present = live.get(key_bytes(key)) is not None
+                present = _holds(manifest.source, live.get(key_bytes(key)), key)
                 result.needs_overwrite |= present
                 if present and delete_missing:
                     result.deleted += 1
@@ -351,7 +365,8 @@ def _apply(source: Source, manifest: Manifest, target: str, spool: IO[bytes], mi
             for start in range(0, len(missing), BATCH):
                 keys = missing[start : start + BATCH]
                 live = reader.read_items(keys) if reader is not None else None
-                present = [k for k in keys if live is None or live.get(key_bytes(k)) is not None]
+                present = [k for k in keys
+                           if live is None or _holds(manifest.source, live.get(key_bytes(k)), k)]
                 if delete_missing and deleter is not None and present:
                     deleter.delete_keys(present)
                     result.deleted += len(present)
