@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from cloudkeep import function
+from cloudkeep.errors import UsageError
+from cloudkeep.itemkeys import parse_key
 from cloudkeep.policy import parse_policy
 from cloudkeep.where import parse
 
@@ -56,3 +59,13 @@ datasets:
     assert status == 400, body
     assert f"unknown field(s) for action 'restore': {typo}" in body["error"]
     assert not list((tmp_path / "vault").rglob("*")), "a refused request wrote something"
+
+
+@pytest.mark.parametrize("bare", ["2024", "true", "null", "1e3", "-0"])
+def test_a_bare_s3_key_that_reads_as_a_json_number_or_literal_is_that_text(bare: str) -> None:
+    recorded = {"type": "s3", "bucket": "b"}
+    assert parse_key(recorded, bare) == bare
+    assert parse_key(recorded, json.dumps(bare)) == bare
+    with pytest.raises(UsageError, match="a DynamoDB key is a JSON object"):
+        parse_key({"type": "dynamodb", "key_schema": [{"AttributeName": "pk", "KeyType": "HASH"}]},
+                  bare)
