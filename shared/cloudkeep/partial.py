@@ -288,6 +288,19 @@ def _comparable(line: bytes | None, ignores: list[str]) -> Any:
     return {k: v for k, v in doc.items() if k not in ignores} if isinstance(doc, dict) else doc
 
 
+def _target_exists(source: Source, manifest: Manifest, target: str) -> bool:
+    """Whether ``target`` exists (True when the source cannot tell): a target that does not
+    holds nothing to delete, and is not created to delete nothing."""
+    targets = able(source, ReadsTarget)
+    if targets is None:
+        return True
+    reader = targets.target_reader(target, manifest.source)
+    closing = able(reader, Closes)
+    if closing is not None:
+        closing.close()
+    return reader is not None
+
+
 def _holds(recorded: dict[str, Any], line: bytes | None, key: Any) -> bool:
     """Whether the target's ``line`` (``ReadsItems``) is the item of exactly ``key``: the key
     the live item has, normalised, is the one asked for. A target that finds an item under
@@ -345,7 +358,8 @@ def _apply(source: Source, manifest: Manifest, target: str, spool: IO[bytes], mi
            progress: Progress) -> None:
     """Write the selected items; delete the missing keys the target holds (``--delete-missing``).
     Nothing selected and nothing to delete: the target is not even opened (nor created)."""
-    if not result.selected and not (delete_missing and missing):
+    if not result.selected and not (delete_missing and missing and _target_exists(source,
+                                                                                 manifest, target)):
         for key in missing:
             result.listed({"key": key, "action": "missing", "live": None})
         return

@@ -14,6 +14,7 @@ import pytest
 from fixtures_azure import cosmos_policy
 from helpers import cli_json
 from test_cosmos import create_container
+from test_partial_restore_dynamodb import dump, live  # noqa: F401  (the live fixture)
 
 pytestmark = [pytest.mark.emulator,
               pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
@@ -39,3 +40,21 @@ def test_a_key_spelled_another_way_is_never_deleted_as_missing(
     items = {r["id"]: r for r in container.read_all_items()}
     assert sorted(items) == ["x0", "x1", "x2", "x3"], "an item the snapshot holds was deleted"
     assert items["x1"]["v"] == "kept"
+
+
+def test_delete_missing_creates_no_table_and_never_deletes_a_key_spelled_minus_zero(
+        ddb_client: Any, live: Any, capsys: Any) -> None:  # noqa: F811
+    policy, table = live
+    p = ("--policy", str(policy))
+    assert cli_json(capsys, *p, "run", "orders")[0]["snapshot_id"]
+    absent = f"{table}-none"
+    done = cli_json(capsys, *p, "restore", "orders@latest", "--into", absent, "--delete-missing",
+                    "--key", json.dumps({"pk": {"S": "nobody"}, "sk": {"N": "0"}}))
+    assert (done["put"], done["missing"], done["deleted"]) == (0, 1, 0), done
+    assert absent not in ddb_client.list_tables()["TableNames"], "created a table to delete nothing"
+    # DynamoDB finds item user#000/0 under the key spelled -0: not a missing key to delete
+    before = dump(ddb_client, table)
+    minus_zero = json.dumps({"pk": {"S": "user#000"}, "sk": {"N": "-0"}})
+    done = cli_json(capsys, *p, "restore", "orders@latest", "--into", table, "--overwrite",
+                    "--delete-missing", "--key", minus_zero)
+    assert done["deleted"] == 0 and dump(ddb_client, table) == before, done
