@@ -272,6 +272,9 @@ def _selection(payload: dict[str, Any]) -> SelectionRequest:
         if name == "keys" and not isinstance(value, list):
             raise UsageError("payload: 'keys' must be a list of keys")
         given.extend(value if isinstance(value, list) else [value])
+        if value == []:  # an empty list selects no key: never "no selection", a whole restore
+            raise UsageError(f"payload: '{name}' is an empty list (no item to restore); leave "
+                             "it out to restore the whole snapshot")
     keys = tuple(k if isinstance(k, str) else json.dumps(k) for k in given)
     return SelectionRequest(keys=keys, where=_field(payload, "where", str, required=False))
 

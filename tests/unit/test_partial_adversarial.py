@@ -69,3 +69,21 @@ def test_a_bare_s3_key_that_reads_as_a_json_number_or_literal_is_that_text(bare:
     with pytest.raises(UsageError, match="a DynamoDB key is a JSON object"):
         parse_key({"type": "dynamodb", "key_schema": [{"AttributeName": "pk", "KeyType": "HASH"}]},
                   bare)
+
+
+@pytest.mark.parametrize("field", ["keys", "key"])
+def test_invoke_refuses_an_empty_key_list_rather_than_restore_everything(
+        tmp_path: Path, field: str) -> None:
+    """An automation that found no key to repair sends ``keys: []``: that must never become a
+    whole restore over the live dataset (``overwrite``)."""
+    policy = parse_policy(f"""
+version: 1
+stores: {{mem: {{type: file, path: {tmp_path}/vault}}}}
+tiers: {{t: {{schedule: "0 * * * *", rpo: 2h, retention: {{last: 3}}}}}}
+datasets:
+  a: {{source: {{type: s3, bucket: bucket-a, region: us-east-1}}, tier: t, store: mem}}
+""")
+    status, body = function.invoke(policy, {"action": "restore", "ref": "a@latest",
+                                            "into": "bucket-a", "overwrite": True, field: []})
+    assert status == 400, body
+    assert f"'{field}' is an empty list" in body["error"]
