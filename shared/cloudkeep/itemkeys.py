@@ -48,7 +48,7 @@ def parse_key(recorded: Mapping[str, Any], text: str, *, where: str = "--key") -
         raise UsageError(f"bad {where}: a key is at most {MAX_KEY_TEXT} characters")
     try:
         value: Any = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the stack
         value = text.strip()
         if value[:1] in ("{", "["):
             raise UsageError(f"bad {where}: {text[:80]!r} is not valid JSON "

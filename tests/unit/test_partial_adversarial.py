@@ -87,3 +87,9 @@ datasets:
                                             "into": "bucket-a", "overwrite": True, field: []})
     assert status == 400, body
     assert f"'{field}' is an empty list" in body["error"]
+
+
+@pytest.mark.parametrize("text", ["[" * 30000, "[" * 20000 + "]" * 20000, '{"a":' * 12000])
+def test_a_key_nested_past_the_stack_is_a_one_line_usage_error(text: str) -> None:
+    with pytest.raises(UsageError, match="bad --key"):
+        parse_key({"type": "s3", "bucket": "b"}, text)
