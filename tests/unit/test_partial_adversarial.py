@@ -93,3 +93,21 @@ datasets:
 def test_a_key_nested_past_the_stack_is_a_one_line_usage_error(text: str) -> None:
     with pytest.raises(UsageError, match="bad --key"):
         parse_key({"type": "s3", "bucket": "b"}, text)
+
+
+def test_a_dynamodb_key_of_the_wrong_type_is_refused_before_anything_is_read() -> None:
+    """``{"S": "1"}`` for a number key names no item (DynamoDB refuses the request, after the
+    selected items were written): a usage error naming the attribute and its type."""
+    recorded = {"type": "dynamodb",
+                "key_schema": [{"AttributeName": "pk", "KeyType": "HASH"},
+                               {"AttributeName": "sk", "KeyType": "RANGE"}],
+                "attribute_definitions": [{"AttributeName": "pk", "AttributeType": "S"},
+                                          {"AttributeName": "sk", "AttributeType": "N"}]}
+    good = parse_key(recorded, '{"pk": {"S": "a"}, "sk": {"N": "1.50"}}')
+    assert good == {"pk": {"S": "a"}, "sk": {"N": "1.5"}}
+    with pytest.raises(UsageError, match="key attribute 'sk' is of type N in this table, not S"):
+        parse_key(recorded, '{"pk": {"S": "a"}, "sk": {"S": "1"}}')
+    with pytest.raises(UsageError, match="key attribute 'pk' is of type S in this table, not B"):
+        parse_key(recorded, '{"pk": {"B": "AQI="}, "sk": {"N": "1"}}')
+    del recorded["attribute_definitions"]  # an older manifest: the type is not known
+    assert parse_key(recorded, '{"pk": {"S": "a"}, "sk": {"S": "1"}}')["sk"] == {"S": "1"}
