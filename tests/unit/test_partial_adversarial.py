@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from cloudkeep import function
 from cloudkeep.errors import UsageError
 from cloudkeep.itemkeys import parse_key
 from cloudkeep.policy import parse_policy
+from cloudkeep.selection import Selection, SelectionRequest
 from cloudkeep.where import parse
 
 
@@ -111,3 +113,19 @@ def test_a_dynamodb_key_of_the_wrong_type_is_refused_before_anything_is_read() -
         parse_key(recorded, '{"pk": {"B": "AQI="}, "sk": {"N": "1"}}')
     del recorded["attribute_definitions"]  # an older manifest: the type is not known
     assert parse_key(recorded, '{"pk": {"S": "a"}, "sk": {"S": "1"}}')["sk"] == {"S": "1"}
+
+
+def test_a_keys_file_of_one_endless_line_is_refused_without_reading_it_whole(
+        tmp_path: Path) -> None:
+    huge = tmp_path / "keys.bin"
+    with huge.open("wb") as out:
+        for _ in range(32):
+            out.write(b"\xff" * (1 << 20))  # 32 MiB of not UTF-8, no newline
+    tracemalloc.start()
+    try:
+        with pytest.raises(UsageError, match=r"keys.bin:1: a key is at most"):
+            Selection.build(SelectionRequest(keys_file=str(huge)), {"type": "s3", "bucket": "b"})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"{peak} bytes held reading a keys file line"
