@@ -17,9 +17,9 @@ retries) after every dataset has had its turn.
 - restore: ``ref``, ``into``, optional ``overwrite``; optional ``region``, ``profile``,
   ``role_arn``, ``external_id``, ``project``, ``endpoint``, ``key_env`` (another place) and
   ``max_rate``, ``capacity_share`` (the rate), ``settings`` (``all``, ``data``, ``none``; default
-  ``all``), as the CLI's options; a partial restore
-  (docs/partial-restore.md) with ``keys`` (list of keys in the source's own form) or
-  ``keys_file``, ``where``, ``dry_run``, ``delete_missing``
+  ``all``), as the CLI's options; a partial restore (docs/partial-restore.md) with ``keys`` (list
+  of keys in the source's own form; ``keys_file`` is refused), ``where``, ``dry_run``,
+  ``delete_missing``; any other field is refused
 - plan: optional ``now`` (ISO 8601)
 - diff: ``ref_a``, ``ref_b``, optional ``keys`` (bool: list the keys, at most 10,000)
 - find: ``dataset``, ``key`` (the key as JSON text, or as a JSON value)
@@ -182,6 +182,10 @@ def parse_time(text: Any) -> datetime | None:
 
 
 ACTIONS = ("backup", "verify", "restore", "plan", "diff", "find")
+RESTORE_FIELDS = ("action", "ref", "into", "overwrite", "keys", "key", "keys_file", "where",
+                  "dry_run", "delete_missing", "settings", "max_rate", "capacity_share",
+                  *OPTION_NAMES)
+"""The fields a restore payload may have; any other is refused (400), not ignored."""
 DIFF_ITEMS_MAX = 10_000  # keys a diff reply lists at most (``items_truncated`` says when more)
 
 
@@ -244,6 +248,10 @@ def run_action(policy: Policy, payload: Any) -> dict[str, Any]:
                                  sample_items=_field(payload, "sample", int, required=False) or 100,
                                  trigger="function")
         return report.as_dict()
+    unknown = sorted(str(k) for k in payload if k not in RESTORE_FIELDS)
+    if unknown:  # a misspelt "dry_run" or "where" must not become a whole --overwrite restore
+        raise UsageError(f"payload: unknown field(s) for action 'restore': {', '.join(unknown)} "
+                         f"(known: {', '.join(RESTORE_FIELDS)})")
     into = _field(payload, "into", str)
     overwrite = bool(_field(payload, "overwrite", bool, required=False))
     # another place and a governed rate (docs/emergency-restore.md), as the CLI's options
@@ -273,8 +281,12 @@ def _rate_field(payload: dict[str, Any], name: str) -> float | None:
 
 def _selection(payload: dict[str, Any]) -> SelectionRequest:
     """A restore payload's partial selection: ``keys`` (a list; ``key``: one or a list), each
-    key JSON text or the JSON value itself; ``keys_file`` (a path the function can read);
-    ``where`` (an expression)."""
+    key JSON text or the JSON value itself; ``where`` (an expression). ``keys_file`` is refused
+    (400): it would name a file of the function's own host (``/proc/self/environ`` holds its
+    credentials), whose lines a reply lists back as missing keys."""
+    if payload.get("keys_file") is not None:
+        raise UsageError("payload: 'keys_file' is not accepted by the function (it would read a "
+                         "file of the function's host); give the keys as a list in 'keys'")
     given: list[Any] = []
     for name in ("keys", "key"):
         value = payload.get(name)
@@ -283,9 +295,11 @@ def _selection(payload: dict[str, Any]) -> SelectionRequest:
         if name == "keys" and not isinstance(value, list):
             raise UsageError("payload: 'keys' must be a list of keys")
         given.extend(value if isinstance(value, list) else [value])
+        if value == []:  # an empty list selects no key: never "no selection", a whole restore
+            raise UsageError(f"payload: '{name}' is an empty list (no item to restore); leave "
+                             "it out to restore the whole snapshot")
     keys = tuple(k if isinstance(k, str) else json.dumps(k) for k in given)
-    return SelectionRequest(keys_file=_field(payload, "keys_file", str, required=False),
-                            keys=keys, where=_field(payload, "where", str, required=False))
+    return SelectionRequest(keys=keys, where=_field(payload, "where", str, required=False))
 
 
 def _item_action(policy: Policy, action: str, payload: dict[str, Any]) -> dict[str, Any]:

@@ -48,11 +48,13 @@ def parse_key(recorded: Mapping[str, Any], text: str, *, where: str = "--key") -
         raise UsageError(f"bad {where}: a key is at most {MAX_KEY_TEXT} characters")
     try:
         value: Any = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the stack
         value = text.strip()
         if value[:1] in ("{", "["):
             raise UsageError(f"bad {where}: {text[:80]!r} is not valid JSON "
                              f"(expected {spec.KEY_FORM})") from None
+    if value is None or isinstance(value, (bool, int, float)):
+        value = text.strip()  # a bare S3 key such as 2024 or true is that text, not a number
     try:
         return spec.parse_key(value, recorded)
     except ValueError as e:

@@ -288,6 +288,33 @@ def _comparable(line: bytes | None, ignores: list[str]) -> Any:
     return {k: v for k, v in doc.items() if k not in ignores} if isinstance(doc, dict) else doc
 
 
+def _target_exists(source: Source, manifest: Manifest, target: str) -> bool:
+    """Whether ``target`` exists (True when the source cannot tell): a target that does not
+    holds nothing to delete, and is not created to delete nothing."""
+    targets = able(source, ReadsTarget)
+    if targets is None:
+        return True
+    reader = targets.target_reader(target, manifest.source)
+    closing = able(reader, Closes)
+    if closing is not None:
+        closing.close()
+    return reader is not None
+
+
+def _holds(recorded: dict[str, Any], line: bytes | None, key: Any) -> bool:
+    """Whether the target's ``line`` (``ReadsItems``) is the item of exactly ``key``: the key
+    the live item has, normalised, is the one asked for. A target that finds an item under
+    another spelling of a key (Cosmos DB: partition key ``1.0`` for ``1``) does not make it a
+    missing key to delete — the snapshot may hold that item under its own spelling."""
+    if line is None:
+        return False
+    try:
+        held = key_of(recorded, json.loads(line))
+    except ValueError:
+        return False
+    return held is not None and key_bytes(held) == key_bytes(key)
+
+
 def _compare(source: Source, manifest: Manifest, target: str, spool: IO[bytes],
              missing: list[Any], delete_missing: bool, result: PartialResult) -> None:
     """The dry run: each selected item against the target's, each missing key looked up."""
@@ -313,7 +340,7 @@ def _compare(source: Source, manifest: Manifest, target: str, spool: IO[bytes],
             keys = missing[start : start + BATCH]
             live = reader.read_items(keys) if reader is not None else {}
             for key in keys:
-                present = live.get(key_bytes(key)) is not None
+                present = _holds(manifest.source, live.get(key_bytes(key)), key)
                 result.needs_overwrite |= present
                 if present and delete_missing:
                     result.deleted += 1
@@ -331,7 +358,8 @@ def _apply(source: Source, manifest: Manifest, target: str, spool: IO[bytes], mi
            progress: Progress) -> None:
     """Write the selected items; delete the missing keys the target holds (``--delete-missing``).
     Nothing selected and nothing to delete: the target is not even opened (nor created)."""
-    if not result.selected and not (delete_missing and missing):
+    if not result.selected and not (delete_missing and missing and _target_exists(source,
+                                                                                 manifest, target)):
         for key in missing:
             result.listed({"key": key, "action": "missing", "live": None})
         return
@@ -351,7 +379,8 @@ def _apply(source: Source, manifest: Manifest, target: str, spool: IO[bytes], mi
             for start in range(0, len(missing), BATCH):
                 keys = missing[start : start + BATCH]
                 live = reader.read_items(keys) if reader is not None else None
-                present = [k for k in keys if live is None or live.get(key_bytes(k)) is not None]
+                present = [k for k in keys
+                           if live is None or _holds(manifest.source, live.get(key_bytes(k)), k)]
                 if delete_missing and deleter is not None and present:
                     deleter.delete_keys(present)
                     result.deleted += len(present)

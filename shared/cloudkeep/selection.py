@@ -123,8 +123,8 @@ def _read_keys_file(recorded: Mapping[str, Any], path: str) -> tuple[dict[bytes,
     keys: dict[bytes, Any] = {}
     sha = hashlib.sha256()
     read = 0
-    with stream:
-        for number, raw in enumerate(stream, 1):
+    with stream:  # a line is read at most one byte past the longest key (never whole)
+        for number, raw in enumerate(iter(lambda: stream.readline(MAX_KEY_TEXT + 3), b""), 1):
             read += len(raw)
             sha.update(raw)
             if read > MAX_KEYS_FILE_BYTES:

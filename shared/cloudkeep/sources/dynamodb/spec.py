@@ -93,6 +93,8 @@ class DynamoDBSourceSpec(SourceModel):
             raise ValueError(f"a key of this table names exactly {', '.join(names)} "
                              f"(got {', '.join(sorted(value)) or 'nothing'})")
         out = {}
+        types = {str(a.get("AttributeName")): a.get("AttributeType")
+                 for a in recorded.get("attribute_definitions") or [] if isinstance(a, dict)}
         for name in names:
             typed = value[name]
             if (not isinstance(typed, dict) or len(typed) != 1
@@ -100,6 +102,9 @@ class DynamoDBSourceSpec(SourceModel):
                     or not isinstance(next(iter(typed.values())), str)):
                 raise ValueError(f"key attribute {name!r} is not DynamoDB JSON "
                                  '({"S": "..."}, {"N": "..."} or {"B": "<base64>"})')
+            if types.get(name) not in (None, next(iter(typed))):  # DynamoDB would refuse it
+                raise ValueError(f"key attribute {name!r} is of type {types[name]} in this "
+                                 f"table, not {next(iter(typed))}")
             try:
                 out[name] = _typed(typed)
             except ArithmeticError as e:
