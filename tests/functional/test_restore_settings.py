@@ -500,3 +500,32 @@ def test_a_damaged_settings_record_is_listed_not_fatal(ddb_client: Any) -> None:
     assert ddb_client.describe_time_to_live(TableName=target)["TimeToLiveDescription"][
         "TimeToLiveStatus"] == "DISABLED"
 
+
+def test_a_forged_ttl_on_a_key_or_absurd_auto_scaling_is_refused(ddb_client: Any) -> None:
+    """A recorded TTL on a key attribute (it would expire restored items) and auto-scaling
+    capacities outside 1..40,000 are listed as not applied; the table keeps its items."""
+    from cloudkeep.restore_settings import apply
+    from cloudkeep.sources.dynamodb import DynamoDBSource
+
+    target = unique("settings_forged")
+    ddb_client.create_table(
+        TableName=target, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                     {"AttributeName": "at", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "at", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST")
+    ddb_client.put_item(TableName=target, Item={"pk": {"S": "a"}, "at": {"N": "1"}})
+    source = DynamoDBSource("anything", REGION, client=ddb_client)
+    recorded = {"type": "dynamodb", "settings": {
+        "ttl": {"enabled": True, "attribute": "at"},
+        "auto_scaling": {"targets": [{"resource": "table", "min": 1, "max": 10_000_000,
+                                      "dimension": "dynamodb:table:WriteCapacityUnits"}],
+                         "policies": []},
+    }}
+    outcome = apply(source, recorded, target, "all")
+    reasons = dict(outcome.not_applied)
+    assert set(reasons) == {"ttl", "auto_scaling"} and outcome.applied == []
+    assert "key attribute" in reasons["ttl"] and "outside 1..40000" in reasons["auto_scaling"]
+    assert ddb_client.describe_time_to_live(TableName=target)["TimeToLiveDescription"][
+        "TimeToLiveStatus"] == "DISABLED"
+    assert ddb_client.scan(TableName=target)["Count"] == 1
