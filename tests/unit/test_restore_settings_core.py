@@ -137,3 +137,18 @@ def test_an_unsigned_manifest_never_sets_a_foreign_key_object_lock_or_policy() -
         "encryption", "object_lock", "resource_policy", "sse"]
     signed = restore_settings.apply(Target(), forged, "t", "all", authenticated=True)
     assert len(signed.applied) == 5
+
+
+def test_an_absurd_recorded_cosmos_throughput_is_never_given_to_a_new_container() -> None:
+    """A damaged or forged throughput (far above Cosmos DB's per-container limit, or not a
+    number) creates the container without it; a sane one is given."""
+    from cloudkeep.sources.cosmos.settings import create_kwargs, throughput_problem
+
+    absurd = {"scope": "container", "manual_throughput": 50_000_000}
+    assert "outside" in (throughput_problem(absurd) or "")
+    assert "offer_throughput" not in create_kwargs({"throughput": absurd})
+    assert "offer_throughput" not in create_kwargs(
+        {"throughput": {"scope": "container", "autoscale_max_throughput": "lots"}})
+    sane = {"scope": "container", "manual_throughput": 400}
+    assert throughput_problem(sane) is None
+    assert create_kwargs({"throughput": sane})["offer_throughput"] == 400
