@@ -31,11 +31,33 @@ DEFAULT_MODE = "all"
 UNREADABLE = "unreadable: "
 NOT_HERE = "not applicable here: "  # a reason that is the target's kind, not a failure
 NOT_READ = "the backup could not read it"
-#: Settings that grant access: applied only from an authenticated (signed or encrypted) manifest,
-#: so a forged unsigned manifest (accepted with --allow-unsigned) cannot open a restored table.
-SENSITIVE = frozenset({"resource_policy"})
+#: Settings that grant access, hand the data's keys to someone else or cannot be undone on the
+#: target: applied only from an authenticated (signed or encrypted) manifest, so a forged unsigned
+#: manifest (accepted with --allow-unsigned, or by a policy that does not sign) cannot open a
+#: restored table (``resource_policy``), encrypt it with a KMS key of another account (a KMS
+#: ``sse``/``encryption``), or put retention no one can lift on a restored bucket
+#: (``object_lock``). Settings that are checked against the target instead (a TTL on a key
+#: attribute, absurd auto-scaling capacities) are refused by the source's applier.
+SENSITIVE = frozenset({"resource_policy", "object_lock", "sse", "encryption"})
 UNSIGNED = ("applied only from a signed or encrypted snapshot, and this manifest is not "
-            "authenticated: it grants access; apply it by hand if you trust it")
+            "authenticated: it grants access, chooses the encryption key or cannot be undone; "
+            "apply it by hand if you trust it")
+
+
+def _harmless(name: str, value: Any) -> bool:
+    """A sensitive setting's value that is also every new target's default (no resource policy,
+    AWS-owned / S3-managed encryption, Object Lock off): applying it changes nothing risky."""
+    if value is None or value == "AWS owned":
+        return True
+    if name == "object_lock":
+        return not (isinstance(value, dict) and value.get("ObjectLockEnabled") == "Enabled")
+    if name == "encryption":  # S3: the default-encryption rules (a list)
+        rules = value.get("Rules") if isinstance(value, dict) else value
+        return isinstance(rules, list) and all(
+            isinstance(r, dict) and isinstance(r.get("ApplyServerSideEncryptionByDefault"), dict)
+            and r["ApplyServerSideEncryptionByDefault"].get("SSEAlgorithm") == "AES256"
+            for r in rules)
+    return False
 
 
 @dataclass
@@ -97,7 +119,7 @@ def _split(source: object, recorded: Mapping[str, Any], mode: str, *, authentica
             skipped.append(name)
         elif isinstance(value, str) and value.startswith(UNREADABLE):
             unreadable.append((name, f"{NOT_READ} ({value[len(UNREADABLE):]})"))
-        elif name in SENSITIVE and value is not None and not authenticated:
+        elif name in SENSITIVE and not authenticated and not _harmless(name, value):
             unreadable.append((name, UNSIGNED))
         else:
             selected[name] = value

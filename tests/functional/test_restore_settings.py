@@ -207,7 +207,10 @@ def test_settings_none_and_data_and_dry_run(moto_ddb: Any, tmp_path: Path, capsy
     shaped = unique("settings_data")
     data = cli_json(capsys, "--policy", str(policy), "restore", "orders@latest", "--into", shaped,
                     "--settings", "data")
-    assert sorted(data["settings"]["applied"]) == ["sse", "ttl"]
+    # an unsigned manifest: its KMS key is not chosen for the target (it could be another
+    # account's); the table gets AWS-owned encryption and sse is listed
+    assert data["settings"]["applied"] == ["ttl"]
+    assert "sse" in {e["setting"] for e in data["settings"]["not_applied"]}
     assert "tags" in data["settings"]["skipped"] and "deletion_protection" in data["settings"]["skipped"]
     restored = _settings_by_sdk_loose(moto_ddb, shaped)
     assert restored["ttl"] == "ENABLED" and restored["tags"] == [] and not restored["protected"]
@@ -219,7 +222,7 @@ def test_settings_none_and_data_and_dry_run(moto_ddb: Any, tmp_path: Path, capsy
     assert "ttl" in plan["settings"]["to_apply"] and "deletion_protection" in plan["settings"]["to_apply"]
     # an unsigned manifest: the resource policy (it grants access) is listed, not applied
     assert sorted(e["setting"] for e in plan["settings"]["not_applied"]) == [
-        "contributor_insights", "resource_policy"]
+        "contributor_insights", "resource_policy", "sse"]
     assert "resource_policy" not in plan["settings"]["to_apply"]
     assert ghost not in moto_ddb.list_tables()["TableNames"], "a dry run writes nothing"
     code, out, _ = cli(capsys, "--policy", str(policy), "restore", "orders@latest", "--into", ghost,
@@ -496,3 +499,33 @@ def test_a_damaged_settings_record_is_listed_not_fatal(ddb_client: Any) -> None:
     assert outcome.applied == ["deletion_protection"]
     assert ddb_client.describe_time_to_live(TableName=target)["TimeToLiveDescription"][
         "TimeToLiveStatus"] == "DISABLED"
+
+
+def test_a_forged_ttl_on_a_key_or_absurd_auto_scaling_is_refused(ddb_client: Any) -> None:
+    """A recorded TTL on a key attribute (it would expire restored items) and auto-scaling
+    capacities outside 1..40,000 are listed as not applied; the table keeps its items."""
+    from cloudkeep.restore_settings import apply
+    from cloudkeep.sources.dynamodb import DynamoDBSource
+
+    target = unique("settings_forged")
+    ddb_client.create_table(
+        TableName=target, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                     {"AttributeName": "at", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "at", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST")
+    ddb_client.put_item(TableName=target, Item={"pk": {"S": "a"}, "at": {"N": "1"}})
+    source = DynamoDBSource("anything", REGION, client=ddb_client)
+    recorded = {"type": "dynamodb", "settings": {
+        "ttl": {"enabled": True, "attribute": "at"},
+        "auto_scaling": {"targets": [{"resource": "table", "min": 1, "max": 10_000_000,
+                                      "dimension": "dynamodb:table:WriteCapacityUnits"}],
+                         "policies": []},
+    }}
+    outcome = apply(source, recorded, target, "all")
+    reasons = dict(outcome.not_applied)
+    assert set(reasons) == {"ttl", "auto_scaling"} and outcome.applied == []
+    assert "key attribute" in reasons["ttl"] and "outside 1..40000" in reasons["auto_scaling"]
+    assert ddb_client.describe_time_to_live(TableName=target)["TimeToLiveDescription"][
+        "TimeToLiveStatus"] == "DISABLED"
+    assert ddb_client.scan(TableName=target)["Count"] == 1

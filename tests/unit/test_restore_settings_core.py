@@ -108,3 +108,47 @@ def test_no_settings_recorded_says_so_and_modes_are_checked() -> None:
     assert "records no settings" in str(restore_settings.apply(object(), RECORDED, "t", "all").note)
     with pytest.raises(ValueError, match="all, data, none"):
         restore_settings.check_mode("most")
+
+
+def test_an_unsigned_manifest_never_sets_a_foreign_key_object_lock_or_policy() -> None:
+    """A forged unsigned manifest cannot open a table, encrypt it with another account's key or
+    lock a restored bucket; the same settings at their harmless defaults still apply."""
+    forged = {"settings": {
+        "resource_policy": '{"Statement": [{"Principal": {"AWS": "arn:aws:iam::666:root"}}]}',
+        "sse": {"SSEType": "KMS", "KMSMasterKeyArn": "arn:aws:kms:eu-west-1:666:key/x"},
+        "encryption": [{"ApplyServerSideEncryptionByDefault": {
+            "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "arn:aws:kms:eu-west-1:666:key/x"}}],
+        "object_lock": {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {
+            "Mode": "COMPLIANCE", "Years": 100}}},
+        "ttl": {"enabled": False, "attribute": None},
+    }}
+    target = Target()
+    outcome = restore_settings.apply(target, forged, "t", "all", authenticated=False)
+    assert outcome.applied == ["ttl"] and set(target.live) == {"ttl"}
+    assert {n for n, _ in outcome.not_applied} == {"resource_policy", "sse", "encryption",
+                                                   "object_lock"}
+    assert outcome.failed() == []  # listed, not a drill failure
+    narrowed = restore_settings.recorded_for_restore(target, forged, "all", authenticated=False)
+    assert set(narrowed["settings"]) == {"ttl"}  # a bucket or table is not created with them
+    plain = {"settings": {"resource_policy": None, "sse": "AWS owned", "object_lock": None,
+                          "encryption": [{"ApplyServerSideEncryptionByDefault": {
+                              "SSEAlgorithm": "AES256"}}]}}
+    assert sorted(restore_settings.plan(target, plain, "all", authenticated=False).applied) == [
+        "encryption", "object_lock", "resource_policy", "sse"]
+    signed = restore_settings.apply(Target(), forged, "t", "all", authenticated=True)
+    assert len(signed.applied) == 5
+
+
+def test_an_absurd_recorded_cosmos_throughput_is_never_given_to_a_new_container() -> None:
+    """A damaged or forged throughput (far above Cosmos DB's per-container limit, or not a
+    number) creates the container without it; a sane one is given."""
+    from cloudkeep.sources.cosmos.settings import create_kwargs, throughput_problem
+
+    absurd = {"scope": "container", "manual_throughput": 50_000_000}
+    assert "outside" in (throughput_problem(absurd) or "")
+    assert "offer_throughput" not in create_kwargs({"throughput": absurd})
+    assert "offer_throughput" not in create_kwargs(
+        {"throughput": {"scope": "container", "autoscale_max_throughput": "lots"}})
+    sane = {"scope": "container", "manual_throughput": 400}
+    assert throughput_problem(sane) is None
+    assert create_kwargs({"throughput": sane})["offer_throughput"] == 400

@@ -338,6 +338,10 @@ class CosmosSource(CosmosReader, Incremental, ReadsFromCursor, SampleCheck, Read
     def _replace_throughput(self, target: str, throughput: Mapping[str, Any]) -> str | None:
         from azure.cosmos import ThroughputProperties
 
+        problem = container_settings.throughput_problem(throughput)
+        if problem is not None:
+            return problem
+
         value: Any = (ThroughputProperties(auto_scale_max_throughput=throughput["autoscale_max_throughput"])
                       if throughput.get("autoscale_max_throughput")
                       else throughput.get("manual_throughput"))

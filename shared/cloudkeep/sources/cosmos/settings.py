@@ -64,6 +64,22 @@ def recorded_settings(recorded: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+#: The highest RU/s a restored container is given (Cosmos DB's per-container limit without a
+#: support request): a recorded throughput above it (a damaged or forged record) is refused.
+MAX_THROUGHPUT = 1_000_000
+
+
+def throughput_problem(throughput: Mapping[str, Any]) -> str | None:
+    """Why a recorded container throughput must not be applied (absurd or not a number), or None."""
+    value = throughput.get("autoscale_max_throughput") or throughput.get("manual_throughput")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_THROUGHPUT:
+        return (f"the recorded throughput {str(value)[:40]} is outside 1..{MAX_THROUGHPUT} RU/s; "
+                "the container keeps the account's default")
+    return None
+
+
 def create_kwargs(settings: Mapping[str, Any]) -> dict[str, Any]:
     """``create_container`` keyword arguments for the selected ``settings`` (partition key
     aside, which every container needs and the caller gives)."""
@@ -80,7 +96,8 @@ def create_kwargs(settings: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(settings.get("conflict_resolution"), dict) and settings["conflict_resolution"]:
         out["conflict_resolution_policy"] = settings["conflict_resolution"]
     throughput = settings.get("throughput")
-    if isinstance(throughput, dict) and throughput.get("scope") == "container":
+    if isinstance(throughput, dict) and throughput.get("scope") == "container" \
+            and throughput_problem(throughput) is None:
         if throughput.get("autoscale_max_throughput"):
             out["offer_throughput"] = ThroughputProperties(
                 auto_scale_max_throughput=throughput["autoscale_max_throughput"])

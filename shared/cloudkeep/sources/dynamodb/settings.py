@@ -43,6 +43,9 @@ ORDER = ("sse", "on_demand_throughput", "stream", "ttl", "pitr", "contributor_in
          "resource_policy", "auto_scaling", "deletion_protection")
 DATA_SETTINGS = frozenset({"sse", "ttl"})
 AWS_OWNED = "AWS owned"
+#: The highest capacity an auto-scaling target is registered with (DynamoDB's default per-table
+#: quota of read or write capacity units): above it a recorded target is refused, not applied.
+MAX_CAPACITY = 40_000
 ACTIVE_TIMEOUT = 3600.0  # seconds a restored table may take to become ACTIVE after an update
 
 
@@ -275,7 +278,7 @@ def apply(dynamodb: Any, target: str, region: str, settings: Mapping[str, Any],
         "sse": lambda v: _apply_sse(dynamodb, target, table, v),
         "on_demand_throughput": lambda v: _apply_on_demand(dynamodb, target, table, v),
         "stream": lambda v: _apply_stream(dynamodb, target, table, v),
-        "ttl": lambda v: _apply_ttl(dynamodb, target, v),
+        "ttl": lambda v: _apply_ttl(dynamodb, target, v, _key_attributes(table)),
         "pitr": lambda v: _apply_pitr(dynamodb, target, v),
         "contributor_insights": lambda v: _apply_insights(dynamodb, target, gsis, v),
         "tags": lambda v: _apply_tags(dynamodb, arn, v),
@@ -361,7 +364,20 @@ def _apply_stream(dynamodb: Any, target: str, table: Mapping[str, Any], value: A
     return None
 
 
-def _apply_ttl(dynamodb: Any, target: str, value: Any) -> str | None:
+def _key_attributes(table: Mapping[str, Any]) -> set[str]:
+    """The attributes that key the table or any of its indexes."""
+    schemas = [table.get("KeySchema") or []] + [
+        i.get("KeySchema") or [] for kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes")
+        for i in table.get(kind) or []]
+    return {str(k["AttributeName"]) for schema in schemas for k in schema}
+
+
+def _apply_ttl(dynamodb: Any, target: str, value: Any, keys: set[str]) -> str | None:
+    if value.get("enabled") and value.get("attribute") in keys:
+        # a TTL on a key attribute would expire (delete) restored items by their key: never a
+        # source's real setting worth the risk (a damaged or forged record)
+        return (f"the recorded TTL attribute {str(value['attribute'])[:100]!r} is a key attribute "
+                "of the restored table; a TTL on it could delete restored items, so it was not set")
     have = _ttl(dynamodb, target)
     if have == value:
         return None
@@ -422,6 +438,11 @@ def _apply_scaling(aas: Any, target: str, gsis: list[str], value: Any) -> str | 
     policies = value.get("policies") or []
     if not targets and not policies:
         return None
+    for t in targets:  # a damaged or forged record must not scale a table to absurd capacity
+        low, high = int(t["min"]), int(t["max"])
+        if not 1 <= low <= high <= MAX_CAPACITY:
+            return (f"the recorded auto-scaling capacities ({low}..{high} for {str(t['resource'])[:100]}) "
+                    f"are outside 1..{MAX_CAPACITY}; nothing was registered")
     if aas is None:
         return ("Application Auto Scaling has no endpoint next to this DynamoDB endpoint; "
                 "register the targets and policies by hand")
