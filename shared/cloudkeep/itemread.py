@@ -35,6 +35,10 @@ class SnapshotReadError(CloudkeepError):
     """A part of a snapshot is missing, damaged or holds a line that is no item."""
 
 
+class TempSpaceError(CloudkeepError):
+    """A part could not be spooled to a temporary file (a full or read-only $TMPDIR)."""
+
+
 @dataclass
 class Trusted:
     """One snapshot's chain, oldest (the full snapshot) first, each with its data key."""
@@ -85,7 +89,12 @@ def part_lines(store: Store, manifest: Manifest, part: PartEntry,
     check; SnapshotReadError names the part otherwise."""
     key = layout.part_key(manifest.dataset, manifest.snapshot_id, part.name)
     where = f"{manifest.dataset}@{manifest.snapshot_id} part {part.name}"
-    with tempfile.TemporaryFile() as spool:
+    try:
+        spool = tempfile.TemporaryFile()
+    except OSError as exc:
+        raise TempSpaceError(f"reading {where} needs a temporary file in "
+                             f"{tempfile.gettempdir()}: {exc}") from exc
+    with spool:
         sha = hashlib.sha256()
         size = 0
         try:
@@ -96,8 +105,13 @@ def part_lines(store: Store, manifest: Manifest, part: PartEntry,
                         raise SnapshotReadError(f"{where} is damaged: it holds more than the "
                                                 f"{part.stored_bytes} bytes its manifest records")
                     sha.update(chunk)
-                    spool.write(chunk)
-        except SnapshotReadError:
+                    try:
+                        spool.write(chunk)
+                    except OSError as exc:  # e.g. no space left on the device
+                        raise TempSpaceError(f"reading {where} needs about {part.stored_bytes} "
+                                             f"bytes of temporary space in "
+                                             f"{tempfile.gettempdir()}: {exc}") from exc
+        except (SnapshotReadError, TempSpaceError):
             raise
         except CloudkeepError as exc:
             raise SnapshotReadError(f"{where} cannot be read: {exc}") from exc

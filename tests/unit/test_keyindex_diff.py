@@ -324,3 +324,23 @@ def test_an_index_of_another_part_or_snapshot_or_a_short_one_never_hides_an_item
         (entry,) = [p for p in edited.parts if p.name == holder.name]
         assert keyindex.check(store, edited, entry) is not None
 
+
+def test_find_without_temporary_space_is_one_clear_error(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """No room to spool a part: find stops with one error naming the temporary folder (not a
+    traceback, not every snapshot reported as unsearchable)."""
+    import tempfile
+
+    from cloudkeep import itemfind
+    from cloudkeep.itemread import TempSpaceError
+
+    store, source = MemoryStore(), DynamoShaped()
+    source.fill(5)
+    manifest = take(store, source)
+    policy = policy_for()
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    monkeypatch.setattr(tempfile, "tempdir", str(not_a_folder))
+    with pytest.raises(TempSpaceError, match="temporary .*file"):
+        itemfind.find(store, "a", [manifest], json.dumps({"pk": {"S": "k00001"}}),
+                      expect=expect_for(policy, "a"), keyring=keyring_for(policy))
