@@ -35,6 +35,13 @@ class SnapshotReadError(CloudkeepError):
     """A part of a snapshot is missing, damaged or holds a line that is no item."""
 
 
+class NotItemByItemError(SnapshotReadError, UsageError):
+    """The snapshot is held in a form that cannot be read item by item (a native backup, a
+    service's own export files): asking to is bad usage (exit 2), not a failed read."""
+
+    exit_code = UsageError.exit_code
+
+
 class TempSpaceError(CloudkeepError):
     """A part could not be spooled to a temporary file (a full or read-only $TMPDIR)."""
 
@@ -59,10 +66,10 @@ def trusted_chain(store: Store, manifest: Manifest, expect: Expect, keyring: Key
     TamperedError / DowngradeError / KeyUnavailableError otherwise). ``cache``: data keys of
     snapshots already checked (by snapshot id), reused and filled."""
     if manifest.codec.framing != "ndjson":
-        raise SnapshotReadError(f"{manifest.dataset}@{manifest.snapshot_id} holds files in the "
+        raise NotItemByItemError(f"{manifest.dataset}@{manifest.snapshot_id} holds files in the "
                                 "service's own export format: it cannot be read item by item")
     if manifest.native is not None and not manifest.parts:
-        raise SnapshotReadError(f"{manifest.dataset}@{manifest.snapshot_id} is held by the "
+        raise NotItemByItemError(f"{manifest.dataset}@{manifest.snapshot_id} is held by the "
                                 "service itself (a native backup): it cannot be read item by item")
     links = chain.load_chain(store, manifest)
     keys = cache if cache is not None else {}

@@ -250,11 +250,13 @@ def test_snapshots_held_by_the_service_cannot_be_read_item_by_item() -> None:
     manifest = take(store, source)
     policy = policy_for()
     native = manifest.model_copy(update={"parts": [], "native": {"backup_arn": "arn:x"}})
-    with pytest.raises(itemdiff.SnapshotReadError, match="native backup"):
+    with pytest.raises(itemdiff.SnapshotReadError, match="native backup") as raised:
         trusted_chain(store, native, expect_for(policy, "a"), keyring_for(policy))
+    assert raised.value.exit_code == 2  # asking for it is bad usage, not a failed read
     opaque = manifest.model_copy(update={"codec": manifest.codec.model_copy(update={"framing": "opaque"})})
-    with pytest.raises(itemdiff.SnapshotReadError, match="export format"):
+    with pytest.raises(itemdiff.SnapshotReadError, match="export format") as raised:
         trusted_chain(store, opaque, expect_for(policy, "a"), keyring_for(policy))
+    assert raised.value.exit_code == 2
 
 
 def test_no_room_for_temporary_files_is_one_clear_error(tmp_path: Path,
