@@ -346,3 +346,24 @@ def test_find_without_temporary_space_is_one_clear_error(tmp_path: Path,
     with pytest.raises(TempSpaceError, match="temporary .*file"):
         itemfind.find(store, "a", [manifest], json.dumps({"pk": {"S": "k00001"}}),
                       expect=expect_for(policy, "a"), keyring=keyring_for(policy))
+
+
+def test_verify_rebuilds_each_index_from_its_part_and_names_a_forged_one() -> None:
+    """An index crafted to pass every format check (its part's sha256, one hash per item,
+    sorted) but listing other keys, recorded by an edited unsigned manifest: verify, which
+    reads every line anyway, rebuilds the index and names it."""
+    store, source = MemoryStore(), DynamoShaped()
+    source.fill(40)
+    manifest = take(store, source)
+    assert verify_integrity(store, manifest).ok
+    part = manifest.parts[0]
+    builder = keyindex.IndexBuilder(RECORDED, None)
+    builder.add_lines([line(f"forged{i}", i) for i in range(part.items)])
+    forged = builder.finish(part.sha256)
+    assert forged is not None
+    at = layout.key_index_key("a", manifest.snapshot_id, part.name)
+    store.objects[at] = (forged, store.objects[at][1])
+    edited = _rerecord(manifest, part, forged)
+    report = verify_integrity(store, edited)
+    assert [(p.part, p.check) for p in report.problems] == [(part.name, "key index")]
+    assert "does not list" in report.problems[0].message
