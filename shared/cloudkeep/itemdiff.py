@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from .codec import ContentDigest, digest_form
-from .errors import CloudkeepError, UsageError
+from .errors import UsageError
 from .itemkeys import key_bytes
-from .itemread import SnapshotReadError, Trusted, entries, part_lines, spec_of
+from .itemread import SnapshotReadError, TempSpaceError, Trusted, entries, part_lines, spec_of
 from .stores import Store
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ _HEAD = struct.Struct(">IIB")  # key length, line length, op (0 holds, 1 deleted
 _MAX_DEPTH = 8
 
 
-class DiffSpaceError(CloudkeepError):
+class DiffSpaceError(TempSpaceError):
     """The diff's temporary files could not be written (a full or read-only $TMPDIR)."""
 
 
@@ -137,6 +137,9 @@ def diff(store_a: Store, a: Trusted, store_b: Store, b: Trusted, *, keys: bool =
         result.close()
         raise DiffSpaceError(f"diff needs temporary files in {tempfile.gettempdir()} (about the "
                              f"uncompressed size of both snapshots): {exc}") from exc
+    except TempSpaceError as exc:  # a part could not be spooled
+        result.close()
+        raise DiffSpaceError(str(exc)) from exc
     except BaseException:
         result.close()
         raise

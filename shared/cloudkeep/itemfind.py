@@ -20,7 +20,7 @@ from . import keyindex, timeline
 from .errors import CloudkeepError, KeyUnavailableError, UsageError
 from .itemkeys import key_bytes
 from .itemkeys import parse_key as parse_user_key
-from .itemread import Trusted, entries, part_lines, spec_of, trusted_chain
+from .itemread import TempSpaceError, Trusted, entries, part_lines, spec_of, trusted_chain
 from .keys import Keyring
 from .manifest import Manifest
 from .stores import Store
@@ -85,7 +85,7 @@ def find(store: Store, dataset: str, manifests: list[Manifest], key_text: str, *
                 state, doc = _lookup(store, trusted, link, own_key, lookups, result)
                 if state != "absent":
                     break
-        except KeyUnavailableError:
+        except (KeyUnavailableError, TempSpaceError):  # no snapshot could be searched either
             raise
         except CloudkeepError as exc:  # one damaged snapshot never hides the others
             message = f"{dataset}@{manifest.snapshot_id} could not be searched: {exc}"

@@ -35,6 +35,17 @@ class SnapshotReadError(CloudkeepError):
     """A part of a snapshot is missing, damaged or holds a line that is no item."""
 
 
+class NotItemByItemError(SnapshotReadError, UsageError):
+    """The snapshot is held in a form that cannot be read item by item (a native backup, a
+    service's own export files): asking to is bad usage (exit 2), not a failed read."""
+
+    exit_code = UsageError.exit_code
+
+
+class TempSpaceError(CloudkeepError):
+    """A part could not be spooled to a temporary file (a full or read-only $TMPDIR)."""
+
+
 @dataclass
 class Trusted:
     """One snapshot's chain, oldest (the full snapshot) first, each with its data key."""
@@ -55,10 +66,10 @@ def trusted_chain(store: Store, manifest: Manifest, expect: Expect, keyring: Key
     TamperedError / DowngradeError / KeyUnavailableError otherwise). ``cache``: data keys of
     snapshots already checked (by snapshot id), reused and filled."""
     if manifest.codec.framing != "ndjson":
-        raise SnapshotReadError(f"{manifest.dataset}@{manifest.snapshot_id} holds files in the "
+        raise NotItemByItemError(f"{manifest.dataset}@{manifest.snapshot_id} holds files in the "
                                 "service's own export format: it cannot be read item by item")
     if manifest.native is not None and not manifest.parts:
-        raise SnapshotReadError(f"{manifest.dataset}@{manifest.snapshot_id} is held by the "
+        raise NotItemByItemError(f"{manifest.dataset}@{manifest.snapshot_id} is held by the "
                                 "service itself (a native backup): it cannot be read item by item")
     links = chain.load_chain(store, manifest)
     keys = cache if cache is not None else {}
@@ -85,7 +96,12 @@ def part_lines(store: Store, manifest: Manifest, part: PartEntry,
     check; SnapshotReadError names the part otherwise."""
     key = layout.part_key(manifest.dataset, manifest.snapshot_id, part.name)
     where = f"{manifest.dataset}@{manifest.snapshot_id} part {part.name}"
-    with tempfile.TemporaryFile() as spool:
+    try:
+        spool = tempfile.TemporaryFile()
+    except OSError as exc:
+        raise TempSpaceError(f"reading {where} needs a temporary file in "
+                             f"{tempfile.gettempdir()}: {exc}") from exc
+    with spool:
         sha = hashlib.sha256()
         size = 0
         try:
@@ -96,8 +112,13 @@ def part_lines(store: Store, manifest: Manifest, part: PartEntry,
                         raise SnapshotReadError(f"{where} is damaged: it holds more than the "
                                                 f"{part.stored_bytes} bytes its manifest records")
                     sha.update(chunk)
-                    spool.write(chunk)
-        except SnapshotReadError:
+                    try:
+                        spool.write(chunk)
+                    except OSError as exc:  # e.g. no space left on the device
+                        raise TempSpaceError(f"reading {where} needs about {part.stored_bytes} "
+                                             f"bytes of temporary space in "
+                                             f"{tempfile.gettempdir()}: {exc}") from exc
+        except (SnapshotReadError, TempSpaceError):
             raise
         except CloudkeepError as exc:
             raise SnapshotReadError(f"{where} cannot be read: {exc}") from exc

@@ -7,13 +7,16 @@ object), so the manifest — authenticated like everything it records — covers
 
     b"CKKI" 0x01                      magic and version
     flags (1 byte)                    bit 0: the hashes are keyed (an encrypted snapshot)
-    count (8 bytes, big-endian)       number of hashes (at most the part's item count)
+    part sha256 (32 bytes)            the sha256 of the stored part it indexes (binds it)
+    count (8 bytes, big-endian)       number of hashes: the part's item count, exactly
     count × 8 bytes                   the hashes of the part's item keys, sorted ascending
 
 A hash is the first 8 bytes of sha256 over the item's canonical key (``itemkeys.key_hash``); in
 an encrypted snapshot, of HMAC-SHA256 under a key derived from the snapshot's data key, so the
 index tells nothing about the keys to whoever cannot unwrap the data key. A collision only costs
-reading one part more, never a wrong item.
+reading one part more, never a wrong item. The index names its part's sha256 and holds exactly
+one hash per item, so an index moved from another part or snapshot, or cut short, is refused
+even where the manifest that records its sha256 is not authenticated (unsigned).
 
 :func:`candidate_parts` is the reader ``find`` and partial restore use: the parts that may hold
 one of some keys. A part without an index (an older snapshot, a line without a key) is always a
@@ -46,7 +49,8 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"CKKI\x01"
 FLAG_KEYED = 1
-HEADER = len(MAGIC) + 1 + 8
+_SHA = 32
+HEADER = len(MAGIC) + 1 + _SHA + 8
 _INDEX_KEY_LABEL = b"cloudkeep key index v1"
 _READERS = 8
 
@@ -117,8 +121,9 @@ class IndexBuilder:
                 return
             hashes.append(number(key))
 
-    def finish(self) -> bytes | None:
-        """The index object's bytes (None: this part has no index)."""
+    def finish(self, part_sha256: str) -> bytes | None:
+        """The index object's bytes for the part whose stored bytes have sha256
+        ``part_sha256`` (hex) (None: this part has no index)."""
         if self._hashes is None:
             return None
         ordered = array("Q", sorted(self._hashes))
@@ -126,7 +131,8 @@ class IndexBuilder:
         if sys.byteorder == "little":
             ordered.byteswap()  # stored big-endian: byte order is numeric order
         flags = FLAG_KEYED if self._hasher.keyed else 0
-        return MAGIC + bytes([flags]) + len(ordered).to_bytes(8, "big") + ordered.tobytes()
+        return (MAGIC + bytes([flags]) + bytes.fromhex(part_sha256) + len(ordered).to_bytes(8, "big")
+                + ordered.tobytes())
 
 
 def write_index(store: Store, dataset: str, snapshot_id: str, part_name: str, body: bytes | None,
@@ -163,8 +169,8 @@ class Index:
 
 def parse_index(body: bytes, part: PartEntry, *, keyed: bool) -> Index:
     """An index object's bytes checked against its part's manifest entry (KeyIndexError naming
-    what is wrong): the recorded sha256, the format, keyed as the snapshot is, at most one hash
-    per item, sorted."""
+    what is wrong): the recorded sha256, the format, keyed as the snapshot is, naming this
+    part's sha256, exactly one hash per item, sorted."""
     if part.key_index is None:
         raise KeyIndexError(f"part {part.name} records no key index")
     if hashlib.sha256(body).hexdigest() != part.key_index:
@@ -176,8 +182,10 @@ def parse_index(body: bytes, part: PartEntry, *, keyed: bool) -> Index:
         raise KeyIndexError(f"the key index of part {part.name} is "
                           f"{'' if flags & FLAG_KEYED else 'not '}keyed, its snapshot is "
                           f"{'' if keyed else 'not '}encrypted")
-    count = int.from_bytes(body[len(MAGIC) + 1 : HEADER], "big")
-    if count > part.items or len(body) != HEADER + count * KEY_HASH_BYTES:
+    if body[len(MAGIC) + 1 : len(MAGIC) + 1 + _SHA].hex() != part.sha256:
+        raise KeyIndexError(f"the key index of part {part.name} belongs to another part")
+    count = int.from_bytes(body[HEADER - 8 : HEADER], "big")
+    if count != part.items or len(body) != HEADER + count * KEY_HASH_BYTES:
         raise KeyIndexError(f"the key index of part {part.name} holds {count} hashes in "
                           f"{len(body)} bytes for a part of {part.items} items")
     hashes = array("Q")

@@ -248,12 +248,13 @@ class SegmentRunner:
                 log.info("segment %d: part %s is taken; writing the next index", segment, name)
                 index += 1
         self._wrote.set()
+        body_sha = hashlib.sha256(body).hexdigest()
         index_sha = keyindex.write_index(store, state.dataset, state.snapshot_id, name,
-                                         keys.finish() if keys is not None else None,
+                                         keys.finish(body_sha) if keys is not None else None,
                                          retain_until=state.retain_until_time)
         record.parts.append(
             PartStats(name, segment, index, buffer.items, buffer.raw_bytes, len(body),
-                      hashlib.sha256(body).hexdigest(), key_index=index_sha)
+                      body_sha, key_index=index_sha)
         )
         digest.merge(buffer.digest)
         record.digest_value, record.digest_count = digest.value, digest.count

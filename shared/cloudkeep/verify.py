@@ -24,6 +24,7 @@ Verification never stops at the first problem.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -160,6 +161,7 @@ class _PartResult:
     digest: ContentDigest = field(default_factory=ContentDigest)
     problems: list[Problem] = field(default_factory=list)
     readable: bool = True
+    index_sha: str | None = None  # sha256 of the key index rebuilt from the part's lines
 
 
 def verify_integrity(store: Store, manifest: Manifest, *, workers: int = 8,
@@ -192,6 +194,9 @@ def verify_integrity(store: Store, manifest: Manifest, *, workers: int = 8,
     def check(part: PartEntry) -> _PartResult:
         result = _check_part(store, manifest, part, checker, data_key)
         index_problem = keyindex.check(store, manifest, part)
+        if index_problem is None and part.key_index is not None and result.readable \
+                and result.index_sha != part.key_index:  # an index forged under an unsigned manifest
+            index_problem = f"the key index of part {part.name} does not list its items' keys"
         if index_problem is not None:  # a part's key index is covered by the manifest too
             result.problems.append(Problem(part.name, "key index", index_problem))
         bar.advance(result.items, part.raw_bytes)
@@ -273,12 +278,17 @@ def _check_part(store: Store, manifest: Manifest, part: PartEntry, checker: Any,
                                part_name=part.name)
     bad_lines = 0
     opaque = manifest.codec.framing == "opaque"  # a service's own export file: bytes only
+    rebuilt = (keyindex.IndexBuilder(manifest.source, data_key
+                                     if manifest.codec.encryption is not None else None)
+               if part.key_index is not None and not opaque else None)
     try:
         with stream:
             try:
                 for line in () if opaque else lines:
                     result.items += 1
                     result.digest.add_line(line)
+                    if rebuilt is not None:
+                        rebuilt.add_lines((line,))
                     try:
                         message = checker(json.loads(line))
                     except ValueError as exc:
@@ -315,6 +325,8 @@ def _check_part(store: Store, manifest: Manifest, part: PartEntry, checker: Any,
         problem("sha256", "checksum of the stored bytes differs from the manifest's")
     if result.readable and result.items != part.items:
         problem("item count", f"read {result.items} items, manifest says {part.items}")
+    body = rebuilt.finish(part.sha256) if rebuilt is not None else None
+    result.index_sha = hashlib.sha256(body).hexdigest() if body is not None else None
     return result
 
 

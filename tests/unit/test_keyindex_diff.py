@@ -78,7 +78,7 @@ def key(name: str) -> Any:
 def test_index_format_round_trips_and_every_alteration_is_refused() -> None:
     builder = keyindex.IndexBuilder(RECORDED, None)
     builder.add_lines([line(f"k{i}", i) for i in range(50)])
-    body = builder.finish()
+    body = builder.finish("0" * 64)
     assert body is not None and len(body) == keyindex.HEADER + 50 * 8
     part = PartEntry(name="part-00000-000000.ndjson.zst", segment=0, index=0, items=50, raw_bytes=1,
                      stored_bytes=1, sha256="0" * 64, key_index=hashlib.sha256(body).hexdigest())
@@ -97,6 +97,9 @@ def test_index_format_round_trips_and_every_alteration_is_refused() -> None:
     refused(body, "is not keyed", keyed=True)
     refused(b"XXXX" + body[4:], "not a cloudkeep key index")
     refused(body, "for a part of 49 items", items=49)
+    refused(body, "for a part of 51 items", items=51)
+    with pytest.raises(keyindex.KeyIndexError, match="another part"):
+        keyindex.parse_index(body, part.model_copy(update={"sha256": "1" * 64}), keyed=False)
     refused(body[:-8], "hashes in")
     swapped = body[: keyindex.HEADER] + body[keyindex.HEADER + 8 : keyindex.HEADER + 16] + \
         body[keyindex.HEADER : keyindex.HEADER + 8] + body[keyindex.HEADER + 16 :]
@@ -104,7 +107,7 @@ def test_index_format_round_trips_and_every_alteration_is_refused() -> None:
     # keyed (an encrypted snapshot): other hashes than the plain ones, flagged
     keyed = keyindex.IndexBuilder(RECORDED, b"k" * 32)
     keyed.add_lines([line("k1", 1)])
-    keyed_body = keyed.finish()
+    keyed_body = keyed.finish("0" * 64)
     assert keyed_body is not None and keyed_body[len(keyindex.MAGIC)] == keyindex.FLAG_KEYED
     assert keyindex.Hasher(None)(key("k1")) not in keyed_body
 
@@ -112,10 +115,10 @@ def test_index_format_round_trips_and_every_alteration_is_refused() -> None:
 def test_a_line_without_a_key_leaves_its_part_without_an_index() -> None:
     builder = keyindex.IndexBuilder(RECORDED, None)
     builder.add_lines([line("a", 1), b'{"Item": {"other": {"S": "x"}}}', line("b", 2)])
-    assert builder.finish() is None
+    assert builder.finish("0" * 64) is None
     none = keyindex.IndexBuilder({"type": "rds"}, None)
     none.add_lines([b"{}"])
-    assert none.finish() is None
+    assert none.finish("0" * 64) is None
 
 
 def test_backup_indexes_every_part_and_candidate_parts_skips_the_rest() -> None:
@@ -247,11 +250,13 @@ def test_snapshots_held_by_the_service_cannot_be_read_item_by_item() -> None:
     manifest = take(store, source)
     policy = policy_for()
     native = manifest.model_copy(update={"parts": [], "native": {"backup_arn": "arn:x"}})
-    with pytest.raises(itemdiff.SnapshotReadError, match="native backup"):
+    with pytest.raises(itemdiff.SnapshotReadError, match="native backup") as raised:
         trusted_chain(store, native, expect_for(policy, "a"), keyring_for(policy))
+    assert raised.value.exit_code == 2  # asking for it is bad usage, not a failed read
     opaque = manifest.model_copy(update={"codec": manifest.codec.model_copy(update={"framing": "opaque"})})
-    with pytest.raises(itemdiff.SnapshotReadError, match="export format"):
+    with pytest.raises(itemdiff.SnapshotReadError, match="export format") as raised:
         trusted_chain(store, opaque, expect_for(policy, "a"), keyring_for(policy))
+    assert raised.value.exit_code == 2
 
 
 def test_no_room_for_temporary_files_is_one_clear_error(tmp_path: Path,
@@ -284,3 +289,81 @@ def test_a_copy_goes_on_without_an_index_the_source_lost(tmp_path: Path) -> None
     report = verify_integrity(copy, manifest)
     assert [(p.part, p.check) for p in report.problems] == [(lost.name, "key index")]
     assert keyindex.candidate_parts(copy, manifest, [key("k00001")]) == manifest.parts
+
+
+def _rerecord(manifest: Manifest, part: PartEntry, body: bytes) -> Manifest:
+    """``manifest`` (unsigned: nothing authenticates it) edited to record ``body`` as
+    ``part``'s index — what a forger who can rewrite an unsigned manifest does."""
+    parts = [p.model_copy(update={"key_index": hashlib.sha256(body).hexdigest()})
+             if p.name == part.name else p for p in manifest.parts]
+    return manifest.model_copy(update={"parts": parts})
+
+
+def test_an_index_of_another_part_or_snapshot_or_a_short_one_never_hides_an_item() -> None:
+    """Unsigned manifest: an index moved from another part or another snapshot, or one with
+    fewer hashes than its part has items, with the manifest's sha256 made to match: refused
+    (verify names it), and the part holding the key is still read."""
+    store, source = MemoryStore(), DynamoShaped()
+    source.fill(120)
+    manifest = take(store, source)
+    holder = next(p for p in manifest.parts if any(
+        json.loads(x)["Item"]["pk"]["S"] == "k00007" for x in _lines(store, manifest, p)))
+    other = next(p for p in manifest.parts if p.name != holder.name and p.items == holder.items)
+    at = layout.key_index_key("a", manifest.snapshot_id, holder.name)
+    own = store.get(at)
+    later = take(store, source)  # the same keys, another snapshot
+    theirs = store.get(layout.key_index_key("a", later.snapshot_id, other.name))
+    moved = store.get(layout.key_index_key("a", manifest.snapshot_id, other.name))
+    count = int.from_bytes(own[keyindex.HEADER - 8 : keyindex.HEADER], "big")
+    short = own[: keyindex.HEADER - 8] + (count - 1).to_bytes(8, "big") + \
+        own[keyindex.HEADER : keyindex.HEADER + (count - 1) * 8]
+    empty = own[: keyindex.HEADER - 8] + bytes(8)
+    for forged in (moved, theirs, short, empty):
+        store.objects[at] = (forged, store.objects[at][1])
+        edited = _rerecord(manifest, holder, forged)
+        read = keyindex.candidate_parts(store, edited, [key("k00007")])
+        assert holder.name in {p.name for p in read}
+        (entry,) = [p for p in edited.parts if p.name == holder.name]
+        assert keyindex.check(store, edited, entry) is not None
+
+
+def test_find_without_temporary_space_is_one_clear_error(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """No room to spool a part: find stops with one error naming the temporary folder (not a
+    traceback, not every snapshot reported as unsearchable)."""
+    import tempfile
+
+    from cloudkeep import itemfind
+    from cloudkeep.itemread import TempSpaceError
+
+    store, source = MemoryStore(), DynamoShaped()
+    source.fill(5)
+    manifest = take(store, source)
+    policy = policy_for()
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    monkeypatch.setattr(tempfile, "tempdir", str(not_a_folder))
+    with pytest.raises(TempSpaceError, match="temporary .*file"):
+        itemfind.find(store, "a", [manifest], json.dumps({"pk": {"S": "k00001"}}),
+                      expect=expect_for(policy, "a"), keyring=keyring_for(policy))
+
+
+def test_verify_rebuilds_each_index_from_its_part_and_names_a_forged_one() -> None:
+    """An index crafted to pass every format check (its part's sha256, one hash per item,
+    sorted) but listing other keys, recorded by an edited unsigned manifest: verify, which
+    reads every line anyway, rebuilds the index and names it."""
+    store, source = MemoryStore(), DynamoShaped()
+    source.fill(40)
+    manifest = take(store, source)
+    assert verify_integrity(store, manifest).ok
+    part = manifest.parts[0]
+    builder = keyindex.IndexBuilder(RECORDED, None)
+    builder.add_lines([line(f"forged{i}", i) for i in range(part.items)])
+    forged = builder.finish(part.sha256)
+    assert forged is not None
+    at = layout.key_index_key("a", manifest.snapshot_id, part.name)
+    store.objects[at] = (forged, store.objects[at][1])
+    edited = _rerecord(manifest, part, forged)
+    report = verify_integrity(store, edited)
+    assert [(p.part, p.check) for p in report.problems] == [(part.name, "key index")]
+    assert "does not list" in report.problems[0].message
