@@ -133,6 +133,7 @@ def test_gcp_terraform() -> None:
     assert roles == {"roles/datastore.viewer", "roles/datastore.user",
                      "${google_project_iam_custom_role.firestore_import.id}",
                      "${google_project_iam_custom_role.firestore_export[0].id}",
+                     "${google_project_iam_custom_role.firestore_settings.id}",
                      "roles/eventarc.eventReceiver"}  # capture_firestore: Eventarc delivers as backup
     export = tf["google_project_iam_member"]["firestore_export"]
     assert export["count"] == "${var.firestore_export ? 1 : 0}"

@@ -72,6 +72,7 @@ def test_every_emulator_example_in_docs_is_marked_and_run() -> None:
     assert set(marked("aws.md")) == {"dynamodb restore"}
     assert set(marked("gcp.md")) == {"firestore restore", "firestore digest check"}
     assert set(marked("azure.md")) == {"cosmos restore"}
+    assert set(marked("partial-restore.md")) == {"partial restore"}
 
 
 def test_aws_restore_example(ddb_resource: Any, ddb_client: Any, tmp_path: Path) -> None:
@@ -91,6 +92,45 @@ def test_aws_restore_example(ddb_resource: Any, ddb_client: Any, tmp_path: Path)
     done = run_block(marked("aws.md")["dynamodb restore"], tmp_path)
     assert "restored orders@" in done.stdout
     assert scan_all(ddb_client, "orders_restored") == scan_all(ddb_client, table)
+
+
+def test_partial_restore_example(ddb_client: Any, tmp_path: Path) -> None:
+    """The three corrupted items of the live table ``orders`` are repaired from the snapshot by
+    the example's commands; the dry run first changes nothing; every other item stays as it is."""
+    if "orders" in ddb_client.list_tables()["TableNames"]:  # the example's fixed name
+        ddb_client.delete_table(TableName="orders")
+        ddb_client.get_waiter("table_not_exists").wait(TableName="orders")
+    ddb_client.create_table(
+        TableName="orders", BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                   {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "N"}])
+    ddb_client.get_waiter("table_exists").wait(TableName="orders")
+
+    def put(i: int, total: str) -> None:
+        ddb_client.put_item(TableName="orders", Item={
+            "pk": {"S": f"user#{i:03d}"}, "sk": {"N": str(i % 3)}, "total": {"N": total}})
+
+    for i in range(20):
+        put(i, str(i))
+    (tmp_path / "cloudkeep.yaml").write_text(yaml.safe_dump({
+        "version": 1, "stores": {"vault": {"type": "file", "path": "vault"}},
+        "tiers": {"standard": {"schedule": "0 2 * * *", "rpo": "26h", "retention": {"daily": 7}}},
+        "datasets": {"orders": {"source": {"type": "dynamodb", "table": "orders", "region": REGION},
+                                "tier": "standard", "store": "vault"}}}))
+    cloudkeep(tmp_path, "run", "orders")
+    for i in (3, 7, 11):
+        put(i, "-1")  # corrupted
+    put(5, "500")  # changed since the snapshot, on purpose: must stay
+    before = scan_all(ddb_client, "orders")
+    done = run_block(marked("partial-restore.md")["partial restore"], tmp_path)
+    dry, _ = json.JSONDecoder().raw_decode(done.stdout.lstrip())
+    assert dry["dry_run"] is True and dry["changed"] == 3 and dry["put"] == 3
+    assert "restored 3 selected items" in done.stdout
+    after = {item["pk"]["S"]: item["total"]["N"] for item in scan_all(ddb_client, "orders").values()}
+    assert after["user#003"] == "3" and after["user#007"] == "7" and after["user#011"] == "11"
+    assert after["user#005"] == "500" and len(after) == len(before) == 20
 
 
 def test_gcp_restore_and_digest_check_examples(firestore_rest: Any, gcp_project: str,
