@@ -74,13 +74,18 @@ def capture(cloud_event: Any) -> None:
     """A Firestore ``google.cloud.firestore.document.v1.written`` event (Eventarc; protobuf or
     JSON ``DocumentEventData``) → the change log of every continuous dataset that backs up the
     document. Raises when it could not be written, so Eventarc retries it (writes are
-    idempotent). ``CLOUDKEEP_CAPTURE_DATASETS`` (comma-separated) limits the datasets."""
+    idempotent). A malformed event is acknowledged, not retried: one error line, and a gap
+    recorded in the change log of the event's database. ``CLOUDKEEP_CAPTURE_DATASETS``
+    (comma-separated) limits the datasets."""
     policy = function.load(BUNDLED_POLICY)
     only = [n.strip() for n in os.environ.get("CLOUDKEEP_CAPTURE_DATASETS", "").split(",") if n.strip()]
+    source = str(cloud_event.get("source") or "")
+    database = source.split("firestore.googleapis.com/", 1)[1] if "firestore.googleapis.com/" in source else None
     reply = capture_gcp.capture_firestore_event(
-        policy, cloud_event.data, cloud_event.get("datacontenttype"), cloud_event["time"],
-        sink=LogSink(), only=only or None)
-    print(json.dumps({"severity": "INFO", "message": "captured", "reply": reply}, default=str))
+        policy, cloud_event.data, cloud_event.get("datacontenttype"), str(cloud_event.get("time") or ""),
+        sink=LogSink(), only=only or None, database=database)
+    if "error" not in reply:
+        print(json.dumps({"severity": "INFO", "message": "captured", "reply": reply}, default=str))
 
 
 @functions_framework.http

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from capturelog import latest_versions, logged_changes
-from cloudkeep.catalog import latest
+from cloudkeep.catalog import committed, latest
+from cloudkeep.changelog import list_gaps
 from cloudkeep.codec import listing_records
 from cloudkeep.policy import load_policy
 from cloudkeep.registry import store_for_dataset
@@ -22,6 +24,7 @@ from cloudkeep.sources.cosmos.codec import canonical
 from conftest import ROOT
 from fixtures_azure import cosmos_policy
 from helpers import cli
+from test_continuous_dynamodb import next_second
 
 pytestmark = [pytest.mark.emulator,
               pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
@@ -99,3 +102,43 @@ def test_cosmos_trigger_batches_capture_the_scan_readers_lines(
     for item_id, line in snapshot.items():
         key = json.dumps({"id": item_id, "partition_key": json.loads(line)["partition_key"]})
         assert final[key].line == line, item_id
+
+    # The trigger's latest-version feed reports no deletes: once a batch came through the
+    # trigger after the base snapshot, a moment after that snapshot is refused with the reason
+    # (restoring it would bring back an item deleted meanwhile), and the gap is recorded once.
+    carts.upsert_item({"id": "c3", "tenant": "t1", "n": 3})
+    later = feed(["c3"])
+    module.capture(later)
+    carts.delete_item("c2", partition_key="t2")  # never reaches the trigger
+    module.capture(later)  # delivered again: no second gap, no second alert
+    taken = manifest_capture_time(store, manifest)
+    gaps = [g for g in list_gaps(store, "carts") if "no deletes" in g.reason
+            and datetime.fromisoformat(g.recorded_at) > taken]
+    assert len(gaps) == 1 and gaps[0].end is None
+    assert gaps[0].start <= taken  # from the base snapshot (or the batch's first second) on
+    next_second()  # a moment inside the log's window, after the base snapshot
+    carts.upsert_item({"id": "c4", "tenant": "t1"})
+    module.capture(feed(["c4"]))
+    stamp = next(carts.query_items("SELECT c._ts FROM c WHERE c.id = 'c4'",
+                                   enable_cross_partition_query=True))["_ts"]
+    moment = (datetime.fromtimestamp(stamp - 1, UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    code, _, err = cli(capsys, "--policy", str(path), "restore", "carts", "--at", moment,
+                       "--into", "carts_then")
+    assert code == 2 and "reports no deletes" in err and "gap" in err, err
+    assert err.count("\n") == 1
+    names = {c["id"] for c in cosmos_client.get_database_client(cosmos_database).list_containers()}
+    assert "carts_then" not in names  # nothing written
+    # a poison document is not raised (the host would retry it, then skip it silently): the
+    # rest of its batch is captured and the document is a recorded gap
+    poison = func.DocumentList([func.Document.from_dict({"id": "bad", "tenant": "t1"}),
+                                *feed(["c1"])])
+    module.capture(poison)
+    assert [g.reason for g in list_gaps(store, "carts") if "bad Cosmos DB" in g.reason] == [
+        "1 bad Cosmos DB trigger document(s) on " + cosmos_database + "/carts not captured: "
+        "document 'bad' has no _ts"]
+
+
+def manifest_capture_time(store: Any, manifest: Any) -> datetime:
+    """The snapshot's capture time, as the catalog reports it."""
+    return next(s.captured_at for s in committed(store, "carts")
+                if s.snapshot_id == manifest.snapshot_id)

@@ -24,6 +24,8 @@ from tools.emulators import free_port
 
 from capturelog import latest_versions, logged_changes
 from cloudkeep.catalog import latest
+from cloudkeep.changelog import list_gaps
+from cloudkeep.changelog.format import format_time
 from cloudkeep.codec import canonical_json, listing_records
 from cloudkeep.policy import load_policy
 from cloudkeep.registry import store_for_dataset
@@ -154,7 +156,9 @@ def test_document_written_events_capture_the_scan_readers_lines(
     assert post(url, gcp_project, "users/alice/orders/o1", event_data(order, None), now) == 200
     assert post(url, gcp_project, "users/alice", event_data(alice_v2, alice_v1), now) == 200
     assert post(url, gcp_project, "other/zed", event_data(zed, None), now) == 200
-    assert post(url, gcp_project, "users/x", b"not a protobuf", now) >= 400
+    # a malformed event is acknowledged (Eventarc would retry it for days): one error line,
+    # and a gap from its time, so `restore --at` after it is refused until the next snapshot
+    assert post(url, gcp_project, "users/x", b"not a protobuf", now) == 200
 
     policy = load_policy(str(policy_path)).policy
     store = store_for_dataset(policy, "profiles")
@@ -164,6 +168,13 @@ def test_document_written_events_capture_the_scan_readers_lines(
     final = latest_versions(store, "profiles")
     assert final[json.dumps("users/bob")].event == "remove"
     assert final[json.dumps("users/bob")].line is None
+    gaps = list_gaps(store, "profiles")
+    assert len(gaps) == 1 and gaps[0].end is None and format_time(gaps[0].start) == format_time(now)
+    assert "bad Firestore document event" in gaps[0].reason
+    errors = [line for line in (policy_path.parent / "ff.log").read_text().splitlines()
+              if "bad Firestore document event" in line and '"ERROR"' in line]
+    assert len(errors) == 1, errors
+    assert "Traceback" not in (policy_path.parent / "ff.log").read_text()
 
     # a scan snapshot now: its lines are the captured lines, byte for byte
     code, _, err = cli(capsys, "--policy", str(policy_path), "run", "profiles")

@@ -243,3 +243,44 @@ def test_a_poison_record_is_retried_then_recorded_as_a_gap(
     code, _, err = cli(capsys, "--policy", str(path), "restore", "orders", "--at", at,
                        "--into", f"{name}-gap")
     assert code == 2 and "inside a gap in the change log" in err and "RetryAttemptsExhausted" in err
+
+
+def test_a_table_of_the_same_name_in_another_region_is_another_table(
+        ddb_local: Any, ddb_client: Any, table: tuple[str, str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records of ``orders`` in eu-west-1 enter only the dataset of that region's table, never
+    the log of a dataset backing up a table of the same name elsewhere; a stream of a table no
+    dataset captures is skipped (not failed)."""
+    from handlers import aws_capture
+
+    from cloudkeep.changelog import list_gaps
+    from cloudkeep.policy import load_policy
+    from cloudkeep.registry import store_for_dataset
+
+    name, stream_arn = table
+    path = policy_file(tmp_path, name)
+    doc = yaml.safe_load(path.read_text())
+    other = "eu-west-1" if REGION != "eu-west-1" else "us-west-2"
+    doc["datasets"]["orders_there"] = {**doc["datasets"]["orders"],
+                                       "source": {"type": "dynamodb", "table": name, "region": other}}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    monkeypatch.setenv("CLOUDKEEP_POLICY", str(path))
+    ddb_client.put_item(TableName=name, Item=item("p", 1, v={"N": "1"}))
+    records = [lambda_record(r, stream_arn) for r in stream_records(ddb_local.endpoint, stream_arn)]
+    here = [dict(r, eventSourceARN=":".join([*r["eventSourceARN"].split(":", 5)[:3], REGION,
+                                               *r["eventSourceARN"].split(":", 5)[4:]]))
+            for r in records]
+    stranger = [dict(r, eventSourceARN=r["eventSourceARN"].replace(f"table/{name}/", "table/nobody/"))
+                for r in records]
+    assert deliver(aws_capture.stream, here + stranger) == {"batchItemFailures": []}
+    policy = load_policy(str(path)).policy
+    assert list(store_for_dataset(policy, "orders").list("orders/changelog/"))
+    assert not list(store_for_dataset(policy, "orders_there").list("orders_there/changelog/"))
+    failure = {"DDBStreamBatchInfo": {
+        "shardId": "s", "startSequenceNumber": "1", "endSequenceNumber": "1", "batchSize": 1,
+        "approximateArrivalOfFirstRecord": "2026-12-07T10:00:00Z",
+        "streamArn": here[0]["eventSourceARN"]}}
+    sqs = {"Records": [{"messageId": "m-1", "body": json.dumps(failure), "eventSource": "aws:sqs"}]}
+    assert aws_capture.failures(sqs, LambdaContext()) == {"batchItemFailures": []}
+    store = store_for_dataset(policy, "orders")
+    assert len(list_gaps(store, "orders")) == 1 and list_gaps(store, "orders_there") == []

@@ -14,7 +14,7 @@ from ..errors import CloudkeepError, UsageError
 from ..metrics import MetricsSink
 from ..policy import Policy
 from ..registry import store_for_dataset
-from ..sources.dynamodb.events import stream_origin
+from ..sources.dynamodb.events import stream_origin, stream_region_matches
 from ..sources.dynamodb.stream import StreamRecordError, from_stream_record
 from ..sources.s3 import events as s3_events
 from .capture_events import continuous_datasets, gap, ingest_batch
@@ -22,6 +22,11 @@ from .capture_events import continuous_datasets, gap, ingest_batch
 log = logging.getLogger(__name__)
 
 MAX_RECORDS = 10_000  # a Lambda stream batch holds at most 10,000 records
+
+
+def _region(policy: Policy, dataset: str) -> str:
+    """The region of a DynamoDB dataset's table (its spec's required ``region``)."""
+    return str(policy.dataset(dataset).source.model_dump().get("region") or "")
 
 
 
@@ -47,7 +52,8 @@ def capture_dynamodb_stream(policy: Policy, event: Mapping[str, Any], *,
             break
         arn = str(record["eventSourceARN"])
         origin = stream_origin(arn)
-        names = continuous_datasets(policy, origin, only) if origin else []
+        names = [n for n in (continuous_datasets(policy, origin, only) if origin else [])
+                 if stream_region_matches(arn, _region(policy, n))]
         if not names:
             skipped += 1
             continue
@@ -103,7 +109,8 @@ def capture_stream_failure(policy: Policy, message: Mapping[str, Any], *,
               f"{info.get('shardId')}, sequence numbers {info.get('startSequenceNumber')} to "
               f"{info.get('endSequenceNumber')}, {info.get('batchSize')} record(s)")
     return [gap(policy, name, start, None, reason, sink)
-            for name in continuous_datasets(policy, origin, only)]
+            for name in continuous_datasets(policy, origin, only)
+            if stream_region_matches(str(info.get("streamArn")), _region(policy, name))]
 
 
 # ---------------------------------------------------------------- S3 event notifications

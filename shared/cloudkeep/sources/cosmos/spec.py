@@ -83,8 +83,9 @@ class CosmosSourceSpec(SourceModel):
     CONTINUOUS: ClassVar[str | None] = (
         "the container's change feed in all-versions-and-deletes mode (continuous backup on the "
         "account and a change feed retention on the container: the latest-version feed lists no "
-        "deletes); `cloudkeep capture` reads it with the account key, or the Cosmos DB trigger "
-        "handler")
+        "deletes); `cloudkeep capture` reads it with the account key. The Cosmos DB trigger "
+        "handler reads the latest-version feed: its log records a gap per snapshot interval "
+        "(no deletes), so `restore --at` refuses moments it captured")
     ITEM_KEYS: ClassVar[bool] = True
     KEY_FORM: ClassVar[str] = 'the id and partition key, e.g. {"id": "o1", "partition_key": "tenant-a"}'
 

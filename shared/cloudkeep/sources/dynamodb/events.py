@@ -12,3 +12,14 @@ def stream_origin(arn: str) -> str | None:
         return None
     table = parts[5][len("table/"):].split("/", 1)[0]
     return f"dynamodb:{table}" if table else None
+
+
+LOCAL_REGION = "ddblocal"  # the region DynamoDB Local puts in its ARNs (whatever the client's)
+
+
+def stream_region_matches(arn: str, region: str) -> bool:
+    """Whether a stream or table ARN is in ``region`` (a dataset's): a table of the same name
+    in another region is another table, whose changes must not enter this dataset's log.
+    DynamoDB Local's ARNs name no real region and match any."""
+    parts = arn.split(":", 5)
+    return len(parts) == 6 and parts[3] in (region, LOCAL_REGION)
