@@ -6,5 +6,5 @@ cheap: cloud SDKs are loaded only by the adapter that needs them (see :mod:`clou
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 FORMAT_VERSION = 1
