@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from conftest import REGION, unique
-from helpers import cli, scan_all
+from helpers import cli, cli_json, scan_all
 
 pytestmark = pytest.mark.emulator
 
@@ -172,14 +172,12 @@ def test_lambda_batches_twice_and_out_of_order_restore_at_any_moment(
     # a `capture --once` (the same stream through GetRecords: every change again, replayed to
     # the same state) records that the log is complete up to now
     newest = max(r["dynamodb"]["ApproximateCreationDateTime"] for r in records)
-    # every change is made: a whole second before this capture, which completes the log, and not
-    # before the newest change's (minute) stamp
-    now = max(datetime.now(UTC) - timedelta(seconds=1),
-              datetime.fromtimestamp(newest, UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    code, _, err = cli(capsys, "--policy", str(path), "capture", "orders", "--once")
-    assert code == 0, err
-    code, _, err = cli(capsys, "--policy", str(path), "restore", "orders", "--at", now,
-                       "--into", f"{name}-now")
+    # every change is made before this capture, which completes the log up to its `caught_up`
+    done = cli_json(capsys, "--policy", str(path), "capture", "orders", "--once")
+    assert done["caught_up"] is not None
+    assert done["caught_up"] >= datetime.fromtimestamp(newest, UTC).isoformat()[:19]
+    code, _, err = cli(capsys, "--policy", str(path), "restore", "orders", "--at",
+                       done["caught_up"], "--into", f"{name}-now")
     assert code == 0, err
     assert scan_all(ddb_client, f"{name}-now") == scan_all(ddb_client, name)
 

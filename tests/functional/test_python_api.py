@@ -57,7 +57,7 @@ def test_every_python_example_is_marked() -> None:
     text = DOC.read_text()
     assert len(re.findall(r"^```python$", text, re.M)) == len(examples())
     assert set(examples()) == {"python backup", "python verify", "python restore", "python list",
-                               "python holds"}
+                               "python holds", "python items"}
 
 
 def test_python_api_examples_back_up_verify_and_restore(orders: str, ddb_client: Any,
@@ -78,6 +78,9 @@ def test_python_api_examples_back_up_verify_and_restore(orders: str, ddb_client:
     assert out.startswith("orders@") and "'ok': True" in out  # the recorded verification
     out = run_example(docs["python holds"], tmp_path)
     assert "held orders@" in out and "still held by 0" in out
+    out = run_example(docs["python items"], tmp_path)  # one snapshot: diffed with itself
+    assert out.splitlines()[0] == "0 0 0 40", out
+    assert re.search(r"^\['\S+'\] \[\]$", out, re.M), out  # the snapshot holding the item
     # what the scripts did is what the CLI sees: one snapshot, verified, no hold left
     monkeypatch.chdir(tmp_path)  # the policy's file store is relative to the working folder
     listed = cli_json(capsys, "--policy", str(tmp_path / "cloudkeep.yaml"), "list", "orders")
