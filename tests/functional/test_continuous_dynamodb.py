@@ -117,7 +117,10 @@ def test_restore_at_a_moment_and_now_and_history(ddb_client: Any, tmp_path: Path
     assert [v["time"] for v in versions] == sorted(v["time"] for v in versions)
     gone = cli_json(capsys, "--policy", policy, "history", "orders", "--key", '{"pk": {"S": "k2"}}',
                     "--since", before)
-    assert [v["event"] for v in gone] == ["remove"] and gone[0]["item"] is None
+    # (DynamoDB Local stamps stream records to the minute, so the phase-1 update may carry a
+    # stamp after `before`: the versions since then end with the removal, and hold no snapshot)
+    assert gone[-1]["event"] == "remove" and gone[-1]["item"] is None
+    assert {v["event"] for v in gone} <= {"modify", "remove"} and len(gone) <= 2
 
     # a moment after the last capture is refused (exit 2), naming the end of the window
     later = iso(datetime.now(UTC) + timedelta(minutes=5))
